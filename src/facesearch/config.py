@@ -1,0 +1,75 @@
+"""Library configuration: one ``config.json`` per library folder, written when the library is created.
+
+It pins what must never change under an existing index (the embedding model) and holds the
+settings an operator may tune (detector upsampling and working size, index engine, threshold).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facesearch.errors import LibraryError
+from facesearch.models.detector import DetectorSettings
+from facesearch.models.embedder import DLIB_RESNET_KEY, OnnxModelSpec
+
+CONFIG_NAME = "config.json"
+FORMAT = 1
+DEFAULT_LIBRARY = "./facesearch-library"
+# Cosine similarity above which two faces are called the same person with dlib's ResNet.
+# Chosen on lfw-dev pairsDevTrain (see docs/accuracy.md); calibrated FMRs replace it later.
+DEFAULT_THRESHOLD = 0.925
+
+
+def default_library_path() -> Path:
+    return Path(os.environ.get("FACESEARCH_LIBRARY", DEFAULT_LIBRARY))
+
+
+@dataclass
+class LibraryConfig:
+    format: int = FORMAT
+    model: str = DLIB_RESNET_KEY
+    onnx_model: dict[str, Any] | None = None
+    index_engine: str = "auto"
+    threshold: float = DEFAULT_THRESHOLD
+    detector: dict[str, Any] = field(default_factory=lambda: asdict(DetectorSettings()))
+    max_pixels: int = 80_000_000
+    max_download_bytes: int = 50 * 1024 * 1024
+
+    def detector_settings(self) -> DetectorSettings:
+        return DetectorSettings(**self.detector)
+
+    def model_spec(self) -> OnnxModelSpec | None:
+        """The operator's ONNX model, or None for the built-in dlib ResNet."""
+        if self.onnx_model is None:
+            return None
+        spec = dict(self.onnx_model)
+        for key in ("mean", "std"):
+            if key in spec:
+                spec[key] = tuple(spec[key])
+        return OnnxModelSpec(**spec)
+
+    @classmethod
+    def load(cls, folder: Path) -> LibraryConfig:
+        path = folder / CONFIG_NAME
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LibraryError(f"cannot read library configuration {path}: {exc}") from exc
+        if data.get("format") != FORMAT:
+            raise LibraryError(
+                f"{path} has format {data.get('format')!r}; this facesearch reads format {FORMAT}"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise LibraryError(f"{path} has unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def save(self, folder: Path) -> None:
+        tmp = folder / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(tmp, folder / CONFIG_NAME)

@@ -1,0 +1,48 @@
+"""Errors a caller can act on. Each carries a short machine-readable ``code``."""
+
+from __future__ import annotations
+
+
+class FaceSearchError(Exception):
+    """Base class: every error facesearch raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ImageRejected(FaceSearchError):
+    """An input could not be used as an image (empty, corrupt, too large, not an image...)."""
+
+    code = "image_rejected"
+
+
+class FetchRefused(FaceSearchError):
+    """A URL was not fetched (private address, wrong content type, too large, timeout...)."""
+
+    code = "fetch_refused"
+
+
+class ModelError(FaceSearchError):
+    """A model file is missing, unreadable, or does not match what the library was built with."""
+
+    code = "model_error"
+
+
+class LibraryError(FaceSearchError):
+    """The library folder is unusable or inconsistent in a way we cannot repair automatically."""
+
+    code = "library_error"
+
+
+class NoFaceFound(FaceSearchError):
+    """A probe image holds no detectable face."""
+
+    code = "no_face"

@@ -1,0 +1,100 @@
+"""What to ingest: expand files, folders (recursively) and manifests into a stream of sources.
+
+Manifests are CSV (header row) or JSON Lines. Each row names a ``path`` or a ``url``; the optional
+``source_url`` (or ``page_url``) is the web page the photo came from; every other column is kept as
+free metadata. Relative paths in a manifest are relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facesearch.errors import FaceSearchError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
+PAGE_COLUMNS = ("source_url", "page_url")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One photo to ingest: a local path or a URL, with where it came from and free metadata."""
+
+    location: str
+    kind: str  # "file" or "url"
+    page_url: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+class ManifestError(FaceSearchError):
+    code = "bad_manifest"
+
+
+def expand(inputs: Iterable[str | Path]) -> Iterator[Source]:
+    """Yield every source named by the inputs, in a stable order."""
+    for item in inputs:
+        text = str(item)
+        if text.startswith(("http://", "https://")):
+            yield Source(location=text, kind="url")
+            continue
+        path = Path(text)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if child.suffix.lower() in IMAGE_SUFFIXES:
+                    yield Source(location=str(child.resolve()), kind="file")
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            yield from read_manifest(path)
+        else:
+            # Named explicitly: always attempted, so a missing or bad file gets a recorded reason.
+            yield Source(location=str(path.resolve()), kind="file")
+
+
+def read_manifest(path: Path) -> Iterator[Source]:
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"cannot open manifest {path}: {exc}") from exc
+    with handle:
+        if path.suffix.lower() == ".csv":
+            rows: Iterable[dict] = csv.DictReader(handle)
+        else:
+            rows = _jsonl_rows(handle, path)
+        for number, row in enumerate(rows, start=1):
+            yield _row_to_source(row, path, number)
+
+
+def _jsonl_rows(handle: Iterable[str], path: Path) -> Iterator[dict]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise ManifestError(f"{path} line {number}: not valid JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise ManifestError(f"{path} line {number}: expected a JSON object")
+        yield row
+
+
+def _row_to_source(row: dict, manifest: Path, number: int) -> Source:
+    row = {str(k).strip(): v for k, v in row.items() if k is not None}
+    url = (row.pop("url", None) or "").strip() if isinstance(row.get("url", ""), str) else ""
+    location = (row.pop("path", None) or "").strip() if isinstance(row.get("path", ""), str) else ""
+    page = None
+    for column in PAGE_COLUMNS:
+        value = row.pop(column, None)
+        if value and page is None:
+            page = str(value).strip()
+    meta = {k: v for k, v in row.items() if v not in (None, "")}
+    if url:
+        return Source(location=url, kind="url", page_url=page, meta=meta)
+    if location:
+        path = Path(location)
+        if not path.is_absolute():
+            path = manifest.parent / path
+        return Source(location=str(path.resolve()), kind="file", page_url=page, meta=meta)
+    raise ManifestError(f"{manifest} row {number}: needs a 'path' or a 'url'")

@@ -1,0 +1,173 @@
+"""The work done for each photo in a worker process: read, hash, decode, detect, align, embed.
+
+Each worker builds its own pipeline once (dlib detector, ONNX Runtime session on one thread) and
+processes chunks of sources; all faces of a chunk are embedded in one batch. Whatever goes wrong
+with one photo becomes a rejection with a reason: the chunk and the batch go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facesearch.errors import FaceSearchError
+from facesearch.ingest.decode import decode_image, sha256_hex
+from facesearch.ingest.fetch import fetch_url
+from facesearch.ingest.sources import Source
+from facesearch.models.detector import DetectorSettings, HogFaceDetector
+from facesearch.models.embedder import OnnxModelSpec, create_embedder
+from facesearch.models.pipeline import Face, FacePipeline
+from facesearch.store.catalog import NewFace, NewImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    catalog_path: str
+    models_dir: str
+    backend: str = "onnx"
+    model_spec: dict | None = None
+    detector: dict = field(default_factory=dict)
+    max_pixels: int = 80_000_000
+    max_download_bytes: int = 50 * 1024 * 1024
+    fetch_timeout: float = 15.0
+    allow_private_urls: bool = False
+    embed_threads: int = 1
+
+
+@dataclass
+class ItemResult:
+    source: Source
+    status: str  # "indexed", "duplicate" or "rejected"
+    code: str = ""
+    message: str = ""
+    image: NewImage | None = None
+    faces: list[NewFace] = field(default_factory=list)
+
+
+class Worker:
+    """Holds one process's pipeline; ``process`` turns a chunk of sources into results."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
+        embedder = create_embedder(
+            settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads
+        )
+        self.pipeline = FacePipeline(HogFaceDetector(DetectorSettings(**settings.detector)), embedder)
+        self._db: sqlite3.Connection | None = None
+
+    def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        pending: list[tuple[ItemResult, list[Face]]] = []
+        for source in sources:
+            try:
+                result, faces = self._prepare(collection_id, source)
+            except FaceSearchError as exc:
+                result, faces = ItemResult(source, "rejected", exc.code, str(exc)), []
+            except Exception as exc:  # one bad photo must never stop the batch
+                log.exception("unexpected failure on %s", source.location)
+                result, faces = (
+                    ItemResult(source, "rejected", "internal_error", f"{type(exc).__name__}: {exc}"),
+                    [],
+                )
+            results.append(result)
+            if result.status == "indexed":
+                pending.append((result, faces))
+        all_faces = [face for _, faces in pending for face in faces]
+        self.pipeline.embed_faces(all_faces)
+        for result, faces in pending:
+            result.faces = [to_new_face(face) for face in faces]
+        return results
+
+    def _prepare(self, collection_id: int, source: Source) -> tuple[ItemResult, list[Face]]:
+        data, location = self._read(source)
+        digest = sha256_hex(data)
+        if self._already_indexed(collection_id, digest):
+            return ItemResult(source, "duplicate", "duplicate", "same bytes already in this collection"), []
+        decoded = decode_image(data, max_pixels=self.settings.max_pixels)
+        faces = self.pipeline.find_faces(decoded.rgb)
+        image = NewImage(
+            sha256=digest,
+            source=source.location,
+            source_kind=source.kind,
+            page_url=source.page_url,
+            meta=dict(source.meta, **({"fetched_url": location} if location != source.location else {})),
+            format=decoded.format,
+            width=decoded.width,
+            height=decoded.height,
+            size_bytes=len(data),
+            exif_time=decoded.exif_time,
+        )
+        return ItemResult(source, "indexed", image=image), faces
+
+    def _read(self, source: Source) -> tuple[bytes, str]:
+        if source.kind == "url":
+            fetched = fetch_url(
+                source.location,
+                timeout=self.settings.fetch_timeout,
+                max_bytes=self.settings.max_download_bytes,
+                allow_private=self.settings.allow_private_urls,
+            )
+            return fetched.data, fetched.url
+        return read_file(Path(source.location), self.settings.max_download_bytes * 4), source.location
+
+    def _already_indexed(self, collection_id: int, digest: str) -> bool:
+        """Skip the costly detection for bytes already stored (read-only, never blocks the writer)."""
+        if self._db is None:
+            uri = Path(self.settings.catalog_path).resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30)
+        row = self._db.execute(
+            "SELECT 1 FROM images WHERE collection_id = ? AND sha256 = ? LIMIT 1", (collection_id, digest)
+        ).fetchone()
+        return row is not None
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    from facesearch.errors import ImageRejected
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise ImageRejected(f"{path}: no such file", code="not_found") from exc
+    except OSError as exc:
+        raise ImageRejected(f"{path}: cannot read ({exc.strerror})", code="unreadable") from exc
+    if path.is_dir():
+        raise ImageRejected(f"{path}: is a folder, not a photo", code="not_a_file")
+    if size > max_bytes:
+        raise ImageRejected(f"{path}: {size} bytes is over the {max_bytes}-byte limit", code="too_large")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageRejected(f"{path}: cannot read ({exc.strerror})", code="unreadable") from exc
+
+
+def to_new_face(face: Face) -> NewFace:
+    return NewFace(
+        face_index=face.index,
+        box=tuple(int(v) for v in face.box),  # type: ignore[arg-type]
+        landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+        det_score=round(float(face.det_score), 4),
+        quality=float(face.quality),
+        embedding=face.embedding,  # type: ignore[arg-type]
+        thumbnail=face.thumbnail,
+    )
+
+
+# Process-pool plumbing: one Worker per process, built by the pool's initializer.
+_WORKER: Worker | None = None
+
+
+def init_worker(settings: WorkerSettings) -> None:
+    global _WORKER
+    logging.basicConfig(level=logging.WARNING)
+    _WORKER = Worker(settings)
+
+
+def run_chunk(collection_id: int, sources: list[Source]) -> list[ItemResult]:
+    if _WORKER is None:
+        raise RuntimeError("worker process was not initialised")
+    return _WORKER.process(collection_id, sources)

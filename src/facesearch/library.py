@@ -1,0 +1,366 @@
+"""The embedded library: a folder with a catalog, a vector index, cached models and a config.
+
+    lib = Library.open("photos-library")
+    lib.index(["/photos/2024"], collection="archive")
+    result = lib.search("probe.jpg", top_k=20)
+    lib.verify("a.jpg", "b.jpg")
+    lib.remove(source="/photos/2024/x.jpg")
+
+Everything the CLI does goes through this class; the CLI only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.config import LibraryConfig, default_library_path
+from facesearch.errors import FaceSearchError, LibraryError, ModelError
+from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
+from facesearch.ingest.sources import Source, expand
+from facesearch.ingest.worker import ItemResult, WorkerSettings
+from facesearch.models.detector import HogFaceDetector
+from facesearch.models.embedder import (
+    DLIB_RESNET_KEY,
+    Embedder,
+    ModelInfo,
+    create_embedder,
+    dlib_resnet_info,
+)
+from facesearch.models.pipeline import FacePipeline
+from facesearch.search.results import SearchResult, VerifyResult
+from facesearch.search.searcher import Searcher
+from facesearch.store.catalog import Catalog, RemovalReceipt
+from facesearch.store.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+CATALOG_NAME = "catalog.sqlite"
+INDEX_NAME = "index.faiss"
+MODELS_DIR = "models"
+LOCK_NAME = "write.lock"
+
+
+class Library:
+    """A face library on disk. Open with :meth:`open`; close (or use as a context manager) when done."""
+
+    def __init__(self, folder: Path, config: LibraryConfig, embedder_backend: str = "onnx") -> None:
+        self.folder = folder
+        self.config = config
+        self.embedder_backend = embedder_backend
+        self.catalog = Catalog(folder / CATALOG_NAME)
+        self.model_info = self._model_info()
+        self.model_id = self.catalog.ensure_model(self.model_info)
+        self._check_single_model()
+        self._pipeline: FacePipeline | None = None
+        self.vector_index = self._load_index()
+
+    # opening ------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        embedder: str = "onnx",
+        create: bool = True,
+        onnx_model: dict | None = None,
+        index_engine: str | None = None,
+    ) -> Library:
+        """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
+
+        ``embedder`` picks the runtime for dlib's ResNet: ``onnx`` (fast) or ``dlib`` (reference).
+        ``onnx_model`` (only when creating) configures another ONNX face model instead.
+        """
+        folder = Path(path) if path is not None else default_library_path()
+        if (folder / "config.json").is_file():
+            config = LibraryConfig.load(folder)
+            if onnx_model is not None and config.onnx_model != onnx_model:
+                raise LibraryError(f"{folder} was built with another model; an index never mixes models")
+        elif create:
+            if folder.exists() and any(folder.iterdir()):
+                raise LibraryError(f"{folder} is not empty and is not a facesearch library")
+            folder.mkdir(parents=True, exist_ok=True)
+            config = LibraryConfig(onnx_model=onnx_model, index_engine=index_engine or "auto")
+            if onnx_model is not None:
+                config.model = onnx_model["key"]
+            config.save(folder)
+        else:
+            raise LibraryError(f"no facesearch library at {folder}", code="no_library")
+        return cls(folder, config, embedder)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # models -------------------------------------------------------------------------------------
+
+    def _model_info(self) -> ModelInfo:
+        if self.config.model == DLIB_RESNET_KEY and self.config.onnx_model is None:
+            return dlib_resnet_info()
+        return self.embedder.info
+
+    def _check_single_model(self) -> None:
+        keys = {m.key for m in self.catalog.models()}
+        if keys - {self.model_info.key}:
+            raise LibraryError(f"catalog holds embeddings of {sorted(keys)}: an index never mixes models")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.folder / MODELS_DIR
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.pipeline.embedder
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        """The face pipeline, built on first use (loading models costs a second or two)."""
+        if self._pipeline is None:
+            spec = self.config.model_spec()
+            embedder = create_embedder(self.embedder_backend, self.models_dir, spec)
+            self._pipeline = FacePipeline(HogFaceDetector(self.config.detector_settings()), embedder)
+        return self._pipeline
+
+    # the vector index ---------------------------------------------------------------------------
+
+    @property
+    def index_path(self) -> Path:
+        return self.folder / INDEX_NAME
+
+    def _load_index(self) -> VectorIndex:
+        try:
+            index, _ = VectorIndex.load(self.index_path)
+        except LibraryError as exc:
+            if self.index_path.exists():
+                log.warning("%s; rebuilding it from the catalog", exc)
+            return self.rebuild_index()
+        if index.dim != self.model_info.dim:
+            log.warning("vector index dimension %d != model's %d; rebuilding", index.dim, self.model_info.dim)
+            return self.rebuild_index()
+        if len(index) != self.catalog.face_count():
+            self._reconcile(index)
+        return index
+
+    def rebuild_index(self) -> VectorIndex:
+        """Build the vector index afresh from the embeddings stored in the catalog."""
+        index = VectorIndex(self.model_info.dim, self.config.index_engine)
+        for ids, vectors in self.catalog.iter_embeddings():
+            index.add(ids, vectors)
+        self.vector_index = index
+        self.save_index()
+        return index
+
+    def _reconcile(self, index: VectorIndex) -> dict:
+        """Make the index hold exactly the catalog's faces (after a crash between commit and save)."""
+        in_catalog = self.catalog.all_face_ids()
+        in_index = index.ids()
+        if index.tombstones:
+            in_index = in_index[~np.isin(in_index, np.fromiter(index.tombstones, np.int64))]
+        missing = np.setdiff1d(in_catalog, in_index)
+        extra = np.setdiff1d(in_index, in_catalog)
+        if len(extra):
+            index.remove(extra)
+        if len(missing):
+            wanted = set(missing.tolist())
+            for ids, vectors in self.catalog.iter_embeddings():
+                keep = np.fromiter((i in wanted for i in ids.tolist()), bool, len(ids))
+                if keep.any():
+                    index.add(ids[keep], vectors[keep])
+        log.info("vector index reconciled: %d added, %d removed", len(missing), len(extra))
+        self.vector_index = index
+        self.save_index()
+        return {"added": int(len(missing)), "removed": int(len(extra))}
+
+    def save_index(self) -> None:
+        self.vector_index.save(self.index_path, {"model": self.model_info.key})
+
+    # ingestion ----------------------------------------------------------------------------------
+
+    def index(
+        self,
+        inputs: Iterable[str | Path],
+        *,
+        collection: str = "default",
+        workers: int | None = None,
+        allow_private_urls: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Index files, folders, manifests and URLs into a collection. Resumable; see ingest.runner."""
+        with self._write_lock():
+            collection_id = self.catalog.collection_id(collection)
+            if collection_id is None:
+                raise LibraryError(f"cannot create collection {collection!r}")
+            known = self.catalog.known_sources(collection_id)
+            sources: list[Source] = []
+            report = IngestReport(collection=collection)
+            for source in expand(inputs):
+                if source.location in known:
+                    report.already_indexed += 1
+                else:
+                    known.add(source.location)
+                    sources.append(source)
+            report.total = len(sources) + report.already_indexed
+            if self.config.onnx_model is None and self.embedder_backend == "onnx":
+                from facesearch.models.embedder import converted_dlib_resnet
+
+                converted_dlib_resnet(self.models_dir)  # convert once, before the workers start
+            run = IngestRun(
+                self._worker_settings(allow_private_urls, workers),
+                store=lambda result: self._store(collection_id, result),
+                checkpoint=self.save_index,
+                workers=workers or os.cpu_count() or 1,
+            )
+            return run.run(collection_id, report, sources, progress)
+
+    def _worker_settings(self, allow_private_urls: bool, workers: int | None) -> WorkerSettings:
+        return WorkerSettings(
+            catalog_path=str(self.folder / CATALOG_NAME),
+            models_dir=str(self.models_dir),
+            backend=self.embedder_backend,
+            model_spec=self.config.onnx_model,
+            detector=asdict(self.config.detector_settings()),
+            max_pixels=self.config.max_pixels,
+            max_download_bytes=self.config.max_download_bytes,
+            allow_private_urls=allow_private_urls,
+            embed_threads=1 if (workers or os.cpu_count() or 1) > 1 else 0,
+        )
+
+    def _store(self, collection_id: int, result: ItemResult) -> tuple[int, list[int]] | None:
+        if result.status == "rejected":
+            self.catalog.record_rejection(collection_id, result.source.location, result.code, result.message)
+            return None
+        if result.image is None:
+            return None
+        stored = self.catalog.add_image(collection_id, self.model_id, result.image, result.faces)
+        if stored is not None and stored[1]:
+            self.vector_index.add(np.asarray(stored[1]), np.stack([f.embedding for f in result.faces]))
+        return stored
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """One writer per library at a time (a second ``index`` waits rather than corrupting the index)."""
+        with open(self.folder / LOCK_NAME, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # search and compare -------------------------------------------------------------------------
+
+    @property
+    def searcher(self) -> Searcher:
+        return Searcher(self)
+
+    def search(
+        self,
+        probe: str | Path | bytes,
+        *,
+        top_k: int = 20,
+        collection: str | None = None,
+        face: int | None = None,
+    ) -> SearchResult:
+        """Find indexed faces like each face in the probe (or only face number ``face``)."""
+        return self.searcher.search(probe, top_k=top_k, collection=collection, face=face)
+
+    def verify(self, a: str | Path | bytes, b: str | Path | bytes) -> VerifyResult:
+        """Are the largest faces in two photos the same person?"""
+        return self.searcher.verify(a, b)
+
+    def faces(self, image: str | Path | bytes) -> list[dict]:
+        """The faces detected in a photo (box, landmarks, scores), without searching."""
+        return self.searcher.faces(image)
+
+    # removal, stats, doctor ---------------------------------------------------------------------
+
+    def remove(
+        self,
+        *,
+        image_id: int | None = None,
+        source: str | None = None,
+        collection: str | None = None,
+    ) -> RemovalReceipt:
+        """Remove photos by image id, source (path or URL) or a whole collection; effective at once."""
+        if sum(x is not None for x in (image_id, source, collection)) != 1:
+            raise FaceSearchError(
+                "remove needs exactly one of image_id, source or collection", code="bad_request"
+            )
+        with self._write_lock():
+            if collection is not None:
+                cid = self.catalog.collection_id(collection, create=False)
+                if cid is None:
+                    raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
+                receipt = self.catalog.remove_images(collection_id=cid, drop_collection=True)
+            elif image_id is not None:
+                receipt = self.catalog.remove_images(image_ids=[image_id])
+            else:
+                resolved = source if "://" in str(source) else str(Path(str(source)).resolve())
+                receipt = self.catalog.remove_images(source=resolved)
+                if not receipt.image_ids and resolved != source:
+                    receipt = self.catalog.remove_images(source=str(source))
+            self.vector_index.remove(np.asarray(receipt.face_ids, dtype=np.int64))
+            self.save_index()
+        return receipt
+
+    def stats(self) -> dict:
+        stats = self.catalog.stats()
+        stats.update(
+            library=str(self.folder),
+            model=asdict(self.model_info),
+            index={
+                "engine": self.vector_index.engine,
+                "vectors": len(self.vector_index),
+                "tombstones": len(self.vector_index.tombstones),
+            },
+        )
+        return stats
+
+    def doctor(self, repair: bool = True) -> dict:
+        """Check that the vector index holds exactly the catalog's faces; repair if asked."""
+        problems: list[str] = []
+        try:
+            index, _ = VectorIndex.load(self.index_path)
+        except LibraryError as exc:
+            problems.append(str(exc))
+            index = None
+        in_catalog = self.catalog.all_face_ids()
+        if index is not None:
+            live = index.ids()
+            if index.tombstones:
+                live = live[~np.isin(live, np.fromiter(index.tombstones, np.int64))]
+            missing = np.setdiff1d(in_catalog, live)
+            extra = np.setdiff1d(live, in_catalog)
+            if len(missing):
+                problems.append(f"{len(missing)} faces in the catalog are missing from the index")
+            if len(extra):
+                problems.append(f"{len(extra)} vectors in the index have no face in the catalog")
+            if index.dim != self.model_info.dim:
+                problems.append(f"index dimension {index.dim} != model dimension {self.model_info.dim}")
+        repaired = False
+        if problems and repair:
+            self.rebuild_index()
+            repaired = True
+        return {
+            "ok": not problems,
+            "problems": problems,
+            "repaired": repaired,
+            "faces": int(len(in_catalog)),
+            "vectors": len(self.vector_index),
+        }
+
+    def ensure_model_compatible(self, other: ModelInfo) -> None:
+        if other.key != self.model_info.key:
+            raise ModelError(f"this library's index was built with {self.model_info.key}, not {other.key}")

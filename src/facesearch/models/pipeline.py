@@ -1,0 +1,62 @@
+"""The face pipeline: detect, align, score quality, embed. One :class:`Face` record per face."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facesearch.models.align import face_chip, quality_score, thumbnail_jpeg
+from facesearch.models.detector import HogFaceDetector
+from facesearch.models.embedder import Embedder
+
+
+@dataclass
+class Face:
+    """Everything we know about one face in one image."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray
+    det_score: float
+    quality: float
+    thumbnail: bytes
+    chip: np.ndarray
+    embedding: np.ndarray | None = None
+
+
+class FacePipeline:
+    """Composes a detector and an embedder. Chips are embedded in one batch per call."""
+
+    def __init__(self, detector: HogFaceDetector, embedder: Embedder) -> None:
+        self.detector = detector
+        self.embedder = embedder
+
+    def find_faces(self, rgb: np.ndarray) -> list[Face]:
+        """Detect and align every face (largest first), without embedding."""
+        faces = []
+        for i, det in enumerate(self.detector.detect(rgb)):
+            chip = face_chip(rgb, det, self.embedder.chip_size, self.embedder.chip_padding)
+            faces.append(
+                Face(
+                    index=i,
+                    box=det.box,
+                    landmarks=det.landmarks,
+                    det_score=det.score,
+                    quality=quality_score(chip, det),
+                    thumbnail=thumbnail_jpeg(rgb, det.box),
+                    chip=chip,
+                )
+            )
+        return faces
+
+    def embed_faces(self, faces: list[Face]) -> list[Face]:
+        """Fill in the embeddings of faces (from one or many images) in one batch."""
+        if faces:
+            vectors = self.embedder.embed(np.stack([f.chip for f in faces]))
+            for face, vector in zip(faces, vectors, strict=True):
+                face.embedding = vector
+        return faces
+
+    def analyse(self, rgb: np.ndarray) -> list[Face]:
+        return self.embed_faces(self.find_faces(rgb))

@@ -1,0 +1,145 @@
+"""Search and verification over a library: probe photo → faces → nearest indexed faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.ingest.decode import decode_image, sha256_hex
+from facesearch.ingest.worker import read_file
+from facesearch.models.pipeline import Face
+from facesearch.search.results import Candidate, ImageRef, ProbeFace, SearchResult, VerifyResult
+
+if TYPE_CHECKING:
+    from facesearch.library import Library
+
+MAX_TOP_K = 1000
+
+
+class Searcher:
+    def __init__(self, library: Library) -> None:
+        self.lib = library
+
+    def load(self, probe: str | Path | bytes) -> tuple[np.ndarray, str]:
+        """Decode a probe given as a path or as bytes; returns RGB pixels and the SHA-256 of the bytes."""
+        if isinstance(probe, bytes):
+            data = probe
+        else:
+            data = read_file(Path(probe), self.lib.config.max_download_bytes)
+        return decode_image(data, max_pixels=self.lib.config.max_pixels).rgb, sha256_hex(data)
+
+    def probe_faces(self, probe: str | Path | bytes, face: int | None = None) -> tuple[list[Face], str]:
+        rgb, digest = self.load(probe)
+        faces = self.lib.pipeline.find_faces(rgb)
+        if not faces:
+            raise NoFaceFound(
+                f"no face found in the probe {probe if not isinstance(probe, bytes) else ''}".strip()
+            )
+        if face is not None:
+            if not 0 <= face < len(faces):
+                raise FaceSearchError(
+                    f"the probe has {len(faces)} face(s): choose a face from 0 to {len(faces) - 1}",
+                    code="bad_face",
+                )
+            faces = [faces[face]]
+        return self.lib.pipeline.embed_faces(faces), digest
+
+    def search(
+        self,
+        probe: str | Path | bytes,
+        *,
+        top_k: int = 20,
+        collection: str | None = None,
+        face: int | None = None,
+    ) -> SearchResult:
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
+        allowed = None
+        if collection is not None:
+            cid = self.lib.catalog.collection_id(collection, create=False)
+            if cid is None:
+                raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
+            allowed = self.lib.catalog.face_ids_in_collection(cid)
+        faces, digest = self.probe_faces(probe, face)
+        index = self.lib.vector_index
+        threshold = self.lib.config.threshold
+        queries = np.stack([f.embedding for f in faces])
+        results: list[ProbeFace] = []
+        if len(index) == 0 or (allowed is not None and len(allowed) == 0):
+            scores = np.zeros((len(faces), 0), np.float32)
+            ids = np.zeros((len(faces), 0), np.int64)
+        else:
+            scores, ids = index.search(queries, top_k, allowed=allowed)
+        rows = self.lib.catalog.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
+        for face_obj, face_scores, face_ids in zip(faces, scores, ids, strict=True):
+            candidates: list[Candidate] = []
+            for score, face_id in zip(face_scores, face_ids, strict=True):
+                row = rows.get(int(face_id))
+                if row is None:  # removed since the index was loaded, or an empty slot
+                    continue
+                image = row.image
+                candidates.append(
+                    Candidate(
+                        rank=len(candidates) + 1,
+                        similarity=round(float(score), 4),
+                        passes_threshold=bool(score >= threshold),
+                        face_id=row.id,
+                        collection=image.collection.name,
+                        box=list(row.box),
+                        quality=row.quality,
+                        image=ImageRef(
+                            image_id=image.id,
+                            path=image.source if image.source_kind == "file" else None,
+                            source_url=image.source if image.source_kind == "url" else None,
+                            page_url=image.page_url,
+                            sha256=image.sha256,
+                        ),
+                    )
+                )
+            results.append(
+                ProbeFace(
+                    face=face_obj.index,
+                    box=list(face_obj.box),
+                    det_score=round(face_obj.det_score, 4),
+                    quality=face_obj.quality,
+                    candidates=candidates,
+                )
+            )
+        return SearchResult(
+            faces=results,
+            threshold=threshold,
+            model=self.lib.model_info.key,
+            gallery_size=len(index) if allowed is None else int(len(allowed)),
+            top_k=top_k,
+            collection=collection,
+            probe_sha256=digest,
+        )
+
+    def verify(self, a: str | Path | bytes, b: str | Path | bytes) -> VerifyResult:
+        face_a = self.probe_faces(a)[0][0]
+        face_b = self.probe_faces(b)[0][0]
+        similarity = float(np.dot(face_a.embedding, face_b.embedding))
+        threshold = self.lib.config.threshold
+        return VerifyResult(
+            same_person=similarity >= threshold,
+            similarity=round(similarity, 4),
+            threshold=threshold,
+            model=self.lib.model_info.key,
+            faces=[{"box": list(f.box), "quality": f.quality} for f in (face_a, face_b)],
+        )
+
+    def faces(self, image: str | Path | bytes) -> list[dict]:
+        rgb, _ = self.load(image)
+        return [
+            {
+                "face": f.index,
+                "box": list(f.box),
+                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
+                "det_score": round(f.det_score, 4),
+                "quality": f.quality,
+            }
+            for f in self.lib.pipeline.find_faces(rgb)
+        ]

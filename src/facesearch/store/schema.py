@@ -1,0 +1,98 @@
+"""The catalog's tables (SQLAlchemy 2 ORM). The catalog is the source of truth; the vector index
+is derived from the embeddings stored here and can always be rebuilt from them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRow(Base):
+    """An embedding model: name, version, source and licence of what made each embedding."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(500))
+    licence: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int]
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CollectionRow(Base):
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImageRow(Base):
+    """One photo. The same bytes are stored once per collection (SHA-256 of the file)."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("collection_id", "sha256"), Index("ix_images_source", "source"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(4000))
+    source_kind: Mapped[str] = mapped_column(String(10))  # "file" or "url"
+    page_url: Mapped[str | None] = mapped_column(String(4000))
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+    format: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int]
+    height: Mapped[int]
+    size_bytes: Mapped[int]
+    exif_time: Mapped[datetime | None]
+    face_count: Mapped[int] = mapped_column(default=0)
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    faces: Mapped[list[FaceRow]] = relationship(back_populates="image", cascade="all, delete-orphan")
+    collection: Mapped[CollectionRow] = relationship()
+
+
+class FaceRow(Base):
+    __tablename__ = "faces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    face_index: Mapped[int]
+    left: Mapped[int]
+    top: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    landmarks: Mapped[list] = mapped_column(JSON)
+    det_score: Mapped[float]
+    quality: Mapped[float]
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)
+    image: Mapped[ImageRow] = relationship(back_populates="faces")
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.width, self.height)
+
+
+class RejectionRow(Base):
+    """A source that could not be indexed, with the reason. Kept so that nothing is lost silently."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (UniqueConstraint("collection_id", "source"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(4000))
+    code: Mapped[str] = mapped_column(String(50))
+    message: Mapped[str] = mapped_column(String(2000))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

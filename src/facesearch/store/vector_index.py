@@ -1,0 +1,220 @@
+"""The vector index: one interface (add, search, remove, save), engines chosen by a factory string.
+
+Engines (FAISS, inner product on unit vectors = cosine similarity):
+
+* ``"Flat"``: exact search. Best below ~100k faces, where scanning everything takes a few ms.
+* ``"HNSW32"`` (any ``HNSW<M>``): a graph index for large galleries, sub-millisecond at 1M faces.
+  HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search at
+  once, and dropped for good by :meth:`VectorIndex.compact` (rebuild).
+* ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW on save.
+
+The index is derived data: the catalog stores every embedding and can rebuild it (``doctor``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from facesearch.errors import LibraryError
+
+log = logging.getLogger(__name__)
+
+AUTO_THRESHOLD = 100_000
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+EXACT_FILTER_LIMIT = 20_000
+
+
+class VectorIndex:
+    def __init__(self, dim: int, engine: str = "auto", auto_threshold: int = AUTO_THRESHOLD) -> None:
+        self.dim = dim
+        self.requested = engine
+        self.auto_threshold = auto_threshold
+        self.ef_search = HNSW_EF_SEARCH
+        self.tombstones: set[int] = set()
+        self._index = self._new(self._initial_engine())
+        self.max_id = 0
+
+    # construction -------------------------------------------------------------------------------
+
+    def _initial_engine(self) -> str:
+        return "Flat" if self.requested == "auto" else self.requested
+
+    def _new(self, engine: str) -> faiss.Index:
+        if engine == "Flat":
+            inner = faiss.IndexFlatIP(self.dim)
+        elif engine.startswith("HNSW"):
+            try:
+                m = int(engine[4:] or 32)
+            except ValueError as exc:
+                raise LibraryError(f"bad HNSW engine {engine!r}: use HNSW<M>, e.g. HNSW32") from exc
+            inner = faiss.IndexHNSWFlat(self.dim, m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        else:
+            raise LibraryError(f"unknown index engine {engine!r}: choose auto, Flat or HNSW<M>")
+        self.engine = engine
+        return faiss.IndexIDMap2(inner)
+
+    # the interface ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal) - len(self.tombstones)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise LibraryError(
+                f"vectors of dimension {vectors.shape[-1]} cannot go into a {self.dim}-d index"
+            )
+        if len(ids) == 0:
+            return
+        self._index.add_with_ids(vectors, ids)
+        self.max_id = max(self.max_id, int(ids.max()))
+        if self.requested == "auto" and self.engine == "Flat" and self._index.ntotal >= self.auto_threshold:
+            self._convert("HNSW32")
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (similarities, ids) per query; ids are -1 where fewer than k exist.
+
+        ``allowed`` restricts the search to those ids (a collection filter); tombstones are never returned.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(k, max(1, len(self))))
+        if allowed is not None and self.engine != "Flat" and len(allowed) <= EXACT_FILTER_LIMIT:
+            return self._exact_among(queries, k, allowed)
+        params = self._params(allowed)
+        scores, ids = self._index.search(queries, k, params=params)
+        return scores, ids
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids from search at once. Flat deletes in place; HNSW keeps tombstones until compaction."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return 0
+        if self.engine == "Flat":
+            return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        present = set(self.ids().tolist())
+        new = {int(i) for i in ids if int(i) in present} - self.tombstones
+        self.tombstones |= new
+        return len(new)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def vectors(self) -> np.ndarray:
+        n = int(self._index.ntotal)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self._index.index.reconstruct_n(0, n)
+
+    def compact(self) -> None:
+        """Rebuild without tombstones (HNSW), so removed vectors are gone from memory and disk."""
+        if not self.tombstones:
+            return
+        ids, vectors = self.ids(), self.vectors()
+        keep = ~np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64))
+        self.tombstones = set()
+        self._index = self._new(self.engine)
+        if keep.any():
+            self._index.add_with_ids(np.ascontiguousarray(vectors[keep]), ids[keep])
+
+    # persistence --------------------------------------------------------------------------------
+
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """Write atomically (temp file + rename): a crash never leaves half an index behind."""
+        tmp = path.with_suffix(".tmp")
+        faiss.write_index(self._index, str(tmp))
+        os.replace(tmp, path)
+        meta = {
+            "dim": self.dim,
+            "requested": self.requested,
+            "engine": self.engine,
+            "ntotal": int(self._index.ntotal),
+            "max_id": self.max_id,
+            "tombstones": sorted(self.tombstones),
+            **(extra or {}),
+        }
+        meta_tmp = path.with_suffix(".json.tmp")
+        meta_tmp.write_text(json.dumps(meta))
+        os.replace(meta_tmp, meta_path(path))
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[VectorIndex, dict]:
+        """Load an index and its metadata; raises LibraryError if either is missing or corrupt."""
+        try:
+            meta = json.loads(meta_path(path).read_text())
+            raw = faiss.read_index(str(path))
+        except Exception as exc:  # faiss raises RuntimeError; json ValueError; missing files OSError
+            raise LibraryError(f"vector index at {path} is missing or unreadable: {exc}") from exc
+        if int(raw.ntotal) != int(meta.get("ntotal", -1)) or raw.d != meta.get("dim"):
+            raise LibraryError(f"vector index at {path} does not match its metadata")
+        index = cls.__new__(cls)
+        index.dim = int(meta["dim"])
+        index.requested = meta["requested"]
+        index.auto_threshold = int(meta.get("auto_threshold", AUTO_THRESHOLD))
+        index.ef_search = HNSW_EF_SEARCH
+        index.engine = meta["engine"]
+        index.tombstones = set(int(i) for i in meta.get("tombstones", []))
+        index.max_id = int(meta["max_id"])
+        index._index = raw
+        return index, meta
+
+    # internals ----------------------------------------------------------------------------------
+
+    def _params(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
+        selector = None
+        if allowed is not None:
+            allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+            if self.tombstones:
+                allowed = allowed[~np.isin(allowed, np.fromiter(self.tombstones, dtype=np.int64))]
+            selector = faiss.IDSelectorBatch(allowed)
+        elif self.tombstones:
+            dead = faiss.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
+            selector = faiss.IDSelectorNot(dead)
+            selector.keep_alive = dead  # the Not selector does not own its operand
+        if self.engine.startswith("HNSW"):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = self.ef_search
+        elif selector is None:
+            return None
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+            params.keep_alive = selector
+        return params
+
+    def _exact_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search restricted to a few ids: a graph index loses recall under a tight filter."""
+        allowed = np.asarray([i for i in np.asarray(allowed, np.int64).tolist() if i not in self.tombstones])
+        present = allowed[np.isin(allowed, self.ids())] if len(allowed) else allowed
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if len(present) == 0:
+            return scores, ids
+        vectors = np.stack([self._index.reconstruct(int(i)) for i in present])
+        sims = queries @ vectors.T
+        top = np.argsort(-sims, axis=1)[:, :k]
+        n = top.shape[1]
+        scores[:, :n] = np.take_along_axis(sims, top, axis=1)
+        ids[:, :n] = present[top]
+        return scores, ids
+
+    def _convert(self, engine: str) -> None:
+        log.info("vector index reached %d faces: converting Flat to %s", self._index.ntotal, engine)
+        ids, vectors = self.ids(), self.vectors()
+        self._index = self._new(engine)
+        self._index.add_with_ids(vectors, ids)
+
+
+def meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")

@@ -1,0 +1,85 @@
+"""The vector index engines behave the same behind one interface (synthetic vectors, no faces)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facesearch.errors import LibraryError
+from facesearch.store.vector_index import VectorIndex
+
+
+def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("engine", ["Flat", "HNSW32"])
+def test_finds_itself_first_and_removal_is_immediate(engine: str, tmp_path) -> None:
+    vectors = unit_vectors(2000)
+    ids = np.arange(10, 2010, dtype=np.int64)
+    index = VectorIndex(128, engine)
+    index.add(ids, vectors)
+    scores, found = index.search(vectors[:20], 5)
+    assert (found[:, 0] == ids[:20]).all()
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-5)
+
+    assert index.remove(ids[:5]) == 5
+    assert len(index) == 1995
+    _, found = index.search(vectors[:5], 10)
+    assert not np.isin(found, ids[:5]).any()
+
+    index.save(tmp_path / "i.faiss")
+    loaded, meta = VectorIndex.load(tmp_path / "i.faiss")
+    assert meta["engine"] == engine and len(loaded) == 1995
+    _, found_again = loaded.search(vectors[:5], 10)
+    assert not np.isin(found_again, ids[:5]).any()
+
+
+@pytest.mark.parametrize("engine", ["Flat", "HNSW32"])
+def test_filter_returns_only_allowed_ids(engine: str) -> None:
+    vectors = unit_vectors(3000, seed=1)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    index = VectorIndex(128, engine)
+    index.add(ids, vectors)
+    allowed = ids[::7]
+    _, found = index.search(vectors[:10], 5, allowed=allowed)
+    assert np.isin(found[found >= 0], allowed).all()
+    # The probe's own vector is allowed for every 7th query: it must come first (exact under filter).
+    _, own = index.search(vectors[0:1], 1, allowed=allowed)
+    assert own[0, 0] == 1
+
+
+def test_hnsw_compaction_drops_removed_vectors() -> None:
+    vectors = unit_vectors(500, seed=2)
+    ids = np.arange(1, 501, dtype=np.int64)
+    index = VectorIndex(128, "HNSW16")
+    index.add(ids, vectors)
+    index.remove(ids[:100])
+    assert len(index.tombstones) == 100
+    index.compact()
+    assert not index.tombstones and len(index) == 400
+    assert not np.isin(index.ids(), ids[:100]).any()
+
+
+def test_auto_engine_switches_to_hnsw_past_threshold() -> None:
+    vectors = unit_vectors(1200, seed=3)
+    index = VectorIndex(128, "auto", auto_threshold=1000)
+    index.add(np.arange(1, 901), vectors[:900])
+    assert index.engine == "Flat"
+    index.add(np.arange(901, 1201), vectors[900:])
+    assert index.engine == "HNSW32"
+    _, found = index.search(vectors[:50], 1)
+    assert (found[:, 0] == np.arange(1, 51)).mean() >= 0.98
+
+
+def test_wrong_dimension_and_bad_engine_are_refused(tmp_path) -> None:
+    index = VectorIndex(128, "Flat")
+    with pytest.raises(LibraryError, match="dimension"):
+        index.add(np.arange(3), unit_vectors(3, dim=64))
+    with pytest.raises(LibraryError, match="unknown index engine"):
+        VectorIndex(128, "IVF4096")
+    (tmp_path / "x.faiss").write_bytes(b"garbage")
+    with pytest.raises(LibraryError, match="missing or unreadable"):
+        VectorIndex.load(tmp_path / "x.faiss")
