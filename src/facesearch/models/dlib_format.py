@@ -516,9 +516,7 @@ def _read_layer_details(reader: DlibReader) -> DlibLayer:
     name = reader.read_string("layer name")
     layer_reader = _LAYER_READERS.get(name)
     if layer_reader is None:
-        raise reader.fail(
-            f"unsupported layer type {name!r} (known: {', '.join(sorted(_LAYER_READERS))})", start
-        )
+        raise reader.fail(f"unsupported layer type {name!r} (known: {', '.join(sorted(_LAYER_READERS))})", start)
     layer = DlibLayer(name=name, offset=start)
     layer_reader(reader, layer)
     return layer

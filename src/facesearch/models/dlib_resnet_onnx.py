@@ -305,9 +305,7 @@ class _ResnetConverter:
         self.expect(layer, a["bias_mode"] != FC_HAS_BIAS, "anet_type's fc has no bias")
         g = self.graph
         flat = g.node("Flatten", [self.current], (inputs, 1, 1), "flat", axis=1)
-        self.current = g.node(
-            "MatMul", [flat, g.constant("fc_weights", layer.tensors["weights"])], None, "fc"
-        )
+        self.current = g.node("MatMul", [flat, g.constant("fc_weights", layer.tensors["weights"])], None, "fc")
 
     def add_tag(self, layer: DlibLayer, spec: LayerSpec) -> None:
         self.expect_name(layer, (TAG_OR_SKIP,))
@@ -332,9 +330,7 @@ class _ResnetConverter:
         spec = anet_type_spec()
         layers = self.network.layers
         if len(layers) != len(spec):
-            raise ModelError(
-                f"dlib ResNet has {len(layers)} layers, anet_type has {len(spec)}", code="model_mismatch"
-            )
+            raise ModelError(f"dlib ResNet has {len(layers)} layers, anet_type has {len(spec)}", code="model_mismatch")
         handlers = {
             "con": self.add_con,
             "affine": self.add_affine,
@@ -365,9 +361,7 @@ class _ResnetConverter:
 def _check_loss(network: DlibNetwork) -> None:
     if network.loss is None or network.loss.name != "loss_metric_2":
         found = network.loss.name if network.loss else "no loss layer"
-        raise ModelError(
-            f"not dlib's face ResNet: expected loss_metric_2, found {found}", code="model_mismatch"
-        )
+        raise ModelError(f"not dlib's face ResNet: expected loss_metric_2, found {found}", code="model_mismatch")
 
 
 def build_resnet_onnx(network: DlibNetwork) -> onnx.ModelProto:

@@ -84,9 +84,7 @@ class Embedder(ABC):
     def embed(self, chips: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Embed chips in batches; returns L2-normalised float32 vectors (cosine = dot product)."""
         if chips.ndim != 4 or chips.shape[1:] != (self.chip_size, self.chip_size, 3):
-            raise ModelError(
-                f"expected chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}"
-            )
+            raise ModelError(f"expected chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
         if len(chips) == 0:
             return np.zeros((0, self.info.dim), dtype=np.float32)
         parts = [self._raw(chips[i : i + batch_size]) for i in range(0, len(chips), batch_size)]
@@ -210,9 +208,7 @@ def converted_dlib_resnet(cache_dir: Path) -> Path:
     return target
 
 
-def create_embedder(
-    backend: str, cache_dir: Path, spec: OnnxModelSpec | None = None, threads: int = 0
-) -> Embedder:
+def create_embedder(backend: str, cache_dir: Path, spec: OnnxModelSpec | None = None, threads: int = 0) -> Embedder:
     """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model."""
     if spec is not None:
         if backend == "dlib":
