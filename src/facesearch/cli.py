@@ -37,9 +37,7 @@ err = Console(stderr=True)
 
 LibraryOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--library", "-l", help="Library folder [env FACESEARCH_LIBRARY, default ./facesearch-library]"
-    ),
+    typer.Option("--library", "-l", help="Library folder [env FACESEARCH_LIBRARY, default ./facesearch-library]"),
 ]
 EmbedderOpt = Annotated[
     str, typer.Option("--embedder", help="Runtime for dlib's ResNet: onnx (fast) or dlib (reference)")
@@ -69,9 +67,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what
 
 @app.command()
 def index(
-    paths: Annotated[
-        list[str], typer.Argument(help="Files, folders (recursive), CSV/JSONL manifests or URLs")
-    ],
+    paths: Annotated[list[str], typer.Argument(help="Files, folders (recursive), CSV/JSONL manifests or URLs")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add to")] = "default",
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: one per core]")] = None,
     allow_private_urls: Annotated[
@@ -88,9 +84,7 @@ def index(
                 TextColumn("[bold]indexing"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn(
-                    "{task.fields[rate]} files/s  faces {task.fields[faces]}  errors {task.fields[errors]}"
-                ),
+                TextColumn("{task.fields[rate]} files/s  faces {task.fields[faces]}  errors {task.fields[errors]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
             )
@@ -146,12 +140,8 @@ def _print_report(report: IngestReport) -> None:
 def search(
     probe: Annotated[Path, typer.Argument(help="Photo of the person to look for")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face")] = 20,
-    collection: Annotated[
-        str | None, typer.Option("--collection", "-c", help="Search one collection only")
-    ] = None,
-    face: Annotated[
-        int | None, typer.Option("--face", help="Search only this face of the probe (0 = largest)")
-    ] = None,
+    collection: Annotated[str | None, typer.Option("--collection", "-c", help="Search one collection only")] = None,
+    face: Annotated[int | None, typer.Option("--face", help="Search only this face of the probe (0 = largest)")] = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
@@ -197,9 +187,7 @@ def print_search(result) -> None:  # type: ignore[no-untyped-def]
         console.print(table)
         if not probe_face.candidates:
             console.print("no candidates (empty library or collection)")
-    console.print(
-        "[dim]A similarity above the threshold is a lead for a person to review, not an identification.[/]"
-    )
+    console.print("[dim]A similarity above the threshold is a lead for a person to review, not an identification.[/]")
 
 
 @app.command()
@@ -297,9 +285,7 @@ def stats(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def doctor(
-    check_only: Annotated[
-        bool, typer.Option("--check-only", help="Report problems without repairing")
-    ] = False,
+    check_only: Annotated[bool, typer.Option("--check-only", help="Report problems without repairing")] = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -317,9 +303,7 @@ def doctor(
     else:
         for problem in report["problems"]:
             console.print(f"[red]problem[/]: {problem}")
-        console.print(
-            "[green]repaired[/]: index rebuilt from the catalog" if report["repaired"] else "not repaired"
-        )
+        console.print("[green]repaired[/]: index rebuilt from the catalog" if report["repaired"] else "not repaired")
     if not report["ok"] and not report["repaired"]:
         raise typer.Exit(code=1)
 

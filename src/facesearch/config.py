@@ -60,9 +60,7 @@ class LibraryConfig:
         except (OSError, ValueError) as exc:
             raise LibraryError(f"cannot read library configuration {path}: {exc}") from exc
         if data.get("format") != FORMAT:
-            raise LibraryError(
-                f"{path} has format {data.get('format')!r}; this facesearch reads format {FORMAT}"
-            )
+            raise LibraryError(f"{path} has format {data.get('format')!r}; this facesearch reads format {FORMAT}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

@@ -295,9 +295,7 @@ class Library:
     ) -> RemovalReceipt:
         """Remove photos by image id, source (path or URL) or a whole collection; effective at once."""
         if sum(x is not None for x in (image_id, source, collection)) != 1:
-            raise FaceSearchError(
-                "remove needs exactly one of image_id, source or collection", code="bad_request"
-            )
+            raise FaceSearchError("remove needs exactly one of image_id, source or collection", code="bad_request")
         with self._write_lock():
             if collection is not None:
                 cid = self.catalog.collection_id(collection, create=False)

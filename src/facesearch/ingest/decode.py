@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["ACCEPTED_FORMATS", "DecodedImage", "decode_image", "sha256_hex"]
 
 #: Formats Pillow may parse. Restricting ``Image.open`` to these keeps Pillow's more exotic (and less
-#: battle-tested) parsers away from untrusted bytes. MPO is the multi-picture JPEG many cameras write.
-ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: battle-tested) parsers away from untrusted bytes. Pillow's JPEG opener also returns MPO, the
+#: multi-picture JPEG many cameras write; it is accepted and reported as "JPEG".
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 _HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _EXIF_IFD = 0x8769
@@ -49,7 +50,6 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"GIF87a", "GIF"),
     (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
@@ -97,7 +97,7 @@ def decode_image(data: bytes, *, max_pixels: int = 80_000_000) -> DecodedImage:
         _load(image, data)
         exif_time = _exif_time(image)
         _apply_orientation(image)
-        rgb = _to_rgb_array(image)
+        rgb = _convert(image, data)
         fmt = "JPEG" if image.format == "MPO" else str(image.format)
     finally:
         image.close()
@@ -115,16 +115,22 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise _unidentified(data) from exc
     except Exception as exc:  # untrusted input: any parser failure is a rejection
+        if _looks_like(data) is None:
+            # Pillow matched a weak prefix (text starting with "BM"...) and then failed.
+            raise ImageRejected(
+                f"not an image: no supported format recognised ({type(exc).__name__}: {exc})",
+                code="not_an_image",
+            ) from exc
         raise _decode_failure(exc, data, "reading the header") from exc
 
 
 def _unidentified(data: bytes) -> ImageRejected:
     """Explain why Pillow (restricted to accepted formats) did not recognise the bytes."""
-    for signature, name in _SIGNATURES:
-        if data.startswith(signature):
-            if _is_cut_short(data):
-                return ImageRejected(f"{name} file is truncated: its header is incomplete", code="truncated")
-            return ImageRejected(f"starts like a {name} file but its header is corrupt", code="corrupt")
+    name = _looks_like(data)
+    if name is not None:
+        if _is_cut_short(data):
+            return ImageRejected(f"{name} file is truncated: its header is incomplete", code="truncated")
+        return ImageRejected(f"starts like a {name} file but its header is corrupt", code="corrupt")
     other = _identify_other_format(data)
     if other is not None:
         return ImageRejected(
@@ -132,6 +138,21 @@ def _unidentified(data: bytes) -> ImageRejected:
             code="unsupported",
         )
     return ImageRejected("not an image: no supported image format recognised", code="not_an_image")
+
+
+def _looks_like(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` starts with, if any.
+
+    BMP's "BM" alone would match plain text, so its reserved header bytes must be zero as well.
+    """
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":
+        return "BMP"
+    return None
 
 
 def _identify_other_format(data: bytes) -> str | None:
@@ -172,7 +193,7 @@ def _load(image: Image.Image, data: bytes) -> None:
 def _decode_failure(exc: Exception, data: bytes, stage: str) -> ImageRejected:
     """Tell a truncated file (worth re-downloading) apart from one that is damaged otherwise."""
     if isinstance(exc, MemoryError):
-        return ImageRejected(f"ran out of memory while {stage} the image", code="corrupt")
+        return ImageRejected(f"ran out of memory ({stage})", code="corrupt")
     detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, EOFError) or "truncated" in str(exc).lower() or _is_cut_short(data):
         return ImageRejected(f"image data is truncated ({stage}: {detail})", code="truncated")
@@ -192,7 +213,7 @@ def _is_cut_short(data: bytes) -> bool:
         return b"IEND" not in data[-16:]
     if data.startswith(b"GIF8"):
         return not data.rstrip(b"\x00").endswith(b";")
-    if data.startswith(b"BM") and len(data) >= 6:
+    if data.startswith(b"BM") and len(data) >= 10:
         return len(data) < int.from_bytes(data[2:6], "little")
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return len(data) < int.from_bytes(data[4:8], "little") + 8
@@ -239,6 +260,16 @@ def _apply_orientation(image: Image.Image) -> None:
         ImageOps.exif_transpose(image, in_place=True)
     except Exception as exc:  # malformed EXIF must not cost us the photo
         logger.warning("EXIF orientation not applied: %s: %s", type(exc).__name__, exc)
+
+
+def _convert(image: Image.Image, data: bytes) -> np.ndarray:
+    """Mode conversion on untrusted data can still fail (odd palettes, memory): reject, never raise."""
+    try:
+        return _to_rgb_array(image)
+    except ImageRejected:
+        raise
+    except Exception as exc:  # untrusted input: any conversion failure is a rejection
+        raise _decode_failure(exc, data, f"converting mode {image.mode} to RGB") from exc
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:

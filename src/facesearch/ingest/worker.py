@@ -54,9 +54,7 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
-        embedder = create_embedder(
-            settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads
-        )
+        embedder = create_embedder(settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads)
         self.pipeline = FacePipeline(HogFaceDetector(DetectorSettings(**settings.detector)), embedder)
         self._db: sqlite3.Connection | None = None
 

@@ -35,9 +35,7 @@ class Searcher:
         rgb, digest = self.load(probe)
         faces = self.lib.pipeline.find_faces(rgb)
         if not faces:
-            raise NoFaceFound(
-                f"no face found in the probe {probe if not isinstance(probe, bytes) else ''}".strip()
-            )
+            raise NoFaceFound(f"no face found in the probe {probe if not isinstance(probe, bytes) else ''}".strip())
         if face is not None:
             if not 0 <= face < len(faces):
                 raise FaceSearchError(

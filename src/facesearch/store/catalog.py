@@ -149,9 +149,7 @@ class Catalog:
     def record_rejection(self, collection_id: int, source: str, code: str, message: str) -> None:
         with self.session() as s, s.begin():
             old = s.scalar(
-                select(RejectionRow).where(
-                    RejectionRow.collection_id == collection_id, RejectionRow.source == source
-                )
+                select(RejectionRow).where(RejectionRow.collection_id == collection_id, RejectionRow.source == source)
             )
             if old is None:
                 s.add(RejectionRow(collection_id=collection_id, source=source, code=code, message=message))
@@ -181,9 +179,7 @@ class Catalog:
 
     def face_ids_in_collection(self, collection_id: int) -> np.ndarray:
         with self.session() as s:
-            ids = s.scalars(
-                select(FaceRow.id).join(ImageRow).where(ImageRow.collection_id == collection_id)
-            ).all()
+            ids = s.scalars(select(FaceRow.id).join(ImageRow).where(ImageRow.collection_id == collection_id)).all()
         return np.asarray(ids, dtype=np.int64)
 
     def iter_embeddings(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -192,10 +188,7 @@ class Catalog:
         with self.session() as s:
             while True:
                 rows = s.execute(
-                    select(FaceRow.id, FaceRow.embedding)
-                    .where(FaceRow.id > last)
-                    .order_by(FaceRow.id)
-                    .limit(batch)
+                    select(FaceRow.id, FaceRow.embedding).where(FaceRow.id > last).order_by(FaceRow.id).limit(batch)
                 ).all()
                 if not rows:
                     return

@@ -70,9 +70,7 @@ class VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise LibraryError(
-                f"vectors of dimension {vectors.shape[-1]} cannot go into a {self.dim}-d index"
-            )
+            raise LibraryError(f"vectors of dimension {vectors.shape[-1]} cannot go into a {self.dim}-d index")
         if len(ids) == 0:
             return
         self._index.add_with_ids(vectors, ids)
@@ -80,9 +78,7 @@ class VectorIndex:
         if self.requested == "auto" and self.engine == "Flat" and self._index.ntotal >= self.auto_threshold:
             self._convert("HNSW32")
 
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (similarities, ids) per query; ids are -1 where fewer than k exist.
 
         ``allowed`` restricts the search to those ids (a collection filter); tombstones are never returned.

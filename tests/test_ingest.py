@@ -1,0 +1,175 @@
+"""Ingestion on real photos: bad files, duplicates, manifests, URLs, and resume after kill -9."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from facesearch import Library
+from tests.helpers import png_header_only
+
+
+@pytest.fixture()
+def good_photos(shared_data: Path) -> list[Path]:
+    folder = shared_data / "face_recognition_examples" / "by_identity"
+    return [
+        folder / "barack_obama" / "obama.jpg",
+        folder / "joe_biden" / "biden.jpg",
+        folder / "rose_leslie" / "img2.jpg",
+    ]
+
+
+def test_bad_files_are_recorded_and_good_ones_indexed(tmp_path: Path, good_photos: list[Path]) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for photo in good_photos:
+        shutil.copy(photo, batch / photo.name)
+    (batch / "empty.jpg").write_bytes(b"")
+    (batch / "truncated.jpg").write_bytes(good_photos[0].read_bytes()[:5000])
+    (batch / "notes.jpg").write_text("this is a text file renamed to .jpg\n")
+    (batch / "huge.png").write_bytes(png_header_only(100_000, 100_000))
+    (batch / "readme.txt").write_text("not a photo suffix: ignored in folders")
+
+    with Library.open(tmp_path / "lib") as lib:
+        report = lib.index([batch, tmp_path / "missing.jpg"], workers=2)
+        reasons = {Path(source).name: code for source, code, _ in report.rejected}
+        assert reasons == {
+            "empty.jpg": "empty_file",
+            "truncated.jpg": "truncated",
+            "notes.jpg": "not_an_image",
+            "huge.png": "too_many_pixels",
+            "missing.jpg": "not_found",
+        }
+        assert report.indexed == 3 and report.faces == 3
+        stored = {Path(r.source).name: r.code for r in lib.catalog.rejections()}
+        assert stored == reasons
+        assert all(r.message for r in lib.catalog.rejections())
+
+        again = lib.index([batch], workers=1)
+        assert again.already_indexed == 3 and again.indexed == 0
+
+        shutil.copy(good_photos[0], batch / "copy_of_obama.jpg")
+        dup = lib.index([batch / "copy_of_obama.jpg"], workers=1)
+        assert dup.duplicates == 1 and dup.indexed == 0
+        assert lib.stats()["faces"] == 3
+
+
+def test_manifests_keep_page_and_metadata(tmp_path: Path, good_photos: list[Path]) -> None:
+    csv_manifest = tmp_path / "photos.csv"
+    csv_manifest.write_text(
+        f"path,source_url,photographer\n{good_photos[0]},https://example.org/page/1,Alice\n{good_photos[1]},,Bob\n"
+    )
+    jsonl_manifest = tmp_path / "more.jsonl"
+    jsonl_manifest.write_text(
+        json.dumps({"path": str(good_photos[2]), "page_url": "https://example.org/p/3", "year": 2011}) + "\n"
+    )
+    with Library.open(tmp_path / "lib") as lib:
+        report = lib.index([csv_manifest, jsonl_manifest], collection="press", workers=1)
+        assert report.indexed == 3
+        result = lib.search(good_photos[0], top_k=1)
+        image = result.faces[0].candidates[0].image
+        assert image.path == str(good_photos[0].resolve()) and image.page_url == "https://example.org/page/1"
+        with lib.catalog.session() as s:
+            from sqlalchemy import select
+
+            from facesearch.store.schema import ImageRow
+
+            metas = {Path(r.source).name: (r.meta, r.page_url) for r in s.scalars(select(ImageRow))}
+        assert metas[good_photos[0].name][0] == {"photographer": "Alice"}
+        assert metas[good_photos[1].name] == ({"photographer": "Bob"}, None)
+        assert metas[good_photos[2].name] == ({"year": 2011}, "https://example.org/p/3")
+
+
+@pytest.fixture()
+def photo_server(shared_data: Path):
+    root = shared_data / "face_recognition_examples"
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_urls_need_the_private_flag_on_loopback(tmp_path: Path, photo_server: str) -> None:
+    url = f"{photo_server}/by_identity/joe_biden/biden2.jpg"
+    manifest = tmp_path / "urls.jsonl"
+    manifest.write_text(
+        json.dumps({"url": url, "source_url": "https://news.example/story"})
+        + "\n"
+        + json.dumps({"url": f"{photo_server}/LICENSE_face_recognition_code_MIT.txt"})
+        + "\n"
+    )
+    with Library.open(tmp_path / "lib") as lib:
+        refused = lib.index([manifest], workers=1)
+        assert {code for _, code, _ in refused.rejected} == {"private_address"} and refused.indexed == 0
+
+        allowed = lib.index([manifest], workers=1, allow_private_urls=True)
+        assert allowed.indexed == 1 and allowed.faces == 1
+        assert [code for _, code, _ in allowed.rejected] == ["bad_content_type"]
+        image = lib.search(_download(url, tmp_path)).faces[0].candidates[0].image
+        assert image.source_url == url and image.path is None and image.page_url == "https://news.example/story"
+
+
+def _download(url: str, folder: Path) -> Path:
+    import httpx
+
+    target = folder / "probe.jpg"
+    target.write_bytes(httpx.get(url).content)
+    return target
+
+
+def _count(db: Path, table: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
+    people = sorted((shared_data / "lfw-dev" / "images").iterdir())[:400]
+    photos = [str(p) for person in people for p in sorted(person.iterdir())][:120]
+    library = tmp_path / "lib"
+    command = [sys.executable, "-m", "facesearch.cli", "index", *photos, "-l", str(library), "--workers", "2"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+    )
+    db = library / "catalog.sqlite"
+    deadline = time.monotonic() + 120
+    while _count(db, "images") < 20 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    done_before_kill = _count(db, "images")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 20 <= done_before_kill < len(photos), "the kill must land mid-run"
+
+    finished = subprocess.run(command + ["--json"], capture_output=True, text=True, check=True, env=env)
+    report = json.loads(finished.stdout)
+    assert report["already_indexed"] >= done_before_kill
+    assert report["already_indexed"] + report["indexed"] + report["duplicates"] + len(report["rejected"]) == len(photos)
+
+    with Library.open(library) as lib:
+        with sqlite3.connect(db) as con:
+            sources = [r[0] for r in con.execute("SELECT source FROM images")]
+            faces = con.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+        assert sorted(sources) == sorted(set(sources)), "an image was indexed twice"
+        assert set(sources) | {s for s, _, _ in report["rejected"]} == set(photos), "a photo was lost"
+        assert lib.doctor(repair=False)["ok"]
+        assert len(lib.vector_index) == faces
+        probe = photos[7]
+        assert lib.search(probe, top_k=1).faces[0].candidates[0].image.path == probe

@@ -1,0 +1,149 @@
+"""End-to-end search on real photos (../shared/data/face_recognition_examples)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facesearch import Library
+from facesearch.errors import FaceSearchError, NoFaceFound
+
+# One probe per person with several photos; the rest of their photos go into the gallery.
+PROBES = {
+    "barack_obama": "obama.jpg",
+    "joe_biden": "biden.jpg",
+    "kit_harington": "john1.jpg",
+    "rose_leslie": "img1.jpg",
+    "alex_lacamoire": "alex_lacamoire1.jpg",
+}
+
+
+def person_of(path: str) -> str:
+    return Path(path).parent.name
+
+
+@pytest.fixture(scope="module")
+def examples(shared_data: Path) -> Path:
+    return shared_data / "face_recognition_examples"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Library:
+    folder = tmp_path_factory.mktemp("lib") / "library"
+    lib = Library.open(folder)
+    gallery = [
+        str(p)
+        for p in sorted((examples / "by_identity").rglob("*"))
+        if p.is_file() and p.name != PROBES.get(p.parent.name)
+    ]
+    report = lib.index(gallery, collection="people", workers=2)
+    assert report.indexed == len(gallery) and not report.rejected
+    group = lib.index([examples / "multi_face"], collection="groups", workers=1)
+    assert group.indexed == 3
+    yield lib
+    lib.close()
+
+
+@pytest.mark.parametrize("person", sorted(PROBES))
+def test_right_person_ranks_first(library: Library, examples: Path, person: str) -> None:
+    probe = examples / "by_identity" / person / PROBES[person]
+    result = library.search(probe, top_k=5, collection="people")
+    top = result.faces[0].candidates[0]
+    assert person_of(top.image.path) == person, f"{probe.name}: top candidate {top.image.path}"
+    assert top.passes_threshold
+    assert top.similarity > 0.9
+
+
+def test_every_face_in_group_photos_is_found(library: Library, examples: Path) -> None:
+    # obama_and_biden.jpg also shows a child's face low in the frame, half in shadow: a real third face.
+    expected = {"kit_with_rose.jpg": 2, "obama_and_biden.jpg": 3, "two_people.jpg": 2}
+    found = {photo.name: len(library.faces(photo)) for photo in sorted((examples / "multi_face").iterdir())}
+    assert found == expected
+    groups = next(c for c in library.stats()["collections"] if c["name"] == "groups")
+    assert groups == {"name": "groups", "images": 3, "faces": 7}
+
+
+def test_group_photo_probe_searches_each_face_and_face_option_picks_one(library: Library, examples: Path) -> None:
+    probe = examples / "multi_face" / "obama_and_biden.jpg"
+    both = library.search(probe, top_k=3, collection="people")
+    assert len(both.faces) == 3  # two adults and a child, largest first
+    tops = {person_of(f.candidates[0].image.path) for f in both.faces[:2]}
+    assert tops == {"barack_obama", "joe_biden"}
+    assert all(f.candidates[0].passes_threshold for f in both.faces[:2])
+    assert not both.faces[2].candidates[0].passes_threshold, "the child is nobody in the gallery"
+    one = library.search(probe, top_k=3, face=1, collection="people")
+    assert len(one.faces) == 1 and one.faces[0].face == 1
+    assert one.faces[0].candidates[0].face_id == both.faces[1].candidates[0].face_id
+    with pytest.raises(FaceSearchError, match="choose a face from 0 to 2"):
+        library.search(probe, face=3)
+
+
+def test_collection_filter(library: Library, examples: Path) -> None:
+    probe = examples / "by_identity" / "barack_obama" / "obama.jpg"
+    result = library.search(probe, top_k=10, collection="groups")
+    assert {c.collection for c in result.faces[0].candidates} == {"groups"}
+    # Obama appears in two of the group photos (two_people.jpg shows him with another man).
+    top_two = {Path(c.image.path).name for c in result.faces[0].candidates[:2]}
+    assert top_two == {"obama_and_biden.jpg", "two_people.jpg"}
+    assert all(c.passes_threshold for c in result.faces[0].candidates[:2])
+    with pytest.raises(FaceSearchError, match="no collection named"):
+        library.search(probe, collection="nope")
+
+
+def test_verify_same_and_different(library: Library, examples: Path) -> None:
+    people = examples / "by_identity"
+    same = library.verify(people / "barack_obama" / "obama.jpg", people / "barack_obama" / "obama2.jpg")
+    different = library.verify(people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg")
+    assert same.same_person and not different.same_person
+    assert same.similarity > different.similarity + 0.05
+
+
+def test_no_face_in_negatives(library: Library, shared_data: Path) -> None:
+    negatives = sorted(p for p in (shared_data / "negatives").rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+    assert len(negatives) >= 20
+    found = {p.name: len(library.faces(p)) for p in negatives}
+    assert sum(found.values()) == 0, found
+    with pytest.raises(NoFaceFound):
+        library.search(negatives[0])
+
+
+def test_cli_search_json_schema(library: Library, examples: Path) -> None:
+    probe = examples / "by_identity" / "joe_biden" / "biden.jpg"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facesearch.cli",
+            "search",
+            str(probe),
+            "--json",
+            "--top-k",
+            "3",
+            "--collection",
+            "people",
+            "-l",
+            str(library.folder),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(out.stdout)
+    candidate = data["faces"][0]["candidates"][0]
+    assert set(candidate) >= {"rank", "similarity", "passes_threshold", "face_id", "collection", "image"}
+    assert set(candidate["image"]) >= {"path", "source_url", "page_url"}
+    assert candidate["rank"] == 1 and person_of(candidate["image"]["path"]) == "joe_biden"
+    assert len(data["faces"][0]["box"]) == 4
+
+    verify = subprocess.run(
+        [sys.executable, "-m", "facesearch.cli", "verify", str(probe), str(probe), "--json", "-l", str(library.folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer = json.loads(verify.stdout)
+    assert answer["same_person"] is True and answer["similarity"] > 0.99 and "threshold" in answer
