@@ -18,13 +18,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from facesearch.config import default_library_path
 from facesearch.errors import FaceSearchError
 
 if TYPE_CHECKING:
     from facesearch.ingest.runner import IngestReport
+    from facesearch.library import Library
+    from facesearch.search.results import SearchResult
 
 app = typer.Typer(
     help="facesearch: find every indexed photo of a person, with the source of each.",
@@ -45,10 +47,10 @@ EmbedderOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (stable schema)")]
 
 
-def _open(library: Path | None, embedder: str = "onnx", create: bool = False):  # type: ignore[no-untyped-def]
+def _open(library: Path | None, embedder: str = "onnx", create: bool = False, repair: bool = True) -> Library:
     from facesearch.library import Library
 
-    return Library.open(library or default_library_path(), embedder=embedder, create=create)
+    return Library.open(library or default_library_path(), embedder=embedder, create=create, repair_index=repair)
 
 
 def _fail(exc: FaceSearchError, as_json: bool = False) -> None:
@@ -159,7 +161,8 @@ def search(
     print_search(result)
 
 
-def print_search(result) -> None:  # type: ignore[no-untyped-def]
+def print_search(result: SearchResult) -> None:
+    """Print one table per probe face: rank, similarity, verdict and where each photo came from."""
     for probe_face in result.faces:
         table = Table(
             "rank",
@@ -167,14 +170,14 @@ def print_search(result) -> None:  # type: ignore[no-untyped-def]
             "verdict",
             "face",
             "collection",
-            "source",
-            "page",
+            Column("source", overflow="fold"),
+            Column("page", overflow="fold"),
             title=f"Probe face {probe_face.face} at {probe_face.box} (threshold {result.threshold}, "
             f"{result.gallery_size} faces searched)",
         )
         for c in probe_face.candidates:
-            verdict = "[green]above threshold[/]" if c.passes_threshold else "[yellow]below threshold[/]"
-            source = c.image.path or c.image.source_url or ""
+            verdict = "[green]above threshold[/]" if c.passes_threshold else "[yellow]below[/]"
+            source = _short(c.image.path) if c.image.path else c.image.source_url or ""
             table.add_row(
                 str(c.rank),
                 f"{c.similarity:.3f}",
@@ -188,6 +191,14 @@ def print_search(result) -> None:  # type: ignore[no-untyped-def]
         if not probe_face.candidates:
             console.print("no candidates (empty library or collection)")
     console.print("[dim]A similarity above the threshold is a lead for a person to review, not an identification.[/]")
+
+
+def _short(path: str) -> str:
+    """A path relative to the working folder when it is inside it (easier to read in a table)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 @app.command()
@@ -291,7 +302,7 @@ def doctor(
 ) -> None:
     """Check that the vector index agrees with the catalog; rebuild it from stored embeddings if not."""
     try:
-        with _open(library) as lib:
+        with _open(library, repair=False) as lib:  # doctor checks first, then repairs itself
             report = lib.doctor(repair=not check_only)
     except FaceSearchError as exc:
         _fail(exc, as_json)

@@ -78,7 +78,7 @@ def main() -> None:
             f"{len(report.rejected)} rejected, in {report.seconds:.1f} s"
         )
         console.print(f"\nsearching with [bold]{PROBE}[/] (not in the library) ...")
-        result = lib.search(photos / PROBE, top_k=5)
+        result = lib.search(photos / PROBE, top_k=len(gallery))
     print_search(result)
     console.print(
         "\nGo on with your own photos:\n"

@@ -51,16 +51,18 @@ LOCK_NAME = "write.lock"
 class Library:
     """A face library on disk. Open with :meth:`open`; close (or use as a context manager) when done."""
 
-    def __init__(self, folder: Path, config: LibraryConfig, embedder_backend: str = "onnx") -> None:
+    def __init__(
+        self, folder: Path, config: LibraryConfig, embedder_backend: str = "onnx", repair_index: bool = True
+    ) -> None:
         self.folder = folder
         self.config = config
         self.embedder_backend = embedder_backend
         self.catalog = Catalog(folder / CATALOG_NAME)
+        self._pipeline: FacePipeline | None = None
         self.model_info = self._model_info()
         self.model_id = self.catalog.ensure_model(self.model_info)
         self._check_single_model()
-        self._pipeline: FacePipeline | None = None
-        self.vector_index = self._load_index()
+        self.vector_index = self._load_index(repair_index)
 
     # opening ------------------------------------------------------------------------------------
 
@@ -73,11 +75,14 @@ class Library:
         create: bool = True,
         onnx_model: dict | None = None,
         index_engine: str | None = None,
+        repair_index: bool = True,
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
         ``embedder`` picks the runtime for dlib's ResNet: ``onnx`` (fast) or ``dlib`` (reference).
         ``onnx_model`` (only when creating) configures another ONNX face model instead.
+        ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
+        --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """
         folder = Path(path) if path is not None else default_library_path()
         if (folder / "config.json").is_file():
@@ -94,7 +99,7 @@ class Library:
             config.save(folder)
         else:
             raise LibraryError(f"no facesearch library at {folder}", code="no_library")
-        return cls(folder, config, embedder)
+        return cls(folder, config, embedder, repair_index)
 
     def close(self) -> None:
         self.catalog.close()
@@ -140,13 +145,17 @@ class Library:
     def index_path(self) -> Path:
         return self.folder / INDEX_NAME
 
-    def _load_index(self) -> VectorIndex:
+    def _load_index(self, repair: bool = True) -> VectorIndex:
         try:
             index, _ = VectorIndex.load(self.index_path)
         except LibraryError as exc:
+            if not repair:
+                return VectorIndex(self.model_info.dim, self.config.index_engine)
             if self.index_path.exists():
                 log.warning("%s; rebuilding it from the catalog", exc)
             return self.rebuild_index()
+        if not repair:
+            return index
         if index.dim != self.model_info.dim:
             log.warning("vector index dimension %d != model's %d; rebuilding", index.dim, self.model_info.dim)
             return self.rebuild_index()

@@ -6,7 +6,7 @@ Engines (FAISS, inner product on unit vectors = cosine similarity):
 * ``"HNSW32"`` (any ``HNSW<M>``): a graph index for large galleries, sub-millisecond at 1M faces.
   HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search at
   once, and dropped for good by :meth:`VectorIndex.compact` (rebuild).
-* ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW on save.
+* ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW32 as it grows.
 
 The index is derived data: the catalog stores every embedding and can rebuild it (``doctor``).
 """

@@ -1,0 +1,134 @@
+"""Synthetic distractor faces for the search benchmark: embeddings that look like real ones to an index.
+
+A 1M-face gallery cannot be built from LFW (about 13k photos), and filling it with uniform random
+unit vectors would be far too easy: uniform vectors in 128-d are almost orthogonal to every face,
+while real faces of different people still score around 0.8 against each other (dlib embeddings
+occupy a narrow cone). The neighbours a search must tell apart live in the upper tail of that
+distribution, so the distractors have to reproduce it.
+
+We fit a multivariate Gaussian (mean + covariance) to the real embeddings, sample it and
+L2-normalise. The covariance can be scaled by one factor: larger means more spread around the mean
+direction, hence lower and more dispersed similarities. :func:`calibrate_scale` picks the factor
+whose distractor-pair similarities match real different-person pairs at a chosen percentile, and
+:func:`compare` reports both distributions so the match can be judged, not assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CHUNK = 100_000
+PERCENTILES = (50.0, 99.0, 99.9, 99.99)
+
+
+@dataclass(frozen=True)
+class GaussianFit:
+    """Mean and covariance of the real embeddings, kept as an eigen-decomposition for cheap sampling."""
+
+    mean: np.ndarray
+    eigvecs: np.ndarray
+    sqrt_eigvals: np.ndarray
+
+
+def fit_gaussian(vectors: np.ndarray) -> GaussianFit:
+    """Fit N(mean, cov). eigh rather than Cholesky: with few faces the covariance is near-singular."""
+    data = vectors.astype(np.float64)
+    mean = data.mean(axis=0)
+    eigvals, eigvecs = np.linalg.eigh(np.cov(data, rowvar=False))
+    return GaussianFit(
+        mean=mean.astype(np.float32),
+        eigvecs=eigvecs.astype(np.float32),
+        sqrt_eigvals=np.sqrt(np.clip(eigvals, 0.0, None)).astype(np.float32),
+    )
+
+
+def transform(fit: GaussianFit, normals: np.ndarray, scale: float) -> np.ndarray:
+    """Map standard normals to unit vectors from N(mean, scale * cov); the same normals give a
+    deterministic, monotone function of ``scale``, which makes the calibration a plain bisection."""
+    x = (normals * (np.sqrt(scale) * fit.sqrt_eigvals)) @ fit.eigvecs.T
+    x += fit.mean
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32, copy=False)
+
+
+def sample(
+    fit: GaussianFit, n: int, scale: float, rng: np.random.Generator, out: np.ndarray | None = None
+) -> np.ndarray:
+    """n distractors (float32, unit norm), generated in chunks so that 1M of them need one 512 MB array."""
+    dim = fit.mean.shape[0]
+    out = np.empty((n, dim), dtype=np.float32) if out is None else out
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        out[start:stop] = transform(fit, rng.standard_normal((stop - start, dim), dtype=np.float32), scale)
+    return out
+
+
+def pair_similarities(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cosine similarities a[i[k]] . b[j[k]], computed in chunks to bound the temporary arrays."""
+    sims = np.empty(len(i), dtype=np.float32)
+    for start in range(0, len(i), CHUNK):
+        stop = start + CHUNK
+        sims[start:stop] = np.einsum("ij,ij->i", a[i[start:stop]], b[j[start:stop]])
+    return sims
+
+
+def different_person_similarities(
+    vectors: np.ndarray, persons: np.ndarray, n_pairs: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Similarities of random pairs of labelled faces of two different people (the impostor distribution).
+
+    ``persons`` holds one label per face, or "" where the face's identity is unknown (those are skipped).
+    """
+    labelled = np.flatnonzero(persons != "")
+    i = rng.choice(labelled, size=2 * n_pairs)
+    j = rng.choice(labelled, size=2 * n_pairs)
+    keep = persons[i] != persons[j]
+    return pair_similarities(vectors, vectors, i[keep][:n_pairs], j[keep][:n_pairs])
+
+
+def random_pair_similarities(vectors: np.ndarray, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """Similarities of random pairs of distinct rows (distractors are all different 'people')."""
+    i = rng.integers(0, len(vectors), size=n_pairs)
+    j = (i + rng.integers(1, len(vectors), size=n_pairs)) % len(vectors)
+    return pair_similarities(vectors, vectors, i, j)
+
+
+def summarize(sims: np.ndarray) -> dict[str, float]:
+    """Mean, std and upper percentiles: the tail is what decides which faces a search returns."""
+    stats = {"pairs": int(len(sims)), "mean": float(sims.mean()), "std": float(sims.std())}
+    for p, value in zip(PERCENTILES, np.percentile(sims, PERCENTILES), strict=True):
+        stats[f"p{p:g}"] = float(value)
+    return stats
+
+
+def calibrate_scale(
+    fit: GaussianFit,
+    target: float,
+    percentile: float,
+    rng: np.random.Generator,
+    n_samples: int = 20_000,
+    n_pairs: int = 400_000,
+    steps: int = 30,
+) -> float:
+    """Covariance scale whose distractor pairs reach ``target`` at ``percentile`` (bisection in log-scale).
+
+    The normals and pair indices are drawn once, so the percentile falls monotonically with the scale.
+    """
+    normals = rng.standard_normal((n_samples, fit.mean.shape[0]), dtype=np.float32)
+    i = rng.integers(0, n_samples, size=n_pairs)
+    j = (i + rng.integers(1, n_samples, size=n_pairs)) % n_samples
+
+    def tail(scale: float) -> float:
+        x = transform(fit, normals, scale)
+        return float(np.percentile(pair_similarities(x, x, i, j), percentile))
+
+    lo, hi = 1e-3, 1e3  # log-scale bracket; similarity falls as the scale grows
+    for _ in range(steps):
+        mid = float(np.sqrt(lo * hi))
+        if tail(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.sqrt(lo * hi))

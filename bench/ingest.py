@@ -1,0 +1,125 @@
+"""Ingest benchmark: facesearch (ONNX embedder, all cores) vs a one-process dlib-bin pipeline.
+
+The baseline does what the ``face_recognition`` library does for each photo: HOG detection with
+one upsampling, 68-point landmarks, then dlib's ``compute_face_descriptor`` — one process, one
+photo at a time. facesearch runs its real ingest path (``Library.index``) on every core. Both run
+on the same photos in the same run, so the printed ratios hold even on a noisy machine.
+It also times the embedder alone per face (dlib-bin vs ONNX Runtime) on the same chips.
+
+    .venv/bin/python bench/ingest.py                 # all of lfw-dev (9,525 photos)
+    .venv/bin/python bench/ingest.py --limit 1000    # a spread-out subset, for a quick look
+
+Writes bench/out/ingest.json and keeps the library in bench/out/lfw-library for bench/search.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import dlib
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from embedder_speed import BATCH, data_dir, load_chips, time_dlib, time_onnx  # noqa: E402
+
+from facesearch import Library  # noqa: E402
+from facesearch.models.dlib_format import read_dlib_network  # noqa: E402
+from facesearch.models.dlib_resnet_onnx import build_resnet_onnx  # noqa: E402
+from facesearch.models.embedder import converted_dlib_resnet  # noqa: E402
+from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def lfw_photos(limit: int | None) -> list[Path]:
+    photos = sorted((data_dir() / "lfw-dev" / "images").glob("*/*.jpg"))
+    if not photos:
+        raise SystemExit(f"no lfw-dev photos under {data_dir()}")
+    if limit and limit < len(photos):
+        step = len(photos) / limit
+        photos = [photos[int(i * step)] for i in range(limit)]
+    return photos
+
+
+def baseline(photos: list[Path]) -> dict:
+    """One process, face_recognition-style: detect (upsample 1), 68 landmarks, dlib descriptor."""
+    detector = dlib.get_frontal_face_detector()
+    shapes = dlib.shape_predictor(str(dlib_model_path(DLIB_SHAPE_68)))
+    recognizer = dlib.face_recognition_model_v1(str(dlib_model_path(DLIB_RESNET)))
+    faces = 0
+    start = time.perf_counter()
+    for path in photos:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        for rect in detector(image, 1):
+            recognizer.compute_face_descriptor(image, shapes(image, rect), 1)
+            faces += 1
+    return {"seconds": time.perf_counter() - start, "faces": faces}
+
+
+def facesearch_ingest(photos: list[Path], workers: int) -> dict:
+    library = OUT / "lfw-library"
+    shutil.rmtree(library, ignore_errors=True)
+    with Library.open(library) as lib:
+        converted_dlib_resnet(lib.models_dir)  # one-time conversion, not part of ingest speed
+        start = time.perf_counter()
+        report = lib.index([str(p) for p in photos], collection="lfw-dev", workers=workers)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "faces": report.faces, "indexed": report.indexed, "rejected": len(report.rejected)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="Use a spread-out subset of this many photos")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    photos = lfw_photos(args.limit)
+    print(f"{len(photos)} lfw-dev photos, {os.cpu_count()} CPUs, facesearch with {args.workers} workers")
+
+    chips = load_chips()
+    chips = np.concatenate([chips] * -(-2 * BATCH // len(chips)))[: 2 * BATCH]
+    model = build_resnet_onnx(read_dlib_network(dlib_model_path(DLIB_RESNET))).SerializeToString()
+    dlib_ms = time_dlib(chips, 3)
+    onnx_ms = time_onnx(model, chips, 0, 3)
+    onnx_1t_ms = time_onnx(model, chips, 1, 3)
+
+    ours = facesearch_ingest(photos, args.workers)
+    base = baseline(photos)
+
+    def rates(run: dict) -> tuple[float, float]:
+        return len(photos) / run["seconds"], run["faces"] / run["seconds"]
+
+    base_ips, base_fps = rates(base)
+    ours_ips, ours_fps = rates(ours)
+    result = {
+        "photos": len(photos),
+        "cpus": os.cpu_count(),
+        "embedder_ms_per_face": {"dlib": dlib_ms, "onnx_all_threads": onnx_ms, "onnx_1_thread": onnx_1t_ms},
+        "embedder_speedup": dlib_ms / onnx_ms,
+        "baseline": {**base, "images_per_s": base_ips, "faces_per_s": base_fps},
+        "facesearch": {**ours, "images_per_s": ours_ips, "faces_per_s": ours_fps},
+        "ingest_speedup": ours_ips / base_ips,
+    }
+    print(
+        f"\nembedder per face: dlib-bin {dlib_ms:.1f} ms, ONNX {onnx_ms:.1f} ms (all threads, batch {BATCH}), "
+        f"{onnx_1t_ms:.1f} ms (1 thread)  ->  x{dlib_ms / onnx_ms:.1f} faster"
+    )
+    print(f"{'pipeline':38s} {'images/s':>9s} {'faces/s':>9s} {'faces':>7s} {'seconds':>8s}")
+    print(
+        f"{'(a) dlib-bin, one process':38s} {base_ips:9.1f} {base_fps:9.1f} {base['faces']:7d} {base['seconds']:8.1f}"
+    )
+    label = f"(b) facesearch ONNX, {args.workers} workers"
+    print(f"{label:38s} {ours_ips:9.1f} {ours_fps:9.1f} {ours['faces']:7d} {ours['seconds']:8.1f}")
+    print(f"ingest speed-up (b)/(a): x{ours_ips / base_ips:.2f}")
+    (OUT / "ingest.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

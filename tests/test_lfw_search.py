@@ -1,0 +1,61 @@
+"""1:N search on an lfw-dev subset through the CLI's JSON: the right person comes first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facesearch import Library
+from facesearch.errors import NoFaceFound
+
+
+@pytest.fixture(scope="module")
+def lfw_subset(shared_data: Path) -> tuple[list[Path], list[Path]]:
+    """People with 3+ photos among the first folders: one probe each held out, the rest indexed,
+    plus one-photo people as distractors."""
+    people = sorted((shared_data / "lfw-dev" / "images").iterdir())[:600]
+    probes, gallery = [], []
+    for person in people:
+        photos = sorted(person.glob("*.jpg"))
+        if len(photos) >= 3:
+            probes.append(photos[0])
+            gallery.extend(photos[1:])
+        elif len(photos) == 1 and len(gallery) < 400:
+            gallery.append(photos[0])
+    return probes, gallery
+
+
+def test_lfw_probes_find_their_person_first(tmp_path: Path, lfw_subset: tuple[list[Path], list[Path]]) -> None:
+    probes, gallery = lfw_subset
+    assert len(probes) >= 15 and len(gallery) >= 300
+    folder = tmp_path / "lfw"
+    cli = [sys.executable, "-m", "facesearch.cli"]
+    indexed = subprocess.run(
+        [*cli, "index", *map(str, gallery), "-c", "lfw", "-l", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(indexed.stdout)["indexed"] == len(gallery)
+    for probe in probes[:2]:  # the CLI's JSON, as other tools read it
+        out = subprocess.run(
+            [*cli, "search", str(probe), "--json", "-k", "5", "-l", str(folder)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        top = json.loads(out.stdout)["faces"][0]["candidates"][0]
+        assert top["rank"] == 1 and Path(top["image"]["path"]).parent.name == probe.parent.name
+    hits = 0
+    with Library.open(folder) as lib:
+        for probe in probes:
+            try:
+                top = lib.search(probe, top_k=1).faces[0].candidates[0]
+            except NoFaceFound:
+                continue  # counts as a miss
+            hits += Path(top.image.path).parent.name == probe.parent.name
+    assert hits / len(probes) >= 0.9, f"rank-1 {hits}/{len(probes)}"

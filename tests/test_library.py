@@ -1,0 +1,180 @@
+"""Library behaviour: removal, doctor, embedder backends, pluggable models (real photos)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesearch import Library
+from facesearch.errors import FaceSearchError, LibraryError
+from facesearch.models.embedder import converted_dlib_resnet
+
+
+@pytest.fixture(scope="module")
+def people(shared_data: Path) -> Path:
+    return shared_data / "face_recognition_examples" / "by_identity"
+
+
+@pytest.fixture(scope="module")
+def gallery(people: Path) -> list[str]:
+    return [str(people / "barack_obama" / name) for name in ("obama1.jpg", "obama2.jpg", "obama3.jpg")] + [
+        str(people / "joe_biden" / "biden2.jpg"),
+        str(people / "rose_leslie" / "img2.jpg"),
+    ]
+
+
+def top_paths(lib: Library, probe: Path, **kwargs: object) -> list[str]:
+    return [c.image.path for c in lib.search(probe, top_k=10, **kwargs).faces[0].candidates]
+
+
+@pytest.mark.parametrize("engine", ["Flat", "HNSW32"])
+def test_removal_takes_effect_at_once_and_survives_reopen(
+    tmp_path: Path, people: Path, gallery: list[str], engine: str
+) -> None:
+    probe = people / "barack_obama" / "obama.jpg"
+    with Library.open(tmp_path / "lib", index_engine=engine) as lib:
+        lib.index(gallery, workers=1)
+        before = top_paths(lib, probe)
+        assert before[0] in gallery[:3]
+        receipt = lib.remove(source=before[0])
+        assert receipt.sources == [before[0]] and len(receipt.face_ids) == 1
+        after = top_paths(lib, probe)
+        assert before[0] not in after and len(after) == len(before) - 1
+        assert lib.catalog.faces_by_ids(receipt.face_ids) == {}
+        assert lib.stats()["faces"] == 4
+    with Library.open(tmp_path / "lib") as reopened:
+        assert before[0] not in top_paths(reopened, probe)
+        assert reopened.doctor(repair=False)["ok"]
+
+
+def test_remove_by_image_and_collection(tmp_path: Path, people: Path, gallery: list[str]) -> None:
+    with Library.open(tmp_path / "lib") as lib:
+        lib.index(gallery[:3], collection="a", workers=1)
+        lib.index(gallery[3:], collection="b", workers=1)
+        hit = lib.search(people / "joe_biden" / "biden.jpg", top_k=1).faces[0].candidates[0]
+        assert hit.collection == "b"
+        assert lib.remove(image_id=hit.image.image_id).image_ids == [hit.image.image_id]
+        gone = lib.remove(collection="a")
+        assert len(gone.image_ids) == 3
+        assert [c["name"] for c in lib.stats()["collections"]] == ["b"]
+        with pytest.raises(FaceSearchError, match="no collection named 'a'"):
+            lib.search(people / "barack_obama" / "obama.jpg", collection="a")
+        with pytest.raises(FaceSearchError, match="exactly one"):
+            lib.remove(source="x", collection="b")
+
+
+def test_doctor_rebuilds_a_missing_or_corrupt_index(tmp_path: Path, people: Path, gallery: list[str]) -> None:
+    folder = tmp_path / "lib"
+    with Library.open(folder) as lib:
+        lib.index(gallery, workers=1)
+    (folder / "index.faiss").unlink()
+    cli = [sys.executable, "-m", "facesearch.cli"]
+    check = subprocess.run(
+        [*cli, "doctor", "--check-only", "--json", "-l", str(folder)], capture_output=True, text=True
+    )
+    assert check.returncode == 1
+    assert "missing or unreadable" in json.loads(check.stdout)["problems"][0]
+    fixed = subprocess.run([*cli, "doctor", "--json", "-l", str(folder)], capture_output=True, text=True, check=True)
+    assert json.loads(fixed.stdout)["repaired"] is True
+    with Library.open(folder) as lib:
+        assert lib.doctor(repair=False) == {"ok": True, "problems": [], "repaired": False, "faces": 5, "vectors": 5}
+
+    (folder / "index.faiss").write_bytes(b"\x00" * 100)  # corrupt: opening rebuilds it from the catalog
+    with Library.open(folder) as lib:
+        assert len(lib.vector_index) == 5
+        assert top_paths(lib, people / "barack_obama" / "obama.jpg")[0] in gallery[:3]
+
+
+def test_dlib_backend_gives_the_same_answers(tmp_path: Path, people: Path, gallery: list[str]) -> None:
+    folder = tmp_path / "lib"
+    probe = people / "barack_obama" / "obama.jpg"
+    with Library.open(folder, embedder="onnx") as lib:
+        lib.index(gallery[:3], workers=1)
+        onnx_result = lib.search(probe)
+    with Library.open(folder, embedder="dlib") as lib:
+        lib.index(gallery[3:], workers=1)  # indexed by dlib itself into the same index
+        dlib_result = lib.search(probe)
+        assert lib.embedder.backend == "dlib"
+    onnx_top = {c.face_id: c.similarity for c in onnx_result.faces[0].candidates}
+    dlib_top = {c.face_id: c.similarity for c in dlib_result.faces[0].candidates if c.face_id in onnx_top}
+    assert len(dlib_top) == 3
+    assert max(abs(onnx_top[i] - dlib_top[i]) for i in dlib_top) <= 2e-4
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facesearch.cli",
+            "verify",
+            str(probe),
+            gallery[0],
+            "--embedder",
+            "dlib",
+            "--json",
+            "-l",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout)["same_person"] is True
+
+
+def test_another_onnx_model_plugs_in_by_configuration(tmp_path: Path, people: Path, gallery: list[str]) -> None:
+    # A real ONNX face model supplied by the operator: here our own converted file, copied elsewhere and
+    # described only by configuration (path, chip size, preprocessing), as an ArcFace file would be.
+    model_file = tmp_path / "operator-models" / "my-face-model.onnx"
+    model_file.parent.mkdir()
+    shutil.copy(converted_dlib_resnet(tmp_path / "cache"), model_file)
+    spec = {
+        "key": "operator-model-1",
+        "path": str(model_file),
+        "chip_size": 150,
+        "chip_padding": 0.25,
+        "input_format": "uint8_nhwc",
+        "licence": "CC0-1.0",
+    }
+    folder = tmp_path / "lib"
+    with Library.open(folder, onnx_model=spec) as lib:
+        lib.index(gallery, workers=1)
+        assert lib.model_info.key == "operator-model-1" and lib.model_info.dim == 128
+        assert [m.key for m in lib.catalog.models()] == ["operator-model-1"]
+        assert top_paths(lib, people / "barack_obama" / "obama.jpg")[0] in gallery[:3]
+    with pytest.raises(LibraryError, match="never mixes models"):
+        Library.open(folder, onnx_model=dict(spec, key="another-model"))
+    with Library.open(folder) as again:  # reopening without options keeps the configured model
+        assert again.model_info.key == "operator-model-1"
+
+
+def test_float_nchw_preprocessing_matches_the_graph_normalisation(tmp_path: Path) -> None:
+    from facesearch.models.embedder import OnnxEmbedder, OnnxModelSpec
+
+    spec = OnnxModelSpec(
+        key="k",
+        path=str(converted_dlib_resnet(tmp_path)),
+        chip_size=150,
+        input_format="float_nchw",
+        mean=(1.0, 2.0, 3.0),
+        std=(2.0, 2.0, 2.0),
+        channel_order="BGR",
+    )
+    chips = np.random.default_rng(0).integers(0, 255, size=(2, 150, 150, 3), dtype=np.uint8)
+    x = OnnxEmbedder.__new__(OnnxEmbedder)
+    x.spec = spec
+    feed = x._preprocess(chips)
+    assert feed.shape == (2, 3, 150, 150)
+    assert np.isclose(feed[0, 0, 0, 0], (chips[0, 0, 0, 2] - 1.0) / 2.0)
+
+
+def test_refuses_a_folder_that_is_not_a_library(tmp_path: Path) -> None:
+    (tmp_path / "stuff.txt").write_text("mine")
+    with pytest.raises(LibraryError, match="not a facesearch library"):
+        Library.open(tmp_path)
+    with pytest.raises(LibraryError, match="no facesearch library"):
+        Library.open(tmp_path / "nothing", create=False)
