@@ -46,7 +46,7 @@ import distractors  # noqa: E402
 
 from facesearch.store.catalog import Catalog  # noqa: E402
 from facesearch.store.schema import FaceRow, ImageRow  # noqa: E402
-from facesearch.store.vector_index import AUTO_THRESHOLD, HNSW_EF_SEARCH, VectorIndex  # noqa: E402
+from facesearch.store.vector_index import AUTO_THRESHOLD, VectorIndex, adaptive_ef_search  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 K = 10
@@ -301,7 +301,7 @@ def bench_size(n: int, workload: Workload, args: argparse.Namespace, efs: list[i
     del index
     index, hnsw = build(args.hnsw, ids, vectors, args.build_threads)
     sweep = []
-    for ef in efs:
+    for ef in sorted(set(efs) | {adaptive_ef_search(n)}):  # always measure what facesearch itself uses
         index.ef_search = ef
         latencies, found = time_queries(index, workload.queries)
         sweep.append({"ef_search": ef, **latency_row(latencies), "recall_at_10": recall_at_k(found, exact)})
@@ -344,11 +344,10 @@ def auto_choice(n: int, result: dict, hnsw: str) -> dict:
     engine = auto_engine(n)
     if engine == "Flat":
         return {"engine": "Flat", "ef_search": None, **pick(result["flat"])}
+    ef = adaptive_ef_search(n)
     if engine != hnsw:
-        return {"engine": engine, "ef_search": HNSW_EF_SEARCH, "note": f"not measured (ran {hnsw})"}
-    row = next((s for s in result["hnsw"]["sweep"] if s["ef_search"] == HNSW_EF_SEARCH), None)
-    if row is None:
-        return {"engine": engine, "ef_search": HNSW_EF_SEARCH, "note": "default efSearch not in --ef"}
+        return {"engine": engine, "ef_search": ef, "note": f"not measured (ran {hnsw})"}
+    row = next(s for s in result["hnsw"]["sweep"] if s["ef_search"] == ef)
     return {"engine": engine, **row}
 
 

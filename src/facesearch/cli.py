@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -317,6 +318,84 @@ def doctor(
         console.print("[green]repaired[/]: index rebuilt from the catalog" if report["repaired"] else "not repaired")
     if not report["ok"] and not report["repaired"]:
         raise typer.Exit(code=1)
+
+
+eval_app = typer.Typer(
+    help="Measure accuracy on your own data (LFW-layout folders and pairs files).", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+
+
+def _eval_pipeline(library: Path | None, embedder: str):  # type: ignore[no-untyped-def]
+    """The pipeline of an existing library (its model and settings), or the defaults."""
+    from facesearch.config import LibraryConfig
+    from facesearch.library import Library
+    from facesearch.models.detector import HogFaceDetector
+    from facesearch.models.embedder import create_embedder
+    from facesearch.models.pipeline import FacePipeline
+
+    folder = library or default_library_path()
+    if (folder / "config.json").is_file():
+        with Library.open(folder, embedder=embedder, create=False) as lib:
+            return lib.pipeline
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
+    config = LibraryConfig()
+    return FacePipeline(HogFaceDetector(config.detector_settings()), create_embedder(embedder, cache))
+
+
+@eval_app.command("verify")
+def eval_verify(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Pairs file in LFW format (View 1 'N' or View 2 'folds n')")],
+    images: Annotated[Path, typer.Option("--images", help="Folder in LFW layout: DIR/<Name>/<Name>_NNNN.jpg")],
+    fallback: Annotated[
+        str, typer.Option(help="No face found: 'centre' (landmarks in the central box) or 'reject'")
+    ] = "centre",
+    library: LibraryOpt = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """10-fold verification accuracy, ROC AUC, EER and TAR at FAR 1e-2 / 1e-3."""
+    from facesearch.eval.lfw import read_pairs
+    from facesearch.eval.verify import embed_images, evaluate
+
+    if fallback not in ("centre", "reject"):
+        _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
+    try:
+        pair_list = read_pairs(pairs, images)
+        pipeline = _eval_pipeline(library, embedder)
+        paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
+        with Progress(
+            TextColumn("[bold]embedding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=as_json or not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("embed", total=len(paths))
+            embeddings, no_face = embed_images(pipeline, paths, fallback, lambda n: bar.advance(task, n))
+        report = evaluate(pair_list, embeddings, no_face)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    table = Table(
+        "metric", "value", title=f"Verification on {pairs.name} ({report.pairs} pairs, {report.images} images)"
+    )
+    table.add_row("10-fold accuracy", f"{report.accuracy * 100:.2f}% ± {report.accuracy_std * 100:.2f}")
+    table.add_row("ROC AUC", f"{report.auc:.5f}")
+    table.add_row("EER", f"{report.eer * 100:.2f}%")
+    for far, tar in report.tar_at_far.items():
+        table.add_row(f"TAR at FAR {far}", f"{tar * 100:.2f}%")
+    nf = report.no_face
+    table.add_row(
+        "no face detected",
+        f"{nf['count']} images; fallback '{nf['fallback']}' used {nf['fallback_used']}×, "
+        f"{nf['scored_as_non_match']} pairs scored as non-matches",
+    )
+    console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ from typing import Any
 from facesearch.errors import LibraryError
 from facesearch.models.detector import DetectorSettings
 from facesearch.models.embedder import DLIB_RESNET_KEY, OnnxModelSpec
+from facesearch.store.vector_index import HNSW_EF_SEARCH
 
 CONFIG_NAME = "config.json"
 FORMAT = 1
@@ -34,6 +35,8 @@ class LibraryConfig:
     model: str = DLIB_RESNET_KEY
     onnx_model: dict[str, Any] | None = None
     index_engine: str = "auto"
+    # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
+    hnsw_ef_search: int = HNSW_EF_SEARCH
     threshold: float = DEFAULT_THRESHOLD
     detector: dict[str, Any] = field(default_factory=lambda: asdict(DetectorSettings()))
     max_pixels: int = 80_000_000

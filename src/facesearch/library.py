@@ -63,6 +63,7 @@ class Library:
         self.model_id = self.catalog.ensure_model(self.model_info)
         self._check_single_model()
         self.vector_index = self._load_index(repair_index)
+        self.vector_index.ef_search = config.hnsw_ef_search
 
     # opening ------------------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Library:
     def rebuild_index(self) -> VectorIndex:
         """Build the vector index afresh from the embeddings stored in the catalog."""
         index = VectorIndex(self.model_info.dim, self.config.index_engine)
+        index.ef_search = self.config.hnsw_ef_search
         for ids, vectors in self.catalog.iter_embeddings():
             index.add(ids, vectors)
         self.vector_index = index

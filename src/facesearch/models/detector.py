@@ -62,6 +62,14 @@ class HogFaceDetector:
         found.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
         return found
 
+    def landmarks_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
+        """Landmarks for a face assumed to be in ``box`` (a fallback when the detector finds none)."""
+        left, top, width, height = box
+        rect = dlib.rectangle(left, top, left + width, top + height)
+        shape = self._shape(rgb, rect)
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+        return Detection(box=box, landmarks=points, score=0.0)
+
 
 def downscale(rgb: np.ndarray, working_size: int) -> tuple[np.ndarray, float]:
     """Shrink an image so that its longer side is at most ``working_size``; return it and the scale."""

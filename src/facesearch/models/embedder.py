@@ -81,14 +81,23 @@ class Embedder(ABC):
     def _raw(self, chips: np.ndarray) -> np.ndarray:
         """Run the model on a batch and return raw float32 descriptors."""
 
-    def embed(self, chips: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Embed chips in batches; returns L2-normalised float32 vectors (cosine = dot product)."""
+    def embed(self, chips: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:
+        """Embed chips in batches; returns L2-normalised float32 vectors (cosine = dot product).
+
+        ``flip`` averages each chip's descriptor with its mirror image's: a face and its mirror are the
+        same person, and the average cancels some of the network's left/right noise.
+        """
         if chips.ndim != 4 or chips.shape[1:] != (self.chip_size, self.chip_size, 3):
             raise ModelError(f"expected chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
         if len(chips) == 0:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        parts = [self._raw(chips[i : i + batch_size]) for i in range(0, len(chips), batch_size)]
-        return l2_normalise(np.concatenate(parts).astype(np.float32))
+        raw = self._raw_batched(chips, batch_size)
+        if flip:
+            raw = raw + self._raw_batched(np.ascontiguousarray(chips[:, :, ::-1]), batch_size)
+        return l2_normalise(raw.astype(np.float32))
+
+    def _raw_batched(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
+        return np.concatenate([self._raw(chips[i : i + batch_size]) for i in range(0, len(chips), batch_size)])
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

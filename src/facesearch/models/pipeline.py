@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facesearch.models.align import face_chip, quality_score, thumbnail_jpeg
-from facesearch.models.detector import HogFaceDetector
+from facesearch.models.detector import Detection, HogFaceDetector
 from facesearch.models.embedder import Embedder
 
 
@@ -34,21 +34,23 @@ class FacePipeline:
 
     def find_faces(self, rgb: np.ndarray) -> list[Face]:
         """Detect and align every face (largest first), without embedding."""
-        faces = []
-        for i, det in enumerate(self.detector.detect(rgb)):
-            chip = face_chip(rgb, det, self.embedder.chip_size, self.embedder.chip_padding)
-            faces.append(
-                Face(
-                    index=i,
-                    box=det.box,
-                    landmarks=det.landmarks,
-                    det_score=det.score,
-                    quality=quality_score(chip, det),
-                    thumbnail=thumbnail_jpeg(rgb, det.box),
-                    chip=chip,
-                )
-            )
-        return faces
+        return [self._face(rgb, i, det) for i, det in enumerate(self.detector.detect(rgb))]
+
+    def face_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Face:
+        """Align the face assumed to be in ``box`` (when the detector found none but the caller knows)."""
+        return self._face(rgb, 0, self.detector.landmarks_in_box(rgb, box))
+
+    def _face(self, rgb: np.ndarray, index: int, det: Detection) -> Face:
+        chip = face_chip(rgb, det, self.embedder.chip_size, self.embedder.chip_padding)
+        return Face(
+            index=index,
+            box=det.box,
+            landmarks=det.landmarks,
+            det_score=det.score,
+            quality=quality_score(chip, det),
+            thumbnail=thumbnail_jpeg(rgb, det.box),
+            chip=chip,
+        )
 
     def embed_faces(self, faces: list[Face]) -> list[Face]:
         """Fill in the embeddings of faces (from one or many images) in one batch."""

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 AUTO_THRESHOLD = 100_000
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 0  # 0: adaptive, see adaptive_ef_search()
+HNSW_EF_AT_100K = 256
 EXACT_FILTER_LIMIT = 20_000
 
 
@@ -179,7 +180,7 @@ class VectorIndex:
             selector.keep_alive = dead  # the Not selector does not own its operand
         if self.engine.startswith("HNSW"):
             params = faiss.SearchParametersHNSW()
-            params.efSearch = self.ef_search
+            params.efSearch = self.ef_search or adaptive_ef_search(int(self._index.ntotal))
         elif selector is None:
             return None
         else:
@@ -210,6 +211,16 @@ class VectorIndex:
         ids, vectors = self.ids(), self.vectors()
         self._index = self._new(engine)
         self._index.add_with_ids(vectors, ids)
+
+
+def adaptive_ef_search(n: int) -> int:
+    """efSearch that keeps recall@10 >= 0.99 as the gallery grows (measured: bench/search.py).
+
+    HNSW32 needed efSearch 256 at 100k faces (recall@10 0.997, p50 1.0 ms) and 1024 at 1M (0.996,
+    p50 5.6 ms) on galleries of real LFW faces plus matched synthetic distractors; recall at a fixed
+    efSearch falls as the graph grows, roughly as n^0.6 keeps it level between those points.
+    """
+    return int(min(4096, max(64, round(HNSW_EF_AT_100K * max(n / 100_000, 0.25) ** 0.6))))
 
 
 def meta_path(path: Path) -> Path:
