@@ -54,6 +54,13 @@ def _open(library: Path | None, embedder: str = "onnx", create: bool = False, re
     return Library.open(library or default_library_path(), embedder=embedder, create=create, repair_index=repair)
 
 
+def _json_out(as_json: bool, data: object) -> bool:
+    """Print ``data`` as JSON when ``--json`` was given; True if printed (the command is then done)."""
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    return as_json
+
+
 def _fail(exc: FaceSearchError, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
@@ -116,8 +123,7 @@ def index(
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+    if _json_out(as_json, report.to_dict()):
         return
     _print_report(report)
 
@@ -156,8 +162,7 @@ def search(
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+    if _json_out(as_json, result.to_dict()):
         return
     print_search(result)
 
@@ -165,29 +170,20 @@ def search(
 def print_search(result: SearchResult) -> None:
     """Print one table per probe face: rank, similarity, verdict and where each photo came from."""
     for probe_face in result.faces:
+        with_pages = any(c.image.page_url for c in probe_face.candidates)
+        columns = ["rank", "similarity", "verdict", "face", "collection", Column("source", overflow="fold")]
+        if with_pages:
+            columns.append(Column("page", overflow="fold"))
         table = Table(
-            "rank",
-            "similarity",
-            "verdict",
-            "face",
-            "collection",
-            Column("source", overflow="fold"),
-            Column("page", overflow="fold"),
+            *columns,
             title=f"Probe face {probe_face.face} at {probe_face.box} (threshold {result.threshold}, "
             f"{result.gallery_size} faces searched)",
         )
         for c in probe_face.candidates:
             verdict = "[green]above threshold[/]" if c.passes_threshold else "[yellow]below[/]"
             source = _short(c.image.path) if c.image.path else c.image.source_url or ""
-            table.add_row(
-                str(c.rank),
-                f"{c.similarity:.3f}",
-                verdict,
-                str(c.face_id),
-                c.collection,
-                source,
-                c.image.page_url or "",
-            )
+            cells = [str(c.rank), f"{c.similarity:.3f}", verdict, str(c.face_id), c.collection, source]
+            table.add_row(*cells, *([c.image.page_url or ""] if with_pages else []))
         console.print(table)
         if not probe_face.candidates:
             console.print("no candidates (empty library or collection)")
@@ -217,8 +213,7 @@ def verify(
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+    if _json_out(as_json, result.to_dict()):
         return
     verdict = "[green]same person[/]" if result.same_person else "[red]different people[/]"
     console.print(f"{verdict}: similarity {result.similarity:.4f} (threshold {result.threshold})")
@@ -237,8 +232,7 @@ def faces(
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        print(json.dumps({"faces": found}, indent=2))
+    if _json_out(as_json, {"faces": found}):
         return
     table = Table("face", "box (left, top, width, height)", "detector score", "quality", title=str(image))
     for f in found:
@@ -281,8 +275,7 @@ def stats(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        print(json.dumps(data, indent=2, default=str))
+    if _json_out(as_json, data):
         return
     table = Table("collection", "photos", "faces", title=f"{data['library']}")
     for c in data["collections"]:
@@ -378,8 +371,7 @@ def eval_verify(
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+    if _json_out(as_json, report.to_dict()):
         return
     table = Table(
         "metric", "value", title=f"Verification on {pairs.name} ({report.pairs} pairs, {report.images} images)"
