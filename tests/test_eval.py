@@ -99,3 +99,52 @@ def test_eval_verify_cli_on_a_pairs_subset(lfw: Path, tmp_path: Path) -> None:
     assert set(report["tar_at_far"]) == {"0.01", "0.001"}
     assert report["pairs"] == 200 and report["accuracy"] > 0.93 and report["auc"] > 0.97
     assert report["no_face"]["fallback"] == "centre"
+
+
+@pytest.fixture(scope="module")
+def small_lfw(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another LFW-layout folder (links to 950 lfw-dev people): the commands work on any such folder.
+    Its gallery holds 500+ faces, enough for the s-norm cohort."""
+    root = tmp_path_factory.mktemp("small-lfw") / "images"
+    root.mkdir()
+    people = sorted((lfw / "images").iterdir())
+    multi = [p for p in people if len(list(p.glob("*.jpg"))) >= 3][:50]
+    singles = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:900]
+    for person in multi + singles:
+        (root / person.name).symlink_to(person, target_is_directory=True)
+    return root
+
+
+@pytest.mark.parametrize("normalize", ["none", "snorm"])
+def test_eval_identify_through_the_library(small_lfw: Path, tmp_path: Path, normalize: str) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facesearch.cli",
+            "eval",
+            "identify",
+            "--images",
+            str(small_lfw),
+            "--seed",
+            "3",
+            "--normalize",
+            normalize,
+            "--json",
+            "--work-dir",
+            str(tmp_path / "lib"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert set(report) >= {"rank1", "rank5", "fnir_at_fpir", "gallery_size", "mated", "non_mated"}
+    assert set(report["fnir_at_fpir"]) == {"0.01", "0.003"}
+    assert report["non_mated"] == 450 and report["mated"] >= 100
+    assert report["gallery_size"] >= 500  # 50 enrolled + 450 distractors (some photos hold 2 faces)
+    assert report["score"] == normalize.replace("none", "cosine")
+    assert report["rank1"] >= 0.9 and report["rank5"] >= report["rank1"]
+    assert 0.0 <= report["fnir_at_fpir"]["0.01"] <= 0.6
+    # The library it built is a normal library: its gallery collection is there.
+    assert (tmp_path / "lib" / "catalog.sqlite").is_file()

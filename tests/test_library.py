@@ -143,13 +143,13 @@ def test_another_onnx_model_plugs_in_by_configuration(tmp_path: Path, people: Pa
     folder = tmp_path / "lib"
     with Library.open(folder, onnx_model=spec) as lib:
         lib.index(gallery, workers=1)
-        assert lib.model_info.key == "operator-model-1" and lib.model_info.dim == 128
-        assert [m.key for m in lib.catalog.models()] == ["operator-model-1"]
+        assert lib.model_info.key == "operator-model-1+flip" and lib.model_info.dim == 128  # flip-averaged recipe
+        assert [m.key for m in lib.catalog.models()] == ["operator-model-1+flip"]
         assert top_paths(lib, people / "barack_obama" / "obama.jpg")[0] in gallery[:3]
     with pytest.raises(LibraryError, match="never mixes models"):
         Library.open(folder, onnx_model=dict(spec, key="another-model"))
     with Library.open(folder) as again:  # reopening without options keeps the configured model
-        assert again.model_info.key == "operator-model-1"
+        assert again.model_info.key == "operator-model-1+flip"
 
 
 def test_float_nchw_preprocessing_matches_the_graph_normalisation(tmp_path: Path) -> None:

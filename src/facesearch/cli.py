@@ -319,7 +319,7 @@ eval_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 
 
-def _eval_pipeline(library: Path | None, embedder: str):  # type: ignore[no-untyped-def]
+def _eval_pipeline(library: Path | None, embedder: str, flip: bool | None = None):  # type: ignore[no-untyped-def]
     """The pipeline of an existing library (its model and settings), or the defaults."""
     from facesearch.config import LibraryConfig
     from facesearch.library import Library
@@ -330,10 +330,16 @@ def _eval_pipeline(library: Path | None, embedder: str):  # type: ignore[no-unty
     folder = library or default_library_path()
     if (folder / "config.json").is_file():
         with Library.open(folder, embedder=embedder, create=False) as lib:
-            return lib.pipeline
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
-    config = LibraryConfig()
-    return FacePipeline(HogFaceDetector(config.detector_settings()), create_embedder(embedder, cache))
+            pipeline = lib.pipeline
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
+        config = LibraryConfig()
+        pipeline = FacePipeline(
+            HogFaceDetector(config.detector_settings()), create_embedder(embedder, cache), config.flip_average
+        )
+    if flip is not None:
+        pipeline.flip = flip
+    return pipeline
 
 
 @eval_app.command("verify")
@@ -343,6 +349,9 @@ def eval_verify(
     fallback: Annotated[
         str, typer.Option(help="No face found: 'centre' (landmarks in the central box) or 'reject'")
     ] = "centre",
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Flip-averaged embeddings [default: library default]")
+    ] = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
@@ -355,7 +364,7 @@ def eval_verify(
         _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
     try:
         pair_list = read_pairs(pairs, images)
-        pipeline = _eval_pipeline(library, embedder)
+        pipeline = _eval_pipeline(library, embedder, flip)
         paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
         with Progress(
             TextColumn("[bold]embedding"),
@@ -387,6 +396,68 @@ def eval_verify(
         f"{nf['count']} images; fallback '{nf['fallback']}' used {nf['fallback_used']}×, "
         f"{nf['scored_as_non_match']} pairs scored as non-matches",
     )
+    console.print(table)
+
+
+@eval_app.command("identify")
+def eval_identify(
+    images: Annotated[Path, typer.Option("--images", help="Folder in LFW layout: DIR/<Name>/<Name>_NNNN.jpg")],
+    seed: Annotated[int, typer.Option(help="Seed for who is enrolled and who is a non-mated search")] = 0,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Keep the evaluation library here [default: a temporary folder, removed]")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Ingest worker processes [default: one per core]")] = None,
+    normalize: Annotated[
+        str | None, typer.Option(help="Score normalisation: none or snorm [default: the library default]")
+    ] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Flip-averaged embeddings [default: library default]")
+    ] = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """1:N search with distractors through the real ingest and search path: rank-1/5, FNIR at FPIR."""
+    import tempfile
+
+    from facesearch.eval.identify import run as run_identify
+    from facesearch.eval.identify import split_people
+    from facesearch.library import Library
+
+    try:
+        split = split_people(images, seed)
+        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
+            folder = work_dir or Path(tmp) / "library"
+            with (
+                Library.open(folder, embedder=embedder, flip_average=flip) as lib,
+                Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=err,
+                    disable=as_json or not err.is_terminal,
+                ) as bar,
+            ):
+                if normalize is not None:
+                    if normalize not in ("none", "snorm"):
+                        raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
+                    lib.config.score_normalization = normalize
+                task = bar.add_task(
+                    "enrolling and searching", total=len(split.gallery) + len(split.mated) + len(split.non_mated)
+                )
+                report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, report.to_dict()):
+        return
+    table = Table("metric", "value", title=f"1:N identification on {images} (seed {seed})")
+    table.add_row("gallery", f"{report.gallery_size} faces")
+    table.add_row("searches", f"{report.mated} mated, {report.non_mated} non-mated")
+    table.add_row("rank-1 / rank-5", f"{report.rank1:.4f} / {report.rank5:.4f}")
+    for fpir, fnir in report.fnir_at_fpir.items():
+        table.add_row(f"FNIR at FPIR {fpir}", f"{fnir:.4f} (threshold {report.thresholds[fpir]:.4f})")
+    table.add_row("no face in probe", f"{report.no_face['mated']} mated, {report.no_face['non_mated']} non-mated")
     console.print(table)
 
 

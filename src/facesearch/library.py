@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from facesearch.models.embedder import (
     dlib_resnet_info,
 )
 from facesearch.models.pipeline import FacePipeline
+from facesearch.search.normalize import CohortNormalizer
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
@@ -59,6 +60,7 @@ class Library:
         self.embedder_backend = embedder_backend
         self.catalog = Catalog(folder / CATALOG_NAME)
         self._pipeline: FacePipeline | None = None
+        self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
         self.model_info = self._model_info()
         self.model_id = self.catalog.ensure_model(self.model_info)
         self._check_single_model()
@@ -77,6 +79,7 @@ class Library:
         onnx_model: dict | None = None,
         index_engine: str | None = None,
         repair_index: bool = True,
+        flip_average: bool | None = None,
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
@@ -95,6 +98,8 @@ class Library:
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
             folder.mkdir(parents=True, exist_ok=True)
             config = LibraryConfig(onnx_model=onnx_model, index_engine=index_engine or "auto")
+            if flip_average is not None:
+                config.flip_average = flip_average
             if onnx_model is not None:
                 config.model = onnx_model["key"]
             config.save(folder)
@@ -114,9 +119,14 @@ class Library:
     # models -------------------------------------------------------------------------------------
 
     def _model_info(self) -> ModelInfo:
+        """The model, and how it is applied: flip-averaged embeddings are another recipe, never mixed."""
         if self.config.model == DLIB_RESNET_KEY and self.config.onnx_model is None:
-            return dlib_resnet_info()
-        return self.embedder.info
+            info = dlib_resnet_info()
+        else:
+            info = self.embedder.info
+        if self.config.flip_average:
+            info = replace(info, key=info.key + "+flip", name=info.name + " (flip-averaged)")
+        return info
 
     def _check_single_model(self) -> None:
         keys = {m.key for m in self.catalog.models()}
@@ -137,8 +147,18 @@ class Library:
         if self._pipeline is None:
             spec = self.config.model_spec()
             embedder = create_embedder(self.embedder_backend, self.models_dir, spec)
-            self._pipeline = FacePipeline(HogFaceDetector(self.config.detector_settings()), embedder)
+            detector = HogFaceDetector(self.config.detector_settings())
+            self._pipeline = FacePipeline(detector, embedder, flip=self.config.flip_average)
         return self._pipeline
+
+    @property
+    def normalizer(self) -> CohortNormalizer | None:
+        """The cohort normaliser when the library uses s-norm (built on first use from indexed faces)."""
+        if self.config.score_normalization != "snorm":
+            return None
+        if self._normalizer is False:
+            self._normalizer = CohortNormalizer.from_catalog(self.catalog)
+        return self._normalizer  # type: ignore[return-value]
 
     # the vector index ---------------------------------------------------------------------------
 
@@ -242,6 +262,7 @@ class Library:
             models_dir=str(self.models_dir),
             backend=self.embedder_backend,
             model_spec=self.config.onnx_model,
+            flip=self.config.flip_average,
             detector=asdict(self.config.detector_settings()),
             max_pixels=self.config.max_pixels,
             max_download_bytes=self.config.max_download_bytes,
@@ -250,6 +271,7 @@ class Library:
         )
 
     def _store(self, collection_id: int, result: ItemResult) -> tuple[int, list[int]] | None:
+        self._normalizer = False  # the cohort is drawn from the library: rebuild after changes
         if result.status == "rejected":
             self.catalog.record_rejection(collection_id, result.source.location, result.code, result.message)
             return None
@@ -321,6 +343,7 @@ class Library:
                 if not receipt.image_ids and resolved != source:
                     receipt = self.catalog.remove_images(source=str(source))
             self.vector_index.remove(np.asarray(receipt.face_ids, dtype=np.int64))
+            self._normalizer = False
             self.save_index()
         return receipt
 

@@ -36,6 +36,7 @@ class WorkerSettings:
     fetch_timeout: float = 15.0
     allow_private_urls: bool = False
     embed_threads: int = 1
+    flip: bool = False
 
 
 @dataclass
@@ -55,7 +56,8 @@ class Worker:
         self.settings = settings
         spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
         embedder = create_embedder(settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads)
-        self.pipeline = FacePipeline(HogFaceDetector(DetectorSettings(**settings.detector)), embedder)
+        detector = HogFaceDetector(DetectorSettings(**settings.detector))
+        self.pipeline = FacePipeline(detector, embedder, flip=settings.flip)
         self._db: sqlite3.Connection | None = None
 
     def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:

@@ -28,9 +28,10 @@ class Face:
 class FacePipeline:
     """Composes a detector and an embedder. Chips are embedded in one batch per call."""
 
-    def __init__(self, detector: HogFaceDetector, embedder: Embedder) -> None:
+    def __init__(self, detector: HogFaceDetector, embedder: Embedder, flip: bool = False) -> None:
         self.detector = detector
         self.embedder = embedder
+        self.flip = flip  # average each face's embedding with its mirror image's (see Embedder.embed)
 
     def find_faces(self, rgb: np.ndarray) -> list[Face]:
         """Detect and align every face (largest first), without embedding."""
@@ -55,7 +56,7 @@ class FacePipeline:
     def embed_faces(self, faces: list[Face]) -> list[Face]:
         """Fill in the embeddings of faces (from one or many images) in one batch."""
         if faces:
-            vectors = self.embedder.embed(np.stack([f.chip for f in faces]))
+            vectors = self.embedder.embed(np.stack([f.chip for f in faces]), flip=self.flip)
             for face, vector in zip(faces, vectors, strict=True):
                 face.embedding = vector
         return faces

@@ -30,6 +30,7 @@ class Candidate:
     box: list[int]
     quality: float
     image: ImageRef
+    score: float = 0.0  # what ranks and is compared with the threshold: cosine, or s-norm when enabled
 
 
 @dataclass
@@ -50,6 +51,8 @@ class SearchResult:
     top_k: int
     collection: str | None
     probe_sha256: str
+    probe_size: list[int] = field(default_factory=list)  # [width, height] of the decoded probe
+    score: str = "cosine"  # the kind of candidate score: "cosine" or "snorm"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,11 +12,13 @@ from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.worker import read_file
 from facesearch.models.pipeline import Face
 from facesearch.search.results import Candidate, ImageRef, ProbeFace, SearchResult, VerifyResult
+from facesearch.store.schema import FaceRow
 
 if TYPE_CHECKING:
     from facesearch.library import Library
 
 MAX_TOP_K = 1000
+RERANK_DEPTH = 50  # raw candidates re-ranked when scores are normalised
 
 
 class Searcher:
@@ -32,6 +34,10 @@ class Searcher:
         return decode_image(data, max_pixels=self.lib.config.max_pixels).rgb, sha256_hex(data)
 
     def probe_faces(self, probe: str | Path | bytes, face: int | None = None) -> tuple[list[Face], str]:
+        faces, digest, _ = self._probe_faces(probe, face)
+        return faces, digest
+
+    def _probe_faces(self, probe: str | Path | bytes, face: int | None) -> tuple[list[Face], str, list[int]]:
         rgb, digest = self.load(probe)
         faces = self.lib.pipeline.find_faces(rgb)
         if not faces:
@@ -43,7 +49,7 @@ class Searcher:
                     code="bad_face",
                 )
             faces = [faces[face]]
-        return self.lib.pipeline.embed_faces(faces), digest
+        return self.lib.pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
 
     def search(
         self,
@@ -61,42 +67,31 @@ class Searcher:
             if cid is None:
                 raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
             allowed = self.lib.catalog.face_ids_in_collection(cid)
-        faces, digest = self.probe_faces(probe, face)
+        faces, digest, size = self._probe_faces(probe, face)
         index = self.lib.vector_index
-        threshold = self.lib.config.threshold
+        normalizer = self.lib.normalizer
+        threshold = self.lib.config.snorm_threshold if normalizer else self.lib.config.threshold
         queries = np.stack([f.embedding for f in faces])
         results: list[ProbeFace] = []
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
             scores = np.zeros((len(faces), 0), np.float32)
             ids = np.zeros((len(faces), 0), np.int64)
         else:
-            scores, ids = index.search(queries, top_k, allowed=allowed)
+            depth = max(top_k, RERANK_DEPTH) if normalizer else top_k
+            scores, ids = index.search(queries, depth, allowed=allowed)
         rows = self.lib.catalog.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
         for face_obj, face_scores, face_ids in zip(faces, scores, ids, strict=True):
-            candidates: list[Candidate] = []
-            for score, face_id in zip(face_scores, face_ids, strict=True):
-                row = rows.get(int(face_id))
-                if row is None:  # removed since the index was loaded, or an empty slot
-                    continue
-                image = row.image
-                candidates.append(
-                    Candidate(
-                        rank=len(candidates) + 1,
-                        similarity=round(float(score), 4),
-                        passes_threshold=bool(score >= threshold),
-                        face_id=row.id,
-                        collection=image.collection.name,
-                        box=list(row.box),
-                        quality=row.quality,
-                        image=ImageRef(
-                            image_id=image.id,
-                            path=image.source if image.source_kind == "file" else None,
-                            source_url=image.source if image.source_kind == "url" else None,
-                            page_url=image.page_url,
-                            sha256=image.sha256,
-                        ),
-                    )
-                )
+            # Drop empty slots and faces removed since the index was loaded.
+            found = [(float(sc), rows[int(i)]) for sc, i in zip(face_scores, face_ids, strict=True) if int(i) in rows]
+            ranking = np.array([sc for sc, _ in found], dtype=np.float64)
+            if normalizer and found:
+                vectors = np.stack([np.frombuffer(row.embedding, dtype=np.float32) for _, row in found])
+                ranking = normalizer.normalize(ranking, face_obj.embedding, vectors)
+            order = np.argsort(-ranking, kind="stable")[:top_k]
+            candidates = [
+                self._candidate(rank, found[i][1], found[i][0], float(ranking[i]), threshold)
+                for rank, i in enumerate(order, start=1)
+            ]
             results.append(
                 ProbeFace(
                     face=face_obj.index,
@@ -114,6 +109,29 @@ class Searcher:
             top_k=top_k,
             collection=collection,
             probe_sha256=digest,
+            probe_size=size,
+            score="snorm" if normalizer else "cosine",
+        )
+
+    @staticmethod
+    def _candidate(rank: int, row: FaceRow, similarity: float, score: float, threshold: float) -> Candidate:
+        image = row.image
+        return Candidate(
+            rank=rank,
+            similarity=round(similarity, 4),
+            passes_threshold=bool(score >= threshold),
+            face_id=row.id,
+            collection=image.collection.name,
+            box=list(row.box),
+            quality=row.quality,
+            image=ImageRef(
+                image_id=image.id,
+                path=image.source if image.source_kind == "file" else None,
+                source_url=image.source if image.source_kind == "url" else None,
+                page_url=image.page_url,
+                sha256=image.sha256,
+            ),
+            score=round(score, 4),
         )
 
     def verify(self, a: str | Path | bytes, b: str | Path | bytes) -> VerifyResult:

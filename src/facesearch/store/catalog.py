@@ -197,6 +197,17 @@ class Catalog:
                 last = int(ids[-1])
                 yield ids, vectors
 
+    def embeddings_of(self, ids: np.ndarray) -> np.ndarray:
+        """Embeddings of the given face ids, in the given order."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        with self.session() as s:
+            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 900]
+                query = select(FaceRow.id, FaceRow.embedding).where(FaceRow.id.in_(chunk))
+                found.update((row[0], row[1]) for row in s.execute(query))
+        return np.stack([np.frombuffer(found[i], dtype=np.float32) for i in wanted if i in found])
+
     def all_face_ids(self) -> np.ndarray:
         with self.session() as s:
             return np.asarray(s.scalars(select(FaceRow.id).order_by(FaceRow.id)).all(), dtype=np.int64)

@@ -1,0 +1,217 @@
+"""``facesearch eval identify``: 1:N search with distractors, as NIST's FRTE 1:N measures it.
+
+On any LFW-layout folder (``DIR/<Name>/<Name>_NNNN.jpg``), with a fixed seed:
+
+* each person with 2+ photos is enrolled with one photo (chosen at random); their other photos are
+  the *mated* searches;
+* people with one photo are split at random: half are enrolled as distractors, the other half are
+  *non-mated* searches (people not in the gallery).
+
+Everything goes through the real library path: the gallery is ingested with ``Library.index`` and
+every probe is searched with ``Library.search``. LFW labels one person per photo, the face nearest
+the centre; ingest indexes every face, so a gallery photo of B may also hold A's face. Such
+unlabelled background faces are skipped in the candidate lists (they would count a true match of A
+as a false one), and on a probe photo with several faces the central one is searched.
+Reported: rank-1 and rank-5 hit rates of mated searches, and
+FNIR at FPIR = 0.01 and 0.003: the threshold T is set so that that share of non-mated searches
+return a top candidate scoring >= T, and FNIR is the share of mated searches whose top candidate is
+not the mate or scores below T (NIST's rank-1 definition). A probe without a detectable face is a
+miss when mated and no false positive when non-mated; both are counted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.library import Library
+from facesearch.search.results import ProbeFace, SearchResult
+from facesearch.store.schema import CollectionRow, FaceRow, ImageRow
+
+FPIRS = (0.01, 0.003)
+SEARCH_DEPTH = 20  # candidates fetched, so that 5 remain after skipping unlabelled background faces
+GALLERY = "eval-identify-gallery"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+@dataclass
+class Split:
+    gallery: list[Path]
+    mated: list[Path]
+    non_mated: list[Path]
+
+
+@dataclass
+class IdentifyReport:
+    rank1: float
+    rank5: float
+    fnir_at_fpir: dict[str, float]
+    gallery_size: int
+    mated: int
+    non_mated: int
+    seed: int
+    no_face: dict = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    score: str = "cosine"
+
+    def to_dict(self) -> dict:
+        return {
+            "rank1": round(self.rank1, 5),
+            "rank5": round(self.rank5, 5),
+            "fnir_at_fpir": {k: round(v, 5) for k, v in self.fnir_at_fpir.items()},
+            "gallery_size": self.gallery_size,
+            "mated": self.mated,
+            "non_mated": self.non_mated,
+            "seed": self.seed,
+            "no_face": self.no_face,
+            "thresholds": {k: round(v, 5) for k, v in self.thresholds.items()},
+            "score": self.score,
+        }
+
+
+def person_of(path: str | Path) -> str:
+    return Path(path).parent.name
+
+
+def split_people(images: Path, seed: int = 0) -> Split:
+    """Enrol one photo per person with 2+ photos; split one-photo people into distractors and non-mated."""
+    if not images.is_dir():
+        raise FaceSearchError(
+            f"{images} is not a folder in LFW layout (DIR/<Name>/<Name>_NNNN.jpg)", code="bad_request"
+        )
+    rng = random.Random(seed)
+    gallery, mated, singles = [], [], []
+    for person in sorted(p for p in images.iterdir() if p.is_dir()):
+        photos = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if len(photos) >= 2:
+            enrolled = rng.choice(photos)
+            gallery.append(enrolled)
+            mated.extend(p for p in photos if p != enrolled)
+        elif photos:
+            singles.append(photos[0])
+    rng.shuffle(singles)
+    half = len(singles) // 2
+    gallery.extend(sorted(singles[:half]))
+    if not mated:
+        raise FaceSearchError(
+            f"{images} has no person with 2 or more photos: nothing to search for", code="bad_request"
+        )
+    return Split(gallery=gallery, mated=mated, non_mated=sorted(singles[half:]))
+
+
+def subject_face(result: SearchResult) -> ProbeFace:
+    """The probe face nearest the centre of the photo (the subject of an LFW photo)."""
+    width, height = result.probe_size or [0, 0]
+
+    def distance(face: ProbeFace) -> float:
+        left, top, w, h = face.box
+        return (left + w / 2 - width / 2) ** 2 + (top + h / 2 - height / 2) ** 2
+
+    return min(result.faces, key=distance)
+
+
+def run(
+    library: Library,
+    split: Split,
+    seed: int,
+    progress: Callable[[str, int], None] | None = None,
+    workers: int | None = None,
+) -> IdentifyReport:
+    report = library.index([str(p) for p in split.gallery], collection=GALLERY, workers=workers)
+    if progress:
+        progress("indexed", len(split.gallery))
+    gallery_size = library.stats()["collections"]
+    gallery_faces = next((c["faces"] for c in gallery_size if c["name"] == GALLERY), 0)
+    subjects = subject_face_ids(library)
+    mated_ranks, mated_top, non_mated_top = [], [], []
+    no_face = {"gallery_rejected": len(report.rejected), "mated": 0, "non_mated": 0}
+    for path in split.mated:
+        rank, top = _search(library, path, subjects)
+        if rank is None and top is None:
+            no_face["mated"] += 1
+        mated_ranks.append(rank)
+        mated_top.append(top if rank == 1 else None)
+        if progress:
+            progress("searched", 1)
+    for path in split.non_mated:
+        rank, top = _search(library, path, subjects)
+        if top is None:
+            no_face["non_mated"] += 1
+        non_mated_top.append(top if top is not None else -np.inf)
+        if progress:
+            progress("searched", 1)
+    rank1 = float(np.mean([r == 1 for r in mated_ranks]))
+    rank5 = float(np.mean([r is not None and r <= 5 for r in mated_ranks]))
+    fnir, thresholds = {}, {}
+    for fpir in FPIRS:
+        threshold = threshold_at_fpir(np.asarray(non_mated_top, dtype=np.float64), fpir)
+        thresholds[str(fpir)] = threshold
+        hits = [score is not None and score >= threshold for score in mated_top]
+        fnir[str(fpir)] = 1.0 - float(np.mean(hits))
+    return IdentifyReport(
+        rank1=rank1,
+        rank5=rank5,
+        fnir_at_fpir=fnir,
+        gallery_size=int(gallery_faces),
+        mated=len(split.mated),
+        non_mated=len(split.non_mated),
+        seed=seed,
+        no_face=no_face,
+        thresholds=thresholds,
+        score="snorm" if library.normalizer else "cosine",
+    )
+
+
+def threshold_at_fpir(non_mated_top: np.ndarray, fpir: float) -> float:
+    """The lowest threshold at which at most ``fpir`` of non-mated searches return a candidate."""
+    ordered = np.sort(non_mated_top)[::-1]
+    allowed = int(np.floor(fpir * len(ordered)))
+    if allowed >= len(ordered):
+        return -np.inf
+    return float(np.nextafter(ordered[allowed], np.inf))
+
+
+def subject_face_ids(library: Library) -> set[int]:
+    """For each gallery photo, the id of its face nearest the centre (the one LFW's label names)."""
+    subjects: dict[int, tuple[float, int]] = {}
+    with library.catalog.session() as s:
+        rows = s.execute(
+            select(
+                FaceRow.id,
+                FaceRow.image_id,
+                FaceRow.left,
+                FaceRow.top,
+                FaceRow.width,
+                FaceRow.height,
+                ImageRow.width,
+                ImageRow.height,
+            )
+            .join(ImageRow, FaceRow.image_id == ImageRow.id)
+            .join(CollectionRow, ImageRow.collection_id == CollectionRow.id)
+            .where(CollectionRow.name == GALLERY)
+        ).all()
+    for face_id, image_id, left, top, w, h, img_w, img_h in rows:
+        distance = (left + w / 2 - img_w / 2) ** 2 + (top + h / 2 - img_h / 2) ** 2
+        if image_id not in subjects or distance < subjects[image_id][0]:
+            subjects[image_id] = (distance, face_id)
+    return {face_id for _, face_id in subjects.values()}
+
+
+def _search(library: Library, path: Path, subjects: set[int]) -> tuple[int | None, float | None]:
+    """Rank of the mate among the top 5 (None if absent) and the top candidate's score (None: no face)."""
+    try:
+        result = library.search(path, top_k=SEARCH_DEPTH, collection=GALLERY)
+    except NoFaceFound:
+        return None, None
+    candidates = [c for c in subject_face(result).candidates if c.face_id in subjects][:5]
+    if not candidates:
+        return None, None
+    person = person_of(path)
+    rank = next((i for i, c in enumerate(candidates, start=1) if person_of(c.image.path or "") == person), None)
+    return rank, candidates[0].score

@@ -1,0 +1,55 @@
+"""Score normalisation against an impostor cohort (adaptive symmetric normalisation, "s-norm").
+
+A raw cosine similarity means different things for different faces: some faces (a common pose, a
+frequent look, a low-quality photo) sit close to many strangers, so their impostor scores run high.
+S-norm measures that per face: each probe and each candidate is compared with a cohort of faces
+sampled from the operator's own library, and the score is expressed in standard deviations above
+the mean of the *top* cohort scores of each side, averaged over both sides:
+
+    s' = ((s - mu_p) / sigma_p + (s - mu_c) / sigma_c) / 2
+
+The cohort is a fixed-seed sample of indexed faces (never embeddings shipped with the package). A
+face compared with itself (similarity ~1) is left out of its own cohort statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facesearch.store.catalog import Catalog
+
+COHORT_SIZE = 2000
+# Below this many indexed faces the cohort is too small for stable top-100 statistics: search ranks
+# by plain cosine similarity instead (and says so in its "score" field).
+MIN_LIBRARY_FACES = 500
+COHORT_TOP = 100
+SELF_MATCH = 0.9999
+
+
+class CohortNormalizer:
+    def __init__(self, cohort: np.ndarray, top: int = COHORT_TOP) -> None:
+        self.cohort = np.ascontiguousarray(cohort, dtype=np.float32)
+        self.top = max(2, min(top, len(self.cohort) - 1))
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog, size: int = COHORT_SIZE, seed: int = 0) -> CohortNormalizer | None:
+        """A fixed-seed sample of the library's faces; None when the library is too small to normalise."""
+        ids = catalog.all_face_ids()
+        if len(ids) < MIN_LIBRARY_FACES:
+            return None
+        chosen = np.sort(np.random.default_rng(seed).choice(ids, size=min(size, len(ids)), replace=False))
+        vectors = catalog.embeddings_of(chosen)
+        return cls(vectors)
+
+    def stats(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of each vector's top cohort scores (self-matches excluded)."""
+        scores = np.atleast_2d(vectors).astype(np.float32) @ self.cohort.T
+        scores[scores >= SELF_MATCH] = -np.inf
+        top = -np.partition(-scores, self.top - 1, axis=1)[:, : self.top]
+        return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
+
+    def normalize(self, raw: np.ndarray, probe: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Normalised scores of one probe against its candidates (raw similarities given)."""
+        mu_p, sd_p = self.stats(probe[None])
+        mu_c, sd_c = self.stats(candidates)
+        return ((raw - mu_p[0]) / sd_p[0] + (raw - mu_c) / sd_c) / 2
