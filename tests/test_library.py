@@ -178,3 +178,17 @@ def test_refuses_a_folder_that_is_not_a_library(tmp_path: Path) -> None:
         Library.open(tmp_path)
     with pytest.raises(LibraryError, match="no facesearch library"):
         Library.open(tmp_path / "nothing", create=False)
+
+
+def test_a_library_keeps_the_recipe_it_was_created_with(tmp_path: Path) -> None:
+    from facesearch.config import LibraryConfig
+
+    with Library.open(tmp_path / "new") as lib:
+        assert lib.config.flip_average is True and lib.model_info.key.endswith("+flip")
+    with Library.open(tmp_path / "plain", flip_average=False) as lib:
+        assert lib.model_info.key == "dlib_resnet_v1"
+    # A config written before flip averaging existed has no such key: it embedded without flip.
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    del config["flip_average"]
+    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
+    assert LibraryConfig.load(tmp_path / "plain").flip_average is False

@@ -73,6 +73,8 @@ class LibraryConfig:
             raise LibraryError(f"cannot read library configuration {path}: {exc}") from exc
         if data.get("format") != FORMAT:
             raise LibraryError(f"{path} has format {data.get('format')!r}; this facesearch reads format {FORMAT}")
+        # Libraries written before flip averaging existed embedded without it: keep their recipe.
+        data.setdefault("flip_average", False)
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
