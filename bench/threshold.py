@@ -21,23 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embedder_speed import data_dir  # noqa: E402
 
 from facesearch.config import DEFAULT_THRESHOLD, LibraryConfig  # noqa: E402
+from facesearch.eval.lfw import read_pairs  # noqa: E402
+from facesearch.eval.verify import central_face  # noqa: E402
 from facesearch.ingest.decode import decode_image  # noqa: E402
 from facesearch.models.detector import HogFaceDetector  # noqa: E402
 from facesearch.models.embedder import create_embedder  # noqa: E402
 from facesearch.models.pipeline import FacePipeline  # noqa: E402
-
-
-def read_pairs(path: Path) -> list[tuple[str, int, str, int, bool]]:
-    lines = path.read_text().splitlines()
-    count = int(lines[0].split()[0])
-    pairs = []
-    for line in lines[1 : 2 * count + 1]:
-        parts = line.split()
-        if len(parts) == 3:
-            pairs.append((parts[0], int(parts[1]), parts[0], int(parts[2]), True))
-        else:
-            pairs.append((parts[0], int(parts[1]), parts[2], int(parts[3]), False))
-    return pairs
 
 
 def main() -> None:
@@ -45,27 +34,21 @@ def main() -> None:
     pipeline = FacePipeline(
         HogFaceDetector(LibraryConfig().detector_settings()), create_embedder("onnx", Path(tempfile.mkdtemp()))
     )
-    cache: dict[tuple[str, int], np.ndarray | None] = {}
+    cache: dict[Path, np.ndarray | None] = {}
 
-    def embedding(name: str, number: int) -> np.ndarray | None:
-        if (name, number) not in cache:
-            rgb = decode_image((root / "images" / name / f"{name}_{number:04d}.jpg").read_bytes()).rgb
-            faces = pipeline.find_faces(rgb)
-            centre = np.array(rgb.shape[1::-1]) / 2
-            face = min(
-                faces,
-                key=lambda f: float(np.sum((np.array(f.box[:2]) + np.array(f.box[2:]) / 2 - centre) ** 2)),
-                default=None,
-            )
-            cache[(name, number)] = pipeline.embed_faces([face])[0].embedding if face else None
-        return cache[(name, number)]
+    def embedding(path: Path) -> np.ndarray | None:
+        if path not in cache:
+            rgb = decode_image(path.read_bytes()).rgb
+            face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
+            cache[path] = pipeline.embed_faces([face])[0].embedding if face else None
+        return cache[path]
 
-    pairs = read_pairs(root / "pairsDevTrain.txt")
+    pairs = read_pairs(root / "pairsDevTrain.txt", root / "images")
     scores, same = [], []
-    for a, i, b, j, is_same in pairs:
-        ea, eb = embedding(a, i), embedding(b, j)
+    for pair in pairs:
+        ea, eb = embedding(pair.a), embedding(pair.b)
         scores.append(float(ea @ eb) if ea is not None and eb is not None else 0.0)
-        same.append(is_same)
+        same.append(pair.same)
     s, y = np.array(scores), np.array(same)
     no_face = sum(v is None for v in cache.values())
     best_acc, best_t = max((float(np.mean((s >= t) == y)), float(t)) for t in np.unique(s))

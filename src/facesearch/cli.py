@@ -61,6 +61,12 @@ def _json_out(as_json: bool, data: object) -> bool:
     return as_json
 
 
+def _progress(label: str, as_json: bool) -> Progress:
+    """A progress bar on stderr for a long evaluation (hidden with --json or off a terminal)."""
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err, disable=as_json or not err.is_terminal)
+
+
 def _fail(exc: FaceSearchError, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
@@ -366,14 +372,7 @@ def eval_verify(
         pair_list = read_pairs(pairs, images)
         pipeline = _eval_pipeline(library, embedder, flip)
         paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
-        with Progress(
-            TextColumn("[bold]embedding"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            disable=as_json or not err.is_terminal,
-        ) as bar:
+        with _progress("embedding", as_json) as bar:
             task = bar.add_task("embed", total=len(paths))
             embeddings, no_face = embed_images(pipeline, paths, fallback, lambda n: bar.advance(task, n))
         report = evaluate(pair_list, embeddings, no_face)
@@ -429,14 +428,7 @@ def eval_identify(
             folder = work_dir or Path(tmp) / "library"
             with (
                 Library.open(folder, embedder=embedder, flip_average=flip) as lib,
-                Progress(
-                    TextColumn("[bold]{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeRemainingColumn(),
-                    console=err,
-                    disable=as_json or not err.is_terminal,
-                ) as bar,
+                _progress("enrolling and searching", as_json) as bar,
             ):
                 if normalize is not None:
                     if normalize not in ("none", "snorm"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.config import LibraryConfig, default_library_path
-from facesearch.errors import FaceSearchError, LibraryError, ModelError
+from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
@@ -392,7 +392,3 @@ class Library:
             "faces": int(len(in_catalog)),
             "vectors": len(self.vector_index),
         }
-
-    def ensure_model_compatible(self, other: ModelInfo) -> None:
-        if other.key != self.model_info.key:
-            raise ModelError(f"this library's index was built with {self.model_info.key}, not {other.key}")

@@ -19,8 +19,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, Worker, WorkerSettings, init_worker, run_chunk
 
@@ -180,7 +178,3 @@ class IngestRun:
 def chunks(items: Sequence[Source], size: int) -> Iterator[list[Source]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-def stack_embeddings(result: ItemResult) -> np.ndarray:
-    return np.stack([f.embedding for f in result.faces]) if result.faces else np.zeros((0, 0), np.float32)
