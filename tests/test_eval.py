@@ -88,6 +88,8 @@ def test_eval_verify_cli_on_a_pairs_subset(lfw: Path, tmp_path: Path) -> None:
             "--json",
             "-l",
             str(tmp_path / "nolib"),
+            "--report",
+            str(tmp_path / "report"),
         ],
         capture_output=True,
         text=True,
@@ -95,6 +97,10 @@ def test_eval_verify_cli_on_a_pairs_subset(lfw: Path, tmp_path: Path) -> None:
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
     report = json.loads(out.stdout)
+    written = {p.name for p in (tmp_path / "report").iterdir()}
+    assert written == {"roc.png", "det.png", "scores.png", "report.md"}
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "facesearch eval verify" in markdown and f"{report['auc']}" in markdown
     assert set(report) >= {"accuracy", "accuracy_std", "auc", "eer", "tar_at_far", "no_face"}
     assert set(report["tar_at_far"]) == {"0.01", "0.001"}
     assert report["pairs"] == 200 and report["accuracy"] > 0.93 and report["auc"] > 0.97
@@ -133,12 +139,15 @@ def test_eval_identify_through_the_library(small_lfw: Path, tmp_path: Path, norm
             "--json",
             "--work-dir",
             str(tmp_path / "lib"),
+            "--report",
+            str(tmp_path / "report"),
         ],
         capture_output=True,
         text=True,
         check=True,
     )
     report = json.loads(out.stdout)
+    assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
     assert set(report) >= {"rank1", "rank5", "fnir_at_fpir", "gallery_size", "mated", "non_mated"}
     assert set(report["fnir_at_fpir"]) == {"0.01", "0.003"}
     assert report["non_mated"] == 450 and report["mated"] >= 100
@@ -148,3 +157,138 @@ def test_eval_identify_through_the_library(small_lfw: Path, tmp_path: Path, norm
     assert 0.0 <= report["fnir_at_fpir"]["0.01"] <= 0.6
     # The library it built is a normal library: its gallery collection is there.
     assert (tmp_path / "lib" / "catalog.sqlite").is_file()
+
+
+@pytest.fixture(scope="module")
+def calibration_photos(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An LFW-layout folder of 40 people (links into lfw-dev): 20 with 3+ photos, 20 with one."""
+    root = tmp_path_factory.mktemp("calib") / "images"
+    root.mkdir()
+    people = sorted((lfw / "images").iterdir())
+    multi = [p for p in people if 3 <= len(list(p.glob("*.jpg"))) <= 5][:20]
+    singles = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:20]
+    for person in multi + singles:
+        (root / person.name).symlink_to(person, target_is_directory=True)
+    return root
+
+
+def test_calibrate_into_a_library_then_search_uses_it(calibration_photos: Path, tmp_path: Path) -> None:
+    from facesearch import Library
+    from facesearch.errors import LibraryError
+    from facesearch.search.calibration import Calibration
+
+    folder = tmp_path / "lib"
+    Library.open(folder).close()
+    out = subprocess.run(
+        [sys.executable, "-m", "facesearch.cli", "calibrate", "--images", str(calibration_photos)]
+        + ["--json", "-l", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads(out.stdout)
+    assert summary["model"] == "dlib_resnet_v1+flip+jitter2.5" and summary["written"] == str(
+        folder / "calibration.json"
+    )
+    assert {row["score"] for row in summary["operating_points"]} == {"cosine"}  # an empty library has no cohort yet
+    point = next(row for row in summary["operating_points"] if row["max_fmr"] == 1e-2)
+    assert 0.85 < point["threshold"] < 0.97 and point["fnmr"] < 0.2
+    saved = Calibration.load(folder / "calibration.json")
+    table = saved.table("cosine")
+    assert table is not None and table.genuine_comparisons >= 60 and table.impostor_comparisons > 3000
+    assert "images" in saved.source
+    photo = next(calibration_photos.glob("*/*.jpg"))
+    with Library.open(folder) as lib:
+        assert lib.calibration is not None and lib.calibration.source == saved.source
+        result = lib.verify(photo, photo)
+        assert result.calibration == saved.source and result.fmr_upper_bound and result.label == "match"
+        with pytest.raises(LibraryError, match="calibration is for"):
+            lib.save_calibration(Calibration(model="another", source="x", tables=saved.tables))
+
+
+def test_calibrate_to_a_file_and_clear_errors(calibration_photos: Path, tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "facesearch.cli", "calibrate"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    no_target = subprocess.run(
+        cli + ["--images", str(calibration_photos), "-l", str(tmp_path / "none")], capture_output=True, text=True
+    )
+    assert no_target.returncode == 2 and "give --library or --output" in " ".join(no_target.stderr.split())
+    missing = subprocess.run(
+        cli + ["--images", str(tmp_path / "absent"), "-o", str(tmp_path / "c.json")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "not a folder in LFW layout" in " ".join(missing.stderr.split())
+    done = subprocess.run(
+        cli
+        + [
+            "--images",
+            str(calibration_photos),
+            "--no-flip",
+            "--jitter",
+            "0",
+            "-o",
+            str(tmp_path / "c.json"),
+            "-l",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["model"] == "dlib_resnet_v1" and set(data["tables"]) == {"cosine"}
+    assert "Calibration of dlib_resnet_v1" in " ".join(done.stdout.split())
+
+
+def test_eval_groups_with_derived_labels(calibration_photos: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    command = [sys.executable, "-m", "facesearch.cli", "eval", "groups", "--images", str(calibration_photos)]
+    out = subprocess.run(
+        command + ["--labels", str(labels), "--derive", "brightness", "--json", "-l", str(tmp_path / "nolib")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    report = json.loads(out.stdout)
+    rows = {row["group"]: row for row in report["groups"]}
+    assert set(rows) == {"dark", "medium", "bright"}
+    photos = len(list(calibration_photos.glob("*/*.jpg")))
+    assert sum(row["images"] for row in rows.values()) == photos and report["unlabelled"] == 0
+    assert all(row["impostor_pairs"] > 100 for row in rows.values())
+    assert 0.9 < report["threshold"] < 0.97 and "max FMR 0.001" in report["operating_point"]
+    assert labels.read_text().splitlines()[0] in ("image,group", "person,group")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,group\nx,a\n")
+    refused = subprocess.run(
+        command + ["--labels", str(bad), "-l", str(tmp_path / "nolib")], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "column" in " ".join(refused.stderr.split())
+
+
+def test_eval_detect_on_the_annotated_group_photos(shared_data: Path) -> None:
+    pascal = shared_data / "dlib_pascal_faces"
+    out = subprocess.run(
+        [sys.executable, "-m", "facesearch.cli", "eval", "detect", "--boxes", str(pascal / "face_boxes.csv")]
+        + ["--negatives", str(shared_data / "negatives"), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert report["detector_kind"] == "hog" and report["true_positives"] == 43 and report["recall"] == 1.0
+    assert report["false_faces_per_image"] == 0.0 and report["negatives"]["images"] == 25
+
+
+def test_embedding_in_worker_processes_gives_the_same_answers(lfw: Path, tmp_path: Path) -> None:
+    from facesearch import Library
+    from facesearch.eval.verify import embed_images
+
+    paths = sorted((lfw / "images").glob("A*/*.jpg"))[:100]
+    with Library.open(tmp_path / "lib") as lib:
+        pipeline = lib.pipeline
+        serial, serial_nf = embed_images(pipeline, paths, "centre", workers=1)
+        parallel, parallel_nf = embed_images(pipeline, paths, "centre", workers=2)
+    assert list(serial) == list(parallel) == paths and serial_nf == parallel_nf
+    for path in paths:
+        assert np.allclose(serial[path], parallel[path], atol=1e-5), path

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, LibraryError
@@ -143,13 +144,14 @@ def test_another_onnx_model_plugs_in_by_configuration(tmp_path: Path, people: Pa
     folder = tmp_path / "lib"
     with Library.open(folder, onnx_model=spec) as lib:
         lib.index(gallery, workers=1)
-        assert lib.model_info.key == "operator-model-1+flip" and lib.model_info.dim == 128  # flip-averaged recipe
-        assert [m.key for m in lib.catalog.models()] == ["operator-model-1+flip"]
+        key = "operator-model-1+flip+jitter2.5"  # the default recipe: flip-averaged and jittered
+        assert lib.model_info.key == key and lib.model_info.dim == 128
+        assert [m.key for m in lib.catalog.models()] == [key]
         assert top_paths(lib, people / "barack_obama" / "obama.jpg")[0] in gallery[:3]
     with pytest.raises(LibraryError, match="never mixes models"):
         Library.open(folder, onnx_model=dict(spec, key="another-model"))
     with Library.open(folder) as again:  # reopening without options keeps the configured model
-        assert again.model_info.key == "operator-model-1+flip"
+        assert again.model_info.key == key
 
 
 def test_float_nchw_preprocessing_matches_the_graph_normalisation(tmp_path: Path) -> None:
@@ -184,11 +186,64 @@ def test_a_library_keeps_the_recipe_it_was_created_with(tmp_path: Path) -> None:
     from facesearch.config import LibraryConfig
 
     with Library.open(tmp_path / "new") as lib:
-        assert lib.config.flip_average is True and lib.model_info.key.endswith("+flip")
-    with Library.open(tmp_path / "plain", flip_average=False) as lib:
+        assert lib.config.flip_average is True and lib.config.jitter == 2.5
+        assert lib.model_info.key == "dlib_resnet_v1+flip+jitter2.5"
+        assert lib.pipeline.fallback is not None and lib.pipeline.fallback.name == "dlib_cnn_mmod"
+    with Library.open(tmp_path / "plain", flip_average=False, jitter=0) as lib:
         assert lib.model_info.key == "dlib_resnet_v1"
-    # A config written before flip averaging existed has no such key: it embedded without flip.
+    # A config written before these settings existed has no such keys: it embedded without them.
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
-    del config["flip_average"]
+    for key in ("flip_average", "jitter", "detector_fallback"):
+        del config[key]
     (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
-    assert LibraryConfig.load(tmp_path / "plain").flip_average is False
+    old = LibraryConfig.load(tmp_path / "plain")
+    assert old.flip_average is False and old.jitter == 0 and old.detector_fallback == "none"
+
+
+def test_min_quality_leaves_out_poor_faces_and_counts_them(tmp_path: Path, people: Path, gallery: list[str]) -> None:
+    with Library.open(tmp_path / "all") as lib:
+        everything = lib.index(gallery, workers=1)
+    with Library.open(tmp_path / "good") as lib:
+        # The three Obama photos are small, soft faces (quality 0.72-0.81); Biden's and Rose's score 0.89+.
+        good = lib.index(gallery, workers=1, min_quality=0.85)
+        kept = lib.stats()["faces"]
+        with pytest.raises(FaceSearchError, match="between 0 and 1"):
+            lib.index(gallery, min_quality=1.5)
+    assert everything.low_quality_faces == 0 and everything.faces == len(gallery)
+    assert good.indexed == everything.indexed, "a photo whose faces are all left out is still recorded"
+    assert good.faces == kept == 2 and good.low_quality_faces == 3
+    assert good.faces + good.low_quality_faces == everything.faces
+    assert good.to_dict()["low_quality_faces"] == good.low_quality_faces
+
+
+def test_cnn_fallback_finds_the_face_hog_misses(tmp_path: Path, shared_data: Path) -> None:
+    # HOG finds no face in this LFW photo (a turned head); dlib's CNN does, and only then is it run.
+    photo = shared_data / "lfw-dev" / "images" / "Andy_Roddick" / "Andy_Roddick_0005.jpg"
+    with Library.open(tmp_path / "plain", flip_average=False, jitter=0) as lib:
+        assert lib.pipeline.detector.detect(np.asarray(Image.open(photo).convert("RGB"))) == []
+        faces = lib.faces(photo)
+        assert len(faces) == 1 and 60 < faces[0]["box"][2] < 160
+        report = lib.index([str(photo)], workers=1)
+        assert report.faces == 1
+    with Library.open(tmp_path / "old") as lib:
+        lib.config.detector_fallback = "none"
+        lib._pipeline = None
+        assert lib.faces(photo) == []
+
+
+def test_jitter_averages_shifted_alignments(tmp_path: Path, people: Path) -> None:
+    from facesearch.ingest.decode import decode_image
+
+    rgb = decode_image((people / "barack_obama" / "obama.jpg").read_bytes()).rgb
+    with Library.open(tmp_path / "j") as jittered, Library.open(tmp_path / "p", jitter=0) as plain:
+        face_j = jittered.pipeline.analyse(rgb)[0]
+        face_p = plain.pipeline.analyse(rgb)[0]
+    assert face_j.shifted_chips is not None and face_j.shifted_chips.shape == (4, 150, 150, 3)
+    assert face_p.shifted_chips is None
+    assert not np.array_equal(face_j.shifted_chips[0], face_j.chip), "a shifted chip differs from the centre one"
+    similarity = float(face_j.embedding @ face_p.embedding)
+    assert 0.97 < similarity < 0.99999, "jitter changes the embedding a little, never the person"
+    assert np.isclose(np.linalg.norm(face_j.embedding), 1.0, atol=1e-5)
+    # The jittered views agree closely on a sharp frontal face; the quality score then includes that.
+    assert face_p.stability is None and face_j.stability is not None and 0.99 < face_j.stability < 1.0
+    assert face_j.quality != face_p.quality and 0.0 <= face_j.quality <= 1.0

@@ -134,7 +134,18 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     )
     data = json.loads(out.stdout)
     candidate = data["faces"][0]["candidates"][0]
-    assert set(candidate) >= {"rank", "similarity", "passes_threshold", "face_id", "collection", "image"}
+    assert set(candidate) >= {
+        "rank",
+        "similarity",
+        "passes_threshold",
+        "fmr",
+        "expected_false_candidates",
+        "label",
+        "face_id",
+        "collection",
+        "image",
+    }
+    assert data["max_fmr"] == 1e-3 and data["calibration"]
     assert set(candidate["image"]) >= {"path", "source_url", "page_url"}
     assert candidate["rank"] == 1 and person_of(candidate["image"]["path"]) == "joe_biden"
     assert len(data["faces"][0]["box"]) == 4
@@ -147,3 +158,39 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     )
     answer = json.loads(verify.stdout)
     assert answer["same_person"] is True and answer["similarity"] > 0.99 and "threshold" in answer
+    assert answer["label"] == "match" and answer["fmr"] is not None and answer["max_fmr"] == 1e-3
+
+
+def test_every_result_carries_its_false_match_rate(library: Library, examples: Path) -> None:
+    probe = examples / "multi_face" / "obama_and_biden.jpg"
+    result = library.search(probe, top_k=5, collection="people")
+    assert result.max_fmr == 1e-3 and result.calibration
+    for face in result.faces:
+        for c in face.candidates:
+            assert c.fmr is not None and 0 < c.fmr <= 1
+            assert c.expected_false_candidates == pytest.approx(c.fmr * result.gallery_size, rel=0.01)
+            assert c.passes_threshold == (c.fmr <= result.max_fmr)
+            assert c.label == ("match" if c.passes_threshold else "possible lead, needs human review")
+        rates = [c.fmr for c in face.candidates]
+        assert rates == sorted(rates), "a better score never has a higher false match rate"
+    # The child in the photo is nobody in the gallery: a lead at best, with a high false match rate.
+    assert face.candidates[0].fmr > 1e-3 and face.candidates[0].label != "match"
+
+
+def test_max_fmr_sets_the_threshold(library: Library, examples: Path) -> None:
+    probe = examples / "by_identity" / "barack_obama" / "obama.jpg"
+    loose = library.search(probe, top_k=10, max_fmr=1e-2)
+    strict = library.search(probe, top_k=10, max_fmr=1e-5)
+    assert strict.threshold > loose.threshold
+    n_loose = sum(c.passes_threshold for c in loose.faces[0].candidates)
+    n_strict = sum(c.passes_threshold for c in strict.faces[0].candidates)
+    assert n_loose >= n_strict >= 1, "Obama's best gallery photo is a match even at 1e-5"
+    for c in strict.faces[0].candidates:
+        assert c.passes_threshold == (c.score >= strict.threshold - 1e-4)
+    for bad in (0.0, 1.5, 1e-12):
+        with pytest.raises(FaceSearchError) as info:
+            library.search(probe, max_fmr=bad)
+        assert info.value.code == "bad_request"
+    people = examples / "by_identity"
+    different = library.verify(people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg")
+    assert different.label == "possible lead, needs human review" and different.fmr > 1e-3

@@ -15,16 +15,16 @@ from typing import Any
 from facesearch.errors import LibraryError
 from facesearch.models.detector import DetectorSettings
 from facesearch.models.embedder import DLIB_RESNET_KEY, OnnxModelSpec
+from facesearch.search.calibration import DEFAULT_MAX_FMR
 from facesearch.store.vector_index import HNSW_EF_SEARCH
 
 CONFIG_NAME = "config.json"
 FORMAT = 1
 DEFAULT_LIBRARY = "./facesearch-library"
-# Cosine similarity above which two faces are called the same person with dlib's ResNet.
-# FMR ~1e-3 per comparison (flip-averaged embeddings) on 199k lfw-dev impostor pairs
-# (bench/snorm_threshold.py, docs/accuracy.md). Used by verify, and by search without s-norm.
+# Fallback thresholds, used only for a model without a calibration (an operator's own ONNX model
+# before `facesearch calibrate`): otherwise the threshold comes from max_fmr and the calibration.
+# Both are FMR ~1e-3 for dlib's ResNet (flip-averaged) on 199k lfw-dev impostor pairs.
 DEFAULT_THRESHOLD = 0.928
-# The same FMR (~1e-3) for s-normalised scores, measured the same way.
 DEFAULT_SNORM_THRESHOLD = 2.09
 
 
@@ -41,8 +41,17 @@ class LibraryConfig:
     # Embed each face and its mirror image and average them (fixed when the library is created):
     # on lfw-dev 1:N it lifted rank-1 from 0.901 to 0.921 and cut FNIR at FPIR 0.01 from 0.567 to 0.483.
     flip_average: bool = True
+    # Also average 4 alignments shifted by this many chip pixels (0: off; fixed at creation). On lfw-dev
+    # it lifted 1:N rank-1 and verification (docs/accuracy.md) at 5x the embedding cost per face.
+    jitter: float = 2.5
+    # Face detector: "hog" (fast) or "cnn" (dlib's MMOD CNN: finds turned and small faces, slower).
+    detector_kind: str = "hog"
+    # A second detector tried only on photos where the first finds no face: "cnn" or "none".
+    detector_fallback: str = "cnn"
     # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
     hnsw_ef_search: int = HNSW_EF_SEARCH
+    # The operating point: the false match rate per comparison accepted as a "match" (search/calibration.py).
+    max_fmr: float = DEFAULT_MAX_FMR
     threshold: float = DEFAULT_THRESHOLD
     # "none" ranks by cosine similarity; "snorm" re-ranks by cohort-normalised score (search/normalize.py).
     score_normalization: str = "snorm"
@@ -53,6 +62,20 @@ class LibraryConfig:
 
     def detector_settings(self) -> DetectorSettings:
         return DetectorSettings(**self.detector)
+
+    def pipeline_options(self) -> dict[str, Any]:
+        """Keyword arguments of models.pipeline.build_pipeline for this library."""
+        return {
+            "detector_kind": self.detector_kind,
+            "detector_settings": self.detector_settings(),
+            "detector_fallback": self.detector_fallback,
+            "flip": self.flip_average,
+            "jitter": self.jitter,
+        }
+
+    def recipe_key(self, model_key: str) -> str:
+        """The key of the embedding recipe: the model plus how it is applied (an index never mixes recipes)."""
+        return model_key + ("+flip" if self.flip_average else "") + (f"+jitter{self.jitter:g}" if self.jitter else "")
 
     def model_spec(self) -> OnnxModelSpec | None:
         """The operator's ONNX model, or None for the built-in dlib ResNet."""
@@ -73,8 +96,10 @@ class LibraryConfig:
             raise LibraryError(f"cannot read library configuration {path}: {exc}") from exc
         if data.get("format") != FORMAT:
             raise LibraryError(f"{path} has format {data.get('format')!r}; this facesearch reads format {FORMAT}")
-        # Libraries written before flip averaging existed embedded without it: keep their recipe.
+        # Libraries written before these settings existed embedded without them: keep their recipe.
         data.setdefault("flip_average", False)
+        data.setdefault("jitter", 0.0)
+        data.setdefault("detector_fallback", "none")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

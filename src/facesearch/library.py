@@ -26,15 +26,14 @@ from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
-from facesearch.models.detector import HogFaceDetector
 from facesearch.models.embedder import (
     DLIB_RESNET_KEY,
     Embedder,
     ModelInfo,
-    create_embedder,
     dlib_resnet_info,
 )
-from facesearch.models.pipeline import FacePipeline
+from facesearch.models.pipeline import FacePipeline, PipelineRecipe
+from facesearch.search.calibration import CALIBRATION_NAME, Calibration, ScoreTable, default_calibration
 from facesearch.search.normalize import CohortNormalizer
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import Searcher
@@ -61,6 +60,7 @@ class Library:
         self.catalog = Catalog(folder / CATALOG_NAME)
         self._pipeline: FacePipeline | None = None
         self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
+        self._calibration: Calibration | None | bool = False  # False: not loaded yet
         self.model_info = self._model_info()
         self.model_id = self.catalog.ensure_model(self.model_info)
         self._check_single_model()
@@ -80,6 +80,7 @@ class Library:
         index_engine: str | None = None,
         repair_index: bool = True,
         flip_average: bool | None = None,
+        jitter: float | None = None,
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
@@ -100,6 +101,8 @@ class Library:
             config = LibraryConfig(onnx_model=onnx_model, index_engine=index_engine or "auto")
             if flip_average is not None:
                 config.flip_average = flip_average
+            if jitter is not None:
+                config.jitter = jitter
             if onnx_model is not None:
                 config.model = onnx_model["key"]
             config.save(folder)
@@ -124,8 +127,12 @@ class Library:
             info = dlib_resnet_info()
         else:
             info = self.embedder.info
-        if self.config.flip_average:
-            info = replace(info, key=info.key + "+flip", name=info.name + " (flip-averaged)")
+        key = self.config.recipe_key(info.key)
+        if key != info.key:
+            how = ", ".join(
+                w for w, on in (("flip-averaged", self.config.flip_average), ("jittered", self.config.jitter)) if on
+            )
+            info = replace(info, key=key, name=f"{info.name} ({how})")
         return info
 
     def _check_single_model(self) -> None:
@@ -145,11 +152,18 @@ class Library:
     def pipeline(self) -> FacePipeline:
         """The face pipeline, built on first use (loading models costs a second or two)."""
         if self._pipeline is None:
-            spec = self.config.model_spec()
-            embedder = create_embedder(self.embedder_backend, self.models_dir, spec)
-            detector = HogFaceDetector(self.config.detector_settings())
-            self._pipeline = FacePipeline(detector, embedder, flip=self.config.flip_average)
+            self._pipeline = self.pipeline_recipe().build()
         return self._pipeline
+
+    def pipeline_recipe(self) -> PipelineRecipe:
+        """How to build this library's pipeline in another process (ingest and evaluation workers)."""
+        spec = self.config.model_spec()
+        return PipelineRecipe(
+            backend=self.embedder_backend,
+            models_dir=str(self.models_dir),
+            model_spec=spec.to_dict() if spec else None,
+            options=self.config.pipeline_options(),
+        )
 
     @property
     def normalizer(self) -> CohortNormalizer | None:
@@ -159,6 +173,43 @@ class Library:
         if self._normalizer is False:
             self._normalizer = CohortNormalizer.from_catalog(self.catalog)
         return self._normalizer  # type: ignore[return-value]
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The score → FMR tables: the library's own (``facesearch calibrate``), else the shipped default.
+
+        None for a model facesearch has no figures for: search then falls back to the configured
+        thresholds and reports no ``fmr`` until the operator calibrates.
+        """
+        if self._calibration is False:
+            own = self.folder / CALIBRATION_NAME
+            calibration = Calibration.load(own) if own.is_file() else default_calibration(self.model_info.key)
+            if calibration is not None and calibration.model != self.model_info.key:
+                log.warning("%s is for %s, not this library's %s: ignored", own, calibration.model, self.model_info.key)
+                calibration = default_calibration(self.model_info.key)
+            self._calibration = calibration
+        return self._calibration  # type: ignore[return-value]
+
+    def score_table(self, kind: str) -> tuple[ScoreTable | None, str | None]:
+        """The FMR table for one score kind and where it was measured.
+
+        The library's own calibration may lack a kind (no s-norm table when the library was too
+        small for a cohort when it was calibrated): the shipped default fills in for that kind.
+        """
+        for calibration in (self.calibration, default_calibration(self.model_info.key)):
+            table = calibration.table(kind) if calibration else None
+            if table is not None:
+                return table, calibration.source  # type: ignore[union-attr]
+        return None, None
+
+    def save_calibration(self, calibration: Calibration) -> Path:
+        """Keep a calibration measured for this library's model; searches use it from now on."""
+        if calibration.model != self.model_info.key:
+            raise LibraryError(f"calibration is for {calibration.model}, this library uses {self.model_info.key}")
+        path = self.folder / CALIBRATION_NAME
+        calibration.save(path)
+        self._calibration = calibration
+        return path
 
     # the vector index ---------------------------------------------------------------------------
 
@@ -228,8 +279,15 @@ class Library:
         workers: int | None = None,
         allow_private_urls: bool = False,
         progress: ProgressCallback | None = None,
+        min_quality: float = 0.0,
     ) -> IngestReport:
-        """Index files, folders, manifests and URLs into a collection. Resumable; see ingest.runner."""
+        """Index files, folders, manifests and URLs into a collection. Resumable; see ingest.runner.
+
+        ``min_quality`` (0..1, see models/align.py quality_score) leaves out faces that are too
+        small, blurred or turned to search reliably; they are counted in the report.
+        """
+        if not 0.0 <= min_quality <= 1.0:
+            raise FaceSearchError(f"min_quality must be between 0 and 1; got {min_quality}", code="bad_request")
         with self._write_lock():
             collection_id = self.catalog.collection_id(collection)
             if collection_id is None:
@@ -249,7 +307,7 @@ class Library:
 
                 converted_dlib_resnet(self.models_dir)  # convert once, before the workers start
             run = IngestRun(
-                self._worker_settings(allow_private_urls, workers),
+                replace(self._worker_settings(allow_private_urls, workers), min_quality=min_quality),
                 store=lambda result: self._store(collection_id, result),
                 checkpoint=self.save_index,
                 workers=workers or os.cpu_count() or 1,
@@ -262,8 +320,7 @@ class Library:
             models_dir=str(self.models_dir),
             backend=self.embedder_backend,
             model_spec=self.config.onnx_model,
-            flip=self.config.flip_average,
-            detector=asdict(self.config.detector_settings()),
+            pipeline_options=self.config.pipeline_options(),
             max_pixels=self.config.max_pixels,
             max_download_bytes=self.config.max_download_bytes,
             allow_private_urls=allow_private_urls,
@@ -305,13 +362,18 @@ class Library:
         top_k: int = 20,
         collection: str | None = None,
         face: int | None = None,
+        max_fmr: float | None = None,
     ) -> SearchResult:
-        """Find indexed faces like each face in the probe (or only face number ``face``)."""
-        return self.searcher.search(probe, top_k=top_k, collection=collection, face=face)
+        """Find indexed faces like each face in the probe (or only face number ``face``).
 
-    def verify(self, a: str | Path | bytes, b: str | Path | bytes) -> VerifyResult:
-        """Are the largest faces in two photos the same person?"""
-        return self.searcher.verify(a, b)
+        ``max_fmr`` (default: the library's, 1e-3) sets the operating point: candidates whose
+        calibrated false match rate is at most this are labelled matches, the rest leads.
+        """
+        return self.searcher.search(probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr)
+
+    def verify(self, a: str | Path | bytes, b: str | Path | bytes, max_fmr: float | None = None) -> VerifyResult:
+        """Are the largest faces in two photos the same person (at false match rate ``max_fmr``)?"""
+        return self.searcher.verify(a, b, max_fmr=max_fmr)
 
     def faces(self, image: str | Path | bytes) -> list[dict]:
         """The faces detected in a photo (box, landmarks, scores), without searching."""

@@ -59,6 +59,11 @@ class IdentifyReport:
     no_face: dict = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     score: str = "cosine"
+    # Per search, for plots (eval/report.py); not part of the JSON. The mate's score when it ranks
+    # first (-inf otherwise), each non-mated search's top score (-inf: no face), the mate's rank (0: not in top 5).
+    mated_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    non_mated_top: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    mated_ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -165,6 +170,9 @@ def run(
         no_face=no_face,
         thresholds=thresholds,
         score="snorm" if library.normalizer else "cosine",
+        mated_scores=np.array([-np.inf if t is None else t for t in mated_top], dtype=np.float64),
+        non_mated_top=np.asarray(non_mated_top, dtype=np.float64),
+        mated_ranks=np.array([0 if r is None else r for r in mated_ranks], dtype=int),
     )
 
 

@@ -10,6 +10,8 @@ the default) or scores the pair as a non-match (``fallback="reject"``); the repo
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 from facesearch.eval.lfw import Pair
 from facesearch.eval.metrics import eer, kfold_accuracy, roc_auc, tar_at_far
 from facesearch.ingest.decode import decode_image
-from facesearch.models.pipeline import Face, FacePipeline
+from facesearch.models.pipeline import Face, FacePipeline, PipelineRecipe
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ class VerifyReport:
     images: int
     no_face: dict
     thresholds: list[float] = field(default_factory=list)
+    # Per-pair scores and truth, for plots (eval/report.py); not part of the JSON.
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    same: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -67,22 +72,69 @@ def embed_images(
     paths: list[Path],
     fallback: str = "centre",
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[dict[Path, np.ndarray | None], dict]:
-    """Embed the central face of each image; returns embeddings (None: no face) and no-face counts."""
+    """Embed the central face of each image; returns embeddings (None: no face) and no-face counts.
+
+    With several ``workers`` (default: one per core) and a pipeline built from a recipe, the photos
+    are shared out to worker processes; the result is the same as in one process.
+    """
     embeddings: dict[Path, np.ndarray | None] = {}
     no_face = {"count": 0, "fallback": fallback, "fallback_used": 0, "scored_as_non_match": 0}
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and pipeline.recipe is not None and len(paths) >= 4 * CHUNK:
+        chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker, initargs=(pipeline.recipe,)) as pool:
+            for results in pool.imap(_embed_chunk, [(chunk, fallback) for chunk in chunks]):
+                for path, vector, detected in results:
+                    _record(embeddings, no_face, path, vector, detected, fallback)
+                if progress:
+                    progress(len(results))
+        return embeddings, no_face
     for path in paths:
-        rgb = decode_image(path.read_bytes()).rgb
-        face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
-        if face is None:
-            no_face["count"] += 1
-            if fallback == "centre":
-                face = pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0]))
-                no_face["fallback_used"] += 1
-        embeddings[path] = pipeline.embed_faces([face])[0].embedding if face is not None else None
+        _, vector, detected = _embed_one(pipeline, path, fallback)
+        _record(embeddings, no_face, path, vector, detected, fallback)
         if progress:
             progress(1)
     return embeddings, no_face
+
+
+CHUNK = 25
+_worker_pipeline: FacePipeline | None = None
+
+
+def _init_worker(recipe: PipelineRecipe) -> None:
+    global _worker_pipeline
+    _worker_pipeline = recipe.build(threads=1)
+
+
+def _embed_chunk(args: tuple[list[Path], str]) -> list[tuple[Path, np.ndarray | None, bool]]:
+    paths, fallback = args
+    if _worker_pipeline is None:  # pragma: no cover - the pool initializer always runs first
+        raise RuntimeError("evaluation worker started without a pipeline")
+    return [_embed_one(_worker_pipeline, path, fallback) for path in paths]
+
+
+def _embed_one(pipeline: FacePipeline, path: Path, fallback: str) -> tuple[Path, np.ndarray | None, bool]:
+    """(path, embedding or None, whether a face was detected)."""
+    rgb = decode_image(path.read_bytes()).rgb
+    face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
+    detected = face is not None
+    if face is None and fallback == "centre":
+        face = pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0]))
+    vector = pipeline.embed_faces([face])[0].embedding if face is not None else None
+    return path, vector, detected
+
+
+def _record(
+    embeddings: dict, no_face: dict, path: Path, vector: np.ndarray | None, detected: bool, fallback: str
+) -> None:
+    embeddings[path] = vector
+    if not detected:
+        no_face["count"] += 1
+        if fallback == "centre":
+            no_face["fallback_used"] += 1
 
 
 def centre_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -114,4 +166,6 @@ def evaluate(pairs: list[Pair], embeddings: dict[Path, np.ndarray | None], no_fa
         images=len(embeddings),
         no_face=no_face,
         thresholds=thresholds,
+        scores=s,
+        same=y,
     )

@@ -35,6 +35,7 @@ class IngestReport:
     total: int = 0
     indexed: int = 0
     faces: int = 0
+    low_quality_faces: int = 0  # detected but below --min-quality, not indexed
     duplicates: int = 0
     already_indexed: int = 0
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
@@ -46,6 +47,7 @@ class IngestReport:
             "total": self.total,
             "indexed": self.indexed,
             "faces": self.faces,
+            "low_quality_faces": self.low_quality_faces,
             "duplicates": self.duplicates,
             "already_indexed": self.already_indexed,
             "rejected": [{"source": s, "code": c, "message": m} for s, c, m in self.rejected],
@@ -116,6 +118,7 @@ class IngestRun:
             else:
                 report.indexed += 1
                 report.faces += len(stored[1])
+                report.low_quality_faces += result.low_quality_faces
         elif result.status == "duplicate":
             report.duplicates += 1
         else:

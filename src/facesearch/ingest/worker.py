@@ -16,9 +16,8 @@ from facesearch.errors import FaceSearchError
 from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.fetch import fetch_url
 from facesearch.ingest.sources import Source
-from facesearch.models.detector import DetectorSettings, HogFaceDetector
 from facesearch.models.embedder import OnnxModelSpec, create_embedder
-from facesearch.models.pipeline import Face, FacePipeline
+from facesearch.models.pipeline import Face, build_pipeline
 from facesearch.store.catalog import NewFace, NewImage
 
 log = logging.getLogger(__name__)
@@ -30,13 +29,13 @@ class WorkerSettings:
     models_dir: str
     backend: str = "onnx"
     model_spec: dict | None = None
-    detector: dict = field(default_factory=dict)
+    pipeline_options: dict = field(default_factory=dict)  # LibraryConfig.pipeline_options()
     max_pixels: int = 80_000_000
     max_download_bytes: int = 50 * 1024 * 1024
     fetch_timeout: float = 15.0
     allow_private_urls: bool = False
     embed_threads: int = 1
-    flip: bool = False
+    min_quality: float = 0.0  # faces below this quality score are not indexed (counted in the report)
 
 
 @dataclass
@@ -47,6 +46,7 @@ class ItemResult:
     message: str = ""
     image: NewImage | None = None
     faces: list[NewFace] = field(default_factory=list)
+    low_quality_faces: int = 0  # detected but below the ingest's min_quality: not indexed
 
 
 class Worker:
@@ -56,8 +56,12 @@ class Worker:
         self.settings = settings
         spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
         embedder = create_embedder(settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads)
-        detector = HogFaceDetector(DetectorSettings(**settings.detector))
-        self.pipeline = FacePipeline(detector, embedder, flip=settings.flip)
+        self.pipeline = build_pipeline(
+            embedder,
+            cache_dir=Path(settings.models_dir),
+            threads=settings.embed_threads,
+            **settings.pipeline_options,
+        )
         self._db: sqlite3.Connection | None = None
 
     def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
@@ -80,7 +84,10 @@ class Worker:
         all_faces = [face for _, faces in pending for face in faces]
         self.pipeline.embed_faces(all_faces)
         for result, faces in pending:
-            result.faces = [to_new_face(face) for face in faces]
+            # Quality is final only once embedded (it includes the jittered views' stability).
+            kept = [face for face in faces if face.quality >= self.settings.min_quality]
+            result.low_quality_faces = len(faces) - len(kept)
+            result.faces = [to_new_face(face) for face in kept]
         return results
 
     def _prepare(self, collection_id: int, source: Source) -> tuple[ItemResult, list[Face]]:

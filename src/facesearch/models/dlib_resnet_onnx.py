@@ -20,8 +20,6 @@ dlib's arithmetic that differs from common ResNets, all reproduced here:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from facesearch.models.dlib_format import (
     DlibNetwork,
     read_dlib_network,
 )
+from facesearch.models.onnx_files import save_model
 
 log = logging.getLogger(__name__)
 
@@ -389,28 +388,8 @@ def build_resnet_onnx(network: DlibNetwork) -> onnx.ModelProto:
     return model
 
 
-def _write_atomically(data: bytes, target: Path) -> None:
-    """Write beside the target then rename, so a crash never leaves a half-written model behind."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def convert_resnet(dat_path: Path, onnx_path: Path) -> Path:
     """Convert ``dlib_face_recognition_resnet_model_v1.dat`` to an ONNX file at ``onnx_path``."""
     dat_path, onnx_path = Path(dat_path), Path(onnx_path)
     network = read_dlib_network(dat_path)
-    model = build_resnet_onnx(network)
-    try:
-        _write_atomically(model.SerializeToString(), onnx_path)
-    except OSError as exc:
-        raise ModelError(f"cannot write converted model to {onnx_path}: {exc}") from exc
-    log.info("converted %s to %s (sha256 %s)", dat_path.name, onnx_path, network.sha256[:12])
-    return onnx_path
+    return save_model(build_resnet_onnx(network), onnx_path, dat_path, network.sha256)

@@ -11,7 +11,6 @@ Other ONNX face models (an ArcFace file the operator already has, for instance) 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from facesearch.errors import ModelError
+from facesearch.models.onnx_files import cached_conversion, file_sha256
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,41 @@ class Embedder(ABC):
     def _raw(self, chips: np.ndarray) -> np.ndarray:
         """Run the model on a batch and return raw float32 descriptors."""
 
-    def embed(self, chips: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:
+    def embed(self, chips: np.ndarray, batch_size: int = 64, flip: bool = False, group: int = 1) -> np.ndarray:
         """Embed chips in batches; returns L2-normalised float32 vectors (cosine = dot product).
 
         ``flip`` averages each chip's descriptor with its mirror image's: a face and its mirror are the
-        same person, and the average cancels some of the network's left/right noise.
+        same person, and the average cancels some of the network's left/right noise. ``group`` > 1
+        averages the descriptors of each run of ``group`` consecutive chips (several alignments of one
+        face, see align.face_chips) into one vector: N chips give N / group vectors.
+        """
+        return self.embed_with_stability(chips, batch_size, flip, group)[0]
+
+    def embed_with_stability(
+        self, chips: np.ndarray, batch_size: int = 64, flip: bool = False, group: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`embed`, plus each face's stability: the mean cosine of its views (chips and mirrors)
+        with their average. 1.0 with a single view. A face whose descriptor swings with a pixel of
+        alignment is one the network is unsure about: on lfw-dev the least stable searches fail most.
         """
         if chips.ndim != 4 or chips.shape[1:] != (self.chip_size, self.chip_size, 3):
             raise ModelError(f"expected chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
+        if group < 1 or len(chips) % group:
+            raise ModelError(f"{len(chips)} chips cannot be averaged in groups of {group}")
         if len(chips) == 0:
-            return np.zeros((0, self.info.dim), dtype=np.float32)
-        raw = self._raw_batched(chips, batch_size)
+            return np.zeros((0, self.info.dim), dtype=np.float32), np.zeros(0, np.float32)
+        views = [self._raw_batched(chips, batch_size)]
         if flip:
-            raw = raw + self._raw_batched(np.ascontiguousarray(chips[:, :, ::-1]), batch_size)
-        return l2_normalise(raw.astype(np.float32))
+            views.append(self._raw_batched(np.ascontiguousarray(chips[:, :, ::-1]), batch_size))
+        raw = np.stack(views, axis=1).astype(np.float32)  # (N, views, dim)
+        raw = raw.reshape(len(chips) // group, group * len(views), -1)  # (faces, views per face, dim)
+        vectors = l2_normalise(raw.sum(axis=1))
+        if raw.shape[1] == 1:
+            return vectors, np.ones(len(vectors), np.float32)
+        unit = raw / np.maximum(np.linalg.norm(raw, axis=2, keepdims=True), 1e-12)
+        centre = l2_normalise(unit.sum(axis=1))
+        stability = np.einsum("fvd,fd->fv", unit, centre).mean(axis=1)
+        return vectors, stability.astype(np.float32)
 
     def _raw_batched(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
         return np.concatenate([self._raw(chips[i : i + batch_size]) for i in range(0, len(chips), batch_size)])
@@ -189,32 +210,11 @@ def dlib_resnet_info(dat_path: Path | None = None) -> ModelInfo:
     )
 
 
-_SHA_CACHE: dict[tuple[str, float, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_mtime, stat.st_size)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
-
-
 def converted_dlib_resnet(cache_dir: Path) -> Path:
     """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder)."""
     from facesearch.models.dlib_resnet_onnx import convert_resnet
 
-    dat = dlib_model_path(DLIB_RESNET)
-    target = cache_dir / f"{DLIB_RESNET_KEY}-{file_sha256(dat)[:12]}.onnx"
-    if not target.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        log.info("converting %s to ONNX at %s (once)", dat.name, target)
-        convert_resnet(dat, target)
-    return target
+    return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, convert_resnet)
 
 
 def create_embedder(backend: str, cache_dir: Path, spec: OnnxModelSpec | None = None, threads: int = 0) -> Embedder:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.align import face_chip, quality_score, thumbnail_jpeg
-from facesearch.models.detector import Detection, HogFaceDetector
+from facesearch.errors import ModelError
+from facesearch.models.align import face_chips, quality_score, quality_with_stability, thumbnail_jpeg
+from facesearch.models.detector import Detection, DetectorSettings, FaceDetector, create_detector
 from facesearch.models.embedder import Embedder
 
 
@@ -23,26 +25,49 @@ class Face:
     thumbnail: bytes
     chip: np.ndarray
     embedding: np.ndarray | None = None
+    shifted_chips: np.ndarray | None = None  # the jitter alignments, when the pipeline uses them
+    stability: float | None = None  # mean cosine of the jittered views with their average (after embedding)
+
+
+def jitter_shifts(shift: float) -> tuple[tuple[float, float], ...]:
+    """The four alignments moved left, right, up and down by ``shift`` chip pixels (none for 0)."""
+    if shift <= 0:
+        return ()
+    return ((shift, 0.0), (-shift, 0.0), (0.0, shift), (0.0, -shift))
 
 
 class FacePipeline:
     """Composes a detector and an embedder. Chips are embedded in one batch per call."""
 
-    def __init__(self, detector: HogFaceDetector, embedder: Embedder, flip: bool = False) -> None:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        embedder: Embedder,
+        flip: bool = False,
+        jitter: float = 0.0,
+        fallback: FaceDetector | None = None,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.flip = flip  # average each face's embedding with its mirror image's (see Embedder.embed)
+        self.jitter = jitter  # also average 4 alignments shifted by this many chip pixels (0: off)
+        self.fallback = fallback  # a second detector, tried only on photos where the first finds no face
+        self.recipe: PipelineRecipe | None = None  # set when built from one: lets evaluations fan out to processes
 
     def find_faces(self, rgb: np.ndarray) -> list[Face]:
         """Detect and align every face (largest first), without embedding."""
-        return [self._face(rgb, i, det) for i, det in enumerate(self.detector.detect(rgb))]
+        detections = self.detector.detect(rgb)
+        if not detections and self.fallback is not None:
+            detections = self.fallback.detect(rgb)
+        return [self._face(rgb, i, det) for i, det in enumerate(detections)]
 
     def face_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Face:
         """Align the face assumed to be in ``box`` (when the detector found none but the caller knows)."""
         return self._face(rgb, 0, self.detector.landmarks_in_box(rgb, box))
 
     def _face(self, rgb: np.ndarray, index: int, det: Detection) -> Face:
-        chip = face_chip(rgb, det, self.embedder.chip_size, self.embedder.chip_padding)
+        chips = face_chips(rgb, det, self.embedder.chip_size, self.embedder.chip_padding, jitter_shifts(self.jitter))
+        chip = chips[0]
         return Face(
             index=index,
             box=det.box,
@@ -51,15 +76,65 @@ class FacePipeline:
             quality=quality_score(chip, det),
             thumbnail=thumbnail_jpeg(rgb, det.box),
             chip=chip,
+            shifted_chips=chips[1:] if len(chips) > 1 else None,
         )
 
     def embed_faces(self, faces: list[Face]) -> list[Face]:
         """Fill in the embeddings of faces (from one or many images) in one batch."""
         if faces:
-            vectors = self.embedder.embed(np.stack([f.chip for f in faces]), flip=self.flip)
-            for face, vector in zip(faces, vectors, strict=True):
+            group = 1 + len(jitter_shifts(self.jitter))
+            chips = []
+            for face in faces:
+                chips.append(face.chip[None])
+                if group > 1:
+                    if face.shifted_chips is None or len(face.shifted_chips) != group - 1:
+                        raise ModelError("face was aligned without this pipeline's jitter: align it again")
+                    chips.append(face.shifted_chips)
+            vectors, stability = self.embedder.embed_with_stability(np.concatenate(chips), flip=self.flip, group=group)
+            for face, vector, stable in zip(faces, vectors, stability, strict=True):
                 face.embedding = vector
+                if group > 1 and face.stability is None:  # jittered views tell how sure the model is
+                    face.stability = float(stable)
+                    face.quality = quality_with_stability(face.quality, face.stability)
         return faces
 
     def analyse(self, rgb: np.ndarray) -> list[Face]:
         return self.embed_faces(self.find_faces(rgb))
+
+
+def build_pipeline(
+    embedder: Embedder,
+    *,
+    detector_kind: str = "hog",
+    detector_settings: DetectorSettings | None = None,
+    detector_fallback: str = "none",
+    flip: bool = False,
+    jitter: float = 0.0,
+    cache_dir: Path | None = None,
+    threads: int = 0,
+) -> FacePipeline:
+    """The pipeline a library's settings describe (see LibraryConfig.pipeline_options)."""
+    detector = create_detector(detector_kind, detector_settings, cache_dir=cache_dir, threads=threads)
+    fallback = None
+    if detector_fallback not in ("none", "", detector_kind):
+        fallback = create_detector(detector_fallback, detector_settings, cache_dir=cache_dir, threads=threads)
+    return FacePipeline(detector, embedder, flip=flip, jitter=jitter, fallback=fallback)
+
+
+@dataclass(frozen=True)
+class PipelineRecipe:
+    """Everything needed to build the same pipeline again in another process (it holds no models)."""
+
+    backend: str
+    models_dir: str
+    model_spec: dict | None
+    options: dict
+
+    def build(self, threads: int = 0) -> FacePipeline:
+        from facesearch.models.embedder import OnnxModelSpec, create_embedder
+
+        spec = OnnxModelSpec(**self.model_spec) if self.model_spec else None
+        embedder = create_embedder(self.backend, Path(self.models_dir), spec, threads=threads)
+        pipeline = build_pipeline(embedder, cache_dir=Path(self.models_dir), threads=threads, **self.options)
+        pipeline.recipe = self
+        return pipeline

@@ -1,14 +1,23 @@
 """Typed search and verify results, with the stable JSON schema other tools read.
 
 Stable keys (add fields freely, never rename these):
-search → ``{"faces": [{"box": [...], "candidates": [{"rank", "similarity", "passes_threshold",
-"face_id", "collection", "image": {"path", "source_url", "page_url"}}]}]}``;
-verify → ``{"same_person", "similarity", "threshold"}``.
+search → ``{"faces": [{"box": [...], "candidates": [{"rank", "similarity", "passes_threshold", "fmr",
+"expected_false_candidates", "label", "face_id", "collection", "image": {"path", "source_url",
+"page_url"}}]}], "max_fmr", "threshold"}``;
+verify → ``{"same_person", "similarity", "fmr", "label", "threshold", "max_fmr"}``.
+
+``fmr`` is the calibrated chance that a different person scores as high (search/calibration.py);
+``passes_threshold`` means ``fmr <= max_fmr``. Only such results are labelled ``match``; every other
+result is ``possible lead, needs human review``. Even a match is a lead for a person to review, never
+an identification on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+LABEL_MATCH = "match"
+LABEL_LEAD = "possible lead, needs human review"
 
 
 @dataclass
@@ -31,6 +40,10 @@ class Candidate:
     quality: float
     image: ImageRef
     score: float = 0.0  # what ranks and is compared with the threshold: cosine, or s-norm when enabled
+    fmr: float | None = None  # calibrated false match rate of this score (None: no calibration for the model)
+    fmr_upper_bound: bool = False  # the score is beyond every measured impostor score: fmr is at most this
+    expected_false_candidates: float | None = None  # fmr x gallery size: strangers expected to score this high
+    label: str = LABEL_LEAD
 
 
 @dataclass
@@ -53,6 +66,8 @@ class SearchResult:
     probe_sha256: str
     probe_size: list[int] = field(default_factory=list)  # [width, height] of the decoded probe
     score: str = "cosine"  # the kind of candidate score: "cosine" or "snorm"
+    max_fmr: float | None = None  # the operating point: threshold = the score whose fmr is max_fmr
+    calibration: str | None = None  # where the score → fmr table was measured
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +80,11 @@ class VerifyResult:
     threshold: float
     model: str
     faces: list[dict]
+    fmr: float | None = None
+    fmr_upper_bound: bool = False
+    max_fmr: float | None = None
+    label: str = LABEL_LEAD
+    calibration: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

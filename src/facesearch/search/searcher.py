@@ -11,7 +11,16 @@ from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.worker import read_file
 from facesearch.models.pipeline import Face
-from facesearch.search.results import Candidate, ImageRef, ProbeFace, SearchResult, VerifyResult
+from facesearch.search.calibration import ScoreTable
+from facesearch.search.results import (
+    LABEL_LEAD,
+    LABEL_MATCH,
+    Candidate,
+    ImageRef,
+    ProbeFace,
+    SearchResult,
+    VerifyResult,
+)
 from facesearch.store.schema import FaceRow
 
 if TYPE_CHECKING:
@@ -58,6 +67,7 @@ class Searcher:
         top_k: int = 20,
         collection: str | None = None,
         face: int | None = None,
+        max_fmr: float | None = None,
     ) -> SearchResult:
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
@@ -70,7 +80,8 @@ class Searcher:
         faces, digest, size = self._probe_faces(probe, face)
         index = self.lib.vector_index
         normalizer = self.lib.normalizer
-        threshold = self.lib.config.snorm_threshold if normalizer else self.lib.config.threshold
+        kind = "snorm" if normalizer else "cosine"
+        table, threshold, max_fmr, source = self._operating_point(kind, max_fmr)
         queries = np.stack([f.embedding for f in faces])
         results: list[ProbeFace] = []
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
@@ -80,6 +91,7 @@ class Searcher:
             depth = max(top_k, RERANK_DEPTH) if normalizer else top_k
             scores, ids = index.search(queries, depth, allowed=allowed)
         rows = self.lib.catalog.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
+        gallery_size = len(index) if allowed is None else int(len(allowed))
         for face_obj, face_scores, face_ids in zip(faces, scores, ids, strict=True):
             # Drop empty slots and faces removed since the index was loaded.
             found = [(float(sc), rows[int(i)]) for sc, i in zip(face_scores, face_ids, strict=True) if int(i) in rows]
@@ -89,7 +101,7 @@ class Searcher:
                 ranking = normalizer.normalize(ranking, face_obj.embedding, vectors)
             order = np.argsort(-ranking, kind="stable")[:top_k]
             candidates = [
-                self._candidate(rank, found[i][1], found[i][0], float(ranking[i]), threshold)
+                self._candidate(rank, found[i][1], found[i][0], float(ranking[i]), threshold, table, gallery_size)
                 for rank, i in enumerate(order, start=1)
             ]
             results.append(
@@ -103,23 +115,53 @@ class Searcher:
             )
         return SearchResult(
             faces=results,
-            threshold=threshold,
+            threshold=round(threshold, 4),
             model=self.lib.model_info.key,
-            gallery_size=len(index) if allowed is None else int(len(allowed)),
+            gallery_size=gallery_size,
             top_k=top_k,
             collection=collection,
             probe_sha256=digest,
             probe_size=size,
-            score="snorm" if normalizer else "cosine",
+            score=kind,
+            max_fmr=max_fmr,
+            calibration=source,
         )
 
+    def _operating_point(
+        self, kind: str, max_fmr: float | None
+    ) -> tuple[ScoreTable | None, float, float | None, str | None]:
+        """The FMR table for a score kind, the threshold it gives for ``max_fmr``, max_fmr and its source.
+
+        Without a calibration for the library's model, the configured fallback threshold is used.
+        """
+        max_fmr = self.lib.config.max_fmr if max_fmr is None else max_fmr
+        table, source = self.lib.score_table(kind)
+        if table is None:
+            threshold = self.lib.config.snorm_threshold if kind == "snorm" else self.lib.config.threshold
+            return None, threshold, None, None
+        return table, table.threshold_for(max_fmr), max_fmr, source
+
     @staticmethod
-    def _candidate(rank: int, row: FaceRow, similarity: float, score: float, threshold: float) -> Candidate:
+    def _candidate(
+        rank: int,
+        row: FaceRow,
+        similarity: float,
+        score: float,
+        threshold: float,
+        table: ScoreTable | None,
+        gallery_size: int,
+    ) -> Candidate:
         image = row.image
+        passes = bool(score >= threshold)
+        estimate = table.fmr_at(score) if table else None
         return Candidate(
             rank=rank,
             similarity=round(similarity, 4),
-            passes_threshold=bool(score >= threshold),
+            passes_threshold=passes,
+            fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
+            fmr_upper_bound=estimate.upper_bound if estimate else False,
+            expected_false_candidates=float(f"{estimate.fmr * gallery_size:.3g}") if estimate else None,
+            label=LABEL_MATCH if passes else LABEL_LEAD,
             face_id=row.id,
             collection=image.collection.name,
             box=list(row.box),
@@ -134,17 +176,25 @@ class Searcher:
             score=round(score, 4),
         )
 
-    def verify(self, a: str | Path | bytes, b: str | Path | bytes) -> VerifyResult:
+    def verify(self, a: str | Path | bytes, b: str | Path | bytes, max_fmr: float | None = None) -> VerifyResult:
+        """Compare the largest faces of two photos by cosine similarity (no cohort: a 1:1 question)."""
+        table, threshold, max_fmr, source = self._operating_point("cosine", max_fmr)
         face_a = self.probe_faces(a)[0][0]
         face_b = self.probe_faces(b)[0][0]
         similarity = float(np.dot(face_a.embedding, face_b.embedding))
-        threshold = self.lib.config.threshold
+        same = bool(similarity >= threshold)
+        estimate = table.fmr_at(similarity) if table else None
         return VerifyResult(
-            same_person=similarity >= threshold,
+            same_person=same,
             similarity=round(similarity, 4),
-            threshold=threshold,
+            threshold=round(threshold, 4),
             model=self.lib.model_info.key,
             faces=[{"box": list(f.box), "quality": f.quality} for f in (face_a, face_b)],
+            fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
+            fmr_upper_bound=estimate.upper_bound if estimate else False,
+            max_fmr=max_fmr,
+            label=LABEL_MATCH if same else LABEL_LEAD,
+            calibration=source,
         )
 
     def faces(self, image: str | Path | bytes) -> list[dict]:
@@ -157,5 +207,5 @@ class Searcher:
                 "det_score": round(f.det_score, 4),
                 "quality": f.quality,
             }
-            for f in self.lib.pipeline.find_faces(rgb)
+            for f in self.lib.pipeline.analyse(rgb)  # embedded too: the quality score includes stability
         ]

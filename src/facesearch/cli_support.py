@@ -1,0 +1,63 @@
+"""What every command-line command shares: the consoles, common options, JSON output and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from facesearch.config import default_library_path
+from facesearch.errors import FaceSearchError
+
+if TYPE_CHECKING:
+    from facesearch.library import Library
+
+console = Console()
+err = Console(stderr=True)
+
+LibraryOpt = Annotated[
+    Path | None,
+    typer.Option("--library", "-l", help="Library folder [env FACESEARCH_LIBRARY, default ./facesearch-library]"),
+]
+EmbedderOpt = Annotated[
+    str, typer.Option("--embedder", help="Runtime for dlib's ResNet: onnx (fast) or dlib (reference)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (stable schema)")]
+MaxFmrOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-fmr",
+        help="Operating point: the false match rate per comparison accepted as a match [default: the library's, 1e-3]",
+    ),
+]
+
+
+def open_library(library: Path | None, embedder: str = "onnx", create: bool = False, repair: bool = True) -> Library:
+    from facesearch.library import Library
+
+    return Library.open(library or default_library_path(), embedder=embedder, create=create, repair_index=repair)
+
+
+def json_out(as_json: bool, data: object) -> bool:
+    """Print ``data`` as JSON when ``--json`` was given; True if printed (the command is then done)."""
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    return as_json
+
+
+def progress_bar(label: str, as_json: bool) -> Progress:
+    """A progress bar on stderr for a long job (hidden with --json or off a terminal)."""
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err, disable=as_json or not err.is_terminal)
+
+
+def fail(exc: FaceSearchError, as_json: bool = False) -> None:
+    """Report an error the user can act on (as JSON too with --json) and exit with status 2."""
+    if as_json:
+        print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
+    err.print(f"[bold red]error[/] ({exc.code}): {exc}")
+    raise typer.Exit(code=2)

@@ -1,0 +1,432 @@
+"""``facesearch eval ...`` and ``facesearch calibrate``: measure accuracy on the operator's own data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from facesearch.cli_support import EmbedderOpt, JsonOpt, LibraryOpt, MaxFmrOpt, console, err
+from facesearch.cli_support import fail as _fail
+from facesearch.cli_support import json_out as _json_out
+from facesearch.cli_support import progress_bar as _progress
+from facesearch.config import default_library_path
+from facesearch.errors import FaceSearchError
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write plots (PNG) and a Markdown summary into this folder"),
+]
+
+
+def _command_line() -> str:
+    """The command as typed, for the report (so that anyone can reproduce it)."""
+    import shlex
+    import sys
+
+    return "facesearch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+eval_app = typer.Typer(
+    help="Measure accuracy on your own data (LFW-layout folders and pairs files).", no_args_is_help=True
+)
+
+
+def _eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # type: ignore[no-untyped-def]
+    """The pipeline of an existing library (its model and settings), or the defaults, and its recipe key.
+
+    ``overrides`` (``flip_average``, ``jitter``, ``detector_fallback``; None = keep) apply to the
+    defaults, for measuring a recipe before creating a library with it.
+    """
+    from dataclasses import replace
+
+    from facesearch.config import LibraryConfig
+    from facesearch.library import Library
+    from facesearch.models.embedder import dlib_resnet_info
+    from facesearch.models.pipeline import PipelineRecipe
+
+    folder = library or default_library_path()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if (folder / "config.json").is_file():
+        if changes:
+            raise FaceSearchError(
+                f"{folder} is a library with its own recipe: drop {', '.join(changes)} or use another --library",
+                code="bad_request",
+            )
+        with Library.open(folder, embedder=embedder, create=False) as lib:
+            return lib.pipeline, lib.model_info.key
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
+    config = replace(LibraryConfig(), **changes)
+    recipe = PipelineRecipe(backend=embedder, models_dir=str(cache), model_spec=None, options=config.pipeline_options())
+    return recipe.build(), config.recipe_key(dlib_resnet_info().key)
+
+
+FlipOpt = Annotated[
+    bool | None, typer.Option("--flip/--no-flip", help="Flip-averaged embeddings [default: the library's]")
+]
+JitterOpt = Annotated[
+    float | None, typer.Option("--jitter", help="Jitter shift in chip pixels, 0 = off [default: the library's]")
+]
+FallbackOpt = Annotated[str | None, typer.Option("--detector-fallback", help="cnn or none [default: the library's]")]
+
+
+@eval_app.command("verify")
+def eval_verify(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Pairs file in LFW format (View 1 'N' or View 2 'folds n')")],
+    images: Annotated[Path, typer.Option("--images", help="Folder in LFW layout: DIR/<Name>/<Name>_NNNN.jpg")],
+    fallback: Annotated[
+        str, typer.Option(help="No face found: 'centre' (landmarks in the central box) or 'reject'")
+    ] = "centre",
+    flip: FlipOpt = None,
+    jitter: JitterOpt = None,
+    detector_fallback: FallbackOpt = None,
+    report_dir: ReportOpt = None,
+    library: LibraryOpt = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """10-fold verification accuracy, ROC AUC, EER and TAR at FAR 1e-2 / 1e-3."""
+    from facesearch.eval.lfw import read_pairs
+    from facesearch.eval.verify import embed_images, evaluate
+
+    if fallback not in ("centre", "reject"):
+        _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
+    try:
+        pair_list = read_pairs(pairs, images)
+        pipeline, _ = _eval_pipeline(
+            library, embedder, flip_average=flip, jitter=jitter, detector_fallback=detector_fallback
+        )
+        paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
+        with _progress("embedding", as_json) as bar:
+            task = bar.add_task("embed", total=len(paths))
+            embeddings, no_face = embed_images(pipeline, paths, fallback, lambda n: bar.advance(task, n))
+        report = evaluate(pair_list, embeddings, no_face)
+        if report_dir is not None:
+            from facesearch.eval.report import write_verification_report
+
+            summary = {"command": _command_line(), **report.to_dict()}
+            title = f"Verification on {pairs.name} ({images})"
+            written = write_verification_report(report_dir, report.scores, report.same, summary, title)
+            err.print(f"report: {', '.join(str(p) for p in written)}")
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, report.to_dict()):
+        return
+    table = Table(
+        "metric", "value", title=f"Verification on {pairs.name} ({report.pairs} pairs, {report.images} images)"
+    )
+    table.add_row("10-fold accuracy", f"{report.accuracy * 100:.2f}% ± {report.accuracy_std * 100:.2f}")
+    table.add_row("ROC AUC", f"{report.auc:.5f}")
+    table.add_row("EER", f"{report.eer * 100:.2f}%")
+    for far, tar in report.tar_at_far.items():
+        table.add_row(f"TAR at FAR {far}", f"{tar * 100:.2f}%")
+    nf = report.no_face
+    table.add_row(
+        "no face detected",
+        f"{nf['count']} images; fallback '{nf['fallback']}' used {nf['fallback_used']}×, "
+        f"{nf['scored_as_non_match']} pairs scored as non-matches",
+    )
+    console.print(table)
+
+
+@eval_app.command("identify")
+def eval_identify(
+    images: Annotated[Path, typer.Option("--images", help="Folder in LFW layout: DIR/<Name>/<Name>_NNNN.jpg")],
+    seed: Annotated[int, typer.Option(help="Seed for who is enrolled and who is a non-mated search")] = 0,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Keep the evaluation library here [default: a temporary folder, removed]")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Ingest worker processes [default: one per core]")] = None,
+    normalize: Annotated[
+        str | None, typer.Option(help="Score normalisation: none or snorm [default: the library default]")
+    ] = None,
+    flip: FlipOpt = None,
+    jitter: JitterOpt = None,
+    report_dir: ReportOpt = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """1:N search with distractors through the real ingest and search path: rank-1/5, FNIR at FPIR."""
+    import tempfile
+
+    from facesearch.eval.identify import run as run_identify
+    from facesearch.eval.identify import split_people
+    from facesearch.library import Library
+
+    try:
+        split = split_people(images, seed)
+        with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
+            folder = work_dir or Path(tmp) / "library"
+            with (
+                Library.open(folder, embedder=embedder, flip_average=flip, jitter=jitter) as lib,
+                _progress("enrolling and searching", as_json) as bar,
+            ):
+                if normalize is not None:
+                    if normalize not in ("none", "snorm"):
+                        raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
+                    lib.config.score_normalization = normalize
+                task = bar.add_task(
+                    "enrolling and searching", total=len(split.gallery) + len(split.mated) + len(split.non_mated)
+                )
+                report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers)
+        if report_dir is not None:
+            from facesearch.eval.report import write_identification_report
+
+            summary = {"command": _command_line(), **report.to_dict()}
+            written = write_identification_report(
+                report_dir,
+                report.mated_scores,
+                report.non_mated_top,
+                summary,
+                title=f"1:N identification on {images} (seed {seed})",
+                mated_ranks=report.mated_ranks,
+                threshold=report.thresholds.get("0.01"),
+            )
+            err.print(f"report: {', '.join(str(p) for p in written)}")
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, report.to_dict()):
+        return
+    table = Table("metric", "value", title=f"1:N identification on {images} (seed {seed})")
+    table.add_row("gallery", f"{report.gallery_size} faces")
+    table.add_row("searches", f"{report.mated} mated, {report.non_mated} non-mated")
+    table.add_row("rank-1 / rank-5", f"{report.rank1:.4f} / {report.rank5:.4f}")
+    for fpir, fnir in report.fnir_at_fpir.items():
+        table.add_row(f"FNIR at FPIR {fpir}", f"{fnir:.4f} (threshold {report.thresholds[fpir]:.4f})")
+    table.add_row("no face in probe", f"{report.no_face['mated']} mated, {report.no_face['non_mated']} non-mated")
+    console.print(table)
+
+
+def calibrate(
+    images: Annotated[Path, typer.Option("--images", help="Labelled photos in LFW layout: DIR/<Person>/<photo>")],
+    pairs: Annotated[
+        Path | None, typer.Option("--pairs", help="Use only the photos named in this LFW pairs file")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the calibration here instead of into the library")
+    ] = None,
+    flip: FlipOpt = None,
+    jitter: JitterOpt = None,
+    max_comparisons: Annotated[
+        int, typer.Option(help="Sample this many different-person pairs when there are more")
+    ] = 60_000_000,
+    library: LibraryOpt = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure how often different people reach each score on your own labelled photos (FMR tables).
+
+    Every pair of photos of different people is compared (and every pair of the same person), with
+    the library's own model and cohort. The tables go into the library (calibration.json), where
+    search and verify use them to give each result its false match rate and to set the threshold
+    from --max-fmr; or into --output.
+    """
+    from facesearch.eval.calibrate import calibrate as measure
+    from facesearch.eval.verify import embed_images
+    from facesearch.library import Library
+
+    try:
+        paths = _calibration_photos(images, pairs)
+        folder = library or default_library_path()
+        lib = Library.open(folder, embedder=embedder, create=False) if (folder / "config.json").is_file() else None
+        if lib is None and output is None:
+            raise FaceSearchError(
+                f"no library at {folder}: give --library or --output FILE for the calibration", code="bad_request"
+            )
+        try:
+            if lib is not None:
+                pipeline, model_key = lib.pipeline, lib.model_info.key
+            else:
+                pipeline, model_key = _eval_pipeline(None, embedder, flip_average=flip, jitter=jitter)
+            with _progress("embedding", as_json) as bar:
+                task = bar.add_task("embed", total=len(paths))
+                embeddings, no_face = embed_images(pipeline, paths, "reject", lambda n: bar.advance(task, n))
+            source = f"{len(paths) - no_face['count']} photos of {images.name} ({images.resolve().parent.name})"
+            result = measure(
+                embeddings,
+                lambda p: p.parent.name,
+                model_key,
+                source,
+                normalizer=lib.normalizer if lib else None,
+                cohort_from_photos=lib is None,  # a library's s-norm scores use its own cohort, or none yet
+                max_comparisons=max_comparisons,
+            )
+            if output is not None:
+                result.save(output)
+                written = output
+            else:
+                written = lib.save_calibration(result)  # type: ignore[union-attr]
+        finally:
+            if lib:
+                lib.close()
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    path = written
+    summary = {
+        "model": result.model,
+        "source": result.source,
+        "written": str(path),
+        "no_face": no_face["count"],
+        "operating_points": _operating_points(result),
+    }
+    if _json_out(as_json, summary):
+        return
+    title = f"Calibration of {result.model}: {result.source}"
+    table = Table("score", "max FMR", "threshold", "FNMR there", title=title)
+    for row in summary["operating_points"]:
+        table.add_row(row["score"], f"{row['max_fmr']:g}", f"{row['threshold']:.4f}", f"{row['fnmr']:.4f}")
+    console.print(table)
+    for kind, t in result.tables.items():
+        console.print(
+            f"{kind}: {t.impostor_comparisons:,} different-person and {t.genuine_comparisons:,} same-person comparisons"
+        )
+    console.print(f"written to {path}; photos without a face left out: {no_face['count']}")
+
+
+def _calibration_photos(images: Path, pairs: Path | None) -> list[Path]:
+    """The photos to calibrate on: all in the LFW-layout folder, or only those of a pairs file."""
+    from facesearch.eval.identify import IMAGE_SUFFIXES
+    from facesearch.eval.lfw import read_pairs
+
+    if not images.is_dir():
+        raise FaceSearchError(f"{images} is not a folder in LFW layout (DIR/<Person>/<photo>)", code="bad_request")
+    if pairs is not None:
+        return sorted({p for pair in read_pairs(pairs, images) for p in (pair.a, pair.b)})
+    return sorted(p for p in images.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _operating_points(calibration) -> list[dict]:  # type: ignore[no-untyped-def]
+    rows = []
+    for kind, table in calibration.tables.items():
+        for max_fmr in (1e-2, 1e-3, 1e-4, 1e-5):
+            if max_fmr < table.fmr[-1]:
+                continue
+            threshold = table.threshold_for(max_fmr)
+            rows.append(
+                {
+                    "score": kind,
+                    "max_fmr": max_fmr,
+                    "threshold": round(threshold, 4),
+                    "fnmr": round(table.fnmr_at(threshold), 5),
+                }
+            )
+    return rows
+
+
+@eval_app.command("groups")
+def eval_groups(
+    images: Annotated[Path, typer.Option("--images", help="Folder in LFW layout: DIR/<Person>/<photo>")],
+    labels: Annotated[
+        Path, typer.Option("--labels", help="CSV: a 'person' or 'image' column and a 'group' column (yours to supply)")
+    ],
+    derive: Annotated[
+        str | None,
+        typer.Option(
+            help="Write --labels first from a property of each photo: 'brightness' (thirds) or 'colour' "
+            "(grayscale vs colour). For trying the command; real groups are the operator's to supply",
+        ),
+    ] = None,
+    max_fmr: MaxFmrOpt = None,
+    library: LibraryOpt = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """False match and false non-match rates per group at the operating threshold (NIST IR 8280 style).
+
+    Every pair of photos of the same person is a genuine comparison; every pair of photos of
+    different people in the same group an impostor comparison. A warning is printed when the worst
+    group's rate is more than twice the best group's.
+    """
+    from facesearch.eval.groups import (
+        group_differentials,
+        groups_table,
+        labels_from_image_property,
+        read_labels,
+        write_labels_csv,
+    )
+    from facesearch.eval.verify import embed_images
+
+    try:
+        paths = _calibration_photos(images, None)
+        if derive is not None:
+            if derive not in ("brightness", "colour"):
+                raise FaceSearchError("--derive must be 'brightness' or 'colour'", code="bad_request")
+            write_labels_csv(labels_from_image_property(paths, derive), labels, images)
+        label_table = read_labels(labels)
+        pipeline, threshold, operating = _verify_operating_point(library, embedder, max_fmr)
+        with _progress("embedding", as_json) as bar:
+            task = bar.add_task("embed", total=len(paths))
+            embeddings, _ = embed_images(pipeline, paths, "reject", lambda n: bar.advance(task, n))
+        report = group_differentials(embeddings, lambda p: p.parent.name, label_table, threshold)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    data = {**report.to_dict(), "operating_point": operating}
+    if _json_out(as_json, data):
+        return
+    console.print(groups_table(report))
+    for warning in report.warnings:
+        console.print(f"[bold yellow]warning[/]: {warning}")
+    console.print(
+        f"[dim]threshold {threshold:.4f} ({operating}). The grouping is yours to supply: these figures only "
+        "describe the groups in this labels file.[/]"
+    )
+
+
+def _verify_operating_point(library: Path | None, embedder: str, max_fmr: float | None):  # type: ignore[no-untyped-def]
+    """The pipeline and the cosine threshold for max_fmr: the library's calibration or the shipped one."""
+    from facesearch.library import Library
+    from facesearch.search.calibration import DEFAULT_MAX_FMR, default_calibration
+
+    folder = library or default_library_path()
+    if (folder / "config.json").is_file():
+        with Library.open(folder, embedder=embedder, create=False) as lib:
+            table, source = lib.score_table("cosine")
+            pipeline = lib.pipeline
+            max_fmr = lib.config.max_fmr if max_fmr is None else max_fmr
+    else:
+        pipeline, model_key = _eval_pipeline(None, embedder)
+        calibration = default_calibration(model_key)
+        table = calibration.table("cosine") if calibration else None
+        source = calibration.source if calibration else None
+        max_fmr = DEFAULT_MAX_FMR if max_fmr is None else max_fmr
+    if table is None:
+        raise FaceSearchError("no calibration for this model: run facesearch calibrate first", code="no_calibration")
+    return pipeline, table.threshold_for(max_fmr), f"max FMR {max_fmr:g}, calibration: {source}"
+
+
+@eval_app.command("detect")
+def eval_detect(
+    boxes: Annotated[
+        Path, typer.Option("--boxes", help="face_boxes.csv: split,file,img_w,img_h,left,top,width,height,ignore")
+    ],
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of the photos in the CSV [default: the CSV's folder]")
+    ] = None,
+    negatives: Annotated[
+        Path | None, typer.Option("--negatives", help="Folder of photos without any human face")
+    ] = None,
+    detector: Annotated[str, typer.Option("--detector", help="hog or cnn")] = "hog",
+    upsample: Annotated[int, typer.Option(help="Upsampling steps (finds smaller faces, slower)")] = 1,
+    iou: Annotated[float, typer.Option(help="Overlap needed to count a detection as the face")] = 0.3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Detection recall and precision on annotated boxes, and false faces per photo on negatives."""
+    from facesearch.eval.detect import detection_table, evaluate_detection
+    from facesearch.models.detector import DetectorSettings, create_detector
+
+    try:
+        found = create_detector(detector, DetectorSettings(upsample=upsample))
+        report = evaluate_detection(found, boxes, images or boxes.parent, negatives, iou)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, {**report.to_dict(), "detector_kind": detector, "upsample": upsample}):
+        return
+    console.print(detection_table(report))

@@ -1,0 +1,152 @@
+"""Score → false-match-rate tables: measurement, interpolation, thresholds and the shipped default.
+
+The score distributions here are synthetic (normal impostor and genuine scores), so every expected
+rate is known in closed form; the real-photo path is tested in test_search.py and test_eval.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesearch.eval.calibrate import calibrate, comparison_scores
+from facesearch.search.calibration import Calibration, CalibrationError, ScoreTable, default_calibration
+from facesearch.search.normalize import CohortNormalizer
+
+
+@pytest.fixture(scope="module")
+def table() -> ScoreTable:
+    rng = np.random.default_rng(0)
+    impostor = rng.normal(0.0, 1.0, 1_000_000)
+    genuine = rng.normal(4.0, 1.0, 10_000)
+    return ScoreTable.from_scores("cosine", impostor, genuine)
+
+
+def normal_tail(x: float) -> float:
+    return 0.5 * math.erfc(x / math.sqrt(2))
+
+
+def test_fmr_matches_the_impostor_distribution(table: ScoreTable) -> None:
+    for score in (0.0, 1.0, 2.0, 3.0, 3.7):
+        expected = normal_tail(score)
+        assert table.fmr_at(score).fmr == pytest.approx(expected, rel=0.15), score
+        assert not table.fmr_at(score).upper_bound
+
+
+def test_fmr_never_increases_with_the_score(table: ScoreTable) -> None:
+    scores = np.linspace(-3, 6, 400)
+    rates = [table.fmr_at(float(s)).fmr for s in scores]
+    assert all(b <= a for a, b in zip(rates, rates[1:], strict=False))
+
+
+def test_beyond_the_highest_impostor_the_fmr_is_a_bound_never_zero(table: ScoreTable) -> None:
+    beyond = table.fmr_at(table.thresholds[-1] + 1.0)
+    assert beyond.upper_bound
+    assert beyond.fmr == pytest.approx(1e-6)
+
+
+def test_threshold_for_inverts_fmr_at(table: ScoreTable) -> None:
+    for max_fmr in (1e-1, 1e-2, 1e-3, 1e-4, 3e-5):
+        threshold = table.threshold_for(max_fmr)
+        assert table.fmr_at(threshold).fmr == pytest.approx(max_fmr, rel=1e-6)
+        assert table.fmr_at(threshold + 1e-3).fmr <= max_fmr
+        assert table.fmr_at(threshold - 1e-3).fmr > max_fmr
+    assert table.threshold_for(1e-3) == pytest.approx(3.09, abs=0.05)  # the normal's 99.9th percentile
+
+
+def test_fnmr_at_the_operating_point(table: ScoreTable) -> None:
+    threshold = table.threshold_for(1e-3)
+    assert table.fnmr_at(threshold) == pytest.approx(1 - normal_tail(threshold - 4.0), abs=0.02)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -1e-3, 1e-9])
+def test_unusable_max_fmr_is_refused(table: ScoreTable, bad: float) -> None:
+    with pytest.raises(CalibrationError) as info:
+        table.threshold_for(bad)
+    assert info.value.code == "bad_request"
+
+
+def test_too_few_comparisons_are_refused() -> None:
+    with pytest.raises(CalibrationError, match="at least 100"):
+        ScoreTable.from_scores("cosine", np.arange(50.0), np.arange(5.0))
+
+
+def test_round_trip_through_json(tmp_path: Path, table: ScoreTable) -> None:
+    calibration = Calibration(model="m+flip", source="synthetic", tables={"cosine": table})
+    path = tmp_path / "calibration.json"
+    calibration.save(path)
+    loaded = Calibration.load(path)
+    back = loaded.table("cosine")
+    assert back is not None and loaded.model == "m+flip"
+    for score in (0.5, 2.5, 3.5):
+        assert back.fmr_at(score).fmr == pytest.approx(table.fmr_at(score).fmr, rel=1e-3)
+    assert "nan" not in path.read_text().lower()
+
+
+def test_malformed_calibration_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"format": 1, "model": "m", "source": "s", "tables": {"cosine": {"score": "x"}}}))
+    with pytest.raises(CalibrationError, match="not a valid calibration"):
+        Calibration.load(path)
+    path.write_text(
+        '{"format": 1, "model": "m", "source": "s", "tables": {"cosine": '
+        '{"score": "cosine", "thresholds": [1, 0.5], "fmr": [0.1, 0.01], "fnmr": [0, 0],'
+        ' "impostor_comparisons": 100, "genuine_comparisons": 1}}}'
+    )
+    with pytest.raises(CalibrationError, match="must increase"):
+        Calibration.load(path)
+
+
+def test_comparison_scores_count_every_pair_once() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    people = np.repeat(np.arange(20), 3)
+    cohort = CohortNormalizer(rng.normal(size=(30, 8)).astype(np.float32), top=5)
+    scores = comparison_scores(vectors, people, cohort)
+    impostor, genuine = scores["cosine"]
+    assert len(genuine) == 20 * 3 and len(impostor) == 60 * 59 // 2 - 60
+    brute = sorted(
+        float(vectors[i] @ vectors[j]) for i in range(60) for j in range(i + 1, 60) if people[i] == people[j]
+    )
+    assert np.allclose(np.sort(genuine), brute, atol=1e-6)
+    sampled = comparison_scores(vectors, people, cohort, max_comparisons=500)
+    assert len(sampled["snorm"][1]) == 60 and 400 < len(sampled["snorm"][0]) <= 500
+
+
+def test_calibrate_refuses_too_few_people() -> None:
+    vectors = {Path(f"p{i % 3}/{i}.jpg"): np.eye(4, dtype=np.float32)[i % 4] for i in range(30)}
+    with pytest.raises(CalibrationError, match="at least 10 different people"):
+        calibrate(vectors, lambda p: p.parent.name, "m", "s")
+
+
+def test_shipped_default_is_for_the_default_recipe_and_holds_only_numbers() -> None:
+    default = default_calibration("dlib_resnet_v1+flip+jitter2.5")
+    assert default is not None, "facesearch ships a calibration for its default recipe"
+    for kind in ("cosine", "snorm"):
+        table = default.table(kind)
+        assert table is not None and table.impostor_comparisons > 1_000_000
+        assert table.fmr[-1] < 1e-4
+    assert default_calibration("someone-elses-model") is None
+
+
+def test_photo_cohort_never_holds_the_compared_people() -> None:
+    # 60 people, one of them with 200 photos: a cohort holding his other photos would push his
+    # s-norm scores down; the cohort is drawn from one half of the people, pairs from the other.
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(60, 16))
+    people = np.array([0] * 200 + [i for i in range(1, 60) for _ in range(10)])
+    vectors = centres[people] + rng.normal(scale=0.6, size=(len(people), 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    embeddings = {
+        Path(f"p{p}/{i}.jpg"): v.astype(np.float32) for i, (p, v) in enumerate(zip(people, vectors, strict=True))
+    }
+    calibration = calibrate(embeddings, lambda p: p.parent.name, "m", "synthetic")
+    cosine, snorm = calibration.table("cosine"), calibration.table("snorm")
+    assert cosine is not None and snorm is not None
+    assert cosine.impostor_comparisons == len(people) * (len(people) - 1) // 2 - 200 * 199 // 2 - 59 * 45
+    assert snorm.impostor_comparisons < cosine.impostor_comparisons / 2, "s-norm pairs come from half the people"
