@@ -1,0 +1,110 @@
+"""Why a search is run: every search names a case and a purpose, recorded in the audit log.
+
+A collection can demand more through its settings JSON, e.g. ``{"require": ["legal_basis"]}``:
+searches that may return its faces must then state a legal basis too. A search over the whole
+library may return faces of every collection, so it must meet the requirements of all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from facesearch.errors import FaceSearchError
+from facesearch.governance.db import actor_name, immediate, update_collection_settings
+from facesearch.governance.errors import PurposeRequired
+from facesearch.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    from facesearch.governance.users import User
+
+log = logging.getLogger(__name__)
+
+MAX_CASE_ID = 100
+MIN_PURPOSE = 3
+MAX_PURPOSE = 1000
+MAX_LEGAL_BASIS = 500
+REQUIRABLE = ("legal_basis",)  # case_id and purpose are always required
+
+
+@dataclass(frozen=True)
+class SearchPurpose:
+    """The case a search belongs to, what it is for, and (where demanded) its legal basis."""
+
+    case_id: str
+    purpose: str
+    legal_basis: str | None = None
+
+    def validated(self) -> SearchPurpose:
+        """A copy with whitespace trimmed; raises :class:`PurposeRequired` when a field is empty or malformed."""
+        case_id = _text("case_id", self.case_id, 1, MAX_CASE_ID)
+        purpose = _text("purpose", self.purpose, MIN_PURPOSE, MAX_PURPOSE)
+        legal_basis = None
+        if self.legal_basis is not None and str(self.legal_basis).strip():
+            legal_basis = _text("legal_basis", self.legal_basis, 1, MAX_LEGAL_BASIS)
+        return SearchPurpose(case_id, purpose, legal_basis)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _text(name: str, value: object, low: int, high: int) -> str:
+    if value is None or not isinstance(value, str) or not value.strip():
+        raise PurposeRequired(f"a search needs a {name}")
+    value = value.strip()
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise PurposeRequired(f"the {name} must not contain control characters", code="invalid_purpose")
+    if not low <= len(value) <= high:
+        raise PurposeRequired(f"the {name} must be {low} to {high} characters long", code="invalid_purpose")
+    return value
+
+
+def requirements(catalog: Catalog, collection: str | None) -> set[str]:
+    """What searches of ``collection`` (None: every collection) must state beyond case id and purpose."""
+    wanted: set[str] = set()
+    for row in catalog.collections():
+        if collection is not None and row.name != collection:
+            continue
+        require = (row.settings or {}).get("require", [])
+        if isinstance(require, str):
+            require = [require]
+        wanted.update(str(r) for r in require)
+    return wanted
+
+
+def check_purpose(catalog: Catalog, purpose: SearchPurpose | None, collection: str | None) -> SearchPurpose:
+    """The validated purpose, or :class:`PurposeRequired` when it is missing or lacks what a collection demands.
+
+    An unknown requirement in a collection's settings refuses the search too (a typo in a policy
+    must not switch the policy off).
+    """
+    if purpose is None:
+        raise PurposeRequired("a search needs a case id and a purpose")
+    purpose = purpose.validated()
+    for need in sorted(requirements(catalog, collection)):
+        if need not in REQUIRABLE:
+            raise PurposeRequired(
+                f"collection settings require unknown field {need!r}; requirable: {', '.join(REQUIRABLE)}",
+                code="bad_settings",
+            )
+        if getattr(purpose, need) is None:
+            where = f"collection {collection!r}" if collection else "a collection in this library"
+            raise PurposeRequired(f"{where} requires a {need} for every search")
+    return purpose
+
+
+def set_requirements(catalog: Catalog, collection: str, require: list[str], *, actor: str | User | None = None) -> dict:
+    """Set what searches of a collection must state (e.g. ``["legal_basis"]``; ``[]`` clears it). Audited."""
+    unknown = sorted(set(require) - set(REQUIRABLE))
+    if unknown:
+        raise FaceSearchError(f"cannot require {unknown}; requirable: {', '.join(REQUIRABLE)}", code="bad_request")
+    from facesearch.governance.audit import AuditLog
+
+    with immediate(catalog) as s:
+        settings = update_collection_settings(s, collection, {"require": sorted(set(require)) or None})
+        AuditLog(catalog).append_in(
+            s, actor_name(actor), "collection_require", {"collection": collection, "require": sorted(set(require))}
+        )
+    return settings

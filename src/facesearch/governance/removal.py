@@ -1,0 +1,139 @@
+"""Deleting faces and images for opt-out, erasure and retention, with the vector index kept in step.
+
+Unlike ``Catalog.remove_images`` (whole images only), this can delete single faces: an opt-out must
+remove one person from a group photo without erasing the other people in it. An image left with no
+face is deleted too. All deletes run inside the caller's ``immediate`` transaction (so they commit
+with their audit entry), with SQLite's ``secure_delete`` on so the freed pages are overwritten with
+zeros rather than left readable in the file; afterwards the WAL is checkpointed and truncated, so
+erased embeddings and thumbnails do not linger there either.
+
+The catalog is the truth and commits first; then the vectors leave the in-memory index (HNSW is
+compacted, so they are not kept as tombstones) and the index file is rewritten. A crash in between
+is repaired when the library is next opened (the index is reconciled with the catalog), and search
+never shows a face whose row is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from facesearch.store.catalog import Catalog
+from facesearch.store.schema import FaceRow, ImageRow
+
+if TYPE_CHECKING:
+    from facesearch.library import Library
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 900  # SQLite's bound-parameter limit
+
+
+@dataclass
+class Removed:
+    """What one removal deleted (ids and sources; never embeddings)."""
+
+    face_ids: list[int] = field(default_factory=list)
+    image_ids: list[int] = field(default_factory=list)  # images deleted with all their faces
+    kept_image_ids: list[int] = field(default_factory=list)  # images that lost faces but keep other people's
+    sources: list[str] = field(default_factory=list)  # of every image affected
+    image_sha256: list[str] = field(default_factory=list)
+
+    def merge(self, other: Removed) -> Removed:
+        for name in ("face_ids", "image_ids", "kept_image_ids", "sources", "image_sha256"):
+            mine = getattr(self, name)
+            mine.extend(x for x in getattr(other, name) if x not in mine)
+        self.kept_image_ids = [i for i in self.kept_image_ids if i not in self.image_ids]
+        return self
+
+
+def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    values = sorted({int(i) for i in ids})
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def delete_images(session: Session, image_ids: Iterable[int]) -> Removed:
+    """Delete whole images with all their faces (embeddings and thumbnails are in the face rows)."""
+    removed = Removed()
+    for chunk in _chunks(image_ids):
+        for image_id, source, sha in session.execute(
+            select(ImageRow.id, ImageRow.source, ImageRow.sha256).where(ImageRow.id.in_(chunk)).order_by(ImageRow.id)
+        ):
+            removed.image_ids.append(image_id)
+            removed.sources.append(source)
+            removed.image_sha256.append(sha)
+        removed.face_ids += list(session.scalars(select(FaceRow.id).where(FaceRow.image_id.in_(chunk))))
+        session.execute(delete(FaceRow).where(FaceRow.image_id.in_(chunk)))
+        session.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+    removed.face_ids.sort()
+    return removed
+
+
+def delete_faces(session: Session, face_ids: Iterable[int]) -> Removed:
+    """Delete single faces; an image left without faces is deleted, the others get their face count updated."""
+    removed = Removed()
+    touched: set[int] = set()
+    for chunk in _chunks(face_ids):
+        for face_id, image_id in session.execute(select(FaceRow.id, FaceRow.image_id).where(FaceRow.id.in_(chunk))):
+            removed.face_ids.append(face_id)
+            touched.add(image_id)
+        session.execute(delete(FaceRow).where(FaceRow.id.in_(chunk)))
+    for image_id in sorted(touched):
+        left = int(session.scalar(select(func.count(FaceRow.id)).where(FaceRow.image_id == image_id)) or 0)
+        source, sha = session.execute(select(ImageRow.source, ImageRow.sha256).where(ImageRow.id == image_id)).one()
+        removed.sources.append(source)
+        removed.image_sha256.append(sha)
+        if left:
+            session.execute(update(ImageRow).where(ImageRow.id == image_id).values(face_count=left))
+            removed.kept_image_ids.append(image_id)
+        else:
+            session.execute(delete(ImageRow).where(ImageRow.id == image_id))
+            removed.image_ids.append(image_id)
+    removed.face_ids.sort()
+    return removed
+
+
+@contextmanager
+def secure_delete(session: Session) -> Iterator[None]:
+    """Overwrite deleted content with zeros for the deletes made inside (this connection only)."""
+    conn = session.connection()
+    conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("PRAGMA secure_delete=OFF")
+
+
+def checkpoint(catalog: Catalog) -> bool:
+    """Copy the WAL into the database and truncate it; False (logged) when a reader kept it from finishing."""
+    with catalog.engine.connect() as conn:
+        busy, *_ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    if busy:
+        log.warning("WAL checkpoint incomplete (a reader is active): deleted pages stay in the WAL until the next one")
+    return not busy
+
+
+@contextmanager
+def write_lock(library: Library) -> Iterator[None]:
+    """The library's single-writer lock (ingest holds it too, so no face is added while we scan and delete)."""
+    lock = getattr(library, "write_lock", None) or library._write_lock
+    with lock():
+        yield
+
+
+def sync_index(library: Library, face_ids: Iterable[int]) -> None:
+    """Drop removed faces' vectors from the vector index for good, save it, and forget the s-norm cohort."""
+    ids = np.asarray(sorted({int(i) for i in face_ids}), dtype=np.int64)
+    if len(ids):
+        library.vector_index.remove(ids)
+        library.vector_index.compact()  # HNSW keeps removed vectors as tombstones until compacted
+        library.save_index()
+    library._normalizer = False  # the cohort may hold removed faces' embeddings: rebuild it on next use

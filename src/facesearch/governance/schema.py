@@ -1,0 +1,81 @@
+"""The governance tables, declared on the catalog's own ``Base`` so they live in the same SQLite file.
+
+Nothing here stores a secret or a photo: API keys are kept as salted scrypt hashes, opt-outs as one
+embedding plus the SHA-256 of the photo it came from, audit entries as canonical JSON that holds
+ids, counts and hashes (never a probe image or an embedding).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, LargeBinary, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from facesearch.store.schema import Base, utcnow
+
+
+class UserRow(Base):
+    """A person or service allowed to use the library, with one role and one API key (hashed)."""
+
+    __tablename__ = "governance_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # not secret: finds the row for a key
+    key_hash: Mapped[str] = mapped_column(String(300))  # "scrypt$n$r$p$salt$hash", base64 parts
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEntryRow(Base):
+    """One audit entry. ``hash`` = SHA-256(prev_hash + canonical JSON of the other fields)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor", "actor"),
+        Index("ix_audit_log_action", "action"),
+        Index("ix_audit_log_case_id", "case_id"),
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # ISO 8601, UTC, microseconds: sorts as text
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    case_id: Mapped[str | None] = mapped_column(String(100))
+    purpose: Mapped[str | None] = mapped_column(String(1000))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as this exact text
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """One row: the last sequence number and hash, written in the same transaction as each entry.
+
+    The chain alone cannot show that its last entries were deleted; the head can.
+    """
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    seq: Mapped[int]
+    hash: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int]
+
+
+class OptOutRow(Base):
+    """A person who asked to be removed and kept out: one embedding, never the photo."""
+
+    __tablename__ = "optouts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    photo_sha256: Mapped[str] = mapped_column(String(64))
+    model_key: Mapped[str] = mapped_column(String(100))  # embeddings compare only within one recipe
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def governance_tables() -> list[Table]:
+    """The tables this module adds to the catalog (for ``create_all(tables=...)``)."""
+    return [m.__table__ for m in (UserRow, AuditEntryRow, AuditHeadRow, OptOutRow)]  # type: ignore[misc]

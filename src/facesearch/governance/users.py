@@ -1,0 +1,241 @@
+"""Users, roles and API keys.
+
+An API key is ``fs_<key id>_<secret>``: the key id (12 hex characters, not secret) finds the user's
+row with one indexed lookup; the whole key is then checked against a salted scrypt hash with a
+constant-time comparison. The key itself is returned once, by :func:`add_user` or
+:func:`rotate_key`, and never stored: a copy of the database does not yield working keys.
+
+Keys carry 256 random bits, so the hash need not be slow to resist guessing (that is for
+passwords); scrypt with modest parameters keeps each authentication to a few milliseconds. The
+parameters are stored with each hash so that they can be raised later without invalidating keys.
+
+Roles, least privilege first:
+
+- ``auditor``: reads and exports the audit log; cannot search.
+- ``ingester``: indexes and removes photos; cannot search.
+- ``investigator``: searches, verifies, reviews results; cannot change the library.
+- ``admin``: everything, including users, collections, erasure and opt-outs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from facesearch.governance.audit import AuditLog
+from facesearch.governance.db import actor_name, ensure_governance_tables, immediate
+from facesearch.governance.errors import PermissionDenied, UserError
+from facesearch.governance.schema import UserRow
+from facesearch.store.catalog import Catalog
+from facesearch.store.schema import utcnow
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "ingester", "investigator", "auditor")
+KEY_PREFIX = "fs_"
+KEY_ID_CHARS = 12
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")  # no ':' so no name looks like "cli:<user>"
+_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
+
+# Which roles may do each action. The REST API calls require(user, action) before each operation.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "search": frozenset({"admin", "investigator"}),
+    "verify": frozenset({"admin", "investigator"}),
+    "review": frozenset({"admin", "investigator"}),
+    "ingest": frozenset({"admin", "ingester"}),
+    "remove": frozenset({"admin", "ingester"}),
+    "erase": frozenset({"admin"}),
+    "optout": frozenset({"admin"}),
+    "read_audit": frozenset({"admin", "auditor"}),
+    "export_audit": frozenset({"admin", "auditor"}),
+    "manage_users": frozenset({"admin"}),
+    "manage_collections": frozenset({"admin"}),
+}
+ACTIONS = tuple(ROLE_PERMISSIONS)
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as callers see it: no key material."""
+
+    id: int
+    name: str
+    role: str
+    key_id: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def can(self, action: str) -> bool:
+        return allowed(self.role, action)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: UserRow) -> User:
+        return cls(row.id, row.name, row.role, row.key_id, row.created_at, row.created_by, row.revoked_at)
+
+
+# permissions --------------------------------------------------------------------------------------
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may do ``action``. An unknown action is an error, not a silent refusal."""
+    if action not in ROLE_PERMISSIONS:
+        raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+    return role in ROLE_PERMISSIONS[action]
+
+
+def require(user: User | None, action: str) -> None:
+    """Raise :class:`PermissionDenied` unless ``user`` is active and its role allows ``action``."""
+    if user is None or not user.active:
+        raise PermissionDenied(f"{action} needs an active user")
+    if not allowed(user.role, action):
+        roles = ", ".join(sorted(ROLE_PERMISSIONS[action]))
+        raise PermissionDenied(f"{user.name} ({user.role}) may not {action}; it needs the role {roles}")
+
+
+# keys ---------------------------------------------------------------------------------------------
+
+
+def _new_key() -> tuple[str, str]:
+    key_id = secrets.token_hex(KEY_ID_CHARS // 2)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def hash_key(key: str, salt: bytes | None = None, n: int = _SCRYPT["n"], r: int = _SCRYPT["r"], p: int = 1) -> str:
+    """``scrypt$n$r$p$salt$hash`` of a key, with a fresh 16-byte salt unless one is given."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(key.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def check_key(key: str, stored: str) -> bool:
+    """Constant-time check of a key against a stored hash."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        again = hashlib.scrypt(key.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(again, base64.b64decode(digest))
+
+
+def key_id_of(key: str) -> str | None:
+    """The key id part of an API key, or None when the key is not shaped like one."""
+    if not isinstance(key, str) or not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + KEY_ID_CHARS + 2:
+        return None
+    key_id = key[len(KEY_PREFIX) : len(KEY_PREFIX) + KEY_ID_CHARS]
+    if key[len(KEY_PREFIX) + KEY_ID_CHARS] != "_" or not re.fullmatch(r"[0-9a-f]+", key_id):
+        return None
+    return key_id
+
+
+# users --------------------------------------------------------------------------------------------
+
+
+def add_user(catalog: Catalog, name: str, role: str, *, actor: str | User | None = None) -> tuple[User, str]:
+    """Create a user with a new API key. Returns (user, key): the key is shown this once and never stored."""
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}", code="unknown_role")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError(
+            f"bad user name {name!r}: 1-100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit",
+            code="bad_name",
+        )
+    by = actor_name(actor)
+    key_id, key = _new_key()
+    try:
+        with immediate(catalog) as s:
+            if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
+                raise UserError(f"a user named {name!r} already exists", code="user_exists")
+            row = UserRow(name=name, role=role, key_id=key_id, key_hash=hash_key(key), created_by=by)
+            s.add(row)
+            s.flush()
+            user = User.from_row(row)
+            AuditLog(catalog).append_in(s, by, "user_add", {"user": name, "role": role, "key_id": key_id})
+    except IntegrityError as exc:  # the name (or, once in 2^48, the key id) was taken meanwhile
+        raise UserError(f"a user named {name!r} already exists", code="user_exists") from exc
+    log.info("user %s (%s) added by %s", name, role, by)
+    return user, key
+
+
+def authenticate(catalog: Catalog, key: str) -> User | None:
+    """The active user an API key belongs to, or None (unknown, malformed, wrong or revoked key)."""
+    key_id = key_id_of(key)
+    if key_id is None:
+        return None
+    ensure_governance_tables(catalog)
+    with catalog.session() as s:
+        row = s.scalar(select(UserRow).where(UserRow.key_id == key_id))
+        if row is None or row.revoked_at is not None or not check_key(key, row.key_hash):
+            return None
+        return User.from_row(row)
+
+
+def get_user(catalog: Catalog, name: str) -> User:
+    ensure_governance_tables(catalog)
+    with catalog.session() as s:
+        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserError(f"no user named {name!r}", code="no_user")
+        return User.from_row(row)
+
+
+def list_users(catalog: Catalog, include_revoked: bool = True) -> list[User]:
+    ensure_governance_tables(catalog)
+    with catalog.session() as s:
+        query = select(UserRow).order_by(UserRow.name)
+        if not include_revoked:
+            query = query.where(UserRow.revoked_at.is_(None))
+        return [User.from_row(r) for r in s.scalars(query)]
+
+
+def revoke_user(catalog: Catalog, name: str, *, actor: str | User | None = None) -> User:
+    """Revoke a user's key for good (the row stays, so the audit log's names keep their meaning)."""
+    by = actor_name(actor)
+    with immediate(catalog) as s:
+        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserError(f"no user named {name!r}", code="no_user")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            AuditLog(catalog).append_in(s, by, "user_revoke", {"user": name, "key_id": row.key_id})
+        s.flush()
+        return User.from_row(row)
+
+
+def rotate_key(catalog: Catalog, name: str, *, actor: str | User | None = None) -> tuple[User, str]:
+    """Give an active user a new key (the old one stops working at once). Returns (user, new key)."""
+    by = actor_name(actor)
+    key_id, key = _new_key()
+    with immediate(catalog) as s:
+        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        if row is None:
+            raise UserError(f"no user named {name!r}", code="no_user")
+        if row.revoked_at is not None:
+            raise UserError(f"user {name!r} is revoked: add a new user instead", code="no_user")
+        old = row.key_id
+        row.key_id, row.key_hash = key_id, hash_key(key)
+        s.flush()
+        AuditLog(catalog).append_in(s, by, "user_rotate_key", {"user": name, "old_key_id": old, "key_id": key_id})
+        return User.from_row(row), key

@@ -1,0 +1,256 @@
+"""Opt-out, erasure and retention on a real library of real photos (face_recognition_examples).
+
+One library is indexed per module (embedding without jitter: the recipe does not matter here) and
+each test works on its own copy of the folder, so tests do not depend on each other's removals.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from facesearch import Library
+from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.governance import AuditLog, OptOutRegistry, erase, purge_expired, set_retention
+from facesearch.store.schema import FaceRow, ImageRow
+
+OPTOUT_PHOTO = "barack_obama/obama.jpg"  # never indexed: the person brings a photo of their own
+
+
+@pytest.fixture(scope="module")
+def examples(shared_data: Path) -> Path:
+    return shared_data / "face_recognition_examples"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Path:
+    folder = tmp_path_factory.mktemp("governance") / "lib"
+    people = examples / "by_identity"
+    files = [str(p) for p in sorted(people.rglob("*")) if p.is_file() and p != people / OPTOUT_PHOTO]
+    with Library.open(folder, jitter=0) as lib:
+        assert lib.index(files, collection="examples", workers=2).indexed == 16
+        assert lib.index([examples / "multi_face"], collection="groups", workers=2).indexed == 3
+    return folder
+
+
+@pytest.fixture
+def lib(built: Path, tmp_path: Path) -> Iterator[Library]:
+    folder = tmp_path / "lib"
+    shutil.copytree(built, folder)
+    with Library.open(folder) as library:
+        yield library
+
+
+def faces_by_path(lib: Library) -> dict[int, tuple[str, np.ndarray]]:
+    with lib.catalog.session() as s:
+        rows = s.execute(select(FaceRow.id, ImageRow.source, FaceRow.embedding).join(ImageRow)).all()
+    return {r[0]: (r[1], np.frombuffer(r[2], np.float32)) for r in rows}
+
+
+def obama_face_ids(lib: Library) -> set[int]:
+    """Ground truth: every face in his own folder, and in group photos the face that resembles those clearly.
+
+    (In the group photos his faces score >= 0.95 with his folder's mean, everyone else <= 0.88.)
+    """
+    faces = faces_by_path(lib)
+    own = {i for i, (path, _) in faces.items() if "/barack_obama/" in path}
+    mean = np.mean([faces[i][1] for i in own], axis=0)
+    mean /= np.linalg.norm(mean)
+    groups = {i for i, (path, vec) in faces.items() if "/multi_face/" in path and float(vec @ mean) > 0.92}
+    return own | groups
+
+
+def pieces_on_disk(lib: Library, data: bytes, size: int = 32) -> float:
+    """The fraction of ``data``'s 32-byte pieces found anywhere in the catalog's files (WAL included)."""
+    disk = b"".join(p.read_bytes() for p in lib.folder.glob("catalog.sqlite*"))
+    pieces = [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
+    return sum(piece in disk for piece in pieces) / len(pieces)
+
+
+def shown(lib: Library, probe: Path, **kwargs: object) -> list[tuple[int, str]]:
+    result = lib.search(probe, top_k=50, **kwargs)
+    return [(c.face_id, c.image.path) for f in result.faces for c in f.candidates]
+
+
+def test_optout_removes_the_person_everywhere_and_keeps_everyone_else(lib: Library, examples: Path) -> None:
+    people = examples / "by_identity"
+    obama = obama_face_ids(lib)
+    assert len(obama) == 7  # 5 photos of his own + 1 in each of two group photos
+    before = shown(lib, people / "barack_obama" / "obama2.jpg")
+    assert before[0][0] in obama and any(i in obama for i, _ in before[1:])  # he is found before
+    faces_before = lib.catalog.face_count()
+
+    registry = OptOutRegistry(lib)
+    assert registry.threshold == 0.95 or registry.threshold_source.endswith("FMR 1e-05")
+    receipt = registry.add(people / OPTOUT_PHOTO, note="request 2024-001", actor="admin-ana")
+
+    assert set(receipt.face_ids) == obama  # exactly his faces: nobody else's
+    own_images = {s for s in receipt.sources if "/barack_obama/" in s}
+    assert len(own_images) == 5 and len(receipt.image_ids) == 5
+    assert len(receipt.kept_image_ids) == 2  # the group photos stay, without him
+    assert all(str(people / OPTOUT_PHOTO) != s for s in receipt.sources)
+    assert lib.catalog.face_count() == faces_before - 7
+    assert lib.catalog.faces_by_ids(obama) == {}
+    assert not set(lib.vector_index.ids().tolist()) & obama
+    with lib.catalog.session() as s:
+        query = select(ImageRow.source, ImageRow.face_count).where(ImageRow.id.in_(receipt.kept_image_ids))
+        counts = {source: count for source, count in s.execute(query).all()}
+    assert sorted(counts.values()) == [1, 2]  # two_people keeps Biden; obama_and_biden keeps 2 others
+
+    for photo in sorted((people / "barack_obama").iterdir()):  # every photo of him, the opt-out photo too
+        hits = shown(lib, photo)
+        assert not {i for i, _ in hits} & obama
+        assert not [p for _, p in hits if "/barack_obama/" in (p or "")]
+    biden = shown(lib, people / "joe_biden" / "biden.jpg")
+    assert "biden" in biden[0][1] or "two_people" in biden[0][1]  # others are still found
+
+    with Library.open(lib.folder) as reopened:  # the saved index no longer holds his vectors either
+        assert not set(reopened.vector_index.ids().tolist()) & obama
+        assert reopened.doctor(repair=False)["ok"]
+
+    entry = AuditLog(lib.catalog).entries(action="optout_add")[0]
+    assert entry.actor == "admin-ana" and set(entry.details["face_ids"]) == obama
+    assert "barack_obama" not in str(entry.details)  # no paths in the permanent log
+    assert registry.list_optouts()[0].photo_sha256 == receipt.photo_sha256
+    assert AuditLog(lib.catalog).verify().ok
+
+
+def test_optout_keeps_the_person_out_of_later_ingest_and_search(lib: Library, examples: Path) -> None:
+    people = examples / "by_identity"
+    registry = OptOutRegistry(lib)
+    probe_faces, _ = lib.searcher.probe_faces(people / "barack_obama" / "obama3.jpg")
+    others, _ = lib.searcher.probe_faces(people / "joe_biden" / "biden.jpg")
+    embeddings = np.stack([probe_faces[0].embedding, others[0].embedding])
+    assert registry.is_opted_out(embeddings).tolist() == [False, False]  # no opt-outs yet
+
+    registry.add(people / "barack_obama" / "obama1.jpg", note="request 2")
+    assert registry.is_opted_out(embeddings).tolist() == [True, False]
+    assert OptOutRegistry(lib).is_opted_out(embeddings).tolist() == [True, False]  # read from the database
+
+    # A photo of him indexed by a path that did not filter: search hides him, sweep removes him.
+    lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
+    late = lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist()
+    raw = lib.search(people / "barack_obama" / "obama2.jpg", top_k=50)
+    assert late[0] in [c.face_id for c in raw.faces[0].candidates]
+    filtered = registry.filter_search_result(raw)
+    kept = filtered.faces[0].candidates
+    assert late[0] not in [c.face_id for c in kept]
+    assert len(kept) == len(raw.faces[0].candidates) - 1 and [c.rank for c in kept] == list(range(1, len(kept) + 1))
+    blocked = registry.filter_search_result(raw, probe_embeddings=np.stack([embeddings[0]]))
+    assert blocked.faces[0].candidates == []  # searching for an opted-out person shows nobody
+    sweep = registry.sweep(actor="admin")
+    assert sweep.face_ids == late and sweep.sources == [str(people / OPTOUT_PHOTO)]
+    assert lib.catalog.faces_by_ids(late) == {}
+
+    registry.remove_optout(registry.list_optouts()[0].id, actor="admin")
+    assert registry.list_optouts() == [] and registry.is_opted_out(embeddings).tolist() == [False, False]
+    actions = [e.action for e in AuditLog(lib.catalog).entries()]
+    assert actions == ["optout_add", "optout_sweep", "optout_remove"]
+    with pytest.raises(NoFaceFound):  # a photo without a face registers nothing
+        registry.add((examples.parent / "negatives" / "skimage" / "brick.png").read_bytes())
+    assert registry.list_optouts() == []
+
+
+def test_erasure_receipt_and_nothing_erased_is_found_again(lib: Library, examples: Path) -> None:
+    people = examples / "by_identity"
+    biden2 = str(people / "joe_biden" / "biden2.jpg")
+    faces = faces_by_path(lib)
+    rose_in_group = max(
+        (i for i, (p, _) in faces.items() if p.endswith("kit_with_rose.jpg")),
+        key=lambda i: float(faces[i][1] @ faces[next(j for j, (p, _) in faces.items() if "rose_leslie/img1" in p)][1]),
+    )
+    biden2_face = next(i for i, (p, _) in faces.items() if p == biden2)
+    with lib.catalog.session() as s:
+        thumbnail = s.scalar(select(FaceRow.thumbnail).where(FaceRow.id == biden2_face))
+    erased = faces[biden2_face][1].tobytes() + thumbnail[1024:]  # past the JPEG header all thumbnails share
+    assert pieces_on_disk(lib, erased) > 0.8  # a row may straddle pages: look for 32-byte pieces
+
+    receipt = erase(lib, source=biden2, face_ids=[rose_in_group], actor="admin-ana", reason="data subject request 7")
+    assert receipt.face_ids == sorted([biden2_face, rose_in_group])
+    assert len(receipt.image_ids) == 1 and len(receipt.kept_image_ids) == 1  # the group photo keeps Kit
+    assert biden2 in receipt.sources and receipt.counts == {"images": 1, "faces": 2, "rejections": 0}
+    assert receipt.to_dict()["counts"]["faces"] == 2 and '"receipt_id"' in receipt.to_json()
+    assert lib.catalog.faces_by_ids(receipt.face_ids) == {}
+    assert not set(lib.vector_index.ids().tolist()) & set(receipt.face_ids)
+    for probe in (people / "joe_biden" / "biden2.jpg", people / "rose_leslie" / "img1.jpg"):
+        assert not {i for i, _ in shown(lib, probe)} & set(receipt.face_ids)
+    # The erased embedding is gone from the database file (secure delete + WAL truncated).
+    assert pieces_on_disk(lib, erased) == 0
+
+    entry = AuditLog(lib.catalog).entries(action="erase")[0]
+    assert (entry.seq, entry.hash) == (receipt.audit_sequence, receipt.audit_hash)
+    assert entry.details["receipt_id"] == receipt.receipt_id and "biden2" not in str(entry.details)
+
+    group = erase(lib, collection="groups", actor="admin-ana", reason="collection withdrawn")
+    assert len(group.image_ids) == 3 and group.collection_dropped == "groups"
+    assert [c.name for c in lib.catalog.collections()] == ["examples"]
+    assert not {i for i, p in shown(lib, people / "kit_harington" / "john1.jpg") if "multi_face" in (p or "")}
+    assert not set(lib.vector_index.ids().tolist()) & set(group.face_ids)
+
+    nothing = erase(lib, source="/nowhere/x.jpg", actor="admin-ana", reason="request 8")
+    assert nothing.counts == {"images": 0, "faces": 0, "rejections": 0} and nothing.audit_sequence
+    with pytest.raises(FaceSearchError, match="needs face_ids"):
+        erase(lib, actor="x", reason="r")
+    with pytest.raises(FaceSearchError, match="reason"):
+        erase(lib, image_ids=[1], actor="x", reason=" ")
+    with pytest.raises(FaceSearchError, match="no collection"):
+        erase(lib, collection="groups", actor="x", reason="again")
+    assert AuditLog(lib.catalog).verify().ok
+
+
+def test_retention_purges_images_older_than_the_collection_period(lib: Library) -> None:
+    with pytest.raises(FaceSearchError):
+        set_retention(lib.catalog, "examples", 0)
+    with pytest.raises(FaceSearchError, match="no collection"):
+        set_retention(lib.catalog, "missing", 30)
+    set_retention(lib.catalog, "examples", 30, actor="admin-ana")
+    examples_id = lib.catalog.collection_id("examples", create=False)
+    with lib.catalog.session() as s, s.begin():
+        old = s.scalars(select(ImageRow.id).where(ImageRow.collection_id == examples_id).limit(4)).all()
+        s.execute(
+            update(ImageRow).where(ImageRow.id.in_(old)).values(ingested_at=datetime(2020, 1, 1))  # long ago
+        )
+        faces_of_old = set(s.scalars(select(FaceRow.id).where(FaceRow.image_id.in_(old))))
+    assert len(faces_of_old) == 4 and faces_of_old <= set(lib.vector_index.ids().tolist())
+
+    receipt = purge_expired(lib, actor="cron")  # now: only the four old photos are over 30 days
+    assert receipt.image_ids == sorted(old) and set(receipt.face_ids) == faces_of_old
+    assert receipt.collections[0].retention_days == 30 and receipt.audit_sequence is not None
+    assert lib.catalog.image_count() == 19 - 4
+    assert not set(lib.vector_index.ids().tolist()) & faces_of_old
+    assert purge_expired(lib).image_ids == []  # nothing else is due
+    assert purge_expired(lib, now=datetime.now(UTC) + timedelta(days=29)).image_ids == []  # nor in 29 days
+
+    later = datetime.now(UTC) + timedelta(days=31)  # a fake "now": everything in examples has expired
+    receipt = purge_expired(lib, now=later)
+    assert len(receipt.image_ids) == 12 and receipt.collections[0].collection == "examples"
+    remaining = {c["name"]: c["images"] for c in lib.stats()["collections"]}
+    assert remaining == {"examples": 0, "groups": 3}  # groups has no retention period
+    log = AuditLog(lib.catalog)
+    assert [e.action for e in log.entries()][-4:] == ["retention_purge"] * 4
+    assert log.entries(action="collection_retention")[0].details == {"collection": "examples", "retention_days": 30.0}
+    assert log.verify().ok
+
+
+def test_erasure_leaves_no_hnsw_tombstone_behind(built: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "hnsw"
+    shutil.copytree(built, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "index_engine": "HNSW32"}))
+    (folder / "index.faiss").unlink()  # rebuilt from the catalog as HNSW on open
+    with Library.open(folder) as lib:
+        assert lib.vector_index.engine == "HNSW32"
+        receipt = erase(lib, image_ids=[1, 2], actor="admin", reason="request 9")
+        assert len(receipt.face_ids) == 2
+        assert lib.vector_index.tombstones == set()  # compacted: the vectors are gone, not just hidden
+        assert not set(lib.vector_index.ids().tolist()) & set(receipt.face_ids)
+    with Library.open(folder) as reopened:
+        assert len(reopened.vector_index) == reopened.catalog.face_count() == 23 - 2
+        assert not set(reopened.vector_index.ids().tolist()) & set(receipt.face_ids)
