@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-ingest bench-search clean
+.PHONY: demo test lint browser bench-ingest bench-search clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m facesearch.demo
 
-test: $(STAMP)
+# The web tests drive Debian's Chromium (Playwright's own browser downloads are not used).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 

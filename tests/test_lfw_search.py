@@ -43,7 +43,7 @@ def test_lfw_probes_find_their_person_first(tmp_path: Path, lfw_subset: tuple[li
     assert json.loads(indexed.stdout)["indexed"] == len(gallery)
     for probe in probes[:2]:  # the CLI's JSON, as other tools read it
         out = subprocess.run(
-            [*cli, "search", str(probe), "--json", "-k", "5", "-l", str(folder)],
+            [*cli, "search", str(probe), "--case", "T-1", "--purpose", "test", "--json", "-k", "5", "-l", str(folder)],
             capture_output=True,
             text=True,
             check=True,

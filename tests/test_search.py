@@ -120,6 +120,10 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
             "facesearch.cli",
             "search",
             str(probe),
+            "--case",
+            "T-1",
+            "--purpose",
+            "test",
             "--json",
             "--top-k",
             "3",
@@ -151,7 +155,8 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     assert len(data["faces"][0]["box"]) == 4
 
     verify = subprocess.run(
-        [sys.executable, "-m", "facesearch.cli", "verify", str(probe), str(probe), "--json", "-l", str(library.folder)],
+        [sys.executable, "-m", "facesearch.cli", "verify", str(probe), str(probe)]
+        + ["--case", "T-1", "--purpose", "test", "--json", "-l", str(library.folder)],
         capture_output=True,
         text=True,
         check=True,
@@ -194,3 +199,29 @@ def test_max_fmr_sets_the_threshold(library: Library, examples: Path) -> None:
     people = examples / "by_identity"
     different = library.verify(people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg")
     assert different.label == "possible lead, needs human review" and different.fmr > 1e-3
+
+
+def test_every_search_is_audited_and_a_collection_can_demand_a_legal_basis(library: Library, examples: Path) -> None:
+    from facesearch.governance import AuditLog, SearchPurpose, set_requirements
+    from facesearch.governance.errors import PurposeRequired
+
+    probe = examples / "by_identity" / "joe_biden" / "biden.jpg"
+    log = AuditLog(library.catalog)
+    before = log.head()
+    purpose = SearchPurpose(case_id="CASE-7", purpose="find the source of a leaked photo")
+    result = library.search(probe, top_k=3, collection="people", purpose=purpose, actor="ana")
+    entry = log.entries(action="search", limit=1000)[-1]
+    assert log.head() != before and entry.actor == "ana" and entry.case_id == "CASE-7"
+    assert entry.details["probe_sha256"] == result.probe_sha256 and len(result.probe_sha256) == 64
+    assert entry.details["faces"][0]["shown"] == [c.face_id for c in result.faces[0].candidates]
+    assert log.verify().ok
+    set_requirements(library.catalog, "people", ["legal_basis"])
+    try:
+        with pytest.raises(PurposeRequired, match="legal_basis"):
+            library.search(probe, collection="people", purpose=purpose)
+        with pytest.raises(PurposeRequired):
+            library.search(probe, collection="people")
+        lawful = SearchPurpose(case_id="CASE-7", purpose="find the source", legal_basis="court order 12/26")
+        assert library.search(probe, top_k=1, collection="people", purpose=lawful).faces
+    finally:
+        set_requirements(library.catalog, "people", [])

@@ -22,12 +22,24 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-from facesearch.cli_support import EmbedderOpt, JsonOpt, LibraryOpt, MaxFmrOpt, console, err
+from facesearch.cli_support import (
+    CaseOpt,
+    EmbedderOpt,
+    JsonOpt,
+    LegalBasisOpt,
+    LibraryOpt,
+    MaxFmrOpt,
+    PurposeOpt,
+    console,
+    err,
+    search_purpose,
+)
 from facesearch.cli_support import fail as _fail
 from facesearch.cli_support import json_out as _json_out
 from facesearch.cli_support import open_library as _open
 from facesearch.errors import FaceSearchError
 from facesearch.eval.commands import calibrate, eval_app
+from facesearch.governance.commands import audit_app, erase, maintain, optout_app, users_app
 
 if TYPE_CHECKING:
     from facesearch.ingest.runner import IngestReport
@@ -41,6 +53,11 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 app.command()(calibrate)
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.add_typer(optout_app, name="optout")
+app.command()(erase)
+app.command()(maintain)
 
 
 @app.callback()
@@ -67,13 +84,20 @@ def index(
             help="Leave out faces below this quality score (0-1: size, sharpness, pose); counted, not indexed",
         ),
     ] = 0.0,
+    jitter: Annotated[
+        float | None,
+        typer.Option(
+            help="Only when this command creates the library: jitter shift in chip pixels (default 2.5; "
+            "0 embeds ~2.5x faster at some accuracy cost, see docs/accuracy.md)",
+        ),
+    ] = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
     """Index every face in the given photos. Re-running resumes: nothing is indexed twice."""
     try:
-        with _open(library, embedder, create=True) as lib:
+        with _open(library, embedder, create=True, jitter=jitter) as lib:
             columns = (
                 TextColumn("[bold]indexing"),
                 BarColumn(),
@@ -135,9 +159,12 @@ def _print_report(report: IngestReport) -> None:
 @app.command()
 def search(
     probe: Annotated[Path, typer.Argument(help="Photo of the person to look for")],
+    case: CaseOpt,
+    purpose: PurposeOpt,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face")] = 20,
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="Search one collection only")] = None,
     face: Annotated[int | None, typer.Option("--face", help="Search only this face of the probe (0 = largest)")] = None,
+    legal_basis: LegalBasisOpt = None,
     max_fmr: MaxFmrOpt = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
@@ -151,7 +178,14 @@ def search(
     """
     try:
         with _open(library, embedder) as lib:
-            result = lib.search(probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr)
+            result = lib.search(
+                probe,
+                top_k=top_k,
+                collection=collection,
+                face=face,
+                max_fmr=max_fmr,
+                purpose=search_purpose(case, purpose, legal_basis),
+            )
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
@@ -206,6 +240,9 @@ def _short(path: str) -> str:
 def verify(
     a: Annotated[Path, typer.Argument(help="First photo")],
     b: Annotated[Path, typer.Argument(help="Second photo")],
+    case: CaseOpt,
+    purpose: PurposeOpt,
+    legal_basis: LegalBasisOpt = None,
     max_fmr: MaxFmrOpt = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
@@ -214,7 +251,7 @@ def verify(
     """Say whether the largest faces in two photos are the same person, with the score and its FMR."""
     try:
         with _open(library, embedder, create=True) as lib:
-            result = lib.verify(a, b, max_fmr=max_fmr)
+            result = lib.verify(a, b, max_fmr=max_fmr, purpose=search_purpose(case, purpose, legal_basis))
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
@@ -321,6 +358,26 @@ def doctor(
         console.print("[green]repaired[/]: index rebuilt from the catalog" if report["repaired"] else "not repaired")
     if not report["ok"] and not report["repaired"]:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (default: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    rate_limit: Annotated[int, typer.Option(help="Requests per minute per API key")] = 120,
+    library: LibraryOpt = None,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs) for this library. Every route needs an API key
+    (`facesearch users add NAME --role ...`); searches need a case id and a purpose."""
+    from facesearch.api import serve as run_server
+    from facesearch.config import default_library_path
+
+    folder = library or default_library_path()
+    if not (folder / "config.json").is_file():
+        _fail(FaceSearchError(f"no facesearch library at {folder}: index some photos first", code="no_library"))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]listening on {host}: reachable from other machines (keys are still required)[/]")
+    run_server(folder, host=host, port=port, rate_limit_per_minute=rate_limit)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,10 +36,31 @@ MaxFmrOpt = Annotated[
 ]
 
 
-def open_library(library: Path | None, embedder: str = "onnx", create: bool = False, repair: bool = True) -> Library:
+CaseOpt = Annotated[str, typer.Option("--case", help="Case id this search is for (written to the audit log)")]
+PurposeOpt = Annotated[str, typer.Option("--purpose", help="Why this search is made (written to the audit log)")]
+LegalBasisOpt = Annotated[str | None, typer.Option("--legal-basis", help="Legal basis, when a collection requires one")]
+
+
+def search_purpose(case: str, purpose: str, legal_basis: str | None):  # type: ignore[no-untyped-def]
+    """The stated purpose of a search or verify (validated by the library)."""
+    from facesearch.governance.purpose import SearchPurpose
+
+    return SearchPurpose(case_id=case, purpose=purpose, legal_basis=legal_basis)
+
+
+def open_library(
+    library: Path | None,
+    embedder: str = "onnx",
+    create: bool = False,
+    repair: bool = True,
+    jitter: float | None = None,
+) -> Library:
     from facesearch.library import Library
 
-    return Library.open(library or default_library_path(), embedder=embedder, create=create, repair_index=repair)
+    folder = library or default_library_path()
+    if jitter is not None and (folder / "config.json").is_file():
+        raise FaceSearchError(f"{folder} exists: its recipe (jitter) was fixed when it was created", code="bad_request")
+    return Library.open(folder, embedder=embedder, create=create, repair_index=repair, jitter=jitter)
 
 
 def json_out(as_json: bool, data: object) -> bool:

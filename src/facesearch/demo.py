@@ -60,6 +60,7 @@ def sample_photos(cache: Path) -> Path:
 
 
 def main() -> None:
+    from facesearch.governance.purpose import SearchPurpose
     from facesearch.library import Library
 
     root = Path.cwd()
@@ -78,12 +79,13 @@ def main() -> None:
             f"{len(report.rejected)} rejected, in {report.seconds:.1f} s"
         )
         console.print(f"\nsearching with [bold]{PROBE}[/] (not in the library) ...")
-        result = lib.search(photos / PROBE, top_k=len(gallery))
+        purpose = SearchPurpose(case_id="demo", purpose="show what a search returns")
+        result = lib.search(photos / PROBE, top_k=len(gallery), purpose=purpose)
     print_search(result)
     console.print(
         "\nGo on with your own photos:\n"
         f"  .venv/bin/facesearch index PHOTOS_FOLDER --collection NAME --library {library_path}\n"
-        f"  .venv/bin/facesearch search PROBE.jpg --library {library_path}\n"
+        f"  .venv/bin/facesearch search PROBE.jpg --case ID --purpose WHY --library {library_path}\n"
         "  .venv/bin/facesearch --help   (verify, faces, remove, stats, doctor; --json everywhere)\n"
         "A web app and REST API (facesearch serve) are planned; see the open issues."
     )

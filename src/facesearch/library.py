@@ -23,6 +23,10 @@ import numpy as np
 
 from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import FaceSearchError, LibraryError
+from facesearch.governance.audit import AuditLog, search_details
+from facesearch.governance.optout import OptOutRegistry
+from facesearch.governance.purpose import SearchPurpose, check_purpose, requirements
+from facesearch.governance.users import User
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
@@ -36,11 +40,13 @@ from facesearch.models.pipeline import FacePipeline, PipelineRecipe
 from facesearch.search.calibration import CALIBRATION_NAME, Calibration, ScoreTable, default_calibration
 from facesearch.search.normalize import CohortNormalizer
 from facesearch.search.results import SearchResult, VerifyResult
-from facesearch.search.searcher import Searcher
+from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
+
+OPTOUT_SLACK = 20  # extra candidates fetched when opt-outs exist, so filtering still fills top_k
 
 CATALOG_NAME = "catalog.sqlite"
 INDEX_NAME = "index.faiss"
@@ -61,6 +67,7 @@ class Library:
         self._pipeline: FacePipeline | None = None
         self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
         self._calibration: Calibration | None | bool = False  # False: not loaded yet
+        self._optouts: OptOutRegistry | None = None
         self.model_info = self._model_info()
         self.model_id = self.catalog.ensure_model(self.model_info)
         self._check_single_model()
@@ -280,11 +287,13 @@ class Library:
         allow_private_urls: bool = False,
         progress: ProgressCallback | None = None,
         min_quality: float = 0.0,
+        actor: str | User | None = None,
     ) -> IngestReport:
         """Index files, folders, manifests and URLs into a collection. Resumable; see ingest.runner.
 
         ``min_quality`` (0..1, see models/align.py quality_score) leaves out faces that are too
-        small, blurred or turned to search reliably; they are counted in the report.
+        small, blurred or turned to search reliably; they are counted in the report. Faces of people
+        who opted out are never stored (counted too). Each run is written to the audit log.
         """
         if not 0.0 <= min_quality <= 1.0:
             raise FaceSearchError(f"min_quality must be between 0 and 1; got {min_quality}", code="bad_request")
@@ -312,7 +321,11 @@ class Library:
                 checkpoint=self.save_index,
                 workers=workers or os.cpu_count() or 1,
             )
-            return run.run(collection_id, report, sources, progress)
+            report = run.run(collection_id, report, sources, progress)
+            details = {k: v for k, v in report.to_dict().items() if k != "rejected"}
+            details["rejected"] = len(report.rejected)
+            AuditLog(self.catalog).append(actor, "ingest", details)
+            return report
 
     def _worker_settings(self, allow_private_urls: bool, workers: int | None) -> WorkerSettings:
         return WorkerSettings(
@@ -334,6 +347,10 @@ class Library:
             return None
         if result.image is None:
             return None
+        if result.faces and self.optouts.count():
+            keep = ~self.optouts.is_opted_out(np.stack([f.embedding for f in result.faces]))
+            result.opted_out_faces = int((~keep).sum())
+            result.faces = [f for f, k in zip(result.faces, keep, strict=True) if k]
         stored = self.catalog.add_image(collection_id, self.model_id, result.image, result.faces)
         if stored is not None and stored[1]:
             self.vector_index.add(np.asarray(stored[1]), np.stack([f.embedding for f in result.faces]))
@@ -363,17 +380,58 @@ class Library:
         collection: str | None = None,
         face: int | None = None,
         max_fmr: float | None = None,
+        purpose: SearchPurpose | None = None,
+        actor: str | User | None = None,
     ) -> SearchResult:
         """Find indexed faces like each face in the probe (or only face number ``face``).
 
         ``max_fmr`` (default: the library's, 1e-3) sets the operating point: candidates whose
         calibrated false match rate is at most this are labelled matches, the rest leads.
+        Every search is written to the audit log (who, the case and ``purpose``, the probe's SHA-256,
+        the faces shown); the purpose is checked against what the collection demands. Faces of
+        people who opted out are never returned, and a probe of such a person gets no candidates.
         """
-        return self.searcher.search(probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr)
+        purpose = self._checked_purpose(purpose, collection)
+        registry = self.optouts
+        blocked = registry.count() > 0
+        depth = min(top_k + OPTOUT_SLACK, MAX_TOP_K) if blocked else top_k
+        result, probes = self.searcher.search_with_probes(
+            probe, top_k=depth, collection=collection, face=face, max_fmr=max_fmr
+        )
+        if blocked:
+            result = registry.filter_search_result(result, probes)
+            faces = [replace(f, candidates=f.candidates[:top_k]) for f in result.faces]
+            result = replace(result, top_k=top_k, faces=faces)
+        AuditLog(self.catalog).append(actor, "search", search_details(result), purpose=purpose)
+        return result
 
-    def verify(self, a: str | Path | bytes, b: str | Path | bytes, max_fmr: float | None = None) -> VerifyResult:
-        """Are the largest faces in two photos the same person (at false match rate ``max_fmr``)?"""
-        return self.searcher.verify(a, b, max_fmr=max_fmr)
+    def verify(
+        self,
+        a: str | Path | bytes,
+        b: str | Path | bytes,
+        max_fmr: float | None = None,
+        purpose: SearchPurpose | None = None,
+        actor: str | User | None = None,
+    ) -> VerifyResult:
+        """Are the largest faces in two photos the same person (at false match rate ``max_fmr``)? Audited."""
+        purpose = self._checked_purpose(purpose, None)
+        result = self.searcher.verify(a, b, max_fmr=max_fmr)
+        details = {"same_person": result.same_person, "similarity": result.similarity, "fmr": result.fmr}
+        AuditLog(self.catalog).append(actor, "verify", details, purpose=purpose)
+        return result
+
+    def _checked_purpose(self, purpose: SearchPurpose | None, collection: str | None) -> SearchPurpose | None:
+        """Validate a stated purpose; demand one when the collection (or any, unfiltered) requires more."""
+        if purpose is not None or requirements(self.catalog, collection):
+            return check_purpose(self.catalog, purpose, collection)
+        return None
+
+    @property
+    def optouts(self) -> OptOutRegistry:
+        """The people who asked to be left out (their embeddings only; see governance/optout.py)."""
+        if self._optouts is None:
+            self._optouts = OptOutRegistry(self)
+        return self._optouts
 
     def faces(self, image: str | Path | bytes) -> list[dict]:
         """The faces detected in a photo (box, landmarks, scores), without searching."""
@@ -387,8 +445,9 @@ class Library:
         image_id: int | None = None,
         source: str | None = None,
         collection: str | None = None,
+        actor: str | User | None = None,
     ) -> RemovalReceipt:
-        """Remove photos by image id, source (path or URL) or a whole collection; effective at once."""
+        """Remove photos by image id, source (path or URL) or a whole collection; effective at once. Audited."""
         if sum(x is not None for x in (image_id, source, collection)) != 1:
             raise FaceSearchError("remove needs exactly one of image_id, source or collection", code="bad_request")
         with self._write_lock():
@@ -407,6 +466,12 @@ class Library:
             self.vector_index.remove(np.asarray(receipt.face_ids, dtype=np.int64))
             self._normalizer = False
             self.save_index()
+            details = {
+                "images": receipt.image_ids,
+                "faces": receipt.face_ids,
+                "by": "collection" if collection else "image" if image_id is not None else "source",
+            }
+            AuditLog(self.catalog).append(actor, "remove", details)
         return receipt
 
     def stats(self) -> dict:

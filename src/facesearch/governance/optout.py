@@ -196,6 +196,10 @@ class OptOutRegistry:
             found.extend(int(i) for i in ids[hit])
         return found
 
+    def count(self) -> int:
+        """How many opt-outs apply to this library's recipe (0: nothing to filter)."""
+        return len(self._matrix()[0])
+
     def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """(opt-out ids, embeddings) of this library's recipe, reloaded when another process changed them."""
         with self.catalog.session() as s:

@@ -36,6 +36,7 @@ class IngestReport:
     indexed: int = 0
     faces: int = 0
     low_quality_faces: int = 0  # detected but below --min-quality, not indexed
+    opted_out_faces: int = 0  # faces of people who opted out: never stored
     duplicates: int = 0
     already_indexed: int = 0
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
@@ -48,6 +49,7 @@ class IngestReport:
             "indexed": self.indexed,
             "faces": self.faces,
             "low_quality_faces": self.low_quality_faces,
+            "opted_out_faces": self.opted_out_faces,
             "duplicates": self.duplicates,
             "already_indexed": self.already_indexed,
             "rejected": [{"source": s, "code": c, "message": m} for s, c, m in self.rejected],
@@ -119,6 +121,7 @@ class IngestRun:
                 report.indexed += 1
                 report.faces += len(stored[1])
                 report.low_quality_faces += result.low_quality_faces
+                report.opted_out_faces += result.opted_out_faces
         elif result.status == "duplicate":
             report.duplicates += 1
         else:

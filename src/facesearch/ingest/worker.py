@@ -47,6 +47,7 @@ class ItemResult:
     image: NewImage | None = None
     faces: list[NewFace] = field(default_factory=list)
     low_quality_faces: int = 0  # detected but below the ingest's min_quality: not indexed
+    opted_out_faces: int = 0  # faces of people who opted out: never stored
 
 
 class Worker:

@@ -69,6 +69,18 @@ class Searcher:
         face: int | None = None,
         max_fmr: float | None = None,
     ) -> SearchResult:
+        return self.search_with_probes(probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr)[0]
+
+    def search_with_probes(
+        self,
+        probe: str | Path | bytes,
+        *,
+        top_k: int = 20,
+        collection: str | None = None,
+        face: int | None = None,
+        max_fmr: float | None = None,
+    ) -> tuple[SearchResult, np.ndarray]:
+        """:meth:`search`, plus the probe faces' embeddings (one row per result face), for the opt-out filter."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         allowed = None
@@ -113,7 +125,7 @@ class Searcher:
                     candidates=candidates,
                 )
             )
-        return SearchResult(
+        result = SearchResult(
             faces=results,
             threshold=round(threshold, 4),
             model=self.lib.model_info.key,
@@ -126,6 +138,7 @@ class Searcher:
             max_fmr=max_fmr,
             calibration=source,
         )
+        return result, queries
 
     def _operating_point(
         self, kind: str, max_fmr: float | None
@@ -161,7 +174,7 @@ class Searcher:
             fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
             fmr_upper_bound=estimate.upper_bound if estimate else False,
             expected_false_candidates=float(f"{estimate.fmr * gallery_size:.3g}") if estimate else None,
-            label=LABEL_MATCH if passes else LABEL_LEAD,
+            label=LABEL_MATCH if passes and table is not None else LABEL_LEAD,  # uncalibrated: never a "match"
             face_id=row.id,
             collection=image.collection.name,
             box=list(row.box),
@@ -193,7 +206,7 @@ class Searcher:
             fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
             fmr_upper_bound=estimate.upper_bound if estimate else False,
             max_fmr=max_fmr,
-            label=LABEL_MATCH if same else LABEL_LEAD,
+            label=LABEL_MATCH if same and table is not None else LABEL_LEAD,
             calibration=source,
         )
 

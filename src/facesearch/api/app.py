@@ -1,0 +1,99 @@
+"""The REST API application: ``create_app(library_path)`` returns a FastAPI app serving one library.
+
+Routes are versioned under ``/v1``; the OpenAPI document is at ``/openapi.json`` and the interactive
+documentation at ``/docs``. Every error is JSON ``{"error": {"code", "message"}}`` (see errors.py);
+every route but ``/v1/health`` needs an API key (see auth.py). The app owns a background thread
+for ingest jobs and the served Library; both are closed when the app shuts down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from facesearch import __version__
+from facesearch.api.auth import API_PREFIX, AuthMiddleware, publish_actions
+from facesearch.api.errors import install_handlers
+from facesearch.api.jobs import JobRunner
+from facesearch.api.ratelimit import RateLimiter
+from facesearch.api.routes import ROUTERS
+from facesearch.api.state import ApiSettings, LibraryHost, MiB
+from facesearch.api.uploads import UploadStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Search a self-hosted face library by photo, with accountability built in.
+
+* Every route but `/v1/health` needs an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+  Each route names the roles that may call it (`x-facesearch-action` in this document).
+* Every search and comparison states a `case_id` and a `purpose`; both are recorded in the audit log,
+  with the probe's SHA-256 and the face ids shown (never the probe).
+* Results are leads for a person to review. Only candidates whose calibrated false match rate is at
+  most `max_fmr` are labelled `match`; even those are not identifications.
+* Errors are JSON: `{"error": {"code": "...", "message": "..."}}`; branch on `code`.
+"""
+
+
+def create_app(
+    library_path: Path,
+    *,
+    rate_limit_per_minute: int = 120,
+    max_upload_bytes: int = 20 * MiB,
+    max_request_bytes: int | None = None,
+    ingest_workers: int | None = None,
+    embedder: str = "onnx",
+) -> FastAPI:
+    """A FastAPI app serving the library at ``library_path`` (which must exist: create it and its first
+    admin with the CLI). ``max_upload_bytes`` bounds each uploaded file, ``max_request_bytes`` (default
+    5 x that) a whole request; ``rate_limit_per_minute`` is per user (0 turns limiting off)."""
+    settings = ApiSettings(
+        library_path=Path(library_path),
+        rate_limit_per_minute=rate_limit_per_minute,
+        max_upload_bytes=max_upload_bytes,
+        max_request_bytes=max_request_bytes if max_request_bytes is not None else 5 * max_upload_bytes,
+        ingest_workers=ingest_workers,
+        embedder=embedder,
+    )
+    host = LibraryHost(settings)
+    uploads = UploadStore(host.path)
+    jobs = JobRunner(host, uploads, workers=ingest_workers)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("serving %s", host.path)
+        yield
+        jobs.close()
+        host.close()
+
+    app = FastAPI(
+        title="facesearch",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.host = host
+    app.state.uploads = uploads
+    app.state.jobs = jobs
+    for router in ROUTERS:
+        publish_actions(router.routes)
+        app.include_router(router, prefix=API_PREFIX)
+    install_handlers(app)
+    app.add_middleware(
+        AuthMiddleware,
+        host=host,
+        limiter=RateLimiter(rate_limit_per_minute),
+        max_request_bytes=settings.max_request_bytes,
+    )
+    from facesearch.web import mount_web  # imported here: the web package reads api.auth's prefix
+
+    mount_web(app)  # after the routers: the web app's mount at "/" must come last
+    return app

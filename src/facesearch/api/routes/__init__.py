@@ -1,0 +1,31 @@
+"""One router per area of the API; :data:`ROUTERS` is what the app mounts under /v1."""
+
+from __future__ import annotations
+
+from facesearch.api.routes import (
+    audit,
+    collections,
+    erasure,
+    faces,
+    health,
+    ingest,
+    optouts,
+    reviews,
+    search,
+    users,
+    verify,
+)
+
+ROUTERS = [
+    health.router,
+    users.router,
+    collections.router,
+    ingest.router,
+    search.router,
+    verify.router,
+    faces.router,
+    reviews.router,
+    erasure.router,
+    optouts.router,
+    audit.router,
+]

@@ -1,0 +1,58 @@
+"""Indexed faces: metadata and thumbnail, for reviewing candidates. Each view names its case and is audited.
+
+Why audited: face ids are small integers, so without a record anyone allowed to search could page
+through every thumbnail in the library without stating a case. With ``case_id`` required and each
+view in the audit log, browsing outside a case is visible to the auditors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from facesearch.api import service
+from facesearch.api.auth import permission
+from facesearch.api.deps import Host
+from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN, FaceOut
+from facesearch.governance import User
+
+router = APIRouter(tags=["faces"], responses=ERROR_RESPONSES)
+
+FaceId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CaseQuery = Annotated[
+    str, Query(min_length=1, max_length=100, pattern=NAME_PATTERN, description="the case this view is for (audited)")
+]
+
+
+@router.get("/faces/{face_id}", response_model=FaceOut, summary="An indexed face: box, landmarks, quality, photo")
+def face(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, permission("search")]) -> FaceOut:
+    row = service.view_face(host.catalog, face_id, case_id=case_id, actor=user, thumbnail=False)
+    image = row.image
+    return FaceOut(
+        face_id=row.id,
+        face_index=row.face_index,
+        collection=image.collection.name,
+        box=list(row.box),
+        landmarks=[[float(x), float(y)] for x, y in row.landmarks],
+        det_score=row.det_score,
+        quality=row.quality,
+        image={
+            "image_id": image.id,
+            "path": image.source if image.source_kind == "file" else None,
+            "source_url": image.source if image.source_kind == "url" else None,
+            "page_url": image.page_url,
+            "sha256": image.sha256,
+        },
+    )
+
+
+@router.get(
+    "/faces/{face_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "a small JPEG of the face"}},
+    summary="The face's thumbnail (JPEG)",
+)
+def thumbnail(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, permission("search")]) -> Response:
+    row = service.view_face(host.catalog, face_id, case_id=case_id, actor=user, thumbnail=True)
+    return Response(row.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

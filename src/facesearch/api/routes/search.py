@@ -1,0 +1,63 @@
+"""``POST /v1/search``: find indexed faces like the faces in a probe photo, for a stated case and purpose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from facesearch.api import service
+from facesearch.api.auth import permission
+from facesearch.api.deps import Host, Settings
+from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, SearchOut
+from facesearch.api.uploads import read_limited
+from facesearch.governance import SearchPurpose, User
+from facesearch.search.searcher import MAX_TOP_K
+
+router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
+
+# Shared with verify: the case and purpose every search and comparison states (recorded in the audit log).
+CaseId = Annotated[str, Form(description="the case this search belongs to (1-100 characters)")]
+Purpose = Annotated[str, Form(description="why this search is run (3-1000 characters)")]
+LegalBasis = Annotated[str | None, Form(description="required by collections that demand it")]
+MaxFmr = Annotated[
+    float | None,
+    Form(gt=0.0, lt=1.0, allow_inf_nan=False, description="operating point (default: the library's, 1e-3)"),
+]
+
+
+@router.post("/search", response_model=SearchOut, summary="Search the library with a probe photo")
+def search(
+    probe: Annotated[UploadFile, File(description="the probe photo (never stored; its SHA-256 is audited)")],
+    case_id: CaseId,
+    purpose: Purpose,
+    host: Host,
+    settings: Settings,
+    user: Annotated[User, permission("search")],
+    legal_basis: LegalBasis = None,
+    face: Annotated[
+        int | None, Form(ge=0, le=10_000, description="search only this face of the probe (default: every face)")
+    ] = None,
+    top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 20,
+    collection: Annotated[str | None, Form(min_length=1, max_length=200, pattern=NAME_PATTERN)] = None,
+    max_fmr: MaxFmr = None,
+) -> SearchOut:
+    """Returns every face found in the probe with its candidates (or only face ``face``): the client chooses.
+    Candidates are leads for a person to review, labelled ``match`` only when their calibrated false match
+    rate is at most ``max_fmr``. Opted-out people are never returned. The audit log records the actor,
+    case, purpose, the probe's SHA-256 and the face ids shown: never the probe itself."""
+    data = read_limited(probe.file, settings.max_upload_bytes, "the probe")
+    stated = SearchPurpose(case_id, purpose, legal_basis)
+    with host.reading() as library:
+        result, entry = service.search(
+            library,
+            data,
+            purpose=stated,
+            actor=user,
+            top_k=top_k,
+            collection=collection,
+            face=face,
+            max_fmr=max_fmr,
+        )
+    extra = {"case_id": stated.validated().case_id, "audit_sequence": entry.seq if entry else None}
+    return SearchOut.model_validate({**result.to_dict(), **extra})

@@ -1,0 +1,265 @@
+"""The governance glue between the routes and the library: one function per operation.
+
+Routes parse and check the request, then call one function here with the served
+:class:`~facesearch.library.Library`; these functions apply the rules that must hold whoever calls.
+``Library.search``/``verify``/``index`` check the stated purpose, keep opted-out people out and
+write their audit entries themselves (``purpose=``, ``actor=``); what the API adds is here: the
+audit entry of a search or comparison is found again so the response can name it, views of faces
+and reviews are audited, and the library's own copies of uploaded photos are deleted once erased.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from facesearch.api.errors import ApiError, NotFound
+from facesearch.api.uploads import UploadStore
+from facesearch.governance import (
+    ROLE_PERMISSIONS,
+    AuditEntry,
+    AuditLog,
+    AuditVerification,
+    ErasureReceipt,
+    OptOutReceipt,
+    SearchPurpose,
+    User,
+    add_user,
+    erase,
+    list_users,
+    revoke_user,
+    rotate_key,
+    set_requirements,
+    set_retention,
+)
+from facesearch.governance.audit import canonical_json
+from facesearch.governance.db import immediate
+from facesearch.governance.errors import PurposeRequired
+from facesearch.ingest.decode import sha256_hex
+from facesearch.library import Library
+from facesearch.search.results import SearchResult, VerifyResult
+from facesearch.store.catalog import Catalog
+from facesearch.store.schema import CollectionRow, FaceRow
+
+log = logging.getLogger(__name__)
+
+EXPORT_BATCH = 1000
+
+
+# search and compare -------------------------------------------------------------------------------
+
+
+def search(
+    library: Library,
+    probe: bytes,
+    *,
+    purpose: SearchPurpose | None,
+    actor: User,
+    top_k: int = 20,
+    collection: str | None = None,
+    face: int | None = None,
+    max_fmr: float | None = None,
+) -> tuple[SearchResult, AuditEntry | None]:
+    """Search for a stated purpose (always required over the API); returns the result and its audit entry.
+
+    The library checks the purpose against the collections' demands, drops opted-out people and
+    audits the probe's SHA-256 and the faces shown.
+    """
+    if purpose is None:
+        raise PurposeRequired("a search needs a case id and a purpose")
+    audit = AuditLog(library.catalog)
+    head = audit.head()
+    result = library.search(
+        probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr, purpose=purpose, actor=actor
+    )
+    entry = _written(audit, head, actor, "search", lambda d: d.get("probe_sha256") == result.probe_sha256)
+    return result, entry
+
+
+def verify(
+    library: Library, a: bytes, b: bytes, *, purpose: SearchPurpose | None, actor: User, max_fmr: float | None = None
+) -> tuple[VerifyResult, AuditEntry | None, str, str]:
+    """Compare two photos for a stated purpose (audited by the library); also returns both photos' SHA-256."""
+    if purpose is None:
+        raise PurposeRequired("a comparison needs a case id and a purpose")
+    audit = AuditLog(library.catalog)
+    head = audit.head()
+    result = library.verify(a, b, max_fmr=max_fmr, purpose=purpose, actor=actor)
+    entry = _written(audit, head, actor, "verify", lambda d: True)
+    return result, entry, sha256_hex(a), sha256_hex(b)
+
+
+def _written(
+    audit: AuditLog,
+    head: tuple[int, str] | None,
+    actor: User,
+    action: str,
+    matches: Callable[[dict[str, Any]], bool],
+) -> AuditEntry | None:
+    """The entry the library just wrote for ``actor`` (searches of one server run one at a time)."""
+    entries = audit.entries(after=head[0] if head else 0, actor=actor.name, action=action, limit=None)
+    found = [e for e in entries if matches(e.details)]
+    if not found:
+        log.warning("no %s audit entry found for %s after sequence %s", action, actor.name, head)
+        return None
+    return found[-1]
+
+
+# faces and reviews --------------------------------------------------------------------------------
+
+
+def view_face(catalog: Catalog, face_id: int, *, case_id: str, actor: User, thumbnail: bool) -> FaceRow:
+    """A face's row, for its metadata or thumbnail; audited, so browsing faces outside a case shows in the log."""
+    row = catalog.faces_by_ids([face_id]).get(face_id)
+    if row is None:
+        raise NotFound(f"no face {face_id}")
+    what = "thumbnail" if thumbnail else "metadata"
+    AuditLog(catalog).append(actor, "face_view", {"face_id": face_id, "view": what}, case_id=case_id)
+    return row
+
+
+def review(catalog: Catalog, *, case_id: str, face_id: int, decision: str, note: str, actor: User) -> AuditEntry:
+    """Record that a person reviewed a candidate face for a case, and what they concluded (in the audit log)."""
+    if not catalog.faces_by_ids([face_id]):
+        raise NotFound(f"no face {face_id} (erased, or never indexed)")
+    details = {"face_id": face_id, "decision": decision, "note": note}
+    return AuditLog(catalog).append(actor, "review", details, case_id=case_id)
+
+
+def reviews(catalog: Catalog, case_id: str, *, after: int | None, limit: int) -> list[AuditEntry]:
+    return AuditLog(catalog).entries(action="review", case_id=case_id, after=after, limit=limit)
+
+
+# collections --------------------------------------------------------------------------------------
+
+
+def collections(library: Library) -> dict[str, Any]:
+    stats = library.catalog.stats()
+    settings = {row.name: dict(row.settings or {}) for row in library.catalog.collections()}
+    for item in stats["collections"]:
+        item["settings"] = settings.get(item["name"], {})
+    return {**stats, "model": library.model_info.key}
+
+
+def create_collection(
+    catalog: Catalog, name: str, *, require: list[str], retention_days: float | None, actor: User
+) -> None:
+    """Create a collection with its search requirements and retention; 409 when the name is taken."""
+    try:
+        with immediate(catalog) as s:
+            if s.scalar(select(CollectionRow.id).where(CollectionRow.name == name)) is not None:
+                raise ApiError(f"a collection named {name!r} already exists", code="collection_exists")
+            s.add(CollectionRow(name=name, settings={}))
+            AuditLog(catalog).append_in(s, actor, "collection_create", {"collection": name})
+    except IntegrityError as exc:
+        raise ApiError(f"a collection named {name!r} already exists", code="collection_exists") from exc
+    configure_collection(catalog, name, require=require, retention_days=retention_days, actor=actor)
+
+
+def configure_collection(
+    catalog: Catalog, name: str, *, require: list[str], retention_days: float | None, actor: User
+) -> None:
+    """Set what searches of a collection must state, and how long it keeps photos (both audited)."""
+    if catalog.collection_id(name, create=False) is None:
+        raise NotFound(f"no collection named {name!r}")
+    set_requirements(catalog, name, sorted(set(require)), actor=actor)
+    set_retention(catalog, name, retention_days, actor=actor)
+
+
+# removal, erasure, opt-out ------------------------------------------------------------------------
+
+
+def erase_items(
+    library: Library,
+    uploads: UploadStore,
+    *,
+    actor: User,
+    reason: str,
+    face_ids: list[int] | None = None,
+    image_ids: list[int] | None = None,
+    source: str | None = None,
+    collection: str | None = None,
+) -> ErasureReceipt:
+    """Erase (with a receipt and an audit entry), then delete the library's own copies of erased uploads."""
+    receipt = erase(
+        library,
+        face_ids=face_ids,
+        image_ids=image_ids,
+        source=source,
+        collection=collection,
+        actor=actor,
+        reason=reason,
+    )
+    uploads.discard_unreferenced(library.catalog, receipt.sources)
+    return receipt
+
+
+def add_optout(library: Library, uploads: UploadStore, photo: bytes, *, note: str, actor: User) -> OptOutReceipt:
+    """Register an opt-out from a photo (kept: one embedding and the photo's hash) and remove the person's faces."""
+    receipt = library.optouts.add(photo, note, actor=actor)
+    uploads.discard_unreferenced(library.catalog, receipt.sources)
+    return receipt
+
+
+# users --------------------------------------------------------------------------------------------
+
+
+def create_user(catalog: Catalog, name: str, role: str, *, actor: User) -> tuple[User, str]:
+    return add_user(catalog, name, role, actor=actor)
+
+
+def users(catalog: Catalog) -> list[User]:
+    return list_users(catalog)
+
+
+def revoke(catalog: Catalog, name: str, *, actor: User) -> User:
+    """Revoke a user's key; refused for the last active admin (nobody could manage users any more)."""
+    admins = [u for u in list_users(catalog, include_revoked=False) if u.role == "admin"]
+    if len(admins) == 1 and admins[0].name == name:
+        raise ApiError("cannot revoke the last active admin: add another admin first", code="last_admin")
+    return revoke_user(catalog, name, actor=actor)
+
+
+def new_key(catalog: Catalog, name: str, *, actor: User) -> tuple[User, str]:
+    return rotate_key(catalog, name, actor=actor)
+
+
+def allowed_actions(user: User) -> list[str]:
+    return sorted(action for action, roles in ROLE_PERMISSIONS.items() if user.role in roles)
+
+
+# audit --------------------------------------------------------------------------------------------
+
+
+def audit_entries(catalog: Catalog, **filters: Any) -> list[AuditEntry]:
+    return AuditLog(catalog).entries(**filters)
+
+
+def verify_audit(catalog: Catalog, anchor: tuple[int, str] | None) -> AuditVerification:
+    return AuditLog(catalog).verify(anchor=anchor)
+
+
+def export_audit(catalog: Catalog, *, after: int, actor: User) -> Iterator[str]:
+    """The log as JSON Lines (the format of ``AuditLog.export_jsonl``), after auditing the export itself.
+
+    The export's own entry is appended first, so the export ends with it; lines are produced page
+    by page, so a long log is never held in memory.
+    """
+    log_ = AuditLog(catalog)
+    log_.append(actor, "audit_export", {"after": after, "interface": "api"})
+
+    def lines() -> Iterator[str]:
+        last = after
+        while True:
+            page = log_.entries(after=last, limit=EXPORT_BATCH)
+            if not page:
+                return
+            for entry in page:
+                yield canonical_json(entry.to_dict()) + "\n"
+            last = page[-1].seq
+
+    return lines()

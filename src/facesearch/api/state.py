@@ -1,0 +1,124 @@
+"""What the server holds between requests: its settings and the served :class:`Library`.
+
+Concurrency, and why it is shaped like this:
+
+- The served Library is used by one request at a time (``reading``/``writing`` hold one lock). Its
+  FAISS index must not be searched while vectors are added or removed, and the face pipeline
+  builds itself lazily; a search takes well under a second on a CPU, so serialising is simple and safe.
+- Ingest jobs run in a background thread on a Library instance of their own (``Library.index`` can
+  take minutes), so searches go on meanwhile. When a job saves the index file, the served Library is
+  reopened before its next use: the index file's stamp (mtime, size) is compared on every access,
+  which also picks up indexing done by the CLI in another process.
+- Writes (erasure, opt-out, removal) and jobs exclude each other through ``_writes``, taken *before*
+  the served Library's lock: a write waits for a running job without blocking searches, and gives
+  up with :class:`~facesearch.api.errors.Busy` (409) after ``write_wait_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from facesearch.api.errors import Busy
+from facesearch.governance import ensure_governance_tables
+from facesearch.library import Library
+from facesearch.store.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Limits and knobs of one server. ``max_request_bytes`` caps a whole request body (many files)."""
+
+    library_path: Path
+    rate_limit_per_minute: int = 120
+    max_upload_bytes: int = 20 * MiB
+    max_request_bytes: int = 100 * MiB
+    ingest_workers: int | None = None  # worker processes per ingest job (None: one per core)
+    write_wait_seconds: float = 60.0
+    embedder: str = "onnx"
+
+
+class LibraryHost:
+    """The served Library, reopened when its index file changed under it, behind the locks described above."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.path = Path(settings.library_path)
+        self._lock = threading.RLock()
+        self._writes = threading.Lock()
+        self._library = Library.open(self.path, create=False, embedder=settings.embedder)
+        ensure_governance_tables(self._library.catalog)
+        self.max_pixels = self._library.config.max_pixels  # fixed per library: checked before saving uploads
+        self._stamp = self._index_stamp()
+
+    # access ---------------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog, for reads and audit appends that do not touch the vector index (no lock needed)."""
+        return self._library.catalog
+
+    @contextmanager
+    def reading(self) -> Iterator[Library]:
+        """The served Library for a search, a comparison or a read of faces (one request at a time)."""
+        with self._lock:
+            self._refresh()
+            yield self._library
+
+    @contextmanager
+    def writing(self) -> Iterator[Library]:
+        """The served Library for a change; waits for a running ingest job first (see the module doc)."""
+        if not self._writes.acquire(timeout=self.settings.write_wait_seconds):
+            raise Busy("an ingest job is running; try again when it has finished (GET /v1/jobs)")
+        try:
+            with self._lock:
+                self._refresh()
+                try:
+                    yield self._library
+                finally:
+                    self._stamp = self._index_stamp()  # our own save is not a change made elsewhere
+        finally:
+            self._writes.release()
+
+    @contextmanager
+    def job(self) -> Iterator[None]:
+        """Held by an ingest job for its whole run: no write of this server interleaves with it."""
+        with self._writes:
+            yield
+
+    def close(self) -> None:
+        with self._lock:
+            self._library.close()
+
+    # reopening ------------------------------------------------------------------------------------
+
+    def _index_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self._library.index_path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _refresh(self) -> None:
+        """Reopen the served Library when another instance (an ingest job, the CLI) rewrote the index file.
+
+        ``repair_index=False``: a writer in another process may be half-way through an ingest, and
+        this reader must not rewrite the index under it; faces committed but not yet in the file
+        appear at the writer's next checkpoint.
+        """
+        stamp = self._index_stamp()
+        if stamp == self._stamp:
+            return
+        log.info("index file changed; reopening the library")
+        fresh = Library.open(self.path, create=False, embedder=self.settings.embedder, repair_index=False)
+        old, self._library, self._stamp = self._library, fresh, stamp
+        old.close()

@@ -1,0 +1,143 @@
+"""Uploaded photos: read within limits, checked before anything is written, stored by content.
+
+An uploaded photo is kept as ``<library>/uploads/<sha256>.<ext>``: the name comes from the bytes
+and the extension from the decoded format, never from the client's file name, so a name such as
+``../../x.jpg`` cannot choose where anything is written (it is echoed back in the response only).
+Every file of a request is read and decoded *before* the first one is saved: a request with one bad
+file stores nothing. The same bytes uploaded twice are one file.
+
+The library's copy of a photo must go when its last image row goes (erasure, opt-out, a photo that
+turned out to be a duplicate or was rejected): :func:`discard_unreferenced` deletes such files,
+except those a queued or running job still needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+
+from facesearch.api.errors import PayloadTooLarge
+from facesearch.ingest.decode import decode_image, sha256_hex
+from facesearch.store.catalog import Catalog
+from facesearch.store.schema import ImageRow
+
+log = logging.getLogger(__name__)
+
+UPLOADS_DIR = "uploads"
+MANIFESTS_DIR = "manifests"
+MAX_NAME_ECHO = 255
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+@dataclass(frozen=True)
+class CheckedPhoto:
+    """A photo that decoded: its bytes, hash and container format, and the client's name for it (echo only)."""
+
+    data: bytes
+    sha256: str
+    format: str
+    name: str
+
+
+def read_limited(stream: BinaryIO, limit: int, what: str) -> bytes:
+    """Read a whole upload, or :class:`PayloadTooLarge` (413) as soon as it is longer than ``limit`` bytes."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
+    return data
+
+
+def check_photo(data: bytes, name: str | None, max_pixels: int) -> CheckedPhoto:
+    """Decode the bytes to be sure they are a usable photo; raises ImageRejected with its code otherwise."""
+    decoded = decode_image(data, max_pixels=max_pixels)
+    return CheckedPhoto(data, sha256_hex(data), decoded.format, (name or "")[:MAX_NAME_ECHO])
+
+
+class UploadStore:
+    """The library's uploads/ folder, and which of its files queued or running jobs still need."""
+
+    def __init__(self, library_folder: Path) -> None:
+        self.root = (Path(library_folder) / UPLOADS_DIR).resolve()
+        self._pending: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def path_for(self, photo: CheckedPhoto) -> Path:
+        """uploads/<sha256>.<ext>: named by content and decoded format, never by the client."""
+        return self.root / f"{photo.sha256}{EXTENSIONS.get(photo.format, '.img')}"
+
+    def store_photo(self, photo: CheckedPhoto) -> Path:
+        """Write the photo at :meth:`path_for` (atomically; kept as is when already there); returns the path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path_for(photo)
+        with self._lock:
+            if not path.exists():
+                _write_atomic(path, photo.data)
+        return path
+
+    def store_manifest(self, text: str) -> Path:
+        """Write a checked, re-serialised manifest for a job, named by its content."""
+        folder = self.root / MANIFESTS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")
+        path = folder / f"{sha256_hex(data)}.jsonl"
+        with self._lock:
+            _write_atomic(path, data)
+        return path
+
+    def hold(self, paths: Iterable[Path]) -> None:
+        """Mark files as needed by a job: call before saving them, :meth:`release` when the job ends."""
+        with self._lock:
+            for path in paths:
+                self._pending[path] = self._pending.get(path, 0) + 1
+
+    def release(self, paths: Iterable[Path]) -> None:
+        with self._lock:
+            for path in paths:
+                left = self._pending.get(path, 0) - 1
+                if left > 0:
+                    self._pending[path] = left
+                else:
+                    self._pending.pop(path, None)
+
+    def is_held(self, path: Path) -> bool:
+        with self._lock:
+            return path in self._pending
+
+    def discard_unreferenced(self, catalog: Catalog, sources: Iterable[str]) -> list[Path]:
+        """Delete the library's copies of photos (in uploads/) that no image row refers to any more.
+
+        ``sources`` are image sources as stored (absolute paths); those outside uploads/ are not the
+        library's to delete and are ignored; so are files a pending job holds. Returns what was deleted.
+        """
+        deleted: list[Path] = []
+        for source in dict.fromkeys(sources):
+            path = Path(source)
+            if path.parent != self.root or not path.is_file():
+                continue
+            with self._lock:
+                if path in self._pending:
+                    continue
+                with catalog.session() as s:
+                    if s.scalar(select(ImageRow.id).where(ImageRow.source == str(path)).limit(1)) is not None:
+                        continue
+                path.unlink(missing_ok=True)
+            deleted.append(path)
+        if deleted:
+            log.info("deleted %d uploaded photos no longer in the library", len(deleted))
+        return deleted
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

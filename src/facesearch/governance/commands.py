@@ -1,0 +1,220 @@
+"""``facesearch users|audit|optout|erase|maintain``: accountability from the command line.
+
+Commands run as the local operating-system user (recorded as ``cli:<user>`` in the audit log):
+whoever can run them can read the library's files anyway. The service checks keys and roles.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from facesearch.cli_support import JsonOpt, LibraryOpt, console, open_library
+from facesearch.cli_support import fail as _fail
+from facesearch.cli_support import json_out as _json_out
+from facesearch.errors import FaceSearchError
+
+users_app = typer.Typer(help="API users, their roles and keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log: verify, show, export.", no_args_is_help=True)
+optout_app = typer.Typer(help="People who asked to be left out of the library.", no_args_is_help=True)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name")],
+    role: Annotated[str, typer.Option(help="admin, ingester, investigator or auditor")],
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user and print their API key once (only a salted hash is stored)."""
+    from facesearch.governance.users import add_user
+
+    try:
+        with open_library(library, create=True) as lib:
+            user, key = add_user(lib.catalog, name, role)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, {"name": user.name, "role": user.role, "api_key": key}):
+        return
+    console.print(f"user [bold]{user.name}[/] ({user.role}) created. API key, shown only this once:")
+    print(key)
+
+
+@users_app.command("list")
+def users_list(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """List users (never their keys)."""
+    from facesearch.governance.users import list_users
+
+    try:
+        with open_library(library) as lib:
+            users = list_users(lib.catalog)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    rows = [{"name": u.name, "role": u.role, "revoked": u.revoked_at is not None} for u in users]
+    if _json_out(as_json, rows):
+        return
+    table = Table("name", "role", "revoked", title="users")
+    for row in rows:
+        table.add_row(row["name"], row["role"], "yes" if row["revoked"] else "")
+    console.print(table)
+
+
+@users_app.command("revoke")
+def users_revoke(name: Annotated[str, typer.Argument()], library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Revoke a user's key for good."""
+    from facesearch.governance.users import revoke_user
+
+    try:
+        with open_library(library) as lib:
+            revoke_user(lib.catalog, name)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, {"revoked": name}):
+        console.print(f"revoked {name}")
+
+
+@audit_app.command("verify")
+def audit_verify(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-compute the hash chain: any edited, deleted or reordered entry is reported (exit 1)."""
+    from facesearch.governance.audit import AuditLog
+
+    try:
+        with open_library(library) as lib:
+            result = AuditLog(lib.catalog).verify()
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, result.to_dict()):
+        if result.ok:
+            console.print(f"[green]ok[/]: {result.entries} entries, chain intact (head {result.head_hash})")
+        else:
+            console.print(f"[bold red]TAMPERED[/]: {result.problem} (first bad entry: {result.first_bad_sequence})")
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("show")
+def audit_show(
+    action: Annotated[str | None, typer.Option(help="Only this action (search, verify, ingest, ...)")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Only this case id")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many entries")] = 50,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show audit entries (who, when, what, case, purpose)."""
+    from facesearch.governance.audit import AuditLog
+
+    try:
+        with open_library(library) as lib:
+            entries = AuditLog(lib.catalog).entries(action=action, case_id=case, limit=limit)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, [e.to_dict() for e in entries]):
+        return
+    table = Table("seq", "at", "actor", "action", "case", "purpose", title="audit log")
+    for e in entries:
+        table.add_row(str(e.seq), e.at, e.actor, e.action, e.case_id or "", e.purpose or "")
+    console.print(table)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: standard output)")] = None,
+    library: LibraryOpt = None,
+) -> None:
+    """Export the whole log as JSON Lines (each line carries its hash; verifiable offline)."""
+    from facesearch.governance.audit import AuditLog
+
+    try:
+        with open_library(library) as lib:
+            count = AuditLog(lib.catalog).export_jsonl(output if output is not None else sys.stdout)
+    except FaceSearchError as exc:
+        _fail(exc)
+        return
+    if output is not None:
+        console.print(f"{count} entries written to {output}")
+
+
+@optout_app.command("add")
+def optout_add(
+    photo: Annotated[Path, typer.Argument(help="A photo of the person (only its face embedding is kept)")],
+    note: Annotated[str, typer.Option(help="A reference for the request (no personal data needed)")] = "",
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Leave a person out: remove their indexed faces now and keep them out of ingest and search."""
+    try:
+        with open_library(library) as lib:
+            receipt = lib.optouts.add(photo, note=note)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, receipt.to_dict()):
+        console.print(
+            f"opt-out {receipt.optout_id} recorded (receipt {receipt.receipt_id}): {len(receipt.face_ids)} faces "
+            f"removed from {len(receipt.image_ids) + len(receipt.kept_image_ids)} photos"
+        )
+
+
+@optout_app.command("list")
+def optout_list(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """List opt-outs (id, date, note; never a photo)."""
+    try:
+        with open_library(library) as lib:
+            rows = [{"id": o.id, "created_at": str(o.created_at), "note": o.note} for o in lib.optouts.list_optouts()]
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, rows):
+        return
+    table = Table("id", "created", "note", title="opt-outs")
+    for row in rows:
+        table.add_row(str(row["id"]), row["created_at"], row["note"])
+    console.print(table)
+
+
+def erase(
+    reason: Annotated[str, typer.Option(help="Why (e.g. the request's reference): goes into the audit log")],
+    face: Annotated[list[int] | None, typer.Option("--face", help="Face id (repeatable)")] = None,
+    image: Annotated[list[int] | None, typer.Option("--image", help="Image id (repeatable)")] = None,
+    source: Annotated[str | None, typer.Option(help="Source path or URL")] = None,
+    collection: Annotated[str | None, typer.Option(help="A whole collection")] = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase faces, photos, a source or a collection for good, with a receipt (faces, thumbnails, vectors)."""
+    from facesearch.governance.erasure import erase as erase_now
+
+    try:
+        with open_library(library) as lib:
+            receipt = erase_now(
+                lib, face_ids=face, image_ids=image, source=source, collection=collection, actor=None, reason=reason
+            )
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, receipt.to_dict()):
+        console.print(f"erased (receipt {receipt.receipt_id}): {receipt.counts}")
+
+
+def maintain(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Purge photos past their collection's retention period (logged in the audit log)."""
+    from facesearch.governance.retention import purge_expired
+
+    try:
+        with open_library(library) as lib:
+            receipt = purge_expired(lib, actor=None)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    data = receipt.to_dict()
+    if not _json_out(as_json, data):
+        console.print(f"retention purge: {data}")

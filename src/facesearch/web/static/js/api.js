@@ -1,0 +1,53 @@
+// The one place that talks to the /v1 API. The key lives in sessionStorage: it survives a reload
+// of the tab but not closing it, and it is never written into the page or a URL.
+const KEY = "facesearch.key";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export const key = {
+  get: () => sessionStorage.getItem(KEY),
+  set: (value) => sessionStorage.setItem(KEY, value),
+  clear: () => sessionStorage.removeItem(KEY),
+};
+
+async function request(method, path, { body, query, raw } = {}) {
+  const url = new URL("/v1" + path, location.origin);
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
+  }
+  const headers = { Authorization: "Bearer " + (key.get() || "") };
+  let payload = body;
+  if (body && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(url, { method, headers, body: payload, cache: "no-store" });
+  if (!response.ok) {
+    // Every API error is {"error": {"code", "message"}}; anything else (a proxy's page) gets a generic one.
+    let code = "http_" + response.status;
+    let message = response.statusText || "request failed";
+    try {
+      const data = await response.json();
+      if (data && data.error) ({ code, message } = data.error);
+    } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, code, message);
+  }
+  if (raw) return response;
+  return response.status === 204 ? null : response.json();
+}
+
+export const api = {
+  get: (path, query) => request("GET", path, { query }),
+  post: (path, body) => request("POST", path, { body }),
+  // Thumbnails need the key too, which an <img src> cannot send: fetch them and show a blob: URL.
+  async imageUrl(path, query) {
+    const response = await request("GET", path, { query, raw: true });
+    return URL.createObjectURL(await response.blob());
+  },
+};
