@@ -68,6 +68,7 @@ def main() -> None:
     photos = sample_photos(cache)
     gallery = sorted(p for p in photos.iterdir() if p.name != PROBE)
     library_path = cache / "library"
+    _drop_if_outdated(library_path)
     console.rule("[bold]facesearch demo")
     console.print(
         f"library: {library_path}\nindexing {len(gallery)} sample photos: {', '.join(p.name for p in gallery)}"
@@ -86,9 +87,24 @@ def main() -> None:
         "\nGo on with your own photos:\n"
         f"  .venv/bin/facesearch index PHOTOS_FOLDER --collection NAME --library {library_path}\n"
         f"  .venv/bin/facesearch search PROBE.jpg --case ID --purpose WHY --library {library_path}\n"
-        "  .venv/bin/facesearch --help   (verify, faces, remove, stats, doctor; --json everywhere)\n"
-        "A web app and REST API (facesearch serve) are planned; see the open issues."
+        "  .venv/bin/facesearch --help   (verify, faces, remove, stats, doctor, calibrate, eval, audit; --json)\n"
+        f"  .venv/bin/facesearch users add YOU --role admin --library {library_path}   (prints an API key)\n"
+        f"  .venv/bin/facesearch serve --library {library_path}   (web app and REST API on 127.0.0.1:8000)"
     )
+
+
+def _drop_if_outdated(library_path: Path) -> None:
+    """A demo library made by an older facesearch keeps its old recipe: rebuild it (6 photos) with today's."""
+    import shutil
+
+    from facesearch.config import LibraryConfig
+    from facesearch.models.embedder import dlib_resnet_info
+
+    if (library_path / "config.json").is_file():
+        key = dlib_resnet_info().key
+        if LibraryConfig.load(library_path).recipe_key(key) != LibraryConfig().recipe_key(key):
+            console.print("the demo library was made with an older recipe: rebuilding it")
+            shutil.rmtree(library_path)
 
 
 if __name__ == "__main__":
