@@ -100,6 +100,10 @@ def test_verify_same_and_different(library: Library, examples: Path) -> None:
     different = library.verify(people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg")
     assert same.same_person and not different.same_person
     assert same.similarity > different.similarity + 0.05
+    from facesearch.governance import AuditLog
+
+    entry = AuditLog(library.catalog).entries(action="verify", limit=1000)[-1]
+    assert entry.details["photos_sha256"] == different.photos_sha256 and len(different.photos_sha256[1]) == 64
 
 
 def test_no_face_in_negatives(library: Library, shared_data: Path) -> None:

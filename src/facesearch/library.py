@@ -416,7 +416,12 @@ class Library:
         """Are the largest faces in two photos the same person (at false match rate ``max_fmr``)? Audited."""
         purpose = self._checked_purpose(purpose, None)
         result = self.searcher.verify(a, b, max_fmr=max_fmr)
-        details = {"same_person": result.same_person, "similarity": result.similarity, "fmr": result.fmr}
+        details = {
+            "photos_sha256": result.photos_sha256,
+            "same_person": result.same_person,
+            "similarity": result.similarity,
+            "fmr": result.fmr,
+        }
         AuditLog(self.catalog).append(actor, "verify", details, purpose=purpose)
         return result
 

@@ -85,6 +85,7 @@ class VerifyResult:
     max_fmr: float | None = None
     label: str = LABEL_LEAD
     calibration: str | None = None
+    photos_sha256: list[str] = field(default_factory=list)  # of the two photos' bytes (what the audit log keeps)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -192,8 +192,9 @@ class Searcher:
     def verify(self, a: str | Path | bytes, b: str | Path | bytes, max_fmr: float | None = None) -> VerifyResult:
         """Compare the largest faces of two photos by cosine similarity (no cohort: a 1:1 question)."""
         table, threshold, max_fmr, source = self._operating_point("cosine", max_fmr)
-        face_a = self.probe_faces(a)[0][0]
-        face_b = self.probe_faces(b)[0][0]
+        faces_a, sha_a = self.probe_faces(a)
+        faces_b, sha_b = self.probe_faces(b)
+        face_a, face_b = faces_a[0], faces_b[0]
         similarity = float(np.dot(face_a.embedding, face_b.embedding))
         same = bool(similarity >= threshold)
         estimate = table.fmr_at(similarity) if table else None
@@ -207,6 +208,7 @@ class Searcher:
             fmr_upper_bound=estimate.upper_bound if estimate else False,
             max_fmr=max_fmr,
             label=LABEL_MATCH if same and table is not None else LABEL_LEAD,
+            photos_sha256=[sha_a, sha_b],
             calibration=source,
         )
 
