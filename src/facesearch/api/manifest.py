@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from typing import Any
 
 from facesearch.api.errors import ApiError
+from facesearch.ingest.sources import ManifestError, jsonl_rows
 
 MAX_ROWS = 100_000
 MAX_URL = 4000
@@ -45,20 +47,10 @@ def to_jsonl(rows: list[dict[str, Any]]) -> str:
 
 
 def _jsonl(text: str) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ManifestRefused(f"manifest line {number} is not valid JSON") from exc
-        if not isinstance(row, dict):
-            raise ManifestRefused(f"manifest line {number} is not a JSON object")
-        rows.append(row)
-        if len(rows) > MAX_ROWS:
-            break
-    return rows
+    try:
+        return list(itertools.islice(jsonl_rows(text.splitlines(), "manifest"), MAX_ROWS + 1))
+    except ManifestError as exc:
+        raise ManifestRefused(str(exc)) from exc
 
 
 def _csv(text: str) -> list[dict[str, Any]]:

@@ -62,21 +62,22 @@ def read_manifest(path: Path) -> Iterator[Source]:
         if path.suffix.lower() == ".csv":
             rows: Iterable[dict] = csv.DictReader(handle)
         else:
-            rows = _jsonl_rows(handle, path)
+            rows = jsonl_rows(handle, str(path))
         for number, row in enumerate(rows, start=1):
             yield _row_to_source(row, path, number)
 
 
-def _jsonl_rows(handle: Iterable[str], path: Path) -> Iterator[dict]:
+def jsonl_rows(handle: Iterable[str], where: str) -> Iterator[dict]:
+    """The JSON objects of a JSON Lines manifest (blank lines skipped); ManifestError names the line."""
     for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise ManifestError(f"{path} line {number}: not valid JSON ({exc})") from exc
+            raise ManifestError(f"{where} line {number}: not valid JSON ({exc})") from exc
         if not isinstance(row, dict):
-            raise ManifestError(f"{path} line {number}: expected a JSON object")
+            raise ManifestError(f"{where} line {number}: expected a JSON object")
         yield row
 
 
