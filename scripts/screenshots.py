@@ -103,6 +103,12 @@ def main() -> None:
             page.get_by_role("link", name="Users").click()
             page.locator("tbody tr").first.wait_for()
             shoot(page, args.out, "users")
+            page.get_by_role("link", name="Collections").click()
+            page.locator("tbody tr").first.wait_for()
+            shoot(page, args.out, "collections")
+            page.get_by_role("link", name="Add photos").click()
+            page.get_by_text("No jobs yet.").wait_for()
+            shoot(page, args.out, "ingest")
             browser.close()
 
 

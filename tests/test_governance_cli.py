@@ -46,6 +46,11 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
     assert cli("audit", "export", "-o", str(exported), *lib_opt).returncode == 0
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert [e["action"] for e in lines][:2] == ["ingest", "user_add"] and all("hash" in e for e in lines)
+    assert json.loads(cli("audit", "verify", "--file", str(exported), "--json").stdout)["ok"] is True
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text(exported.read_text().replace('"C-1"', '"C-7"'))
+    offline = cli("audit", "verify", "--file", str(edited), "--json")
+    assert offline.returncode == 1 and json.loads(offline.stdout)["ok"] is False
 
     removed = json.loads(cli("optout", "add", str(people / "barack_obama" / "obama.jpg"), "--json", *lib_opt).stdout)
     assert len(removed["face_ids"]) == 6  # every indexed photo of him: obama, obama1-3, two partial faces

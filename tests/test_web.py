@@ -162,3 +162,108 @@ def test_admin_adds_a_user_and_sees_the_key_once(page, site: Site) -> None:
     expect(page.get_by_label("The new API key")).to_have_count(0)
     page.get_by_role("link", name="Opt-outs").click()
     expect(page.get_by_text("No opt-outs registered.")).to_be_visible()
+
+
+def test_admin_revokes_and_reissues_keys(page, site: Site) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, site, "admin")
+    page.get_by_role("link", name="Users").click()
+    for name in ("leaver", "rotated"):
+        page.get_by_label("Name").fill(name)
+        page.get_by_role("button", name="Add user").click()
+        expect(page.locator("tbody tr").filter(has_text=name)).to_have_count(1)
+    old_key = page.get_by_label("The new API key").input_value()
+
+    page.get_by_role("button", name="Revoke leaver").click()
+    dialog = page.locator("dialog.confirm")
+    dialog.get_by_role("button", name="Cancel").click()  # cancelling changes nothing
+    expect(page.locator("tbody tr").filter(has_text="leaver")).to_contain_text("active")
+    page.get_by_role("button", name="Revoke leaver").click()
+    dialog.get_by_role("button", name="Revoke key").click()
+    expect(page.locator("tbody tr").filter(has_text="leaver")).to_contain_text("revoked")
+    expect(page.get_by_role("button", name="Revoke leaver")).to_have_count(0)
+
+    page.get_by_role("button", name="New key for rotated").click()
+    dialog.get_by_role("button", name="Issue new key").click()
+    new_key = page.get_by_label("The new API key").input_value()
+    assert new_key != old_key and len(new_key) > 20
+    assert page.request.get(site.url + "/v1/me", headers={"Authorization": f"Bearer {old_key}"}).status == 401
+    assert page.request.get(site.url + "/v1/me", headers={"Authorization": f"Bearer {new_key}"}).ok
+    # An admin cannot lock themselves out from the page: no revoke button on their own row.
+    expect(page.get_by_role("button", name="Revoke admin-1")).to_have_count(0)
+
+
+def test_admin_creates_configures_fills_and_erases_a_collection(page, site: Site) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, site, "admin")
+    page.get_by_role("link", name="Collections").click()
+    page.get_by_label("Collection name").fill("archive-2")
+    page.get_by_label("Searches must state a legal basis").check()
+    page.get_by_label("Retention (days)").fill("30")
+    page.get_by_role("button", name="Create collection").click()
+    row = page.locator("tbody tr").filter(has_text="archive-2")
+    expect(row).to_contain_text("legal basis required · kept 30 days")
+
+    row.get_by_role("button", name="Settings of archive-2").click()
+    dialog = page.locator("dialog.confirm")
+    dialog.get_by_label("Searches must state a legal basis").uncheck()
+    dialog.get_by_role("button", name="Save settings").click()
+    expect(row).to_contain_text("kept 30 days")
+    expect(row).not_to_contain_text("legal basis")
+
+    page.get_by_role("link", name="Add photos").click()
+    photos = [site.examples / "by_identity/kit_harington/john1.jpg", site.examples / "by_identity/rose_leslie/img1.jpg"]
+    page.get_by_label("Photos", exact=True).set_input_files([str(p) for p in photos if p.exists()][:1])
+    page.get_by_label("Collection", exact=True).fill("archive-2")
+    page.get_by_role("button", name="Upload and index").click()
+    job = page.locator(".job")
+    expect(job).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(job).to_contain_text("1 photos indexed, 1 faces")
+    expect(page.locator("tbody tr").filter(has_text="archive-2")).to_contain_text("done")
+
+    page.get_by_role("link", name="Collections").click()
+    row = page.locator("tbody tr").filter(has_text="archive-2")
+    expect(row.locator("td").nth(2)).to_have_text("1")  # faces
+    row.get_by_role("button", name="Erase archive-2").click()
+    erase = dialog.get_by_role("button", name="Erase collection")
+    expect(erase).to_be_disabled()  # needs the name typed and a reason
+    dialog.get_by_label("Reason (kept in the audit log)").fill("test: source withdrawn")
+    dialog.get_by_label("Type archive-2 to confirm").fill("archive-2")
+    erase.click()
+    expect(page.get_by_role("status")).to_contain_text("archive-2 erased")
+    expect(page.get_by_role("status")).to_contain_text("1 photos, 1 faces deleted")
+    expect(page.locator("tbody tr").filter(has_text="archive-2")).to_have_count(0)
+
+
+def test_admin_registers_and_deletes_an_optout_then_auditor_exports(page, site: Site, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from facesearch.governance.audit import verify_jsonl
+
+    sign_in(page, site, "admin")
+    page.get_by_role("link", name="Opt-outs").click()
+    page.get_by_label("Photo of the person").set_input_files(str(site.examples / "by_identity/barack_obama/obama.jpg"))
+    page.get_by_label("Note").fill("request 2026-11")
+    page.get_by_role("button", name="Register opt-out").click()
+    receipt = page.get_by_role("status")
+    expect(receipt).to_contain_text("Opt-out #1 registered")
+    removed = int(re.search(r"(\d+) matching faces? removed", receipt.inner_text()).group(1))
+    assert removed >= 4  # obama.jpg .. obama3.jpg at least (the partial faces may not match strictly)
+    expect(page.locator("tbody tr").filter(has_text="request 2026-11")).to_have_count(1)
+
+    page.get_by_role("button", name="Delete opt-out 1").click()
+    page.locator("dialog.confirm").get_by_role("button", name="Delete opt-out").click()
+    expect(page.get_by_text("No opt-outs registered.")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, site, "auditor")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export (JSON Lines)").click()
+    saved = tmp_path / "audit.jsonl"
+    download.value.save_as(saved)
+    result = verify_jsonl(saved)
+    assert result.ok and result.entries >= 3
+    actions = [line for line in saved.read_text().splitlines() if '"optout' in line]
+    assert len(actions) >= 2  # registered and deleted, both in the exported chain

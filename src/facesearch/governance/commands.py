@@ -81,13 +81,24 @@ def users_revoke(name: Annotated[str, typer.Argument()], library: LibraryOpt = N
 
 
 @audit_app.command("verify")
-def audit_verify(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+def audit_verify(
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Check an export (JSON Lines) instead, without the library")
+    ] = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Re-compute the hash chain: any edited, deleted or reordered entry is reported (exit 1)."""
-    from facesearch.governance.audit import AuditLog
+    from facesearch.governance.audit import AuditLog, verify_jsonl
 
     try:
-        with open_library(library) as lib:
-            result = AuditLog(lib.catalog).verify()
+        if file is not None:
+            if not file.is_file():
+                raise FaceSearchError(f"no such export file: {file}", code="not_found")
+            result = verify_jsonl(file)
+        else:
+            with open_library(library) as lib:
+                result = AuditLog(lib.catalog).verify()
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return

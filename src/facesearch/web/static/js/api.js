@@ -45,6 +45,18 @@ async function request(method, path, { body, query, raw } = {}) {
 export const api = {
   get: (path, query) => request("GET", path, { query }),
   post: (path, body) => request("POST", path, { body }),
+  put: (path, body) => request("PUT", path, { body }),
+  del: (path, query) => request("DELETE", path, { query }),
+  // A file the API streams (the audit export): saved through a blob: URL, since a plain link cannot send the key.
+  async download(path, filename, query) {
+    const response = await request("GET", path, { query, raw: true });
+    const url = URL.createObjectURL(await response.blob());
+    const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  },
   // Thumbnails need the key too, which an <img src> cannot send: fetch them and show a blob: URL.
   async imageUrl(path, query) {
     const response = await request("GET", path, { query, raw: true });

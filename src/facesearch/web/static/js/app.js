@@ -6,10 +6,13 @@ import { showError } from "./notify.js";
 import { searchView } from "./search.js";
 import { auditView } from "./audit.js";
 import { usersView, optoutsView } from "./admin.js";
+import { collectionsView, ingestView } from "./collections.js";
 
 const VIEWS = {
   search: { action: "search", render: searchView },
+  ingest: { action: "ingest", render: ingestView },
   audit: { action: "read_audit", render: auditView },
+  collections: { action: "manage_collections", render: collectionsView },
   users: { action: "manage_users", render: usersView },
   optouts: { action: "optout", render: optoutsView },
 };

@@ -33,7 +33,7 @@ function chainStatus(v) {
     h("strong", {}, "Chain broken. "), `First bad entry #${v.first_bad_sequence ?? "?"}: ${v.problem || "unknown problem"}`);
 }
 
-export async function auditView(main) {
+export async function auditView(main, me) {
   const status = h("div", {}, h("p", { class: "muted" }, "Verifying the hash chain…"));
   const caseInput = h("input", { name: "case_id", maxlength: "100" });
   const actor = h("input", { name: "actor", maxlength: "200" });
@@ -44,7 +44,10 @@ export async function auditView(main) {
     h("button", { type: "submit" }, "Filter"));
   main.append(h("section", { class: "card wide", "aria-labelledby": "audit-title" },
     h("div", { class: "row" }, h("h1", { id: "audit-title" }, "Audit log"),
-      h("button", { type: "button", onclick: () => verify() }, "Verify again")),
+      h("div", { class: "row-actions" },
+        h("button", { type: "button", onclick: () => verify() }, "Verify again"),
+        me.actions.includes("export_audit")
+          ? h("button", { type: "button", onclick: () => exportLog() }, "Export (JSON Lines)") : null)),
     status, filters, list, more));
 
   let entries = [];
@@ -52,6 +55,11 @@ export async function auditView(main) {
 
   async function verify() {
     try { status.replaceChildren(chainStatus(await api.get("/audit/verify"))); } catch (error) { showError(error); }
+  }
+
+  async function exportLog() {
+    // The export is audited by the server; the file verifies offline with `facesearch audit verify --file`.
+    try { await api.download("/audit/export", "facesearch-audit.jsonl"); } catch (error) { showError(error); }
   }
 
   async function load(reset) {
