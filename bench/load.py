@@ -17,7 +17,8 @@ First a baseline: 1 client for ``--baseline-seconds``; then ``--clients`` thread
 httpx.Client, post searches back to back for ``--seconds``. Printed and written per phase: requests,
 throughput, p50/p95/p99/max latency of successful requests, and errors by status code.
 
-    .venv/bin/python bench/load.py                                # 8 clients for 20 s, after an 8 s baseline
+    .venv/bin/python bench/load.py                                # 8 clients for 20 s, after an 8 s baseline,
+                                                                  # with 1 then 2 search workers
     .venv/bin/python bench/load.py --clients 16 --seconds 60
     .venv/bin/python bench/load.py --default-rate-limit           # see the limiter at work
     .venv/bin/python bench/load.py --library bench/out/lfw-library
@@ -79,6 +80,13 @@ def parse_args() -> argparse.Namespace:
         help=f"leave create_app's default rate limit ({DEFAULT_RATE_LIMIT} per minute)",
     )
     parser.add_argument("--in-process", action="store_true", help="serve from a thread of this process")
+    parser.add_argument(
+        "--search-workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="serve once per value (probes embedded at once) and compare the loaded throughput to the first",
+    )
     parser.add_argument("--output", type=Path, default=OUT / "load.json")
     return parser.parse_args()
 
@@ -102,9 +110,8 @@ def new_key(folder: Path) -> str:
     return key
 
 
-def _serve_child(library: str, rate_limit: int | None, urls: multiprocessing.Queue, stop: threading.Event) -> None:
+def _serve_child(library: str, options: dict, urls: multiprocessing.Queue, stop: threading.Event) -> None:
     """The child process: serve until the parent sets ``stop``."""
-    options = {} if rate_limit is None else {"rate_limit_per_minute": rate_limit}
     try:
         with serving(create_app(Path(library), **options)) as url:
             urls.put(url)
@@ -115,16 +122,16 @@ def _serve_child(library: str, rate_limit: int | None, urls: multiprocessing.Que
 
 
 @contextlib.contextmanager
-def server(library: Path, rate_limit: int | None, in_process: bool) -> Iterator[str]:
-    """The base URL of the real app served by Uvicorn on loopback, in a child process or a thread."""
+def server(library: Path, options: dict, in_process: bool) -> Iterator[str]:
+    """The base URL of the real app (``create_app(library, **options)``) served by Uvicorn on loopback,
+    in a child process or a thread."""
     if in_process:
-        options = {} if rate_limit is None else {"rate_limit_per_minute": rate_limit}
         with serving(create_app(library, **options)) as url:
             yield url
         return
     ctx = multiprocessing.get_context("spawn")
     urls, stop = ctx.Queue(), ctx.Event()
-    child = ctx.Process(target=_serve_child, args=(str(library), rate_limit, urls, stop), daemon=True)
+    child = ctx.Process(target=_serve_child, args=(str(library), options, urls, stop), daemon=True)
     child.start()
     try:
         url = urls.get(timeout=120)
@@ -228,6 +235,17 @@ def show(name: str, phase: dict) -> None:
     )
 
 
+def ratios(baseline: dict, loaded: dict) -> dict:
+    base, load = baseline["latency_ms"], loaded["latency_ms"]
+    return {
+        "p50_latency": round(load["p50"] / base["p50"], 2) if base["p50"] and load["p50"] else None,
+        "p95_latency": round(load["p95"] / base["p95"], 2) if base["p95"] and load["p95"] else None,
+        "throughput": round(loaded["throughput_rps"] / baseline["throughput_rps"], 2)
+        if baseline["throughput_rps"]
+        else None,
+    }
+
+
 def main() -> None:
     args = parse_args()
     rate_limit = None if args.default_rate_limit else args.rate_limit
@@ -240,23 +258,31 @@ def main() -> None:
         else:
             library, built = args.library, None
         key = new_key(library)
-        with server(library, rate_limit, args.in_process) as url:
-            where = "in-process thread" if args.in_process else "child process"
-            print(f"serving {url} ({where}), rate limit {rate_limit or DEFAULT_RATE_LIMIT}/min per user", flush=True)
-            warm_up(url, key, probes, args.warmup)
-            baseline = run_phase(url, key, probes, 1, args.baseline_seconds)
-            show("baseline", baseline)
-            loaded = run_phase(url, key, probes, args.clients, args.seconds)
-            show("loaded", loaded)
-    base, load = baseline["latency_ms"], loaded["latency_ms"]
-    ratios = {
-        "p50_latency": round(load["p50"] / base["p50"], 2) if base["p50"] and load["p50"] else None,
-        "p95_latency": round(load["p95"] / base["p95"], 2) if base["p95"] and load["p95"] else None,
-        "throughput": round(loaded["throughput_rps"] / baseline["throughput_rps"], 2)
-        if baseline["throughput_rps"]
-        else None,
-    }
-    print(f"loaded / baseline: {ratios}")
+        runs = []
+        for workers in args.search_workers:
+            options = {"search_workers": workers}
+            if rate_limit is not None:
+                options["rate_limit_per_minute"] = rate_limit
+            with server(library, options, args.in_process) as url:
+                where = "in-process thread" if args.in_process else "child process"
+                limit = rate_limit or DEFAULT_RATE_LIMIT
+                print(f"serving {url} ({where}), {workers} search worker(s), rate limit {limit}/min per user")
+                warm_up(url, key, probes, args.warmup)
+                baseline = run_phase(url, key, probes, 1, args.baseline_seconds)
+                show("baseline", baseline)
+                loaded = run_phase(url, key, probes, args.clients, args.seconds)
+                show("loaded", loaded)
+            runs.append(
+                {"search_workers": workers, "baseline": baseline, "loaded": loaded, "ratios": ratios(baseline, loaded)}
+            )
+            print(f"loaded / baseline: {runs[-1]['ratios']}", flush=True)
+    first = runs[0]["loaded"]["throughput_rps"]
+    for run in runs[1:]:
+        run["throughput_over_first"] = round(run["loaded"]["throughput_rps"] / first, 2) if first else None
+        print(
+            f"{run['search_workers']} vs {runs[0]['search_workers']} search workers, loaded throughput: "
+            f"x{run['throughput_over_first']}"
+        )
     report = {
         "library": "built from face_recognition_examples, jitter=0" if built else str(args.library),
         "built": built,
@@ -264,9 +290,7 @@ def main() -> None:
         "server": "in-process thread" if args.in_process else "child process",
         "rate_limit_per_minute": rate_limit or DEFAULT_RATE_LIMIT,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": sys.platform},
-        "baseline": baseline,
-        "loaded": loaded,
-        "loaded_over_baseline": ratios,
+        "runs": runs,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

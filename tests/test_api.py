@@ -14,6 +14,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,3 +439,53 @@ def test_a_write_waits_for_a_running_job_then_gives_up_with_409(api: Api) -> Non
             assert library.folder == api.folder
     finally:
         host.close()
+
+
+def test_searches_run_at_once_and_each_names_its_own_audit_entry(
+    built: tuple[Path, dict[str, str]], tmp_path: Path, examples: Path
+) -> None:
+    """Several clients over real HTTP: answers are right, each response names the audit entry of its own
+    probe, and the server really embedded probes concurrently (a second pipeline was needed)."""
+    import httpx
+
+    from facesearch.web.background import serving
+
+    folder = tmp_path / "lib"
+    shutil.copytree(built[0], folder)
+    app = create_app(folder, rate_limit_per_minute=0, ingest_workers=1, search_workers=2)
+    probes = {
+        "barack_obama": api_photo(examples, PROBE),
+        "joe_biden": api_photo(examples, "by_identity/joe_biden/biden.jpg"),
+        "kit_harington": api_photo(examples, "by_identity/kit_harington/john1.jpg"),
+    }
+    jobs = [(name, data) for name, data in probes.items() for _ in range(3)]
+
+    with serving(app) as url:
+        headers = {"Authorization": f"Bearer {built[1]['investigator']}"}
+
+        def search(job: tuple[str, bytes]) -> tuple[str, dict[str, Any]]:
+            name, data = job
+            files = {"probe": ("p.jpg", data, "image/jpeg")}
+            response = httpx.post(url + "/v1/search", headers=headers, files=files, data=CASE, timeout=120)
+            assert response.status_code == 200, response.text
+            return name, response.json()
+
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            answers = list(pool.map(search, jobs))
+        auditor = {"Authorization": f"Bearer {built[1]['auditor']}"}
+        entries = httpx.get(url + "/v1/audit", headers=auditor, params={"action": "search", "limit": 1000}).json()
+        pipelines = app.state.host._library.pipelines.built
+
+    by_seq = {e["seq"]: e for e in entries["entries"]}
+    assert len({body["audit_sequence"] for _, body in answers}) == len(jobs)
+    for name, body in answers:
+        top = body["faces"][0]["candidates"][0]["image"]["path"]
+        assert f"/{name}/" in top or "two_people" in top or "obama_and_biden" in top
+        entry = by_seq[body["audit_sequence"]]
+        assert entry["details"]["probe_sha256"] == hashlib.sha256(probes[name]).hexdigest()
+        assert entry["details"]["faces"][0]["shown"] == [c["face_id"] for c in body["faces"][0]["candidates"]]
+    assert pipelines == 2  # more than one probe was being embedded at the same moment
+
+
+def api_photo(examples: Path, name: str) -> bytes:
+    return (examples / name).read_bytes()

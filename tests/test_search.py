@@ -216,6 +216,7 @@ def test_every_search_is_audited_and_a_collection_can_demand_a_legal_basis(libra
     result = library.search(probe, top_k=3, collection="people", purpose=purpose, actor="ana")
     entry = log.entries(action="search", limit=1000)[-1]
     assert log.head() != before and entry.actor == "ana" and entry.case_id == "CASE-7"
+    assert result.audit_sequence == entry.seq  # the result names its own entry
     assert entry.details["probe_sha256"] == result.probe_sha256 and len(result.probe_sha256) == 64
     assert entry.details["faces"][0]["shown"] == [c.face_id for c in result.faces[0].candidates]
     assert log.verify().ok

@@ -365,6 +365,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (default: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     rate_limit: Annotated[int, typer.Option(help="Requests per minute per API key")] = 120,
+    search_workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Searches embedded at once (default: one per two cores, at most 4)"),
+    ] = None,
     library: LibraryOpt = None,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs) for this library. Every route needs an API key
@@ -377,7 +381,7 @@ def serve(
         _fail(FaceSearchError(f"no facesearch library at {folder}: index some photos first", code="no_library"))
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]listening on {host}: reachable from other machines (keys are still required)[/]")
-    run_server(folder, host=host, port=port, rate_limit_per_minute=rate_limit)
+    run_server(folder, host=host, port=port, rate_limit_per_minute=rate_limit, search_workers=search_workers)
 
 
 if __name__ == "__main__":  # pragma: no cover

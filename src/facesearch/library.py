@@ -14,8 +14,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from facesearch.models.embedder import (
     dlib_resnet_info,
 )
 from facesearch.models.pipeline import FacePipeline, PipelineRecipe
+from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.search.calibration import CALIBRATION_NAME, Calibration, ScoreTable, default_calibration
 from facesearch.search.normalize import CohortNormalizer
 from facesearch.search.results import SearchResult, VerifyResult
@@ -64,7 +66,9 @@ class Library:
         self.config = config
         self.embedder_backend = embedder_backend
         self.catalog = Catalog(folder / CATALOG_NAME)
-        self._pipeline: FacePipeline | None = None
+        # Built on first use; a server raises the pool's size to embed several probes at once.
+        self.pipelines = PipelinePool(lambda threads: self.pipeline_recipe().build(threads))
+        self._lazy = threading.Lock()  # builds the cohort normaliser once when searches run concurrently
         self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
         self._calibration: Calibration | None | bool = False  # False: not loaded yet
         self._optouts: OptOutRegistry | None = None
@@ -157,10 +161,15 @@ class Library:
 
     @property
     def pipeline(self) -> FacePipeline:
-        """The face pipeline, built on first use (loading models costs a second or two)."""
-        if self._pipeline is None:
-            self._pipeline = self.pipeline_recipe().build()
-        return self._pipeline
+        """The face pipeline, built on first use (loading models costs a second or two).
+
+        For one caller at a time (ingest, the CLI); concurrent callers use :meth:`borrow_pipeline`.
+        """
+        return self.pipelines.primary()
+
+    def borrow_pipeline(self) -> AbstractContextManager[FacePipeline]:
+        """A pipeline of the pool for this caller alone while the ``with`` block runs (thread-safe)."""
+        return self.pipelines.borrow()
 
     def pipeline_recipe(self) -> PipelineRecipe:
         """How to build this library's pipeline in another process (ingest and evaluation workers)."""
@@ -177,9 +186,10 @@ class Library:
         """The cohort normaliser when the library uses s-norm (built on first use from indexed faces)."""
         if self.config.score_normalization != "snorm":
             return None
-        if self._normalizer is False:
-            self._normalizer = CohortNormalizer.from_catalog(self.catalog)
-        return self._normalizer  # type: ignore[return-value]
+        with self._lazy:
+            if self._normalizer is False:
+                self._normalizer = CohortNormalizer.from_catalog(self.catalog)
+            return self._normalizer  # type: ignore[return-value]
 
     @property
     def calibration(self) -> Calibration | None:
@@ -402,8 +412,8 @@ class Library:
             result = registry.filter_search_result(result, probes)
             faces = [replace(f, candidates=f.candidates[:top_k]) for f in result.faces]
             result = replace(result, top_k=top_k, faces=faces)
-        AuditLog(self.catalog).append(actor, "search", search_details(result), purpose=purpose)
-        return result
+        entry = AuditLog(self.catalog).append(actor, "search", search_details(result), purpose=purpose)
+        return replace(result, audit_sequence=entry.seq)
 
     def verify(
         self,
@@ -422,8 +432,8 @@ class Library:
             "similarity": result.similarity,
             "fmr": result.fmr,
         }
-        AuditLog(self.catalog).append(actor, "verify", details, purpose=purpose)
-        return result
+        entry = AuditLog(self.catalog).append(actor, "verify", details, purpose=purpose)
+        return replace(result, audit_sequence=entry.seq)
 
     def _checked_purpose(self, purpose: SearchPurpose | None, collection: str | None) -> SearchPurpose | None:
         """Validate a stated purpose; demand one when the collection (or any, unfiltered) requires more."""

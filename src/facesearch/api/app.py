@@ -21,7 +21,7 @@ from facesearch.api.errors import install_handlers
 from facesearch.api.jobs import JobRunner
 from facesearch.api.ratelimit import RateLimiter
 from facesearch.api.routes import ROUTERS
-from facesearch.api.state import ApiSettings, LibraryHost, MiB
+from facesearch.api.state import ApiSettings, LibraryHost, MiB, default_search_workers
 from facesearch.api.uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -46,17 +46,20 @@ def create_app(
     max_upload_bytes: int = 20 * MiB,
     max_request_bytes: int | None = None,
     ingest_workers: int | None = None,
+    search_workers: int | None = None,
     embedder: str = "onnx",
 ) -> FastAPI:
     """A FastAPI app serving the library at ``library_path`` (which must exist: create it and its first
     admin with the CLI). ``max_upload_bytes`` bounds each uploaded file, ``max_request_bytes`` (default
-    5 x that) a whole request; ``rate_limit_per_minute`` is per user (0 turns limiting off)."""
+    5 x that) a whole request; ``rate_limit_per_minute`` is per user (0 turns limiting off);
+    ``search_workers`` probes are embedded at once (default: one per two cores, at most four)."""
     settings = ApiSettings(
         library_path=Path(library_path),
         rate_limit_per_minute=rate_limit_per_minute,
         max_upload_bytes=max_upload_bytes,
         max_request_bytes=max_request_bytes if max_request_bytes is not None else 5 * max_upload_bytes,
         ingest_workers=ingest_workers,
+        search_workers=search_workers or default_search_workers(),
         embedder=embedder,
     )
     host = LibraryHost(settings)

@@ -28,6 +28,7 @@ def serve(
     rate_limit_per_minute: int = 120,
     max_upload_bytes: int = 20 * MiB,
     ingest_workers: int | None = None,
+    search_workers: int | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve the library at ``library_path`` until interrupted."""
@@ -38,6 +39,7 @@ def serve(
         rate_limit_per_minute=rate_limit_per_minute,
         max_upload_bytes=max_upload_bytes,
         ingest_workers=ingest_workers,
+        search_workers=search_workers,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: put a TLS-terminating proxy in front, API keys travel in headers", host)

@@ -11,7 +11,7 @@ and reviews are audited, and the library's own copies of uploaded photos are del
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -39,7 +39,6 @@ from facesearch.governance import (
 from facesearch.governance.audit import canonical_json
 from facesearch.governance.db import immediate
 from facesearch.governance.errors import PurposeRequired
-from facesearch.ingest.decode import sha256_hex
 from facesearch.library import Library
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.store.catalog import Catalog
@@ -63,50 +62,26 @@ def search(
     collection: str | None = None,
     face: int | None = None,
     max_fmr: float | None = None,
-) -> tuple[SearchResult, AuditEntry | None]:
-    """Search for a stated purpose (always required over the API); returns the result and its audit entry.
+) -> SearchResult:
+    """Search for a stated purpose (always required over the API).
 
     The library checks the purpose against the collections' demands, drops opted-out people and
-    audits the probe's SHA-256 and the faces shown.
+    audits the probe's SHA-256 and the faces shown; the result names its audit entry.
     """
     if purpose is None:
         raise PurposeRequired("a search needs a case id and a purpose")
-    audit = AuditLog(library.catalog)
-    head = audit.head()
-    result = library.search(
+    return library.search(
         probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr, purpose=purpose, actor=actor
     )
-    entry = _written(audit, head, actor, "search", lambda d: d.get("probe_sha256") == result.probe_sha256)
-    return result, entry
 
 
 def verify(
     library: Library, a: bytes, b: bytes, *, purpose: SearchPurpose | None, actor: User, max_fmr: float | None = None
-) -> tuple[VerifyResult, AuditEntry | None, str, str]:
-    """Compare two photos for a stated purpose (audited by the library); also returns both photos' SHA-256."""
+) -> VerifyResult:
+    """Compare two photos for a stated purpose (audited by the library, which names the entry in the result)."""
     if purpose is None:
         raise PurposeRequired("a comparison needs a case id and a purpose")
-    audit = AuditLog(library.catalog)
-    head = audit.head()
-    result = library.verify(a, b, max_fmr=max_fmr, purpose=purpose, actor=actor)
-    entry = _written(audit, head, actor, "verify", lambda d: True)
-    return result, entry, sha256_hex(a), sha256_hex(b)
-
-
-def _written(
-    audit: AuditLog,
-    head: tuple[int, str] | None,
-    actor: User,
-    action: str,
-    matches: Callable[[dict[str, Any]], bool],
-) -> AuditEntry | None:
-    """The entry the library just wrote for ``actor`` (searches of one server run one at a time)."""
-    entries = audit.entries(after=head[0] if head else 0, actor=actor.name, action=action, limit=None)
-    found = [e for e in entries if matches(e.details)]
-    if not found:
-        log.warning("no %s audit entry found for %s after sequence %s", action, actor.name, head)
-        return None
-    return found[-1]
+    return library.verify(a, b, max_fmr=max_fmr, purpose=purpose, actor=actor)
 
 
 # faces and reviews --------------------------------------------------------------------------------

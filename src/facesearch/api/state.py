@@ -2,16 +2,19 @@
 
 Concurrency, and why it is shaped like this:
 
-- The served Library is used by one request at a time (``reading``/``writing`` hold one lock). Its
-  FAISS index must not be searched while vectors are added or removed, and the face pipeline
-  builds itself lazily; a search takes well under a second on a CPU, so serialising is simple and safe.
+- Searches, comparisons and reads of faces run concurrently (``reading``: the shared side of a
+  readers-writer lock). Each search borrows a face pipeline of the library's pool (``search_workers``
+  of them at most, built as demand appears), searches the vector index read-only, and appends its
+  audit entry in its own SQLite transaction (SQLite serialises those appends).
+- Changes to the served Library (erasure, opt-out, removal, reopening) take the exclusive side
+  (``writing``): no search sees the vector index half-changed.
 - Ingest jobs run in a background thread on a Library instance of their own (``Library.index`` can
   take minutes), so searches go on meanwhile. When a job saves the index file, the served Library is
   reopened before its next use: the index file's stamp (mtime, size) is compared on every access,
   which also picks up indexing done by the CLI in another process.
 - Writes (erasure, opt-out, removal) and jobs exclude each other through ``_writes``, taken *before*
-  the served Library's lock: a write waits for a running job without blocking searches, and gives
-  up with :class:`~facesearch.api.errors.Busy` (409) after ``write_wait_seconds``.
+  the exclusive lock: a write waits for a running job without blocking searches, and gives up with
+  :class:`~facesearch.api.errors.Busy` (409) after ``write_wait_seconds``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesearch.api.errors import Busy
+from facesearch.api.rwlock import ReadWriteLock
 from facesearch.governance import ensure_governance_tables
 from facesearch.library import Library
 from facesearch.store.catalog import Catalog
@@ -45,6 +49,12 @@ class ApiSettings:
     ingest_workers: int | None = None  # worker processes per ingest job (None: one per core)
     write_wait_seconds: float = 60.0
     embedder: str = "onnx"
+    search_workers: int = field(default_factory=lambda: default_search_workers())  # probes embedded at once
+
+
+def default_search_workers() -> int:
+    """One pipeline per two cores, at least one and at most four (bench/load.py: docs/benchmarks.md)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 class LibraryHost:
@@ -53,9 +63,9 @@ class LibraryHost:
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self.path = Path(settings.library_path)
-        self._lock = threading.RLock()
+        self._lock = ReadWriteLock()
         self._writes = threading.Lock()
-        self._library = Library.open(self.path, create=False, embedder=settings.embedder)
+        self._library = self._open(repair_index=True)
         ensure_governance_tables(self._library.catalog)
         self.max_pixels = self._library.config.max_pixels  # fixed per library: checked before saving uploads
         self._stamp = self._index_stamp()
@@ -69,18 +79,20 @@ class LibraryHost:
 
     @contextmanager
     def reading(self) -> Iterator[Library]:
-        """The served Library for a search, a comparison or a read of faces (one request at a time)."""
-        with self._lock:
-            self._refresh()
+        """The served Library for a search, a comparison or a read of faces (many at once)."""
+        if self._index_stamp() != self._stamp:
+            with self._lock.write():
+                self._refresh()
+        with self._lock.read():
             yield self._library
 
     @contextmanager
     def writing(self) -> Iterator[Library]:
-        """The served Library for a change; waits for a running ingest job first (see the module doc)."""
+        """The served Library for a change, alone; waits for a running ingest job first (see the module doc)."""
         if not self._writes.acquire(timeout=self.settings.write_wait_seconds):
             raise Busy("an ingest job is running; try again when it has finished (GET /v1/jobs)")
         try:
-            with self._lock:
+            with self._lock.write():
                 self._refresh()
                 try:
                     yield self._library
@@ -96,7 +108,7 @@ class LibraryHost:
             yield
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock.write():
             self._library.close()
 
     # reopening ------------------------------------------------------------------------------------
@@ -119,6 +131,11 @@ class LibraryHost:
         if stamp == self._stamp:
             return
         log.info("index file changed; reopening the library")
-        fresh = Library.open(self.path, create=False, embedder=self.settings.embedder, repair_index=False)
+        fresh = self._open(repair_index=False)
         old, self._library, self._stamp = self._library, fresh, stamp
         old.close()
+
+    def _open(self, repair_index: bool) -> Library:
+        library = Library.open(self.path, create=False, embedder=self.settings.embedder, repair_index=repair_index)
+        library.pipelines.size = self.settings.search_workers
+        return library

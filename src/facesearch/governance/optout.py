@@ -116,7 +116,8 @@ class OptOutRegistry:
     def embed(self, photo: bytes | str | Path) -> tuple[np.ndarray, str]:
         """The embedding of the largest face in a photo, and the photo's SHA-256."""
         rgb, digest = self.library.searcher.load(photo)
-        faces = self.library.pipeline.analyse(rgb)
+        with self.library.borrow_pipeline() as pipeline:
+            faces = pipeline.analyse(rgb)
         if not faces:
             raise NoFaceFound("no face found in the opt-out photo: send a clear photo of the face")
         largest = max(faces, key=lambda f: f.box[2] * f.box[3])

@@ -68,6 +68,7 @@ class SearchResult:
     score: str = "cosine"  # the kind of candidate score: "cosine" or "snorm"
     max_fmr: float | None = None  # the operating point: threshold = the score whose fmr is max_fmr
     calibration: str | None = None  # where the score → fmr table was measured
+    audit_sequence: int | None = None  # the audit entry that records this search (None: not audited)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +87,7 @@ class VerifyResult:
     label: str = LABEL_LEAD
     calibration: str | None = None
     photos_sha256: list[str] = field(default_factory=list)  # of the two photos' bytes (what the audit log keeps)
+    audit_sequence: int | None = None  # the audit entry that records this comparison (None: not audited)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -48,17 +48,19 @@ class Searcher:
 
     def _probe_faces(self, probe: str | Path | bytes, face: int | None) -> tuple[list[Face], str, list[int]]:
         rgb, digest = self.load(probe)
-        faces = self.lib.pipeline.find_faces(rgb)
-        if not faces:
-            raise NoFaceFound(f"no face found in the probe {probe if not isinstance(probe, bytes) else ''}".strip())
-        if face is not None:
-            if not 0 <= face < len(faces):
-                raise FaceSearchError(
-                    f"the probe has {len(faces)} face(s): choose a face from 0 to {len(faces) - 1}",
-                    code="bad_face",
-                )
-            faces = [faces[face]]
-        return self.lib.pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
+        with self.lib.borrow_pipeline() as pipeline:
+            faces = pipeline.find_faces(rgb)
+            if not faces:
+                where = probe if not isinstance(probe, bytes) else ""
+                raise NoFaceFound(f"no face found in the probe {where}".strip())
+            if face is not None:
+                if not 0 <= face < len(faces):
+                    raise FaceSearchError(
+                        f"the probe has {len(faces)} face(s): choose a face from 0 to {len(faces) - 1}",
+                        code="bad_face",
+                    )
+                faces = [faces[face]]
+            return pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
 
     def search(
         self,
@@ -214,6 +216,8 @@ class Searcher:
 
     def faces(self, image: str | Path | bytes) -> list[dict]:
         rgb, _ = self.load(image)
+        with self.lib.borrow_pipeline() as pipeline:
+            found = pipeline.analyse(rgb)  # embedded too: the quality score includes stability
         return [
             {
                 "face": f.index,
@@ -222,5 +226,5 @@ class Searcher:
                 "det_score": round(f.det_score, 4),
                 "quality": f.quality,
             }
-            for f in self.lib.pipeline.analyse(rgb)  # embedded too: the quality score includes stability
+            for f in found
         ]

@@ -49,7 +49,7 @@ def search(
     data = read_limited(probe.file, settings.max_upload_bytes, "the probe")
     stated = SearchPurpose(case_id, purpose, legal_basis)
     with host.reading() as library:
-        result, entry = service.search(
+        result = service.search(
             library,
             data,
             purpose=stated,
@@ -59,5 +59,4 @@ def search(
             face=face,
             max_fmr=max_fmr,
         )
-    extra = {"case_id": stated.validated().case_id, "audit_sequence": entry.seq if entry else None}
-    return SearchOut.model_validate({**result.to_dict(), **extra})
+    return SearchOut.model_validate({**result.to_dict(), "case_id": stated.validated().case_id})

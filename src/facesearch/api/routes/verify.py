@@ -35,13 +35,7 @@ def verify(
     second = read_limited(b.file, settings.max_upload_bytes, "photo b")
     stated = SearchPurpose(case_id, purpose, legal_basis)
     with host.reading() as library:
-        result, entry, a_sha, b_sha = service.verify(
-            library, first, second, purpose=stated, actor=user, max_fmr=max_fmr
-        )
-    extra = {
-        "a_sha256": a_sha,
-        "b_sha256": b_sha,
-        "case_id": stated.validated().case_id,
-        "audit_sequence": entry.seq if entry else None,
-    }
+        result = service.verify(library, first, second, purpose=stated, actor=user, max_fmr=max_fmr)
+    a_sha, b_sha = result.photos_sha256
+    extra = {"a_sha256": a_sha, "b_sha256": b_sha, "case_id": stated.validated().case_id}
     return VerifyOut.model_validate({**result.to_dict(), **extra})
