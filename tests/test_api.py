@@ -264,6 +264,38 @@ def test_an_uploaded_photo_is_indexed_by_a_job_and_found_and_erasing_it_deletes_
     assert stored_files(fresh.folder) == set()
 
 
+def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fresh: Api) -> None:
+    """The CLI (another Library instance) erases a photo uploaded through the API, and `maintain` purges
+    another: their copies in uploads/ go as well; a file a pending job holds is kept."""
+    from datetime import UTC, datetime, timedelta
+
+    from facesearch.governance import erase, purge_expired, set_retention
+    from facesearch.governance.uploaded_copies import HeldFiles
+
+    uploaded = {}
+    for name, collection in [("multi_face/kit_with_rose.jpg", "cli-erased"), ("multi_face/two_people.jpg", "expiring")]:
+        photo = fresh.photo(name)
+        files = [("files", ("p.jpg", photo, "image/jpeg"))]
+        job = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": collection}).json()
+        assert fresh.wait(job["id"])["indexed"] == 1
+        uploaded[collection] = fresh.folder / "uploads" / f"{hashlib.sha256(photo).hexdigest()}.jpg"
+    assert stored_files(fresh.folder) == set(uploaded.values())
+
+    with Library.open(fresh.folder, create=False) as cli:
+        cli.held_uploads = HeldFiles()
+        cli.held_uploads.hold([uploaded["cli-erased"]])  # a job of this process still needs it: kept
+        erase(cli, source=str(uploaded["cli-erased"]), actor="cli:ops", reason="held file test")
+        assert uploaded["cli-erased"].exists()
+        cli.held_uploads = None
+        cli.discard_uploaded_copies([str(uploaded["cli-erased"])])
+        assert not uploaded["cli-erased"].exists()
+
+        set_retention(cli.catalog, "expiring", 1, actor="cli:ops")
+        receipt = purge_expired(cli, now=datetime.now(UTC) + timedelta(days=2), actor="cli:ops")
+        assert str(uploaded["expiring"]) in receipt.collections[0].sources
+    assert stored_files(fresh.folder) == set()
+
+
 def test_a_manifest_job_reports_each_refused_url_with_its_code(api: Api) -> None:
     manifest = b'{"url": "http://127.0.0.1/a.jpg", "page_url": "http://example.org/p"}\n'
     response = api.post(

@@ -27,6 +27,7 @@ from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.governance.audit import AuditLog, search_details
 from facesearch.governance.optout import OptOutRegistry
 from facesearch.governance.purpose import SearchPurpose, check_purpose, requirements
+from facesearch.governance.uploaded_copies import HeldFiles, discard_uploaded_copies
 from facesearch.governance.users import User
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
@@ -69,6 +70,7 @@ class Library:
         # Built on first use; a server raises the pool's size to embed several probes at once.
         self.pipelines = PipelinePool(lambda threads: self.pipeline_recipe().build(threads))
         self._lazy = threading.Lock()  # builds the cohort normaliser once when searches run concurrently
+        self.held_uploads: HeldFiles | None = None  # a server's uploads its pending jobs still need
         self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
         self._calibration: Calibration | None | bool = False  # False: not loaded yet
         self._optouts: OptOutRegistry | None = None
@@ -487,7 +489,12 @@ class Library:
                 "by": "collection" if collection else "image" if image_id is not None else "source",
             }
             AuditLog(self.catalog).append(actor, "remove", details)
+        self.discard_uploaded_copies(receipt.sources)
         return receipt
+
+    def discard_uploaded_copies(self, sources: Iterable[str]) -> list[Path]:
+        """Delete the library's own copies (uploads/) of removed photos no image row uses any more."""
+        return discard_uploaded_copies(self.catalog, self.folder, sources, self.held_uploads)
 
     def stats(self) -> dict:
         stats = self.catalog.stats()

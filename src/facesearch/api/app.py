@@ -62,8 +62,8 @@ def create_app(
         search_workers=search_workers or default_search_workers(),
         embedder=embedder,
     )
-    host = LibraryHost(settings)
-    uploads = UploadStore(host.path)
+    uploads = UploadStore(settings.library_path)
+    host = LibraryHost(settings, held_uploads=uploads.held)
     jobs = JobRunner(host, uploads, workers=ingest_workers)
 
     @asynccontextmanager

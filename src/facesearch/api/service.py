@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from facesearch.api.errors import ApiError, NotFound
-from facesearch.api.uploads import UploadStore
 from facesearch.governance import (
     ROLE_PERMISSIONS,
     AuditEntry,
@@ -150,7 +149,6 @@ def configure_collection(
 
 def erase_items(
     library: Library,
-    uploads: UploadStore,
     *,
     actor: User,
     reason: str,
@@ -159,7 +157,7 @@ def erase_items(
     source: str | None = None,
     collection: str | None = None,
 ) -> ErasureReceipt:
-    """Erase (with a receipt and an audit entry), then delete the library's own copies of erased uploads."""
+    """Erase (with a receipt and an audit entry); the library deletes its own copies of erased uploads too."""
     receipt = erase(
         library,
         face_ids=face_ids,
@@ -169,15 +167,12 @@ def erase_items(
         actor=actor,
         reason=reason,
     )
-    uploads.discard_unreferenced(library.catalog, receipt.sources)
     return receipt
 
 
-def add_optout(library: Library, uploads: UploadStore, photo: bytes, *, note: str, actor: User) -> OptOutReceipt:
+def add_optout(library: Library, photo: bytes, *, note: str, actor: User) -> OptOutReceipt:
     """Register an opt-out from a photo (kept: one embedding and the photo's hash) and remove the person's faces."""
-    receipt = library.optouts.add(photo, note, actor=actor)
-    uploads.discard_unreferenced(library.catalog, receipt.sources)
-    return receipt
+    return library.optouts.add(photo, note, actor=actor)
 
 
 # users --------------------------------------------------------------------------------------------

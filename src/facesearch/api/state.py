@@ -30,6 +30,7 @@ from pathlib import Path
 from facesearch.api.errors import Busy
 from facesearch.api.rwlock import ReadWriteLock
 from facesearch.governance import ensure_governance_tables
+from facesearch.governance.uploaded_copies import HeldFiles
 from facesearch.library import Library
 from facesearch.store.catalog import Catalog
 
@@ -60,8 +61,9 @@ def default_search_workers() -> int:
 class LibraryHost:
     """The served Library, reopened when its index file changed under it, behind the locks described above."""
 
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, held_uploads: HeldFiles | None = None) -> None:
         self.settings = settings
+        self.held_uploads = held_uploads  # uploads pending jobs need: erasures must not delete them
         self.path = Path(settings.library_path)
         self._lock = ReadWriteLock()
         self._writes = threading.Lock()
@@ -138,4 +140,5 @@ class LibraryHost:
     def _open(self, repair_index: bool) -> Library:
         library = Library.open(self.path, create=False, embedder=self.settings.embedder, repair_index=repair_index)
         library.pipelines.size = self.settings.search_workers
+        library.held_uploads = self.held_uploads
         return library

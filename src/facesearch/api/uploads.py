@@ -7,8 +7,9 @@ Every file of a request is read and decoded *before* the first one is saved: a r
 file stores nothing. The same bytes uploaded twice are one file.
 
 The library's copy of a photo must go when its last image row goes (erasure, opt-out, a photo that
-turned out to be a duplicate or was rejected): :func:`discard_unreferenced` deletes such files,
-except those a queued or running job still needs.
+turned out to be a duplicate or was rejected): governance/uploaded_copies.py deletes such files,
+except those a queued or running job still needs (``held``); the library does it after every
+erasure, opt-out and retention purge, whichever interface ran it.
 """
 
 from __future__ import annotations
@@ -21,16 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
-
 from facesearch.api.errors import PayloadTooLarge
+from facesearch.governance.uploaded_copies import HeldFiles, discard_uploaded_copies, uploads_root
 from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.store.catalog import Catalog
-from facesearch.store.schema import ImageRow
 
 log = logging.getLogger(__name__)
 
-UPLOADS_DIR = "uploads"
 MANIFESTS_DIR = "manifests"
 MAX_NAME_ECHO = 255
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
@@ -64,8 +62,8 @@ class UploadStore:
     """The library's uploads/ folder, and which of its files queued or running jobs still need."""
 
     def __init__(self, library_folder: Path) -> None:
-        self.root = (Path(library_folder) / UPLOADS_DIR).resolve()
-        self._pending: dict[Path, int] = {}
+        self.root = uploads_root(library_folder)
+        self.held = HeldFiles()  # files queued or running jobs still need
         self._lock = threading.Lock()
 
     def path_for(self, photo: CheckedPhoto) -> Path:
@@ -93,45 +91,18 @@ class UploadStore:
 
     def hold(self, paths: Iterable[Path]) -> None:
         """Mark files as needed by a job: call before saving them, :meth:`release` when the job ends."""
-        with self._lock:
-            for path in paths:
-                self._pending[path] = self._pending.get(path, 0) + 1
+        self.held.hold(paths)
 
     def release(self, paths: Iterable[Path]) -> None:
-        with self._lock:
-            for path in paths:
-                left = self._pending.get(path, 0) - 1
-                if left > 0:
-                    self._pending[path] = left
-                else:
-                    self._pending.pop(path, None)
+        self.held.release(paths)
 
     def is_held(self, path: Path) -> bool:
-        with self._lock:
-            return path in self._pending
+        return self.held.is_held(path)
 
     def discard_unreferenced(self, catalog: Catalog, sources: Iterable[str]) -> list[Path]:
-        """Delete the library's copies of photos (in uploads/) that no image row refers to any more.
-
-        ``sources`` are image sources as stored (absolute paths); those outside uploads/ are not the
-        library's to delete and are ignored; so are files a pending job holds. Returns what was deleted.
-        """
-        deleted: list[Path] = []
-        for source in dict.fromkeys(sources):
-            path = Path(source)
-            if path.parent != self.root or not path.is_file():
-                continue
-            with self._lock:
-                if path in self._pending:
-                    continue
-                with catalog.session() as s:
-                    if s.scalar(select(ImageRow.id).where(ImageRow.source == str(path)).limit(1)) is not None:
-                        continue
-                path.unlink(missing_ok=True)
-            deleted.append(path)
-        if deleted:
-            log.info("deleted %d uploaded photos no longer in the library", len(deleted))
-        return deleted
+        """Delete the library's copies of photos (in uploads/) that no image row refers to any more,
+        except files a pending job holds (see governance/uploaded_copies.py)."""
+        return discard_uploaded_copies(catalog, self.root.parent, sources, self.held)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -128,6 +128,7 @@ def erase(
         receipt.audit_sequence, receipt.audit_hash = entry.seq, entry.hash
         sync_index(library, removed.face_ids)
     checkpoint(catalog)
+    library.discard_uploaded_copies(receipt.sources)
     log.info("erasure %s: %d images, %d faces", receipt.receipt_id, len(receipt.image_ids), len(receipt.face_ids))
     return receipt
 

@@ -150,6 +150,7 @@ class OptOutRegistry:
             receipt.audit_sequence = entry.seq
             sync_index(self.library, removed.face_ids)
         checkpoint(self.catalog)
+        self.library.discard_uploaded_copies(removed.sources)
         self._cache = None
         log.info("opt-out %d: removed %d faces (%d images)", row.id, len(removed.face_ids), len(removed.image_ids))
         return receipt
@@ -168,6 +169,7 @@ class OptOutRegistry:
             sync_index(self.library, removed.face_ids)
         if removed.face_ids:
             checkpoint(self.catalog)
+            self.library.discard_uploaded_copies(removed.sources)
         return receipt
 
     def remove_optout(self, optout_id: int, *, actor: str | User | None = None) -> None:

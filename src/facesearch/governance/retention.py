@@ -139,6 +139,7 @@ def purge_expired(
         sync_index(library, receipt.face_ids)
     if receipt.face_ids or receipt.image_ids:
         checkpoint(catalog)
+        library.discard_uploaded_copies(s for purge in receipt.collections for s in purge.sources)
     log.info("retention purge: %d images, %d faces", len(receipt.image_ids), len(receipt.face_ids))
     return receipt
 

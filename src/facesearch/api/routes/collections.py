@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from facesearch.api import service
 from facesearch.api.auth import permission
-from facesearch.api.deps import Host, Uploads
+from facesearch.api.deps import Host
 from facesearch.api.models import (
     ERROR_RESPONSES,
     NAME_PATTERN,
@@ -73,12 +73,11 @@ def erase_collection(
     name: CollectionName,
     reason: Reason,
     host: Host,
-    uploads: Uploads,
     user: Annotated[User, permission("manage_collections")],
 ) -> ErasureReceiptOut:
     """Every photo, face, embedding and thumbnail in it goes, and the collection itself; returns the receipt."""
     with host.writing() as library:
-        receipt = service.erase_items(library, uploads, actor=user, reason=reason, collection=name)
+        receipt = service.erase_items(library, actor=user, reason=reason, collection=name)
     return ErasureReceiptOut.model_validate(receipt.to_dict())
 
 

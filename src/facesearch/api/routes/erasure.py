@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query
 
 from facesearch.api import service
 from facesearch.api.auth import permission
-from facesearch.api.deps import Host, Uploads
+from facesearch.api.deps import Host
 from facesearch.api.errors import NotFound
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, ErasureIn, ErasureReceiptOut
 from facesearch.governance import User
@@ -23,15 +23,12 @@ router = APIRouter(tags=["removal"], responses=ERROR_RESPONSES)
 
 
 @router.post("/erasures", response_model=ErasureReceiptOut, summary="Erase faces, images or a source; get a receipt")
-def erase(
-    body: ErasureIn, host: Host, uploads: Uploads, user: Annotated[User, permission("erase")]
-) -> ErasureReceiptOut:
+def erase(body: ErasureIn, host: Host, user: Annotated[User, permission("erase")]) -> ErasureReceiptOut:
     """Face ids erase single faces (other people in the photo stay); image ids and a source erase whole photos.
     An erasure that finds nothing still gets a receipt saying so."""
     with host.writing() as library:
         receipt = service.erase_items(
             library,
-            uploads,
             actor=user,
             reason=body.reason,
             face_ids=body.face_ids,
@@ -45,12 +42,11 @@ def erase(
 def remove_image(
     image_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     host: Host,
-    uploads: Uploads,
     user: Annotated[User, permission("remove")],
     reason: Annotated[str, Query(min_length=1, max_length=1000, description="kept in the audit log")] = "removed",
 ) -> ErasureReceiptOut:
     with host.writing() as library:
-        receipt = service.erase_items(library, uploads, actor=user, reason=reason, image_ids=[image_id])
+        receipt = service.erase_items(library, actor=user, reason=reason, image_ids=[image_id])
     if not receipt.image_ids:
         # Audited all the same (the attempt is on record); the client learns the photo was not there.
         raise NotFound(f"no image {image_id}")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, Path, UploadFile, status
 
 from facesearch.api import service
 from facesearch.api.auth import permission
-from facesearch.api.deps import Host, Settings, Uploads
+from facesearch.api.deps import Host, Settings
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, OptOutList, OptOutOut, OptOutReceiptOut
 from facesearch.api.uploads import read_limited
 from facesearch.governance import User
@@ -31,13 +31,12 @@ def add_optout(
     photo: Annotated[UploadFile, File(description="a clear photo of the person (not stored)")],
     host: Host,
     settings: Settings,
-    uploads: Uploads,
     user: Annotated[User, permission("optout")],
     note: Annotated[str, Form(max_length=1000, description="e.g. the request's reference")] = "",
 ) -> OptOutReceiptOut:
     data = read_limited(photo.file, settings.max_upload_bytes, "the photo")
     with host.writing() as library:
-        receipt = service.add_optout(library, uploads, data, note=note, actor=user)
+        receipt = service.add_optout(library, data, note=note, actor=user)
     return OptOutReceiptOut.model_validate(receipt.to_dict())
 
 
