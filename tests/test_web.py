@@ -267,3 +267,25 @@ def test_admin_registers_and_deletes_an_optout_then_auditor_exports(page, site: 
     assert result.ok and result.entries >= 3
     actions = [line for line in saved.read_text().splitlines() if '"optout' in line]
     assert len(actions) >= 2  # registered and deleted, both in the exported chain
+
+
+def test_the_api_docs_page_works_offline(page, site: Site) -> None:
+    """/docs renders Swagger UI from the package's own files: the page fixture fails on any outside request."""
+    from playwright.sync_api import expect
+
+    page.goto(site.url + "/docs")
+    expect(page.locator(".opblock-summary-path").filter(has_text="/v1/search")).to_have_count(1)
+    expect(page.get_by_text("facesearch", exact=False).first).to_be_visible()
+
+
+def test_docs_can_be_switched_off(tmp_path: Path, site: Site) -> None:
+    import httpx
+
+    folder = tmp_path / "lib"
+    with Library.open(folder, jitter=0):
+        pass
+    app = create_app(folder, docs=False)
+    with serving(app) as url:
+        assert httpx.get(url + "/docs").status_code == 404
+        assert httpx.get(url + "/openapi.json").status_code == 404
+        assert httpx.get(url + "/v1/health").status_code == 200

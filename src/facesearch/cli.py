@@ -369,6 +369,7 @@ def serve(
         int | None,
         typer.Option(min=1, max=64, help="Searches embedded at once (default: one per two cores, at most 4)"),
     ] = None,
+    docs: Annotated[bool, typer.Option(help="Serve the API's description at /docs and /openapi.json")] = True,
     library: LibraryOpt = None,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs) for this library. Every route needs an API key
@@ -381,7 +382,7 @@ def serve(
         _fail(FaceSearchError(f"no facesearch library at {folder}: index some photos first", code="no_library"))
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]listening on {host}: reachable from other machines (keys are still required)[/]")
-    run_server(folder, host=host, port=port, rate_limit_per_minute=rate_limit, search_workers=search_workers)
+    run_server(folder, host=host, port=port, rate_limit_per_minute=rate_limit, search_workers=search_workers, docs=docs)
 
 
 if __name__ == "__main__":  # pragma: no cover

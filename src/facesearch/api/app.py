@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from facesearch import __version__
 from facesearch.api.auth import API_PREFIX, AuthMiddleware, publish_actions
@@ -25,6 +26,8 @@ from facesearch.api.state import ApiSettings, LibraryHost, MiB, default_search_w
 from facesearch.api.uploads import UploadStore
 
 log = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's script and style, from the fastapi-offline package
 
 DESCRIPTION = """\
 Search a self-hosted face library by photo, with accountability built in.
@@ -48,11 +51,13 @@ def create_app(
     ingest_workers: int | None = None,
     search_workers: int | None = None,
     embedder: str = "onnx",
+    docs: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving the library at ``library_path`` (which must exist: create it and its first
     admin with the CLI). ``max_upload_bytes`` bounds each uploaded file, ``max_request_bytes`` (default
     5 x that) a whole request; ``rate_limit_per_minute`` is per user (0 turns limiting off);
-    ``search_workers`` probes are embedded at once (default: one per two cores, at most four)."""
+    ``search_workers`` probes are embedded at once (default: one per two cores, at most four);
+    ``docs=False`` serves neither /docs nor /openapi.json."""
     settings = ApiSettings(
         library_path=Path(library_path),
         rate_limit_per_minute=rate_limit_per_minute,
@@ -73,15 +78,22 @@ def create_app(
         jobs.close()
         host.close()
 
-    app = FastAPI(
-        title="facesearch",
-        version=__version__,
-        description=DESCRIPTION,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
-        redoc_url=None,
-        lifespan=lifespan,
-    )
+    # The interactive docs page loads Swagger UI from the fastapi-offline package, not from a CDN, so it
+    # works on an offline machine. It and the schema describe the API, not its data, and are served
+    # without a key (a browser cannot send one when opening /docs); docs=False removes both.
+    described = {"title": "facesearch", "version": __version__, "description": DESCRIPTION, "lifespan": lifespan}
+    if docs:
+        app = FastAPIOffline(
+            docs_url="/docs",
+            openapi_url="/openapi.json",
+            redoc_url=None,
+            static_url=DOCS_ASSETS,
+            favicon_url="/favicon.svg",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to validator.swagger.io
+            **described,
+        )
+    else:
+        app = FastAPI(docs_url=None, openapi_url=None, redoc_url=None, **described)
     app.state.settings = settings
     app.state.host = host
     app.state.uploads = uploads

@@ -29,6 +29,7 @@ def serve(
     max_upload_bytes: int = 20 * MiB,
     ingest_workers: int | None = None,
     search_workers: int | None = None,
+    docs: bool = True,
     log_level: str = "info",
 ) -> None:
     """Serve the library at ``library_path`` until interrupted."""
@@ -40,6 +41,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         ingest_workers=ingest_workers,
         search_workers=search_workers,
+        docs=docs,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: put a TLS-terminating proxy in front, API keys travel in headers", host)
