@@ -33,8 +33,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -294,6 +296,36 @@ def non_max_suppression(boxes: list[MmodBox], iou: float, covered: float) -> lis
     return kept
 
 
+def boxes_from_scores(
+    scores: np.ndarray, tiles: TiledPyramid, mmod: MmodSettings, threshold: float, upsample: int
+) -> list[MmodBox]:
+    """One canvas' score map (H', W') -> dlib's detections in the image before ``upsample`` pyramid_ups.
+
+    Shared by :meth:`CnnFaceDetector.mmod_boxes` and batched runners (``facesearch.models.torch_mmod``)
+    that compute many canvases' score maps at once, so both decode and suppress boxes alike.
+    """
+    boxes = decode_scores(scores, tiles, mmod, threshold)
+    kept = non_max_suppression(boxes, mmod.nms_iou, mmod.nms_covered)
+    log.debug(
+        "MMOD canvas %dx%d: %d cells above %s, %d faces", tiles.width, tiles.height, len(boxes), threshold, len(kept)
+    )
+    if not kept or upsample <= 0:
+        return kept
+    corners = _lround(_rect_down_2(np.array([(b.left, b.top, b.right, b.bottom) for b in kept], float), upsample))
+    return [MmodBox(*(int(v) for v in c), score=b.score) for c, b in zip(corners, kept, strict=True)]
+
+
+class MmodRunner(Protocol):
+    """What runs the MMOD network for :class:`CnnFaceDetector`: ONNX Runtime by default, or another
+    runner (e.g. ``facesearch.models.torch_mmod.TorchMmodRunner`` on a GPU) built from the same weights."""
+
+    mmod: MmodSettings
+
+    def __call__(self, canvas: np.ndarray) -> np.ndarray:
+        """Normalised canvases float32 [N, 3, H, W] -> raw score maps float32 [N, 1, H', W']."""
+        ...
+
+
 # --------------------------------------------------------------------------------------------
 # The detector
 
@@ -304,11 +336,27 @@ class CnnFaceDetector:
     name = "dlib_cnn_mmod"
 
     def __init__(
-        self, settings: DetectorSettings | None = None, *, cache_dir: Path | None = None, threads: int = 0
+        self,
+        settings: DetectorSettings | None = None,
+        *,
+        cache_dir: Path | None = None,
+        threads: int = 0,
+        runner: MmodRunner | None = None,
     ) -> None:
+        """``runner`` replaces ONNX Runtime as what runs the network (``cache_dir``/``threads`` then unused)."""
+        self.settings = settings or DetectorSettings()
+        if runner is not None:
+            self.mmod = runner.mmod
+            self._run: Callable[[np.ndarray], np.ndarray] = runner
+        else:
+            self._run = self._onnx_session(cache_dir, threads)
+        self._means = np.array(self.mmod.means, dtype=np.float32).reshape(3, 1, 1)
+        self._lock = threading.Lock()
+        self._landmarks = FivePointLandmarker()
+
+    def _onnx_session(self, cache_dir: Path | None, threads: int) -> Callable[[np.ndarray], np.ndarray]:
         import onnxruntime as ort
 
-        self.settings = settings or DetectorSettings()
         model: str | bytes = str(converted_mmod(cache_dir)) if cache_dir is not None else mmod_onnx_bytes()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -319,9 +367,7 @@ class CnnFaceDetector:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load the converted MMOD detector: {exc}") from exc
         self.mmod = MmodSettings.from_metadata(self._session.get_modelmeta().custom_metadata_map)
-        self._means = np.array(self.mmod.means, dtype=np.float32).reshape(3, 1, 1)
-        self._lock = threading.Lock()
-        self._landmarks = FivePointLandmarker()
+        return lambda canvas: self._session.run(None, {INPUT_NAME: canvas})[0]
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Detect every face in an RGB uint8 image, largest first."""
@@ -352,21 +398,8 @@ class CnnFaceDetector:
         normalised = (np.moveaxis(image, -1, 0).astype(np.float32) - self._means) / np.float32(256.0)
         canvas = pyramid_canvas(normalised, tiles)
         with self._lock:  # one run at a time; it already uses every thread it was given
-            (scores,) = self._session.run(None, {INPUT_NAME: canvas[None]})
-        boxes = decode_scores(scores[0, 0], tiles, self.mmod, threshold)
-        kept = non_max_suppression(boxes, self.mmod.nms_iou, self.mmod.nms_covered)
-        log.debug(
-            "MMOD canvas %dx%d: %d cells above %s, %d faces",
-            tiles.width,
-            tiles.height,
-            len(boxes),
-            threshold,
-            len(kept),
-        )
-        if not kept or upsample <= 0:
-            return kept
-        corners = _lround(_rect_down_2(np.array([(b.left, b.top, b.right, b.bottom) for b in kept], float), upsample))
-        return [MmodBox(*(int(v) for v in c), score=b.score) for c, b in zip(corners, kept, strict=True)]
+            scores = self._run(canvas[None])
+        return boxes_from_scores(scores[0, 0], tiles, self.mmod, threshold, upsample)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

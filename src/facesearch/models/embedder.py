@@ -217,8 +217,23 @@ def converted_dlib_resnet(cache_dir: Path) -> Path:
     return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, convert_resnet)
 
 
-def create_embedder(backend: str, cache_dir: Path, spec: OnnxModelSpec | None = None, threads: int = 0) -> Embedder:
-    """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model."""
+def create_embedder(
+    backend: str,
+    cache_dir: Path,
+    spec: OnnxModelSpec | None = None,
+    threads: int = 0,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Embedder:
+    """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model.
+
+    ``device`` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) runs dlib's ResNet with PyTorch there, in
+    ``dtype`` (:class:`facesearch.models.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
+    same model and model key as ``onnx``, so its embeddings share an index with the CPU path's.
+    """
+    if device != "cpu":
+        return _torch_embedder(backend, spec, device, dtype)
     if spec is not None:
         if backend == "dlib":
             raise ModelError("the dlib backend only runs dlib's ResNet; this library uses " + spec.key)
@@ -232,6 +247,22 @@ def create_embedder(backend: str, cache_dir: Path, spec: OnnxModelSpec | None = 
         key=DLIB_RESNET_KEY, path=str(path), chip_size=150, chip_padding=0.25, input_format="uint8_nhwc"
     )
     return OnnxEmbedder(resnet_spec, info=dlib_resnet_info(), threads=threads)
+
+
+def _torch_embedder(backend: str, spec: OnnxModelSpec | None, device: str, dtype: str) -> Embedder:
+    if spec is not None or backend != "onnx":
+        what = spec.key if spec is not None else f"the {backend!r} embedder"
+        raise ModelError(
+            f"only dlib's ResNet (embedder 'onnx') runs on device {device!r}, not {what}", code="bad_device"
+        )
+    try:
+        from facesearch.models.torch_embedder import TorchEmbedder
+    except ImportError as exc:
+        raise ModelError(
+            f"device {device!r} needs PyTorch, an optional extra: pip install 'facesearch[gpu]' ({exc})",
+            code="torch_missing",
+        ) from exc
+    return TorchEmbedder(device=device, dtype=dtype)
 
 
 def default_threads() -> int:

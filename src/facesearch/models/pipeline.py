@@ -112,13 +112,34 @@ def build_pipeline(
     jitter: float = 0.0,
     cache_dir: Path | None = None,
     threads: int = 0,
+    device: str = "cpu",
 ) -> FacePipeline:
-    """The pipeline a library's settings describe (see LibraryConfig.pipeline_options)."""
-    detector = create_detector(detector_kind, detector_settings, cache_dir=cache_dir, threads=threads)
+    """The pipeline a library's settings describe (see LibraryConfig.pipeline_options).
+
+    ``device`` other than ``"cpu"`` runs the CNN detector's network with PyTorch there (same weights,
+    same boxes); the HOG detector always runs on the CPU.
+    """
+
+    def detector(kind: str) -> FaceDetector:
+        if kind == "cnn" and device != "cpu":
+            return _torch_cnn_detector(detector_settings, device)
+        return create_detector(kind, detector_settings, cache_dir=cache_dir, threads=threads)
+
     fallback = None
     if detector_fallback not in ("none", "", detector_kind):
-        fallback = create_detector(detector_fallback, detector_settings, cache_dir=cache_dir, threads=threads)
-    return FacePipeline(detector, embedder, flip=flip, jitter=jitter, fallback=fallback)
+        fallback = detector(detector_fallback)
+    return FacePipeline(detector(detector_kind), embedder, flip=flip, jitter=jitter, fallback=fallback)
+
+
+def _torch_cnn_detector(settings: DetectorSettings | None, device: str) -> FaceDetector:
+    try:
+        from facesearch.models.torch_mmod import torch_cnn_detector
+    except ImportError as exc:
+        raise ModelError(
+            f"device {device!r} needs PyTorch, an optional extra: pip install 'facesearch[gpu]' ({exc})",
+            code="torch_missing",
+        ) from exc
+    return torch_cnn_detector(settings, device=device)
 
 
 @dataclass(frozen=True)
@@ -129,12 +150,15 @@ class PipelineRecipe:
     models_dir: str
     model_spec: dict | None
     options: dict
+    device: str = "cpu"  # "cuda"...: dlib's ResNet and the CNN detector run by PyTorch there (same model)
 
     def build(self, threads: int = 0) -> FacePipeline:
         from facesearch.models.embedder import OnnxModelSpec, create_embedder
 
         spec = OnnxModelSpec(**self.model_spec) if self.model_spec else None
-        embedder = create_embedder(self.backend, Path(self.models_dir), spec, threads=threads)
-        pipeline = build_pipeline(embedder, cache_dir=Path(self.models_dir), threads=threads, **self.options)
+        embedder = create_embedder(self.backend, Path(self.models_dir), spec, threads=threads, device=self.device)
+        pipeline = build_pipeline(
+            embedder, cache_dir=Path(self.models_dir), threads=threads, device=self.device, **self.options
+        )
         pipeline.recipe = self
         return pipeline

@@ -1,0 +1,381 @@
+"""dlib's CNN (MMOD) face detector network as a PyTorch module, and the tiled pyramid built on the device.
+
+Why: GPU ingestion. The lent GPU machines have PyTorch with CUDA but ONNX Runtime for the CPU only.
+Three pieces, each reusing what the ONNX path already has rather than re-deriving it:
+
+* :class:`MmodNet`: the network from the same parsed weights as :mod:`facesearch.models.mmod_onnx`
+  (checked by its :func:`~facesearch.models.mmod_onnx.mmod_settings`, batch norms folded by its
+  ``_affine``), same input and output: normalised canvas [N, 3, H, W] -> raw score map [N, 1, H', W'].
+* :class:`TorchMmodRunner`: that network behind :class:`~facesearch.models.cnn_detector.CnnFaceDetector`'s
+  ``runner`` hook, so the detector's pyramid, box decoding and NMS stay exactly as they are
+  (:func:`torch_cnn_detector`). One image at a time: fine for search, not for bulk ingest.
+* :class:`TorchBatchDetector`: for ingest. On the CPU, building dlib's tiled pyramid costs about 25 ms
+  for one 250x250 LFW photo (more than the network on a GPU), so it is built on the device for a whole
+  batch of same-size images at once. :class:`_ResizePlan` replays dlib's bilinear resize
+  (:func:`~facesearch.models.cnn_detector.resize_bilinear`, float32 column drift included) with the
+  same index tables and the same float32/float64 operations in the same order, so the canvases equal
+  the CPU ones (tests/test_torch_parity.py); score maps go back to the CPU and are decoded by
+  :func:`~facesearch.models.cnn_detector.boxes_from_scores`.
+
+Import this module only where torch is wanted: torch is an optional extra (``pip install '.[gpu]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the usual name)
+from torch import nn
+
+from facesearch.errors import ModelError
+from facesearch.models.cnn_detector import (
+    _MIN_CANVAS,
+    CnnFaceDetector,
+    MmodBox,
+    TiledPyramid,
+    _as_rgb,
+    _columns,
+    _lround,
+    _sequential_sum,
+    boxes_from_scores,
+    tile_pyramid,
+)
+from facesearch.models.detector import Detection, DetectorSettings, FivePointLandmarker, downscale
+from facesearch.models.dlib_format import DlibNetwork
+from facesearch.models.mmod_onnx import MMOD_CONVS, MmodSettings, _affine, mmod_settings
+from facesearch.models.torch_embedder import resolve_device
+from facesearch.models.torch_resnet import torch_dtype
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 64
+_MAX_PLANS = 64  # pyramid layouts kept on the device (a few MB each), one per input size
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+
+
+class MmodNet(nn.Module):
+    """dlib's MMOD face detector network: canvas (RGB - mean) / 256 [N, 3, H, W] -> scores [N, 1, H', W'].
+
+    Output in float32 whatever the parameters' dtype. Build with :meth:`from_network`.
+    """
+
+    def __init__(self, convs: list[nn.Conv2d], relus: list[bool], settings: MmodSettings) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+        self.relus = relus
+        self.settings = settings
+
+    @classmethod
+    def from_network(cls, network: DlibNetwork) -> MmodNet:
+        """From a parsed ``mmod_human_face_detector.dat``; ModelError if it is not dlib's face detector."""
+        settings = mmod_settings(network)  # checks the loss, the windows and the layer names
+        layers = iter(enumerate(network.layers))
+        convs, relus, channels = [], [], 3
+        for spec in MMOD_CONVS:
+            index, layer = next(layers)
+            a = layer.attrs
+            geometry = (a["num_filters"], a["nr"], a["nc"], a["stride_y"], a["stride_x"], a["padding_y"])
+            wanted = (spec.num, spec.size, spec.size, spec.stride, spec.stride, spec.padding)
+            filters = layer.tensors["filters"].astype(np.float64)
+            if geometry != wanted or filters.shape != (spec.num, channels, spec.size, spec.size):
+                raise ModelError(
+                    f"dlib MMOD network does not match the face detector's type at layer {index} "
+                    f"({layer.name}): geometry {geometry}, filters {filters.shape}",
+                    code="model_mismatch",
+                )
+            biases = layer.tensors.get("biases")
+            bias = np.zeros(spec.num) if biases is None else biases.reshape(-1).astype(np.float64)
+            relu = False
+            if spec.bn:
+                index, layer = next(layers)
+                scale, shift = _affine(index, layer, spec.num)  # float64, batch norm in inference mode
+                filters, bias = filters * scale[:, None, None, None], bias * scale + shift
+                _, layer = next(layers)
+                relu = not layer.attrs.get("disabled")
+            conv = nn.Conv2d(channels, spec.num, spec.size, stride=spec.stride, padding=spec.padding)
+            conv.weight.data = torch.from_numpy(filters.astype(np.float32))
+            conv.bias.data = torch.from_numpy(bias.astype(np.float32))
+            conv.requires_grad_(False)
+            convs.append(conv)
+            relus.append(relu)
+            channels = spec.num
+        return cls(convs, relus, settings).eval()
+
+    def forward(self, canvas: torch.Tensor) -> torch.Tensor:
+        x = canvas.to(self.convs[0].weight.dtype)
+        for conv, relu in zip(self.convs, self.relus, strict=True):
+            x = conv(x)
+            if relu:
+                x = F.relu(x, inplace=True)  # x is the convolution's own fresh output
+        return x.float()
+
+
+def build_torch_mmod(network: DlibNetwork | None = None) -> MmodNet:
+    """dlib's MMOD network as a float32 CPU module (``network``: parsed weights, else the installed file)."""
+    if network is None:
+        from facesearch.models.dlib_format import read_dlib_network
+        from facesearch.models.weights import DLIB_MMOD, dlib_model_path
+
+        network = read_dlib_network(dlib_model_path(DLIB_MMOD))
+    return MmodNet.from_network(network)
+
+
+def _place(net: MmodNet, device: torch.device, dtype: torch.dtype) -> MmodNet:
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net.to(device=device, dtype=dtype)
+
+
+class TorchMmodRunner:
+    """The network as :class:`CnnFaceDetector`'s ``runner``: numpy canvases in, numpy score maps out."""
+
+    def __init__(
+        self,
+        device: str | torch.device = "cuda",
+        dtype: str | torch.dtype = "float32",
+        network: DlibNetwork | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = torch_dtype(dtype)
+        self.net = _place(build_torch_mmod(network), self.device, self.dtype)
+        self.mmod = self.net.settings
+
+    def __call__(self, canvas: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(canvas, dtype=np.float32)).to(self.device)
+            return self.net(x).cpu().numpy()
+
+
+def torch_cnn_detector(
+    settings: DetectorSettings | None = None, *, device: str = "cuda", dtype: str = "float32"
+) -> CnnFaceDetector:
+    """dlib's CNN face detector with its network run by PyTorch on ``device`` (same boxes as ONNX)."""
+    return CnnFaceDetector(settings, runner=TorchMmodRunner(device, dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# dlib's bilinear resize and tiled pyramid, on the device
+
+
+class _ResizePlan:
+    """:func:`~facesearch.models.cnn_detector.resize_bilinear` for one (in, out) size, as device tensors.
+
+    The index and weight tables are the CPU function's own (its ``_columns`` and ``_sequential_sum``);
+    the four weight products of the float32 part are precomputed exactly as it computes them, and each
+    operation below is a separate elementwise op (no fused multiply-add), so results match to the bit.
+    """
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, *, to_uint8: bool, device: torch.device):
+        step_y = (in_h - 1) / max(out_h - 1, 1)
+        y = _sequential_sum(-step_y, step_y, out_h)
+        top = np.floor(y).astype(np.int64)
+        bottom = np.minimum(top + 1, in_h - 1)
+        tb = y - top
+        tb32, inv_tb32 = tb.astype(np.float32)[:, None], (1.0 - tb).astype(np.float32)[:, None]
+        cols = _columns(in_w, out_w)
+        lr = cols.lr
+        inv_lr = np.float32(1) - lr
+        t_lr = cols.tail_lr if to_uint8 else cols.tail_lr.astype(np.float32)
+
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+        self.to_uint8 = to_uint8
+        self.shape = (out_h, out_w)
+        self.first = cols.first_tail
+        self.top, self.bottom = put(top), put(bottom)
+        self.left, self.right = put(cols.left), put(cols.left + 1)
+        self.weights = [put(inv_tb32 * inv_lr), put(inv_tb32 * lr), put(tb32 * inv_lr), put(tb32 * lr)]
+        self.tail_left, self.tail_right = put(cols.tail_left), put(cols.tail_right)
+        self.tail_lr, self.tail_inv = put(t_lr), put(1 - t_lr)
+        self.tb64, self.inv_tb64 = put(tb[:, None]), put(1 - tb[:, None])
+
+    def __call__(self, src: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) uint8 (``to_uint8``) or float32 -> (N, C, out_h, out_w) of the same dtype."""
+        upper = src.index_select(-2, self.top).to(torch.float32)
+        lower = src.index_select(-2, self.bottom).to(torch.float32)
+        out = torch.empty(
+            (*src.shape[:-2], *self.shape), dtype=torch.uint8 if self.to_uint8 else torch.float32, device=src.device
+        )
+        if self.first:
+            w1, w2, w3, w4 = self.weights
+            acc = upper.index_select(-1, self.left) * w1
+            acc = acc + upper.index_select(-1, self.right) * w2
+            acc = acc + lower.index_select(-1, self.left) * w3
+            acc = acc + lower.index_select(-1, self.right) * w4
+            out[..., : self.first] = acc.trunc() if self.to_uint8 else acc
+        if self.first < self.shape[1]:
+            if self.to_uint8:  # the scalar tail runs in double
+                upper, lower = upper.double(), lower.double()
+            tail_top = upper.index_select(-1, self.tail_left) * self.tail_inv
+            tail_top = tail_top + upper.index_select(-1, self.tail_right) * self.tail_lr
+            tail_bottom = lower.index_select(-1, self.tail_left) * self.tail_inv
+            tail_bottom = tail_bottom + lower.index_select(-1, self.tail_right) * self.tail_lr
+            tail = tail_top.double() * self.inv_tb64 + tail_bottom.double() * self.tb64
+            out[..., self.first :] = tail.trunc() if self.to_uint8 else tail
+        return out
+
+
+@dataclass
+class _PyramidPlan:
+    """For one input size: the pyramid_up resizes, the canvas layout and the level-to-level resizes."""
+
+    ups: list[_ResizePlan]
+    tiles: TiledPyramid
+    levels: list[_ResizePlan]  # levels[i] makes level i + 1 from level i
+
+
+class TorchPyramid:
+    """dlib's ``pyramid_up`` (``upsample`` times) and tiled pyramid canvas, for batches on a device."""
+
+    def __init__(self, mmod: MmodSettings, device: torch.device) -> None:
+        self.mmod = mmod
+        self.device = device
+        self._plans: dict[tuple[int, int, int], _PyramidPlan] = {}
+        self._means = torch.tensor(mmod.means, dtype=torch.float32, device=device).reshape(1, 3, 1, 1)
+
+    def plan(self, height: int, width: int, upsample: int) -> _PyramidPlan:
+        key = (height, width, upsample)
+        if key not in self._plans:
+            if len(self._plans) >= _MAX_PLANS:  # photos of many sizes: forget the oldest layout
+                del self._plans[next(iter(self._plans))]
+            ups = []
+            for _ in range(max(0, upsample)):  # sizes as cnn_detector.pyramid_up computes them
+                out_h, out_w = int(_lround((height - 1 + 0.75) * 2)) + 1, int(_lround((width - 1 + 1.25) * 2)) + 1
+                ups.append(_ResizePlan(height, width, out_h, out_w, to_uint8=True, device=self.device))
+                height, width = out_h, out_w
+            m = self.mmod
+            tiles = tile_pyramid(height, width, m.pyramid_down, m.pyramid_padding, m.pyramid_outer_padding)
+            sizes = [(b - t + 1, r - left + 1) for left, t, r, b in tiles.rects]
+            levels = [
+                _ResizePlan(*sizes[i], *sizes[i + 1], to_uint8=False, device=self.device) for i in range(len(sizes) - 1)
+            ]
+            self._plans[key] = _PyramidPlan(ups, tiles, levels)
+        return self._plans[key]
+
+    def canvas(self, images: torch.Tensor, plan: _PyramidPlan) -> torch.Tensor:
+        """uint8 RGB images (N, H, W, 3) on the device -> normalised canvases float32 (N, 3, H', W')."""
+        x = images.permute(0, 3, 1, 2)
+        for up in plan.ups:
+            x = up(x)
+        level = (x.to(torch.float32) - self._means) / 256.0
+        tiles = plan.tiles
+        canvas = torch.zeros((len(images), 3, tiles.height, tiles.width), dtype=torch.float32, device=self.device)
+        for index, (left, top, right, bottom) in enumerate(tiles.rects):
+            if index:
+                level = plan.levels[index - 1](level)
+            canvas[:, :, top : bottom + 1, left : right + 1] = level
+        return canvas
+
+
+# --------------------------------------------------------------------------------------------
+# Batched detection
+
+
+class TorchBatchDetector:
+    """dlib's CNN face detector for many images at once: pyramid and network on the device.
+
+    :meth:`mmod_boxes_batch` gives, for each image, what ``CnnFaceDetector.mmod_boxes`` gives;
+    :meth:`detect_batch` what ``CnnFaceDetector.detect`` gives (working-size reduction, landmarks on
+    the CPU). Images of one size are batched together (an LFW folder is one batch shape).
+    """
+
+    name = "dlib_cnn_mmod"
+
+    def __init__(
+        self,
+        settings: DetectorSettings | None = None,
+        *,
+        device: str | torch.device = "cuda",
+        dtype: str | torch.dtype = "float32",
+        batch_size: int = DEFAULT_BATCH,
+        network: DlibNetwork | None = None,
+        landmarks: bool = True,
+    ) -> None:
+        self.settings = settings or DetectorSettings()
+        self.device = resolve_device(device)
+        self.dtype = torch_dtype(dtype)
+        self.batch_size = max(1, int(batch_size))
+        self.net = _place(build_torch_mmod(network), self.device, self.dtype)
+        self.mmod = self.net.settings
+        self.pyramid = TorchPyramid(self.mmod, self.device)
+        self._landmarks = FivePointLandmarker() if landmarks else None
+        self._lock = threading.Lock()
+
+    def score_maps(self, images: torch.Tensor | np.ndarray, upsample: int) -> tuple[np.ndarray, TiledPyramid]:
+        """Raw score maps (N, H', W') of same-size uint8 RGB images (N, H, W, 3), and their canvas layout."""
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = images.copy()  # torch.from_numpy warns on read-only arrays
+        batch = torch.as_tensor(images)
+        plan = self.pyramid.plan(int(batch.shape[1]), int(batch.shape[2]), upsample)
+        if min(plan.tiles.height, plan.tiles.width) < _MIN_CANVAS:
+            return np.zeros((len(batch), 0, 0), np.float32), plan.tiles
+        outputs = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(batch), self.batch_size):
+                chunk = batch[start : start + self.batch_size]
+                if chunk.device != self.device:
+                    pin = self.device.type == "cuda" and chunk.device.type == "cpu"
+                    chunk = (chunk.pin_memory() if pin else chunk).to(self.device, non_blocking=pin)
+                canvas = self.pyramid.canvas(chunk, plan)
+                if self.device.type == "cuda":
+                    canvas = canvas.contiguous(memory_format=torch.channels_last)
+                outputs.append(self.net(canvas)[:, 0])
+            scores = torch.cat(outputs).cpu().numpy()
+        return scores, plan.tiles
+
+    def mmod_boxes_batch(
+        self, images: Sequence[np.ndarray] | torch.Tensor, upsample: int | None = None, threshold: float | None = None
+    ) -> list[list[MmodBox]]:
+        """For each image, dlib's detections (best first), as ``CnnFaceDetector.mmod_boxes`` gives them."""
+        upsample = self.settings.upsample if upsample is None else upsample
+        threshold = self.settings.min_score if threshold is None else threshold
+        if isinstance(images, torch.Tensor):
+            groups = {tuple(images.shape[1:3]): list(range(len(images)))}
+        else:
+            images = [_as_rgb(image) for image in images]
+            groups = defaultdict(list)
+            for index, image in enumerate(images):
+                groups[image.shape[:2]].append(index)
+        found: list[list[MmodBox]] = [[] for _ in range(len(images))]
+        for indices in groups.values():
+            if isinstance(images, torch.Tensor):
+                batch: torch.Tensor | np.ndarray = images
+            else:
+                batch = np.stack([images[i] for i in indices])
+            scores, tiles = self.score_maps(batch, upsample)
+            if scores.size == 0:
+                continue
+            for index, score_map in zip(indices, scores, strict=True):
+                found[index] = boxes_from_scores(score_map, tiles, self.mmod, threshold, upsample)
+        return found
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """For each RGB uint8 image, every face (largest first) with its 5 landmarks, as ``detect`` gives them."""
+        if self._landmarks is None:
+            raise ModelError("this TorchBatchDetector was built without landmarks")
+        rgbs = [_as_rgb(image) for image in images]
+        works = [downscale(rgb, self.settings.working_size) for rgb in rgbs]
+        boxes = self.mmod_boxes_batch([work for work, _ in works])
+        return [
+            self._landmarks.detections(rgb, work, scale, ((b.left, b.top, b.right, b.bottom, b.score) for b in found))
+            for rgb, (work, scale), found in zip(rgbs, works, boxes, strict=True)
+        ]
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """One image (the FaceDetector protocol); batches are where this class is fast."""
+        return self.detect_batch([rgb])[0]
+
+    def landmarks_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
+        if self._landmarks is None:
+            raise ModelError("this TorchBatchDetector was built without landmarks")
+        return self._landmarks.in_box(_as_rgb(rgb), box)
