@@ -79,7 +79,42 @@ def test_wrong_dimension_and_bad_engine_are_refused(tmp_path) -> None:
     with pytest.raises(LibraryError, match="dimension"):
         index.add(np.arange(3), unit_vectors(3, dim=64))
     with pytest.raises(LibraryError, match="unknown index engine"):
-        VectorIndex(128, "IVF4096")
+        VectorIndex(128, "Annoy")
+    with pytest.raises(LibraryError, match="unknown index engine"):
+        VectorIndex(128, "IVF4096,NoSuchCode")
+    with pytest.raises(LibraryError, match="bad IVF engine"):
+        VectorIndex(128, "IVFx,SQ8")
     (tmp_path / "x.faiss").write_bytes(b"garbage")
     with pytest.raises(LibraryError, match="missing or unreadable"):
         VectorIndex.load(tmp_path / "x.faiss")
+
+
+def test_ivf_sq8_stays_exact_until_trained_then_compresses_and_deletes_in_place(tmp_path) -> None:
+    vectors = unit_vectors(1500, seed=4)
+    ids = np.arange(100, 1600, dtype=np.int64)
+    index = VectorIndex(128, "IVF16,SQ8")
+    index.add(ids[:500], vectors[:500])
+    assert index.engine == "Flat"  # 500 < 39 x 16: too few to train on, exact meanwhile
+    index.add(ids[500:], vectors[500:])
+    assert index.engine == "IVF16,SQ8" and len(index) == 1500
+    assert sorted(index.ids().tolist()) == ids.tolist()
+    assert np.abs(index.vectors() - vectors[np.argsort(ids)][np.argsort(np.argsort(index.ids()))]).max() < 0.02
+
+    index.nprobe = 16  # every list: only the 8-bit codes stand between this and exact search
+    scores, found = index.search(vectors[:50], 1)
+    assert (found[:, 0] == ids[:50]).all() and np.allclose(scores[:, 0], 1.0, atol=0.02)
+
+    assert index.remove(ids[:10]) == 10 and len(index) == 1490 and not index.tombstones
+    _, found = index.search(vectors[:10], 5)
+    assert not np.isin(found, ids[:10]).any()
+    allowed = ids[10::9]
+    _, found = index.search(vectors[10:30], 5, allowed=allowed)
+    assert np.isin(found[found >= 0], allowed).all()
+
+    index.save(tmp_path / "i.faiss")
+    loaded, meta = VectorIndex.load(tmp_path / "i.faiss")
+    assert meta["engine"] == "IVF16,SQ8" and len(loaded) == 1490
+    loaded.nprobe = 16
+    _, again = loaded.search(vectors[10:60], 1)
+    assert (again[:, 0] == ids[10:60]).all()
+    assert loaded.remove(ids[10:12]) == 2  # the id map survived the round trip

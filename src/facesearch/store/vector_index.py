@@ -7,6 +7,11 @@ Engines (FAISS, inner product on unit vectors = cosine similarity):
   HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search at
   once, and dropped for good by :meth:`VectorIndex.compact` (rebuild).
 * ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW32 as it grows.
+* ``"IVF<nlist>,SQ8"`` (any FAISS IVF factory string, e.g. ``IVF16384_HNSW32,SQ8``): a compressed
+  index for galleries that outgrow memory as float32 (10M faces in ~1.4 GB with SQ8 instead of ~8 GB
+  with HNSW32; bench/scale.py). IVF must be trained on real vectors, so the index stays Flat (exact)
+  until it holds enough faces to train on (:func:`ivf_train_size`), then trains and converts. IVF
+  deletes in place (no tombstones); searches visit ``nprobe`` lists (0: :func:`adaptive_nprobe`).
 
 The index is derived data: the catalog stores every embedding and can rebuild it (``doctor``).
 """
@@ -29,6 +34,7 @@ AUTO_THRESHOLD = 100_000
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 0  # 0: adaptive, see adaptive_ef_search()
 HNSW_EF_AT_100K = 256
+IVF_NPROBE = 0  # 0: adaptive_nprobe(nlist)
 EXACT_FILTER_LIMIT = 20_000
 
 
@@ -38,6 +44,7 @@ class VectorIndex:
         self.requested = engine
         self.auto_threshold = auto_threshold
         self.ef_search = HNSW_EF_SEARCH
+        self.nprobe = IVF_NPROBE
         self.tombstones: set[int] = set()
         self._index = self._new(self._initial_engine())
         self.max_id = 0
@@ -45,7 +52,15 @@ class VectorIndex:
     # construction -------------------------------------------------------------------------------
 
     def _initial_engine(self) -> str:
+        if is_ivf(self.requested):
+            check_ivf(self.requested, self.dim)
+            return "Flat"
         return "Flat" if self.requested == "auto" else self.requested
+
+    @property
+    def ivf(self) -> bool:
+        """Whether the live index is IVF (it keeps its own ids: no IDMap, deletes in place)."""
+        return is_ivf(self.engine)
 
     def _new(self, engine: str) -> faiss.Index:
         if engine == "Flat":
@@ -58,7 +73,7 @@ class VectorIndex:
             inner = faiss.IndexHNSWFlat(self.dim, m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         else:
-            raise LibraryError(f"unknown index engine {engine!r}: choose auto, Flat or HNSW<M>")
+            raise LibraryError(f"unknown index engine {engine!r}: choose auto, Flat, HNSW<M> or IVF<nlist>,SQ8")
         self.engine = engine
         return faiss.IndexIDMap2(inner)
 
@@ -76,8 +91,11 @@ class VectorIndex:
             return
         self._index.add_with_ids(vectors, ids)
         self.max_id = max(self.max_id, int(ids.max()))
-        if self.requested == "auto" and self.engine == "Flat" and self._index.ntotal >= self.auto_threshold:
-            self._convert("HNSW32")
+        if self.engine == "Flat":
+            if self.requested == "auto" and self._index.ntotal >= self.auto_threshold:
+                self._convert("HNSW32")
+            elif is_ivf(self.requested) and self._index.ntotal >= ivf_train_size(self.requested):
+                self._convert(self.requested)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (similarities, ids) per query; ids are -1 where fewer than k exist.
@@ -97,6 +115,8 @@ class VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return 0
+        if self.ivf:  # its hash-table id map removes only by an explicit id array
+            return int(self._index.remove_ids(faiss.IDSelectorArray(ids)))
         if self.engine == "Flat":
             return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
         present = set(self.ids().tolist())
@@ -105,12 +125,17 @@ class VectorIndex:
         return len(new)
 
     def ids(self) -> np.ndarray:
+        if self.ivf:
+            return _ivf_ids(self._index)
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
 
     def vectors(self) -> np.ndarray:
+        """The stored vectors in the order of :meth:`ids` (decoded, hence approximate, for SQ/PQ codes)."""
         n = int(self._index.ntotal)
         if n == 0:
             return np.zeros((0, self.dim), np.float32)
+        if self.ivf:
+            return self._index.reconstruct_batch(self.ids())
         return self._index.index.reconstruct_n(0, n)
 
     def compact(self) -> None:
@@ -159,6 +184,7 @@ class VectorIndex:
         index.requested = meta["requested"]
         index.auto_threshold = int(meta.get("auto_threshold", AUTO_THRESHOLD))
         index.ef_search = HNSW_EF_SEARCH
+        index.nprobe = IVF_NPROBE
         index.engine = meta["engine"]
         index.tombstones = set(int(i) for i in meta.get("tombstones", []))
         index.max_id = int(meta["max_id"])
@@ -181,6 +207,9 @@ class VectorIndex:
         if self.engine.startswith("HNSW"):
             params = faiss.SearchParametersHNSW()
             params.efSearch = self.ef_search or adaptive_ef_search(int(self._index.ntotal))
+        elif self.ivf:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe or adaptive_nprobe(int(self._index.nlist))
         elif selector is None:
             return None
         else:
@@ -209,8 +238,77 @@ class VectorIndex:
     def _convert(self, engine: str) -> None:
         log.info("vector index reached %d faces: converting Flat to %s", self._index.ntotal, engine)
         ids, vectors = self.ids(), self.vectors()
-        self._index = self._new(engine)
+        if is_ivf(engine):
+            self._index = train_ivf(engine, vectors)
+            self.engine = engine
+        else:
+            self._index = self._new(engine)
         self._index.add_with_ids(vectors, ids)
+
+
+def is_ivf(engine: str) -> bool:
+    return engine.startswith("IVF")
+
+
+def ivf_nlist(engine: str) -> int:
+    """The number of lists an IVF factory string asks for (``IVF16384_HNSW32,SQ8`` -> 16384)."""
+    head = engine.split(",", 1)[0][3:].split("_", 1)[0]
+    try:
+        nlist = int(head)
+    except ValueError as exc:
+        raise LibraryError(f"bad IVF engine {engine!r}: use IVF<nlist>,SQ8, e.g. IVF16384,SQ8") from exc
+    if nlist < 1:
+        raise LibraryError(f"bad IVF engine {engine!r}: nlist must be positive")
+    return nlist
+
+
+def check_ivf(engine: str, dim: int) -> None:
+    """Refuse an IVF factory string FAISS cannot build, before any face is added."""
+    ivf_nlist(engine)
+    try:
+        faiss.index_factory(dim, engine, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise LibraryError(f"unknown index engine {engine!r}: FAISS cannot build it ({exc})") from exc
+
+
+def ivf_train_size(engine: str) -> int:
+    """Faces needed before training: FAISS wants >= 39 points per list for stable k-means."""
+    return 39 * ivf_nlist(engine)
+
+
+def train_ivf(engine: str, vectors: np.ndarray, max_train: int | None = None) -> faiss.Index:
+    """An empty, trained IVF index (inner product) with a hash-table direct map, so faces can be
+    reconstructed and removed by id. Trains on at most 256 points per list (a random sample)."""
+    nlist = ivf_nlist(engine)
+    try:
+        index = faiss.index_factory(vectors.shape[1], engine, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise LibraryError(f"bad IVF engine {engine!r}: {exc}") from exc
+    limit = max_train or 256 * nlist
+    sample = vectors
+    if len(vectors) > limit:
+        rows = np.random.default_rng(0).choice(len(vectors), limit, replace=False)
+        sample = vectors[np.sort(rows)]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    ivf = faiss.extract_index_ivf(index)
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
+
+
+def adaptive_nprobe(nlist: int) -> int:
+    """Lists visited per query: 1/64 of them, at least 16 (measured: bench/scale.py, docs/benchmarks.md)."""
+    return int(min(nlist, max(16, nlist // 64)))
+
+
+def _ivf_ids(index: faiss.Index) -> np.ndarray:
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    parts = []
+    for number in range(ivf.nlist):
+        size = lists.list_size(number)
+        if size:
+            parts.append(faiss.rev_swig_ptr(lists.get_ids(number), size).copy())
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 def adaptive_ef_search(n: int) -> int:
