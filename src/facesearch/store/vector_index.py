@@ -104,7 +104,7 @@ class VectorIndex:
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, max(1, len(self))))
-        if allowed is not None and self.engine != "Flat" and len(allowed) <= EXACT_FILTER_LIMIT:
+        if allowed is not None and self.engine.startswith("HNSW") and len(allowed) <= EXACT_FILTER_LIMIT:
             return self._exact_among(queries, k, allowed)
         params = self._params(allowed)
         scores, ids = self._index.search(queries, k, params=params)
@@ -221,13 +221,20 @@ class VectorIndex:
 
     def _exact_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact search restricted to a few ids: a graph index loses recall under a tight filter."""
-        allowed = np.asarray([i for i in np.asarray(allowed, np.int64).tolist() if i not in self.tombstones])
-        present = allowed[np.isin(allowed, self.ids())] if len(allowed) else allowed
+        present = np.unique(np.asarray(allowed, np.int64))
+        if self.tombstones:
+            present = present[~np.isin(present, np.fromiter(self.tombstones, dtype=np.int64))]
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         if len(present) == 0:
             return scores, ids
-        vectors = np.stack([self._index.reconstruct(int(i)) for i in present])
+        try:
+            vectors = self._index.reconstruct_batch(present)
+        except RuntimeError:  # an allowed id the index does not hold (out of step with the catalog)
+            present = present[np.isin(present, self.ids())]
+            if len(present) == 0:
+                return scores, ids
+            vectors = self._index.reconstruct_batch(present)
         sims = queries @ vectors.T
         top = np.argsort(-sims, axis=1)[:, :k]
         n = top.shape[1]

@@ -1,0 +1,276 @@
+"""Scale benchmark: 1M and 10M faces on each vector engine available here.
+
+Galleries are built as in bench/search.py: the real lfw-dev face embeddings of a facesearch library
+(the mated identities: each query's other photos stay in the gallery) plus synthetic distractors drawn
+from a Gaussian fitted to the real embeddings, its covariance scaled so that distractor pairs score
+like real different-person pairs (bench/distractors.py; the check is printed). Queries are real faces
+held out of the gallery. Ground truth is exact top-10 by brute force over the float32 gallery.
+
+For each size and engine it reports:
+
+* build time, memory (RSS growth) and disk (saved index / database) per face;
+* single-query p50/p99 latency and recall@10 over a sweep of the engine's search breadth, and the
+  operating point: the fastest setting with recall@10 >= 0.99;
+* filtered-search latency at that point, with a filter allowing 10% of the faces (a collection),
+  and a check that every result is allowed;
+* delete cost: removing 1,000 faces (time), and a check that none of them is returned afterwards.
+
+Engines (``--engines``): ``hnsw`` (FAISS HNSW32, the library's default past 100k faces; 1M only by
+default: a 10M graph needs ~8 GB and hours to build on 2 cores), ``ivf-sq8`` (FAISS IVF with 8-bit
+scalar quantisation: the compressed engine that holds 10M faces in ~1.4 GB), ``milvus`` (Milvus Lite
+through facesearch's MilvusIndex; 1M only by default: it inserts ~1k rows per request).
+
+    .venv/bin/python bench/scale.py                                   # 1M and 10M (about an hour on 2 cores)
+    .venv/bin/python bench/scale.py --sizes 100000 --queries 100      # a quick look
+
+Writes bench/out/scale.json. Real embeddings stay in memory; nothing about real people is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search as base  # noqa: E402  (bench/search.py: real faces, distractors, timing helpers)
+
+from facesearch.store.vector_index import VectorIndex  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+K = 10
+TARGET_RECALL = 0.99
+DELETED = 1_000
+FILTER_SHARE = 0.10
+SWEEPS = {
+    "hnsw": ("ef_search", [128, 256, 512, 1024, 2048]),
+    "ivf-sq8": ("nprobe", [16, 32, 64, 128, 256, 512]),
+    "ivf-fp16": ("nprobe", [16, 32, 64, 128, 256, 512]),
+    "milvus": (None, [0]),  # Milvus Lite searches FLAT (exact): nothing to sweep
+}
+LIMITS = {"hnsw": 1_000_000, "milvus": 1_000_000}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--library", type=Path, default=OUT / "lfw-library", help="facesearch library with LFW faces")
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--engines", default="hnsw,ivf-sq8,milvus")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--no-limits", action="store_true", help="run every engine at every size")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--match-percentile", type=float, default=99.9)
+    parser.add_argument("--cov-scale", type=float, default=None)
+    parser.add_argument("--output", type=Path, default=OUT / "scale.json")
+    return parser.parse_args()
+
+
+def ivf_engine(n: int, codec: str) -> str:
+    """~4 sqrt(n) lists, rounded to a power of two; an HNSW coarse quantiser past 4096 lists (fast adds)."""
+    nlist = 1 << int(round(np.log2(4 * np.sqrt(n))))
+    return f"IVF{nlist}_HNSW32,{codec}" if nlist > 4096 else f"IVF{nlist},{codec}"
+
+
+def exact_top_k(
+    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Brute force in chunks (no copy of the gallery): the ids of the exact top-K per query."""
+    best_scores = np.full((len(queries), K), -np.inf, np.float32)
+    best_ids = np.full((len(queries), K), -1, np.int64)
+    mask = None if allowed is None else np.isin(ids, allowed)
+    for start in range(0, len(ids), 1_000_000):
+        stop = start + 1_000_000
+        sims = queries @ vectors[start:stop].T
+        if mask is not None:
+            sims[:, ~mask[start:stop]] = -np.inf
+        scores = np.concatenate([best_scores, sims], axis=1)
+        chunk_ids = np.concatenate([best_ids, np.broadcast_to(ids[start:stop], sims.shape)], axis=1)
+        top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
+        best_scores = np.take_along_axis(scores, top, axis=1)
+        best_ids = np.take_along_axis(chunk_ids, top, axis=1)
+    order = np.argsort(-best_scores, axis=1)
+    return np.take_along_axis(best_ids, order, axis=1)
+
+
+# engines ----------------------------------------------------------------------------------------
+
+
+class Engine:
+    """One engine under test: build, set the search breadth, search, remove, measure its files."""
+
+    def __init__(self, name: str, n: int, dim: int, folder: Path) -> None:
+        self.name = name
+        self.folder = folder
+        if name == "hnsw":
+            self.store = VectorIndex(dim, "HNSW32")
+        elif name == "ivf-sq8":
+            self.store = VectorIndex(dim, ivf_engine(n, "SQ8"))
+        elif name == "ivf-fp16":
+            self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
+        elif name == "milvus":
+            from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
+
+            self.store = MilvusIndex.create(MilvusSettings(uri=str(folder / "vectors.milvus.db")), dim)
+        else:
+            raise SystemExit(f"unknown engine {name!r}")
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        for start in range(0, len(ids), 500_000):  # in pieces, as an ingest adds them
+            self.store.add(ids[start : start + 500_000], vectors[start : start + 500_000])
+        self.store.save(self.folder / "index.faiss" if self.name != "milvus" else self.folder / "vectors.milvus.json")
+
+    def set_breadth(self, value: int) -> None:
+        knob = SWEEPS[self.name][0]
+        if knob:
+            setattr(self.store, knob, value)
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        if self.name == "milvus":
+            self.store.close()
+
+    @property
+    def description(self) -> str:
+        return self.store.engine if self.name != "milvus" else f"Milvus Lite {self.store.index_type}"
+
+
+def single_queries(
+    store: object, queries: np.ndarray, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query per call on one thread (as a user's search runs): latencies in ms and the top-K ids."""
+    faiss.omp_set_num_threads(1)
+    for q in queries[:10]:
+        store.search(q[None, :], K, allowed=allowed)  # type: ignore[attr-defined]
+    latencies = np.empty(len(queries))
+    found = np.empty((len(queries), K), np.int64)
+    for row, q in enumerate(queries):
+        start = time.perf_counter()
+        _, ids = store.search(q[None, :], K, allowed=allowed)  # type: ignore[attr-defined]
+        latencies[row] = (time.perf_counter() - start) * 1000
+        found[row] = ids[0]
+    return latencies, found
+
+
+def bench_engine(
+    name: str, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, truth: dict, args: argparse.Namespace
+) -> dict:
+    n = len(ids)
+    with tempfile.TemporaryDirectory(prefix="facesearch-scale-") as tmp:  # outside the project tree
+        faiss.omp_set_num_threads(args.build_threads)
+        before = base.rss_bytes()
+        start = time.perf_counter()
+        engine = Engine(name, n, vectors.shape[1], Path(tmp))
+        engine.add(ids, vectors)
+        build_s = time.perf_counter() - start
+        row: dict = {
+            "engine": engine.description,
+            "faces": n,
+            "build_s": round(build_s, 1),
+            "rss_bytes_per_face": round((base.rss_bytes() - before) / n, 1),
+            "disk_bytes_per_face": round(engine.disk_bytes() / n, 1),
+            "sweep": [],
+        }
+        print(
+            f"  {name}: {row['engine']} built in {build_s:.0f} s; {row['rss_bytes_per_face']:.0f} B/face RSS, "
+            f"{row['disk_bytes_per_face']:.0f} B/face on disk",
+            flush=True,
+        )
+        knob, values = SWEEPS[name]
+        point = None
+        for value in values:
+            engine.set_breadth(value)
+            latencies, found = single_queries(engine.store, queries)
+            recall = base.recall_at_k(found, truth["all"])
+            step = {"breadth": value, **base.latency_row(latencies), "recall_at_10": round(recall, 4)}
+            row["sweep"].append(step)
+            print(
+                f"    {knob or 'exact'}={value}: p50 {step['p50_ms']:.2f} ms, p99 {step['p99_ms']:.2f} ms, "
+                f"recall@10 {recall:.4f}",
+                flush=True,
+            )
+            if recall >= TARGET_RECALL:
+                point = step
+                break
+        row["operating_point"] = point
+        if point is not None:
+            engine.set_breadth(point["breadth"])
+        latencies, found = single_queries(engine.store, queries, allowed=truth["allowed"])
+        row["filtered"] = {
+            "allowed_share": FILTER_SHARE,
+            **base.latency_row(latencies),
+            "all_results_allowed": bool(np.isin(found[found >= 0], truth["allowed"]).all()),
+            "recall_at_10": round(base.recall_at_k(found, truth["filtered"]), 4),
+        }
+        doomed = np.random.default_rng(args.seed).choice(ids, DELETED, replace=False)
+        doomed = np.unique(np.concatenate([doomed, truth["all"][:, 0]]))  # every query's top hit goes too
+        start = time.perf_counter()
+        removed = engine.store.remove(doomed)
+        delete_s = time.perf_counter() - start
+        _, after = single_queries(engine.store, queries)
+        row["delete"] = {
+            "faces": int(len(doomed)),
+            "removed": int(removed),
+            "seconds": round(delete_s, 3),
+            "none_returned_after": bool(not np.isin(after, doomed).any()),
+        }
+        print(
+            f"    filtered ({FILTER_SHARE:.0%} allowed): p50 {row['filtered']['p50_ms']:.2f} ms, recall@10 "
+            f"{row['filtered']['recall_at_10']:.4f}; delete {len(doomed)} faces: {delete_s:.2f} s, "
+            f"gone from results: {row['delete']['none_returned_after']}",
+            flush=True,
+        )
+        engine.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    args = parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    rng = np.random.default_rng(args.seed)
+    real = base.load_real(args.library)  # make_workload reads args.queries, match_percentile, cov_scale
+    workload, check = base.make_workload(real, args, max(sizes), rng)
+    base.print_check(check)
+    report: dict = {"check": check, "queries": int(len(workload.queries)), "machine_cpus": os.cpu_count(), "sizes": {}}
+    for n in sizes:
+        ids, vectors = workload.ids[:n], workload.vectors[:n]
+        print(f"\n{n:,} faces ({workload.n_real:,} real + {n - min(n, workload.n_real):,} distractors)", flush=True)
+        faiss.omp_set_num_threads(args.build_threads)
+        allowed = np.sort(np.random.default_rng(args.seed + 1).choice(ids, int(n * FILTER_SHARE), replace=False))
+        start = time.perf_counter()
+        truth = {
+            "all": exact_top_k(vectors, ids, workload.queries),
+            "filtered": exact_top_k(vectors, ids, workload.queries, allowed),
+            "allowed": allowed,
+        }
+        print(f"  exact ground truth: {time.perf_counter() - start:.0f} s", flush=True)
+        rows = {}
+        for name in engines:
+            if not args.no_limits and n > LIMITS.get(name, n):
+                rows[name] = {"skipped": f"not run above {LIMITS[name]:,} faces (see the module docstring)"}
+                print(f"  {name}: skipped ({rows[name]['skipped']})")
+                continue
+            try:
+                rows[name] = bench_engine(name, ids, vectors, workload.queries, truth, args)
+            except ImportError as exc:
+                rows[name] = {"skipped": f"not installed: {exc}"}
+        report["sizes"][str(n)] = rows
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
