@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+VECTOR_STORES = ["faiss", "milvus"]
 
 
 def data_dir() -> Path:
@@ -27,3 +28,9 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="module", params=VECTOR_STORES)
+def vector_store(request: pytest.FixtureRequest) -> str:
+    """Each vector store engine in turn: tests that search, remove or filter run on every one."""
+    return request.param

@@ -1,9 +1,12 @@
-"""Test helpers that make synthetic inputs (never photos of people)."""
+"""Test helpers: synthetic inputs (never photos of people), and library copies on another vector store."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import struct
 import zlib
+from pathlib import Path
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -15,3 +18,20 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def copy_on_vector_store(library: Path, destination: Path, vector_store: str) -> Path:
+    """A copy of a library whose vectors live in ``vector_store``, rebuilt from its catalog when opened.
+
+    The catalog is the truth and the index is derived, so a library indexed once serves the tests of
+    every engine without embedding its photos again (and the engine's rebuild path is exercised).
+    """
+    config = json.loads((library / "config.json").read_text())
+    if config.get("vector_store", "faiss") == vector_store:
+        shutil.copytree(library, destination)  # the same engine: its index is copied too
+        return destination
+    ignore = shutil.ignore_patterns("index.faiss", "index.json", "vectors.milvus.*", ".vectors.milvus.*")
+    shutil.copytree(library, destination, ignore=ignore)
+    config.update(vector_store=vector_store, milvus_uri=None)
+    (destination / "config.json").write_text(json.dumps(config))
+    return destination

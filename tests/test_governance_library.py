@@ -20,6 +20,7 @@ from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance import AuditLog, OptOutRegistry, erase, purge_expired, set_retention
 from facesearch.store.schema import FaceRow, ImageRow
+from tests.helpers import copy_on_vector_store
 
 OPTOUT_PHOTO = "barack_obama/obama.jpg"  # never indexed: the person brings a photo of their own
 
@@ -41,10 +42,11 @@ def built(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Path:
 
 
 @pytest.fixture
-def lib(built: Path, tmp_path: Path) -> Iterator[Library]:
-    folder = tmp_path / "lib"
-    shutil.copytree(built, folder)
+def lib(built: Path, tmp_path: Path, vector_store: str) -> Iterator[Library]:
+    """A copy of the library, on each vector store in turn (Milvus: rebuilt from the copy's catalog)."""
+    folder = copy_on_vector_store(built, tmp_path / "lib", vector_store)
     with Library.open(folder) as library:
+        assert library.config.vector_store == vector_store
         yield library
 
 

@@ -34,12 +34,13 @@ def top_paths(lib: Library, probe: Path, **kwargs: object) -> list[str]:
     return [c.image.path for c in lib.search(probe, top_k=10, **kwargs).faces[0].candidates]
 
 
-@pytest.mark.parametrize("engine", ["Flat", "HNSW32"])
+@pytest.mark.parametrize("engine", ["Flat", "HNSW32", "milvus"])
 def test_removal_takes_effect_at_once_and_survives_reopen(
     tmp_path: Path, people: Path, gallery: list[str], engine: str
 ) -> None:
     probe = people / "barack_obama" / "obama.jpg"
-    with Library.open(tmp_path / "lib", index_engine=engine) as lib:
+    store = {"vector_store": "milvus"} if engine == "milvus" else {"index_engine": engine}
+    with Library.open(tmp_path / "lib", **store) as lib:
         lib.index(gallery, workers=1)
         before = top_paths(lib, probe)
         assert before[0] in gallery[:3]

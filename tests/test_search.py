@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
+from tests.helpers import copy_on_vector_store
 
 # One probe per person with several photos; the rest of their photos go into the gallery.
 PROBES = {
@@ -48,10 +50,22 @@ def library(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Library
     lib.close()
 
 
+@pytest.fixture(scope="module")
+def searchable(library: Library, vector_store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
+    """The library on each vector store in turn: FAISS as indexed, Milvus rebuilt from a copy's catalog."""
+    if vector_store == "faiss":
+        yield library
+        return
+    folder = copy_on_vector_store(library.folder, tmp_path_factory.mktemp(vector_store) / "library", vector_store)
+    with Library.open(folder) as lib:
+        assert lib.config.vector_store == vector_store and len(lib.vector_index) == library.catalog.face_count()
+        yield lib
+
+
 @pytest.mark.parametrize("person", sorted(PROBES))
-def test_right_person_ranks_first(library: Library, examples: Path, person: str) -> None:
+def test_right_person_ranks_first(searchable: Library, examples: Path, person: str) -> None:
     probe = examples / "by_identity" / person / PROBES[person]
-    result = library.search(probe, top_k=5, collection="people")
+    result = searchable.search(probe, top_k=5, collection="people")
     top = result.faces[0].candidates[0]
     assert person_of(top.image.path) == person, f"{probe.name}: top candidate {top.image.path}"
     assert top.passes_threshold
@@ -67,31 +81,31 @@ def test_every_face_in_group_photos_is_found(library: Library, examples: Path) -
     assert groups == {"name": "groups", "images": 3, "faces": 7}
 
 
-def test_group_photo_probe_searches_each_face_and_face_option_picks_one(library: Library, examples: Path) -> None:
+def test_group_photo_probe_searches_each_face_and_face_option_picks_one(searchable: Library, examples: Path) -> None:
     probe = examples / "multi_face" / "obama_and_biden.jpg"
-    both = library.search(probe, top_k=3, collection="people")
+    both = searchable.search(probe, top_k=3, collection="people")
     assert len(both.faces) == 3  # two adults and a child, largest first
     tops = {person_of(f.candidates[0].image.path) for f in both.faces[:2]}
     assert tops == {"barack_obama", "joe_biden"}
     assert all(f.candidates[0].passes_threshold for f in both.faces[:2])
     assert not both.faces[2].candidates[0].passes_threshold, "the child is nobody in the gallery"
-    one = library.search(probe, top_k=3, face=1, collection="people")
+    one = searchable.search(probe, top_k=3, face=1, collection="people")
     assert len(one.faces) == 1 and one.faces[0].face == 1
     assert one.faces[0].candidates[0].face_id == both.faces[1].candidates[0].face_id
     with pytest.raises(FaceSearchError, match="choose a face from 0 to 2"):
-        library.search(probe, face=3)
+        searchable.search(probe, face=3)
 
 
-def test_collection_filter(library: Library, examples: Path) -> None:
+def test_collection_filter(searchable: Library, examples: Path) -> None:
     probe = examples / "by_identity" / "barack_obama" / "obama.jpg"
-    result = library.search(probe, top_k=10, collection="groups")
+    result = searchable.search(probe, top_k=10, collection="groups")
     assert {c.collection for c in result.faces[0].candidates} == {"groups"}
     # Obama appears in two of the group photos (two_people.jpg shows him with another man).
     top_two = {Path(c.image.path).name for c in result.faces[0].candidates[:2]}
     assert top_two == {"obama_and_biden.jpg", "two_people.jpg"}
     assert all(c.passes_threshold for c in result.faces[0].candidates[:2])
     with pytest.raises(FaceSearchError, match="no collection named"):
-        library.search(probe, collection="nope")
+        searchable.search(probe, collection="nope")
 
 
 def test_verify_same_and_different(library: Library, examples: Path) -> None:
@@ -170,9 +184,9 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     assert answer["label"] == "match" and answer["fmr"] is not None and answer["max_fmr"] == 1e-3
 
 
-def test_every_result_carries_its_false_match_rate(library: Library, examples: Path) -> None:
+def test_every_result_carries_its_false_match_rate(searchable: Library, examples: Path) -> None:
     probe = examples / "multi_face" / "obama_and_biden.jpg"
-    result = library.search(probe, top_k=5, collection="people")
+    result = searchable.search(probe, top_k=5, collection="people")
     assert result.max_fmr == 1e-3 and result.calibration
     for face in result.faces:
         for c in face.candidates:

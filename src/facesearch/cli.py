@@ -91,13 +91,49 @@ def index(
             "0 embeds ~2.5x faster at some accuracy cost, see docs/accuracy.md)",
         ),
     ] = None,
+    vector_store: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-store",
+            help="Only when this command creates the library: faiss (default, index file in the library) "
+            "or milvus (Milvus Lite in the library, or a server with --milvus-uri)",
+        ),
+    ] = None,
+    milvus_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--milvus-uri",
+            help="With --vector-store milvus: the server, e.g. http://milvus:19530 (token in $FACESEARCH_MILVUS_TOKEN)",
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (worker processes on this machine) or ray (Ray actors on a cluster; this process "
+            "still writes the library). Needs pip install 'facesearch[ray]'",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="With --engine ray: the cluster, e.g. ray://head:10001 [env RAY_ADDRESS; "
+            "default: a Ray runtime on this machine]. Photo paths must be readable on every node",
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, or cuda / cuda:N: the ResNet and CNN detector on that GPU")
+    ] = "cpu",
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
     """Index every face in the given photos. Re-running resumes: nothing is indexed twice."""
     try:
-        with _open(library, embedder, create=True, jitter=jitter) as lib:
+        with _open(
+            library, embedder, create=True, jitter=jitter, vector_store=vector_store, milvus_uri=milvus_uri
+        ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),
                 BarColumn(),
@@ -128,6 +164,9 @@ def index(
                     allow_private_urls=allow_private_urls,
                     progress=progress,
                     min_quality=min_quality,
+                    engine=engine,
+                    ray_address=address,
+                    device=device,
                 )
     except FaceSearchError as exc:
         _fail(exc, as_json)

@@ -54,13 +54,27 @@ def open_library(
     create: bool = False,
     repair: bool = True,
     jitter: float | None = None,
+    vector_store: str | None = None,
+    milvus_uri: str | None = None,
 ) -> Library:
     from facesearch.library import Library
 
     folder = library or default_library_path()
     if jitter is not None and (folder / "config.json").is_file():
         raise FaceSearchError(f"{folder} exists: its recipe (jitter) was fixed when it was created", code="bad_request")
-    return Library.open(folder, embedder=embedder, create=create, repair_index=repair, jitter=jitter)
+    if (vector_store is not None or milvus_uri is not None) and (folder / "config.json").is_file():
+        raise FaceSearchError(f"{folder} exists: its vector store was fixed when it was created", code="bad_request")
+    if milvus_uri is not None and vector_store != "milvus":
+        raise FaceSearchError("--milvus-uri needs --vector-store milvus", code="bad_request")
+    return Library.open(
+        folder,
+        embedder=embedder,
+        create=create,
+        repair_index=repair,
+        jitter=jitter,
+        vector_store=vector_store,
+        milvus_uri=milvus_uri,
+    )
 
 
 def json_out(as_json: bool, data: object) -> bool:

@@ -50,6 +50,15 @@ class LibraryConfig:
     detector_fallback: str = "cnn"
     # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
     hnsw_ef_search: int = HNSW_EF_SEARCH
+    # Where the vectors live (fixed at creation; store/vector_store.py): "faiss" (index.faiss in this
+    # folder) or "milvus". Milvus: milvus_uri None is Milvus Lite in vectors.milvus.db in this folder,
+    # else a server (http://host:19530) whose token is milvus_token or $FACESEARCH_MILVUS_TOKEN
+    # (better: keeps the secret out of this file). milvus_collection: a unique name is drawn when a
+    # library is created on a server (one server, many libraries). Configs without these mean FAISS.
+    vector_store: str = "faiss"
+    milvus_uri: str | None = None
+    milvus_token: str | None = None
+    milvus_collection: str = "facesearch_faces"
     # The operating point: the false match rate per comparison accepted as a "match" (search/calibration.py).
     max_fmr: float = DEFAULT_MAX_FMR
     threshold: float = DEFAULT_THRESHOLD

@@ -45,7 +45,7 @@ from facesearch.search.normalize import CohortNormalizer
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
-from facesearch.store.vector_index import VectorIndex
+from facesearch.store.vector_store import VectorStore, check_engine, close_store, load_store, new_store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,15 @@ class Library:
         repair_index: bool = True,
         flip_average: bool | None = None,
         jitter: float | None = None,
+        vector_store: str | None = None,
+        milvus_uri: str | None = None,
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
         ``embedder`` picks the runtime for dlib's ResNet: ``onnx`` (fast) or ``dlib`` (reference).
         ``onnx_model`` (only when creating) configures another ONNX face model instead.
+        ``vector_store`` (only when creating): ``faiss`` (default) or ``milvus``, on Milvus Lite in the
+        folder or, with ``milvus_uri``, on a Milvus server (store/vector_store.py).
         ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
         --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """
@@ -107,6 +111,8 @@ class Library:
             config = LibraryConfig.load(folder)
             if onnx_model is not None and config.onnx_model != onnx_model:
                 raise LibraryError(f"{folder} was built with another model; an index never mixes models")
+            if vector_store is not None and config.vector_store != vector_store:
+                raise LibraryError(f"{folder} keeps its vectors in {config.vector_store}, fixed when it was created")
         elif create:
             if folder.exists() and any(folder.iterdir()):
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
@@ -118,12 +124,21 @@ class Library:
                 config.jitter = jitter
             if onnx_model is not None:
                 config.model = onnx_model["key"]
+            if vector_store is not None:
+                config.vector_store = vector_store
+                config.milvus_uri = milvus_uri
+                if vector_store == "milvus" and milvus_uri:
+                    from facesearch.store.milvus_index import new_collection_name
+
+                    config.milvus_collection = new_collection_name()  # a server may hold many libraries
+            check_engine(config)
             config.save(folder)
         else:
             raise LibraryError(f"no facesearch library at {folder}", code="no_library")
         return cls(folder, config, embedder, repair_index)
 
     def close(self) -> None:
+        close_store(getattr(self, "vector_index", None))
         self.catalog.close()
 
     def __enter__(self) -> Library:
@@ -234,14 +249,15 @@ class Library:
 
     @property
     def index_path(self) -> Path:
-        return self.folder / INDEX_NAME
+        """FAISS's index file, or the Milvus store's stamp file (rewritten at every save)."""
+        return store_path(self.folder, self.config)
 
-    def _load_index(self, repair: bool = True) -> VectorIndex:
+    def _load_index(self, repair: bool = True) -> VectorStore:
         try:
-            index, _ = VectorIndex.load(self.index_path)
+            index = load_store(self.folder, self.config, self.catalog)
         except LibraryError as exc:
             if not repair:
-                return VectorIndex(self.model_info.dim, self.config.index_engine)
+                return new_store(self.folder, self.config, self.catalog, self.model_info.dim, replace=False)
             if self.index_path.exists():
                 log.warning("%s; rebuilding it from the catalog", exc)
             return self.rebuild_index()
@@ -249,22 +265,26 @@ class Library:
             return index
         if index.dim != self.model_info.dim:
             log.warning("vector index dimension %d != model's %d; rebuilding", index.dim, self.model_info.dim)
+            close_store(index)
             return self.rebuild_index()
         if len(index) != self.catalog.face_count():
             self._reconcile(index)
         return index
 
-    def rebuild_index(self) -> VectorIndex:
+    def rebuild_index(self) -> VectorStore:
         """Build the vector index afresh from the embeddings stored in the catalog."""
-        index = VectorIndex(self.model_info.dim, self.config.index_engine)
+        index = new_store(self.folder, self.config, self.catalog, self.model_info.dim, replace=True)
         index.ef_search = self.config.hnsw_ef_search
         for ids, vectors in self.catalog.iter_embeddings():
             index.add(ids, vectors)
+        previous = getattr(self, "vector_index", None)
         self.vector_index = index
+        if previous is not None and previous is not index:
+            close_store(previous)
         self.save_index()
         return index
 
-    def _reconcile(self, index: VectorIndex) -> dict:
+    def _reconcile(self, index: VectorStore) -> dict:
         """Make the index hold exactly the catalog's faces (after a crash between commit and save)."""
         in_catalog = self.catalog.all_face_ids()
         in_index = index.ids()
@@ -300,15 +320,26 @@ class Library:
         progress: ProgressCallback | None = None,
         min_quality: float = 0.0,
         actor: str | User | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        device: str = "cpu",
     ) -> IngestReport:
         """Index files, folders, manifests and URLs into a collection. Resumable; see ingest.runner.
 
         ``min_quality`` (0..1, see models/align.py quality_score) leaves out faces that are too
         small, blurred or turned to search reliably; they are counted in the report. Faces of people
         who opted out are never stored (counted too). Each run is written to the audit log.
+        ``engine="ray"`` detects and embeds on a Ray cluster (``ray_address``, else $RAY_ADDRESS, else
+        a Ray runtime started on this machine; ``workers`` is then the number of actors) while this
+        process stays the only writer: the same results as ``"local"`` (ingest/ray_engine.py).
+        ``device`` ("cuda"...) runs the ResNet and the CNN detector with PyTorch there.
         """
         if not 0.0 <= min_quality <= 1.0:
             raise FaceSearchError(f"min_quality must be between 0 and 1; got {min_quality}", code="bad_request")
+        if engine not in ("local", "ray"):
+            raise FaceSearchError(f"unknown engine {engine!r}: choose 'local' or 'ray'", code="bad_request")
+        if ray_address and engine != "ray":
+            raise FaceSearchError("a Ray address needs the ray engine (--engine ray)", code="bad_request")
         with self._write_lock():
             collection_id = self.catalog.collection_id(collection)
             if collection_id is None:
@@ -327,12 +358,26 @@ class Library:
                 from facesearch.models.embedder import converted_dlib_resnet
 
                 converted_dlib_resnet(self.models_dir)  # convert once, before the workers start
-            run = IngestRun(
-                replace(self._worker_settings(allow_private_urls, workers), min_quality=min_quality),
-                store=lambda result: self._store(collection_id, result),
-                checkpoint=self.save_index,
-                workers=workers or os.cpu_count() or 1,
+            settings = replace(
+                self._worker_settings(allow_private_urls, workers), min_quality=min_quality, device=device
             )
+            if engine == "ray":
+                from facesearch.ingest.ray_engine import RayIngestRun, RayOptions, collection_digests
+
+                run: IngestRun = RayIngestRun(
+                    settings,
+                    store=lambda result: self._store(collection_id, result),
+                    checkpoint=self.save_index,
+                    options=RayOptions(address=ray_address, num_cpus=workers, actors=workers),
+                    known_digests=lambda: collection_digests(self.catalog, collection_id),
+                )
+            else:
+                run = IngestRun(
+                    settings,
+                    store=lambda result: self._store(collection_id, result),
+                    checkpoint=self.save_index,
+                    workers=workers or os.cpu_count() or 1,
+                )
             report = run.run(collection_id, report, sources, progress)
             details = {k: v for k, v in report.to_dict().items() if k != "rejected"}
             details["rejected"] = len(report.rejected)
@@ -513,7 +558,7 @@ class Library:
         """Check that the vector index holds exactly the catalog's faces; repair if asked."""
         problems: list[str] = []
         try:
-            index, _ = VectorIndex.load(self.index_path)
+            index: VectorStore | None = load_store(self.folder, self.config, self.catalog)
         except LibraryError as exc:
             problems.append(str(exc))
             index = None
@@ -530,6 +575,7 @@ class Library:
                 problems.append(f"{len(extra)} vectors in the index have no face in the catalog")
             if index.dim != self.model_info.dim:
                 problems.append(f"index dimension {index.dim} != model dimension {self.model_info.dim}")
+            close_store(index)
         repaired = False
         if problems and repair:
             self.rebuild_index()

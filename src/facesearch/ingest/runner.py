@@ -101,16 +101,26 @@ class IngestRun:
                 last_save = time.monotonic()
 
         try:
-            if self.workers == 1:
-                worker = Worker(self.settings)
-                for chunk in chunks(sources, self.chunk_size):
-                    handle(worker.process(collection_id, chunk))
-            else:
-                self._run_pool(collection_id, sources, handle)
+            self.produce(collection_id, sources, handle)
         finally:
             self.checkpoint()
             report.seconds = time.monotonic() - started
         return report
+
+    def produce(
+        self, collection_id: int, sources: Sequence[Source], handle: Callable[[list[ItemResult]], None]
+    ) -> None:
+        """Turn ``sources`` into results and pass each batch to ``handle`` (the writer), in order.
+
+        Other engines (ingest/ray_engine.py) override only this, so that every engine stores, counts
+        and checkpoints through the same ``handle``.
+        """
+        if self.workers == 1:
+            worker = Worker(self.settings)
+            for chunk in chunks(sources, self.chunk_size):
+                handle(worker.process(collection_id, chunk))
+        else:
+            self._run_pool(collection_id, sources, handle)
 
     def _record(self, result: ItemResult, report: IngestReport) -> None:
         if result.status == "indexed":

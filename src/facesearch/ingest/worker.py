@@ -36,6 +36,7 @@ class WorkerSettings:
     allow_private_urls: bool = False
     embed_threads: int = 1
     min_quality: float = 0.0  # faces below this quality score are not indexed (counted in the report)
+    device: str = "cpu"  # "cuda"...: the ResNet (and CNN detector) run by PyTorch there (models/pipeline.py)
 
 
 @dataclass
@@ -56,11 +57,14 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
-        embedder = create_embedder(settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads)
+        embedder = create_embedder(
+            settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads, device=settings.device
+        )
         self.pipeline = build_pipeline(
             embedder,
             cache_dir=Path(settings.models_dir),
             threads=settings.embed_threads,
+            device=settings.device,
             **settings.pipeline_options,
         )
         self._db: sqlite3.Connection | None = None
