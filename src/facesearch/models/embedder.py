@@ -11,12 +11,14 @@ Other ONNX face models (an ArcFace file the operator already has, for instance) 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -255,14 +257,18 @@ def _torch_embedder(backend: str, spec: OnnxModelSpec | None, device: str, dtype
         raise ModelError(
             f"only dlib's ResNet (embedder 'onnx') runs on device {device!r}, not {what}", code="bad_device"
         )
+    return torch_part("torch_embedder", device).TorchEmbedder(device=device, dtype=dtype)
+
+
+def torch_part(module: str, device: str) -> ModuleType:
+    """``facesearch.models.<module>``, which needs PyTorch (the optional ``gpu`` extra): a clear error without it."""
     try:
-        from facesearch.models.torch_embedder import TorchEmbedder
+        return importlib.import_module(f"facesearch.models.{module}")
     except ImportError as exc:
         raise ModelError(
             f"device {device!r} needs PyTorch, an optional extra: pip install 'facesearch[gpu]' ({exc})",
             code="torch_missing",
         ) from exc
-    return TorchEmbedder(device=device, dtype=dtype)
 
 
 def default_threads() -> int:

@@ -132,14 +132,9 @@ def build_pipeline(
 
 
 def _torch_cnn_detector(settings: DetectorSettings | None, device: str) -> FaceDetector:
-    try:
-        from facesearch.models.torch_mmod import torch_cnn_detector
-    except ImportError as exc:
-        raise ModelError(
-            f"device {device!r} needs PyTorch, an optional extra: pip install 'facesearch[gpu]' ({exc})",
-            code="torch_missing",
-        ) from exc
-    return torch_cnn_detector(settings, device=device)
+    from facesearch.models.embedder import torch_part
+
+    return torch_part("torch_mmod", device).torch_cnn_detector(settings, device=device)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesearch.errors import LibraryError
-from facesearch.store.vector_index import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, adaptive_ef_search
+from facesearch.store.vector_index import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    adaptive_ef_search,
+    checked_batch,
+)
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -182,10 +187,7 @@ class MilvusIndex:
         return self._count
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise LibraryError(f"vectors of dimension {vectors.shape[-1]} cannot go into a {self.dim}-d index")
+        ids, vectors = checked_batch(ids, vectors, self.dim)
         if len(ids) == 0:
             return
         if self.index_type is None:

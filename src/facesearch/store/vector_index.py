@@ -83,10 +83,7 @@ class VectorIndex:
         return int(self._index.ntotal) - len(self.tombstones)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise LibraryError(f"vectors of dimension {vectors.shape[-1]} cannot go into a {self.dim}-d index")
+        ids, vectors = checked_batch(ids, vectors, self.dim)
         if len(ids) == 0:
             return
         self._index.add_with_ids(vectors, ids)
@@ -317,6 +314,15 @@ def _ivf_ids(index: faiss.Index) -> np.ndarray:
         if size:
             parts.append(faiss.rev_swig_ptr(lists.get_ids(number), size).copy())
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def checked_batch(ids: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """ids as int64 and vectors as contiguous float32 rows of ``dim``: what every engine's add() takes."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise LibraryError(f"vectors of dimension {vectors.shape[-1]} cannot go into a {dim}-d index")
+    return ids, vectors
 
 
 def adaptive_ef_search(n: int) -> int:
