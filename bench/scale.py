@@ -270,6 +270,7 @@ def main() -> None:
                 rows[name] = bench_engine(name, ids, vectors, workload.queries, truth, args)
             except ImportError as exc:
                 rows[name] = {"skipped": f"not installed: {exc}"}
+                print(f"  {name}: skipped ({rows[name]['skipped']})", flush=True)
         report["sizes"][str(n)] = rows
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, default=float) + "\n")
