@@ -119,3 +119,17 @@ def test_ivf_sq8_stays_exact_until_trained_then_compresses_and_deletes_in_place(
     _, again = loaded.search(vectors[10:60], 1)
     assert (again[:, 0] == ids[10:60]).all()
     assert loaded.remove(ids[10:12]) == 2  # the id map survived the round trip
+
+
+@pytest.mark.parametrize("engine", ["Flat", "IVF64,SQfp16"])
+def test_a_large_filter_uses_a_bitmap_and_stays_exact(engine: str) -> None:
+    vectors = unit_vectors(12000, seed=5)
+    ids = np.arange(3, 12003, dtype=np.int64)
+    index = VectorIndex(128, engine)
+    index.add(ids, vectors)
+    index.nprobe = 64  # every list: the filter, not the probe, is under test
+    allowed = ids[1::2]  # 6,000 ids: past BITMAP_FILTER_FROM
+    scores, found = index.search(vectors[:20], 5, allowed=allowed)
+    sims = vectors[:20] @ vectors[1::2].T
+    expected = allowed[np.argsort(-sims, axis=1)[:, :5]]
+    assert (found == expected).mean() >= 0.99 and np.isin(found, allowed).all()

@@ -36,6 +36,7 @@ HNSW_EF_SEARCH = 0  # 0: adaptive, see adaptive_ef_search()
 HNSW_EF_AT_100K = 256
 IVF_NPROBE = 0  # 0: adaptive_nprobe(nlist)
 EXACT_FILTER_LIMIT = 20_000
+BITMAP_FILTER_FROM = 4_096  # allowed ids from which a bitmap selector is cheaper than a hash set
 
 
 class VectorIndex:
@@ -196,7 +197,7 @@ class VectorIndex:
             allowed = np.ascontiguousarray(allowed, dtype=np.int64)
             if self.tombstones:
                 allowed = allowed[~np.isin(allowed, np.fromiter(self.tombstones, dtype=np.int64))]
-            selector = faiss.IDSelectorBatch(allowed)
+            selector = id_selector(allowed)
         elif self.tombstones:
             dead = faiss.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
             selector = faiss.IDSelectorNot(dead)
@@ -321,6 +322,20 @@ def _ivf_ids(index: faiss.Index) -> np.ndarray:
         if size:
             parts.append(faiss.rev_swig_ptr(lists.get_ids(number), size).copy())
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def id_selector(allowed: np.ndarray) -> faiss.IDSelector:
+    """A FAISS selector for these ids. Past a few thousand ids a bitmap over 0..max id is built with one
+    vectorised call, where a hash set costs an insert per id on every search (10M faces, 1M allowed:
+    ~0.4 s a query)."""
+    if len(allowed) < BITMAP_FILTER_FROM or allowed.min() < 0:
+        return faiss.IDSelectorBatch(allowed)
+    bits = np.zeros(int(allowed.max()) + 1, dtype=bool)
+    bits[allowed] = True
+    packed = np.packbits(bits, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))
+    selector.keep_alive = packed  # FAISS keeps a pointer, not a copy
+    return selector
 
 
 def checked_batch(ids: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
