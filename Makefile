@@ -4,13 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser bench-ingest bench-search clean
+.PHONY: demo test lint browser postgres bench-ingest bench-search clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,gpu,ray,milvus]'
+	$(PY) -m pip install --quiet -e '.[dev,gpu,ray,milvus,postgres]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,7 +22,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
-test: $(STAMP) browser
+# The catalog tests on PostgreSQL start a private server (tests/pg_cluster.py) from Debian's programs.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
+test: $(STAMP) browser postgres
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 

@@ -1,18 +1,33 @@
 """Shared fixtures. Real photos come from ../shared/data (override with FACESEARCH_DATA).
 
 The photos are never copied into the project. When the folder is missing the tests fail loudly
-in CI (CI=true) and are skipped with a clear message elsewhere.
+in CI (CI=true) and are skipped with a clear message elsewhere. The same goes for PostgreSQL's
+server programs (Debian's ``postgresql``; ``make postgres`` installs it), which the tests of the
+catalog on PostgreSQL run as a private cluster for the session (tests/pg_cluster.py).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from tests.pg_cluster import INSTALL, PostgresCluster, find_bindir
+
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR_STORES = ["faiss", "milvus"]
+CATALOG_DATABASES = ["sqlite", "postgresql"]
+
+
+def missing(message: str) -> NoReturn:
+    """Fail in CI (CI=true), where everything must be there; skip with the reason elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError("unreachable")  # pytest.skip raises
 
 
 def data_dir() -> Path:
@@ -23,10 +38,7 @@ def data_dir() -> Path:
 def shared_data() -> Path:
     path = data_dir()
     if not (path / "face_recognition_examples").is_dir():
-        message = f"real face photos not found at {path} (set FACESEARCH_DATA)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"real face photos not found at {path} (set FACESEARCH_DATA)")
     return path
 
 
@@ -34,3 +46,45 @@ def shared_data() -> Path:
 def vector_store(request: pytest.FixtureRequest) -> str:
     """Each vector store engine in turn: tests that search, remove or filter run on every one."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster for the whole run (started on first use, stopped at the end).
+
+    Its password reaches libpq through ``$PGPASSFILE``, set for this process and the ones it starts
+    (ingest workers, concurrent writers), exactly as an operator would set it up.
+    """
+    bindir = find_bindir()
+    if bindir is None:
+        missing(f"PostgreSQL's server programs (initdb, pg_ctl) not found: {INSTALL}")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing("psycopg is not installed: pip install -e '.[postgres]'")
+    cluster = PostgresCluster(bindir)
+    cluster.start()
+    previous = os.environ.get("PGPASSFILE")
+    os.environ["PGPASSFILE"] = str(cluster.passfile)
+    try:
+        yield cluster
+    finally:
+        if previous is None:
+            os.environ.pop("PGPASSFILE", None)
+        else:
+            os.environ["PGPASSFILE"] = previous
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> str:
+    """A fresh, empty database of the session's cluster, as a catalog URL (no password in it)."""
+    return postgres.create_database()
+
+
+@pytest.fixture(params=CATALOG_DATABASES)
+def catalog_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a new catalog goes, on each database in turn: a SQLite file, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "catalog.sqlite"
+    return request.getfixturevalue("postgres_url")

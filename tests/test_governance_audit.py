@@ -1,11 +1,13 @@
-"""The audit log: hash chain, tamper detection (edits made with plain SQL), concurrent writers, export."""
+"""The audit log: hash chain, tamper detection (edits made with plain SQL), concurrent writers, export.
+
+Every test runs on a SQLite catalog and on a PostgreSQL one (the ``catalog_target`` fixture).
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import multiprocessing
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from facesearch.store.catalog import Catalog
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(tmp_path / "catalog.sqlite")
+def catalog(catalog_target: str | Path) -> Catalog:
+    catalog = Catalog(catalog_target)
     yield catalog
     catalog.close()
 
@@ -32,13 +34,21 @@ def filled(catalog: Catalog, n: int = 20) -> AuditLog:
     return log
 
 
+TRIGGERS = {
+    "audit_log_no_update": "audit_log",
+    "audit_log_no_delete": "audit_log",
+    "audit_head_no_delete": "audit_head",
+}
+
+
 def tamper(catalog: Catalog, *statements: str) -> None:
-    """What an attacker with a plain SQLite client could do (the append-only triggers dropped first)."""
-    with sqlite3.connect(catalog.path) as con:
-        for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_head_no_delete"):
-            con.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    """What an attacker with a plain SQL client could do (the append-only triggers dropped first)."""
+    with catalog.engine.begin() as con:
+        for trigger, table in TRIGGERS.items():
+            on = "" if catalog.is_sqlite else f" ON {table}"
+            con.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}{on}")
         for statement in statements:
-            con.execute(statement)
+            con.exec_driver_sql(statement)
 
 
 def test_chain_of_twenty_entries_verifies(catalog: Catalog) -> None:
@@ -145,8 +155,8 @@ def test_triggers_refuse_casual_edits(catalog: Catalog) -> None:
     assert log.verify().ok and log.verify().entries == 3
 
 
-def _append_many(path: str, worker: str, count: int, barrier: object) -> None:
-    catalog = Catalog(Path(path))
+def _append_many(url: str, worker: str, count: int, barrier: object) -> None:
+    catalog = Catalog(url)
     log = AuditLog(catalog)
     barrier.wait()  # type: ignore[attr-defined]
     for i in range(count):
@@ -158,7 +168,7 @@ def test_concurrent_appends_from_two_processes_keep_one_valid_chain(catalog: Cat
     log = filled(catalog, 2)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
-    workers = [ctx.Process(target=_append_many, args=(str(catalog.path), f"p{i}", 40, barrier)) for i in range(2)]
+    workers = [ctx.Process(target=_append_many, args=(catalog.url, f"p{i}", 40, barrier)) for i in range(2)]
     for p in workers:
         p.start()
     for p in workers:

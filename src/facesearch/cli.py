@@ -106,6 +106,15 @@ def index(
             help="With --vector-store milvus: the server, e.g. http://milvus:19530 (token in $FACESEARCH_MILVUS_TOKEN)",
         ),
     ] = None,
+    catalog_url: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog-url",
+            help="Only when this command creates the library: keep its catalog in PostgreSQL, "
+            "e.g. postgresql+psycopg://facesearch@db:5432/faces (no password: libpq reads $PGPASSWORD or "
+            "~/.pgpass). Needs pip install 'facesearch[postgres]' [default: catalog.sqlite in the library]",
+        ),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -132,7 +141,13 @@ def index(
     """Index every face in the given photos. Re-running resumes: nothing is indexed twice."""
     try:
         with _open(
-            library, embedder, create=True, jitter=jitter, vector_store=vector_store, milvus_uri=milvus_uri
+            library,
+            embedder,
+            create=True,
+            jitter=jitter,
+            vector_store=vector_store,
+            milvus_uri=milvus_uri,
+            catalog_url=catalog_url,
         ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),

@@ -56,6 +56,7 @@ def open_library(
     jitter: float | None = None,
     vector_store: str | None = None,
     milvus_uri: str | None = None,
+    catalog_url: str | None = None,
 ) -> Library:
     from facesearch.library import Library
 
@@ -66,6 +67,8 @@ def open_library(
         raise FaceSearchError(f"{folder} exists: its vector store was fixed when it was created", code="bad_request")
     if milvus_uri is not None and vector_store != "milvus":
         raise FaceSearchError("--milvus-uri needs --vector-store milvus", code="bad_request")
+    if catalog_url is not None and (folder / "config.json").is_file():
+        raise FaceSearchError(f"{folder} exists: its catalog was fixed when it was created", code="bad_request")
     return Library.open(
         folder,
         embedder=embedder,
@@ -74,6 +77,7 @@ def open_library(
         jitter=jitter,
         vector_store=vector_store,
         milvus_uri=milvus_uri,
+        catalog_url=catalog_url,
     )
 
 

@@ -59,6 +59,10 @@ class LibraryConfig:
     milvus_uri: str | None = None
     milvus_token: str | None = None
     milvus_collection: str = "facesearch_faces"
+    # Where the catalog lives (fixed at creation; store/database.py): None is catalog.sqlite in this
+    # folder; else a database URL, postgresql+psycopg://user@host:port/dbname. Never a password: libpq
+    # reads it from $PGPASSWORD or ~/.pgpass. Configs without it mean the SQLite file.
+    catalog_url: str | None = None
     # The operating point: the false match rate per comparison accepted as a "match" (search/calibration.py).
     max_fmr: float = DEFAULT_MAX_FMR
     threshold: float = DEFAULT_THRESHOLD

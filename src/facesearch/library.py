@@ -45,6 +45,7 @@ from facesearch.search.normalize import CohortNormalizer
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
+from facesearch.store.database import server_catalog_url
 from facesearch.store.vector_store import VectorStore, check_engine, close_store, load_store, new_store, store_path
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Library:
         self.folder = folder
         self.config = config
         self.embedder_backend = embedder_backend
-        self.catalog = Catalog(folder / CATALOG_NAME)
+        self.catalog = Catalog(config.catalog_url or folder / CATALOG_NAME)
         # Built on first use; a server raises the pool's size to embed several probes at once.
         self.pipelines = PipelinePool(lambda threads: self.pipeline_recipe().build(threads))
         self._lazy = threading.Lock()  # builds the cohort normaliser once when searches run concurrently
@@ -96,6 +97,7 @@ class Library:
         jitter: float | None = None,
         vector_store: str | None = None,
         milvus_uri: str | None = None,
+        catalog_url: str | None = None,
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
@@ -103,6 +105,9 @@ class Library:
         ``onnx_model`` (only when creating) configures another ONNX face model instead.
         ``vector_store`` (only when creating): ``faiss`` (default) or ``milvus``, on Milvus Lite in the
         folder or, with ``milvus_uri``, on a Milvus server (store/vector_store.py).
+        ``catalog_url`` (only when creating): keep the catalog in a PostgreSQL database
+        (``postgresql+psycopg://user@host:port/dbname``, no password: libpq reads $PGPASSWORD or
+        ~/.pgpass) instead of catalog.sqlite in the folder (store/database.py).
         ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
         --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """
@@ -113,11 +118,17 @@ class Library:
                 raise LibraryError(f"{folder} was built with another model; an index never mixes models")
             if vector_store is not None and config.vector_store != vector_store:
                 raise LibraryError(f"{folder} keeps its vectors in {config.vector_store}, fixed when it was created")
+            if catalog_url is not None and server_catalog_url(catalog_url) != config.catalog_url:
+                raise LibraryError(
+                    f"{folder} keeps its catalog in {config.catalog_url or CATALOG_NAME}, fixed when it was created"
+                )
         elif create:
             if folder.exists() and any(folder.iterdir()):
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
+            # Checked before anything is written: a refused URL (a password in it) leaves no folder behind.
+            checked_url = server_catalog_url(catalog_url) if catalog_url is not None else None
             folder.mkdir(parents=True, exist_ok=True)
-            config = LibraryConfig(onnx_model=onnx_model, index_engine=index_engine or "auto")
+            config = LibraryConfig(onnx_model=onnx_model, index_engine=index_engine or "auto", catalog_url=checked_url)
             if flip_average is not None:
                 config.flip_average = flip_average
             if jitter is not None:
@@ -386,7 +397,8 @@ class Library:
 
     def _worker_settings(self, allow_private_urls: bool, workers: int | None) -> WorkerSettings:
         return WorkerSettings(
-            catalog_path=str(self.folder / CATALOG_NAME),
+            catalog_path=str(self.catalog.path or ""),
+            catalog_url=None if self.catalog.is_sqlite else self.catalog.url,
             models_dir=str(self.models_dir),
             backend=self.embedder_backend,
             model_spec=self.config.onnx_model,
@@ -545,6 +557,7 @@ class Library:
         stats = self.catalog.stats()
         stats.update(
             library=str(self.folder),
+            catalog=self.catalog.url,  # a file or a server (never a password)
             model=asdict(self.model_info),
             index={
                 "engine": self.vector_index.engine,

@@ -5,7 +5,7 @@ Concurrency, and why it is shaped like this:
 - Searches, comparisons and reads of faces run concurrently (``reading``: the shared side of a
   readers-writer lock). Each search borrows a face pipeline of the library's pool (``search_workers``
   of them at most, built as demand appears), searches the vector index read-only, and appends its
-  audit entry in its own SQLite transaction (SQLite serialises those appends).
+  audit entry in its own transaction (serialised: SQLite's write lock, or an advisory lock on PostgreSQL).
 - Changes to the served Library (erasure, opt-out, removal, reopening) take the exclusive side
   (``writing``): no search sees the vector index half-changed.
 - Ingest jobs run in a background thread on a Library instance of their own (``Library.index`` can

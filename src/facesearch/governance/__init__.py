@@ -7,8 +7,9 @@
 - :mod:`~facesearch.governance.erasure`: erasure on request, with a receipt.
 - :mod:`~facesearch.governance.retention`: per-collection retention periods and their purge.
 
-All tables live in the library's catalog database (see :mod:`~facesearch.governance.schema`); every
-entry point creates them if missing (:func:`ensure_governance_tables`), so existing libraries work.
+All tables live in the library's catalog database (see :mod:`~facesearch.governance.schema`), created
+by the catalog's migrations when it opens, so libraries made before this layer get them too
+(:func:`ensure_governance_tables` remains for callers and is a no-op on an opened catalog).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ consistent history: that is why ``verify(anchor=...)`` accepts a (sequence, hash
 elsewhere earlier (an exported head, a printout, another system), and why exports should leave the
 machine regularly.
 
-Appends are serialised across processes by SQLite's write lock (``BEGIN IMMEDIATE``, see
-:func:`facesearch.governance.db.immediate`): two appends can never take the same sequence number or
-link to the same previous entry.
+Appends are serialised across processes by SQLite's write lock (``BEGIN IMMEDIATE``) or, on a
+PostgreSQL catalog, by a transaction-scoped advisory lock (see :func:`facesearch.governance.db.immediate`):
+two appends can never take the same sequence number or link to the same previous entry.
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ class AuditLog:
         """Append inside a caller's transaction, so that a change and its audit entry commit together.
 
         The session must come from :func:`facesearch.governance.db.immediate` (which holds SQLite's
-        write lock from its first statement); otherwise two processes could link to the same head.
+        write lock, or PostgreSQL's advisory lock, before its first read); otherwise two processes
+        could link to the same head.
         """
         details = dict(details or {})
         if purpose is not None and not isinstance(purpose, str):

@@ -217,15 +217,23 @@ def erase(
 
 
 def maintain(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
-    """Purge photos past their collection's retention period (logged in the audit log)."""
+    """Purge photos past their collection's retention period (logged in the audit log).
+
+    On a PostgreSQL catalog it then runs VACUUM (ANALYZE) on the tables deletions touch, so that
+    erased rows leave the tables and indexes now rather than whenever autovacuum comes by.
+    """
+    from facesearch.governance.removal import reclaim_space
     from facesearch.governance.retention import purge_expired
 
     try:
         with open_library(library) as lib:
             receipt = purge_expired(lib, actor=None)
+            vacuum = None if lib.catalog.is_sqlite else reclaim_space(lib.catalog)
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
     data = receipt.to_dict()
+    if vacuum is not None:
+        data["vacuum"] = vacuum
     if not _json_out(as_json, data):
         console.print(f"retention purge: {data}")

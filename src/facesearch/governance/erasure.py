@@ -3,8 +3,9 @@
 ``erase`` takes any mix of face ids, image ids, a source (path or URL) and a whole collection,
 deletes them in one transaction together with its audit entry, then drops their vectors from the
 index. Face ids erase single faces (other people in the same photo stay); the other criteria erase
-whole images. Embeddings and thumbnails live in the face rows and go with them; deleted pages are
-zeroed (``secure_delete``) and the WAL is truncated (see removal.py).
+whole images. Embeddings and thumbnails live in the face rows and go with them. In a SQLite catalog
+deleted pages are zeroed (``secure_delete``) and the WAL is truncated; a PostgreSQL catalog gives no
+such guarantee until VACUUM, and not fully even then (see removal.py).
 
 The receipt lists what was erased: image ids, face ids, sources, photo SHA-256s and counts. An
 erasure that finds nothing still gets a receipt (and an audit entry) saying so. The audit entry

@@ -3,9 +3,24 @@
 Unlike ``Catalog.remove_images`` (whole images only), this can delete single faces: an opt-out must
 remove one person from a group photo without erasing the other people in it. An image left with no
 face is deleted too. All deletes run inside the caller's ``immediate`` transaction (so they commit
-with their audit entry), with SQLite's ``secure_delete`` on so the freed pages are overwritten with
-zeros rather than left readable in the file; afterwards the WAL is checkpointed and truncated, so
-erased embeddings and thumbnails do not linger there either.
+with their audit entry).
+
+What "deleted" means on disk depends on the catalog's database:
+
+* SQLite (the default): ``secure_delete`` is on for these deletes, so the freed pages are
+  overwritten with zeros rather than left readable in the file; afterwards the WAL is checkpointed
+  and truncated, so erased embeddings and thumbnails do not linger there either.
+* PostgreSQL: neither exists, and both helpers here do nothing. A deleted row is invisible to every
+  query once the transaction commits, but its bytes (embedding, thumbnail, landmarks, source) stay in
+  the table's files as a dead tuple until VACUUM prunes it, and even then the freed space is marked
+  reusable with no promise that the old bytes are overwritten; copies also remain in the write-ahead
+  log until its segments are recycled, and in any base backup, WAL archive or replica.
+  ``facesearch maintain`` runs VACUUM on the tables deletions touch (:func:`reclaim_space`), which
+  removes dead tuples from the tables, their indexes and their TOAST data so that nothing can reach
+  them; it does not make the bytes leave the disk. (VACUUM FULL rewrites a table into new files, but
+  holds an exclusive lock meanwhile, and the file system does not zero the blocks it frees either.)
+  Where erasure from the disk itself is required, keep the database on encrypted storage and bound
+  the retention of backups and WAL archives.
 
 The catalog is the truth and commits first; then the vectors leave the in-memory index (HNSW is
 compacted, so they are not kept as tombstones) and the index file is rewritten. A crash in between
@@ -33,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 900  # SQLite's bound-parameter limit
+_CHUNK = 900  # under SQLite's bound-parameter limit (PostgreSQL's is far higher)
 
 
 @dataclass
@@ -103,8 +118,14 @@ def delete_faces(session: Session, face_ids: Iterable[int]) -> Removed:
 
 @contextmanager
 def secure_delete(session: Session) -> Iterator[None]:
-    """Overwrite deleted content with zeros for the deletes made inside (this connection only)."""
+    """SQLite: overwrite deleted content with zeros for the deletes made inside (this connection only).
+
+    PostgreSQL has no such setting: nothing is done (see the module docstring for what that means).
+    """
     conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        yield
+        return
     conn.exec_driver_sql("PRAGMA secure_delete=ON")
     try:
         yield
@@ -113,12 +134,43 @@ def secure_delete(session: Session) -> Iterator[None]:
 
 
 def checkpoint(catalog: Catalog) -> bool:
-    """Copy the WAL into the database and truncate it; False (logged) when a reader kept it from finishing."""
+    """SQLite: copy the WAL into the database and truncate it; False (logged) when a reader kept it from finishing.
+
+    PostgreSQL: nothing to do here (its WAL is the server's, recycled on its own schedule): True.
+    """
+    if not catalog.is_sqlite:
+        return True
     with catalog.engine.connect() as conn:
         busy, *_ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
     if busy:
         log.warning("WAL checkpoint incomplete (a reader is active): deleted pages stay in the WAL until the next one")
     return not busy
+
+
+# The tables whose rows erasure, opt-out, retention and removal delete (personal data).
+VACUUMED_TABLES = ("faces", "images", "rejections", "optouts", "collections", "governance_users")
+
+
+def reclaim_space(catalog: Catalog) -> dict[str, object]:
+    """PostgreSQL: VACUUM (ANALYZE) the tables deletions touch, so dead tuples leave them now.
+
+    That makes deleted rows' space reusable and removes them from the indexes and TOAST tables
+    sooner than autovacuum would; it does not promise to overwrite the freed space, nor touch the WAL
+    or backups (see the module docstring). SQLite needs nothing: its deletes are already zeroed.
+    """
+    if catalog.is_sqlite:
+        return {"database": "sqlite", "vacuumed": [], "note": "secure_delete zeroes deleted rows as they go"}
+    # VACUUM cannot run inside a transaction block: an autocommit connection of its own.
+    with catalog.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in VACUUMED_TABLES:
+            conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+    log.info("VACUUM (ANALYZE) ran on %s", ", ".join(VACUUMED_TABLES))
+    return {
+        "database": "postgresql",
+        "vacuumed": list(VACUUMED_TABLES),
+        "note": "dead tuples removed from tables and indexes; the freed space is not guaranteed to be "
+        "overwritten, and WAL segments, archives and backups keep their copies until they expire",
+    }
 
 
 @contextmanager

@@ -1,4 +1,7 @@
-"""The governance tables, declared on the catalog's own ``Base`` so they live in the same SQLite file.
+"""The governance tables, declared on the catalog's own ``Base`` so they live in the catalog's database.
+
+Their DDL (and the audit log's append-only triggers) is in the catalog's migrations
+(store/migrations/versions/): a change here needs a new revision there.
 
 Nothing here stores a secret or a photo: API keys are kept as salted scrypt hashes, opt-outs as one
 embedding plus the SHA-256 of the photo it came from, audit entries as canonical JSON that holds

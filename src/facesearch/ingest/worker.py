@@ -8,12 +8,12 @@ with one photo becomes a rejection with a reason: the chunk and the batch go on.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.decode import decode_image, sha256_hex
+from facesearch.ingest.duplicates import DigestLookup
 from facesearch.ingest.fetch import fetch_url
 from facesearch.ingest.sources import Source
 from facesearch.models.embedder import OnnxModelSpec, create_embedder
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    catalog_path: str
+    catalog_path: str  # the SQLite catalog file (ignored when catalog_url is set)
     models_dir: str
     backend: str = "onnx"
     model_spec: dict | None = None
@@ -37,6 +37,7 @@ class WorkerSettings:
     embed_threads: int = 1
     min_quality: float = 0.0  # faces below this quality score are not indexed (counted in the report)
     device: str = "cpu"  # "cuda"...: the ResNet (and CNN detector) run by PyTorch there (models/pipeline.py)
+    catalog_url: str | None = None  # a PostgreSQL catalog (no password in it: libpq reads the environment)
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Worker:
             device=settings.device,
             **settings.pipeline_options,
         )
-        self._db: sqlite3.Connection | None = None
+        self._known = DigestLookup(settings.catalog_path, settings.catalog_url)
 
     def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
         results: list[ItemResult] = []
@@ -129,13 +130,7 @@ class Worker:
 
     def _already_indexed(self, collection_id: int, digest: str) -> bool:
         """Skip the costly detection for bytes already stored (read-only, never blocks the writer)."""
-        if self._db is None:
-            uri = Path(self.settings.catalog_path).resolve().as_uri() + "?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=30)
-        row = self._db.execute(
-            "SELECT 1 FROM images WHERE collection_id = ? AND sha256 = ? LIMIT 1", (collection_id, digest)
-        ).fetchone()
-        return row is not None
+        return self._known.exists(collection_id, digest)
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:

@@ -1,8 +1,13 @@
-"""The catalog: collections, images, faces and rejections in SQLite (WAL) through SQLAlchemy 2.
+"""The catalog: collections, images, faces and rejections through SQLAlchemy 2, in SQLite or PostgreSQL.
 
-Only the ingesting process writes; readers (searches, worker duplicate checks) never block it
-thanks to WAL. Every image is written with all its faces in one transaction, so a crash leaves
-either the whole image or nothing, and a re-run resumes without duplicates.
+By default the catalog is a SQLite file (WAL) in the library folder: only the ingesting process
+writes, and readers (searches, worker duplicate checks) never block it thanks to WAL. A library
+created with a ``catalog_url`` keeps it in a PostgreSQL database instead (store/database.py), which
+several processes, or machines, can write at once. Either way every image is written with all its
+faces in one transaction, so a crash leaves either the whole image or nothing, and a re-run resumes
+without duplicates (a unique constraint, not a check, guarantees it under concurrent writers).
+
+The schema is managed by Alembic migrations, applied when a catalog opens (store/migrate.py).
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
+from facesearch.errors import LibraryError
 from facesearch.models.embedder import ModelInfo
-from facesearch.store.schema import Base, CollectionRow, FaceRow, ImageRow, ModelRow, RejectionRow
+from facesearch.store.database import CatalogLocation, create_catalog_engine, locate
+from facesearch.store.migrate import upgrade_to_head
+from facesearch.store.schema import CollectionRow, FaceRow, ImageRow, ModelRow, RejectionRow
 
 
 @dataclass
@@ -56,12 +64,34 @@ class RemovalReceipt:
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.engine = create_engine(f"sqlite:///{path}", future=True)
-        event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+    """The catalog of one library: a SQLite file (a path) or a database named by URL.
+
+    Opening it brings its schema up to date (migrations; a no-op read when it already is).
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.location: CatalogLocation = locate(target)
+        self.path: Path | None = self.location.path  # the SQLite file; None on a database server
+        self.engine = create_catalog_engine(self.location)
+        try:
+            # "current", "created", "adopted" (made before migrations) or "upgraded": see store/migrate.py.
+            self.schema_change = upgrade_to_head(self.engine)
+        except OperationalError as exc:  # no server, refused login, unreadable file...
+            self.engine.dispose()
+            raise LibraryError(f"cannot open the catalog {self.url}: {exc.orig}", code="catalog_unavailable") from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        """Where the catalog is, as a URL (never holds a password)."""
+        return self.location.render()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.location.is_sqlite
 
     def session(self) -> Session:
         return self._session()
@@ -72,34 +102,41 @@ class Catalog:
     # models and collections -------------------------------------------------------------------
 
     def ensure_model(self, info: ModelInfo) -> int:
-        with self.session() as s, s.begin():
-            row = s.scalar(select(ModelRow).where(ModelRow.key == info.key))
-            if row is None:
-                row = ModelRow(
-                    key=info.key,
-                    name=info.name,
-                    version=info.version,
-                    source=info.source,
-                    licence=info.licence,
-                    dim=info.dim,
-                    weights_sha256=info.weights_sha256,
-                )
-                s.add(row)
-                s.flush()
-            return row.id
+        try:
+            with self.session() as s, s.begin():
+                row = s.scalar(select(ModelRow).where(ModelRow.key == info.key))
+                if row is None:
+                    row = ModelRow(
+                        key=info.key,
+                        name=info.name,
+                        version=info.version,
+                        source=info.source,
+                        licence=info.licence,
+                        dim=info.dim,
+                        weights_sha256=info.weights_sha256,
+                    )
+                    s.add(row)
+                    s.flush()
+                return row.id
+        except IntegrityError:  # another process sharing the catalog added it between our SELECT and INSERT
+            with self.session() as s:
+                return s.scalars(select(ModelRow.id).where(ModelRow.key == info.key)).one()
 
     def models(self) -> list[ModelRow]:
         with self.session() as s:
             return list(s.scalars(select(ModelRow)))
 
     def collection_id(self, name: str, create: bool = True) -> int | None:
-        with self.session() as s, s.begin():
-            row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
-            if row is None and create:
-                row = CollectionRow(name=name, settings={})
-                s.add(row)
-                s.flush()
-            return row.id if row else None
+        try:
+            with self.session() as s, s.begin():
+                row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+                if row is None and create:
+                    row = CollectionRow(name=name, settings={})
+                    s.add(row)
+                    s.flush()
+                return row.id if row else None
+        except IntegrityError:  # created meanwhile by another process sharing the catalog
+            return self.collection_id(name, create=False)
 
     def collections(self) -> list[CollectionRow]:
         with self.session() as s:
@@ -202,7 +239,7 @@ class Catalog:
         wanted = [int(i) for i in ids]
         found: dict[int, bytes] = {}
         with self.session() as s:
-            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
+            for start in range(0, len(wanted), 900):  # under SQLite's bound-parameter limit
                 chunk = wanted[start : start + 900]
                 query = select(FaceRow.id, FaceRow.embedding).where(FaceRow.id.in_(chunk))
                 found.update((row[0], row[1]) for row in s.execute(query))
@@ -271,12 +308,3 @@ class Catalog:
                 s.execute(delete(RejectionRow).where(RejectionRow.collection_id == collection_id))
                 s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
         return RemovalReceipt(image_ids=ids, face_ids=face_ids, sources=[r[1] for r in found])
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

@@ -1,5 +1,9 @@
 """The catalog's tables (SQLAlchemy 2 ORM). The catalog is the source of truth; the vector index
-is derived from the embeddings stored here and can always be rebuilt from them."""
+is derived from the embeddings stored here and can always be rebuilt from them.
+
+The tables are created and changed by Alembic migrations (store/migrations/), never by
+``create_all``: a change here needs a new revision (``python -m facesearch.store.migrate revision``).
+"""
 
 from __future__ import annotations
 
