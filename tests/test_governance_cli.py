@@ -90,3 +90,21 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
 def test_users_add_validates_the_role(tmp_path: Path, role: str) -> None:
     out = cli("users", "add", "bo", "--role", role, "-l", str(tmp_path / "lib"))
     assert out.returncode == (0 if role == "admin" else 2)
+
+
+def test_index_engine_is_chosen_at_creation_and_refused_afterwards(tmp_path: Path, shared_data: Path) -> None:
+    photo = shared_data / "face_recognition_examples" / "by_identity" / "joe_biden" / "biden.jpg"
+    folder = tmp_path / "lib"
+    bad = cli("index", str(photo), "-l", str(folder), "--index-engine", "IVF64,NoSuchCode", "--jitter", "0", "--json")
+    assert bad.returncode != 0 and "unknown index engine" in bad.stdout + bad.stderr
+    assert not (folder / "config.json").exists()  # nothing written for a refused engine
+
+    made = cli("index", str(photo), "-l", str(folder), "--index-engine", "IVF64,SQfp16", "--jitter", "0", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads((folder / "config.json").read_text())["index_engine"] == "IVF64,SQfp16"
+    with Library.open(folder) as lib:
+        assert lib.vector_index.engine == "Flat" and len(lib.vector_index) == 1  # exact until it can train
+
+    again = cli("index", str(photo), "-l", str(folder), "--index-engine", "Flat", "--jitter", "0")
+    said = " ".join((again.stdout + again.stderr).split())  # the console wraps long lines
+    assert again.returncode != 0 and "--jitter, --index-engine can only be set when a library is created" in said

@@ -300,4 +300,4 @@ def test_cli_creates_a_library_on_milvus(examples: Path, tmp_path: Path) -> None
     again = subprocess.run(
         [*cli, "index", *photos, "--vector-store", "faiss", "--json", "-l", str(folder)], capture_output=True
     )
-    assert again.returncode == 2 and b"vector store was fixed" in again.stdout
+    assert again.returncode == 2 and b"--vector-store can only be set when a library is created" in again.stdout

@@ -150,7 +150,7 @@ def test_the_command_line_creates_and_maintains_a_postgres_library(
     assert config["catalog_url"] == url and not (folder / "catalog.sqlite").exists()
 
     again = runner.invoke(app, ["index", str(empty), "-l", str(folder), "--catalog-url", url, "--json"])
-    assert again.exit_code == 2 and "fixed when it was created" in again.output
+    assert again.exit_code == 2 and "--catalog-url can only be set when a library is created" in again.output
 
     maintained = runner.invoke(app, ["maintain", "-l", str(shared[1]), "--json"])
     assert maintained.exit_code == 0, maintained.output

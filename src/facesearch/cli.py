@@ -115,6 +115,15 @@ def index(
             "~/.pgpass). Needs pip install 'facesearch[postgres]' [default: catalog.sqlite in the library]",
         ),
     ] = None,
+    index_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--index-engine",
+            help="Only when this command creates the library, with the FAISS store: auto (default: exact, "
+            "then HNSW32 past 100k faces), Flat, HNSW32, or a compressed IVF such as IVF8192_HNSW32,SQfp16 "
+            "(10M faces in ~3.7 GB; docs/benchmarks.md)",
+        ),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -148,6 +157,7 @@ def index(
             vector_store=vector_store,
             milvus_uri=milvus_uri,
             catalog_url=catalog_url,
+            index_engine=index_engine,
         ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),

@@ -57,18 +57,26 @@ def open_library(
     vector_store: str | None = None,
     milvus_uri: str | None = None,
     catalog_url: str | None = None,
+    index_engine: str | None = None,
 ) -> Library:
+    """Open the library; the creation-only options are refused for one that exists (they were fixed then)."""
     from facesearch.library import Library
 
     folder = library or default_library_path()
-    if jitter is not None and (folder / "config.json").is_file():
-        raise FaceSearchError(f"{folder} exists: its recipe (jitter) was fixed when it was created", code="bad_request")
-    if (vector_store is not None or milvus_uri is not None) and (folder / "config.json").is_file():
-        raise FaceSearchError(f"{folder} exists: its vector store was fixed when it was created", code="bad_request")
+    creation = {
+        "--jitter": jitter,
+        "--vector-store": vector_store,
+        "--milvus-uri": milvus_uri,
+        "--catalog-url": catalog_url,
+        "--index-engine": index_engine,
+    }
+    given = [name for name, value in creation.items() if value is not None]
+    if given and (folder / "config.json").is_file():
+        raise FaceSearchError(
+            f"{folder} exists: {', '.join(given)} can only be set when a library is created", code="bad_request"
+        )
     if milvus_uri is not None and vector_store != "milvus":
         raise FaceSearchError("--milvus-uri needs --vector-store milvus", code="bad_request")
-    if catalog_url is not None and (folder / "config.json").is_file():
-        raise FaceSearchError(f"{folder} exists: its catalog was fixed when it was created", code="bad_request")
     return Library.open(
         folder,
         embedder=embedder,
@@ -78,6 +86,7 @@ def open_library(
         vector_store=vector_store,
         milvus_uri=milvus_uri,
         catalog_url=catalog_url,
+        index_engine=index_engine,
     )
 
 

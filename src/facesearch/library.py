@@ -46,6 +46,7 @@ from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.database import server_catalog_url
+from facesearch.store.vector_index import VectorIndex
 from facesearch.store.vector_store import VectorStore, check_engine, close_store, load_store, new_store, store_path
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ class Library:
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
             # Checked before anything is written: a refused URL (a password in it) leaves no folder behind.
             checked_url = server_catalog_url(catalog_url) if catalog_url is not None else None
+            if index_engine is not None:
+                # Refuse an engine FAISS cannot build before anything is written (dim: dlib's 128 unless given).
+                VectorIndex(int((onnx_model or {}).get("dim", 128)), index_engine)
             folder.mkdir(parents=True, exist_ok=True)
             config = LibraryConfig(onnx_model=onnx_model, index_engine=index_engine or "auto", catalog_url=checked_url)
             if flip_average is not None:
