@@ -11,23 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
+from tests.helpers import missing
 from tests.pg_cluster import INSTALL, PostgresCluster, find_bindir
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR_STORES = ["faiss", "milvus"]
 CATALOG_DATABASES = ["sqlite", "postgresql"]
-
-
-def missing(message: str) -> NoReturn:
-    """Fail in CI (CI=true), where everything must be there; skip with the reason elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")  # pytest.skip raises
 
 
 def data_dir() -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import sys
@@ -25,6 +24,7 @@ from typer.testing import CliRunner
 from facesearch import Library
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.runner import IngestReport
+from tests.helpers import missing
 
 COLLECTION = "examples"
 
@@ -34,10 +34,7 @@ def ray_runtime() -> Iterator[None]:
     try:
         import ray
     except ImportError:
-        message = "ray is not installed (pip install 'facesearch[ray]'; make installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("ray is not installed (pip install 'facesearch[ray]'; make installs it)")
     ray.init(
         address="local",
         num_cpus=2,
