@@ -9,14 +9,16 @@ each printed with the device's name, and a final JSON line holding them all:
 (b) MMOD detector images/s on LFW-size (250x250) photos in batches (``TorchBatchDetector``: tiled
     pyramid and network on the device), beside ``CnnFaceDetector`` (ONNX Runtime); plus how many
     photos get exactly the CPU's boxes;
-(c) end-to-end ingest images/s: a pool of CPU worker processes decodes (``decode_image``), the GPU
-    detects in batches, the workers turn score maps into boxes, landmark and align, the GPU embeds in
-    large batches. Nothing is stored (no catalog, no index).
+(c) end-to-end ingest images/s: the product's own ingest, ``Library.index(engine="batched",
+    device=...)`` (ingest/batched_engine.py) into a fresh library with the CNN detector: worker
+    processes read, hash, decode and align, the device detects and embeds in batches, this process
+    writes the catalog and the FAISS index. Photos are unique files (a library skips repeated bytes):
+    copies of the given photos, mirrored and re-encoded after the first round.
 
 Photos: ``--images DIR`` (LFW layout or any folder of JPEG/PNG files). Without it the inputs are
-synthetic (random pixels: no faces, so in (c) each photo's central box is landmarked and embedded as
-if a face had been found, to give the later stages their load). Writes nothing except the JSON
-to ``--out`` when given. ``--budget-s`` bounds the whole run (default 300 s).
+synthetic (random pixels: no faces, so (c) then measures reading, decoding, detection and writing
+only). Writes nothing outside a temporary folder except the JSON to ``--out`` when given.
+``--budget-s`` bounds the whole run (default 300 s).
 
     PYTHONPATH=src python bench/gpu.py --images ../shared/data/lfw-dev/images --out gpu.json
     .venv/bin/python bench/gpu.py --device cpu --quick        # a smoke test on any machine
@@ -29,9 +31,9 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -77,58 +79,51 @@ def decode_items(items: list[str] | list[bytes]) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# Worker processes (c)
-
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(working_size: int, synthetic: bool) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from facesearch.models.detector import FivePointLandmarker
-
-    _WORKER.update(landmarker=FivePointLandmarker(), working_size=working_size, synthetic=synthetic)
-
-
-def _ping(_: int) -> int:
-    return os.getpid()
+# Inputs for (c): unique photo files
 
 
 def _decode_chunk(items: list[str] | list[bytes]) -> list[np.ndarray | None]:
-    """Files (paths) or bytes -> upright RGB, shrunk to the working size (the ingest's decode path)."""
+    """Files (paths) or bytes -> upright RGB (the ingest's decode); None for a photo that fails."""
     from facesearch.ingest.decode import decode_image
-    from facesearch.models.detector import downscale
 
     out: list[np.ndarray | None] = []
     for item in items:
         try:
-            data = Path(item).read_bytes() if isinstance(item, str) else item
-            out.append(downscale(decode_image(data).rgb, _WORKER.get("working_size", 1600))[0])
+            out.append(decode_image(Path(item).read_bytes() if isinstance(item, str) else item).rgb)
         except Exception:  # a bad photo is skipped, as ingest rejects it
             out.append(None)
     return out
 
 
-def _align_chunk(
-    images: list[np.ndarray], scores: list[np.ndarray], tiles: Any, mmod: Any, threshold: float, upsample: int
-) -> tuple[np.ndarray, int]:
-    """Score maps -> dlib's boxes (decoding and NMS), 5 landmarks, aligned 150x150 chips."""
-    from facesearch.models.align import face_chip
-    from facesearch.models.cnn_detector import boxes_from_scores
+def _write_variants(jobs: list[tuple[str | bytes, int, str]]) -> int:
+    """Write each (photo, round, destination): round 0 as it is; later rounds mirrored on odd rounds,
+    re-encoded at a quality that cycles with the round, and tagged with the round in a JPEG comment,
+    so that every file has its own bytes (a library stores the same bytes once)."""
+    import io
 
-    landmarker = _WORKER["landmarker"]
-    chips = []
-    for rgb, score_map in zip(images, scores, strict=True):
-        boxes = [
-            (b.left, b.top, b.right, b.bottom, b.score)
-            for b in boxes_from_scores(score_map, tiles, mmod, threshold, upsample)
-        ]
-        if not boxes and _WORKER["synthetic"]:
-            boxes = [(*CENTRAL_BOX, 0.0)]
-        for detection in landmarker.detections(rgb, rgb, 1.0, boxes):
-            chips.append(face_chip(rgb, detection))
-    if not chips:
-        return np.zeros((0, 150, 150, 3), np.uint8), len(images)
-    return np.stack(chips), len(images)
+    from PIL import Image, ImageOps
+
+    for item, round_no, destination in jobs:
+        data = Path(item).read_bytes() if isinstance(item, str) else item
+        if round_no == 0:
+            Path(destination).write_bytes(data)
+            continue
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        if round_no % 2:
+            image = ImageOps.mirror(image)
+        quality = 70 + (round_no * 7) % 26
+        image.save(destination, "JPEG", quality=quality, comment=f"facesearch bench round {round_no}".encode())
+    return len(jobs)
+
+
+def unique_photos(items: list, count: int, folder: Path, workers: int) -> Path:
+    """``count`` photo files with distinct bytes in ``folder``, made from ``items`` (paths or JPEG bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(items[i % len(items)], i // len(items), str(folder / f"{i:07d}.jpg")) for i in range(count)]
+    pieces = [jobs[i : i + 256] for i in range(0, len(jobs), 256)]
+    with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool:
+        sum(pool.map(_write_variants, pieces))
+    return folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,122 +282,60 @@ def bench_detector(args: argparse.Namespace, clock: Clock, device: Any, name: st
 
 
 def bench_end_to_end(args: argparse.Namespace, clock: Clock, device: Any, name: str, items: list) -> dict:
-    """(c) decode (workers) -> detect (GPU) -> boxes, landmarks, align (workers) -> embed (GPU)."""
-    from facesearch.models.detector import DetectorSettings
-    from facesearch.models.torch_embedder import TorchEmbedder
-    from facesearch.models.torch_mmod import TorchBatchDetector
+    """(c) the product's batched ingest on the device, into a fresh CNN library, writes included."""
+    from facesearch.library import Library
 
-    settings = DetectorSettings(upsample=args.upsample)
-    detector = TorchBatchDetector(
-        settings, device=device, dtype=args.e2e_detect_dtype, batch_size=args.detect_batch, landmarks=False
-    )
-    embedder = TorchEmbedder(device=device, dtype=args.e2e_embed_dtype, batch_size=args.e2e_embed_batch)
     synthetic = args.images is None
-    context = get_context("spawn")  # never fork a process that holds a CUDA context
-    with ProcessPoolExecutor(
-        args.workers, mp_context=context, initializer=_init_worker, initargs=(settings.working_size, synthetic)
-    ) as pool:
-        list(pool.map(_ping, range(args.workers * 2)))  # all workers up and their models loaded
-        warm = decode_items(items[: args.detect_batch])  # warm the GPU: cuDNN picks its kernels per shape
-        if warm:
-            detector.score_maps(np.stack([w for w in warm if w.shape == warm[0].shape]), args.upsample)
-            embedder._raw_batched(np.zeros((args.e2e_embed_batch, 150, 150, 3), np.uint8), args.e2e_embed_batch)
-        cap = clock.left() if args.quick else clock.share(0.8, 90.0)  # quick: bounded by its 8 photos
-        stats = _pipeline(args, cap, pool, detector, embedder, items)
-    rate = stats["images"] / stats["seconds"] if stats["seconds"] else 0.0
-    stats.update(images_per_s=round(rate, 1), faces_per_s=round(stats["faces"] / max(stats["seconds"], 1e-9), 1))
-    stats.update(
-        workers=args.workers, detect_dtype=args.e2e_detect_dtype, embed_dtype=args.e2e_embed_dtype, synthetic=synthetic
-    )
+    with tempfile.TemporaryDirectory(prefix="facesearch-gpu-bench-") as tmp:
+        started = time.perf_counter()
+        photos = unique_photos(items, args.e2e_images, Path(tmp) / "photos", args.workers)
+        print(f"[{name}] (c) {args.e2e_images} unique photo files written in {time.perf_counter() - started:.1f} s")
+        stamps: list[tuple[float, int, int]] = []  # (time, photos done, faces stored) after each write
+
+        def progress(event: str, count: int, report: Any) -> None:
+            if event == "advance":
+                done = (stamps[-1][1] if stamps else 0) + count
+                stamps.append((time.perf_counter(), done, report.faces))
+
+        with Library.open(Path(tmp) / "library", jitter=args.jitter, detector="cnn") as lib:
+            begun = time.perf_counter()
+            report = lib.index(
+                [photos],
+                collection="bench",
+                workers=args.workers,
+                engine="batched",
+                device=str(device),
+                precision=args.e2e_precision,
+                progress=progress,
+            )
+            total_s = time.perf_counter() - begun
+            stored = lib.catalog.face_count()
+    # Steady state: from the first write to the last (leaves out spawning workers and loading models).
+    if len(stamps) > 1 and stamps[-1][0] > stamps[0][0]:
+        span = stamps[-1][0] - stamps[0][0]
+        steady_images, steady_faces = (stamps[-1][1] - stamps[0][1]) / span, (stamps[-1][2] - stamps[0][2]) / span
+    else:  # one write: only the whole run's rate exists
+        steady_images, steady_faces = report.indexed / total_s, report.faces / total_s
+    stats = {
+        "images": report.indexed,
+        "faces": report.faces,
+        "faces_in_catalog": stored,
+        "rejected": len(report.rejected),
+        "seconds_total": round(total_s, 2),
+        "images_per_s_total": round(report.indexed / total_s, 1),
+        "images_per_s": round(steady_images, 1),
+        "faces_per_s": round(steady_faces, 1),
+        "workers": args.workers,
+        "precision": args.e2e_precision,
+        "recipe": "flip" + (f"+jitter{args.jitter:g}" if args.jitter else ""),
+        "synthetic": synthetic,
+    }
     print(
-        f"[{name}] (c) end-to-end: {rate:,.1f} images/s, {stats['faces_per_s']:,.1f} faces/s "
-        f"({stats['images']} photos, {stats['faces']} faces, {args.workers} CPU workers, upsample {args.upsample}"
-        f"{', synthetic photos' if synthetic else ''}); main thread: detect {stats['detect_s']:.1f} s, "
-        f"embed {stats['embed_s']:.1f} s, waiting {stats['wait_s']:.1f} s"
+        f"[{name}] (c) end-to-end ingest (batched engine, writes included): {stats['images_per_s']:,.1f} images/s "
+        f"steady, {stats['images_per_s_total']:,.1f} with start-up; {stats['faces_per_s']:,.1f} faces/s "
+        f"({report.indexed} photos, {report.faces} faces, {args.workers} CPU workers, {args.e2e_precision} "
+        f"embeddings, {stats['recipe']}{', synthetic photos' if synthetic else ''})"
     )
-    return stats
-
-
-def _pipeline(
-    args: argparse.Namespace, cap_s: float, pool: ProcessPoolExecutor, detector: Any, embedder: Any, items: list
-) -> dict:
-    """The ingest loop without storage; bounded queues keep decoding and aligning interleaved."""
-    chunk = args.chunk
-    chunks = [
-        [items[j % len(items)] for j in range(i, min(i + chunk, args.e2e_images))]
-        for i in range(0, args.e2e_images, chunk)
-    ]
-    in_flight = 2 * args.workers
-    decoding: deque[Future] = deque()
-    aligning: set[Future] = set()
-    waiting: dict[tuple[int, int], list[np.ndarray]] = {}
-    chip_buffer: list[np.ndarray] = []
-    buffered = 0
-    stats = {"images": 0, "faces": 0, "detect_s": 0.0, "embed_s": 0.0, "wait_s": 0.0}
-    start = time.perf_counter()
-    next_chunk = 0
-
-    def embed(force: bool) -> None:
-        nonlocal buffered
-        if buffered and (force or buffered >= args.e2e_embed_batch):
-            t = time.perf_counter()
-            vectors = embedder.embed(np.concatenate(chip_buffer))
-            stats["embed_s"] += time.perf_counter() - t
-            stats["faces"] += len(vectors)
-            chip_buffer.clear()
-            buffered = 0
-
-    while True:
-        if time.perf_counter() - start > cap_s:
-            next_chunk = len(chunks)  # out of time: finish what is in flight
-        while next_chunk < len(chunks) and len(decoding) + len(aligning) < in_flight:
-            decoding.append(pool.submit(_decode_chunk, chunks[next_chunk]))
-            next_chunk += 1
-        while decoding and decoding[0].done():
-            for image in decoding.popleft().result():
-                if image is not None:
-                    waiting.setdefault(image.shape[:2], []).append(image)
-        last = next_chunk == len(chunks) and not decoding
-        for shape, images in list(waiting.items()):
-            while len(images) >= args.detect_batch or (last and images):
-                batch, images = images[: args.detect_batch], images[args.detect_batch :]
-                t = time.perf_counter()
-                scores, tiles = detector.score_maps(np.stack(batch), args.upsample)
-                stats["detect_s"] += time.perf_counter() - t
-                if scores.size == 0:  # too small for one output cell: no faces
-                    stats["images"] += len(batch)
-                    continue
-                for i in range(0, len(batch), args.align_chunk):
-                    piece = slice(i, i + args.align_chunk)
-                    aligning.add(
-                        pool.submit(
-                            _align_chunk,
-                            batch[piece],
-                            list(scores[piece]),
-                            tiles,
-                            detector.mmod,
-                            detector.settings.min_score,
-                            args.upsample,
-                        )
-                    )
-            waiting[shape] = images
-        for future in [f for f in aligning if f.done()]:
-            aligning.discard(future)
-            chips, count = future.result()
-            stats["images"] += count
-            if len(chips):
-                chip_buffer.append(chips)
-                buffered += len(chips)
-        embed(force=False)
-        if last and not aligning and not any(waiting.values()):
-            embed(force=True)
-            break
-        pending = ([decoding[0]] if decoding else []) + list(aligning)
-        if pending and not any(f.done() for f in pending):
-            t = time.perf_counter()
-            wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            stats["wait_s"] += time.perf_counter() - t
-    stats["seconds"] = time.perf_counter() - start
     return stats
 
 
@@ -470,6 +403,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--upsample", type=int, default=1, help="detector upsampling (1: the library default)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: embed, detect, e2e")
+    parser.add_argument("--e2e-images", type=int, default=20_000, help="photos ingested in (c) (default 20,000)")
+    parser.add_argument("--precision", default="float16", help="(c) embeddings on a GPU: float16, bfloat16, float32")
+    parser.add_argument("--jitter", type=float, default=0.0, help="(c) library recipe: 0 = flip only (default)")
     args = parser.parse_args(argv)
     quick = args.quick
     on_cpu = args.device == "cpu"  # float16 convolutions have no fast CPU kernels: minutes for nothing
@@ -481,11 +417,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.detect_images = 4 if quick else 1024
     args.detect_batch = 2 if quick else 128
     args.cpu_images = 2 if quick else 32
-    args.e2e_images = 8 if quick else 20_000
-    args.e2e_embed_batch = 16 if quick else 2048
-    args.e2e_detect_dtype, args.e2e_embed_dtype = "float32", "bfloat16" if on_cpu else "float16"
-    args.chunk = 4 if quick else 32
-    args.align_chunk = 4 if quick else 16
+    args.e2e_images = 8 if quick else args.e2e_images
+    args.e2e_precision = "float32" if on_cpu else args.precision
     if quick:
         args.workers = min(args.workers, 2)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}

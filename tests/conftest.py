@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,35 @@ def shared_data() -> Path:
     if not (path / "face_recognition_examples").is_dir():
         missing(f"real face photos not found at {path} (set FACESEARCH_DATA)")
     return path
+
+
+EXAMPLES_COLLECTION = "examples"
+
+
+@pytest.fixture(scope="session")
+def example_inputs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> list[Path]:
+    """20 real photos (17 portraits, 3 group photos), a truncated JPEG and a copy of one portrait:
+    what every ingest engine is compared on (tests/test_ray_ingest.py, tests/test_batched_ingest.py)."""
+    import shutil
+
+    examples = shared_data / "face_recognition_examples"
+    extra = tmp_path_factory.mktemp("extra")
+    obama = examples / "by_identity" / "barack_obama" / "obama.jpg"
+    (extra / "truncated.jpg").write_bytes(obama.read_bytes()[:5000])
+    shutil.copy(obama, extra / "same_bytes_as_obama.jpg")
+    return [examples / "by_identity", examples / "multi_face", extra]
+
+
+@pytest.fixture(scope="session")
+def local_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: list[Path]) -> tuple[Path, Any]:
+    """The examples indexed by the local engine in this process (flip-only recipe): the reference."""
+    from facesearch import Library
+
+    folder = tmp_path_factory.mktemp("local") / "lib"
+    with Library.open(folder, jitter=0) as lib:
+        report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=1)
+        assert len(lib.vector_index) == lib.catalog.face_count()
+    return folder, report
 
 
 @pytest.fixture(scope="module", params=VECTOR_STORES)

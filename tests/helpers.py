@@ -8,7 +8,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -47,3 +47,34 @@ def missing(message: str) -> NoReturn:
         pytest.fail(message)
     pytest.skip(message)
     raise AssertionError("unreachable")  # pytest.skip raises
+
+
+def library_contents(folder: Path) -> dict[str, Any]:
+    """What a library holds, read straight from its SQLite catalog (engines are compared on this)."""
+    import sqlite3
+
+    import numpy as np
+
+    db = sqlite3.connect(f"file:{folder / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        images = db.execute("SELECT id, sha256, source FROM images ORDER BY id").fetchall()
+        faces = db.execute(
+            "SELECT f.id, i.source, f.face_index, f.left, f.top, f.width, f.height, f.embedding "
+            "FROM faces f JOIN images i ON i.id = f.image_id ORDER BY f.id"
+        ).fetchall()
+        rejections = sorted(db.execute("SELECT source, code FROM rejections").fetchall())
+        ingests = db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'ingest'").fetchone()[0]
+    finally:
+        db.close()
+    return {
+        "images": images,
+        "boxes": [face[:7] for face in faces],
+        "embeddings": np.stack([np.frombuffer(face[7], dtype=np.float32) for face in faces]),
+        "rejections": rejections,
+        "ingests": ingests,
+    }
+
+
+def comparable_report(report: Any) -> dict:
+    """An ingest report without its timing (engines must agree on everything else)."""
+    return {k: v for k, v in report.to_dict().items() if k != "seconds"}

@@ -114,6 +114,61 @@ def test_models_collections_images_faces_and_stats(catalog: Catalog) -> None:
     assert [c.name for c in catalog.collections()] == ["Beta", "archive"]
 
 
+def test_add_images_stores_a_batch_in_order_as_add_image_would(catalog: Catalog) -> None:
+    """One transaction per batch (what a fast ingest writes): bytes already held, or held by an earlier
+    image of the batch, give None; ids follow the batch's order; a stored image clears its rejection."""
+    model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
+    held_id, _ = catalog.add_image(collection, model, new_image(4), new_faces(1))
+    catalog.record_rejection(collection, "/photos/2.jpg", "unreadable", "was locked")
+    faces = {n: new_faces(n % 3) for n in (1, 2, 3)}
+    batch = [
+        (new_image(1), faces[1]),
+        (new_image(2), faces[2]),
+        (new_image(1, source="/copies/1.jpg"), new_faces(1)),  # same bytes as the first: not stored
+        (new_image(4, source="/copies/4.jpg"), new_faces(1)),  # bytes already in the collection
+        (new_image(3), faces[3]),  # no face: kept as an image
+    ]
+    stored = catalog.add_images(collection, model, batch)
+    assert [s is None for s in stored] == [False, False, True, True, False]
+    image_ids = [s[0] for s in stored if s is not None]
+    assert image_ids == sorted(image_ids) and image_ids[0] > held_id
+    assert [len(s[1]) for s in stored if s is not None] == [1, 2, 0]
+    face_ids = [i for s in stored if s is not None for i in s[1]]
+    assert face_ids == sorted(face_ids)
+    expected = [f.embedding for n in (1, 2) for f in faces[n]]
+    np.testing.assert_array_equal(catalog.embeddings_of(np.asarray(face_ids)), expected)
+    assert catalog.rejections(collection) == [] and catalog.image_count() == 4
+    assert catalog.add_images(collection, model, []) == []
+    assert catalog.add_images(collection, model, [(new_image(3), [])]) == [None]
+
+
+def test_add_images_falls_back_to_one_by_one_when_another_writer_races_it(
+    catalog: Catalog, catalog_target: str | Path
+) -> None:
+    """Another process stores the same bytes between the batch's duplicate check and its insert: the
+    batch's transaction fails on the unique constraint and is stored image by image instead."""
+    from sqlalchemy import event
+
+    model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
+    other = Catalog(catalog_target)
+    raced: list[int] = []
+
+    def store_first_elsewhere(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if not raced and statement.lstrip().upper().startswith("INSERT INTO IMAGES"):
+            raced.append(other.add_image(collection, model, new_image(11, source="/elsewhere/11.jpg"), [])[0])
+
+    event.listen(catalog.engine, "before_cursor_execute", store_first_elsewhere)
+    try:
+        stored = catalog.add_images(collection, model, [(new_image(n), new_faces(1)) for n in (10, 11, 12)])
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", store_first_elsewhere)
+        other.close()
+    assert raced, "the other writer never ran"
+    assert [s is None for s in stored] == [False, True, False]
+    assert catalog.known_sources(collection) == {"/photos/10.jpg", "/elsewhere/11.jpg", "/photos/12.jpg"}
+    assert catalog.face_count() == 2
+
+
 def test_iter_embeddings_pages_in_id_order(catalog: Catalog) -> None:
     model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
     stored = {}

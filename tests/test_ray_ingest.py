@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,9 +21,8 @@ from typer.testing import CliRunner
 from facesearch import Library
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.runner import IngestReport
-from tests.helpers import missing
-
-COLLECTION = "examples"
+from tests.conftest import EXAMPLES_COLLECTION as COLLECTION
+from tests.helpers import comparable_report, library_contents, missing
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +45,6 @@ def ray_runtime() -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> list[Path]:
-    """20 real photos (17 portraits, 3 group photos), a truncated JPEG and a copy of one portrait."""
-    examples = shared_data / "face_recognition_examples"
-    extra = tmp_path_factory.mktemp("extra")
-    obama = examples / "by_identity" / "barack_obama" / "obama.jpg"
-    (extra / "truncated.jpg").write_bytes(obama.read_bytes()[:5000])
-    shutil.copy(obama, extra / "same_bytes_as_obama.jpg")
-    return [examples / "by_identity", examples / "multi_face", extra]
-
-
 def ingest(folder: Path, inputs: list[Path], engine: str, workers: int) -> IngestReport:
     with Library.open(folder, jitter=0) as lib:
         report = lib.index(inputs, collection=COLLECTION, workers=workers, engine=engine)
@@ -68,51 +53,21 @@ def ingest(folder: Path, inputs: list[Path], engine: str, workers: int) -> Inges
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory, inputs: list[Path]) -> tuple[Path, IngestReport]:
-    folder = tmp_path_factory.mktemp("local") / "lib"
-    return folder, ingest(folder, inputs, "local", workers=1)  # in-process: the same Worker code
-
-
-@pytest.fixture(scope="module")
 def on_ray(
-    tmp_path_factory: pytest.TempPathFactory, inputs: list[Path], ray_runtime: None
+    tmp_path_factory: pytest.TempPathFactory, example_inputs: list[Path], ray_runtime: None
 ) -> tuple[Path, IngestReport]:
     folder = tmp_path_factory.mktemp("ray") / "lib"
-    return folder, ingest(folder, inputs, "ray", workers=2)  # two actors
+    return folder, ingest(folder, example_inputs, "ray", workers=2)  # two actors
 
 
-def contents(folder: Path) -> dict[str, Any]:
-    """What a library holds, read straight from its catalog."""
-    db = sqlite3.connect(f"file:{folder / 'catalog.sqlite'}?mode=ro", uri=True)
-    try:
-        images = db.execute("SELECT id, sha256, source FROM images ORDER BY id").fetchall()
-        faces = db.execute(
-            "SELECT f.id, i.source, f.face_index, f.left, f.top, f.width, f.height, f.embedding "
-            "FROM faces f JOIN images i ON i.id = f.image_id ORDER BY f.id"
-        ).fetchall()
-        rejections = sorted(db.execute("SELECT source, code FROM rejections").fetchall())
-        ingests = db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'ingest'").fetchone()[0]
-    finally:
-        db.close()
-    return {
-        "images": images,
-        "boxes": [face[:7] for face in faces],
-        "embeddings": np.stack([np.frombuffer(face[7], dtype=np.float32) for face in faces]),
-        "rejections": rejections,
-        "ingests": ingests,
-    }
-
-
-def comparable(report: IngestReport) -> dict:
-    return {k: v for k, v in report.to_dict().items() if k != "seconds"}
-
-
-def test_ray_ingest_equals_local_ingest(local: tuple[Path, IngestReport], on_ray: tuple[Path, IngestReport]) -> None:
-    assert comparable(on_ray[1]) == comparable(local[1])
+def test_ray_ingest_equals_local_ingest(
+    local_examples: tuple[Path, IngestReport], on_ray: tuple[Path, IngestReport]
+) -> None:
+    assert comparable_report(on_ray[1]) == comparable_report(local_examples[1])
     assert on_ray[1].indexed == 20 and on_ray[1].faces >= 20 and on_ray[1].duplicates == 1
     assert [(Path(s).name, code) for s, code, _ in on_ray[1].rejected] == [("truncated.jpg", "truncated")]
 
-    ray_lib, local_lib = contents(on_ray[0]), contents(local[0])
+    ray_lib, local_lib = library_contents(on_ray[0]), library_contents(local_examples[0])
     # Written in input order by the same writer: even the row ids agree.
     assert ray_lib["images"] == local_lib["images"]
     assert ray_lib["boxes"] == local_lib["boxes"]
@@ -121,11 +76,13 @@ def test_ray_ingest_equals_local_ingest(local: tuple[Path, IngestReport], on_ray
     assert ray_lib["ingests"] == local_lib["ingests"] == 1
 
 
-def test_second_ray_run_from_the_cli_adds_nothing(on_ray: tuple[Path, IngestReport], inputs: list[Path]) -> None:
+def test_second_ray_run_from_the_cli_adds_nothing(
+    on_ray: tuple[Path, IngestReport], example_inputs: list[Path]
+) -> None:
     from facesearch.cli import app
 
-    before = contents(on_ray[0])
-    paths = [str(p) for p in inputs]
+    before = library_contents(on_ray[0])
+    paths = [str(p) for p in example_inputs]
     result = CliRunner().invoke(
         app, ["index", *paths, "-c", COLLECTION, "-l", str(on_ray[0]), "--engine", "ray", "--json"]
     )
@@ -136,7 +93,7 @@ def test_second_ray_run_from_the_cli_adds_nothing(on_ray: tuple[Path, IngestRepo
     assert report["already_indexed"] == 20 and report["indexed"] == 0 and report["faces"] == 0
     assert report["duplicates"] == 1 and [r["code"] for r in report["rejected"]] == ["truncated"]
 
-    after = contents(on_ray[0])
+    after = library_contents(on_ray[0])
     assert after["images"] == before["images"] and after["boxes"] == before["boxes"]
     assert after["rejections"] == before["rejections"] and after["ingests"] == 2
     with Library.open(on_ray[0]) as lib:
@@ -144,16 +101,16 @@ def test_second_ray_run_from_the_cli_adds_nothing(on_ray: tuple[Path, IngestRepo
 
 
 def test_clear_errors_without_ray_or_with_a_stray_address(
-    tmp_path: Path, inputs: list[Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, example_inputs: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from facesearch.ingest.ray_engine import import_ray
 
     with Library.open(tmp_path / "lib", jitter=0) as lib:
         with pytest.raises(FaceSearchError) as stray:
-            lib.index(inputs, ray_address="ray://head:10001")
+            lib.index(example_inputs, ray_address="ray://head:10001")
         assert stray.value.code == "bad_request"
         with pytest.raises(FaceSearchError) as unknown:
-            lib.index(inputs, engine="spark")
+            lib.index(example_inputs, engine="spark")
         assert unknown.value.code == "bad_request"
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the extra sees

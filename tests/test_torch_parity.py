@@ -21,7 +21,15 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from facesearch.errors import ModelError  # noqa: E402
-from facesearch.models.cnn_detector import CnnFaceDetector, pyramid_canvas, pyramid_up, tile_pyramid  # noqa: E402
+from facesearch.models.cnn_detector import (  # noqa: E402
+    CnnFaceDetector,
+    ScoreCells,
+    boxes_from_cells,
+    boxes_from_scores,
+    pyramid_canvas,
+    pyramid_up,
+    tile_pyramid,
+)
 from facesearch.models.detector import DetectorSettings, HogFaceDetector  # noqa: E402
 from facesearch.models.dlib_format import DlibNetwork, read_dlib_network  # noqa: E402
 from facesearch.models.embedder import (  # noqa: E402
@@ -244,6 +252,28 @@ def test_batch_detector_matches_cnn_detector(shared_data: Path) -> None:
             assert np.array_equal(face.landmarks, reference.landmarks)
             assert face.score == pytest.approx(reference.score, abs=MAX_SCORE_DIFF)
     assert detector.mmod_boxes_batch([np.zeros((20, 30, 3), np.uint8)]) == [[]]  # too small for one cell
+
+
+def test_cells_found_on_the_device_decode_to_the_same_boxes(shared_data: Path) -> None:
+    """The batched ingest ships only the cells above the threshold (found on the device): the same
+    cells, in the same order, as thresholding the whole map on the host, hence the same boxes."""
+    detector = TorchBatchDetector(device="cpu", landmarks=False, batch_size=3)
+    lfw = sorted((shared_data / "lfw-dev" / "images").glob("C*/*_0001.jpg"))[:4]
+    batch = np.stack([_load_rgb(path) for path in lfw])
+    maps, tiles = detector.score_maps(batch, 1)
+    for threshold in (0.0, -0.5):
+        found, same_tiles = detector.score_cells(batch, 1, threshold)
+        assert same_tiles == tiles and len(found) == len(batch)
+        for score_map, cells in zip(maps, found, strict=True):
+            expected = ScoreCells.of(score_map, threshold)
+            assert np.array_equal(cells.rows, expected.rows) and np.array_equal(cells.cols, expected.cols)
+            assert np.array_equal(cells.values, expected.values)
+            assert boxes_from_cells(cells, tiles, detector.mmod, 1) == boxes_from_scores(
+                score_map, tiles, detector.mmod, threshold, 1
+            )
+    assert sum(len(c.rows) for c in detector.score_cells(batch, 1, 0.0)[0]) >= len(batch)  # faces were there
+    tiny, _ = detector.score_cells(np.zeros((2, 20, 30, 3), np.uint8), 0, 0.0)  # too small for one cell
+    assert [len(c.rows) for c in tiny] == [0, 0]
 
 
 # --------------------------------------------------------------------------------------------

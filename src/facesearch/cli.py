@@ -124,12 +124,21 @@ def index(
             "(10M faces in ~3.7 GB; docs/benchmarks.md)",
         ),
     ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector",
+            help="Only when this command creates the library: hog (default; the CNN only where HOG finds "
+            "no face) or cnn (dlib's CNN detector alone: more faces; batched on a GPU with --device cuda)",
+        ),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
             "--engine",
-            help="local (worker processes on this machine) or ray (Ray actors on a cluster; this process "
-            "still writes the library). Needs pip install 'facesearch[ray]'",
+            help="local (worker processes on this machine), batched (this process runs the networks on "
+            "--device in large batches, workers decode and align: the default with a GPU) or ray (Ray actors "
+            "on a cluster; this process still writes the library; pip install 'facesearch[ray]')",
         ),
     ] = "local",
     address: Annotated[
@@ -143,6 +152,14 @@ def index(
     device: Annotated[
         str, typer.Option("--device", help="cpu, or cuda / cuda:N: the ResNet and CNN detector on that GPU")
     ] = "cpu",
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="With the batched engine: the embedder's float type on the device, float32 (default), "
+            "bfloat16 or float16 (faster on a GPU; cosine >= 0.9999 to float32, docs/benchmarks.md)",
+        ),
+    ] = "float32",
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
@@ -158,6 +175,7 @@ def index(
             milvus_uri=milvus_uri,
             catalog_url=catalog_url,
             index_engine=index_engine,
+            detector=detector,
         ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),
@@ -192,6 +210,7 @@ def index(
                     engine=engine,
                     ray_address=address,
                     device=device,
+                    precision=precision,
                 )
     except FaceSearchError as exc:
         _fail(exc, as_json)

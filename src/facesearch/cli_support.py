@@ -58,6 +58,7 @@ def open_library(
     milvus_uri: str | None = None,
     catalog_url: str | None = None,
     index_engine: str | None = None,
+    detector: str | None = None,
 ) -> Library:
     """Open the library; the creation-only options are refused for one that exists (they were fixed then)."""
     from facesearch.library import Library
@@ -69,6 +70,7 @@ def open_library(
         "--milvus-uri": milvus_uri,
         "--catalog-url": catalog_url,
         "--index-engine": index_engine,
+        "--detector": detector,
     }
     given = [name for name, value in creation.items() if value is not None]
     if given and (folder / "config.json").is_file():
@@ -87,6 +89,7 @@ def open_library(
         milvus_uri=milvus_uri,
         catalog_url=catalog_url,
         index_engine=index_engine,
+        detector=detector,
     )
 
 

@@ -57,6 +57,7 @@ CATALOG_NAME = "catalog.sqlite"
 INDEX_NAME = "index.faiss"
 MODELS_DIR = "models"
 LOCK_NAME = "write.lock"
+ENGINES = ("local", "batched", "ray")  # how `index` runs: see Library.index
 
 
 class Library:
@@ -99,6 +100,7 @@ class Library:
         vector_store: str | None = None,
         milvus_uri: str | None = None,
         catalog_url: str | None = None,
+        detector: str | None = None,
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
@@ -109,6 +111,9 @@ class Library:
         ``catalog_url`` (only when creating): keep the catalog in a PostgreSQL database
         (``postgresql+psycopg://user@host:port/dbname``, no password: libpq reads $PGPASSWORD or
         ~/.pgpass) instead of catalog.sqlite in the folder (store/database.py).
+        ``detector`` (only when creating): ``hog`` (the default: dlib's HOG, with the CNN tried on photos
+        where it finds no face) or ``cnn`` (dlib's CNN alone: finds more faces; the detector for a GPU,
+        where it runs in batches with ``index(engine="batched", device="cuda")``).
         ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
         --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """
@@ -128,6 +133,8 @@ class Library:
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
             # Checked before anything is written: a refused URL (a password in it) leaves no folder behind.
             checked_url = server_catalog_url(catalog_url) if catalog_url is not None else None
+            if detector not in (None, "hog", "cnn"):
+                raise LibraryError(f"unknown detector {detector!r}: choose 'hog' or 'cnn'", code="bad_request")
             if index_engine is not None:
                 # Refuse an engine FAISS cannot build before anything is written (dim: dlib's 128 unless given).
                 VectorIndex(int((onnx_model or {}).get("dim", 128)), index_engine)
@@ -137,6 +144,8 @@ class Library:
                 config.flip_average = flip_average
             if jitter is not None:
                 config.jitter = jitter
+            if detector == "cnn":
+                config.detector_kind, config.detector_fallback = "cnn", "none"
             if onnx_model is not None:
                 config.model = onnx_model["key"]
             if vector_store is not None:
@@ -338,6 +347,7 @@ class Library:
         engine: str = "local",
         ray_address: str | None = None,
         device: str = "cpu",
+        precision: str = "float32",
     ) -> IngestReport:
         """Index files, folders, manifests and URLs into a collection. Resumable; see ingest.runner.
 
@@ -347,12 +357,23 @@ class Library:
         ``engine="ray"`` detects and embeds on a Ray cluster (``ray_address``, else $RAY_ADDRESS, else
         a Ray runtime started on this machine; ``workers`` is then the number of actors) while this
         process stays the only writer: the same results as ``"local"`` (ingest/ray_engine.py).
-        ``device`` ("cuda"...) runs the ResNet and the CNN detector with PyTorch there.
+        ``engine="batched"`` runs the networks in this process on ``device`` in large batches while
+        ``workers`` processes read, decode, detect on the CPU and align (ingest/batched_engine.py): the
+        engine for a GPU, and the default when ``device`` is one (``"cuda"``, ``"cuda:1"``). Its
+        embeddings are computed in ``precision`` there ("float32", "bfloat16" or "float16").
         """
         if not 0.0 <= min_quality <= 1.0:
             raise FaceSearchError(f"min_quality must be between 0 and 1; got {min_quality}", code="bad_request")
-        if engine not in ("local", "ray"):
-            raise FaceSearchError(f"unknown engine {engine!r}: choose 'local' or 'ray'", code="bad_request")
+        if engine not in ENGINES:
+            choices = ", ".join(repr(e) for e in ENGINES)
+            raise FaceSearchError(f"unknown engine {engine!r}: choose one of {choices}", code="bad_request")
+        if engine == "local" and device != "cpu":
+            engine = "batched"  # one process owns the GPU; see ingest/batched_engine.py
+        if precision not in ("float32", "bfloat16", "float16"):
+            raise FaceSearchError(f"unknown precision {precision!r}: float32, bfloat16 or float16", code="bad_request")
+        if precision != "float32" and (engine != "batched" or device == "cpu"):
+            message = "a precision other than float32 needs a GPU device (--device cuda)"
+            raise FaceSearchError(message, code="bad_request")
         if ray_address and engine != "ray":
             raise FaceSearchError("a Ray address needs the ray engine (--engine ray)", code="bad_request")
         with self._write_lock():
@@ -381,15 +402,25 @@ class Library:
 
                 run: IngestRun = RayIngestRun(
                     settings,
-                    store=lambda result: self._store(collection_id, result),
+                    store=lambda results: self._store(collection_id, results),
                     checkpoint=self.save_index,
                     options=RayOptions(address=ray_address, num_cpus=workers, actors=workers),
                     known_digests=lambda: collection_digests(self.catalog, collection_id),
                 )
+            elif engine == "batched":
+                from facesearch.ingest.batched_engine import BatchedIngestRun, default_workers
+
+                run = BatchedIngestRun(
+                    settings,
+                    store=lambda results: self._store(collection_id, results),
+                    checkpoint=self.save_index,
+                    workers=workers or default_workers(),
+                    dtype=precision,
+                )
             else:
                 run = IngestRun(
                     settings,
-                    store=lambda result: self._store(collection_id, result),
+                    store=lambda results: self._store(collection_id, results),
                     checkpoint=self.save_index,
                     workers=workers or os.cpu_count() or 1,
                 )
@@ -413,21 +444,37 @@ class Library:
             embed_threads=1 if (workers or os.cpu_count() or 1) > 1 else 0,
         )
 
-    def _store(self, collection_id: int, result: ItemResult) -> tuple[int, list[int]] | None:
+    def _store(self, collection_id: int, results: list[ItemResult]) -> list[tuple[int, list[int]] | None]:
+        """Write one batch of ingest results: rejections recorded, faces of opted-out people dropped,
+        the images and faces in one catalog transaction, their vectors in one index call.
+
+        Returns, per result, (image id, face ids), or None (a rejection, or bytes already stored).
+        """
         self._normalizer = False  # the cohort is drawn from the library: rebuild after changes
-        if result.status == "rejected":
-            self.catalog.record_rejection(collection_id, result.source.location, result.code, result.message)
-            return None
-        if result.image is None:
-            return None
-        if result.faces and self.optouts.count():
-            keep = ~self.optouts.is_opted_out(np.stack([f.embedding for f in result.faces]))
-            result.opted_out_faces = int((~keep).sum())
-            result.faces = [f for f, k in zip(result.faces, keep, strict=True) if k]
-        stored = self.catalog.add_image(collection_id, self.model_id, result.image, result.faces)
-        if stored is not None and stored[1]:
-            self.vector_index.add(np.asarray(stored[1]), np.stack([f.embedding for f in result.faces]))
-        return stored
+        out: list[tuple[int, list[int]] | None] = [None] * len(results)
+        adding: list[tuple[int, ItemResult]] = []
+        screening = bool(self.optouts.count())
+        for position, result in enumerate(results):
+            if result.status == "rejected":
+                self.catalog.record_rejection(collection_id, result.source.location, result.code, result.message)
+            elif result.status == "indexed" and result.image is not None:
+                if result.faces and screening:
+                    keep = ~self.optouts.is_opted_out(np.stack([f.embedding for f in result.faces]))
+                    result.opted_out_faces = int((~keep).sum())
+                    result.faces = [f for f, k in zip(result.faces, keep, strict=True) if k]
+                adding.append((position, result))
+        batch = [(r.image, r.faces) for _, r in adding if r.image is not None]
+        stored = self.catalog.add_images(collection_id, self.model_id, batch)
+        ids: list[int] = []
+        vectors: list[np.ndarray] = []
+        for (position, result), row in zip(adding, stored, strict=True):
+            out[position] = row
+            if row is not None and row[1]:
+                ids += row[1]
+                vectors += [f.embedding for f in result.faces]
+        if ids:
+            self.vector_index.add(np.asarray(ids), np.stack(vectors))
+        return out
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:

@@ -126,7 +126,7 @@ class RayIngestRun(IngestRun):
     def __init__(
         self,
         settings: WorkerSettings,
-        store: Callable[[ItemResult], tuple[int, list[int]] | None],
+        store: Callable[[list[ItemResult]], list[tuple[int, list[int]] | None]],
         checkpoint: Callable[[], None],
         options: RayOptions,
         known_digests: Callable[[], np.ndarray],

@@ -62,12 +62,13 @@ ProgressCallback = Callable[[str, int, IngestReport], None]
 
 
 class IngestRun:
-    """Runs one ingestion for a library; ``store`` commits results, ``checkpoint`` saves the index."""
+    """Runs one ingestion for a library; ``store`` commits a batch of results (one transaction: a commit
+    per photo would cap a fast engine), ``checkpoint`` saves the index."""
 
     def __init__(
         self,
         settings: WorkerSettings,
-        store: Callable[[ItemResult], tuple[int, list[int]] | None],
+        store: Callable[[list[ItemResult]], list[tuple[int, list[int]] | None]],
         checkpoint: Callable[[], None],
         workers: int,
         chunk_size: int = 8,
@@ -92,8 +93,8 @@ class IngestRun:
 
         def handle(results: list[ItemResult]) -> None:
             nonlocal last_save
-            for result in results:
-                self._record(result, report)
+            for result, stored in zip(results, self.store(results), strict=True):
+                self._record(result, stored, report)
             if progress:
                 progress("advance", len(results), report)
             if time.monotonic() - last_save > SAVE_EVERY_SECONDS:
@@ -122,9 +123,8 @@ class IngestRun:
         else:
             self._run_pool(collection_id, sources, handle)
 
-    def _record(self, result: ItemResult, report: IngestReport) -> None:
+    def _record(self, result: ItemResult, stored: tuple[int, list[int]] | None, report: IngestReport) -> None:
         if result.status == "indexed":
-            stored = self.store(result)
             if stored is None:
                 report.duplicates += 1
             else:
@@ -136,7 +136,6 @@ class IngestRun:
             report.duplicates += 1
         else:
             report.rejected.append((result.source.location, result.code, result.message))
-            self.store(result)
 
     def _run_pool(
         self, collection_id: int, sources: Sequence[Source], handle: Callable[[list[ItemResult]], None]

@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.duplicates import DigestLookup
@@ -52,57 +54,23 @@ class ItemResult:
     opted_out_faces: int = 0  # faces of people who opted out: never stored
 
 
-class Worker:
-    """Holds one process's pipeline; ``process`` turns a chunk of sources into results."""
+class SourceLoader:
+    """Read, hash, skip bytes the collection already holds, decode: the first steps of every engine."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
-        spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
-        embedder = create_embedder(
-            settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads, device=settings.device
-        )
-        self.pipeline = build_pipeline(
-            embedder,
-            cache_dir=Path(settings.models_dir),
-            threads=settings.embed_threads,
-            device=settings.device,
-            **settings.pipeline_options,
-        )
         self._known = DigestLookup(settings.catalog_path, settings.catalog_url)
 
-    def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
-        results: list[ItemResult] = []
-        pending: list[tuple[ItemResult, list[Face]]] = []
-        for source in sources:
-            try:
-                result, faces = self._prepare(collection_id, source)
-            except FaceSearchError as exc:
-                result, faces = ItemResult(source, "rejected", exc.code, str(exc)), []
-            except Exception as exc:  # one bad photo must never stop the batch
-                log.exception("unexpected failure on %s", source.location)
-                result, faces = (
-                    ItemResult(source, "rejected", "internal_error", f"{type(exc).__name__}: {exc}"),
-                    [],
-                )
-            results.append(result)
-            if result.status == "indexed":
-                pending.append((result, faces))
-        all_faces = [face for _, faces in pending for face in faces]
-        self.pipeline.embed_faces(all_faces)
-        for result, faces in pending:
-            # Quality is final only once embedded (it includes the jittered views' stability).
-            kept = [face for face in faces if face.quality >= self.settings.min_quality]
-            result.low_quality_faces = len(faces) - len(kept)
-            result.faces = [to_new_face(face) for face in kept]
-        return results
+    def load(self, collection_id: int, source: Source) -> tuple[ItemResult, np.ndarray | None]:
+        """An "indexed" result holding the image's record and its decoded RGB, or a "duplicate" and None.
 
-    def _prepare(self, collection_id: int, source: Source) -> tuple[ItemResult, list[Face]]:
+        Raises :class:`FaceSearchError` for a photo that cannot be read or decoded (a rejection).
+        """
         data, location = self._read(source)
         digest = sha256_hex(data)
         if self._already_indexed(collection_id, digest):
-            return ItemResult(source, "duplicate", "duplicate", "same bytes already in this collection"), []
+            return ItemResult(source, "duplicate", "duplicate", "same bytes already in this collection"), None
         decoded = decode_image(data, max_pixels=self.settings.max_pixels)
-        faces = self.pipeline.find_faces(decoded.rgb)
         image = NewImage(
             sha256=digest,
             source=source.location,
@@ -115,7 +83,7 @@ class Worker:
             size_bytes=len(data),
             exif_time=decoded.exif_time,
         )
-        return ItemResult(source, "indexed", image=image), faces
+        return ItemResult(source, "indexed", image=image), decoded.rgb
 
     def _read(self, source: Source) -> tuple[bytes, str]:
         if source.kind == "url":
@@ -131,6 +99,59 @@ class Worker:
     def _already_indexed(self, collection_id: int, digest: str) -> bool:
         """Skip the costly detection for bytes already stored (read-only, never blocks the writer)."""
         return self._known.exists(collection_id, digest)
+
+
+def rejection(source: Source, exc: BaseException) -> ItemResult:
+    """What one photo's failure becomes: a rejection with a reason (never an exception for the batch)."""
+    if isinstance(exc, FaceSearchError):
+        return ItemResult(source, "rejected", exc.code, str(exc))
+    log.error("unexpected failure on %s", source.location, exc_info=exc)
+    return ItemResult(source, "rejected", "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def keep_faces(result: ItemResult, faces: list[Face], min_quality: float) -> None:
+    """Put a photo's embedded faces into its result, leaving out (and counting) those below ``min_quality``.
+
+    Quality is final only once embedded (it includes the jittered views' stability).
+    """
+    kept = [face for face in faces if face.quality >= min_quality]
+    result.low_quality_faces = len(faces) - len(kept)
+    result.faces = [to_new_face(face) for face in kept]
+
+
+class Worker(SourceLoader):
+    """Holds one process's pipeline; ``process`` turns a chunk of sources into results."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        super().__init__(settings)
+        spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
+        embedder = create_embedder(
+            settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads, device=settings.device
+        )
+        self.pipeline = build_pipeline(
+            embedder,
+            cache_dir=Path(settings.models_dir),
+            threads=settings.embed_threads,
+            device=settings.device,
+            **settings.pipeline_options,
+        )
+
+    def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        pending: list[tuple[ItemResult, list[Face]]] = []
+        for source in sources:
+            try:
+                result, rgb = self.load(collection_id, source)
+                faces = self.pipeline.find_faces(rgb) if rgb is not None else []
+            except Exception as exc:  # one bad photo must never stop the batch
+                result, faces = rejection(source, exc), []
+            results.append(result)
+            if result.status == "indexed":
+                pending.append((result, faces))
+        self.pipeline.embed_faces([face for _, faces in pending for face in faces])
+        for result, faces in pending:
+            keep_faces(result, faces, self.settings.min_quality)
+        return results
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:

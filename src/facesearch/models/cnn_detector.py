@@ -254,12 +254,32 @@ def _nearest_level(rects: list[Rect], points: np.ndarray) -> np.ndarray:
     return np.argmin(np.hypot(dx, dy), axis=1)
 
 
+@dataclass(frozen=True)
+class ScoreCells:
+    """The cells of one canvas' score map above the threshold, in row-major order: all that decoding
+    needs (a batched detector thresholds on its device and ships these, not the whole map)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray  # float32, as the network gave them
+
+    @classmethod
+    def of(cls, scores: np.ndarray, threshold: float) -> ScoreCells:
+        rows, cols = np.nonzero(scores > threshold)
+        return cls(rows, cols, scores[rows, cols])
+
+
 def decode_scores(scores: np.ndarray, tiles: TiledPyramid, mmod: MmodSettings, threshold: float) -> list[MmodBox]:
     """Cells scoring above ``threshold`` become boxes in the canvas' level-0 image, best first, before NMS."""
-    rows, cols = np.nonzero(scores > threshold)
+    return decode_cells(ScoreCells.of(scores, threshold), tiles, mmod)
+
+
+def decode_cells(cells: ScoreCells, tiles: TiledPyramid, mmod: MmodSettings) -> list[MmodBox]:
+    """:func:`decode_scores` from the cells above the threshold."""
+    rows, cols = cells.rows, cells.cols
     if rows.size == 0:
         return []
-    values = scores[rows, cols].astype(np.float64)
+    values = cells.values.astype(np.float64)
     centres = np.stack([cols * mmod.stride + mmod.offset, rows * mmod.stride + mmod.offset], axis=1).astype(np.float64)
     levels = _nearest_level(tiles.rects, centres)
     origin = np.array([(tiles.rects[i][0], tiles.rects[i][1]) for i in levels], dtype=np.float64)
@@ -304,11 +324,14 @@ def boxes_from_scores(
     Shared by :meth:`CnnFaceDetector.mmod_boxes` and batched runners (``facesearch.models.torch_mmod``)
     that compute many canvases' score maps at once, so both decode and suppress boxes alike.
     """
-    boxes = decode_scores(scores, tiles, mmod, threshold)
+    return boxes_from_cells(ScoreCells.of(scores, threshold), tiles, mmod, upsample)
+
+
+def boxes_from_cells(cells: ScoreCells, tiles: TiledPyramid, mmod: MmodSettings, upsample: int) -> list[MmodBox]:
+    """:func:`boxes_from_scores` from the cells above the threshold (what the batched ingest ships)."""
+    boxes = decode_cells(cells, tiles, mmod)
     kept = non_max_suppression(boxes, mmod.nms_iou, mmod.nms_covered)
-    log.debug(
-        "MMOD canvas %dx%d: %d cells above %s, %d faces", tiles.width, tiles.height, len(boxes), threshold, len(kept)
-    )
+    log.debug("MMOD canvas %dx%d: %d cells, %d faces", tiles.width, tiles.height, len(boxes), len(kept))
     if not kept or upsample <= 0:
         return kept
     corners = _lround(_rect_down_2(np.array([(b.left, b.top, b.right, b.bottom) for b in kept], float), upsample))

@@ -36,6 +36,47 @@ def jitter_shifts(shift: float) -> tuple[tuple[float, float], ...]:
     return ((shift, 0.0), (-shift, 0.0), (0.0, shift), (0.0, -shift))
 
 
+def align_face(
+    rgb: np.ndarray, index: int, det: Detection, chip_size: int, chip_padding: float, jitter: float = 0.0
+) -> Face:
+    """One detected face -> its :class:`Face` record, not yet embedded: aligned chip (and the jittered
+    alignments), quality and thumbnail. A free function so that processes without an embedder (the
+    batched ingest's CPU workers, ingest/batched_prep.py) align exactly as the pipeline does."""
+    chips = face_chips(rgb, det, chip_size, chip_padding, jitter_shifts(jitter))
+    chip = chips[0]
+    return Face(
+        index=index,
+        box=det.box,
+        landmarks=det.landmarks,
+        det_score=det.score,
+        quality=quality_score(chip, det),
+        thumbnail=thumbnail_jpeg(rgb, det.box),
+        chip=chip,
+        shifted_chips=chips[1:] if len(chips) > 1 else None,
+    )
+
+
+def embed_faces(embedder: Embedder, faces: list[Face], *, flip: bool, jitter: float) -> list[Face]:
+    """Fill in the embeddings of faces (from one or many images) in one batch, as a pipeline with this
+    ``flip`` and ``jitter`` does (also used by the batched ingest, which embeds apart from detecting)."""
+    if faces:
+        group = 1 + len(jitter_shifts(jitter))
+        chips = []
+        for face in faces:
+            chips.append(face.chip[None])
+            if group > 1:
+                if face.shifted_chips is None or len(face.shifted_chips) != group - 1:
+                    raise ModelError("face was aligned without this pipeline's jitter: align it again")
+                chips.append(face.shifted_chips)
+        vectors, stability = embedder.embed_with_stability(np.concatenate(chips), flip=flip, group=group)
+        for face, vector, stable in zip(faces, vectors, stability, strict=True):
+            face.embedding = vector
+            if group > 1 and face.stability is None:  # jittered views tell how sure the model is
+                face.stability = float(stable)
+                face.quality = quality_with_stability(face.quality, face.stability)
+    return faces
+
+
 class FacePipeline:
     """Composes a detector and an embedder. Chips are embedded in one batch per call."""
 
@@ -66,37 +107,11 @@ class FacePipeline:
         return self._face(rgb, 0, self.detector.landmarks_in_box(rgb, box))
 
     def _face(self, rgb: np.ndarray, index: int, det: Detection) -> Face:
-        chips = face_chips(rgb, det, self.embedder.chip_size, self.embedder.chip_padding, jitter_shifts(self.jitter))
-        chip = chips[0]
-        return Face(
-            index=index,
-            box=det.box,
-            landmarks=det.landmarks,
-            det_score=det.score,
-            quality=quality_score(chip, det),
-            thumbnail=thumbnail_jpeg(rgb, det.box),
-            chip=chip,
-            shifted_chips=chips[1:] if len(chips) > 1 else None,
-        )
+        return align_face(rgb, index, det, self.embedder.chip_size, self.embedder.chip_padding, self.jitter)
 
     def embed_faces(self, faces: list[Face]) -> list[Face]:
         """Fill in the embeddings of faces (from one or many images) in one batch."""
-        if faces:
-            group = 1 + len(jitter_shifts(self.jitter))
-            chips = []
-            for face in faces:
-                chips.append(face.chip[None])
-                if group > 1:
-                    if face.shifted_chips is None or len(face.shifted_chips) != group - 1:
-                        raise ModelError("face was aligned without this pipeline's jitter: align it again")
-                    chips.append(face.shifted_chips)
-            vectors, stability = self.embedder.embed_with_stability(np.concatenate(chips), flip=self.flip, group=group)
-            for face, vector, stable in zip(faces, vectors, stability, strict=True):
-                face.embedding = vector
-                if group > 1 and face.stability is None:  # jittered views tell how sure the model is
-                    face.stability = float(stable)
-                    face.quality = quality_with_stability(face.quality, face.stability)
-        return faces
+        return embed_faces(self.embedder, faces, flip=self.flip, jitter=self.jitter)
 
     def analyse(self, rgb: np.ndarray) -> list[Face]:
         return self.embed_faces(self.find_faces(rgb))

@@ -38,6 +38,7 @@ from facesearch.models.cnn_detector import (
     _MIN_CANVAS,
     CnnFaceDetector,
     MmodBox,
+    ScoreCells,
     TiledPyramid,
     _as_rgb,
     _columns,
@@ -313,12 +314,41 @@ class TorchBatchDetector:
 
     def score_maps(self, images: torch.Tensor | np.ndarray, upsample: int) -> tuple[np.ndarray, TiledPyramid]:
         """Raw score maps (N, H', W') of same-size uint8 RGB images (N, H, W, 3), and their canvas layout."""
+        scores, tiles = self._scores(images, upsample)
+        if scores is None:
+            return np.zeros((len(images), 0, 0), np.float32), tiles
+        return scores.cpu().numpy(), tiles
+
+    def score_cells(
+        self, images: torch.Tensor | np.ndarray, upsample: int, threshold: float
+    ) -> tuple[list[ScoreCells], TiledPyramid]:
+        """Each image's cells above ``threshold`` (what decoding needs), found on the device.
+
+        A score map is larger than its photo (the whole pyramid, ~0.5 MB for 250x250 with one
+        upsampling); a photo has a handful of cells above the threshold, so only those leave the device.
+        """
+        scores, tiles = self._scores(images, upsample)
+        if scores is None:
+            empty = ScoreCells(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+            return [empty] * len(images), tiles
+        with torch.inference_mode():
+            index = torch.nonzero(scores > threshold)  # (k, 3): image, row, col, in row-major order
+            values = scores[index[:, 0], index[:, 1], index[:, 2]]
+            index, values = index.cpu().numpy(), values.float().cpu().numpy()
+        bounds = np.searchsorted(index[:, 0], np.arange(len(scores) + 1))
+        return [
+            ScoreCells(index[lo:hi, 1], index[lo:hi, 2], values[lo:hi])
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ], tiles
+
+    def _scores(self, images: torch.Tensor | np.ndarray, upsample: int) -> tuple[torch.Tensor | None, TiledPyramid]:
+        """Score maps on the device (float32), or None when the photos are too small for one output cell."""
         if isinstance(images, np.ndarray) and not images.flags.writeable:
             images = images.copy()  # torch.from_numpy warns on read-only arrays
         batch = torch.as_tensor(images)
         plan = self.pyramid.plan(int(batch.shape[1]), int(batch.shape[2]), upsample)
         if min(plan.tiles.height, plan.tiles.width) < _MIN_CANVAS:
-            return np.zeros((len(batch), 0, 0), np.float32), plan.tiles
+            return None, plan.tiles
         outputs = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):
@@ -329,9 +359,8 @@ class TorchBatchDetector:
                 canvas = self.pyramid.canvas(chunk, plan)
                 if self.device.type == "cuda":
                     canvas = canvas.contiguous(memory_format=torch.channels_last)
-                outputs.append(self.net(canvas)[:, 0])
-            scores = torch.cat(outputs).cpu().numpy()
-        return scores, plan.tiles
+                outputs.append(self.net(canvas)[:, 0].float())
+            return torch.cat(outputs), plan.tiles
 
     def mmod_boxes_batch(
         self, images: Sequence[np.ndarray] | torch.Tensor, upsample: int | None = None, threshold: float | None = None

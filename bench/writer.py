@@ -1,0 +1,93 @@
+"""Ingest writer throughput: one catalog transaction per photo against one per batch, same run.
+
+Why: a GPU ingests thousands of photos a second and a single process writes them all (the catalog
+and the vector index; ingest/runner.py). One commit per photo capped the writer near 1,000 photos/s
+on a fast core, below the 2,000 images/s target; ``Library._store`` now writes each batch of results
+in one transaction and one index call. Synthetic records only (random unit vectors, no photo, no
+person): what is measured is the writing.
+
+    .venv/bin/python bench/writer.py [--photos 4000] [--faces 1] [--catalog-url postgresql+psycopg://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from facesearch import Library  # noqa: E402
+from facesearch.ingest.sources import Source  # noqa: E402
+from facesearch.ingest.worker import ItemResult  # noqa: E402
+from facesearch.store.catalog import NewFace, NewImage  # noqa: E402
+
+
+def results(count: int, faces: int, offset: int, seed: int) -> list[ItemResult]:
+    """``count`` indexed results with ``faces`` random-vector faces each (3 kB thumbnails, as real ones)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(offset, offset + count):
+        vectors = rng.standard_normal((faces, 128)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        image = NewImage(
+            sha256=f"{i:064x}",
+            source=f"/photos/{i:07d}.jpg",
+            source_kind="file",
+            page_url=None,
+            meta={},
+            format="JPEG",
+            width=250,
+            height=250,
+            size_bytes=12_000,
+            exif_time=None,
+        )
+        new_faces = [
+            NewFace(
+                face_index=j,
+                box=(60, 60, 120, 120),
+                landmarks=[[100.0, 100.0]] * 5,
+                det_score=1.0,
+                quality=0.8,
+                embedding=vectors[j],
+                thumbnail=bytes(3000),
+            )
+            for j in range(faces)
+        ]
+        out.append(ItemResult(Source(image.source, "file"), "indexed", image=image, faces=new_faces))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=4000, help="photos per way of writing (default 4000)")
+    parser.add_argument("--faces", type=int, default=1, help="faces per photo (default 1, as LFW)")
+    parser.add_argument("--catalog-url", help="a PostgreSQL catalog instead of SQLite")
+    args = parser.parse_args()
+    ways = [
+        ("one transaction per photo (before)", 1),
+        ("batches of 16 (the batched engine's)", 16),
+        ("batches of 64", 64),
+    ]
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp, Library.open(Path(tmp) / "lib", catalog_url=args.catalog_url) as lib:
+        collection = lib.catalog.collection_id("bench")
+        for index, (label, size) in enumerate(ways):
+            batch = results(args.photos, args.faces, index * args.photos, seed=index)
+            started = time.perf_counter()
+            for start in range(0, len(batch), size):
+                lib._store(collection, batch[start : start + size])
+            rate = len(batch) / (time.perf_counter() - started)
+            rates[size] = rate
+            print(f"{label:50s} {rate:8,.0f} photos/s  ({args.faces} face(s) each)")
+        assert lib.catalog.face_count() == len(ways) * args.photos * args.faces == len(lib.vector_index)
+    print(f"batches of 16 vs one per photo: x{rates[16] / rates[1]:.2f}; of 64: x{rates[64] / rates[1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

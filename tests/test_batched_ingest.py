@@ -1,0 +1,163 @@
+"""The batched engine (ingest/batched_engine.py) on this machine's CPU: the local engine's library.
+
+On a GPU the engine runs the CNN detector and the ResNet there; here the same code runs them on the
+CPU (the detector through PyTorch, as on a GPU; the ResNet through ONNX Runtime), so what is checked
+is the orchestration: worker processes holding photos while the device batches them, score maps
+routed back to the right process, fallbacks, embedding in large batches, writing in input order,
+and a worker process killed mid-run. The libraries must equal the local engine's row for row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facesearch import Library
+from facesearch.errors import FaceSearchError
+from facesearch.ingest.runner import IngestReport
+from tests.conftest import EXAMPLES_COLLECTION as COLLECTION
+from tests.helpers import comparable_report, library_contents, missing
+
+
+@pytest.fixture(scope="module")
+def batched_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: list[Path]) -> tuple[Path, IngestReport]:
+    folder = tmp_path_factory.mktemp("batched") / "lib"
+    with Library.open(folder, jitter=0) as lib:
+        report = lib.index(example_inputs, collection=COLLECTION, workers=2, engine="batched")
+        assert len(lib.vector_index) == lib.catalog.face_count()
+    return folder, report
+
+
+def assert_same_library(folder: Path, reference: Path) -> None:
+    got, expected = library_contents(folder), library_contents(reference)
+    assert got["images"] == expected["images"]  # written in input order: even the row ids agree
+    assert got["boxes"] == expected["boxes"]
+    np.testing.assert_allclose(got["embeddings"], expected["embeddings"], atol=1e-5)
+    assert got["rejections"] == expected["rejections"]
+    assert got["ingests"] == expected["ingests"] == 1
+
+
+def test_batched_ingest_equals_local_ingest(
+    local_examples: tuple[Path, IngestReport], batched_examples: tuple[Path, IngestReport]
+) -> None:
+    """The default recipe: HOG in the workers, the CNN only where HOG finds no face, flip-averaged embeddings."""
+    report = batched_examples[1]
+    assert comparable_report(report) == comparable_report(local_examples[1])
+    assert report.indexed == 20 and report.faces >= 20 and report.duplicates == 1
+    assert [(Path(s).name, code) for s, code, _ in report.rejected] == [("truncated.jpg", "truncated")]
+    assert_same_library(batched_examples[0], local_examples[0])
+
+
+def test_second_batched_run_from_the_cli_adds_nothing(
+    batched_examples: tuple[Path, IngestReport], example_inputs: list[Path]
+) -> None:
+    from facesearch.cli import app
+
+    before = library_contents(batched_examples[0])
+    paths = [str(p) for p in example_inputs]
+    args = ["index", *paths, "-c", COLLECTION, "-l", str(batched_examples[0]), "--engine", "batched", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["already_indexed"] == 20 and report["indexed"] == 0 and report["faces"] == 0
+    assert report["duplicates"] == 1 and [r["code"] for r in report["rejected"]] == ["truncated"]
+    after = library_contents(batched_examples[0])
+    assert after["images"] == before["images"] and after["boxes"] == before["boxes"] and after["ingests"] == 2
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
+    tmp_path: Path,
+    example_inputs: list[Path],
+    local_examples: tuple[Path, IngestReport],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGKILL one worker process while it holds photos: they are done again elsewhere, nothing twice."""
+    killed: list[int] = []
+
+    def kill_one_worker_when_busy() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(multiprocessing.active_children()) < 2:
+            time.sleep(0.05)
+        time.sleep(2.5)  # models loaded (~1 s), each process busy with its first chunk (~4 s here)
+        children = multiprocessing.active_children()
+        if children:
+            children[0].kill()
+            killed.append(children[0].pid or 0)
+
+    killer = threading.Thread(target=kill_one_worker_when_busy, daemon=True)
+    killer.start()
+    folder = tmp_path / "lib"
+    with (
+        caplog.at_level(logging.WARNING, logger="facesearch.ingest.batched_engine"),
+        Library.open(folder, jitter=0) as lib,
+    ):
+        report = lib.index(example_inputs, collection=COLLECTION, workers=2, engine="batched")
+        assert len(lib.vector_index) == lib.catalog.face_count()
+    killer.join()
+    assert killed, "no worker process to kill"
+    assert any("worker process died" in r.getMessage() for r in caplog.records), "the kill was not noticed"
+    assert comparable_report(report) == comparable_report(local_examples[1])
+    assert_same_library(folder, local_examples[0])
+
+
+def lfw_photos(shared_data: Path, count: int) -> list[Path]:
+    """LFW photos (250x250: one batch shape) of several people, some with two photos."""
+    images = shared_data / "lfw-dev" / "images"
+    people = sorted(p for p in images.iterdir() if len(list(p.iterdir())) >= 2)[:count]
+    return [sorted(person.iterdir())[i] for person in people for i in range(2)][:count]
+
+
+def test_cnn_library_batched_on_the_device_equals_local(tmp_path: Path, shared_data: Path) -> None:
+    """A CNN-detector library: the detector runs through PyTorch in batches of same-size photos, its
+    score maps go back to the process holding each photo; boxes and embeddings equal the local engine's."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        missing("PyTorch is not installed (pip install 'facesearch[gpu]'; make installs the CPU build)")
+    photos = lfw_photos(shared_data, 12)
+    negatives = sorted(p for p in (shared_data / "negatives").rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+    negatives = negatives[:3]  # other sizes: partial batches; no faces
+    inputs = [*photos, *negatives]
+    folders = {}
+    reports = {}
+    for engine in ("local", "batched"):
+        folders[engine] = tmp_path / engine
+        with Library.open(folders[engine], jitter=0, detector="cnn") as lib:
+            assert lib.config.detector_kind == "cnn" and lib.config.detector_fallback == "none"
+            reports[engine] = lib.index(inputs, collection="lfw", workers=1 if engine == "local" else 2, engine=engine)
+    assert comparable_report(reports["batched"]) == comparable_report(reports["local"])
+    assert reports["batched"].indexed == len(inputs) and reports["batched"].faces >= len(photos)
+    got, expected = library_contents(folders["batched"]), library_contents(folders["local"])
+    assert got["images"] == expected["images"] and got["boxes"] == expected["boxes"]
+    np.testing.assert_allclose(got["embeddings"], expected["embeddings"], atol=1e-5)
+
+
+def test_clear_errors_for_engine_precision_and_detector(tmp_path: Path, example_inputs: list[Path]) -> None:
+    from facesearch.cli import app
+
+    with Library.open(tmp_path / "lib", jitter=0) as lib:
+        with pytest.raises(FaceSearchError) as cpu_precision:
+            lib.index(example_inputs, engine="batched", precision="bfloat16")  # no GPU: ONNX float32 embeds
+        assert cpu_precision.value.code == "bad_request" and "--device cuda" in str(cpu_precision.value)
+        with pytest.raises(FaceSearchError) as bad_precision:
+            lib.index(example_inputs, engine="batched", precision="float8")
+        assert bad_precision.value.code == "bad_request"
+        with pytest.raises(FaceSearchError) as unknown:
+            lib.index(example_inputs, engine="spark")
+        assert "'batched'" in str(unknown.value)
+        assert lib.catalog.face_count() == 0
+    with pytest.raises(FaceSearchError) as bad_detector:
+        Library.open(tmp_path / "other", detector="yolo")
+    assert bad_detector.value.code == "bad_request" and not (tmp_path / "other").exists()
+    result = CliRunner().invoke(
+        app, ["index", str(example_inputs[0]), "-l", str(tmp_path / "lib"), "--detector", "cnn"]
+    )
+    assert result.exit_code != 0 and "--detector can only be set when a library is created" in result.output
