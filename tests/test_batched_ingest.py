@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError
+from facesearch.ingest.batched_engine import BatchedIngestRun, BatchSizes
 from facesearch.ingest.runner import IngestReport
+from facesearch.ingest.sources import expand
 from tests.conftest import EXAMPLES_COLLECTION as COLLECTION
 from tests.helpers import comparable_report, library_contents, missing
 
@@ -133,11 +135,28 @@ def test_cnn_library_batched_on_the_device_equals_local(tmp_path: Path, shared_d
         with Library.open(folders[engine], jitter=0, detector="cnn") as lib:
             assert lib.config.detector_kind == "cnn" and lib.config.detector_fallback == "none"
             reports[engine] = lib.index(inputs, collection="lfw", workers=1 if engine == "local" else 2, engine=engine)
+    # The same engine squeezed: batches of 2, 4 photos open, no room for pixels (each photo is held
+    # alone and flushed at once): slower, never stuck, the same library.
+    folders["squeezed"] = tmp_path / "squeezed"
+    with Library.open(folders["squeezed"], jitter=0, detector="cnn") as lib:
+        collection = lib.catalog.collection_id("lfw")
+        run = BatchedIngestRun(
+            lib._worker_settings(False, 2),
+            store=lambda results: lib._store(collection, results),
+            checkpoint=lib.save_index,
+            workers=2,
+            sizes=BatchSizes(chunk=2, detect=2, embed=3, write=3, open_photos=4, held_bytes=1),
+        )
+        sources = list(expand(inputs))
+        reports["squeezed"] = run.run(collection, IngestReport(collection="lfw", total=len(sources)), sources, None)
+        assert len(lib.vector_index) == lib.catalog.face_count()
     assert comparable_report(reports["batched"]) == comparable_report(reports["local"])
     assert reports["batched"].indexed == len(inputs) and reports["batched"].faces >= len(photos)
-    got, expected = library_contents(folders["batched"]), library_contents(folders["local"])
-    assert got["images"] == expected["images"] and got["boxes"] == expected["boxes"]
-    np.testing.assert_allclose(got["embeddings"], expected["embeddings"], atol=1e-5)
+    for engine in ("batched", "squeezed"):
+        got, expected = library_contents(folders[engine]), library_contents(folders["local"])
+        assert got["images"] == expected["images"] and got["boxes"] == expected["boxes"], engine
+        np.testing.assert_allclose(got["embeddings"], expected["embeddings"], atol=1e-5)
+    assert reports["squeezed"].faces == reports["local"].faces and run.timings["detect_s"] > 0
 
 
 def test_clear_errors_for_engine_precision_and_detector(tmp_path: Path, example_inputs: list[Path]) -> None:

@@ -67,10 +67,11 @@ class BatchSizes:
     embed: int = 2048  # faces per embedding batch
     write: int = 64  # photos per catalog transaction (bench/writer.py: x7.8 the photos/s of one per photo)
     open_photos: int = 0  # photos read but not yet written (bounds memory); 0: from the others
+    held_bytes: int = 4 * 2**30  # pixels held for the device, all processes together (big photos weigh more)
 
     @classmethod
     def for_device(cls, device: str) -> BatchSizes:
-        return cls() if device != "cpu" else cls(chunk=8, detect=8, embed=256, write=16)
+        return cls() if device != "cpu" else cls(chunk=8, detect=8, embed=256, write=16, held_bytes=2**30)
 
     def open_limit(self, workers: int) -> int:
         return self.open_photos or max(4 * self.detect, 3 * workers * self.chunk, self.embed)
@@ -81,6 +82,7 @@ class _Item:
     seq: int
     source: Source
     crashes: int = 0  # worker processes that died holding it (then it is retried alone)
+    held_bytes: int = 0  # its pixels held for the device (in its worker and here)
     finished: bool = False
     owner: tuple[int, int] | None = None  # (worker slot, generation) holding its pixels
     result: ItemResult | None = None  # set once finished (and embedded)
@@ -104,6 +106,7 @@ class _State:
     to_embed: list[tuple[int, list[Face]]] = field(default_factory=list)
     faces_to_embed: int = 0
     open: int = 0  # prepared or in flight, not yet finished
+    held_bytes: int = 0  # pixels held for the device, all photos together
     emitted: int = 0  # items passed to the writer, in order
 
 
@@ -174,7 +177,20 @@ class BatchedIngestRun(IngestRun):
         try:
             for started in [slot.executor.submit(ping) for slot in slots]:
                 started.result()  # every process up with its models loaded (a broken set-up fails here, once)
+            begun = time.perf_counter()
             self._loop(collection_id, state, slots, embedder, detector, handle)
+            self.timings["loop_s"] = time.perf_counter() - begun
+            log.info(
+                "batched ingest of %d photos on %s: %.1f s; this process: detect %.1f s, embed %.1f s, "
+                "waiting for workers %.1f s, the rest (collecting, writing) %.1f s",
+                len(sources),
+                self.settings.device,
+                self.timings["loop_s"],
+                self.timings["detect_s"],
+                self.timings["embed_s"],
+                self.timings["wait_s"],
+                self.timings["loop_s"] - self.timings["detect_s"] - self.timings["embed_s"] - self.timings["wait_s"],
+            )
         finally:
             for slot in slots:
                 slot.executor.shutdown(wait=True, cancel_futures=True)
@@ -199,7 +215,8 @@ class BatchedIngestRun(IngestRun):
             self._submit_prepares(collection_id, state, slots, limit)
             self._collect(state, slots)
             draining = not state.futures
-            pressed = state.open >= 0.75 * limit  # short of room: send partial batches, keep the workers fed
+            # Short of room: send partial batches to the device, so that room is freed and workers stay fed.
+            pressed = state.open >= 0.75 * limit or state.held_bytes >= 0.75 * self.sizes.held_bytes
             if detector is not None:
                 self._detect(state, slots, detector, flush=draining, pressed=pressed)
             if state.faces_to_embed >= self.sizes.embed or ((draining or pressed) and state.to_embed):
@@ -220,7 +237,7 @@ class BatchedIngestRun(IngestRun):
 
     def _submit_prepares(self, collection_id: int, state: _State, slots: list[_Slot], limit: int) -> None:
         per_slot = 2  # tasks queued per process: one running, one ready
-        while state.todo and state.open < limit:
+        while state.todo and state.open < limit and state.held_bytes < self.sizes.held_bytes:
             index = min(range(len(slots)), key=lambda i: slots[i].busy)
             slot = slots[index]
             if slot.busy >= per_slot:
@@ -259,13 +276,22 @@ class BatchedIngestRun(IngestRun):
             if prepared.work is None:
                 raise FaceSearchError("a worker returned a photo with neither faces nor pixels", code="internal_error")
             state.waiting.setdefault(prepared.work.shape[:2], []).append((prepared.seq, prepared.work))
-        elif prepared.faces and prepared.result.status == "indexed":
+            state.items[prepared.seq].held_bytes = prepared.held_bytes
+            state.held_bytes += prepared.held_bytes
+            return
+        self._release(state, state.items[prepared.seq])  # back from the device's detector, or never held
+        if prepared.faces and prepared.result.status == "indexed":
             state.to_embed.append((prepared.seq, prepared.faces))
             state.faces_to_embed += len(prepared.faces)
             state.items[prepared.seq].result = prepared.result  # finished once embedded (see _embed)
             state.items[prepared.seq].owner = None
         else:
             self._finish(state, prepared.seq, prepared.result)
+
+    @staticmethod
+    def _release(state: _State, item: _Item) -> None:
+        state.held_bytes -= item.held_bytes
+        item.held_bytes = 0
 
     def _finish(self, state: _State, seq: int, result: ItemResult) -> None:
         item = state.items[seq]
@@ -284,6 +310,7 @@ class BatchedIngestRun(IngestRun):
         for shape, photos in list(state.waiting.items()):
             state.waiting[shape] = [(seq, work) for seq, work in photos if seq not in lost_seqs]
         for item in sorted(lost, key=lambda i: i.seq, reverse=True):
+            self._release(state, item)
             item.owner = None
             item.crashes += 1
             if item.crashes >= CRASHES_TO_REJECT:

@@ -55,6 +55,7 @@ class Prepared:
     result: ItemResult
     faces: list[Face] | None = None  # aligned, not embedded; None while waiting for the device
     work: np.ndarray | None = None  # the working copy to run the device detector on
+    held_bytes: int = 0  # what holding this photo for the device costs (here and in the engine)
 
 
 @dataclass
@@ -134,7 +135,8 @@ class PrepWorker:
             kind = self.chain[index]
             if kind == DEVICE_DETECTOR:
                 self.held[seq] = _Held(result, rgb, work, scale, index)
-                return Prepared(seq, result, work=work)
+                held = rgb.nbytes + 2 * work.nbytes if work is not rgb else 2 * rgb.nbytes
+                return Prepared(seq, result, work=work, held_bytes=held)
             detections = self.cpu_detectors[kind].detect(rgb)
             if detections:
                 return Prepared(seq, result, faces=self._faces(rgb, detections))
