@@ -169,6 +169,23 @@ def test_add_images_falls_back_to_one_by_one_when_another_writer_races_it(
     assert catalog.face_count() == 2
 
 
+def test_image_and_face_ids_go_past_32_bits(catalog: Catalog) -> None:
+    """A gallery of billions: ids beyond 2,147,483,647 (PostgreSQL's INTEGER; migration 0002 makes
+    them BIGINT there) are stored, found and returned as they were."""
+
+    model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
+    image_id, face_id = 3_000_000_000, 5_000_000_007
+    face = new_faces(1)[0]
+    row = catalog._image_row(collection, model, new_image(77), [face])
+    row.id, row.faces[0].id = image_id, face_id
+    with catalog.session() as s, s.begin():
+        s.add(row)
+    assert catalog.face_ids_in_collection(collection).tolist() == [face_id]
+    np.testing.assert_array_equal(catalog.embeddings_of(np.asarray([face_id])), [face.embedding])
+    assert catalog.faces_by_ids([face_id])[face_id].image.id == image_id
+    assert catalog.all_face_ids().dtype == np.int64
+
+
 def test_iter_embeddings_pages_in_id_order(catalog: Catalog) -> None:
     model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
     stored = {}

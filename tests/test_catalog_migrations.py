@@ -79,6 +79,39 @@ def test_downgrade_removes_everything_and_upgrade_brings_it_back(catalog_target:
     again.close()
 
 
+def test_a_catalog_at_revision_0001_is_upgraded_keeping_its_rows(catalog_target: str | Path) -> None:
+    """0001 -> 0002 on a catalog holding faces: the same rows after, ids 64-bit on PostgreSQL."""
+    from facesearch.models.embedder import ModelInfo
+    from facesearch.store.catalog import NewFace, NewImage
+
+    catalog = Catalog(catalog_target)
+    info = ModelInfo(key="m", name="m", version="1", source="s", licence="l", dim=4, weights_sha256="ab")
+    model, collection = catalog.ensure_model(info), catalog.collection_id("c")
+    image = NewImage("ab" * 32, "/a.jpg", "file", None, {}, "JPEG", 1, 1, 1, None)
+    face = NewFace(0, (0, 0, 1, 1), [[0.0, 0.0]], 1.0, 1.0, np.ones(4, np.float32), b"thumb")
+    _, face_ids = catalog.add_image(collection, model, image, [face])
+    try:
+        with catalog.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        kinds = {c["name"]: type(c["type"]).__name__ for c in inspect(catalog.engine).get_columns("faces")}
+        assert kinds["id"] == "INTEGER" and kinds["image_id"] == "INTEGER"
+    finally:
+        catalog.close()
+    again = Catalog(catalog_target)
+    try:
+        assert again.schema_change == "upgraded" and stamped(again) == [head_revision()]
+        kinds = {c["name"]: type(c["type"]).__name__ for c in inspect(again.engine).get_columns("faces")}
+        assert kinds["id"] == kinds["image_id"] == ("INTEGER" if again.is_sqlite else "BIGINT")
+        assert again.face_ids_in_collection(collection).tolist() == face_ids
+        np.testing.assert_array_equal(again.embeddings_of(np.asarray(face_ids)), [face.embedding])
+        _, more = again.add_image(
+            collection, model, NewImage("cd" * 32, "/b.jpg", "file", None, {}, "JPEG", 1, 1, 1, None), [face]
+        )
+        assert more[0] > face_ids[0]  # the id sequence goes on where it was
+    finally:
+        again.close()
+
+
 def _old_style_catalog(path: Path, with_governance: bool) -> None:
     """A catalog as facesearch made it before migrations: ``create_all``, then rows."""
     engine = create_engine(f"sqlite:///{path}")

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Image and face ids: 64-bit on PostgreSQL (a gallery of billions outgrows INTEGER; migration 0002),
+# INTEGER on SQLite, whose INTEGER PRIMARY KEY is already 64-bit (and must be spelled so to be the rowid).
+ID64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -49,7 +54,7 @@ class ImageRow(Base):
 
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("collection_id", "sha256"), Index("ix_images_source", "source"))
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ID64, primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(4000))
@@ -69,8 +74,8 @@ class ImageRow(Base):
 
 class FaceRow(Base):
     __tablename__ = "faces"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(ID64, primary_key=True)  # also the vector's id in the index
+    image_id: Mapped[int] = mapped_column(ID64, ForeignKey("images.id", ondelete="CASCADE"), index=True)
     face_index: Mapped[int]
     left: Mapped[int]
     top: Mapped[int]
