@@ -180,3 +180,34 @@ def test_clear_errors_for_engine_precision_and_detector(tmp_path: Path, example_
         app, ["index", str(example_inputs[0]), "-l", str(tmp_path / "lib"), "--detector", "cnn"]
     )
     assert result.exit_code != 0 and "--detector can only be set when a library is created" in result.output
+
+
+def test_a_worker_detects_its_chunk_in_one_batch_when_the_detector_can(tmp_path: Path, shared_data: Path) -> None:
+    """What a GPU actor of the Ray engine does: the chunk's photos decoded first, the CNN run on them
+    together (here through PyTorch on the CPU), the same faces as photo by photo with ONNX Runtime."""
+    try:
+        from facesearch.models.torch_mmod import TorchBatchDetector
+    except ImportError:
+        missing("PyTorch is not installed (pip install 'facesearch[gpu]'; make installs the CPU build)")
+    from facesearch.ingest.sources import Source
+    from facesearch.ingest.worker import Worker
+
+    photos = lfw_photos(shared_data, 5)
+    (tmp_path / "broken.jpg").write_bytes(photos[0].read_bytes()[:3000])
+    negative = shared_data / "negatives" / "skimage" / "chelsea.png"  # another size: a batch of its own
+    sources = [Source(str(p), "file") for p in [*photos[:3], tmp_path / "broken.jpg", negative, *photos[3:]]]
+    with Library.open(tmp_path / "lib", jitter=0, detector="cnn") as lib:
+        settings = lib._worker_settings(False, 1)
+        collection = lib.catalog.collection_id("c")
+    one_by_one = Worker(settings)
+    batched = Worker(settings)
+    batched.pipeline.detector = TorchBatchDetector(batched.pipeline.detector.settings, device="cpu")
+    assert batched.pipeline.detects_in_batches and not one_by_one.pipeline.detects_in_batches
+    expected, got = one_by_one.process(collection, sources), batched.process(collection, sources)
+    assert [(r.status, r.code) for r in got] == [(r.status, r.code) for r in expected]
+    assert [r.code for r in got if r.status == "rejected"] == ["truncated"]
+    assert sum(len(r.faces) for r in got) >= len(photos)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [f.box for f in mine.faces] == [f.box for f in theirs.faces]
+        for a, b in zip(mine.faces, theirs.faces, strict=True):
+            np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-5)

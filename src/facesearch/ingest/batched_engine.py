@@ -144,6 +144,12 @@ class BatchedIngestRun(IngestRun):
         detector = None
         if self.device_detects:
             module = torch_part("torch_mmod", settings.device)
+            if settings.device.startswith("cuda"):
+                # Photos come in few sizes once shrunk to the working size (an LFW folder: one), so
+                # cuDNN's one-off search for each size's fastest kernels pays for itself.
+                import torch
+
+                torch.backends.cudnn.benchmark = True
             detector = module.TorchBatchDetector(
                 settings.pipeline_options.get("detector_settings"),
                 device=settings.device,

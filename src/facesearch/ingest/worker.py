@@ -137,9 +137,11 @@ class Worker(SourceLoader):
         )
 
     def process(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
+        if self.pipeline.detects_in_batches:
+            return self._process_batched(collection_id, sources)
         results: list[ItemResult] = []
         pending: list[tuple[ItemResult, list[Face]]] = []
-        for source in sources:
+        for source in sources:  # one photo's pixels at a time
             try:
                 result, rgb = self.load(collection_id, source)
                 faces = self.pipeline.find_faces(rgb) if rgb is not None else []
@@ -148,10 +150,42 @@ class Worker(SourceLoader):
             results.append(result)
             if result.status == "indexed":
                 pending.append((result, faces))
+        self._embed(pending)
+        return results
+
+    def _process_batched(self, collection_id: int, sources: list[Source]) -> list[ItemResult]:
+        """The chunk's photos decoded first, then detected together (the CNN on a GPU, e.g. in a Ray
+        actor); if the batch fails as a whole, photo by photo, so a failure stays one photo's."""
+        results: list[ItemResult] = []
+        loaded: list[tuple[int, np.ndarray]] = []  # (position in results, pixels)
+        for source in sources:
+            try:
+                result, rgb = self.load(collection_id, source)
+            except Exception as exc:
+                result, rgb = rejection(source, exc), None
+            if rgb is not None:
+                loaded.append((len(results), rgb))
+            results.append(result)
+        try:
+            found = self.pipeline.find_faces_batch([rgb for _, rgb in loaded])
+        except Exception:
+            log.exception("detecting a batch of %d photos failed; retrying one photo at a time", len(loaded))
+            found = []
+            for position, rgb in loaded:
+                try:
+                    found.append(self.pipeline.find_faces(rgb))
+                except Exception as exc:
+                    results[position] = rejection(results[position].source, exc)
+                    found.append([])
+        pending = [(results[position], faces) for (position, _), faces in zip(loaded, found, strict=True)]
+        self._embed([(result, faces) for result, faces in pending if result.status == "indexed"])
+        return results
+
+    def _embed(self, pending: list[tuple[ItemResult, list[Face]]]) -> None:
+        """All faces of the chunk in one batch, then each photo keeps those of sufficient quality."""
         self.pipeline.embed_faces([face for _, faces in pending for face in faces])
         for result, faces in pending:
             keep_faces(result, faces, self.settings.min_quality)
-        return results
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:

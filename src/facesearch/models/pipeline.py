@@ -102,6 +102,24 @@ class FacePipeline:
             detections = self.fallback.detect(rgb)
         return [self._face(rgb, i, det) for i, det in enumerate(detections)]
 
+    @property
+    def detects_in_batches(self) -> bool:
+        """True when the detector takes many photos at once (the CNN on a GPU): see :meth:`find_faces_batch`."""
+        return callable(getattr(self.detector, "detect_batch", None))
+
+    def find_faces_batch(self, rgbs: list[np.ndarray]) -> list[list[Face]]:
+        """:meth:`find_faces` for many photos, the detector running on them in batches when it can
+        (same-size photos together on a GPU); the fallback detector still goes photo by photo."""
+        if not self.detects_in_batches or len(rgbs) < 2:
+            return [self.find_faces(rgb) for rgb in rgbs]
+        found = self.detector.detect_batch(rgbs)  # type: ignore[attr-defined]
+        out = []
+        for rgb, detections in zip(rgbs, found, strict=True):
+            if not detections and self.fallback is not None:
+                detections = self.fallback.detect(rgb)
+            out.append([self._face(rgb, i, det) for i, det in enumerate(detections)])
+        return out
+
     def face_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Face:
         """Align the face assumed to be in ``box`` (when the detector found none but the caller knows)."""
         return self._face(rgb, 0, self.detector.landmarks_in_box(rgb, box))
@@ -147,9 +165,10 @@ def build_pipeline(
 
 
 def _torch_cnn_detector(settings: DetectorSettings | None, device: str) -> FaceDetector:
+    """The CNN detector on ``device``, pyramid and network there; it also takes batches (find_faces_batch)."""
     from facesearch.models.embedder import torch_part
 
-    return torch_part("torch_mmod", device).torch_cnn_detector(settings, device=device)
+    return torch_part("torch_mmod", device).TorchBatchDetector(settings, device=device)
 
 
 @dataclass(frozen=True)
