@@ -264,7 +264,7 @@ class BatchedIngestRun(IngestRun):
 
     def _collect(self, state: _State, slots: list[_Slot]) -> None:
         for future in [f for f in state.futures if f.done()]:
-            kind, index, generation, seqs = state.futures.pop(future)
+            _, index, generation, _ = state.futures.pop(future)
             slot = slots[index]
             if slot.generation == generation:
                 slot.busy -= 1
@@ -305,7 +305,7 @@ class BatchedIngestRun(IngestRun):
         state.open -= 1
 
     def _worker_died(self, state: _State, slots: list[_Slot], index: int, generation: int) -> None:
-        """Replace a dead worker process; try its photos again one by one (alone: reject them)."""
+        """Replace a dead worker process; try its photos again one by one (rejected after CRASHES_TO_REJECT)."""
         slot = slots[index]
         if slot.generation == generation:
             log.warning("a batched-ingest worker process died; retrying its photos one by one")
