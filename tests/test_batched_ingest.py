@@ -211,3 +211,33 @@ def test_a_worker_detects_its_chunk_in_one_batch_when_the_detector_can(tmp_path:
         assert [f.box for f in mine.faces] == [f.box for f in theirs.faces]
         for a, b in zip(mine.faces, theirs.faces, strict=True):
             np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-5)
+
+
+def test_a_failing_writer_stops_the_run_with_its_error_and_leaves_no_process(
+    tmp_path: Path, example_inputs: list[Path]
+) -> None:
+    """The writer runs on its own thread: its failure (here a full disk, which cannot be caused for
+    real on this machine) must reach the caller, not hang the engine or leave worker processes behind."""
+    calls: list[int] = []
+    with Library.open(tmp_path / "lib", jitter=0) as lib:
+        collection = lib.catalog.collection_id("c")
+
+        def store_then_fail(results: list) -> list:
+            calls.append(len(results))
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
+            return lib._store(collection, results)
+
+        run = BatchedIngestRun(
+            lib._worker_settings(False, 2),
+            store=store_then_fail,
+            checkpoint=lib.save_index,
+            workers=2,
+            sizes=BatchSizes(chunk=2, detect=2, embed=4, write=2, open_photos=6, held_bytes=2**30),
+        )
+        sources = list(expand(example_inputs))
+        with pytest.raises(OSError, match="No space left"):
+            run.run(collection, IngestReport(collection="c", total=len(sources)), sources, None)
+        assert len(calls) >= 2 and lib.catalog.image_count() == calls[0]  # the first batch was written
+        assert len(lib.vector_index) == lib.catalog.face_count()
+    assert multiprocessing.active_children() == []

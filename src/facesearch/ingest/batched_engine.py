@@ -8,12 +8,14 @@ the local engine's per-photo work:
 - worker processes (ingest/batched_prep.py, one per CPU core but one) read, hash, skip known bytes,
   decode, shrink to the working size, run CPU detectors (HOG), landmark and align;
 - this process batches the working copies of same-size photos through the CNN face detector on the
-  device (``TorchBatchDetector``), sends each score map back to the worker holding that photo, and
-  embeds the aligned faces of many photos in one batch (``embed_faces``, the pipeline's own recipe:
-  flip, jitter, stability);
-- it is also the writer: results reach the same ``handle`` as every engine's (ingest/runner.py), in
-  input order, so storing, duplicates, opt-outs, ``min_quality``, checkpoints and the report are the
-  local engine's own. The faces and embeddings are the local engine's too (tests/test_batched_ingest.py).
+  device (``TorchBatchDetector``), sends each photo's cells above the threshold back to the worker
+  holding that photo, and embeds the aligned faces of many photos in one batch (``embed_faces``, the
+  pipeline's own recipe: flip, jitter, stability);
+- it is also the writer, on a thread of its own (:class:`WriterThread`: the device's waits and
+  SQLite's steps release the GIL, so writing overlaps the device work): results reach the same
+  ``handle`` as every engine's (ingest/runner.py), in input order, so storing, duplicates, opt-outs,
+  ``min_quality``, checkpoints and the report are the local engine's own. The faces and embeddings
+  are the local engine's too (tests/test_batched_ingest.py).
 
 A worker process that dies (a native crash on one photo) loses the photos it held: they are tried
 again one at a time in a fresh process, and a photo that keeps killing processes is rejected as
@@ -25,6 +27,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -184,7 +188,13 @@ class BatchedIngestRun(IngestRun):
             for started in [slot.executor.submit(ping) for slot in slots]:
                 started.result()  # every process up with its models loaded (a broken set-up fails here, once)
             begun = time.perf_counter()
-            self._loop(collection_id, state, slots, embedder, detector, handle)
+            writer = WriterThread(handle)
+            try:
+                self._loop(collection_id, state, slots, embedder, detector, writer.put)
+            except BaseException:
+                writer.close(quiet=True)  # joined before the caller's final checkpoint, error or not
+                raise
+            writer.close()
             self.timings["loop_s"] = time.perf_counter() - begun
             log.info(
                 "batched ingest of %d photos on %s: %.1f s; this process: detect %.1f s, embed %.1f s, "
@@ -410,6 +420,47 @@ class BatchedIngestRun(IngestRun):
                 ready = []
         if ready:
             handle(ready)
+
+
+class WriterThread:
+    """Runs the writer (``handle``) on its own thread, batches in the order given.
+
+    Why: the engine's process also drives the device, and a GPU's work and the catalog's transactions
+    both release the GIL while they wait, so they overlap on two threads where one thread would
+    serialise them. Only this thread touches the catalog and the index during the run. The queue is
+    bounded (backpressure); a failure in the writer is raised in the engine at its next ``put`` (the
+    writer then drains the queue without writing) and again at ``close``.
+    """
+
+    def __init__(self, handle: Callable[[list[ItemResult]], None], depth: int = 8) -> None:
+        self._handle = handle
+        self._queue: queue.Queue[list[ItemResult] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="facesearch-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, results: list[ItemResult]) -> None:
+        self._raise_error()
+        self._queue.put(results)
+
+    def close(self, quiet: bool = False) -> None:
+        """Wait until everything given is written; raise the writer's failure unless ``quiet``."""
+        self._queue.put(None)
+        self._thread.join()
+        if not quiet:
+            self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (results := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._handle(results)
+                except BaseException as exc:  # handed to the engine's thread, which raises it
+                    self.error = exc
 
 
 def default_workers() -> int:
