@@ -196,9 +196,10 @@ class BatchedIngestRun(IngestRun):
                 raise
             writer.close()
             self.timings["loop_s"] = time.perf_counter() - begun
+            self.timings["write_s"] = writer.busy_s
             log.info(
-                "batched ingest of %d photos on %s: %.1f s; this process: detect %.1f s, embed %.1f s, "
-                "waiting for workers %.1f s, the rest (collecting, writing) %.1f s",
+                "batched ingest of %d photos on %s: %.1f s; main thread: detect %.1f s, embed %.1f s, "
+                "waiting for workers %.1f s, the rest (collecting, dispatching) %.1f s; writer thread busy %.1f s",
                 len(sources),
                 self.settings.device,
                 self.timings["loop_s"],
@@ -206,6 +207,7 @@ class BatchedIngestRun(IngestRun):
                 self.timings["embed_s"],
                 self.timings["wait_s"],
                 self.timings["loop_s"] - self.timings["detect_s"] - self.timings["embed_s"] - self.timings["wait_s"],
+                self.timings["write_s"],
             )
         finally:
             for slot in slots:
@@ -436,6 +438,7 @@ class WriterThread:
         self._handle = handle
         self._queue: queue.Queue[list[ItemResult] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
+        self.busy_s = 0.0  # time spent writing
         self._thread = threading.Thread(target=self._run, name="facesearch-ingest-writer", daemon=True)
         self._thread.start()
 
@@ -457,10 +460,12 @@ class WriterThread:
     def _run(self) -> None:
         while (results := self._queue.get()) is not None:
             if self.error is None:
+                started = time.perf_counter()
                 try:
                     self._handle(results)
                 except BaseException as exc:  # handed to the engine's thread, which raises it
                     self.error = exc
+                self.busy_s += time.perf_counter() - started
 
 
 def default_workers() -> int:
