@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from facesearch.search.results import SearchResult
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts hold [default: ...] and facesearch[extra]: plain text
     help="facesearch: find every indexed photo of a person, with the source of each.",
     no_args_is_help=True,
     add_completion=False,

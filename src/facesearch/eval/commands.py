@@ -31,7 +31,9 @@ def _command_line() -> str:
 
 
 eval_app = typer.Typer(
-    help="Measure accuracy on your own data (LFW-layout folders and pairs files).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Measure accuracy on your own data (LFW-layout folders and pairs files).",
+    no_args_is_help=True,
 )
 
 

@@ -18,9 +18,13 @@ from facesearch.cli_support import fail as _fail
 from facesearch.cli_support import json_out as _json_out
 from facesearch.errors import FaceSearchError
 
-users_app = typer.Typer(help="API users, their roles and keys.", no_args_is_help=True)
-audit_app = typer.Typer(help="The tamper-evident audit log: verify, show, export.", no_args_is_help=True)
-optout_app = typer.Typer(help="People who asked to be left out of the library.", no_args_is_help=True)
+users_app = typer.Typer(rich_markup_mode=None, help="API users, their roles and keys.", no_args_is_help=True)
+audit_app = typer.Typer(
+    rich_markup_mode=None, help="The tamper-evident audit log: verify, show, export.", no_args_is_help=True
+)
+optout_app = typer.Typer(
+    rich_markup_mode=None, help="People who asked to be left out of the library.", no_args_is_help=True
+)
 
 
 @users_app.command("add")
