@@ -54,7 +54,7 @@ def perturb(landmarks: np.ndarray, dx: float, dy: float, scale: float, degrees: 
 def work(args: tuple[list[str], str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     paths, detector_kind, upsample = args
     from facesearch.eval.verify import central_face, centre_box
-    from facesearch.ingest.decode import decode_image
+    from facesearch.media.decode import decode_image
     from facesearch.models.align import face_chip
     from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
     from facesearch.models.embedder import create_embedder

@@ -84,7 +84,7 @@ def decode_items(items: list[str] | list[bytes]) -> list[np.ndarray]:
 
 def _decode_chunk(items: list[str] | list[bytes]) -> list[np.ndarray | None]:
     """Files (paths) or bytes -> upright RGB (the ingest's decode); None for a photo that fails."""
-    from facesearch.ingest.decode import decode_image
+    from facesearch.media.decode import decode_image
 
     out: list[np.ndarray | None] = []
     for item in items:

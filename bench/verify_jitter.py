@@ -22,7 +22,7 @@ from embedder_speed import data_dir  # noqa: E402
 from facesearch.eval.lfw import read_pairs  # noqa: E402
 from facesearch.eval.metrics import kfold_accuracy, tar_at_far  # noqa: E402
 from facesearch.eval.verify import central_face, centre_box  # noqa: E402
-from facesearch.ingest.decode import decode_image  # noqa: E402
+from facesearch.media.decode import decode_image  # noqa: E402
 from facesearch.models.align import face_chip  # noqa: E402
 from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector  # noqa: E402
 from facesearch.models.embedder import (

@@ -270,7 +270,7 @@ def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fre
     from datetime import UTC, datetime, timedelta
 
     from facesearch.governance import erase, purge_expired, set_retention
-    from facesearch.governance.uploaded_copies import HeldFiles
+    from facesearch.store.uploaded_copies import HeldFiles
 
     uploaded = {}
     for name, collection in [("multi_face/kit_with_rose.jpg", "cli-erased"), ("multi_face/two_people.jpg", "expiring")]:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from facesearch.errors import ImageRejected
-from facesearch.ingest.decode import DecodedImage, decode_image, sha256_hex
+from facesearch.media.decode import DecodedImage, decode_image, sha256_hex
 
 EXIF_IFD = 0x8769
 

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 
 from facesearch.errors import FetchRefused
-from facesearch.ingest import fetch as fetch_module
-from facesearch.ingest.fetch import MAX_REDIRECTS, FetchedImage, fetch_url, is_public_address
+from facesearch.media import fetch as fetch_module
+from facesearch.media.fetch import MAX_REDIRECTS, FetchedImage, fetch_url, is_public_address
 from tests.helpers import missing
 
 

@@ -237,7 +237,7 @@ def test_cnn_fallback_finds_the_face_hog_misses(tmp_path: Path, shared_data: Pat
 
 
 def test_jitter_averages_shifted_alignments(tmp_path: Path, people: Path) -> None:
-    from facesearch.ingest.decode import decode_image
+    from facesearch.media.decode import decode_image
 
     rgb = decode_image((people / "barack_obama" / "obama.jpg").read_bytes()).rgb
     with Library.open(tmp_path / "j") as jittered, Library.open(tmp_path / "p", jitter=0) as plain:

@@ -46,3 +46,9 @@ class NoFaceFound(FaceSearchError):
     """A probe image holds no detectable face."""
 
     code = "no_face"
+
+
+class CalibrationError(FaceSearchError):
+    """A calibration is missing, malformed, or cannot answer the question asked of it."""
+
+    code = "calibration_error"

@@ -27,7 +27,6 @@ from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.governance.audit import AuditLog, search_details
 from facesearch.governance.optout import OptOutRegistry
 from facesearch.governance.purpose import SearchPurpose, check_purpose, requirements
-from facesearch.governance.uploaded_copies import HeldFiles, discard_uploaded_copies
 from facesearch.governance.users import User
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
@@ -46,6 +45,7 @@ from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.database import server_catalog_url
+from facesearch.store.uploaded_copies import HeldFiles, discard_uploaded_copies
 from facesearch.store.vector_index import VectorIndex
 from facesearch.store.vector_store import VectorStore, check_engine, close_store, load_store, new_store, store_path
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from facesearch import __version__
+from facesearch._version import __version__
 from facesearch.api.auth import API_PREFIX, AuthMiddleware, publish_actions
 from facesearch.api.errors import install_handlers
 from facesearch.api.jobs import JobRunner

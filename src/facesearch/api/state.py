@@ -30,9 +30,9 @@ from pathlib import Path
 from facesearch.api.errors import Busy
 from facesearch.api.rwlock import ReadWriteLock
 from facesearch.governance import ensure_governance_tables
-from facesearch.governance.uploaded_copies import HeldFiles
 from facesearch.library import Library
 from facesearch.store.catalog import Catalog
+from facesearch.store.uploaded_copies import HeldFiles
 
 log = logging.getLogger(__name__)
 

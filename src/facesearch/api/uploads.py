@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from facesearch.api.errors import PayloadTooLarge
-from facesearch.governance.uploaded_copies import HeldFiles, discard_uploaded_copies, uploads_root
-from facesearch.ingest.decode import decode_image, sha256_hex
+from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.store.catalog import Catalog
+from facesearch.store.uploaded_copies import HeldFiles, discard_uploaded_copies, uploads_root
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import numpy as np
 from rich.table import Table
 
 from facesearch.errors import FaceSearchError, ImageRejected
-from facesearch.ingest.decode import decode_image
+from facesearch.media.decode import decode_image
 from facesearch.models.detector import Detection
 
 log = logging.getLogger(__name__)

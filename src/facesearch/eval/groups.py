@@ -35,7 +35,7 @@ import numpy as np
 from rich.table import Table
 
 from facesearch.errors import FaceSearchError, ImageRejected
-from facesearch.ingest.decode import decode_image
+from facesearch.media.decode import decode_image
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from facesearch.eval.lfw import Pair
 from facesearch.eval.metrics import eer, kfold_accuracy, roc_auc, tar_at_far
-from facesearch.ingest.decode import decode_image
+from facesearch.media.decode import decode_image
 from facesearch.models.pipeline import Face, FacePipeline, PipelineRecipe
 
 log = logging.getLogger(__name__)

@@ -34,14 +34,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.db import actor_name, ensure_governance_tables, immediate
+from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.errors import AuditError
 from facesearch.governance.schema import AuditEntryRow, AuditHeadRow
+from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
 
 if TYPE_CHECKING:
-    from facesearch.governance.purpose import SearchPurpose
-    from facesearch.governance.users import User
     from facesearch.search.results import SearchResult
 
 log = logging.getLogger(__name__)

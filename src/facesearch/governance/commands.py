@@ -226,8 +226,8 @@ def maintain(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
     On a PostgreSQL catalog it then runs VACUUM (ANALYZE) on the tables deletions touch, so that
     erased rows leave the tables and indexes now rather than whenever autovacuum comes by.
     """
-    from facesearch.governance.removal import reclaim_space
     from facesearch.governance.retention import purge_expired
+    from facesearch.store.deletion import reclaim_space
 
     try:
         with open_library(library) as lib:

@@ -6,33 +6,34 @@ erasure, its audit entry and the face rows it deletes commit together or not at 
 
 from __future__ import annotations
 
-import getpass
 import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from facesearch.errors import FaceSearchError
+from facesearch.governance.types import actor_name, default_actor
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import Base, CollectionRow
-
-if TYPE_CHECKING:
-    from facesearch.governance.users import User
+from facesearch.store.transactions import serialised
 
 log = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock key that serialises governance writes on PostgreSQL ("fsaudit!" in ASCII).
-# Every library sharing one database shares the audit chain, hence the one constant.
-AUDIT_LOCK_KEY = 0x6673617564697421
-# How long a governance write waits for another one on PostgreSQL (SQLite: the busy_timeout, 30 s too).
-LOCK_TIMEOUT = "30s"
+# Re-exported for callers that found them here.
+__all__ = [
+    "actor_name",
+    "default_actor",
+    "ensure_governance_tables",
+    "immediate",
+    "update_collection_settings",
+]
 
 # Guards against casual edits of the audit log (an UPDATE or DELETE fails). They are not the
 # protection: whoever can write the file can drop them. The hash chain is what detects tampering.
@@ -78,55 +79,10 @@ def ensure_governance_tables(catalog: Catalog) -> None:
 
 @contextmanager
 def immediate(catalog: Catalog) -> Iterator[Session]:
-    """A session in one serialised write transaction: committed on success, rolled back on error.
-
-    Governance writes read before they write (the audit head, then the entry that follows it), so
-    two processes must never interleave them.
-
-    SQLite: Python's sqlite3 driver starts a transaction only at the first write, so two processes
-    could both read the audit head and then race to write after it. BEGIN IMMEDIATE takes SQLite's
-    write lock before the first read (waiting up to the catalog's busy_timeout for another writer).
-
-    PostgreSQL: READ COMMITTED lets both read the same head, so before reading anything the
-    transaction takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``, waiting at
-    most ``LOCK_TIMEOUT``), released at commit or rollback; the next holder's reads, each with a
-    fresh snapshot, then see what was committed.
-    Only these transactions take it: catalog writes (ingest) go on in parallel, as they should.
-    """
+    """A serialised write transaction (store/transactions.py) on a catalog with the governance tables."""
     ensure_governance_tables(catalog)
-    with catalog.session() as session:
-        conn = session.connection()
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
-def default_actor() -> str:
-    """The actor recorded for local use without an API key: ``cli:<operating-system user>``."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        name = "unknown"
-    return f"cli:{name}"
-
-
-def actor_name(actor: str | User | None) -> str:
-    """The name recorded in the audit log for a user, a free-form actor string, or the local user."""
-    if actor is None:
-        return default_actor()
-    if isinstance(actor, str):
-        if not actor.strip():
-            raise FaceSearchError("the actor must not be empty", code="bad_request")
-        return actor.strip()
-    return actor.name
+    with serialised(catalog) as session:
+        yield session
 
 
 def update_collection_settings(session: Session, collection: str, changes: dict[str, Any]) -> dict[str, Any]:

@@ -20,27 +20,16 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from facesearch.errors import FaceSearchError
 from facesearch.governance.audit import AuditLog, utc_iso
-from facesearch.governance.db import actor_name, immediate
-from facesearch.governance.removal import (
-    Removed,
-    checkpoint,
-    delete_faces,
-    delete_images,
-    secure_delete,
-    sync_index,
-    write_lock,
-)
+from facesearch.governance.types import User, actor_name
+from facesearch.governance.writers import WriterSource, writer_of
+from facesearch.store.deletion import Removed
 from facesearch.store.schema import CollectionRow, ImageRow, RejectionRow
-
-if TYPE_CHECKING:
-    from facesearch.governance.users import User
-    from facesearch.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +65,7 @@ class ErasureReceipt:
 
 
 def erase(
-    library: Library,
+    library: WriterSource,
     *,
     face_ids: list[int] | None = None,
     image_ids: list[int] | None = None,
@@ -103,33 +92,33 @@ def erase(
         "collection": collection,
     }
     receipt = ErasureReceipt(uuid.uuid4().hex, utc_iso(), by, reason.strip(), request)
-    catalog = library.catalog
-    with write_lock(library):
-        with immediate(catalog) as s, secure_delete(s):
-            targets = set(request["image_ids"])
-            sources: list[str] = []
-            if source:
-                sources = [source] if "://" in source else list(dict.fromkeys([str(Path(source).resolve()), source]))
-                targets.update(s.scalars(select(ImageRow.id).where(ImageRow.source.in_(sources))))
-            collection_id = None
-            if collection:
-                collection_id = s.scalar(select(CollectionRow.id).where(CollectionRow.name == collection))
-                if collection_id is None:
-                    raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
-                targets.update(s.scalars(select(ImageRow.id).where(ImageRow.collection_id == collection_id)))
-            removed = delete_images(s, targets).merge(delete_faces(s, request["face_ids"]))
-            if sources:
-                receipt.rejections_removed += _delete_rejections(s, RejectionRow.source.in_(sources))
-            if collection_id is not None:
-                receipt.rejections_removed += _delete_rejections(s, RejectionRow.collection_id == collection_id)
-                s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
-                receipt.collection_dropped = collection
-            _fill(receipt, removed)
-            entry = AuditLog(catalog).append_in(s, by, "erase", _audit_details(receipt))
-        receipt.audit_sequence, receipt.audit_hash = entry.seq, entry.hash
-        sync_index(library, removed.face_ids)
-    checkpoint(catalog)
-    library.discard_uploaded_copies(receipt.sources)
+    writer = writer_of(library)
+    catalog = writer.catalog
+    with writer.deleting() as deletion:
+        s = deletion.session
+        targets = set(request["image_ids"])
+        sources: list[str] = []
+        if source:
+            sources = [source] if "://" in source else list(dict.fromkeys([str(Path(source).resolve()), source]))
+            targets.update(s.scalars(select(ImageRow.id).where(ImageRow.source.in_(sources))))
+        collection_id = None
+        if collection:
+            collection_id = s.scalar(select(CollectionRow.id).where(CollectionRow.name == collection))
+            if collection_id is None:
+                raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
+            targets.update(s.scalars(select(ImageRow.id).where(ImageRow.collection_id == collection_id)))
+        deletion.images(targets)
+        deletion.faces(request["face_ids"])
+        removed = deletion.removed
+        if sources:
+            receipt.rejections_removed += _delete_rejections(s, RejectionRow.source.in_(sources))
+        if collection_id is not None:
+            receipt.rejections_removed += _delete_rejections(s, RejectionRow.collection_id == collection_id)
+            s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
+            receipt.collection_dropped = collection
+        _fill(receipt, removed)
+        entry = AuditLog(catalog).append_in(s, by, "erase", _audit_details(receipt))
+    receipt.audit_sequence, receipt.audit_hash = entry.seq, entry.hash
     log.info("erasure %s: %d images, %d faces", receipt.receipt_id, len(receipt.image_ids), len(receipt.face_ids))
     return receipt
 

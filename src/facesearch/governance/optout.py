@@ -8,15 +8,21 @@ thumbnail and vector). Faces, not images: in a group photo only the opted-out pe
 the other people in it stay searchable; an image left with no face at all is deleted entirely.
 
 Matching uses a strict threshold: the cosine similarity at a false match rate of 1e-5 in the
-library's calibration (``library.score_table("cosine")``), or cosine 0.95 for a model without one.
+library's calibration (the cosine score table the library hands over), or cosine 0.95 for a model
+without one.
 Strict because a false match here deletes a stranger's face, and because every opt-out adds to the
 chance that an innocent face is hidden: with N opt-outs each face is hidden with probability about
 N x FMR. The scan runs over every embedding in the catalog (exact, not the approximate index).
 
-Keeping them out is the callers' part: ingest drops faces for which :meth:`OptOutRegistry.is_opted_out`
-is true, and search passes its results through :meth:`OptOutRegistry.filter_search_result` (which also
-blanks the results of a probe face that is itself an opted-out person). :meth:`OptOutRegistry.sweep`
-re-applies every opt-out to the whole catalog (after faces came in by a path that did not filter).
+Keeping them out: the registry is the library writer's :class:`~facesearch.store.writer.FaceScreen`, so
+no ingest engine can store a face for which :meth:`OptOutRegistry.is_opted_out` is true; search asks
+:meth:`OptOutRegistry.suppressed_face_ids` for any indexed face that still matches (one that came in by
+a path that did not filter) and excludes those from the vector search itself, before ranking, and
+gives a probe face that is itself an opted-out person no candidates. :meth:`OptOutRegistry.sweep`
+re-applies every opt-out to the whole catalog.
+
+Every change goes through the library's single writer (store/writer.py): it holds the write lock,
+deletes in one transaction with the audit entry, and keeps the vector index in step.
 """
 
 from __future__ import annotations
@@ -24,26 +30,23 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.errors import CalibrationError, FaceSearchError, NoFaceFound
 from facesearch.governance.audit import AuditLog, utc_iso
-from facesearch.governance.db import actor_name, ensure_governance_tables, immediate
-from facesearch.governance.removal import Removed, checkpoint, delete_faces, secure_delete, sync_index, write_lock
+from facesearch.governance.db import ensure_governance_tables
 from facesearch.governance.schema import OptOutRow
-from facesearch.search.calibration import CalibrationError
-from facesearch.search.results import SearchResult
+from facesearch.governance.types import User, actor_name
+from facesearch.store.catalog import Catalog
+from facesearch.store.deletion import Removed, checkpoint
 from facesearch.store.schema import FaceRow
-
-if TYPE_CHECKING:
-    from facesearch.governance.users import User
-    from facesearch.library import Library
+from facesearch.store.writer import LibraryWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +90,24 @@ class OptOutReceipt:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def optout_threshold(library: Library, max_fmr: float = OPTOUT_MAX_FMR) -> tuple[float, str]:
-    """The cosine similarity at or above which a face is the opted-out person, and where it comes from."""
-    table, source = library.score_table("cosine")
+class ScoreTableLike(Protocol):
+    def threshold_for(self, max_fmr: float) -> float: ...
+
+
+class EmbedLargestFace(Protocol):
+    def __call__(self, photo: bytes | str | Path) -> tuple[np.ndarray, str]:
+        """The embedding of the largest face in a photo and the photo's SHA-256 (NoFaceFound if none)."""
+        ...
+
+
+def optout_threshold(
+    table: ScoreTableLike | None, source: str | None, max_fmr: float = OPTOUT_MAX_FMR
+) -> tuple[float, str]:
+    """The cosine similarity at or above which a face is the opted-out person, and where it comes from.
+
+    ``table`` is the library's cosine score table (None without a calibration); when it cannot
+    resolve ``max_fmr`` the fallback is used.
+    """
     if table is not None:
         try:
             return float(table.threshold_for(max_fmr)), f"{source}: cosine at FMR {max_fmr:g}"
@@ -99,29 +117,45 @@ def optout_threshold(library: Library, max_fmr: float = OPTOUT_MAX_FMR) -> tuple
 
 
 class OptOutRegistry:
-    """The opt-outs of one library, with the matching used to remove and to keep out."""
+    """The opt-outs of one library, with the matching used to remove and to keep out.
 
-    def __init__(self, library: Library, threshold: float | None = None, max_fmr: float = OPTOUT_MAX_FMR) -> None:
-        self.library = library
-        self.catalog = library.catalog
+    It is the writer's face screen (:meth:`screens`, :meth:`refused`): ingest cannot store an
+    opted-out person's face, whichever engine runs it.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        writer: LibraryWriter,
+        *,
+        model_key: str,
+        dim: int,
+        embed: EmbedLargestFace,
+        threshold: float,
+        threshold_source: str,
+    ) -> None:
+        self.catalog = catalog
+        self.writer = writer
+        self.model_key = model_key
+        self.dim = dim
+        self.embed_largest = embed
         ensure_governance_tables(self.catalog)
-        if threshold is None:
-            self.threshold, self.threshold_source = optout_threshold(library, max_fmr)
-        else:
-            self.threshold, self.threshold_source = float(threshold), "given"
+        self.threshold, self.threshold_source = float(threshold), threshold_source
         self._cache: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None
+        self._suppressed: tuple[tuple[Any, ...], np.ndarray] | None = None
+        writer.on_change(self._forget_suppressed)  # faces came or went (in this process)
+
+    def _forget_suppressed(self) -> None:
+        self._suppressed = None
 
     # registering ----------------------------------------------------------------------------------
 
     def embed(self, photo: bytes | str | Path) -> tuple[np.ndarray, str]:
         """The embedding of the largest face in a photo, and the photo's SHA-256."""
-        rgb, digest = self.library.searcher.load(photo)
-        with self.library.borrow_pipeline() as pipeline:
-            faces = pipeline.analyse(rgb)
-        if not faces:
-            raise NoFaceFound("no face found in the opt-out photo: send a clear photo of the face")
-        largest = max(faces, key=lambda f: f.box[2] * f.box[3])
-        return np.asarray(largest.embedding, dtype=np.float32), digest
+        try:
+            return self.embed_largest(photo)
+        except NoFaceFound as exc:
+            raise NoFaceFound("no face found in the opt-out photo: send a clear photo of the face") from exc
 
     def add(self, photo: bytes | str | Path, note: str = "", *, actor: str | User | None = None) -> OptOutReceipt:
         """Register an opt-out from a photo and remove every indexed face of that person; audited.
@@ -132,25 +166,22 @@ class OptOutRegistry:
             raise FaceSearchError(f"the note must be text of at most {MAX_NOTE} characters", code="bad_request")
         by = actor_name(actor)
         embedding, digest = self.embed(photo)
-        with write_lock(self.library):
+        with self.writer.deleting() as deletion:
+            s = deletion.session
             matches = self._matching_faces(embedding[None])
-            with immediate(self.catalog) as s, secure_delete(s):
-                row = OptOutRow(
-                    created_by=by,
-                    note=note,
-                    photo_sha256=digest,
-                    model_key=self.library.model_info.key,
-                    embedding=embedding.tobytes(),
-                )
-                s.add(row)
-                s.flush()
-                removed = delete_faces(s, matches)
-                receipt = self._receipt(by, removed, optout_id=row.id, photo_sha256=digest)
-                entry = AuditLog(self.catalog).append_in(s, by, "optout_add", self._audit_details(receipt))
-            receipt.audit_sequence = entry.seq
-            sync_index(self.library, removed.face_ids)
-        checkpoint(self.catalog)
-        self.library.discard_uploaded_copies(removed.sources)
+            row = OptOutRow(
+                created_by=by,
+                note=note,
+                photo_sha256=digest,
+                model_key=self.model_key,
+                embedding=embedding.tobytes(),
+            )
+            s.add(row)
+            s.flush()
+            removed = deletion.faces(matches)
+            receipt = self._receipt(by, removed, optout_id=row.id, photo_sha256=digest)
+            entry = AuditLog(self.catalog).append_in(s, by, "optout_add", self._audit_details(receipt))
+        receipt.audit_sequence = entry.seq
         self._cache = None
         log.info("opt-out %d: removed %d faces (%d images)", row.id, len(removed.face_ids), len(removed.image_ids))
         return receipt
@@ -158,31 +189,27 @@ class OptOutRegistry:
     def sweep(self, *, actor: str | User | None = None) -> OptOutReceipt:
         """Remove every indexed face that matches any opt-out (faces added by a path that did not filter)."""
         by = actor_name(actor)
-        with write_lock(self.library):
+        with self.writer.deleting() as deletion:
             _, matrix = self._matrix()
             matches = self._matching_faces(matrix) if len(matrix) else []
-            with immediate(self.catalog) as s, secure_delete(s):
-                removed = delete_faces(s, matches)
-                receipt = self._receipt(by, removed, optout_id=None, photo_sha256=None)
-                entry = AuditLog(self.catalog).append_in(s, by, "optout_sweep", self._audit_details(receipt))
-            receipt.audit_sequence = entry.seq
-            sync_index(self.library, removed.face_ids)
-        if removed.face_ids:
-            checkpoint(self.catalog)
-            self.library.discard_uploaded_copies(removed.sources)
+            removed = deletion.faces(matches)
+            receipt = self._receipt(by, removed, optout_id=None, photo_sha256=None)
+            entry = AuditLog(self.catalog).append_in(deletion.session, by, "optout_sweep", self._audit_details(receipt))
+        receipt.audit_sequence = entry.seq
         return receipt
 
     def remove_optout(self, optout_id: int, *, actor: str | User | None = None) -> None:
         """Delete an opt-out (its embedding goes too). Faces it removed are not restored; audited."""
         by = actor_name(actor)
-        with immediate(self.catalog) as s, secure_delete(s):
+        with self.writer.deleting() as deletion:
+            s = deletion.session
             row = s.get(OptOutRow, int(optout_id))
             if row is None:
                 raise FaceSearchError(f"no opt-out {optout_id}", code="not_found")
             s.execute(delete(OptOutRow).where(OptOutRow.id == row.id))
             AuditLog(self.catalog).append_in(s, by, "optout_remove", {"optout_id": int(optout_id)})
         self._cache = None
-        checkpoint(self.catalog)
+        checkpoint(self.catalog)  # the embedding's pages are zeroed: truncate the WAL that still holds them
 
     def list_optouts(self) -> list[OptOut]:
         with self.catalog.session() as s:
@@ -209,13 +236,13 @@ class OptOutRegistry:
             signature = tuple(int(x or 0) for x in s.execute(select(func.count(), func.max(OptOutRow.id))).one())
             if self._cache is None or self._cache[0] != signature:
                 rows = s.execute(select(OptOutRow.id, OptOutRow.embedding, OptOutRow.model_key)).all()
-                key = self.library.model_info.key
+                key = self.model_key
                 other = [r.id for r in rows if r.model_key != key]
                 if other:
                     log.warning("opt-outs %s were embedded with another model and cannot be matched", other)
                 own = [r for r in rows if r.model_key == key]
                 ids = np.asarray([r.id for r in own], dtype=np.int64)
-                dim = self.library.model_info.dim
+                dim = self.dim
                 matrix = (
                     np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in own])
                     if own
@@ -239,35 +266,36 @@ class OptOutRegistry:
         scores, _ = self.best_matches(embeddings)
         return scores >= self.threshold
 
-    def filter_search_result(self, result: SearchResult, probe_embeddings: np.ndarray | None = None) -> SearchResult:
-        """A copy of ``result`` without candidates of opted-out people (ranks renumbered).
+    # the writer's face screen -------------------------------------------------------------------
 
-        With ``probe_embeddings`` (one per probe face, in ``result.faces`` order), a probe face that is
-        itself an opted-out person gets no candidates at all. Faces removed since the search ran are
-        dropped too. The result may hold fewer than ``top_k`` candidates: ask for a few more if needed.
+    def screens(self) -> bool:
+        """Whether any opt-out applies (no opt-out: storing skips the check)."""
+        return self.count() > 0
+
+    def refused(self, embeddings: np.ndarray) -> np.ndarray:
+        """The faces ingest must not store: those of opted-out people."""
+        return self.is_opted_out(embeddings)
+
+    # what search must exclude ---------------------------------------------------------------------
+
+    def suppressed_face_ids(self) -> np.ndarray:
+        """Indexed faces that match an opt-out: normally none (opt-outs remove them and ingest refuses
+        them), but a face stored by a path that did not screen must never be shown. Search excludes
+        these ids from the vector search itself, before ranking.
+
+        An exact scan of the catalog's embeddings, redone only when the opt-outs or the faces change.
         """
         ids, _ = self._matrix()
         if len(ids) == 0:
-            return result
-        blocked = (
-            self.is_opted_out(probe_embeddings) if probe_embeddings is not None else np.zeros(len(result.faces), bool)
-        )
-        wanted = sorted({c.face_id for f in result.faces for c in f.candidates})
-        vectors = self._embeddings(wanted)
-        keep: set[int] = set()
-        if vectors:
-            listed = list(vectors)
-            mask = self.is_opted_out(np.stack([vectors[i] for i in listed]))
-            keep = {i for i, out in zip(listed, mask, strict=True) if not out}
-        faces = []
-        dropped = 0
-        for face, block in zip(result.faces, blocked, strict=True):
-            kept = [] if block else [c for c in face.candidates if c.face_id in keep]
-            dropped += len(face.candidates) - len(kept)
-            faces.append(replace(face, candidates=[replace(c, rank=r) for r, c in enumerate(kept, start=1)]))
-        if dropped:
-            log.info("opt-out filter dropped %d candidates", dropped)
-        return replace(result, faces=faces)
+            return np.zeros(0, np.int64)
+        with self.catalog.session() as s:
+            faces = tuple(int(x or 0) for x in s.execute(select(func.count(FaceRow.id), func.max(FaceRow.id))).one())
+        signature = (self._cache[0] if self._cache else None, faces)
+        if self._suppressed is None or self._suppressed[0] != signature:
+            _, matrix = self._matrix()
+            found = np.asarray(sorted(self._matching_faces(matrix)), dtype=np.int64)
+            self._suppressed = (signature, found)
+        return self._suppressed[1]
 
     def _embeddings(self, face_ids: list[int]) -> dict[int, np.ndarray]:
         found: dict[int, np.ndarray] = {}

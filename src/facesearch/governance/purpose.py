@@ -8,57 +8,19 @@ library may return faces of every collection, so it must meet the requirements o
 from __future__ import annotations
 
 import logging
-import unicodedata
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.db import actor_name, immediate, update_collection_settings
+from facesearch.governance.audit import AuditLog
+from facesearch.governance.db import immediate, update_collection_settings
 from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
-
-if TYPE_CHECKING:
-    from facesearch.governance.users import User
 
 log = logging.getLogger(__name__)
 
-MAX_CASE_ID = 100
-MIN_PURPOSE = 3
-MAX_PURPOSE = 1000
-MAX_LEGAL_BASIS = 500
+__all__ = ["REQUIRABLE", "SearchPurpose", "check_purpose", "requirements", "set_requirements"]
+
 REQUIRABLE = ("legal_basis",)  # case_id and purpose are always required
-
-
-@dataclass(frozen=True)
-class SearchPurpose:
-    """The case a search belongs to, what it is for, and (where demanded) its legal basis."""
-
-    case_id: str
-    purpose: str
-    legal_basis: str | None = None
-
-    def validated(self) -> SearchPurpose:
-        """A copy with whitespace trimmed; raises :class:`PurposeRequired` when a field is empty or malformed."""
-        case_id = _text("case_id", self.case_id, 1, MAX_CASE_ID)
-        purpose = _text("purpose", self.purpose, MIN_PURPOSE, MAX_PURPOSE)
-        legal_basis = None
-        if self.legal_basis is not None and str(self.legal_basis).strip():
-            legal_basis = _text("legal_basis", self.legal_basis, 1, MAX_LEGAL_BASIS)
-        return SearchPurpose(case_id, purpose, legal_basis)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _text(name: str, value: object, low: int, high: int) -> str:
-    if value is None or not isinstance(value, str) or not value.strip():
-        raise PurposeRequired(f"a search needs a {name}")
-    value = value.strip()
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise PurposeRequired(f"the {name} must not contain control characters", code="invalid_purpose")
-    if not low <= len(value) <= high:
-        raise PurposeRequired(f"the {name} must be {low} to {high} characters long", code="invalid_purpose")
-    return value
 
 
 def requirements(catalog: Catalog, collection: str | None) -> set[str]:
@@ -100,8 +62,6 @@ def set_requirements(catalog: Catalog, collection: str, require: list[str], *, a
     unknown = sorted(set(require) - set(REQUIRABLE))
     if unknown:
         raise FaceSearchError(f"cannot require {unknown}; requirable: {', '.join(REQUIRABLE)}", code="bad_request")
-    from facesearch.governance.audit import AuditLog
-
     with immediate(catalog) as s:
         settings = update_collection_settings(s, collection, {"require": sorted(set(require)) or None})
         AuditLog(catalog).append_in(

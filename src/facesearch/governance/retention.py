@@ -16,20 +16,17 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from facesearch.errors import FaceSearchError
 from facesearch.governance.audit import AuditLog, utc_iso
-from facesearch.governance.db import actor_name, immediate, update_collection_settings
-from facesearch.governance.removal import checkpoint, delete_images, secure_delete, sync_index, write_lock
+from facesearch.governance.db import immediate, update_collection_settings
+from facesearch.governance.types import User, actor_name
+from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import CollectionRow, ImageRow, RejectionRow
-
-if TYPE_CHECKING:
-    from facesearch.governance.users import User
-    from facesearch.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +88,7 @@ def set_retention(catalog: Catalog, collection: str, days: float | None, *, acto
 
 
 def purge_expired(
-    library: Library, now: datetime | None = None, *, actor: str | User | None = None
+    library: WriterSource, now: datetime | None = None, *, actor: str | User | None = None
 ) -> RetentionReceipt:
     """Delete images held longer than their collection's ``retention_days``; returns a receipt. Audited.
 
@@ -102,44 +99,40 @@ def purge_expired(
     now_utc = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).replace(tzinfo=None)
     by = actor_name(actor)
     receipt = RetentionReceipt(at=utc_iso(), now=utc_iso(now_utc), actor=by)
-    catalog = library.catalog
-    with write_lock(library):
-        with immediate(catalog) as s, secure_delete(s):
-            for row in s.scalars(select(CollectionRow).order_by(CollectionRow.name)).all():
-                value = (row.settings or {}).get("retention_days")
-                if value is None:
-                    continue
-                try:
-                    days = _days(value)
-                except ValueError as exc:
-                    log.error("collection %s: %s; not purged", row.name, exc)
-                    receipt.skipped[row.name] = str(exc)
-                    continue
-                cutoff = now_utc - timedelta(days=days)
-                expired = s.scalars(
-                    select(ImageRow.id).where(ImageRow.collection_id == row.id, ImageRow.ingested_at < cutoff)
-                ).all()
-                removed = delete_images(s, expired)
-                rejections = s.execute(
-                    delete(RejectionRow).where(RejectionRow.collection_id == row.id, RejectionRow.at < cutoff)
-                ).rowcount
-                receipt.collections.append(
-                    CollectionPurge(
-                        row.name,
-                        days,
-                        utc_iso(cutoff),
-                        removed.image_ids,
-                        removed.face_ids,
-                        removed.sources,
-                        int(rejections or 0),
-                    )
+    writer = writer_of(library)
+    with writer.deleting() as deletion:
+        s = deletion.session
+        for row in s.scalars(select(CollectionRow).order_by(CollectionRow.name)).all():
+            value = (row.settings or {}).get("retention_days")
+            if value is None:
+                continue
+            try:
+                days = _days(value)
+            except ValueError as exc:
+                log.error("collection %s: %s; not purged", row.name, exc)
+                receipt.skipped[row.name] = str(exc)
+                continue
+            cutoff = now_utc - timedelta(days=days)
+            expired = s.scalars(
+                select(ImageRow.id).where(ImageRow.collection_id == row.id, ImageRow.ingested_at < cutoff)
+            ).all()
+            removed = deletion.images(expired)
+            rejections = s.execute(
+                delete(RejectionRow).where(RejectionRow.collection_id == row.id, RejectionRow.at < cutoff)
+            ).rowcount
+            receipt.collections.append(
+                CollectionPurge(
+                    row.name,
+                    days,
+                    utc_iso(cutoff),
+                    removed.image_ids,
+                    removed.face_ids,
+                    removed.sources,
+                    int(rejections or 0),
                 )
-            entry = AuditLog(catalog).append_in(s, by, "retention_purge", _audit_details(receipt))
-        receipt.audit_sequence = entry.seq
-        sync_index(library, receipt.face_ids)
-    if receipt.face_ids or receipt.image_ids:
-        checkpoint(catalog)
-        library.discard_uploaded_copies(s for purge in receipt.collections for s in purge.sources)
+            )
+        entry = AuditLog(writer.catalog).append_in(s, by, "retention_purge", _audit_details(receipt))
+    receipt.audit_sequence = entry.seq
     log.info("retention purge: %d images, %d faces", len(receipt.image_ids), len(receipt.face_ids))
     return receipt
 

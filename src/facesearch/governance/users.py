@@ -25,89 +25,27 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import asdict, dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from facesearch.governance.audit import AuditLog
-from facesearch.governance.db import actor_name, ensure_governance_tables, immediate
-from facesearch.governance.errors import PermissionDenied, UserError
+from facesearch.governance.db import ensure_governance_tables, immediate
+from facesearch.governance.errors import UserError
 from facesearch.governance.schema import UserRow
+from facesearch.governance.types import ACTIONS, ROLE_PERMISSIONS, ROLES, User, actor_name, allowed, require
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import utcnow
 
 log = logging.getLogger(__name__)
 
-ROLES = ("admin", "ingester", "investigator", "auditor")
+# Re-exported: callers have long found the value types here.
+__all__ = ["ACTIONS", "ROLES", "ROLE_PERMISSIONS", "User", "allowed", "require"]
+
 KEY_PREFIX = "fs_"
 KEY_ID_CHARS = 12
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")  # no ':' so no name looks like "cli:<user>"
 _SCRYPT = {"n": 2**12, "r": 8, "p": 1}
-
-# Which roles may do each action. The REST API calls require(user, action) before each operation.
-ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "search": frozenset({"admin", "investigator"}),
-    "verify": frozenset({"admin", "investigator"}),
-    "review": frozenset({"admin", "investigator"}),
-    "ingest": frozenset({"admin", "ingester"}),
-    "remove": frozenset({"admin", "ingester"}),
-    "erase": frozenset({"admin"}),
-    "optout": frozenset({"admin"}),
-    "read_audit": frozenset({"admin", "auditor"}),
-    "export_audit": frozenset({"admin", "auditor"}),
-    "manage_users": frozenset({"admin"}),
-    "manage_collections": frozenset({"admin"}),
-}
-ACTIONS = tuple(ROLE_PERMISSIONS)
-
-
-@dataclass(frozen=True)
-class User:
-    """A user as callers see it: no key material."""
-
-    id: int
-    name: str
-    role: str
-    key_id: str
-    created_at: datetime
-    created_by: str
-    revoked_at: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-    def can(self, action: str) -> bool:
-        return allowed(self.role, action)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_row(cls, row: UserRow) -> User:
-        return cls(row.id, row.name, row.role, row.key_id, row.created_at, row.created_by, row.revoked_at)
-
-
-# permissions --------------------------------------------------------------------------------------
-
-
-def allowed(role: str, action: str) -> bool:
-    """Whether ``role`` may do ``action``. An unknown action is an error, not a silent refusal."""
-    if action not in ROLE_PERMISSIONS:
-        raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-    return role in ROLE_PERMISSIONS[action]
-
-
-def require(user: User | None, action: str) -> None:
-    """Raise :class:`PermissionDenied` unless ``user`` is active and its role allows ``action``."""
-    if user is None or not user.active:
-        raise PermissionDenied(f"{action} needs an active user")
-    if not allowed(user.role, action):
-        roles = ", ".join(sorted(ROLE_PERMISSIONS[action]))
-        raise PermissionDenied(f"{user.name} ({user.role}) may not {action}; it needs the role {roles}")
-
 
 # keys ---------------------------------------------------------------------------------------------
 

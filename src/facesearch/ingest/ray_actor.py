@@ -76,7 +76,7 @@ class IngestActor:
     """
 
     def __init__(self, settings: WorkerSettings, collection_id: int, known: np.ndarray, version: str) -> None:
-        from facesearch import __version__
+        from facesearch._version import __version__
 
         if version != __version__:
             # A driver and workers of different versions could unpickle each other's records wrongly.

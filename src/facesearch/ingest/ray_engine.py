@@ -144,7 +144,7 @@ class RayIngestRun(IngestRun):
     ) -> None:
         if not sources:
             return
-        from facesearch import __version__
+        from facesearch._version import __version__
 
         with ray_runtime(self.options) as ray:
             actors = self._pool_size(ray, math.ceil(len(sources) / self.chunk_size))

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.errors import FaceSearchError
-from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.duplicates import DigestLookup
-from facesearch.ingest.fetch import fetch_url
 from facesearch.ingest.sources import Source
+from facesearch.media.decode import decode_image, sha256_hex
+from facesearch.media.fetch import fetch_url
+from facesearch.media.files import read_file
 from facesearch.models.embedder import OnnxModelSpec, create_embedder
 from facesearch.models.pipeline import Face, build_pipeline
 from facesearch.store.catalog import NewFace, NewImage
@@ -186,25 +187,6 @@ class Worker(SourceLoader):
         self.pipeline.embed_faces([face for _, faces in pending for face in faces])
         for result, faces in pending:
             keep_faces(result, faces, self.settings.min_quality)
-
-
-def read_file(path: Path, max_bytes: int) -> bytes:
-    from facesearch.errors import ImageRejected
-
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as exc:
-        raise ImageRejected(f"{path}: no such file", code="not_found") from exc
-    except OSError as exc:
-        raise ImageRejected(f"{path}: cannot read ({exc.strerror})", code="unreadable") from exc
-    if path.is_dir():
-        raise ImageRejected(f"{path}: is a folder, not a photo", code="not_a_file")
-    if size > max_bytes:
-        raise ImageRejected(f"{path}: {size} bytes is over the {max_bytes}-byte limit", code="too_large")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ImageRejected(f"{path}: cannot read ({exc.strerror})", code="unreadable") from exc
 
 
 def to_new_face(face: Face) -> NewFace:

@@ -24,19 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.errors import FaceSearchError
+from facesearch.errors import CalibrationError as CalibrationError  # re-exported: callers find it here
 
 FORMAT = 1
 CALIBRATION_NAME = "calibration.json"
 DEFAULT_MAX_FMR = 1e-3
 RUNGS_PER_DECADE = 20
 SCORE_KINDS = ("cosine", "snorm")
-
-
-class CalibrationError(FaceSearchError):
-    """A calibration is missing, malformed, or cannot answer the question asked of it."""
-
-    code = "calibration_error"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facesearch.errors import FaceSearchError, NoFaceFound
-from facesearch.ingest.decode import decode_image, sha256_hex
-from facesearch.ingest.worker import read_file
+from facesearch.media.decode import decode_image, sha256_hex
+from facesearch.media.files import read_file
 from facesearch.models.pipeline import Face
 from facesearch.search.calibration import ScoreTable
 from facesearch.search.results import (

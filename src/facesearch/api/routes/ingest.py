@@ -13,7 +13,7 @@ from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, JobList, JobOut
 from facesearch.api.uploads import CheckedPhoto, check_photo, read_limited
 from facesearch.errors import ImageRejected
 from facesearch.governance import User
-from facesearch.ingest.decode import sha256_hex
+from facesearch.media.decode import sha256_hex
 
 router = APIRouter(tags=["ingest"], responses=ERROR_RESPONSES)
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from facesearch import __version__
+from facesearch._version import __version__
 from facesearch.errors import FetchRefused
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,139 @@
+"""The governance layer's value types: who acts (:class:`User`, :func:`actor_name`), what roles allow,
+and why a search runs (:class:`SearchPurpose`).
+
+They live apart from the behaviour (users.py, purpose.py, audit.py, db.py) so that every module of
+the layer, and the layers above it, can name them without importing each other: value types at
+the bottom, behaviour above, no import cycles.
+"""
+
+from __future__ import annotations
+
+import getpass
+import unicodedata
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from facesearch.errors import FaceSearchError
+from facesearch.governance.errors import PermissionDenied, PurposeRequired
+
+if TYPE_CHECKING:
+    from facesearch.governance.schema import UserRow
+
+ROLES = ("admin", "ingester", "investigator", "auditor")
+
+MAX_CASE_ID = 100
+MIN_PURPOSE = 3
+MAX_PURPOSE = 1000
+MAX_LEGAL_BASIS = 500
+
+# Which roles may do each action. The REST API calls require(user, action) before each operation.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "search": frozenset({"admin", "investigator"}),
+    "verify": frozenset({"admin", "investigator"}),
+    "review": frozenset({"admin", "investigator"}),
+    "ingest": frozenset({"admin", "ingester"}),
+    "remove": frozenset({"admin", "ingester"}),
+    "erase": frozenset({"admin"}),
+    "optout": frozenset({"admin"}),
+    "read_audit": frozenset({"admin", "auditor"}),
+    "export_audit": frozenset({"admin", "auditor"}),
+    "manage_users": frozenset({"admin"}),
+    "manage_collections": frozenset({"admin"}),
+}
+ACTIONS = tuple(ROLE_PERMISSIONS)
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as callers see it: no key material."""
+
+    id: int
+    name: str
+    role: str
+    key_id: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def can(self, action: str) -> bool:
+        return allowed(self.role, action)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: UserRow) -> User:
+        return cls(row.id, row.name, row.role, row.key_id, row.created_at, row.created_by, row.revoked_at)
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may do ``action``. An unknown action is an error, not a silent refusal."""
+    if action not in ROLE_PERMISSIONS:
+        raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+    return role in ROLE_PERMISSIONS[action]
+
+
+def require(user: User | None, action: str) -> None:
+    """Raise :class:`PermissionDenied` unless ``user`` is active and its role allows ``action``."""
+    if user is None or not user.active:
+        raise PermissionDenied(f"{action} needs an active user")
+    if not allowed(user.role, action):
+        roles = ", ".join(sorted(ROLE_PERMISSIONS[action]))
+        raise PermissionDenied(f"{user.name} ({user.role}) may not {action}; it needs the role {roles}")
+
+
+def default_actor() -> str:
+    """The actor recorded for local use without an API key: ``cli:<operating-system user>``."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        name = "unknown"
+    return f"cli:{name}"
+
+
+def actor_name(actor: str | User | None) -> str:
+    """The name recorded in the audit log for a user, a free-form actor string, or the local user."""
+    if actor is None:
+        return default_actor()
+    if isinstance(actor, str):
+        if not actor.strip():
+            raise FaceSearchError("the actor must not be empty", code="bad_request")
+        return actor.strip()
+    return actor.name
+
+
+@dataclass(frozen=True)
+class SearchPurpose:
+    """The case a search belongs to, what it is for, and (where demanded) its legal basis."""
+
+    case_id: str
+    purpose: str
+    legal_basis: str | None = None
+
+    def validated(self) -> SearchPurpose:
+        """A copy with whitespace trimmed; raises :class:`PurposeRequired` when a field is empty or malformed."""
+        case_id = _text("case_id", self.case_id, 1, MAX_CASE_ID)
+        purpose = _text("purpose", self.purpose, MIN_PURPOSE, MAX_PURPOSE)
+        legal_basis = None
+        if self.legal_basis is not None and str(self.legal_basis).strip():
+            legal_basis = _text("legal_basis", self.legal_basis, 1, MAX_LEGAL_BASIS)
+        return SearchPurpose(case_id, purpose, legal_basis)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _text(name: str, value: object, low: int, high: int) -> str:
+    if value is None or not isinstance(value, str) or not value.strip():
+        raise PurposeRequired(f"a search needs a {name}")
+    value = value.strip()
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise PurposeRequired(f"the {name} must not contain control characters", code="invalid_purpose")
+    if not low <= len(value) <= high:
+        raise PurposeRequired(f"the {name} must be {low} to {high} characters long", code="invalid_purpose")
+    return value
