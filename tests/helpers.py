@@ -78,3 +78,13 @@ def library_contents(folder: Path) -> dict[str, Any]:
 def comparable_report(report: Any) -> dict:
     """An ingest report without its timing (engines must agree on everything else)."""
     return {k: v for k, v in report.to_dict().items() if k != "seconds"}
+
+
+def _purpose() -> Any:
+    from facesearch.governance.types import SearchPurpose
+
+    return SearchPurpose("test-case", "exercising the search path in the test suite")
+
+
+# Every search and comparison states a case and a purpose (there is no way around it): the tests' own.
+PURPOSE = _purpose()

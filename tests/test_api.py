@@ -287,7 +287,7 @@ def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fre
         erase(cli, source=str(uploaded["cli-erased"]), actor="cli:ops", reason="held file test")
         assert uploaded["cli-erased"].exists()
         cli.held_uploads = None
-        cli.discard_uploaded_copies([str(uploaded["cli-erased"])])
+        cli.writer.discard_uploaded_copies([str(uploaded["cli-erased"])])
         assert not uploaded["cli-erased"].exists()
 
         set_retention(cli.catalog, "expiring", 1, actor="cli:ops")

@@ -141,14 +141,15 @@ def test_cnn_library_batched_on_the_device_equals_local(tmp_path: Path, shared_d
     with Library.open(folders["squeezed"], jitter=0, detector="cnn") as lib:
         collection = lib.catalog.collection_id("lfw")
         run = BatchedIngestRun(
-            lib._worker_settings(False, 2),
-            store=lambda results: lib._store(collection, results),
+            lib.ingester.worker_settings(False, 2),
+            store=lambda results: lib.ingester.store(collection, results),
             checkpoint=lib.save_index,
             workers=2,
             sizes=BatchSizes(chunk=2, detect=2, embed=3, write=3, open_photos=4, held_bytes=1),
         )
         sources = list(expand(inputs))
-        reports["squeezed"] = run.run(collection, IngestReport(collection="lfw", total=len(sources)), sources, None)
+        with lib.writer.locked():  # what Library.index holds around a run
+            reports["squeezed"] = run.run(collection, IngestReport(collection="lfw", total=len(sources)), sources, None)
         assert len(lib.vector_index) == lib.catalog.face_count()
     assert comparable_report(reports["batched"]) == comparable_report(reports["local"])
     assert reports["batched"].indexed == len(inputs) and reports["batched"].faces >= len(photos)
@@ -197,7 +198,7 @@ def test_a_worker_detects_its_chunk_in_one_batch_when_the_detector_can(tmp_path:
     negative = shared_data / "negatives" / "skimage" / "chelsea.png"  # another size: a batch of its own
     sources = [Source(str(p), "file") for p in [*photos[:3], tmp_path / "broken.jpg", negative, *photos[3:]]]
     with Library.open(tmp_path / "lib", jitter=0, detector="cnn") as lib:
-        settings = lib._worker_settings(False, 1)
+        settings = lib.ingester.worker_settings(False, 1)
         collection = lib.catalog.collection_id("c")
     one_by_one = Worker(settings)
     batched = Worker(settings)
@@ -226,17 +227,17 @@ def test_a_failing_writer_stops_the_run_with_its_error_and_leaves_no_process(
             calls.append(len(results))
             if len(calls) == 2:
                 raise OSError(28, "No space left on device")
-            return lib._store(collection, results)
+            return lib.ingester.store(collection, results)
 
         run = BatchedIngestRun(
-            lib._worker_settings(False, 2),
+            lib.ingester.worker_settings(False, 2),
             store=store_then_fail,
             checkpoint=lib.save_index,
             workers=2,
             sizes=BatchSizes(chunk=2, detect=2, embed=4, write=2, open_photos=6, held_bytes=2**30),
         )
         sources = list(expand(example_inputs))
-        with pytest.raises(OSError, match="No space left"):
+        with lib.writer.locked(), pytest.raises(OSError, match="No space left"):
             run.run(collection, IngestReport(collection="c", total=len(sources)), sources, None)
         assert len(calls) >= 2 and lib.catalog.image_count() == calls[0]  # the first batch was written
         assert len(lib.vector_index) == lib.catalog.face_count()

@@ -13,6 +13,7 @@ import pytest
 
 from facesearch.eval.lfw import PairsFormatError, read_pairs
 from facesearch.eval.metrics import best_threshold, eer, kfold_accuracy, roc_auc, tar_at_far
+from tests.helpers import PURPOSE
 
 
 def test_metrics_on_two_known_normal_distributions() -> None:
@@ -201,11 +202,11 @@ def test_calibrate_into_a_library_then_search_uses_it(calibration_photos: Path, 
     assert "images" in saved.source
     photo = next(calibration_photos.glob("*/*.jpg"))
     with Library.open(folder) as lib:
-        assert lib.calibration is not None and lib.calibration.source == saved.source
-        result = lib.verify(photo, photo)
+        assert lib.scoring.calibration is not None and lib.scoring.calibration.source == saved.source
+        result = lib.verify(photo, photo, purpose=PURPOSE)
         assert result.calibration == saved.source and result.fmr_upper_bound and result.label == "match"
         with pytest.raises(LibraryError, match="calibration is for"):
-            lib.save_calibration(Calibration(model="another", source="x", tables=saved.tables))
+            lib.scoring.save_calibration(Calibration(model="another", source="x", tables=saved.tables))
 
 
 def test_calibrate_to_a_file_and_clear_errors(calibration_photos: Path, tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
-from facesearch.governance import AuditLog, OptOutRegistry, erase, purge_expired, set_retention
+from facesearch.governance import AuditLog, erase, purge_expired, set_retention
 from facesearch.store.schema import FaceRow, ImageRow
-from tests.helpers import copy_on_vector_store
+from tests.helpers import PURPOSE, copy_on_vector_store
 
 OPTOUT_PHOTO = "barack_obama/obama.jpg"  # never indexed: the person brings a photo of their own
 
@@ -77,7 +77,7 @@ def pieces_on_disk(lib: Library, data: bytes, size: int = 32) -> float:
 
 
 def shown(lib: Library, probe: Path, **kwargs: object) -> list[tuple[int, str]]:
-    result = lib.search(probe, top_k=50, **kwargs)
+    result = lib.search(probe, top_k=50, purpose=PURPOSE, **kwargs)
     return [(c.face_id, c.image.path) for f in result.faces for c in f.candidates]
 
 
@@ -89,7 +89,7 @@ def test_optout_removes_the_person_everywhere_and_keeps_everyone_else(lib: Libra
     assert before[0][0] in obama and any(i in obama for i, _ in before[1:])  # he is found before
     faces_before = lib.catalog.face_count()
 
-    registry = OptOutRegistry(lib)
+    registry = lib.optouts
     assert registry.threshold == 0.95 or registry.threshold_source.endswith("FMR 1e-05")
     receipt = registry.add(people / OPTOUT_PHOTO, note="request 2024-001", actor="admin-ana")
 
@@ -128,36 +128,40 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
     lib: Library, examples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     people = examples / "by_identity"
-    registry = OptOutRegistry(lib)
-    probe_faces, _ = lib.searcher.probe_faces(people / "barack_obama" / "obama3.jpg")
-    others, _ = lib.searcher.probe_faces(people / "joe_biden" / "biden.jpg")
-    embeddings = np.stack([probe_faces[0].embedding, others[0].embedding])
+    registry = lib.optouts
+    embeddings = np.stack(
+        [
+            lib.searches.largest_face(people / "barack_obama" / "obama3.jpg")[0],
+            lib.searches.largest_face(people / "joe_biden" / "biden.jpg")[0],
+        ]
+    )
     assert registry.is_opted_out(embeddings).tolist() == [False, False]  # no opt-outs yet
 
     registry.add(people / "barack_obama" / "obama1.jpg", note="request 2")
     assert registry.is_opted_out(embeddings).tolist() == [True, False]
-    assert OptOutRegistry(lib).is_opted_out(embeddings).tolist() == [True, False]  # read from the database
+    with Library.open(lib.folder) as other:  # another process's registry reads it from the database
+        assert other.optouts.is_opted_out(embeddings).tolist() == [True, False]
 
     # Ingest never stores his face again, and searching for him shows nobody.
     report = lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
     assert report.indexed == 1 and report.faces == 0 and report.opted_out_faces == 1
-    assert all(not f.candidates for f in lib.search(people / "barack_obama" / "obama2.jpg", top_k=50).faces)
+    probe = people / "barack_obama" / "obama2.jpg"
+    assert all(not f.candidates for f in lib.search(probe, top_k=50, purpose=PURPOSE).faces)
     lib.remove(collection="late")
 
-    # A photo of him indexed by a path that did not filter (an older facesearch, say: simulated by
-    # switching the library's filter off): the search filter hides him, sweep removes him.
-    monkeypatch.setattr(lib.optouts, "count", lambda: 0)
+    # A photo of him indexed by a path that did not screen (an older facesearch, say: simulated by
+    # switching the writer's screen off): search excludes his face before ranking, sweep removes it.
+    monkeypatch.setattr(registry, "screens", lambda: False)
     lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
-    late = lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist()
-    raw = lib.search(people / "barack_obama" / "obama2.jpg", top_k=50)
     monkeypatch.undo()
-    assert late[0] in [c.face_id for c in raw.faces[0].candidates]
-    filtered = registry.filter_search_result(raw)
-    kept = filtered.faces[0].candidates
-    assert late[0] not in [c.face_id for c in kept]
-    assert len(kept) == len(raw.faces[0].candidates) - 1 and [c.rank for c in kept] == list(range(1, len(kept) + 1))
-    blocked = registry.filter_search_result(raw, probe_embeddings=np.stack([embeddings[0]]))
-    assert blocked.faces[0].candidates == []  # searching for an opted-out person shows nobody
+    late = lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist()
+    assert len(late) == 1 and registry.suppressed_face_ids().tolist() == late
+    biden = lib.search(people / "joe_biden" / "biden.jpg", top_k=50, purpose=PURPOSE)
+    shown_ids = [c.face_id for c in biden.faces[0].candidates]
+    assert late[0] not in shown_ids and [c.rank for c in biden.faces[0].candidates] == list(
+        range(1, len(shown_ids) + 1)
+    )
+    assert all(not f.candidates for f in lib.search(probe, top_k=50, purpose=PURPOSE).faces)  # his probe: nobody
     sweep = registry.sweep(actor="admin")
     assert sweep.face_ids == late and sweep.sources == [str(people / OPTOUT_PHOTO)]
     assert lib.catalog.faces_by_ids(late) == {}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from facesearch import Library
-from tests.helpers import png_header_only
+from tests.helpers import PURPOSE, png_header_only
 
 
 @pytest.fixture()
@@ -78,7 +78,7 @@ def test_manifests_keep_page_and_metadata(tmp_path: Path, good_photos: list[Path
     with Library.open(tmp_path / "lib") as lib:
         report = lib.index([csv_manifest, jsonl_manifest], collection="press", workers=1)
         assert report.indexed == 3
-        result = lib.search(good_photos[0], top_k=1)
+        result = lib.search(good_photos[0], top_k=1, purpose=PURPOSE)
         image = result.faces[0].candidates[0].image
         assert image.path == str(good_photos[0].resolve()) and image.page_url == "https://example.org/page/1"
         with lib.catalog.session() as s:
@@ -120,7 +120,7 @@ def test_urls_need_the_private_flag_on_loopback(tmp_path: Path, photo_server: st
         allowed = lib.index([manifest], workers=1, allow_private_urls=True)
         assert allowed.indexed == 1 and allowed.faces == 1
         assert [code for _, code, _ in allowed.rejected] == ["bad_content_type"]
-        image = lib.search(_download(url, tmp_path)).faces[0].candidates[0].image
+        image = lib.search(_download(url, tmp_path), purpose=PURPOSE).faces[0].candidates[0].image
         assert image.source_url == url and image.path is None and image.page_url == "https://news.example/story"
 
 
@@ -172,4 +172,4 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
         assert lib.doctor(repair=False)["ok"]
         assert len(lib.vector_index) == faces
         probe = photos[7]
-        assert lib.search(probe, top_k=1).faces[0].candidates[0].image.path == probe
+        assert lib.search(probe, top_k=1, purpose=PURPOSE).faces[0].candidates[0].image.path == probe

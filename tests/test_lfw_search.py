@@ -11,6 +11,7 @@ import pytest
 
 from facesearch import Library
 from facesearch.errors import NoFaceFound
+from tests.helpers import PURPOSE
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_lfw_probes_find_their_person_first(tmp_path: Path, lfw_subset: tuple[li
     with Library.open(folder) as lib:
         for probe in probes:
             try:
-                top = lib.search(probe, top_k=1).faces[0].candidates[0]
+                top = lib.search(probe, top_k=1, purpose=PURPOSE).faces[0].candidates[0]
             except NoFaceFound:
                 continue  # counts as a miss
             hits += Path(top.image.path).parent.name == probe.parent.name

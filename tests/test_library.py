@@ -15,6 +15,7 @@ from PIL import Image
 from facesearch import Library
 from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.models.embedder import converted_dlib_resnet
+from tests.helpers import PURPOSE
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def gallery(people: Path) -> list[str]:
 
 
 def top_paths(lib: Library, probe: Path, **kwargs: object) -> list[str]:
-    return [c.image.path for c in lib.search(probe, top_k=10, **kwargs).faces[0].candidates]
+    return [c.image.path for c in lib.search(probe, top_k=10, purpose=PURPOSE, **kwargs).faces[0].candidates]
 
 
 @pytest.mark.parametrize("engine", ["Flat", "HNSW32", "milvus"])
@@ -59,14 +60,14 @@ def test_remove_by_image_and_collection(tmp_path: Path, people: Path, gallery: l
     with Library.open(tmp_path / "lib") as lib:
         lib.index(gallery[:3], collection="a", workers=1)
         lib.index(gallery[3:], collection="b", workers=1)
-        hit = lib.search(people / "joe_biden" / "biden.jpg", top_k=1).faces[0].candidates[0]
+        hit = lib.search(people / "joe_biden" / "biden.jpg", top_k=1, purpose=PURPOSE).faces[0].candidates[0]
         assert hit.collection == "b"
         assert lib.remove(image_id=hit.image.image_id).image_ids == [hit.image.image_id]
         gone = lib.remove(collection="a")
         assert len(gone.image_ids) == 3
         assert [c["name"] for c in lib.stats()["collections"]] == ["b"]
         with pytest.raises(FaceSearchError, match="no collection named 'a'"):
-            lib.search(people / "barack_obama" / "obama.jpg", collection="a")
+            lib.search(people / "barack_obama" / "obama.jpg", collection="a", purpose=PURPOSE)
         with pytest.raises(FaceSearchError, match="exactly one"):
             lib.remove(source="x", collection="b")
 
@@ -98,10 +99,10 @@ def test_dlib_backend_gives_the_same_answers(tmp_path: Path, people: Path, galle
     probe = people / "barack_obama" / "obama.jpg"
     with Library.open(folder, embedder="onnx") as lib:
         lib.index(gallery[:3], workers=1)
-        onnx_result = lib.search(probe)
+        onnx_result = lib.search(probe, purpose=PURPOSE)
     with Library.open(folder, embedder="dlib") as lib:
         lib.index(gallery[3:], workers=1)  # indexed by dlib itself into the same index
-        dlib_result = lib.search(probe)
+        dlib_result = lib.search(probe, purpose=PURPOSE)
         assert lib.embedder.backend == "dlib"
     onnx_top = {c.face_id: c.similarity for c in onnx_result.faces[0].candidates}
     dlib_top = {c.face_id: c.similarity for c in dlib_result.faces[0].candidates if c.face_id in onnx_top}

@@ -27,7 +27,7 @@ from facesearch.store import milvus_index
 from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
 from facesearch.store.vector_index import VectorIndex
 from facesearch.store.vector_store import TOKEN_ENV, FaceCollections, VectorStore, milvus_settings
-from tests.helpers import copy_on_vector_store
+from tests.helpers import PURPOSE, copy_on_vector_store
 
 DIM = 128
 
@@ -265,8 +265,8 @@ def test_a_library_on_milvus_answers_as_on_faiss(faiss_library: Path, examples: 
         assert (milvus_folder / "vectors.milvus.db").is_file() and not (milvus_folder / "index.faiss").exists()
         for probe in probes:
             for collection in (None, "groups"):
-                a = faiss.search(probe, top_k=30, collection=collection)
-                b = milvus.search(probe, top_k=30, collection=collection)
+                a = faiss.search(probe, top_k=30, collection=collection, purpose=PURPOSE)
+                b = milvus.search(probe, top_k=30, collection=collection, purpose=PURPOSE)
                 for fa, fb in zip(a.faces, b.faces, strict=True):
                     assert [c.face_id for c in fa.candidates] == [c.face_id for c in fb.candidates]
                     assert [c.similarity for c in fa.candidates] == pytest.approx(

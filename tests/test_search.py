@@ -12,7 +12,7 @@ import pytest
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
-from tests.helpers import copy_on_vector_store
+from tests.helpers import PURPOSE, copy_on_vector_store
 
 # One probe per person with several photos; the rest of their photos go into the gallery.
 PROBES = {
@@ -65,7 +65,7 @@ def searchable(library: Library, vector_store: str, tmp_path_factory: pytest.Tem
 @pytest.mark.parametrize("person", sorted(PROBES))
 def test_right_person_ranks_first(searchable: Library, examples: Path, person: str) -> None:
     probe = examples / "by_identity" / person / PROBES[person]
-    result = searchable.search(probe, top_k=5, collection="people")
+    result = searchable.search(probe, top_k=5, collection="people", purpose=PURPOSE)
     top = result.faces[0].candidates[0]
     assert person_of(top.image.path) == person, f"{probe.name}: top candidate {top.image.path}"
     assert top.passes_threshold
@@ -83,35 +83,39 @@ def test_every_face_in_group_photos_is_found(library: Library, examples: Path) -
 
 def test_group_photo_probe_searches_each_face_and_face_option_picks_one(searchable: Library, examples: Path) -> None:
     probe = examples / "multi_face" / "obama_and_biden.jpg"
-    both = searchable.search(probe, top_k=3, collection="people")
+    both = searchable.search(probe, top_k=3, collection="people", purpose=PURPOSE)
     assert len(both.faces) == 3  # two adults and a child, largest first
     tops = {person_of(f.candidates[0].image.path) for f in both.faces[:2]}
     assert tops == {"barack_obama", "joe_biden"}
     assert all(f.candidates[0].passes_threshold for f in both.faces[:2])
     assert not both.faces[2].candidates[0].passes_threshold, "the child is nobody in the gallery"
-    one = searchable.search(probe, top_k=3, face=1, collection="people")
+    one = searchable.search(probe, top_k=3, face=1, collection="people", purpose=PURPOSE)
     assert len(one.faces) == 1 and one.faces[0].face == 1
     assert one.faces[0].candidates[0].face_id == both.faces[1].candidates[0].face_id
     with pytest.raises(FaceSearchError, match="choose a face from 0 to 2"):
-        searchable.search(probe, face=3)
+        searchable.search(probe, face=3, purpose=PURPOSE)
 
 
 def test_collection_filter(searchable: Library, examples: Path) -> None:
     probe = examples / "by_identity" / "barack_obama" / "obama.jpg"
-    result = searchable.search(probe, top_k=10, collection="groups")
+    result = searchable.search(probe, top_k=10, collection="groups", purpose=PURPOSE)
     assert {c.collection for c in result.faces[0].candidates} == {"groups"}
     # Obama appears in two of the group photos (two_people.jpg shows him with another man).
     top_two = {Path(c.image.path).name for c in result.faces[0].candidates[:2]}
     assert top_two == {"obama_and_biden.jpg", "two_people.jpg"}
     assert all(c.passes_threshold for c in result.faces[0].candidates[:2])
     with pytest.raises(FaceSearchError, match="no collection named"):
-        searchable.search(probe, collection="nope")
+        searchable.search(probe, collection="nope", purpose=PURPOSE)
 
 
 def test_verify_same_and_different(library: Library, examples: Path) -> None:
     people = examples / "by_identity"
-    same = library.verify(people / "barack_obama" / "obama.jpg", people / "barack_obama" / "obama2.jpg")
-    different = library.verify(people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg")
+    same = library.verify(
+        people / "barack_obama" / "obama.jpg", people / "barack_obama" / "obama2.jpg", purpose=PURPOSE
+    )
+    different = library.verify(
+        people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg", purpose=PURPOSE
+    )
     assert same.same_person and not different.same_person
     assert same.similarity > different.similarity + 0.05
     from facesearch.governance import AuditLog
@@ -126,7 +130,7 @@ def test_no_face_in_negatives(library: Library, shared_data: Path) -> None:
     found = {p.name: len(library.faces(p)) for p in negatives}
     assert sum(found.values()) == 0, found
     with pytest.raises(NoFaceFound):
-        library.search(negatives[0])
+        library.search(negatives[0], purpose=PURPOSE)
 
 
 def test_cli_search_json_schema(library: Library, examples: Path) -> None:
@@ -186,7 +190,7 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
 
 def test_every_result_carries_its_false_match_rate(searchable: Library, examples: Path) -> None:
     probe = examples / "multi_face" / "obama_and_biden.jpg"
-    result = searchable.search(probe, top_k=5, collection="people")
+    result = searchable.search(probe, top_k=5, collection="people", purpose=PURPOSE)
     assert result.max_fmr == 1e-3 and result.calibration
     for face in result.faces:
         for c in face.candidates:
@@ -202,8 +206,8 @@ def test_every_result_carries_its_false_match_rate(searchable: Library, examples
 
 def test_max_fmr_sets_the_threshold(library: Library, examples: Path) -> None:
     probe = examples / "by_identity" / "barack_obama" / "obama.jpg"
-    loose = library.search(probe, top_k=10, max_fmr=1e-2)
-    strict = library.search(probe, top_k=10, max_fmr=1e-5)
+    loose = library.search(probe, top_k=10, max_fmr=1e-2, purpose=PURPOSE)
+    strict = library.search(probe, top_k=10, max_fmr=1e-5, purpose=PURPOSE)
     assert strict.threshold > loose.threshold
     n_loose = sum(c.passes_threshold for c in loose.faces[0].candidates)
     n_strict = sum(c.passes_threshold for c in strict.faces[0].candidates)
@@ -212,10 +216,12 @@ def test_max_fmr_sets_the_threshold(library: Library, examples: Path) -> None:
         assert c.passes_threshold == (c.score >= strict.threshold - 1e-4)
     for bad in (0.0, 1.5, 1e-12):
         with pytest.raises(FaceSearchError) as info:
-            library.search(probe, max_fmr=bad)
+            library.search(probe, max_fmr=bad, purpose=PURPOSE)
         assert info.value.code == "bad_request"
     people = examples / "by_identity"
-    different = library.verify(people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg")
+    different = library.verify(
+        people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg", purpose=PURPOSE
+    )
     assert different.label == "possible lead, needs human review" and different.fmr > 1e-3
 
 
@@ -239,7 +245,7 @@ def test_every_search_is_audited_and_a_collection_can_demand_a_legal_basis(libra
         with pytest.raises(PurposeRequired, match="legal_basis"):
             library.search(probe, collection="people", purpose=purpose)
         with pytest.raises(PurposeRequired):
-            library.search(probe, collection="people")
+            library.search(probe, collection="people", purpose=PURPOSE)
         lawful = SearchPurpose(case_id="CASE-7", purpose="find the source", legal_basis="court order 12/26")
         assert library.search(probe, top_k=1, collection="people", purpose=lawful).faces
     finally:

@@ -15,8 +15,6 @@ from typing import Any
 from facesearch.errors import LibraryError
 from facesearch.models.detector import DetectorSettings
 from facesearch.models.embedder import DLIB_RESNET_KEY, OnnxModelSpec
-from facesearch.search.calibration import DEFAULT_MAX_FMR
-from facesearch.store.vector_index import HNSW_EF_SEARCH
 
 CONFIG_NAME = "config.json"
 FORMAT = 1
@@ -25,6 +23,8 @@ DEFAULT_LIBRARY = "./facesearch-library"
 # before `facesearch calibrate`): otherwise the threshold comes from max_fmr and the calibration.
 # Both are FMR ~1e-3 for dlib's ResNet (flip-averaged) on 199k lfw-dev impostor pairs.
 DEFAULT_THRESHOLD = 0.928
+# The false match rate per comparison accepted as a "match" by default (search/calibration.py).
+DEFAULT_MAX_FMR = 1e-3
 DEFAULT_SNORM_THRESHOLD = 2.09
 
 
@@ -49,7 +49,7 @@ class LibraryConfig:
     # A second detector tried only on photos where the first finds no face: "cnn" or "none".
     detector_fallback: str = "cnn"
     # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
-    hnsw_ef_search: int = HNSW_EF_SEARCH
+    hnsw_ef_search: int = 0
     # Where the vectors live (fixed at creation; store/vector_store.py): "faiss" (index.faiss in this
     # folder) or "milvus". Milvus: milvus_uri None is Milvus Lite in vectors.milvus.db in this folder,
     # else a server (http://host:19530) whose token is milvus_token or $FACESEARCH_MILVUS_TOKEN

@@ -86,13 +86,11 @@ def verify(
 # faces and reviews --------------------------------------------------------------------------------
 
 
-def view_face(catalog: Catalog, face_id: int, *, case_id: str, actor: User, thumbnail: bool) -> FaceRow:
-    """A face's row, for its metadata or thumbnail; audited, so browsing faces outside a case shows in the log."""
-    row = catalog.faces_by_ids([face_id]).get(face_id)
+def view_face(library: Library, face_id: int, *, case_id: str, actor: User, thumbnail: bool) -> FaceRow:
+    """A face's row, for its metadata or thumbnail; audited by the search path (search/service.py)."""
+    row = library.searches.view_face(face_id, case_id=case_id, actor=actor, thumbnail=thumbnail)
     if row is None:
         raise NotFound(f"no face {face_id}")
-    what = "thumbnail" if thumbnail else "metadata"
-    AuditLog(catalog).append(actor, "face_view", {"face_id": face_id, "view": what}, case_id=case_id)
     return row
 
 

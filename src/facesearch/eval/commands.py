@@ -254,7 +254,7 @@ def calibrate(
                 lambda p: p.parent.name,
                 model_key,
                 source,
-                normalizer=lib.normalizer if lib else None,
+                normalizer=lib.scoring.normalizer if lib else None,
                 cohort_from_photos=lib is None,  # a library's s-norm scores use its own cohort, or none yet
                 max_comparisons=max_comparisons,
             )
@@ -262,7 +262,7 @@ def calibrate(
                 result.save(output)
                 written = output
             else:
-                written = lib.save_calibration(result)  # type: ignore[union-attr]
+                written = lib.scoring.save_calibration(result)  # type: ignore[union-attr]
         finally:
             if lib:
                 lib.close()
@@ -389,7 +389,7 @@ def _verify_operating_point(library: Path | None, embedder: str, max_fmr: float 
     folder = library or default_library_path()
     if (folder / "config.json").is_file():
         with Library.open(folder, embedder=embedder, create=False) as lib:
-            table, source = lib.score_table("cosine")
+            table, source = lib.scoring.score_table("cosine")
             pipeline = lib.pipeline
             max_fmr = lib.config.max_fmr if max_fmr is None else max_fmr
     else:

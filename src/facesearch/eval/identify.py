@@ -30,6 +30,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.governance.types import SearchPurpose
 from facesearch.library import Library
 from facesearch.search.results import ProbeFace, SearchResult
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow
@@ -79,6 +80,9 @@ class IdentifyReport:
             "score": self.score,
         }
 
+
+# Evaluation searches are searches too: bound to a purpose and in the audit log like any other.
+EVAL_PURPOSE = SearchPurpose("eval-identify", "accuracy evaluation: 1:N identification on labelled photos")
 
 def person_of(path: str | Path) -> str:
     return Path(path).parent.name
@@ -169,7 +173,7 @@ def run(
         seed=seed,
         no_face=no_face,
         thresholds=thresholds,
-        score="snorm" if library.normalizer else "cosine",
+        score="snorm" if library.scoring.normalizer else "cosine",
         mated_scores=np.array([-np.inf if t is None else t for t in mated_top], dtype=np.float64),
         non_mated_top=np.asarray(non_mated_top, dtype=np.float64),
         mated_ranks=np.array([0 if r is None else r for r in mated_ranks], dtype=int),
@@ -214,7 +218,7 @@ def subject_face_ids(library: Library) -> set[int]:
 def _search(library: Library, path: Path, subjects: set[int]) -> tuple[int | None, float | None]:
     """Rank of the mate among the top 5 (None if absent) and the top candidate's score (None: no face)."""
     try:
-        result = library.search(path, top_k=SEARCH_DEPTH, collection=GALLERY)
+        result = library.search(path, top_k=SEARCH_DEPTH, collection=GALLERY, purpose=EVAL_PURPOSE)
     except NoFaceFound:
         return None, None
     candidates = [c for c in subject_face(result).candidates if c.face_id in subjects][:5]

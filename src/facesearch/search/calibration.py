@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facesearch.config import DEFAULT_MAX_FMR as DEFAULT_MAX_FMR  # re-exported: the library default
 from facesearch.errors import CalibrationError as CalibrationError  # re-exported: callers find it here
 
 FORMAT = 1
 CALIBRATION_NAME = "calibration.json"
-DEFAULT_MAX_FMR = 1e-3
 RUNGS_PER_DECADE = 20
 SCORE_KINDS = ("cosine", "snorm")
 

@@ -34,17 +34,12 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import FaceRow, ImageRow
-
-if TYPE_CHECKING:
-    from facesearch.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +166,3 @@ def reclaim_space(catalog: Catalog) -> dict[str, object]:
         "note": "dead tuples removed from tables and indexes; the freed space is not guaranteed to be "
         "overwritten, and WAL segments, archives and backups keep their copies until they expire",
     }
-
-
-@contextmanager
-def write_lock(library: Library) -> Iterator[None]:
-    """The library's single-writer lock (ingest holds it too, so no face is added while we scan and delete)."""
-    lock = getattr(library, "write_lock", None) or library._write_lock
-    with lock():
-        yield
-
-
-def sync_index(library: Library, face_ids: Iterable[int]) -> None:
-    """Drop removed faces' vectors from the vector index for good, save it, and forget the s-norm cohort."""
-    ids = np.asarray(sorted({int(i) for i in face_ids}), dtype=np.int64)
-    if len(ids):
-        library.vector_index.remove(ids)
-        library.vector_index.compact()  # HNSW keeps removed vectors as tombstones until compacted
-        library.save_index()
-    library._normalizer = False  # the cohort may hold removed faces' embeddings: rebuild it on next use

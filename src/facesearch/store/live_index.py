@@ -99,14 +99,30 @@ class LiveIndex:
             self.reconcile()
         return index
 
-    def refresh(self) -> bool:
-        """Reload the index when another process saved it since this one loaded or saved it; True if reloaded."""
+    def refresh(self, *, repair: bool) -> bool:
+        """Reload the index when another process saved it since this one loaded or saved it; True if reloaded.
+
+        ``repair=True`` (the writer, under the write lock) also reconciles the reloaded index with the
+        catalog and saves it. A reader passes False: another process may be half-way through an
+        ingest, and a reader must never rewrite the file under it (if the file cannot be read, the
+        copy in memory is kept); faces committed but not yet saved appear at the writer's next save.
+        """
         with self._lock:
-            if _signature(self.path) == self._signature:
+            signature = _signature(self.path)
+            if signature == self._signature:
                 return False
             log.info("%s changed on disk: reloading the vector index", self.path.name)
             previous = self._store
-            self._store = self._open(repair=True)
+            if repair:
+                self._store = self._open(repair=True)
+            else:
+                try:
+                    fresh = load_store(self.folder, self.config, self.catalog)
+                except LibraryError as exc:
+                    log.warning("%s; keeping the index loaded before", exc)
+                    return False
+                fresh.ef_search = self.config.hnsw_ef_search
+                self._store, self._signature = fresh, signature
             if previous is not self._store:
                 close_store(previous)
             return True
@@ -173,6 +189,28 @@ class LiveIndex:
             log.info("vector index reconciled: %d added, %d removed", len(missing), len(extra))
             self.save()
             return {"added": int(len(missing)), "removed": int(len(extra))}
+
+    def check_file(self) -> list[str]:
+        """What is wrong with the saved index against the catalog (``facesearch doctor``); [] when nothing."""
+        problems: list[str] = []
+        try:
+            index = load_store(self.folder, self.config, self.catalog)
+        except LibraryError as exc:
+            return [str(exc)]
+        try:
+            held = live_ids(index)
+            in_catalog = self.catalog.all_face_ids()
+            missing = np.setdiff1d(in_catalog, held)
+            extra = np.setdiff1d(held, in_catalog)
+            if len(missing):
+                problems.append(f"{len(missing)} faces in the catalog are missing from the index")
+            if len(extra):
+                problems.append(f"{len(extra)} vectors in the index have no face in the catalog")
+            if index.dim != self.dim:
+                problems.append(f"index dimension {index.dim} != model dimension {self.dim}")
+        finally:
+            close_store(index)
+        return problems
 
     def close(self) -> None:
         close_store(getattr(self, "_store", None))

@@ -112,7 +112,6 @@ class LibraryWriter:
         self._listeners: list[Callable[[], None]] = []
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._owner: int | None = None
         self._handle: object | None = None
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -137,22 +136,23 @@ class LibraryWriter:
                     handle.close()
                     raise
                 self._handle = handle
-                self._owner = threading.get_ident()
             self._depth += 1
             try:
-                if self._depth == 1 and self.index.refresh():
+                if self._depth == 1 and self.index.refresh(repair=True):
                     self._changed()
                 yield
             finally:
                 self._depth -= 1
                 if self._depth == 0:
                     handle = self._handle
-                    self._handle = self._owner = None
+                    self._handle = None
                     fcntl.flock(handle, fcntl.LOCK_UN)  # type: ignore[arg-type]
                     handle.close()  # type: ignore[union-attr]
 
     def _require_lock(self) -> None:
-        if self._owner != threading.get_ident():
+        """Storing needs the lock held by this process (an ingest's writer thread stores while the
+        thread that runs the ingest holds it)."""
+        if self._depth == 0:
             raise RuntimeError("the library's write lock must be held (LibraryWriter.locked)")
 
     # adding ---------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ CaseQuery = Annotated[
 
 @router.get("/faces/{face_id}", response_model=FaceOut, summary="An indexed face: box, landmarks, quality, photo")
 def face(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, permission("search")]) -> FaceOut:
-    row = service.view_face(host.catalog, face_id, case_id=case_id, actor=user, thumbnail=False)
+    with host.reading() as library:
+        row = service.view_face(library, face_id, case_id=case_id, actor=user, thumbnail=False)
     image = row.image
     return FaceOut(
         face_id=row.id,
@@ -54,5 +55,6 @@ def face(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, 
     summary="The face's thumbnail (JPEG)",
 )
 def thumbnail(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, permission("search")]) -> Response:
-    row = service.view_face(host.catalog, face_id, case_id=case_id, actor=user, thumbnail=True)
+    with host.reading() as library:
+        row = service.view_face(library, face_id, case_id=case_id, actor=user, thumbnail=True)
     return Response(row.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

@@ -12,7 +12,7 @@ from facesearch.api.deps import Host, Settings
 from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, SearchOut
 from facesearch.api.uploads import read_limited
 from facesearch.governance import SearchPurpose, User
-from facesearch.search.searcher import MAX_TOP_K
+from facesearch.search.service import MAX_TOP_K
 
 router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
 

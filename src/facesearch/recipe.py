@@ -1,0 +1,61 @@
+"""A library's embedding recipe, defined once: the model, how it is applied, and where its files are.
+
+The same recipe builds the pipeline in this process, in ingest workers (other processes, Ray
+actors) and in evaluation workers; the recipe key names it in the catalog, so an index never mixes
+embeddings of two recipes (flip-averaged, jittered and plain embeddings are different recipes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from facesearch.config import LibraryConfig
+from facesearch.models.embedder import DLIB_RESNET_KEY, Embedder, ModelInfo, dlib_resnet_info
+from facesearch.models.pipeline import PipelineRecipe
+
+MODELS_DIR = "models"
+MODEL_CACHE_ENV = "FACESEARCH_MODEL_CACHE"
+
+
+class LibraryRecipe:
+    """The recipe of one library folder (its config) with one embedder backend ("onnx" or "dlib")."""
+
+    def __init__(self, folder: Path, config: LibraryConfig, backend: str = "onnx") -> None:
+        self.folder, self.config, self.backend = folder, config, backend
+
+    @property
+    def models_dir(self) -> Path:
+        """Where converted models are kept: the library's models/ folder, or $FACESEARCH_MODEL_CACHE when
+        set (one conversion shared by many libraries: a test run, a server holding several)."""
+        return Path(os.environ.get(MODEL_CACHE_ENV) or self.folder / MODELS_DIR)
+
+    def pipeline(self) -> PipelineRecipe:
+        """How to build this library's pipeline, here or in another process."""
+        spec = self.config.model_spec()
+        return PipelineRecipe(
+            backend=self.backend,
+            models_dir=str(self.models_dir),
+            model_spec=spec.to_dict() if spec else None,
+            options=self.config.pipeline_options(),
+        )
+
+    def model_info(self, embedder: Embedder | None = None) -> ModelInfo:
+        """The model and how it is applied (``embedder``: the built one, needed for an operator's ONNX model)."""
+        builtin = self.config.model == DLIB_RESNET_KEY and self.config.onnx_model is None
+        if not builtin and embedder is None:
+            raise ValueError("an operator's ONNX model is described by its built embedder")
+        info = dlib_resnet_info() if builtin else embedder.info  # type: ignore[union-attr]
+        key = self.config.recipe_key(info.key)
+        if key == info.key:
+            return info
+        applied = (("flip-averaged", self.config.flip_average), ("jittered", self.config.jitter))
+        return replace(info, key=key, name=f"{info.name} ({', '.join(w for w, on in applied if on)})")
+
+    def prepare(self) -> None:
+        """Convert the built-in model once, before worker processes start (they would race to do it)."""
+        if self.config.onnx_model is None and self.backend == "onnx":
+            from facesearch.models.embedder import converted_dlib_resnet
+
+            converted_dlib_resnet(self.models_dir)

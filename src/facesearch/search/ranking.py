@@ -1,0 +1,79 @@
+"""From nearest vectors to ranked, labelled candidates: scores, false match rates and labels.
+
+Kept apart from the search path (search/service.py) so the arithmetic of one probe face's
+candidates reads on its own: raw similarities, optional s-norm re-ranking, the calibrated false
+match rate of each score and the label it earns at the operating point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facesearch.models.pipeline import Face
+from facesearch.search.calibration import ScoreTable
+from facesearch.search.normalize import CohortNormalizer
+from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, Candidate, ImageRef
+from facesearch.store.schema import FaceRow
+
+
+def rank_candidates(
+    probe: Face,
+    scores: np.ndarray,
+    ids: np.ndarray,
+    rows: dict[int, FaceRow],
+    normalizer: CohortNormalizer | None,
+    top_k: int,
+    threshold: float,
+    table: ScoreTable | None,
+    gallery_size: int,
+) -> list[Candidate]:
+    """The top ``top_k`` candidates of one probe face, ranked by the library's score.
+
+    Empty slots (-1) and faces whose rows are gone (removed since the index was loaded) are dropped.
+    """
+    found = [(float(sc), rows[int(i)]) for sc, i in zip(scores, ids, strict=True) if int(i) in rows]
+    ranking = np.array([sc for sc, _ in found], dtype=np.float64)
+    if normalizer and found:
+        vectors = np.stack([np.frombuffer(row.embedding, dtype=np.float32) for _, row in found])
+        ranking = normalizer.normalize(ranking, probe.embedding, vectors)
+    order = np.argsort(-ranking, kind="stable")[:top_k]
+    return [
+        candidate(rank, found[i][1], found[i][0], float(ranking[i]), threshold, table, gallery_size)
+        for rank, i in enumerate(order, start=1)
+    ]
+
+
+def candidate(
+    rank: int,
+    row: FaceRow,
+    similarity: float,
+    score: float,
+    threshold: float,
+    table: ScoreTable | None,
+    gallery_size: int,
+) -> Candidate:
+    """One candidate: its similarity, score, calibrated false match rate and label."""
+    image = row.image
+    passes = bool(score >= threshold)
+    estimate = table.fmr_at(score) if table else None
+    return Candidate(
+        rank=rank,
+        similarity=round(similarity, 4),
+        passes_threshold=passes,
+        fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
+        fmr_upper_bound=estimate.upper_bound if estimate else False,
+        expected_false_candidates=float(f"{estimate.fmr * gallery_size:.3g}") if estimate else None,
+        label=LABEL_MATCH if passes and table is not None else LABEL_LEAD,  # uncalibrated: never a "match"
+        face_id=row.id,
+        collection=image.collection.name,
+        box=list(row.box),
+        quality=row.quality,
+        image=ImageRef(
+            image_id=image.id,
+            path=image.source if image.source_kind == "file" else None,
+            source_url=image.source if image.source_kind == "url" else None,
+            page_url=image.page_url,
+            sha256=image.sha256,
+        ),
+        score=round(score, 4),
+    )

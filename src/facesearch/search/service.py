@@ -1,0 +1,286 @@
+"""The one search path: every search, verification and view of an indexed face goes through here.
+
+Whichever interface asks (Python, CLI, REST API, web app), :class:`SearchService`:
+
+1. requires a stated purpose (case id and purpose, plus what the collections demand) before it
+   looks at the probe;
+2. decodes the probe (media/), finds and embeds its faces (a pipeline borrowed from the pool);
+3. gives a probe face that is itself an opted-out person no candidates, and excludes indexed faces
+   of opted-out people and faces outside the chosen collection from the vector search itself, so
+   ranking never sees them (no "slack" candidates fetched and filtered afterwards);
+4. scores the candidates against the library's calibration (search/scoring.py);
+5. appends the audit entry (who, case, purpose, the probe's SHA-256, the faces shown) and returns
+   the result naming it.
+
+It takes narrow collaborators (catalog, live index, pipelines, scoring, opt-outs) rather than the
+library, so nothing here imports the facade above it. The index is refreshed from disk first when
+another process saved a newer one, so a long-running server never answers from a stale copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.governance.audit import AuditLog, search_details
+from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.purpose import check_purpose
+from facesearch.governance.types import SearchPurpose, User
+from facesearch.media.decode import decode_image, sha256_hex
+from facesearch.media.files import read_file
+from facesearch.models.pipeline import Face
+from facesearch.models.pipeline_pool import PipelinePool
+from facesearch.search.ranking import rank_candidates
+from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, ProbeFace, SearchResult, VerifyResult
+from facesearch.search.scoring import Scoring
+from facesearch.store.catalog import Catalog
+from facesearch.store.live_index import LiveIndex, live_ids
+from facesearch.store.schema import FaceRow
+
+MAX_TOP_K = 1000
+RERANK_DEPTH = 50  # raw candidates re-ranked when scores are normalised
+
+Probe = str | Path | bytes
+
+
+class OptOuts(Protocol):
+    """What search needs of the opt-outs (governance/optout.py)."""
+
+    def count(self) -> int: ...
+
+    def is_opted_out(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+    def suppressed_face_ids(self) -> np.ndarray: ...
+
+
+class SearchService:
+    """Search, verify and face views of one library, each purpose-bound and audited."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        index: LiveIndex,
+        pipelines: PipelinePool,
+        scoring: Scoring,
+        optouts: OptOuts,
+        *,
+        model_key: str,
+        max_bytes: int,
+        max_pixels: int,
+    ) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.pipelines = pipelines
+        self.scoring = scoring
+        self.optouts = optouts
+        self.model_key = model_key
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+
+    # probes ---------------------------------------------------------------------------------------
+
+    def load(self, probe: Probe) -> tuple[np.ndarray, str]:
+        """Decode a probe given as a path or as bytes; returns RGB pixels and the SHA-256 of the bytes."""
+        data = probe if isinstance(probe, bytes) else read_file(Path(probe), self.max_bytes)
+        return decode_image(data, max_pixels=self.max_pixels).rgb, sha256_hex(data)
+
+    def _probe_faces(self, probe: Probe, face: int | None = None) -> tuple[list[Face], str, list[int]]:
+        rgb, digest = self.load(probe)
+        with self.pipelines.borrow() as pipeline:
+            faces = pipeline.find_faces(rgb)
+            if not faces:
+                where = probe if not isinstance(probe, bytes) else ""
+                raise NoFaceFound(f"no face found in the probe {where}".strip())
+            if face is not None:
+                if not 0 <= face < len(faces):
+                    raise FaceSearchError(
+                        f"the probe has {len(faces)} face(s): choose a face from 0 to {len(faces) - 1}",
+                        code="bad_face",
+                    )
+                faces = [faces[face]]
+            return pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
+
+    def largest_face(self, photo: Probe) -> tuple[np.ndarray, str]:
+        """The embedding of the largest face in a photo and the photo's SHA-256 (for opt-out requests).
+
+        Not a search: nothing is compared with the library, so nothing is audited here; the caller
+        (an opt-out) audits what it does with it.
+        """
+        rgb, digest = self.load(photo)
+        with self.pipelines.borrow() as pipeline:
+            faces = pipeline.analyse(rgb)
+        if not faces:
+            raise NoFaceFound("no face found in the photo")
+        largest = max(faces, key=lambda f: f.box[2] * f.box[3])
+        return np.asarray(largest.embedding, dtype=np.float32), digest
+
+    # the purpose ----------------------------------------------------------------------------------
+
+    def _purpose(self, purpose: SearchPurpose | None, collection: str | None, what: str) -> SearchPurpose:
+        if purpose is None:
+            raise PurposeRequired(f"a {what} needs a case id and a purpose")
+        return check_purpose(self.catalog, purpose, collection)
+
+    # search ---------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        probe: Probe,
+        *,
+        purpose: SearchPurpose | None,
+        actor: str | User | None = None,
+        top_k: int = 20,
+        collection: str | None = None,
+        face: int | None = None,
+        max_fmr: float | None = None,
+    ) -> SearchResult:
+        """Find indexed faces like each face in the probe (or only face number ``face``). Audited.
+
+        ``max_fmr`` (default: the library's, 1e-3) sets the operating point: candidates whose
+        calibrated false match rate is at most this are labelled matches, the rest leads.
+        """
+        purpose = self._purpose(purpose, collection, "search")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
+        allowed = self._collection_faces(collection)
+        faces, digest, size = self._probe_faces(probe, face)
+        self.index.refresh(repair=False)  # another process saved a newer index: answer from it
+        index = self.index.current
+        allowed = self._without_opted_out(allowed, index)
+        normalizer = self.scoring.normalizer
+        kind = "snorm" if normalizer else "cosine"
+        table, threshold, max_fmr, source = self.scoring.operating_point(kind, max_fmr)
+        queries = np.stack([f.embedding for f in faces])
+        blocked = self.optouts.is_opted_out(queries) if self.optouts.count() else np.zeros(len(faces), bool)
+        if len(index) == 0 or (allowed is not None and len(allowed) == 0):
+            ids = np.zeros((len(faces), 0), np.int64)
+            scores = np.zeros((len(faces), 0), np.float32)
+        else:
+            depth = max(top_k, RERANK_DEPTH) if normalizer else top_k
+            scores, ids = index.search(queries, depth, allowed=allowed)
+        ids = np.where(blocked[:, None], -1, ids)  # an opted-out person's probe face: nobody is shown
+        rows = self.catalog.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
+        gallery_size = len(index) if allowed is None else int(len(allowed))
+        results: list[ProbeFace] = []
+        for face_obj, face_scores, face_ids in zip(faces, scores, ids, strict=True):
+            candidates = rank_candidates(
+                face_obj, face_scores, face_ids, rows, normalizer, top_k, threshold, table, gallery_size
+            )
+            results.append(
+                ProbeFace(
+                    face=face_obj.index,
+                    box=list(face_obj.box),
+                    det_score=round(face_obj.det_score, 4),
+                    quality=face_obj.quality,
+                    candidates=candidates,
+                )
+            )
+        result = SearchResult(
+            faces=results,
+            threshold=round(threshold, 4),
+            model=self.model_key,
+            gallery_size=gallery_size,
+            top_k=top_k,
+            collection=collection,
+            probe_sha256=digest,
+            probe_size=size,
+            score=kind,
+            max_fmr=max_fmr,
+            calibration=source,
+        )
+        entry = AuditLog(self.catalog).append(actor, "search", search_details(result), purpose=purpose)
+        return replace(result, audit_sequence=entry.seq)
+
+    def _collection_faces(self, collection: str | None) -> np.ndarray | None:
+        if collection is None:
+            return None
+        cid = self.catalog.collection_id(collection, create=False)
+        if cid is None:
+            raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
+        return self.catalog.face_ids_in_collection(cid)
+
+    def _without_opted_out(self, allowed: np.ndarray | None, index: object) -> np.ndarray | None:
+        """The ids the vector search may return: the collection's (or all), minus opted-out people's."""
+        if not self.optouts.count():
+            return allowed
+        suppressed = self.optouts.suppressed_face_ids()
+        if not len(suppressed):
+            return allowed
+        base = allowed if allowed is not None else live_ids(index)  # type: ignore[arg-type]
+        return np.setdiff1d(base, suppressed)
+
+    # verify ---------------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        a: Probe,
+        b: Probe,
+        *,
+        purpose: SearchPurpose | None,
+        actor: str | User | None = None,
+        max_fmr: float | None = None,
+    ) -> VerifyResult:
+        """Are the largest faces in two photos the same person (cosine; a 1:1 question has no cohort)? Audited."""
+        purpose = self._purpose(purpose, None, "comparison")
+        table, threshold, max_fmr, source = self.scoring.operating_point("cosine", max_fmr)
+        faces_a, sha_a, _ = self._probe_faces(a)
+        faces_b, sha_b, _ = self._probe_faces(b)
+        face_a, face_b = faces_a[0], faces_b[0]
+        similarity = float(np.dot(face_a.embedding, face_b.embedding))
+        same = bool(similarity >= threshold)
+        estimate = table.fmr_at(similarity) if table else None
+        result = VerifyResult(
+            same_person=same,
+            similarity=round(similarity, 4),
+            threshold=round(threshold, 4),
+            model=self.model_key,
+            faces=[{"box": list(f.box), "quality": f.quality} for f in (face_a, face_b)],
+            fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
+            fmr_upper_bound=estimate.upper_bound if estimate else False,
+            max_fmr=max_fmr,
+            label=LABEL_MATCH if same and table is not None else LABEL_LEAD,
+            photos_sha256=[sha_a, sha_b],
+            calibration=source,
+        )
+        details = {
+            "photos_sha256": result.photos_sha256,
+            "same_person": result.same_person,
+            "similarity": result.similarity,
+            "fmr": result.fmr,
+        }
+        entry = AuditLog(self.catalog).append(actor, "verify", details, purpose=purpose)
+        return replace(result, audit_sequence=entry.seq)
+
+    # faces ----------------------------------------------------------------------------------------
+
+    def faces(self, image: Probe) -> list[dict]:
+        """The faces detected in a photo (box, landmarks, scores): nothing is compared with the library."""
+        rgb, _ = self.load(image)
+        with self.pipelines.borrow() as pipeline:
+            found = pipeline.analyse(rgb)  # embedded too: the quality score includes stability
+        return [
+            {
+                "face": f.index,
+                "box": list(f.box),
+                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
+                "det_score": round(f.det_score, 4),
+                "quality": f.quality,
+            }
+            for f in found
+        ]
+
+    def view_face(self, face_id: int, *, case_id: str, actor: str | User | None, thumbnail: bool) -> FaceRow | None:
+        """An indexed face's row, for its metadata or thumbnail (None: no such face). Audited, so that
+        browsing faces outside a case shows in the log."""
+        row = self.catalog.faces_by_ids([face_id]).get(face_id)
+        if row is None:
+            return None
+        if self.optouts.count() and face_id in set(self.optouts.suppressed_face_ids().tolist()):
+            return None  # an opted-out person's face is never shown
+        what = "thumbnail" if thumbnail else "metadata"
+        AuditLog(self.catalog).append(actor, "face_view", {"face_id": face_id, "view": what}, case_id=case_id)
+        return row

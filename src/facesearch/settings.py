@@ -1,0 +1,78 @@
+"""A library's creation options, validated in one place for every interface (Python, CLI, REST API).
+
+Some choices are fixed when a library is created, because an index never mixes them: the model
+and how it is applied (flip, jitter), the detector, the vector store and the catalog's database.
+:class:`LibrarySpec` holds what a caller asked for; :meth:`LibrarySpec.new_config` refuses what
+cannot work before anything is written (a refused catalog URL leaves no folder behind), and
+:meth:`LibrarySpec.check_existing` refuses a request that contradicts an existing library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facesearch.config import LibraryConfig
+from facesearch.errors import LibraryError
+from facesearch.store.database import server_catalog_url
+from facesearch.store.vector_store import check_engine
+
+DETECTORS = ("hog", "cnn")
+CATALOG_NAME = "catalog.sqlite"
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    """Creation options; None means "the default" for a new library and "whatever it has" for an existing one."""
+
+    onnx_model: dict[str, Any] | None = None
+    index_engine: str | None = None
+    flip_average: bool | None = None
+    jitter: float | None = None
+    vector_store: str | None = None
+    milvus_uri: str | None = None
+    catalog_url: str | None = None
+    detector: str | None = None
+
+    def check_existing(self, config: LibraryConfig, folder: Path) -> None:
+        """Refuse options that contradict what ``folder`` was created with."""
+        if self.onnx_model is not None and config.onnx_model != self.onnx_model:
+            raise LibraryError(f"{folder} was built with another model; an index never mixes models")
+        if self.vector_store is not None and config.vector_store != self.vector_store:
+            raise LibraryError(f"{folder} keeps its vectors in {config.vector_store}, fixed when it was created")
+        if self.catalog_url is not None and server_catalog_url(self.catalog_url) != config.catalog_url:
+            raise LibraryError(
+                f"{folder} keeps its catalog in {config.catalog_url or CATALOG_NAME}, fixed when it was created"
+            )
+
+    def new_config(self) -> LibraryConfig:
+        """The configuration of a new library with these options; raises before anything is written."""
+        checked_url = server_catalog_url(self.catalog_url) if self.catalog_url is not None else None
+        if self.detector not in (None, *DETECTORS):
+            raise LibraryError(f"unknown detector {self.detector!r}: choose 'hog' or 'cnn'", code="bad_request")
+        if self.index_engine is not None:
+            from facesearch.store.vector_index import VectorIndex
+
+            # Refuse an engine FAISS cannot build (dim: dlib's 128 unless the model says otherwise).
+            VectorIndex(int((self.onnx_model or {}).get("dim", 128)), self.index_engine)
+        config = LibraryConfig(
+            onnx_model=self.onnx_model, index_engine=self.index_engine or "auto", catalog_url=checked_url
+        )
+        if self.flip_average is not None:
+            config.flip_average = self.flip_average
+        if self.jitter is not None:
+            config.jitter = self.jitter
+        if self.detector == "cnn":
+            config.detector_kind, config.detector_fallback = "cnn", "none"
+        if self.onnx_model is not None:
+            config.model = self.onnx_model["key"]
+        if self.vector_store is not None:
+            config.vector_store = self.vector_store
+            config.milvus_uri = self.milvus_uri
+            if self.vector_store == "milvus" and self.milvus_uri:
+                from facesearch.store.milvus_index import new_collection_name
+
+                config.milvus_collection = new_collection_name()  # a server may hold many libraries
+        check_engine(config)
+        return config
