@@ -7,7 +7,7 @@ each batch of results in one transaction (bulk INSERT ... RETURNING, not the ORM
 one index call. Synthetic records only (random unit vectors, no photo, no person): what is measured
 is the writing.
 
-    .venv/bin/python bench/writer.py [--photos 4000] [--faces 1] [--catalog-url postgresql+psycopg://...]
+    .venv/bin/python -m bench.speed.writer [--photos 4000] [--faces 1] [--catalog-url postgresql+psycopg://...]
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from facesearch import Library  # noqa: E402
-from facesearch.ingest.sources import Source  # noqa: E402
-from facesearch.ingest.worker import ItemResult  # noqa: E402
-from facesearch.store.catalog import NewFace, NewImage  # noqa: E402
+from facesearch import Library
+from facesearch.ingest.sources import Source
+from facesearch.ingest.worker import ItemResult
+from facesearch.store.catalog import NewFace, NewImage
 
 
 def results(count: int, faces: int, offset: int, seed: int) -> list[ItemResult]:
