@@ -1,19 +1,30 @@
 # Two commands do all the set-up: `make demo` and `make test`.
+# `make demo` installs the core only (`pip install -e .`), so a newcomer sees a search without PyTorch,
+# Ray, Milvus or the PostgreSQL driver; `make test` adds the extras its tests need. One stamp file per
+# step: `make test` after `make demo` installs only the extras, `make demo` after `make test` nothing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+CORE := $(VENV)/.installed-core
+EXTRAS := $(VENV)/.installed-extras
 
 .PHONY: demo test lint browser postgres bench-ingest bench-search clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(CORE): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(CORE)
+
+# After the core: a changed pyproject.toml re-runs both steps.
+$(EXTRAS): $(CORE)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,gpu,ray,milvus,postgres]'
-	touch $(STAMP)
+	touch $(EXTRAS)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(PY) -m facesearch.demo
 
 # The web tests drive Debian's Chromium (Playwright's own browser downloads are not used).
@@ -27,19 +38,20 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
-test: $(STAMP) browser postgres
-	$(VENV)/bin/ruff check src tests bench
+test: $(EXTRAS) browser postgres
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(PY) -m pytest
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+lint: $(EXTRAS)
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 
-bench-ingest: $(STAMP)
-	$(PY) bench/ingest.py
+# The benchmarks need the core only; they run as modules from the repository root (bench/__init__.py).
+bench-ingest: $(CORE)
+	$(PY) -m bench.speed.ingest
 
-bench-search: $(STAMP)
-	$(PY) bench/search.py
+bench-search: $(CORE)
+	$(PY) -m bench.scale.search
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

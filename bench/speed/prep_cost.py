@@ -6,13 +6,12 @@ landmarks, alignment, quality and thumbnail (``finish``). This times both on one
 photos (the cells come from the CNN run here through PyTorch, untimed) and prints photos/s per core
 and what N cores would sustain.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/prep_cost.py [--images ../shared/data/lfw-dev/images] [--photos 300]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.speed.prep_cost [--images ../shared/data/lfw-dev/images] [--photos 300]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -20,27 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from bench.datasets import lfw_images
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=None, help="a folder of photos (default: lfw-dev's)")
+    parser.add_argument("--photos", type=int, default=300)
+    parser.add_argument("--cores", type=int, default=15, help="worker cores to extrapolate to (default 15)")
+    args = parser.parse_args()
+    args.images = args.images or lfw_images()
+    # Imported after the arguments are read: the torch detector needs the gpu extra, --help should not.
     from facesearch import Library
     from facesearch.ingest.batched_prep import PrepSettings, PrepWorker
     from facesearch.ingest.sources import Source
     from facesearch.models.torch_mmod import TorchBatchDetector
 
-    data = Path(os.environ.get("FACESEARCH_DATA", ROOT.parent / "shared" / "data")) / "lfw-dev" / "images"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=data)
-    parser.add_argument("--photos", type=int, default=300)
-    parser.add_argument("--cores", type=int, default=15, help="worker cores to extrapolate to (default 15)")
-    args = parser.parse_args()
     photos = sorted(args.images.rglob("*.jpg"))[:: max(1, len(list(args.images.rglob("*.jpg"))) // args.photos)]
     photos = photos[: args.photos]
     with tempfile.TemporaryDirectory() as tmp:
         with Library.open(Path(tmp) / "lib", jitter=0, detector="cnn") as lib:
-            settings, collection = lib._worker_settings(False, 1), lib.catalog.collection_id("bench")
+            settings, collection = lib.ingester.worker_settings(False, 1), lib.catalog.collection_id("bench")
         detector = TorchBatchDetector(settings.pipeline_options["detector_settings"], device="cpu", landmarks=False)
         worker = PrepWorker(PrepSettings(settings, 150, 0.25, detector.mmod))
         items = [(i, Source(str(p), "file")) for i, p in enumerate(photos)]

@@ -7,13 +7,12 @@ and how many faces each finds on dlib's annotated pascal group photos. Photos co
 Times are detection only (no landmarks), with the same upsampling for all three, best of
 ``--repeats`` runs after a warm-up (dlib's CNN: one run, it is slow). Writes no files.
 
-    .venv/bin/python bench/detector_speed.py [--lfw 20] [--repeats 3] [--upsample 1] [--no-dlib-cnn]
+    .venv/bin/python -m bench.speed.detector [--lfw 20] [--repeats 3] [--upsample 1] [--no-dlib-cnn]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
 import time
@@ -24,16 +23,12 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from bench.datasets import examples_dir, lfw_photos, pascal_boxes, pascal_dir
 from facesearch.models.cnn_detector import CnnFaceDetector
 from facesearch.models.detector import DetectorSettings, downscale
 from facesearch.models.weights import DLIB_MMOD, dlib_model_path
 
 Detect = Callable[[np.ndarray], int]  # returns the number of faces found
-
-
-def data_dir() -> Path:
-    root = Path(__file__).resolve().parents[1]
-    return Path(os.environ.get("FACESEARCH_DATA", root.parent / "shared" / "data")).resolve()
 
 
 def load_rgb(path: Path, working_size: int) -> np.ndarray:
@@ -86,9 +81,8 @@ def report(title: str, images: list[np.ndarray], found: dict[str, Detect], repea
     return counts
 
 
-def pascal_yield(root: Path, names: list[str], counts: dict[str, list[int]]) -> None:
-    with (root / "face_boxes.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
+def pascal_yield(names: list[str], counts: dict[str, list[int]]) -> None:
+    rows = pascal_boxes()
     print("\nfaces found on the pascal group photos vs annotated (ignore=0):")
     print(f"  {'photo':18s} {'annotated':>9s} " + " ".join(f"{n:>16s}" for n in counts))
     totals = {n: 0 for n in counts}
@@ -111,25 +105,23 @@ def main() -> None:
     parser.add_argument("--no-dlib-cnn", action="store_true", help="skip dlib's own CNN (slow on a CPU)")
     args = parser.parse_args()
 
-    data = data_dir()
     found = detectors(args.upsample, not args.no_dlib_cnn)
     print(f"upsample {args.upsample}, working size {args.working_size}, {os.cpu_count()} cores")
     print("hog and cnn-dlib run on one core; cnn-onnx uses every core, cnn-onnx-1thread one")
 
-    lfw_paths = sorted((data / "lfw-dev" / "images").glob("*/*.jpg"))
+    lfw_paths = lfw_photos()
     random.Random(0).shuffle(lfw_paths)
     lfw = [load_rgb(p, args.working_size) for p in lfw_paths[: args.lfw]]
     report("LFW 250x250", lfw, found, args.repeats)
 
-    pascal_root = data / "dlib_pascal_faces"
-    with (pascal_root / "face_boxes.csv").open() as handle:
-        pascal_names = sorted({r["file"] for r in csv.DictReader(handle)})
+    pascal_root = pascal_dir()
+    pascal_names = sorted({r["file"] for r in pascal_boxes()})
     pascal = [load_rgb(pascal_root / name, args.working_size) for name in pascal_names]
     counts = report("pascal group photos (about 500x375)", pascal, found, args.repeats)
-    pascal_yield(pascal_root, pascal_names, counts)
+    pascal_yield(pascal_names, counts)
 
     large_paths = [pascal_root / "bald_guys.jpg"]
-    large_paths += sorted((data / "face_recognition_examples" / "multi_face").glob("*.jpg"))
+    large_paths += sorted((examples_dir() / "multi_face").glob("*.jpg"))
     large = [load_rgb(p, args.working_size) for p in large_paths]
     sizes = ", ".join(f"{p.name} {rgb.shape[1]}x{rgb.shape[0]}" for p, rgb in zip(large_paths, large, strict=True))
     counts = report(f"full-size photos ({sizes})", large, found, 1)

@@ -7,7 +7,7 @@ each batch of results in one transaction (bulk INSERT ... RETURNING, not the ORM
 one index call. Synthetic records only (random unit vectors, no photo, no person): what is measured
 is the writing.
 
-    .venv/bin/python bench/writer.py [--photos 4000] [--faces 1] [--catalog-url postgresql+psycopg://...]
+    .venv/bin/python -m bench.speed.writer [--photos 4000] [--faces 1] [--catalog-url postgresql+psycopg://...]
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from facesearch import Library  # noqa: E402
-from facesearch.ingest.sources import Source  # noqa: E402
-from facesearch.ingest.worker import ItemResult  # noqa: E402
-from facesearch.store.catalog import NewFace, NewImage  # noqa: E402
+from facesearch import Library
+from facesearch.ingest.sources import Source
+from facesearch.ingest.worker import ItemResult
+from facesearch.store.catalog import NewFace, NewImage
 
 
 def results(count: int, faces: int, offset: int, seed: int) -> list[ItemResult]:
@@ -74,23 +72,24 @@ def main() -> int:
         collection = lib.catalog.collection_id("bench")
 
         def per_photo(batch: list[ItemResult]) -> None:
-            """The writer before: one ORM transaction per photo, then its vectors (Library._store then)."""
+            """The writer before: one ORM transaction per photo, then its vectors (what the writer did then)."""
             for result in batch:
                 stored = lib.catalog.add_image(collection, lib.model_id, result.image, result.faces)
                 lib.vector_index.add(np.asarray(stored[1]), np.stack([f.embedding for f in result.faces]))
 
         def batches_of(size: int):  # noqa: ANN202
             def write(batch: list[ItemResult]) -> None:
-                for start in range(0, len(batch), size):
-                    lib._store(collection, batch[start : start + size])
+                with lib.writer.locked():
+                    for start in range(0, len(batch), size):
+                        lib.ingester.store(collection, batch[start : start + size])
 
             return write
 
         ways = {
             "one ORM transaction per photo (before)": per_photo,
-            "Library._store, batches of 1": batches_of(1),
-            "Library._store, batches of 16": batches_of(16),
-            "Library._store, batches of 64": batches_of(64),
+            "the writer (Ingester.store), batches of 1": batches_of(1),
+            "the writer (Ingester.store), batches of 16": batches_of(16),
+            "the writer (Ingester.store), batches of 64": batches_of(64),
         }
         for index, (label, write) in enumerate(ways.items()):
             batch = results(args.photos, args.faces, index * args.photos, seed=index)

@@ -1,10 +1,10 @@
 """The s-norm threshold with the same meaning as the cosine default: FMR 1e-3 per comparison.
 
-Uses the lfw-dev library left by bench/ingest.py: a 2,000-face cohort sampled as the library does,
+Uses the lfw-dev library left by bench/speed/ingest.py: a 2,000-face cohort sampled as the library does,
 then 200,000 random different-person pairs among the other faces (person = photo folder, single-face
 photos only). Prints the 99.9th percentile of impostor scores, raw cosine and s-normalised.
 
-    .venv/bin/python bench/snorm_threshold.py [--library bench/out/lfw-library]
+    .venv/bin/python -m bench.accuracy.snorm_threshold [--library bench/out/lfw-library]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from bench.datasets import LFW_LIBRARY
 from facesearch.search.normalize import COHORT_SIZE, CohortNormalizer
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import FaceRow, ImageRow
@@ -22,7 +23,7 @@ from facesearch.store.schema import FaceRow, ImageRow
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--library", type=Path, default=Path(__file__).resolve().parent / "out" / "lfw-library")
+    parser.add_argument("--library", type=Path, default=LFW_LIBRARY)
     parser.add_argument("--pairs", type=int, default=200_000)
     args = parser.parse_args()
     catalog = Catalog(args.library / "catalog.sqlite")

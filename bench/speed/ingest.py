@@ -6,10 +6,10 @@ photo at a time. facesearch runs its real ingest path (``Library.index``) on eve
 on the same photos in the same run, so the printed ratios hold even on a noisy machine.
 It also times the embedder alone per face (dlib-bin vs ONNX Runtime) on the same chips.
 
-    .venv/bin/python bench/ingest.py                 # all of lfw-dev (9,525 photos)
-    .venv/bin/python bench/ingest.py --limit 1000    # a spread-out subset, for a quick look
+    .venv/bin/python -m bench.speed.ingest                 # all of lfw-dev (9,525 photos)
+    .venv/bin/python -m bench.speed.ingest --limit 1000    # a spread-out subset, for a quick look
 
-Writes bench/out/ingest.json and keeps the library in bench/out/lfw-library for bench/search.py.
+Writes bench/out/ingest.json and keeps the library in bench/out/lfw-library for bench/scale/search.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -26,26 +25,13 @@ import dlib
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedder_speed import BATCH, data_dir, load_chips, time_dlib, time_onnx  # noqa: E402
-
-from facesearch import Library  # noqa: E402
-from facesearch.models.dlib_format import read_dlib_network  # noqa: E402
-from facesearch.models.dlib_resnet_onnx import build_resnet_onnx  # noqa: E402
-from facesearch.models.embedder import converted_dlib_resnet  # noqa: E402
-from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "out"
-
-
-def lfw_photos(limit: int | None) -> list[Path]:
-    photos = sorted((data_dir() / "lfw-dev" / "images").glob("*/*.jpg"))
-    if not photos:
-        raise SystemExit(f"no lfw-dev photos under {data_dir()}")
-    if limit and limit < len(photos):
-        step = len(photos) / limit
-        photos = [photos[int(i * step)] for i in range(limit)]
-    return photos
+from bench.datasets import LFW_LIBRARY, OUT, johns_chips, lfw_photos
+from bench.speed.embedder import BATCH, time_dlib, time_onnx
+from facesearch import Library
+from facesearch.models.dlib_format import read_dlib_network
+from facesearch.models.dlib_resnet_onnx import build_resnet_onnx
+from facesearch.models.embedder import converted_dlib_resnet
+from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path
 
 
 def baseline(photos: list[Path]) -> dict:
@@ -64,7 +50,7 @@ def baseline(photos: list[Path]) -> dict:
 
 
 def facesearch_ingest(photos: list[Path], workers: int) -> dict:
-    library = OUT / "lfw-library"
+    library = LFW_LIBRARY
     shutil.rmtree(library, ignore_errors=True)
     with Library.open(library) as lib:
         converted_dlib_resnet(lib.models_dir)  # one-time conversion, not part of ingest speed
@@ -79,11 +65,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Use a spread-out subset of this many photos")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     photos = lfw_photos(args.limit)
     print(f"{len(photos)} lfw-dev photos, {os.cpu_count()} CPUs, facesearch with {args.workers} workers")
 
-    chips = load_chips()
+    chips = johns_chips()
     chips = np.concatenate([chips] * -(-2 * BATCH // len(chips)))[: 2 * BATCH]
     model = build_resnet_onnx(read_dlib_network(dlib_model_path(DLIB_RESNET))).SerializeToString()
     dlib_ms = time_dlib(chips, 3)

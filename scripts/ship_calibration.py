@@ -4,7 +4,7 @@ Each input is the output of ``facesearch calibrate --images ../shared/data/lfw-d
 for one embedding recipe (the default, and older recipes that existing libraries may use). Only
 aggregate figures go into the package: score thresholds and error rates, never embeddings.
 
-    .venv/bin/python bench/ship_calibration.py bench/out/calibration-*.json
+    .venv/bin/python scripts/ship_calibration.py bench/out/calibration-*.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Search benchmark: build time, memory, single-query latency and recall of facesearch's vector index.
 
 Galleries of 10k, 100k and 1M faces are the real LFW embeddings of a facesearch library plus
-synthetic distractors (bench/distractors.py: a Gaussian fitted to the real embeddings, covariance
+synthetic distractors (bench/scale/distractors.py: a Gaussian fitted to the real embeddings, covariance
 scaled so that distractor pairs score like real different-person pairs; the check is printed).
 Queries are real LFW faces of people with 2+ single-face photos, one photo per person, *held out*
 of the gallery: the gallery keeps that person's other photos, as when a user searches with a new
@@ -14,10 +14,10 @@ Latency is per single query (one query per ``VectorIndex.search`` call, as a use
 with FAISS at 1 OpenMP thread: FAISS searches a lone query on one thread anyway, and a server
 answers concurrent users on separate threads. Index builds use every core (``--build-threads``).
 
-    .venv/bin/python bench/ingest.py                          # once: makes bench/out/lfw-library
-    .venv/bin/python bench/search.py                          # 10k, 100k and 1M faces
-    .venv/bin/python bench/search.py --sizes 10000,100000     # a quicker look
-    .venv/bin/python bench/search.py --library /tmp/lfw-small --sizes 10000 --queries 200
+    .venv/bin/python -m bench.speed.ingest                        # once: makes bench/out/lfw-library
+    .venv/bin/python -m bench.scale.search                        # 10k, 100k and 1M faces
+    .venv/bin/python -m bench.scale.search --sizes 10000,100000   # a quicker look
+    .venv/bin/python -m bench.scale.search --library /tmp/lfw-small --sizes 10000 --queries 200
 
 Writes bench/out/search.json. Real embeddings stay in memory and in a temporary directory outside
 the project (for the index-size measurement); nothing about real people is written elsewhere.
@@ -31,7 +31,6 @@ import ctypes
 import gc
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,30 +38,16 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import distractors  # noqa: E402
+from bench.datasets import LFW_LIBRARY, OUT, RealFaces, library_faces
+from bench.scale import distractors
+from facesearch.store.vector_index import AUTO_THRESHOLD, VectorIndex, adaptive_ef_search
 
-from facesearch.store.catalog import Catalog  # noqa: E402
-from facesearch.store.schema import FaceRow, ImageRow  # noqa: E402
-from facesearch.store.vector_index import AUTO_THRESHOLD, VectorIndex, adaptive_ef_search  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "out"
 K = 10
 TARGET_SIZE = 1_000_000
 TARGET_P50_MS = 10.0
 TARGET_RECALL = 0.99
 WARMUP_QUERIES = 20
-
-
-@dataclass
-class RealFaces:
-    """The library's embeddings with a person label per face ("" where the identity is unknown)."""
-
-    ids: np.ndarray
-    vectors: np.ndarray
-    persons: np.ndarray
 
 
 @dataclass
@@ -82,7 +67,7 @@ class Workload:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--library", type=Path, default=OUT / "lfw-library", help="facesearch library with LFW faces")
+    parser.add_argument("--library", type=Path, default=LFW_LIBRARY, help="facesearch library with LFW faces")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="Gallery sizes, comma-separated")
     parser.add_argument("--queries", type=int, default=500, help="Single queries timed per setting")
     parser.add_argument("--ef", default="16,32,64,128,256,512,1024", help="HNSW efSearch values to sweep")
@@ -93,32 +78,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cov-scale", type=float, default=None, help="Fixed covariance scale (skips calibration)")
     parser.add_argument("--output", type=Path, default=OUT / "search.json")
     return parser.parse_args()
-
-
-def load_real(library: Path) -> RealFaces:
-    """Embeddings from the catalog; a face is labelled with its LFW folder name only when its photo has
-    exactly one face (in group photos the folder names just one of the people)."""
-    catalog_path = library / "catalog.sqlite"
-    if not catalog_path.is_file():
-        raise SystemExit(
-            f"no facesearch library at {library} (missing {catalog_path.name}).\n"
-            "Create it with:  .venv/bin/python bench/ingest.py --limit 2000   (or without --limit for all of "
-            "lfw-dev), or point to one with --library PATH."
-        )
-    catalog = Catalog(catalog_path)
-    try:
-        batches = list(catalog.iter_embeddings())
-        with catalog.session() as s:
-            rows = s.execute(select(FaceRow.id, ImageRow.source, ImageRow.face_count).join(ImageRow)).all()
-    finally:
-        catalog.close()
-    if not batches:
-        raise SystemExit(f"the library at {library} has no faces: run .venv/bin/python bench/ingest.py --limit 2000")
-    ids = np.concatenate([b[0] for b in batches])
-    vectors = np.ascontiguousarray(np.concatenate([b[1] for b in batches]), dtype=np.float32)
-    label = {face_id: Path(source).parent.name if count == 1 else "" for face_id, source, count in rows}
-    persons = np.array([label.get(int(i), "") for i in ids])
-    return RealFaces(ids=ids, vectors=vectors, persons=persons)
 
 
 def pick_queries(real: RealFaces, n_queries: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -457,7 +416,7 @@ def main() -> None:
     efs = sorted(int(e) for e in args.ef.split(","))
     rng = np.random.default_rng(args.seed)
     faiss.omp_set_num_threads(args.build_threads)
-    real = load_real(args.library)
+    real = library_faces(args.library)
     workload, check = make_workload(real, args, sizes[-1], rng)
     del real
     print(

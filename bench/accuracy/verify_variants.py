@@ -4,36 +4,33 @@ Runs the 10-fold LFW protocol (facesearch.eval) on a pairs file for several reci
 each image is detected once per upsampling setting, chips are cut at each padding, and every chip
 is embedded plain and mirrored, so recipes differ only in what they change.
 
-    .venv/bin/python bench/verify_variants.py            # lfw-dev pairsDevTrain
+    .venv/bin/python -m bench.accuracy.verify_variants            # lfw-dev pairsDevTrain
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedder_speed import data_dir  # noqa: E402
-
-from facesearch.eval.lfw import read_pairs  # noqa: E402
-from facesearch.eval.metrics import kfold_accuracy, tar_at_far  # noqa: E402
-from facesearch.eval.verify import central_face, centre_box  # noqa: E402
-from facesearch.media.decode import decode_image  # noqa: E402
-from facesearch.models.align import face_chip  # noqa: E402
-from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector  # noqa: E402
-from facesearch.models.embedder import create_embedder  # noqa: E402
-from facesearch.models.pipeline import FacePipeline  # noqa: E402
+from bench.datasets import dev_pairs
+from facesearch.eval.metrics import kfold_accuracy, tar_at_far
+from facesearch.eval.verify import central_face, centre_box
+from facesearch.media.decode import decode_image
+from facesearch.models.align import face_chip
+from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
+from facesearch.models.embedder import create_embedder
+from facesearch.models.pipeline import FacePipeline
 
 PADDINGS = (0.25, 0.35)
 UPSAMPLES = (0, 1)
 
 
 def main() -> None:
-    root = data_dir() / "lfw-dev"
-    pairs = read_pairs(root / "pairsDevTrain.txt", root / "images")
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help only
+    pairs = dev_pairs()
     paths = sorted({p for pair in pairs for p in (pair.a, pair.b)})
     embedder = create_embedder("onnx", Path(tempfile.mkdtemp()))
     vectors: dict[tuple, dict[Path, np.ndarray | None]] = {}

@@ -1,4 +1,4 @@
-"""Which embedding recipe and score normalisation work best? Scored from bench/augment_cache.py's cache.
+"""Which embedding recipe and score normalisation work best? Scored from bench/accuracy/augment_cache.py's cache.
 
 For each recipe (a set of augmentation variants, each with its mirror image, averaged) it reports
 10-fold verification accuracy on pairsDevTrain and a 1:N identification with the same split as
@@ -8,25 +8,21 @@ central face of each photo only (the real command searches every face): a fast g
 never the reported figure. Each figure is also given separately for two halves of the people
 (split by a hash of the name), to show a choice holds on people it was not chosen on.
 
-    .venv/bin/python bench/accuracy_variants.py [--cache bench/out/augment-hog-up1.npz]
+    .venv/bin/python -m bench.accuracy.accuracy_variants [--cache bench/out/augment-hog-up1.npz]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedder_speed import data_dir  # noqa: E402
-
-from facesearch.eval.identify import split_people  # noqa: E402
-from facesearch.eval.lfw import read_pairs  # noqa: E402
-from facesearch.eval.metrics import kfold_accuracy  # noqa: E402
-from facesearch.search.normalize import CohortNormalizer  # noqa: E402
+from bench.datasets import OUT, dev_pairs, lfw_images
+from facesearch.eval.identify import split_people
+from facesearch.eval.metrics import kfold_accuracy
+from facesearch.search.normalize import CohortNormalizer
 
 RECIPES: dict[str, list[int]] = {
     "plain": [0],
@@ -110,15 +106,15 @@ def identify(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, default=None, help="descriptors to use instead of the cache's (.npy)")
-    parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "out" / "augment-hog-up1.npz")
+    parser.add_argument("--cache", type=Path, default=OUT / "augment-hog-up1.npz")
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--top", type=int, default=100)
     parser.add_argument("--quality", action="store_true", help="also: effect of a minimum face quality (flip)")
     args = parser.parse_args()
     data = np.load(args.cache)
-    root = data_dir() / "lfw-dev" / "images"
+    root = lfw_images()
     index = {str(p): i for i, p in enumerate(data["paths"])}
-    pairs = read_pairs(root.parent / "pairsDevTrain.txt", root)
+    pairs = dev_pairs()
     raw = np.load(args.raw) if args.raw else data["raw"]
     print(f"{len(index)} photos, {int((~data['found']).sum())} without a detected face (centre fallback)")
     for name in args.recipes:

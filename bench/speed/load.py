@@ -17,11 +17,11 @@ First a baseline: 1 client for ``--baseline-seconds``; then ``--clients`` thread
 httpx.Client, post searches back to back for ``--seconds``. Printed and written per phase: requests,
 throughput, p50/p95/p99/max latency of successful requests, and errors by status code.
 
-    .venv/bin/python bench/load.py                                # 8 clients for 20 s, after an 8 s baseline,
+    .venv/bin/python -m bench.speed.load                          # 8 clients for 20 s, after an 8 s baseline,
                                                                   # with 1 then 2 search workers
-    .venv/bin/python bench/load.py --clients 16 --seconds 60
-    .venv/bin/python bench/load.py --default-rate-limit           # see the limiter at work
-    .venv/bin/python bench/load.py --library bench/out/lfw-library
+    .venv/bin/python -m bench.speed.load --clients 16 --seconds 60
+    .venv/bin/python -m bench.speed.load --default-rate-limit     # see the limiter at work
+    .venv/bin/python -m bench.speed.load --library bench/out/lfw-library
 
 Writes bench/out/load.json. The built library lives in a temporary directory and is removed afterwards.
 """
@@ -47,13 +47,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.datasets import OUT, examples_dir
 from facesearch import Library
 from facesearch.api import create_app
 from facesearch.governance.users import add_user
 from facesearch.web.background import serving
 
-OUT = Path(__file__).resolve().parent / "out"
-EXAMPLES = Path("/work/shared/data/face_recognition_examples")
 PROBES = (  # held out of the built library: new photos of people in it
     "by_identity/barack_obama/obama.jpg",
     "by_identity/joe_biden/biden2.jpg",
@@ -68,7 +67,9 @@ FORM = {"case_id": "load-bench", "purpose": "load benchmark of the search API", 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", type=Path, default=None, help="reuse this library (default: build one)")
-    parser.add_argument("--examples", type=Path, default=EXAMPLES, help="face_recognition_examples folder")
+    parser.add_argument(
+        "--examples", type=Path, default=None, help="face_recognition_examples folder (default: the data folder's)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients under load")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the loaded phase")
     parser.add_argument("--baseline-seconds", type=float, default=8.0, help="duration of the 1-client phase")
@@ -249,6 +250,7 @@ def ratios(baseline: dict, loaded: dict) -> dict:
 def main() -> None:
     args = parse_args()
     rate_limit = None if args.default_rate_limit else args.rate_limit
+    args.examples = args.examples or examples_dir()
     probes = [(args.examples / p).read_bytes() for p in PROBES]
     with tempfile.TemporaryDirectory(prefix="facesearch-load-") as tmp:
         if args.library is None:

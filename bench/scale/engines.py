@@ -1,9 +1,9 @@
 """Scale benchmark: 1M and 10M faces on each vector engine available here.
 
-Galleries are built as in bench/search.py: the real lfw-dev face embeddings of a facesearch library
+Galleries are built as in bench/scale/search.py: the real lfw-dev face embeddings of a facesearch library
 (the mated identities: each query's other photos stay in the gallery) plus synthetic distractors drawn
 from a Gaussian fitted to the real embeddings, its covariance scaled so that distractor pairs score
-like real different-person pairs (bench/distractors.py; the check is printed). Queries are real faces
+like real different-person pairs (bench/scale/distractors.py; the check is printed). Queries are real faces
 held out of the gallery. Ground truth is exact top-10 by brute force over the float32 gallery.
 
 For each size and engine it reports:
@@ -21,8 +21,8 @@ default: a 10M graph needs ~8 GB and over an hour to build on 2 cores), ``ivf-sq
 or ``IVF<n>,SQfp16``), ``milvus`` (Milvus Lite through facesearch's MilvusIndex; 1M only by default:
 it inserts ~1k rows per request and searches FLAT).
 
-    .venv/bin/python bench/scale.py                                   # 1M and 10M (about an hour on 2 cores)
-    .venv/bin/python bench/scale.py --sizes 100000 --queries 100      # a quick look
+    .venv/bin/python -m bench.scale.engines                              # 1M and 10M (about an hour on 2 cores)
+    .venv/bin/python -m bench.scale.engines --sizes 100000 --queries 100 # a quick look
 
 Writes bench/out/scale.json. Real embeddings stay in memory; nothing about real people is written.
 """
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,12 +40,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import search as base  # noqa: E402  (bench/search.py: real faces, distractors, timing helpers)
+from bench.datasets import LFW_LIBRARY, OUT, library_faces
+from bench.scale import search as base  # the galleries, distractors and timing helpers
+from facesearch.store.vector_index import VectorIndex
 
-from facesearch.store.vector_index import VectorIndex  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "out"
 K = 10
 TARGET_RECALL = 0.99
 DELETED = 1_000
@@ -64,7 +61,7 @@ LIMITS = {"hnsw": 1_000_000, "milvus": 1_000_000, "ivf-sq8": 1_000_000}
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--library", type=Path, default=OUT / "lfw-library", help="facesearch library with LFW faces")
+    parser.add_argument("--library", type=Path, default=LFW_LIBRARY, help="facesearch library with LFW faces")
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--engines", default="hnsw,ivf-sq8,ivf-fp16,milvus")
     parser.add_argument("--queries", type=int, default=300)
@@ -244,7 +241,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     rng = np.random.default_rng(args.seed)
-    real = base.load_real(args.library)  # make_workload reads args.queries, match_percentile, cov_scale
+    real = library_faces(args.library)  # make_workload reads args.queries, match_percentile, cov_scale
     workload, check = base.make_workload(real, args, max(sizes), rng)
     base.print_check(check)
     report: dict = {"check": check, "queries": int(len(workload.queries)), "machine_cpus": os.cpu_count(), "sizes": {}}

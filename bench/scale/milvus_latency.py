@@ -11,8 +11,8 @@ collection (a third of the faces) by the scalar field. Recall@10 is against exac
 0.93 (a typical same-person score of dlib's ResNet), and the share whose mate is in the top 10.
 IVF_FLAT is searched at nprobe = nlist/16 and at nprobe = nlist (which must be exact).
 
-    .venv/bin/python bench/milvus_latency.py                       # 20k faces, FLAT and IVF_FLAT
-    .venv/bin/python bench/milvus_latency.py --sizes 20000,100000 --queries 200
+    .venv/bin/python -m bench.scale.milvus_latency                       # 20k faces, FLAT and IVF_FLAT
+    .venv/bin/python -m bench.scale.milvus_latency --sizes 20000,100000 --queries 200
 
 Writes bench/out/milvus-latency-<pymilvus>-<milvus-lite>.json.
 """
@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("bench.milvus_latency")
+from bench.datasets import OUT
 
-OUT = Path(__file__).resolve().parent / "out"
+log = logging.getLogger("bench.scale.milvus_latency")
+
 DIM = 128
 TOP = 20
 RECALL_AT = 10
@@ -157,7 +158,7 @@ def main() -> None:
                     log.info(json.dumps(row))
                     results.append(row)
                 client.close()
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"milvus-latency-{versions['pymilvus']}-{versions['milvus-lite']}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     log.info("wrote %s", out)

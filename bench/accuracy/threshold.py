@@ -6,31 +6,28 @@ then prints the best single-threshold accuracy and, for a few thresholds, accura
 rate (FMR) and false non-match rate (FNMR). Not cross-validated: issue 3's ``facesearch eval
 verify`` does the full 10-fold protocol.
 
-    .venv/bin/python bench/threshold.py
+    .venv/bin/python -m bench.accuracy.threshold
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedder_speed import data_dir  # noqa: E402
-
-from facesearch.config import DEFAULT_THRESHOLD, LibraryConfig  # noqa: E402
-from facesearch.eval.lfw import read_pairs  # noqa: E402
-from facesearch.eval.verify import central_face  # noqa: E402
-from facesearch.media.decode import decode_image  # noqa: E402
-from facesearch.models.detector import HogFaceDetector  # noqa: E402
-from facesearch.models.embedder import create_embedder  # noqa: E402
-from facesearch.models.pipeline import FacePipeline  # noqa: E402
+from bench.datasets import dev_pairs
+from facesearch.config import DEFAULT_THRESHOLD, LibraryConfig
+from facesearch.eval.verify import central_face
+from facesearch.media.decode import decode_image
+from facesearch.models.detector import HogFaceDetector
+from facesearch.models.embedder import create_embedder
+from facesearch.models.pipeline import FacePipeline
 
 
 def main() -> None:
-    root = data_dir() / "lfw-dev"
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help only
     pipeline = FacePipeline(
         HogFaceDetector(LibraryConfig().detector_settings()), create_embedder("onnx", Path(tempfile.mkdtemp()))
     )
@@ -43,7 +40,7 @@ def main() -> None:
             cache[path] = pipeline.embed_faces([face])[0].embedding if face else None
         return cache[path]
 
-    pairs = read_pairs(root / "pairsDevTrain.txt", root / "images")
+    pairs = dev_pairs()
     scores, same = [], []
     for pair in pairs:
         ea, eb = embedding(pair.a), embedding(pair.b)

@@ -4,32 +4,29 @@ Jittered chips are cut from the original photo with the 5 landmarks shifted or s
 centre, so every variant is real image content and the same on every run (dlib's own jitter is
 random). Each recipe averages the raw descriptors of its variants (and their mirror images).
 
-    .venv/bin/python bench/verify_jitter.py
+    .venv/bin/python -m bench.accuracy.verify_jitter
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedder_speed import data_dir  # noqa: E402
-
-from facesearch.eval.lfw import read_pairs  # noqa: E402
-from facesearch.eval.metrics import kfold_accuracy, tar_at_far  # noqa: E402
-from facesearch.eval.verify import central_face, centre_box  # noqa: E402
-from facesearch.media.decode import decode_image  # noqa: E402
-from facesearch.models.align import face_chip  # noqa: E402
-from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector  # noqa: E402
+from bench.datasets import dev_pairs
+from facesearch.eval.metrics import kfold_accuracy, tar_at_far
+from facesearch.eval.verify import central_face, centre_box
+from facesearch.media.decode import decode_image
+from facesearch.models.align import face_chip
+from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
 from facesearch.models.embedder import (
-    create_embedder,  # noqa: E402
-    l2_normalise,  # noqa: E402
+    create_embedder,
+    l2_normalise,
 )
-from facesearch.models.pipeline import FacePipeline  # noqa: E402
+from facesearch.models.pipeline import FacePipeline
 
 # name -> list of (dx, dy, scale) landmark perturbations; each is embedded with its mirror image too
 RECIPES: dict[str, list[tuple[float, float, float]]] = {
@@ -55,8 +52,8 @@ def perturbed(det: Detection, dx: float, dy: float, scale: float) -> Detection:
 
 
 def main() -> None:
-    root = data_dir() / "lfw-dev"
-    pairs = read_pairs(root / "pairsDevTrain.txt", root / "images")
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help only
+    pairs = dev_pairs()
     paths = sorted({p for pair in pairs for p in (pair.a, pair.b)})
     embedder = create_embedder("onnx", Path(tempfile.mkdtemp()))
     pipeline = FacePipeline(HogFaceDetector(DetectorSettings(upsample=1)), embedder)

@@ -20,8 +20,8 @@ synthetic (random pixels: no faces, so (c) then measures reading, decoding, dete
 only). Writes nothing outside a temporary folder except the JSON to ``--out`` when given.
 ``--budget-s`` bounds the whole run (default 300 s).
 
-    PYTHONPATH=src python bench/gpu.py --images ../shared/data/lfw-dev/images --out gpu.json
-    .venv/bin/python bench/gpu.py --device cpu --quick        # a smoke test on any machine
+    PYTHONPATH=src python -m bench.speed.gpu --images ../shared/data/lfw-dev/images --out gpu.json
+    .venv/bin/python -m bench.speed.gpu --device cpu --quick        # a smoke test on any machine
 """
 
 from __future__ import annotations
@@ -436,7 +436,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clock = Clock(args.budget_s, args.quick)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     torch = torch_module()
     from facesearch.models.torch_embedder import resolve_device
 

@@ -1,0 +1,1 @@
+"""Speed: ingest against dlib, the embedder and detectors alone, the GPU path, the catalog writer, HTTP load."""

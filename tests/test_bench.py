@@ -1,0 +1,90 @@
+"""The benchmarks stay runnable: each script module imports and answers ``--help`` without starting a
+run, the data folder is looked up in one place (bench/datasets.py), and no script edits sys.path.
+
+The long runs themselves are not tests; these checks are what breaks when a move or a renamed import
+leaves a benchmark behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import bench
+from bench import datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["scripts.device_bundle", "scripts.ship_calibration"]
+
+
+def script_modules() -> list[str]:
+    """Every bench module with a ``main`` (the runnable ones), found by walking the package, so a new
+    benchmark is covered without being listed here."""
+    found = []
+    for info in pkgutil.walk_packages(bench.__path__, "bench."):
+        if not info.ispkg and hasattr(importlib.import_module(info.name), "main"):
+            found.append(info.name)
+    return sorted(found)
+
+
+def test_every_concern_has_runnable_scripts() -> None:
+    modules = script_modules()
+    for concern in ("bench.speed.", "bench.accuracy.", "bench.scale."):
+        assert any(m.startswith(concern) for m in modules), (concern, modules)
+    assert "bench.speed.ingest" in modules and "bench.scale.search" in modules  # the Makefile's targets
+
+
+@pytest.mark.parametrize("name", script_modules() + SCRIPTS)
+def test_help_shows_usage_without_running(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = importlib.import_module(name)
+    monkeypatch.setattr(sys, "argv", [name, "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and (module.__doc__ or "").splitlines()[0][:40] in " ".join(out.split())
+
+
+def test_no_sys_path_edits() -> None:
+    """Scripts run as modules from the repository root; a sys.path edit would hide a broken import."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("bench", "scripts")
+        for path in (ROOT / folder).rglob("*.py")
+        if "sys.path" in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_data_dir_follows_facesearch_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FACESEARCH_DATA", str(tmp_path))
+    assert datasets.data_dir() == tmp_path.resolve()
+    monkeypatch.delenv("FACESEARCH_DATA")
+    assert datasets.data_dir() == (ROOT.parent / "shared" / "data").resolve()
+
+
+def test_lfw_photos_spreads_a_subset_over_all_people(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    images = tmp_path / "lfw-dev" / "images"
+    for person in ("Alice_A", "Bob_B", "Carol_C", "Dan_D"):
+        for n in (1, 2, 3):
+            (images / person).mkdir(parents=True, exist_ok=True)
+            (images / person / f"{person}_{n:04d}.jpg").write_bytes(b"")  # names only: nothing is decoded
+    monkeypatch.setenv("FACESEARCH_DATA", str(tmp_path))
+    assert len(datasets.lfw_photos()) == 12
+    subset = datasets.lfw_photos(limit=4)
+    assert [p.parent.name for p in subset] == ["Alice_A", "Bob_B", "Carol_C", "Dan_D"]
+    assert [p.name for p in datasets.lfw_people()] == ["Alice_A", "Bob_B", "Carol_C", "Dan_D"]
+
+
+def test_missing_data_names_the_path_and_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FACESEARCH_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit, match=r"lfw-dev not found at .*nowhere.*FACESEARCH_DATA"):
+        datasets.lfw_photos()
+    with pytest.raises(SystemExit, match=r"face_recognition's example photos not found"):
+        datasets.examples_dir()
