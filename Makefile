@@ -40,6 +40,7 @@ postgres:
 
 test: $(EXTRAS) browser postgres
 	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: $(EXTRAS)

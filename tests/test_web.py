@@ -55,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterato
         for role in ("investigator", "auditor", "admin"):
             _, keys[role] = add_user(lib.catalog, f"{role}-1", role)
     app = create_app(folder, rate_limit_per_minute=0, ingest_workers=1)
-    mount_web(app)
+    mount_web(app, "/v1")
     with serving(app) as url:
         yield Site(url, keys, examples)
 

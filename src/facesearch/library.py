@@ -24,7 +24,7 @@ from typing import Any
 
 from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import LibraryError
-from facesearch.governance.audit import AuditLog
+from facesearch.governance.events import IngestEvent, record
 from facesearch.governance.optout import OptOutRegistry, optout_threshold
 from facesearch.governance.removal import remove_photos
 from facesearch.governance.types import SearchPurpose, User
@@ -189,7 +189,7 @@ class Library:
         """
         report = self.ingester.run(inputs, **options)
         details = {k: v for k, v in report.to_dict().items() if k != "rejected"}
-        AuditLog(self.catalog).append(actor, "ingest", {**details, "rejected": len(report.rejected)})
+        record(self.catalog, IngestEvent({**details, "rejected": len(report.rejected)}), actor)
         return report
 
     def search(self, probe: Probe, *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:

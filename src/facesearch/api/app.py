@@ -108,7 +108,7 @@ def create_app(
         limiter=RateLimiter(rate_limit_per_minute),
         max_request_bytes=settings.max_request_bytes,
     )
-    from facesearch.web import mount_web  # imported here: the web package reads api.auth's prefix
+    from facesearch.web import mount_web
 
-    mount_web(app)  # after the routers: the web app's mount at "/" must come last
+    mount_web(app, API_PREFIX)  # after the routers: the web app's mount at "/" must come last
     return app

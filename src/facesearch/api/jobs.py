@@ -24,8 +24,8 @@ from facesearch.api.errors import NotFound
 from facesearch.api.state import LibraryHost
 from facesearch.api.uploads import UploadStore
 from facesearch.errors import FaceSearchError
-from facesearch.governance import AuditLog
 from facesearch.governance.audit import utc_iso
+from facesearch.governance.events import IngestJobEvent, record
 from facesearch.ingest.runner import IngestReport
 from facesearch.library import Library
 
@@ -203,9 +203,8 @@ class JobRunner:
 
     def _audit(self, job: Job, action: str, details: dict[str, Any]) -> None:
         try:
-            AuditLog(self.host.catalog).append(
-                job.actor, action, {"job_id": job.id, "kind": job.kind, "collection": job.collection, **details}
-            )
+            event = IngestJobEvent(action, job.id, job.kind, job.collection, details)
+            record(self.host.catalog, event, job.actor)
         except FaceSearchError:
             log.exception("could not audit %s of job %s", action, job.id)
 

@@ -38,6 +38,7 @@ from facesearch.governance import (
 from facesearch.governance.audit import canonical_json
 from facesearch.governance.db import immediate
 from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.events import GovernanceEvent, ReviewEvent, record
 from facesearch.library import Library
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.store.catalog import Catalog
@@ -98,8 +99,7 @@ def review(catalog: Catalog, *, case_id: str, face_id: int, decision: str, note:
     """Record that a person reviewed a candidate face for a case, and what they concluded (in the audit log)."""
     if not catalog.faces_by_ids([face_id]):
         raise NotFound(f"no face {face_id} (erased, or never indexed)")
-    details = {"face_id": face_id, "decision": decision, "note": note}
-    return AuditLog(catalog).append(actor, "review", details, case_id=case_id)
+    return record(catalog, ReviewEvent(case_id, face_id, decision, note), actor)
 
 
 def reviews(catalog: Catalog, case_id: str, *, after: int | None, limit: int) -> list[AuditEntry]:
@@ -126,7 +126,7 @@ def create_collection(
             if s.scalar(select(CollectionRow.id).where(CollectionRow.name == name)) is not None:
                 raise ApiError(f"a collection named {name!r} already exists", code="collection_exists")
             s.add(CollectionRow(name=name, settings={}))
-            AuditLog(catalog).append_in(s, actor, "collection_create", {"collection": name})
+            record(catalog, GovernanceEvent("collection_create", {"collection": name}), actor, session=s)
     except IntegrityError as exc:
         raise ApiError(f"a collection named {name!r} already exists", code="collection_exists") from exc
     configure_collection(catalog, name, require=require, retention_days=retention_days, actor=actor)
@@ -218,7 +218,7 @@ def export_audit(catalog: Catalog, *, after: int, actor: User) -> Iterator[str]:
     by page, so a long log is never held in memory.
     """
     log_ = AuditLog(catalog)
-    log_.append(actor, "audit_export", {"after": after, "interface": "api"})
+    record(catalog, GovernanceEvent("audit_export", {"after": after, "interface": "api"}), actor)
 
     def lines() -> Iterator[str]:
         last = after

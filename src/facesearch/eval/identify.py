@@ -84,6 +84,7 @@ class IdentifyReport:
 # Evaluation searches are searches too: bound to a purpose and in the audit log like any other.
 EVAL_PURPOSE = SearchPurpose("eval-identify", "accuracy evaluation: 1:N identification on labelled photos")
 
+
 def person_of(path: str | Path) -> str:
     return Path(path).parent.name
 

@@ -7,14 +7,14 @@
 - :mod:`~facesearch.governance.erasure`: erasure on request, with a receipt.
 - :mod:`~facesearch.governance.retention`: per-collection retention periods and their purge.
 
-All tables live in the library's catalog database (see :mod:`~facesearch.governance.schema`), created
+All tables live in the library's catalog database (see :mod:`~facesearch.store.governance_schema`), created
 by the catalog's migrations when it opens, so libraries made before this layer get them too
 (:func:`ensure_governance_tables` remains for callers and is a no-op on an opened catalog).
 """
 
 from __future__ import annotations
 
-from facesearch.governance.audit import AuditEntry, AuditLog, AuditVerification, search_details, verify_jsonl
+from facesearch.governance.audit import AuditEntry, AuditLog, AuditVerification, verify_jsonl
 from facesearch.governance.db import default_actor, ensure_governance_tables
 from facesearch.governance.erasure import ErasureReceipt, erase
 from facesearch.governance.errors import AuditError, GovernanceError, PermissionDenied, PurposeRequired, UserError
@@ -64,7 +64,6 @@ __all__ = [
     "require",
     "revoke_user",
     "rotate_key",
-    "search_details",
     "set_requirements",
     "set_retention",
     "verify_jsonl",

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -36,12 +36,9 @@ from sqlalchemy.orm import Session
 from facesearch.errors import FaceSearchError
 from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.errors import AuditError
-from facesearch.governance.schema import AuditEntryRow, AuditHeadRow
 from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
-
-if TYPE_CHECKING:
-    from facesearch.search.results import SearchResult
+from facesearch.store.governance_schema import AuditEntryRow, AuditHeadRow
 
 log = logging.getLogger(__name__)
 
@@ -412,32 +409,6 @@ def verify_jsonl(source: str | Path | Iterable[str]) -> AuditVerification:
     return AuditVerification(True, chain.count, head_sequence=chain.last_seq, head_hash=chain.last_hash)
 
 
-def search_details(result: SearchResult) -> dict[str, Any]:
-    """What an audit entry for a search records: the probe's hash and what was shown, never the probe.
-
-    For each probe face: its box, the face ids shown (in rank order) and how many passed the threshold.
-    """
-    return {
-        "probe_sha256": result.probe_sha256,
-        "collection": result.collection,
-        "top_k": result.top_k,
-        "max_fmr": result.max_fmr,
-        "threshold": result.threshold,
-        "score": result.score,
-        "model": result.model,
-        "gallery_size": result.gallery_size,
-        "faces": [
-            {
-                "face": f.face,
-                "box": list(f.box),
-                "shown": [c.face_id for c in f.candidates],
-                "matches": sum(1 for c in f.candidates if c.passes_threshold),
-            }
-            for f in result.faces
-        ],
-    }
-
-
 def _check_field(name: str, value: str | None, limit: int, required: bool = False) -> None:
     if value is None:
         if required:
@@ -458,7 +429,6 @@ __all__ = [
     "AuditVerification",
     "canonical_json",
     "entry_hash",
-    "search_details",
     "utc_iso",
     "verify_jsonl",
 ]

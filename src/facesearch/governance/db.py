@@ -61,7 +61,7 @@ def ensure_governance_tables(catalog: Catalog) -> None:
     """
     if catalog.engine in _ready or getattr(catalog, "schema_change", None) is not None:
         return
-    from facesearch.governance import schema
+    from facesearch.store import governance_schema as schema
 
     for attempt in range(3):
         try:

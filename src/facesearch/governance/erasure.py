@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.audit import AuditLog, utc_iso
+from facesearch.governance.audit import utc_iso
+from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import User, actor_name
 from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.deletion import Removed
@@ -117,7 +118,7 @@ def erase(
             s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
             receipt.collection_dropped = collection
         _fill(receipt, removed)
-        entry = AuditLog(catalog).append_in(s, by, "erase", _audit_details(receipt))
+        entry = record(catalog, GovernanceEvent("erase", _audit_details(receipt)), by, session=s)
     receipt.audit_sequence, receipt.audit_hash = entry.seq, entry.hash
     log.info("erasure %s: %d images, %d faces", receipt.receipt_id, len(receipt.image_ids), len(receipt.face_ids))
     return receipt

@@ -39,12 +39,13 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from facesearch.errors import CalibrationError, FaceSearchError, NoFaceFound
-from facesearch.governance.audit import AuditLog, utc_iso
+from facesearch.governance.audit import utc_iso
 from facesearch.governance.db import ensure_governance_tables
-from facesearch.governance.schema import OptOutRow
+from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import User, actor_name
 from facesearch.store.catalog import Catalog
 from facesearch.store.deletion import Removed, checkpoint
+from facesearch.store.governance_schema import OptOutRow
 from facesearch.store.schema import FaceRow
 from facesearch.store.writer import LibraryWriter
 
@@ -180,7 +181,7 @@ class OptOutRegistry:
             s.flush()
             removed = deletion.faces(matches)
             receipt = self._receipt(by, removed, optout_id=row.id, photo_sha256=digest)
-            entry = AuditLog(self.catalog).append_in(s, by, "optout_add", self._audit_details(receipt))
+            entry = record(self.catalog, GovernanceEvent("optout_add", self._audit_details(receipt)), by, session=s)
         receipt.audit_sequence = entry.seq
         self._cache = None
         log.info("opt-out %d: removed %d faces (%d images)", row.id, len(removed.face_ids), len(removed.image_ids))
@@ -194,7 +195,12 @@ class OptOutRegistry:
             matches = self._matching_faces(matrix) if len(matrix) else []
             removed = deletion.faces(matches)
             receipt = self._receipt(by, removed, optout_id=None, photo_sha256=None)
-            entry = AuditLog(self.catalog).append_in(deletion.session, by, "optout_sweep", self._audit_details(receipt))
+            entry = record(
+                self.catalog,
+                GovernanceEvent("optout_sweep", self._audit_details(receipt)),
+                by,
+                session=deletion.session,
+            )
         receipt.audit_sequence = entry.seq
         return receipt
 
@@ -207,7 +213,7 @@ class OptOutRegistry:
             if row is None:
                 raise FaceSearchError(f"no opt-out {optout_id}", code="not_found")
             s.execute(delete(OptOutRow).where(OptOutRow.id == row.id))
-            AuditLog(self.catalog).append_in(s, by, "optout_remove", {"optout_id": int(optout_id)})
+            record(self.catalog, GovernanceEvent("optout_remove", {"optout_id": int(optout_id)}), by, session=s)
         self._cache = None
         checkpoint(self.catalog)  # the embedding's pages are zeroed: truncate the WAL that still holds them
 

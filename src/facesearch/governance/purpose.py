@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.audit import AuditLog
 from facesearch.governance.db import immediate, update_collection_settings
 from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
 
@@ -64,7 +64,10 @@ def set_requirements(catalog: Catalog, collection: str, require: list[str], *, a
         raise FaceSearchError(f"cannot require {unknown}; requirable: {', '.join(REQUIRABLE)}", code="bad_request")
     with immediate(catalog) as s:
         settings = update_collection_settings(s, collection, {"require": sorted(set(require)) or None})
-        AuditLog(catalog).append_in(
-            s, actor_name(actor), "collection_require", {"collection": collection, "require": sorted(set(require))}
+        record(
+            catalog,
+            GovernanceEvent("collection_require", {"collection": collection, "require": sorted(set(require))}),
+            actor_name(actor),
+            session=s,
         )
     return settings

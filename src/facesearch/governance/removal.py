@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.audit import AuditLog
+from facesearch.governance.events import RemovalEvent, record
 from facesearch.governance.types import User
 from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.catalog import RemovalReceipt
@@ -49,6 +49,6 @@ def remove_photos(
                     break
         removed = deletion.removed
         by = "collection" if collection else "image" if image_id is not None else "source"
-        details = {"images": sorted(removed.image_ids), "faces": sorted(removed.face_ids), "by": by}
-        AuditLog(writer.catalog).append_in(s, actor, "remove", details)
+        event = RemovalEvent(sorted(removed.image_ids), sorted(removed.face_ids), by)
+        record(writer.catalog, event, actor, session=s)
     return RemovalReceipt(sorted(removed.image_ids), sorted(removed.face_ids), removed.sources)

@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.audit import AuditLog, utc_iso
+from facesearch.governance.audit import utc_iso
 from facesearch.governance.db import immediate, update_collection_settings
+from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import User, actor_name
 from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.catalog import Catalog
@@ -81,8 +82,11 @@ def set_retention(catalog: Catalog, collection: str, days: float | None, *, acto
             raise FaceSearchError(str(exc), code="bad_request") from exc
     with immediate(catalog) as s:
         settings = update_collection_settings(s, collection, {"retention_days": days})
-        AuditLog(catalog).append_in(
-            s, actor_name(actor), "collection_retention", {"collection": collection, "retention_days": days}
+        record(
+            catalog,
+            GovernanceEvent("collection_retention", {"collection": collection, "retention_days": days}),
+            actor_name(actor),
+            session=s,
         )
     return settings
 
@@ -131,7 +135,7 @@ def purge_expired(
                     int(rejections or 0),
                 )
             )
-        entry = AuditLog(writer.catalog).append_in(s, by, "retention_purge", _audit_details(receipt))
+        entry = record(writer.catalog, GovernanceEvent("retention_purge", _audit_details(receipt)), by, session=s)
     receipt.audit_sequence = entry.seq
     log.info("retention purge: %d images, %d faces", len(receipt.image_ids), len(receipt.face_ids))
     return receipt

@@ -18,7 +18,7 @@ from facesearch.errors import FaceSearchError
 from facesearch.governance.errors import PermissionDenied, PurposeRequired
 
 if TYPE_CHECKING:
-    from facesearch.governance.schema import UserRow
+    from facesearch.store.governance_schema import UserRow
 
 ROLES = ("admin", "ingester", "investigator", "auditor")
 

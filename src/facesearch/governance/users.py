@@ -29,12 +29,12 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from facesearch.governance.audit import AuditLog
 from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.errors import UserError
-from facesearch.governance.schema import UserRow
+from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import ACTIONS, ROLE_PERMISSIONS, ROLES, User, actor_name, allowed, require
 from facesearch.store.catalog import Catalog
+from facesearch.store.governance_schema import UserRow
 from facesearch.store.schema import utcnow
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def add_user(catalog: Catalog, name: str, role: str, *, actor: str | User | None
             s.add(row)
             s.flush()
             user = User.from_row(row)
-            AuditLog(catalog).append_in(s, by, "user_add", {"user": name, "role": role, "key_id": key_id})
+            record(catalog, GovernanceEvent("user_add", {"user": name, "role": role, "key_id": key_id}), by, session=s)
     except IntegrityError as exc:  # the name (or, once in 2^48, the key id) was taken meanwhile
         raise UserError(f"a user named {name!r} already exists", code="user_exists") from exc
     log.info("user %s (%s) added by %s", name, role, by)
@@ -157,7 +157,7 @@ def revoke_user(catalog: Catalog, name: str, *, actor: str | User | None = None)
             raise UserError(f"no user named {name!r}", code="no_user")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
-            AuditLog(catalog).append_in(s, by, "user_revoke", {"user": name, "key_id": row.key_id})
+            record(catalog, GovernanceEvent("user_revoke", {"user": name, "key_id": row.key_id}), by, session=s)
         s.flush()
         return User.from_row(row)
 
@@ -175,5 +175,10 @@ def rotate_key(catalog: Catalog, name: str, *, actor: str | User | None = None) 
         old = row.key_id
         row.key_id, row.key_hash = key_id, hash_key(key)
         s.flush()
-        AuditLog(catalog).append_in(s, by, "user_rotate_key", {"user": name, "old_key_id": old, "key_id": key_id})
+        record(
+            catalog,
+            GovernanceEvent("user_rotate_key", {"user": name, "old_key_id": old, "key_id": key_id}),
+            by,
+            session=s,
+        )
         return User.from_row(row), key

@@ -26,8 +26,8 @@ from typing import Protocol
 import numpy as np
 
 from facesearch.errors import FaceSearchError, NoFaceFound
-from facesearch.governance.audit import AuditLog, search_details
 from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.events import FaceViewEvent, SearchEvent, VerifyEvent, record
 from facesearch.governance.purpose import check_purpose
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.media.decode import decode_image, sha256_hex
@@ -192,7 +192,7 @@ class SearchService:
             max_fmr=max_fmr,
             calibration=source,
         )
-        entry = AuditLog(self.catalog).append(actor, "search", search_details(result), purpose=purpose)
+        entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
 
     def _collection_faces(self, collection: str | None) -> np.ndarray | None:
@@ -246,13 +246,8 @@ class SearchService:
             photos_sha256=[sha_a, sha_b],
             calibration=source,
         )
-        details = {
-            "photos_sha256": result.photos_sha256,
-            "same_person": result.same_person,
-            "similarity": result.similarity,
-            "fmr": result.fmr,
-        }
-        entry = AuditLog(self.catalog).append(actor, "verify", details, purpose=purpose)
+        event = VerifyEvent(purpose, result.photos_sha256, result.same_person, result.similarity, result.fmr)
+        entry = record(self.catalog, event, actor)
         return replace(result, audit_sequence=entry.seq)
 
     # faces ----------------------------------------------------------------------------------------
@@ -282,5 +277,32 @@ class SearchService:
         if self.optouts.count() and face_id in set(self.optouts.suppressed_face_ids().tolist()):
             return None  # an opted-out person's face is never shown
         what = "thumbnail" if thumbnail else "metadata"
-        AuditLog(self.catalog).append(actor, "face_view", {"face_id": face_id, "view": what}, case_id=case_id)
+        record(self.catalog, FaceViewEvent(case_id, face_id, what), actor)
         return row
+
+
+def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
+    """What the audit log keeps of a search: the probe's hash and what was shown, never the probe.
+
+    For each probe face: its box, the face ids shown (in rank order) and how many passed the threshold.
+    """
+    return SearchEvent(
+        stated=purpose,
+        probe_sha256=result.probe_sha256,
+        collection=result.collection,
+        top_k=result.top_k,
+        max_fmr=result.max_fmr,
+        threshold=result.threshold,
+        score=result.score,
+        model=result.model,
+        gallery_size=result.gallery_size,
+        faces=[
+            {
+                "face": f.face,
+                "box": list(f.box),
+                "shown": [c.face_id for c in f.candidates],
+                "matches": sum(1 for c in f.candidates if c.passes_threshold),
+            }
+            for f in result.faces
+        ],
+    )

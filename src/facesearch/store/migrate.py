@@ -53,7 +53,7 @@ MIGRATION_LOCK_KEY = 0x66736D6967726174
 
 def catalog_metadata() -> MetaData:
     """Every table of the catalog: the store's and the governance layer's (declared on one ``Base``)."""
-    import facesearch.governance.schema  # noqa: F401  (registers the governance tables)
+    import facesearch.store.governance_schema  # noqa: F401  (registers the governance tables)
     from facesearch.store.schema import Base
 
     return Base.metadata

@@ -15,28 +15,33 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from facesearch.api.auth import API_PREFIX
-
 STATIC = Path(__file__).parent / "static"
 
 
 class _WebMount(Mount):
-    """A mount at ``/`` that never claims an API path.
+    """A mount at ``/`` that never claims an API path (``api_prefix``, given by the API: the web layer
+    sits below it and never imports it).
 
     A plain mount at ``/`` matches every path, so the API would lose its own answers: ``GET /v1/search``
     would get the static files' 404 instead of the API's 405. Declining ``/v1`` keeps those unchanged.
     """
 
+    def __init__(self, *args: object, api_prefix: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.api_prefix = api_prefix
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         path = scope.get("path", "")
-        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        if path == self.api_prefix or path.startswith(self.api_prefix + "/"):
             return Match.NONE, {}
         return super().matches(scope)
 
 
-def mount_web(app: FastAPI) -> None:
+def mount_web(app: FastAPI, api_prefix: str) -> None:
     """Serve the web app at ``/``. Call it after the API routers are included: routes added after a
     mount at ``/`` would never be reached."""
     if any(getattr(route, "name", None) == "web" for route in app.routes):
         return  # already mounted (create_app may do it)
-    app.router.routes.append(_WebMount("/", app=StaticFiles(directory=STATIC, html=True), name="web"))
+    app.router.routes.append(
+        _WebMount("/", app=StaticFiles(directory=STATIC, html=True), name="web", api_prefix=api_prefix)
+    )

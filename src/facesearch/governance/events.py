@@ -1,0 +1,179 @@
+"""Typed audit events, recorded through one function.
+
+Every action the audit log keeps is a dataclass here: its fields are what the entry's details hold
+(ids, counts, hashes; never a photo, an embedding, or the paths of erased photos), its ``action``
+names it, and searches and comparisons carry the :class:`SearchPurpose` they were run for. Whoever
+records an event calls :func:`record`; nobody assembles an entry's fields by hand, so two callers
+of one action cannot disagree on what it holds, and a new kind of event is one class away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from sqlalchemy.orm import Session
+
+from facesearch.governance.audit import AuditEntry, AuditLog
+from facesearch.governance.types import SearchPurpose, User
+from facesearch.store.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An event of the audit log. ``action`` names it; :meth:`details` is the JSON the entry holds."""
+
+    action: ClassVar[str] = ""
+    _not_details: ClassVar[frozenset[str]] = frozenset({"stated", "case_id"})
+
+    def details(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._not_details}
+
+    @property
+    def purpose(self) -> SearchPurpose | None:
+        return getattr(self, "stated", None)
+
+    @property
+    def case(self) -> str | None:
+        return getattr(self, "case_id", None)
+
+
+def record(catalog: Catalog, event: AuditEvent, actor: str | User | None, session: Session | None = None) -> AuditEntry:
+    """Append ``event`` to the audit log: in its own transaction, or in ``session`` (a serialised
+    transaction, store/transactions.py) so that a change and its entry commit together."""
+    log = AuditLog(catalog)
+    if session is None:
+        return log.append(actor, event.action, event.details(), case_id=event.case, purpose=event.purpose)
+    return log.append_in(session, actor, event.action, event.details(), case_id=event.case, purpose=event.purpose)
+
+
+# searching ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchEvent(AuditEvent):
+    """A search: the probe's hash and what was shown (per probe face: box, face ids in rank order, matches)."""
+
+    action: ClassVar[str] = "search"
+    stated: SearchPurpose
+    probe_sha256: str
+    collection: str | None
+    top_k: int
+    max_fmr: float | None
+    threshold: float
+    score: str
+    model: str
+    gallery_size: int
+    faces: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class VerifyEvent(AuditEvent):
+    """A comparison of two photos: their hashes and the outcome."""
+
+    action: ClassVar[str] = "verify"
+    stated: SearchPurpose
+    photos_sha256: list[str]
+    same_person: bool
+    similarity: float
+    fmr: float | None
+
+
+@dataclass(frozen=True)
+class FaceViewEvent(AuditEvent):
+    """An indexed face (its metadata or thumbnail) looked at for a case."""
+
+    action: ClassVar[str] = "face_view"
+    case_id: str
+    face_id: int
+    view: str
+
+
+@dataclass(frozen=True)
+class ReviewEvent(AuditEvent):
+    """A person's conclusion about a candidate face, for a case."""
+
+    action: ClassVar[str] = "review"
+    case_id: str
+    face_id: int
+    decision: str
+    note: str
+
+
+# the library's contents -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestEvent(AuditEvent):
+    """One ingest run's counts (the report without its rejected list: only its length)."""
+
+    action: ClassVar[str] = "ingest"
+    report: dict[str, Any]
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.report)
+
+
+@dataclass(frozen=True)
+class IngestJobEvent(AuditEvent):
+    """A server's ingest job queued or finished (``stage``: "ingest_queued", "ingest_done", ...)."""
+
+    stage: str
+    job_id: str
+    kind: str
+    collection: str
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:  # type: ignore[override]
+        return self.stage
+
+    def details(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "kind": self.kind, "collection": self.collection, **self.outcome}
+
+
+@dataclass(frozen=True)
+class RemovalEvent(AuditEvent):
+    """Photos removed by image id, source or collection (ids only)."""
+
+    action: ClassVar[str] = "remove"
+    images: list[int]
+    faces: list[int]
+    by: str
+
+
+@dataclass(frozen=True)
+class GovernanceEvent(AuditEvent):
+    """Erasure, opt-out, retention, user and collection changes: ``kind`` is the action, ``facts`` its
+    details as the governance module that ran it states them (ids and counts, never erased paths)."""
+
+    kind: str
+    facts: dict[str, Any]
+
+    KINDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "erase",
+            "optout_add",
+            "optout_sweep",
+            "optout_remove",
+            "retention_purge",
+            "user_add",
+            "user_revoke",
+            "user_rotate_key",
+            "collection_create",
+            "collection_require",
+            "collection_retention",
+            "audit_export",
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown governance event {self.kind!r}")
+
+    @property
+    def action(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.facts)
