@@ -40,14 +40,19 @@ def test_serve_answers_with_a_key_and_refuses_without(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        # Until it answers (a slow machine takes long to import and load): a state, not a guessed delay.
+        deadline = time.monotonic() + 300
+        while True:
             try:
-                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/v1/health", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("server did not start")
+                pass
+            if server.poll() is not None:
+                raise AssertionError(f"server exited: {server.communicate(timeout=20)[0]}")
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not answer in 300 s")
+            time.sleep(0.2)
         assert httpx.get(f"{base}/v1/audit/verify").status_code == 401
         ok = httpx.get(f"{base}/v1/audit/verify", headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200 and ok.json()["ok"] is True

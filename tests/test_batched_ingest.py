@@ -13,7 +13,6 @@ import json
 import logging
 import multiprocessing
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.sources import expand
 from tests.conftest import EXAMPLES_COLLECTION as COLLECTION
 from tests.helpers import comparable_report, library_contents, missing
+from tests.process_helpers import HeldPhoto, children, start_when_allowed, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +81,53 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
     local_examples: tuple[Path, IngestReport],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SIGKILL one worker process while it holds photos: they are done again elsewhere, nothing twice."""
+    """SIGKILL the worker process that is reading a photo of its chunk: the chunk's photos are done
+    again elsewhere, nothing twice. The photo is a named pipe (tests/process_helpers.py), so the kill
+    lands while the worker is known to hold it; its content is a copy of obama.jpg (a duplicate)."""
+    held = HeldPhoto(tmp_path / "held_copy_of_obama.jpg", (example_inputs[2] / "same_bytes_as_obama.jpg").read_bytes())
+    killer = threading.Thread(target=held.kill_first_reader_then_serve, daemon=True)
+    killer.start()
+    folder = tmp_path / "lib"
+    with (
+        caplog.at_level(logging.WARNING, logger="facesearch.ingest.batched_engine"),
+        Library.open(folder, jitter=0) as lib,
+    ):
+        report = lib.index([*example_inputs, held.path], collection=COLLECTION, workers=2, engine="batched")
+        assert len(lib.vector_index) == lib.catalog.face_count()
+    killer.join()
+    assert held.killed, "no worker process read the held photo"
+    assert any("worker process died" in r.getMessage() for r in caplog.records), "the kill was not noticed"
+    expected = comparable_report(local_examples[1])
+    expected.update(total=expected["total"] + 1, duplicates=expected["duplicates"] + 1)
+    assert comparable_report(report) == expected
+    assert_same_library(folder, local_examples[0])
+
+
+def test_a_worker_killed_while_starting_is_replaced_and_no_photo_is_blamed(
+    tmp_path: Path,
+    example_inputs: list[Path],
+    local_examples: tuple[Path, IngestReport],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL a worker process before it has loaded its models: it held no photo, so it is replaced
+    and the library is complete (no photo retried or rejected for it)."""
+    allowed = multiprocessing.get_context("spawn").Event()
+    real = BatchedIngestRun._worker_initializer
+    monkeypatch.setattr(
+        BatchedIngestRun, "_worker_initializer", lambda self, prep: (start_when_allowed, (real(self, prep), allowed))
+    )
     killed: list[int] = []
 
-    def kill_one_worker_when_busy() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(multiprocessing.active_children()) < 2:
-            time.sleep(0.05)
-        time.sleep(2.5)  # models loaded (~1 s), each process busy with its first chunk (~4 s here)
-        children = multiprocessing.active_children()
-        if children:
-            children[0].kill()
-            killed.append(children[0].pid or 0)
+    def kill_one_while_starting() -> None:
+        try:
+            child = wait_for(children, "a worker process")[0]
+            child.kill()  # no process can have finished starting: none is allowed yet
+            killed.append(child.pid)
+        finally:
+            allowed.set()
 
-    killer = threading.Thread(target=kill_one_worker_when_busy, daemon=True)
+    killer = threading.Thread(target=kill_one_while_starting, daemon=True)
     killer.start()
     folder = tmp_path / "lib"
     with (
@@ -102,12 +135,44 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
         Library.open(folder, jitter=0) as lib,
     ):
         report = lib.index(example_inputs, collection=COLLECTION, workers=2, engine="batched")
-        assert len(lib.vector_index) == lib.catalog.face_count()
     killer.join()
-    assert killed, "no worker process to kill"
-    assert any("worker process died" in r.getMessage() for r in caplog.records), "the kill was not noticed"
+    messages = [r.getMessage() for r in caplog.records]
+    assert killed and any("died while starting" in m for m in messages), messages
+    assert not any("retrying its photos" in m for m in messages)  # no photo was held by it
     assert comparable_report(report) == comparable_report(local_examples[1])
     assert_same_library(folder, local_examples[0])
+
+
+def test_worker_processes_that_keep_dying_while_starting_end_the_run_clearly(
+    tmp_path: Path, example_inputs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker killed before it starts: the run ends as worker_crashed (no photo rejected for it),
+    leaves no process behind and writes nothing."""
+    allowed = multiprocessing.get_context("spawn").Event()  # never set: no process ever starts
+    real = BatchedIngestRun._worker_initializer
+    monkeypatch.setattr(
+        BatchedIngestRun, "_worker_initializer", lambda self, prep: (start_when_allowed, (real(self, prep), allowed))
+    )
+    done = threading.Event()
+
+    def kill_every_worker() -> None:
+        while not done.is_set():
+            for child in children():
+                child.kill()
+            done.wait(0.01)
+
+    killer = threading.Thread(target=kill_every_worker, daemon=True)
+    killer.start()
+    try:
+        with Library.open(tmp_path / "lib", jitter=0) as lib:
+            with pytest.raises(FaceSearchError, match="while starting") as caught:
+                lib.index(example_inputs, collection=COLLECTION, workers=2, engine="batched")
+            assert caught.value.code == "worker_crashed"
+            assert lib.catalog.image_count() == 0 and lib.catalog.face_count() == 0
+    finally:
+        done.set()
+        killer.join()
+    assert children() == []
 
 
 def lfw_photos(shared_data: Path, count: int) -> list[Path]:

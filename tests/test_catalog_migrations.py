@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, inspect, text
 
 from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.governance import AuditLog
-from facesearch.store.governance_schema import governance_tables
 from facesearch.store.catalog import Catalog
 from facesearch.store.database import locate, server_catalog_url
+from facesearch.store.governance_schema import governance_tables
 from facesearch.store.migrate import HEAD_REVISION, alembic_config, catalog_metadata, head_revision, scripts
 from facesearch.store.schema import Base
 

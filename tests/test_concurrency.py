@@ -7,12 +7,18 @@ pipelines are borrowed concurrently in tests/test_api.py (several clients over H
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from facesearch.api.rwlock import ReadWriteLock
 from facesearch.models.pipeline_pool import PipelinePool
+from tests.process_helpers import wait_for
+
+
+def waiting_on(condition: threading.Condition, count: int) -> bool:
+    """Whether ``count`` threads are blocked in ``condition.wait()`` (CPython keeps them in ``_waiters``):
+    how these tests know a thread is waiting, instead of sleeping and hoping it is."""
+    return len(condition._waiters) == count  # type: ignore[attr-defined]
 
 
 class Built:
@@ -34,8 +40,7 @@ def test_the_pool_builds_only_under_concurrent_demand_and_never_more_than_its_si
     def hold() -> None:
         with pool.borrow() as pipeline:
             lent.append(pipeline)
-            inside.wait(timeout=5)  # both are lent at the same moment
-            time.sleep(0.05)
+            inside.wait(timeout=60)  # both are lent at the same moment
 
     threads = [threading.Thread(target=hold) for _ in range(2)]
     for t in threads:
@@ -54,9 +59,9 @@ def test_the_pool_builds_only_under_concurrent_demand_and_never_more_than_its_si
     with pool.borrow(), pool.borrow():
         waiter = threading.Thread(target=third)
         waiter.start()
-        time.sleep(0.2)
+        wait_for(lambda: waiting_on(pool._ready, 1), "the third caller to wait for a pipeline")
         order.append("returned")
-    waiter.join(timeout=5)
+    waiter.join(timeout=60)
     assert order == ["returned", "got"] and pool.built == 2
 
 
@@ -82,34 +87,36 @@ def test_a_failed_build_frees_its_slot() -> None:
 def test_readers_share_writers_exclude_and_a_waiting_writer_goes_before_new_readers() -> None:
     lock = ReadWriteLock()
     events: list[str] = []
-    two_readers = threading.Barrier(2)
+    two_readers = threading.Barrier(3)  # r1, r2 and this thread: both readers are in at once
+    leave = threading.Event()  # the first readers stay until the writer and r3 are known to wait
 
-    def reader(name: str, hold: float) -> None:
+    def reader(name: str) -> None:
         with lock.read():
             events.append(f"{name} in")
             if name in ("r1", "r2"):
-                two_readers.wait(timeout=5)  # deadlocks (times out) unless both read at once
-            time.sleep(hold)
+                two_readers.wait(timeout=60)  # deadlocks (times out) unless both read at once
+                leave.wait(timeout=60)
             events.append(f"{name} out")
 
     def writer() -> None:
         with lock.write():
             events.append("w in")
-            time.sleep(0.05)
             events.append("w out")
 
-    r1 = threading.Thread(target=reader, args=("r1", 0.3))
-    r2 = threading.Thread(target=reader, args=("r2", 0.3))
+    r1 = threading.Thread(target=reader, args=("r1",))
+    r2 = threading.Thread(target=reader, args=("r2",))
     r1.start()
     r2.start()
-    time.sleep(0.1)
+    two_readers.wait(timeout=60)
     w = threading.Thread(target=writer)
     w.start()
-    time.sleep(0.05)
-    r3 = threading.Thread(target=reader, args=("r3", 0.0))  # arrives while the writer waits
+    wait_for(lambda: lock._writers_waiting == 1 and waiting_on(lock._cond, 1), "the writer to wait")
+    r3 = threading.Thread(target=reader, args=("r3",))  # arrives while the writer waits
     r3.start()
+    wait_for(lambda: waiting_on(lock._cond, 2), "r3 to wait behind the writer")
+    leave.set()
     for t in (r1, r2, w, r3):
-        t.join(timeout=5)
+        t.join(timeout=60)
     assert events.index("w in") > max(events.index("r1 out"), events.index("r2 out"))
     assert events.index("r3 in") > events.index("w out")  # writer preference
     assert events.index("w out") == events.index("w in") + 1  # nobody inside while it writes

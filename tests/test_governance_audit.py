@@ -158,8 +158,8 @@ def test_triggers_refuse_casual_edits(catalog: Catalog) -> None:
 def _append_many(url: str, worker: str, count: int, barrier: object) -> None:
     catalog = Catalog(url)
     log = AuditLog(catalog)
-    barrier.wait()  # type: ignore[attr-defined]
     for i in range(count):
+        barrier.wait()  # type: ignore[attr-defined]  # both append at once, every round: they interleave
         log.append(worker, "concurrent", {"i": i})
     catalog.close()
 

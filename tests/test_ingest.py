@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -14,11 +17,17 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from facesearch import Library
-from tests.helpers import PURPOSE, png_header_only
+from facesearch.errors import FaceSearchError
+from facesearch.ingest.runner import IngestReport, IngestRun
+from facesearch.ingest.sources import expand
+from tests.conftest import EXAMPLES_COLLECTION
+from tests.helpers import PURPOSE, comparable_report, library_contents, png_header_only
+from tests.process_helpers import HeldPhoto, children, start_when_allowed, wait_for
 
 
 @pytest.fixture()
@@ -150,7 +159,7 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
     )
     db = library / "catalog.sqlite"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # bounds a state that must come (slow machines take long)
     while _count(db, "images") < 20 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     done_before_kill = _count(db, "images")
@@ -173,3 +182,110 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
         assert len(lib.vector_index) == faces
         probe = photos[7]
         assert lib.search(probe, top_k=1, purpose=PURPOSE).faces[0].candidates[0].image.path == probe
+
+
+def _same_as_reference(folder: Path, reference: Path) -> None:
+    import numpy as np
+
+    got, expected = library_contents(folder), library_contents(reference)
+    assert got["images"] == expected["images"] and got["boxes"] == expected["boxes"]
+    np.testing.assert_allclose(got["embeddings"], expected["embeddings"], atol=1e-5)
+    assert got["rejections"] == expected["rejections"]
+
+
+def test_a_local_worker_killed_while_starting_is_replaced_and_no_photo_is_blamed(
+    tmp_path: Path,
+    example_inputs: list[Path],
+    local_examples: tuple[Path, Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The local engine's pool: a process killed before it has loaded its models held no photo, so the
+    pool starts again and no photo is retried alone or rejected as worker_crashed."""
+    allowed = multiprocessing.get_context("spawn").Event()
+    real = IngestRun._worker_initializer
+    monkeypatch.setattr(IngestRun, "_worker_initializer", lambda self: (start_when_allowed, (real(self), allowed)))
+    killed: list[int] = []
+
+    def kill_one_while_starting() -> None:
+        try:
+            child = wait_for(children, "a worker process")[0]
+            child.kill()  # no process can have finished starting: none is allowed yet
+            killed.append(child.pid)
+        finally:
+            allowed.set()
+
+    killer = threading.Thread(target=kill_one_while_starting, daemon=True)
+    killer.start()
+    folder = tmp_path / "lib"
+    with caplog.at_level(logging.WARNING, logger="facesearch.ingest.runner"), Library.open(folder, jitter=0) as lib:
+        report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=2)
+    killer.join()
+    assert killed and any("died while starting" in r.getMessage() for r in caplog.records)
+    assert comparable_report(report) == comparable_report(local_examples[1])
+    _same_as_reference(folder, local_examples[0])
+
+
+def test_a_local_worker_killed_mid_chunk_loses_and_duplicates_nothing(
+    tmp_path: Path, example_inputs: list[Path], local_examples: tuple[Path, Any]
+) -> None:
+    """The local engine's pool: the process reading a photo of its chunk (a named pipe, so the kill
+    lands while it is known to hold it; a copy of obama.jpg) is killed; everything is done once."""
+    held = HeldPhoto(tmp_path / "held_copy_of_obama.jpg", (example_inputs[2] / "same_bytes_as_obama.jpg").read_bytes())
+    killer = threading.Thread(target=held.kill_first_reader_then_serve, daemon=True)
+    killer.start()
+    folder = tmp_path / "lib"
+    with Library.open(folder, jitter=0) as lib:
+        report = lib.index([*example_inputs, held.path], collection=EXAMPLES_COLLECTION, workers=2)
+    killer.join()
+    assert held.killed, "no worker process read the held photo"
+    expected = comparable_report(local_examples[1])
+    expected.update(total=expected["total"] + 1, duplicates=expected["duplicates"] + 1)
+    assert comparable_report(report) == expected
+    _same_as_reference(folder, local_examples[0])
+
+
+def test_worker_processes_that_keep_dying_while_starting_end_a_local_run_clearly(
+    tmp_path: Path, example_inputs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = multiprocessing.get_context("spawn").Event()  # never set: no process ever starts
+    real = IngestRun._worker_initializer
+    monkeypatch.setattr(IngestRun, "_worker_initializer", lambda self: (start_when_allowed, (real(self), allowed)))
+    done = threading.Event()
+
+    def kill_every_worker() -> None:
+        while not done.is_set():
+            for child in children():
+                child.kill()
+            done.wait(0.01)
+
+    killer = threading.Thread(target=kill_every_worker, daemon=True)
+    killer.start()
+    try:
+        with Library.open(tmp_path / "lib", jitter=0) as lib:
+            with pytest.raises(FaceSearchError, match="while starting") as caught:
+                lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=2)
+            assert caught.value.code == "worker_crashed"
+            assert lib.catalog.image_count() == 0 and lib.catalog.rejections() == []  # no photo blamed
+    finally:
+        done.set()
+        killer.join()
+    assert children() == []
+
+
+def test_a_start_up_error_in_a_worker_is_raised_as_itself(tmp_path: Path, example_inputs: list[Path]) -> None:
+    """A worker whose models cannot load raises that error once (not a crash, not every photo rejected)."""
+    with Library.open(tmp_path / "lib", jitter=0) as lib:
+        collection = lib.catalog.collection_id("c")
+        settings = dataclasses.replace(lib.ingester.worker_settings(False, 2), backend="no-such-backend")
+        run = IngestRun(
+            settings,
+            store=lambda results: lib.ingester.store(collection, results),
+            checkpoint=lib.save_index,
+            workers=2,
+        )
+        sources = list(expand(example_inputs))
+        with pytest.raises(FaceSearchError, match="no-such-backend") as caught:
+            run.run(collection, IngestReport(collection="c", total=len(sources)), sources, None)
+        assert caught.value.code == "bad_embedder" and lib.catalog.image_count() == 0
+    assert children() == []

@@ -19,7 +19,10 @@ the local engine's per-photo work:
 
 A worker process that dies (a native crash on one photo) loses the photos it held: they are tried
 again one at a time in a fresh process, and a photo that keeps killing processes is rejected as
-``worker_crashed``, as the local engine does.
+``worker_crashed``, as the local engine does. A process that dies while starting (loading its
+models; killed, or out of memory) holds no photo, because photos go only to processes that answered
+their start-up ping: it is replaced, no photo is blamed, and the run ends as ``worker_crashed`` only
+when a slot's processes keep dying before they start.
 """
 
 from __future__ import annotations
@@ -47,10 +50,16 @@ from facesearch.ingest.batched_prep import (
     PrepSettings,
     finish_items,
     init_prep,
-    ping,
     prepare_items,
 )
-from facesearch.ingest.runner import IngestRun
+from facesearch.ingest.runner import (
+    START_DEATHS_TO_FAIL,
+    IngestRun,
+    Initializer,
+    process_started,
+    start_deaths_error,
+    start_process,
+)
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, WorkerSettings, keep_faces, rejection
 from facesearch.models.cnn_detector import ScoreCells
@@ -99,6 +108,8 @@ class _Slot:
     executor: ProcessPoolExecutor
     generation: int = 0
     busy: int = 0  # tasks in flight
+    starting: Future | None = None  # its start-up ping, until the process is up with its models
+    start_deaths: int = 0  # this slot's processes that died while starting, in a row
 
 
 @dataclass
@@ -185,8 +196,10 @@ class BatchedIngestRun(IngestRun):
         state.todo.extend(list(range(i, min(i + chunk, len(sources)))) for i in range(0, len(sources), chunk))
         slots = [self._new_slot(prep) for _ in range(self.workers)]
         try:
-            for started in [slot.executor.submit(ping) for slot in slots]:
-                started.result()  # every process up with its models loaded (a broken set-up fails here, once)
+            # Every process up with its models before the clock starts (a set-up error fails here, once).
+            while starting := [slot.starting for slot in slots if slot.starting is not None]:
+                wait(starting, return_when=FIRST_COMPLETED)
+                self._check_started(slots)
             begun = time.perf_counter()
             writer = WriterThread(handle)
             try:
@@ -213,10 +226,37 @@ class BatchedIngestRun(IngestRun):
             for slot in slots:
                 slot.executor.shutdown(wait=True, cancel_futures=True)
 
-    def _new_slot(self, prep: PrepSettings, generation: int = 0) -> _Slot:
+    def _worker_initializer(self, prep: PrepSettings) -> Initializer:
+        """What each worker process runs first (a method so that a test can hold a process inside its
+        start-up, to kill it there: tests/test_batched_ingest.py)."""
+        return init_prep, (prep,)
+
+    def _new_slot(self, prep: PrepSettings, generation: int = 0, start_deaths: int = 0) -> _Slot:
+        """A new worker process, pinged at once: it gets photos only once the ping is answered."""
         context = multiprocessing.get_context("spawn")  # never fork a process holding a CUDA context
-        executor = ProcessPoolExecutor(1, mp_context=context, initializer=init_prep, initargs=(prep,))
-        return _Slot(executor, generation)
+        initializer, initargs = self._worker_initializer(prep)
+        executor = ProcessPoolExecutor(
+            1, mp_context=context, initializer=start_process, initargs=(initializer, initargs)
+        )
+        return _Slot(executor, generation, starting=executor.submit(process_started), start_deaths=start_deaths)
+
+    def _check_started(self, slots: list[_Slot]) -> None:
+        """Note the processes that finished starting; replace one that died while starting (it held no
+        photo: nothing to retry). A start-up error raised in a process is raised here."""
+        for index, slot in enumerate(slots):
+            if slot.starting is None or not slot.starting.done():
+                continue
+            try:
+                slot.starting.result()
+            except BrokenProcessPool as exc:
+                deaths = slot.start_deaths + 1
+                if deaths >= START_DEATHS_TO_FAIL:
+                    raise start_deaths_error(deaths) from exc
+                log.warning("a batched-ingest worker process died while starting; starting another")
+                slot.executor.shutdown(wait=False, cancel_futures=True)
+                slots[index] = self._new_slot(self._prep, slot.generation + 1, deaths)
+            else:
+                slot.starting, slot.start_deaths = None, 0
 
     def _loop(
         self,
@@ -240,9 +280,10 @@ class BatchedIngestRun(IngestRun):
             if state.faces_to_embed >= self.sizes.embed or ((draining or pressed) and state.to_embed):
                 self._embed(state, embedder)
             self._emit(state, handle)
-            if state.futures and not any(f.done() for f in state.futures):
+            pending = [*state.futures, *(slot.starting for slot in slots if slot.starting is not None)]
+            if pending and not any(f.done() for f in pending):
                 started = time.perf_counter()
-                wait(list(state.futures), timeout=1.0, return_when=FIRST_COMPLETED)
+                wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 self.timings["wait_s"] += time.perf_counter() - started
             elif not state.futures and not state.todo and state.emitted < total and not self._has_work(state):
                 stuck = [(i.seq, i.owner, i.finished, i.result and i.result.status) for i in state.items.values()][:5]
@@ -256,7 +297,10 @@ class BatchedIngestRun(IngestRun):
     def _submit_prepares(self, collection_id: int, state: _State, slots: list[_Slot], limit: int) -> None:
         per_slot = 2  # tasks queued per process: one running, one ready
         while state.todo and state.open < limit and state.held_bytes < self.sizes.held_bytes:
-            index = min(range(len(slots)), key=lambda i: slots[i].busy)
+            started = [i for i, slot in enumerate(slots) if slot.starting is None]  # a starting one gets none
+            if not started:
+                return
+            index = min(started, key=lambda i: slots[i].busy)
             slot = slots[index]
             if slot.busy >= per_slot:
                 return
@@ -275,6 +319,7 @@ class BatchedIngestRun(IngestRun):
             state.open += len(seqs)
 
     def _collect(self, state: _State, slots: list[_Slot]) -> None:
+        self._check_started(slots)
         for future in [f for f in state.futures if f.done()]:
             _, index, generation, _ = state.futures.pop(future)
             slot = slots[index]

@@ -154,6 +154,7 @@ _PREP: PrepWorker | None = None
 
 
 def init_prep(settings: PrepSettings) -> None:
+    """A worker process's start-up (run through ingest/runner.py's ``start_process``, which keeps its error)."""
     global _PREP
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.basicConfig(level=logging.WARNING)
@@ -172,9 +173,3 @@ def prepare_items(collection_id: int, items: list[tuple[int, Source]]) -> list[P
 
 def finish_items(found_cells: list[tuple[int, ScoreCells]], tiles: TiledPyramid) -> list[Prepared]:
     return _worker().finish(found_cells, tiles)
-
-
-def ping() -> int:
-    """Returns once the process is up and its models are loaded (the engine waits for all before timing)."""
-    _worker()
-    return os.getpid()

@@ -6,25 +6,39 @@ and then adds its vectors to the index. The index is saved every few seconds and
 a crash the library catches up the index from the catalog on open. Sources already in the catalog
 are skipped before they are read, and the same bytes are never stored twice in a collection, so a
 re-run after ``kill -9`` resumes: nothing indexed twice, nothing lost.
+
+A worker process that dies while starting (loading its models; killed, or out of memory) held no
+photo yet: the pool is started again and no photo is blamed. Photos are handed out only once every
+process of the pool is up, so a death after that is a death on a chunk (whose photos are retried one
+by one). A start-up that fails with an error (a model that cannot be read) raises that error, once,
+rather than looking like a crash; one that keeps dying ends the run as ``worker_crashed``.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Any
 
+from facesearch.errors import FaceSearchError
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, Worker, WorkerSettings, init_worker, run_chunk
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY_SECONDS = 30.0
+START_DEATHS_TO_FAIL = 3  # worker processes dying while starting, in a row, before the run gives up
+
+Initializer = tuple[Callable[..., None], tuple[Any, ...]]
+"""A pool process's start-up: a picklable function and its arguments (it loads the models)."""
 
 
 @dataclass
@@ -78,6 +92,19 @@ class IngestRun:
         self.checkpoint = checkpoint
         self.workers = max(1, workers)
         self.chunk_size = max(1, chunk_size)
+        self.start_deaths = 0  # pool processes that died while starting, in a row
+
+    def _worker_initializer(self) -> Initializer:
+        """What each pool process runs before its first chunk (a method so that a test can hold a
+        process inside its start-up, to kill it there: tests/test_ingest.py)."""
+        return init_worker, (self.settings,)
+
+    def _start_died(self, cause: BaseException) -> None:
+        """Count a process that died while starting; after START_DEATHS_TO_FAIL in a row, end the run."""
+        self.start_deaths += 1
+        if self.start_deaths >= START_DEATHS_TO_FAIL:
+            raise start_deaths_error(self.start_deaths) from cause
+        log.warning("an ingest worker process died while starting; starting the pool again")
 
     def run(
         self,
@@ -144,6 +171,8 @@ class IngestRun:
         todo: deque[list[Source]] = deque(chunks(sources, self.chunk_size))
         while todo:
             crashed = self._pool_pass(collection_id, todo, handle)
+            if crashed is _NOT_STARTED:
+                continue  # a process died while starting: nothing was handed out, a fresh pool takes over
             if crashed:
                 # A chunk killed its process (a native crash on one photo). Retry its photos one by
                 # one in a fresh pool; a photo that kills a process on its own is rejected.
@@ -165,11 +194,18 @@ class IngestRun:
     def _pool_pass(
         self, collection_id: int, todo: deque[list[Source]], handle: Callable[[list[ItemResult]], None]
     ) -> list[Source] | None:
+        """One pool's life: started, then fed until done or until a process dies under a chunk (returned)."""
         context = multiprocessing.get_context("spawn")
         in_flight: deque[tuple[Future, list[Source]]] = deque()
+        everyone = context.Barrier(self.workers)  # each start-up ping waits for all: one per process
         with ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=init_worker, initargs=(self.settings,)
+            self.workers,
+            mp_context=context,
+            initializer=start_process,
+            initargs=(*self._worker_initializer(), everyone),
         ) as pool:
+            if not self._pool_started(pool):
+                return _NOT_STARTED
             try:
                 while todo or in_flight:
                     while todo and len(in_flight) < self.workers * 3:
@@ -188,6 +224,70 @@ class IngestRun:
                     future.cancel()
                 raise
         return None
+
+    def _pool_started(self, pool: ProcessPoolExecutor) -> bool:
+        """Wait until every process of a new pool is up with its models; False if one died meanwhile.
+
+        A start-up error raised in a process (not a death) is raised here.
+        """
+        pings = [pool.submit(process_started) for _ in range(self.workers)]
+        wait(pings)
+        died: BrokenProcessPool | None = None
+        for ping in pings:
+            try:
+                ping.result()
+            except BrokenProcessPool as exc:
+                died = exc
+            except threading.BrokenBarrierError:
+                pass  # another process's start-up failed: its own error is raised
+        if died is not None:
+            self._start_died(died)
+            return False
+        self.start_deaths = 0
+        return True
+
+
+_NOT_STARTED: list[Source] = []  # _pool_pass's answer when a process died while starting
+
+
+def start_deaths_error(deaths: int) -> FaceSearchError:
+    """The run's end when worker processes keep dying before they hold any photo."""
+    return FaceSearchError(
+        f"ingest worker processes died {deaths} times in a row while starting (loading their models), "
+        "before holding any photo: is the machine out of memory?",
+        code="worker_crashed",
+    )
+
+
+# Start-up plumbing of the engines' pool processes (here and in ingest/batched_engine.py).
+_START_ERROR: BaseException | None = None
+_EVERYONE: Any = None  # the pool's barrier (multiprocessing.Barrier), when pings must wait for every process
+
+
+def start_process(initializer: Callable[..., None], initargs: tuple[Any, ...], everyone: Any = None) -> None:
+    """A pool process's initializer: the engine's start-up, its error kept for :func:`process_started`.
+
+    Why: an initializer that raises makes the process exit, which the parent cannot tell from a
+    crash (BrokenProcessPool); kept, the error reaches the parent as itself.
+    """
+    global _START_ERROR, _EVERYONE
+    _EVERYONE = everyone
+    try:
+        initializer(*initargs)
+    except Exception as exc:
+        _START_ERROR = exc
+
+
+def process_started() -> int:
+    """The ping a new process answers once started (with every other process of its pool, given a
+    barrier); raises the error its start-up failed with."""
+    if _START_ERROR is not None:
+        if _EVERYONE is not None:
+            _EVERYONE.abort()  # the others' pings stop waiting for this one
+        raise _START_ERROR
+    if _EVERYONE is not None:
+        _EVERYONE.wait()
+    return os.getpid()
 
 
 def chunks(items: Sequence[Source], size: int) -> Iterator[list[Source]]:

@@ -24,6 +24,7 @@ from facesearch.errors import FaceSearchError
 
 POSTGRES_DRIVER = "postgresql+psycopg"
 INSTALL_HINT = "pip install 'facesearch[postgres]'"
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite statement waits for another process's lock before "database is locked"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,10 @@ def create_catalog_engine(location: CatalogLocation, **kwargs: object) -> Engine
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
+    # The busy timeout first: switching a file to WAL needs its write lock, and must wait for another
+    # process for as long as anything else does (not Python's 5 s default).
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

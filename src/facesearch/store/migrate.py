@@ -12,7 +12,11 @@ catalog's revision (one small read) and, only when it is behind, takes a lock an
 Two processes opening a new catalog at once must not both create it: the upgrade runs in one
 transaction that first takes SQLite's write lock (``BEGIN IMMEDIATE``) or a PostgreSQL advisory
 lock, then looks at the revision again. On PostgreSQL the DDL is transactional too, so a failed
-upgrade leaves the database as it was.
+upgrade leaves the database as it was. A SQLite catalog is also checked, created and migrated under
+an exclusive ``flock`` on ``<catalog>.lock`` beside it (:func:`sqlite_file_lock`): two processes
+creating one file at once both switch it to WAL as they connect, and SQLite answers one of them
+"database is locked" at once, whatever the busy timeout (its deadlock avoidance does not wait); with
+the lock, the second waits until the first is done and then finds the catalog current.
 
 For developers: ``python -m facesearch.store.migrate revision "message"`` autogenerates a new revision
 (against a scratch SQLite database at head) into ``migrations/versions/``; review it before use.
@@ -22,11 +26,14 @@ For developers: ``python -m facesearch.store.migrate revision "message"`` autoge
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -101,6 +108,11 @@ def upgrade_to_head(engine: Engine) -> str:
     ``"current"`` (nothing to do: the usual case, one read), ``"created"`` (a new database),
     ``"adopted"`` (a catalog made before migrations, now stamped) or ``"upgraded"``.
     """
+    with sqlite_file_lock(engine):
+        return _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> str:
     with engine.connect() as conn:
         if current_revision(conn) == HEAD_REVISION:
             return "current"
@@ -122,6 +134,42 @@ def upgrade_to_head(engine: Engine) -> str:
         conn.commit()
     log.info("catalog schema %s to %s (was %s)", outcome, head, current or "unstamped")
     return outcome
+
+
+@contextmanager
+def sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """For a SQLite file: hold an exclusive ``flock`` on ``<file>.lock`` (other processes opening the
+    catalog wait here, however long a creation or migration takes); for anything else, nothing.
+
+    Every open takes it, for the few milliseconds of the revision check: a new file's first
+    connections (which switch it to WAL) must never overlap. Where the lock file cannot be created (a
+    read-only folder, where no catalog can be created or migrated either) the open goes on without it.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    handle = _open_lock_file(Path(database + ".lock"))
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock_file(path: Path) -> IO[bytes] | None:
+    try:
+        return path.open("ab")
+    except OSError:
+        try:
+            return path.open("rb")  # read-only, but there: flock works on it all the same
+        except OSError as exc:
+            log.debug("no lock file %s (%s): opening the catalog without it", path, exc)
+            return None
 
 
 def _lock(conn: Connection) -> None:
