@@ -19,7 +19,15 @@ from PIL import Image
 
 from facesearch.errors import ModelError
 from facesearch.models.align import face_chip
-from facesearch.models.cnn_detector import (
+from facesearch.models.convert.dlib_format import read_dlib_network
+from facesearch.models.convert.mmod_onnx import INPUT_NAME, MmodSettings, build_mmod_onnx, converted_mmod
+from facesearch.models.detect.base import (
+    DetectorSettings,
+    FaceDetector,
+    HogFaceDetector,
+    create_detector,
+)
+from facesearch.models.detect.cnn import (
     CnnFaceDetector,
     MmodBox,
     non_max_suppression,
@@ -27,15 +35,7 @@ from facesearch.models.cnn_detector import (
     resize_bilinear,
     tile_pyramid,
 )
-from facesearch.models.detector import (
-    DetectorSettings,
-    FaceDetector,
-    HogFaceDetector,
-    create_detector,
-)
-from facesearch.models.dlib_format import read_dlib_network
-from facesearch.models.embedder import Embedder, create_embedder
-from facesearch.models.mmod_onnx import INPUT_NAME, MmodSettings, build_mmod_onnx, converted_mmod
+from facesearch.models.embed.base import Embedder, create_embedder
 from facesearch.models.pipeline import FacePipeline
 from facesearch.models.weights import DLIB_MMOD, DLIB_RESNET, dlib_model_path
 

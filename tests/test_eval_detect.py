@@ -21,7 +21,7 @@ from facesearch.eval.detect import (
     match_boxes,
     per_image_table,
 )
-from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
+from facesearch.models.detect.base import Detection, DetectorSettings, HogFaceDetector
 
 # matching on synthetic boxes ------------------------------------------------------------------------
 

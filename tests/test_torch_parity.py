@@ -21,7 +21,9 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from facesearch.errors import ModelError  # noqa: E402
-from facesearch.models.cnn_detector import (  # noqa: E402
+from facesearch.models.convert.dlib_format import DlibNetwork, read_dlib_network  # noqa: E402
+from facesearch.models.detect.base import DetectorSettings, HogFaceDetector  # noqa: E402
+from facesearch.models.detect.cnn import (  # noqa: E402
     CnnFaceDetector,
     ScoreCells,
     boxes_from_cells,
@@ -30,9 +32,8 @@ from facesearch.models.cnn_detector import (  # noqa: E402
     pyramid_up,
     tile_pyramid,
 )
-from facesearch.models.detector import DetectorSettings, HogFaceDetector  # noqa: E402
-from facesearch.models.dlib_format import DlibNetwork, read_dlib_network  # noqa: E402
-from facesearch.models.embedder import (  # noqa: E402
+from facesearch.models.detect.torch_mmod import TorchBatchDetector, TorchMmodRunner, torch_cnn_detector  # noqa: E402
+from facesearch.models.embed.base import (  # noqa: E402
     DLIB_RESNET_KEY,
     Embedder,
     OnnxEmbedder,
@@ -40,10 +41,9 @@ from facesearch.models.embedder import (  # noqa: E402
     create_embedder,
     dlib_resnet_info,
 )
+from facesearch.models.embed.torch_embedder import TorchEmbedder  # noqa: E402
+from facesearch.models.embed.torch_resnet import DlibResNet  # noqa: E402
 from facesearch.models.pipeline import FacePipeline, build_pipeline  # noqa: E402
-from facesearch.models.torch_embedder import TorchEmbedder  # noqa: E402
-from facesearch.models.torch_mmod import TorchBatchDetector, TorchMmodRunner, torch_cnn_detector  # noqa: E402
-from facesearch.models.torch_resnet import DlibResNet  # noqa: E402
 from facesearch.models.weights import DLIB_MMOD, DLIB_RESNET, dlib_model_path  # noqa: E402
 
 MAX_ABS_DIFF_F32 = 1e-5
@@ -322,7 +322,7 @@ from pathlib import Path
 sys.modules["torch"] = None  # import torch now raises ImportError
 import facesearch.cli, facesearch.library
 from facesearch.errors import ModelError
-from facesearch.models.embedder import OnnxEmbedder, create_embedder
+from facesearch.models.embed.base import OnnxEmbedder, create_embedder
 from facesearch.models.pipeline import PipelineRecipe, build_pipeline
 assert isinstance(create_embedder("onnx", Path({str(tmp_path)!r})), OnnxEmbedder)
 for call in (lambda: create_embedder("onnx", Path({str(tmp_path)!r}), device="cuda"),

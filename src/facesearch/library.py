@@ -32,7 +32,7 @@ from facesearch.governance.users import User
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
-from facesearch.models.embedder import (
+from facesearch.models.embed.base import (
     DLIB_RESNET_KEY,
     Embedder,
     ModelInfo,
@@ -391,7 +391,7 @@ class Library:
                     sources.append(source)
             report.total = len(sources) + report.already_indexed
             if self.config.onnx_model is None and self.embedder_backend == "onnx":
-                from facesearch.models.embedder import converted_dlib_resnet
+                from facesearch.models.embed.base import converted_dlib_resnet
 
                 converted_dlib_resnet(self.models_dir)  # convert once, before the workers start
             settings = replace(

@@ -21,15 +21,15 @@ import numpy as np
 
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, SourceLoader, WorkerSettings, rejection
-from facesearch.models.cnn_detector import ScoreCells, TiledPyramid, boxes_from_cells
-from facesearch.models.detector import (
+from facesearch.models.convert.mmod_onnx import MmodSettings
+from facesearch.models.detect.base import (
     DetectorSettings,
     FaceDetector,
     FivePointLandmarker,
     create_detector,
     downscale,
 )
-from facesearch.models.mmod_onnx import MmodSettings
+from facesearch.models.detect.cnn import ScoreCells, TiledPyramid, boxes_from_cells
 from facesearch.models.pipeline import Face, align_face
 
 log = logging.getLogger(__name__)

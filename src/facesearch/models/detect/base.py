@@ -131,7 +131,7 @@ def create_detector(
     if kind == "hog":
         return HogFaceDetector(settings)
     if kind == "cnn":
-        from facesearch.models.cnn_detector import CnnFaceDetector
+        from facesearch.models.detect.cnn import CnnFaceDetector
 
         return CnnFaceDetector(settings, cache_dir=cache_dir, threads=threads)
     choices = ", ".join(repr(k) for k in DETECTOR_KINDS)

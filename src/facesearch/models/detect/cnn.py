@@ -1,6 +1,6 @@
 """dlib's CNN face detector (MMOD) run by ONNX Runtime, giving the boxes and scores dlib gives.
 
-The network (:mod:`facesearch.models.mmod_onnx`) scores 80x80 windows every 8 pixels. To find faces
+The network (:mod:`facesearch.models.convert.mmod_onnx`) scores 80x80 windows every 8 pixels. To find faces
 of other sizes dlib runs it once on a *tiled image pyramid*: the image and its successive 5/6
 reductions packed into one canvas with zero (mean-colour) gaps. We build the very same canvas,
 because the network's receptive field (189 pixels) reaches across those gaps: running each level on
@@ -41,8 +41,8 @@ from typing import Protocol
 import numpy as np
 
 from facesearch.errors import ImageRejected, ModelError
-from facesearch.models.detector import Detection, DetectorSettings, FivePointLandmarker, downscale
-from facesearch.models.mmod_onnx import INPUT_NAME, MmodSettings, converted_mmod, mmod_onnx_bytes
+from facesearch.models.convert.mmod_onnx import INPUT_NAME, MmodSettings, converted_mmod, mmod_onnx_bytes
+from facesearch.models.detect.base import Detection, DetectorSettings, FivePointLandmarker, downscale
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ def boxes_from_scores(
 ) -> list[MmodBox]:
     """One canvas' score map (H', W') -> dlib's detections in the image before ``upsample`` pyramid_ups.
 
-    Shared by :meth:`CnnFaceDetector.mmod_boxes` and batched runners (``facesearch.models.torch_mmod``)
+    Shared by :meth:`CnnFaceDetector.mmod_boxes` and batched runners (``facesearch.models.detect.torch_mmod``)
     that compute many canvases' score maps at once, so both decode and suppress boxes alike.
     """
     return boxes_from_cells(ScoreCells.of(scores, threshold), tiles, mmod, upsample)
@@ -340,7 +340,7 @@ def boxes_from_cells(cells: ScoreCells, tiles: TiledPyramid, mmod: MmodSettings,
 
 class MmodRunner(Protocol):
     """What runs the MMOD network for :class:`CnnFaceDetector`: ONNX Runtime by default, or another
-    runner (e.g. ``facesearch.models.torch_mmod.TorchMmodRunner`` on a GPU) built from the same weights."""
+    runner (e.g. ``facesearch.models.detect.torch_mmod.TorchMmodRunner`` on a GPU) built from the same weights."""
 
     mmod: MmodSettings
 

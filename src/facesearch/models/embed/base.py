@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from facesearch.errors import ModelError
-from facesearch.models.onnx_files import cached_conversion, file_sha256
+from facesearch.models.convert.onnx_files import cached_conversion, file_sha256
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def dlib_resnet_info(dat_path: Path | None = None) -> ModelInfo:
 
 def converted_dlib_resnet(cache_dir: Path) -> Path:
     """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder)."""
-    from facesearch.models.dlib_resnet_onnx import convert_resnet
+    from facesearch.models.convert.dlib_resnet_onnx import convert_resnet
 
     return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, convert_resnet)
 
@@ -231,7 +231,7 @@ def create_embedder(
     """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model.
 
     ``device`` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) runs dlib's ResNet with PyTorch there, in
-    ``dtype`` (:class:`facesearch.models.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
+    ``dtype`` (:class:`facesearch.models.embed.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
     same model and model key as ``onnx``, so its embeddings share an index with the CPU path's.
     """
     if device != "cpu":
@@ -257,7 +257,7 @@ def _torch_embedder(backend: str, spec: OnnxModelSpec | None, device: str, dtype
         raise ModelError(
             f"only dlib's ResNet (embedder 'onnx') runs on device {device!r}, not {what}", code="bad_device"
         )
-    return torch_part("torch_embedder", device).TorchEmbedder(device=device, dtype=dtype)
+    return torch_part("embed.torch_embedder", device).TorchEmbedder(device=device, dtype=dtype)
 
 
 def torch_part(module: str, device: str) -> ModuleType:

@@ -1,7 +1,7 @@
 """dlib's face ResNet run by PyTorch (a GPU, or the CPU): the same model as the default ONNX embedder.
 
 Why: GPU ingestion. The lent GPU machines have PyTorch with CUDA but ONNX Runtime for the CPU only.
-:class:`TorchEmbedder` reports the same :class:`~facesearch.models.embedder.ModelInfo` (key
+:class:`TorchEmbedder` reports the same :class:`~facesearch.models.embed.base.ModelInfo` (key
 ``dlib_resnet_v1``) as the ONNX path, because it runs the same weights and gives the same descriptors:
 within 1e-6 in float32, cosine >= 0.9999 in float16/bfloat16 (see tests/test_torch_parity.py). An
 index embedded on a GPU is therefore searchable on the CPU and vice versa.
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from facesearch.errors import ModelError
-from facesearch.models.dlib_format import DlibNetwork
-from facesearch.models.embedder import Embedder, dlib_resnet_info
-from facesearch.models.torch_resnet import DlibResNet, build_torch_resnet, torch_dtype
+from facesearch.models.convert.dlib_format import DlibNetwork
+from facesearch.models.embed.base import Embedder, dlib_resnet_info
+from facesearch.models.embed.torch_resnet import DlibResNet, build_torch_resnet, torch_dtype
 
 log = logging.getLogger(__name__)
 

@@ -3,19 +3,19 @@
 Why: GPU ingestion. The lent GPU machines have PyTorch with CUDA but ONNX Runtime for the CPU only.
 Three pieces, each reusing what the ONNX path already has rather than re-deriving it:
 
-* :class:`MmodNet`: the network from the same parsed weights as :mod:`facesearch.models.mmod_onnx`
-  (checked by its :func:`~facesearch.models.mmod_onnx.mmod_settings`, batch norms folded by its
+* :class:`MmodNet`: the network from the same parsed weights as :mod:`facesearch.models.convert.mmod_onnx`
+  (checked by its :func:`~facesearch.models.convert.mmod_onnx.mmod_settings`, batch norms folded by its
   ``_affine``), same input and output: normalised canvas [N, 3, H, W] -> raw score map [N, 1, H', W'].
-* :class:`TorchMmodRunner`: that network behind :class:`~facesearch.models.cnn_detector.CnnFaceDetector`'s
+* :class:`TorchMmodRunner`: that network behind :class:`~facesearch.models.detect.cnn.CnnFaceDetector`'s
   ``runner`` hook, so the detector's pyramid, box decoding and NMS stay exactly as they are
   (:func:`torch_cnn_detector`). One image at a time: fine for search, not for bulk ingest.
 * :class:`TorchBatchDetector`: for ingest. On the CPU, building dlib's tiled pyramid costs about 25 ms
   for one 250x250 LFW photo (more than the network on a GPU), so it is built on the device for a whole
   batch of same-size images at once. :class:`_ResizePlan` replays dlib's bilinear resize
-  (:func:`~facesearch.models.cnn_detector.resize_bilinear`, float32 column drift included) with the
+  (:func:`~facesearch.models.detect.cnn.resize_bilinear`, float32 column drift included) with the
   same index tables and the same float32/float64 operations in the same order, so the canvases equal
   the CPU ones (tests/test_torch_parity.py); score maps go back to the CPU and are decoded by
-  :func:`~facesearch.models.cnn_detector.boxes_from_scores`.
+  :func:`~facesearch.models.detect.cnn.boxes_from_scores`.
 
 Import this module only where torch is wanted: torch is an optional extra (``pip install '.[gpu]'``).
 """
@@ -34,7 +34,10 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from torch import nn
 
 from facesearch.errors import ModelError
-from facesearch.models.cnn_detector import (
+from facesearch.models.convert.dlib_format import DlibNetwork
+from facesearch.models.convert.mmod_onnx import MMOD_CONVS, MmodSettings, _affine, mmod_settings
+from facesearch.models.detect.base import Detection, DetectorSettings, FivePointLandmarker, downscale
+from facesearch.models.detect.cnn import (
     _MIN_CANVAS,
     CnnFaceDetector,
     MmodBox,
@@ -47,11 +50,8 @@ from facesearch.models.cnn_detector import (
     boxes_from_scores,
     tile_pyramid,
 )
-from facesearch.models.detector import Detection, DetectorSettings, FivePointLandmarker, downscale
-from facesearch.models.dlib_format import DlibNetwork
-from facesearch.models.mmod_onnx import MMOD_CONVS, MmodSettings, _affine, mmod_settings
-from facesearch.models.torch_embedder import resolve_device
-from facesearch.models.torch_resnet import torch_dtype
+from facesearch.models.embed.torch_embedder import resolve_device
+from facesearch.models.embed.torch_resnet import torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class MmodNet(nn.Module):
 def build_torch_mmod(network: DlibNetwork | None = None) -> MmodNet:
     """dlib's MMOD network as a float32 CPU module (``network``: parsed weights, else the installed file)."""
     if network is None:
-        from facesearch.models.dlib_format import read_dlib_network
+        from facesearch.models.convert.dlib_format import read_dlib_network
         from facesearch.models.weights import DLIB_MMOD, dlib_model_path
 
         network = read_dlib_network(dlib_model_path(DLIB_MMOD))
@@ -168,7 +168,7 @@ def torch_cnn_detector(
 
 
 class _ResizePlan:
-    """:func:`~facesearch.models.cnn_detector.resize_bilinear` for one (in, out) size, as device tensors.
+    """:func:`~facesearch.models.detect.cnn.resize_bilinear` for one (in, out) size, as device tensors.
 
     The index and weight tables are the CPU function's own (its ``_columns`` and ``_sequential_sum``);
     the four weight products of the float32 part are precomputed exactly as it computes them, and each
