@@ -234,7 +234,7 @@ def bench_detector(args: argparse.Namespace, clock: Clock, device: Any, name: st
     """(b) images/s of the batched torch MMOD detector on 250x250 photos, and of ONNX Runtime."""
     from facesearch.models.detect.base import DetectorSettings
     from facesearch.models.detect.cnn import CnnFaceDetector
-    from facesearch.models.detect.torch_mmod import TorchBatchDetector
+    from facesearch.models.detect.torch_batch import TorchBatchDetector
 
     lfw = [p for p in photos if p.shape[:2] == (250, 250)] or [resize_to(p, 250) for p in photos]
     batch_images = np.stack([lfw[i % len(lfw)] for i in range(args.detect_images)])
@@ -385,7 +385,7 @@ def parity_chips(photos: list[np.ndarray], device: Any, count: int, synthetic: b
     """Real aligned chips (GPU detection, CPU landmarks) when photos are real, else random chips."""
     if not synthetic:
         from facesearch.models.align import face_chip
-        from facesearch.models.detect.torch_mmod import TorchBatchDetector
+        from facesearch.models.detect.torch_batch import TorchBatchDetector
 
         detector = TorchBatchDetector(device=device, batch_size=16)
         chips = []
@@ -438,9 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     clock = Clock(args.budget_s, args.quick)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     torch = torch_module()
-    from facesearch.models.embed.torch_embedder import resolve_device
+    from facesearch.models.runtime import torch_device
 
-    device = resolve_device(args.device)
+    device = torch_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     name = device_name(device)

@@ -32,7 +32,7 @@ from embedder_speed import BATCH, data_dir, load_chips, time_dlib, time_onnx  # 
 from facesearch import Library  # noqa: E402
 from facesearch.models.convert.dlib_format import read_dlib_network  # noqa: E402
 from facesearch.models.convert.dlib_resnet_onnx import build_resnet_onnx  # noqa: E402
-from facesearch.models.embed.base import converted_dlib_resnet  # noqa: E402
+from facesearch.models.embed.factory import converted_dlib_resnet  # noqa: E402
 from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

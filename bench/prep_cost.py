@@ -28,7 +28,7 @@ def main() -> int:
     from facesearch import Library
     from facesearch.ingest.batched_prep import PrepSettings, PrepWorker
     from facesearch.ingest.sources import Source
-    from facesearch.models.detect.torch_mmod import TorchBatchDetector
+    from facesearch.models.detect.torch_batch import TorchBatchDetector
 
     data = Path(os.environ.get("FACESEARCH_DATA", ROOT.parent / "shared" / "data")) / "lfw-dev" / "images"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -24,8 +24,8 @@ from facesearch.config import DEFAULT_THRESHOLD, LibraryConfig  # noqa: E402
 from facesearch.eval.lfw import read_pairs  # noqa: E402
 from facesearch.eval.verify import central_face  # noqa: E402
 from facesearch.ingest.decode import decode_image  # noqa: E402
-from facesearch.models.detect.base import HogFaceDetector  # noqa: E402
-from facesearch.models.embed.base import create_embedder  # noqa: E402
+from facesearch.models.detect.hog import HogFaceDetector  # noqa: E402
+from facesearch.models.embed.factory import create_embedder  # noqa: E402
 from facesearch.models.pipeline import FacePipeline  # noqa: E402
 
 

@@ -24,11 +24,10 @@ from facesearch.eval.metrics import kfold_accuracy, tar_at_far  # noqa: E402
 from facesearch.eval.verify import central_face, centre_box  # noqa: E402
 from facesearch.ingest.decode import decode_image  # noqa: E402
 from facesearch.models.align import face_chip  # noqa: E402
-from facesearch.models.detect.base import Detection, DetectorSettings, HogFaceDetector  # noqa: E402
-from facesearch.models.embed.base import (
-    create_embedder,  # noqa: E402
-    l2_normalise,  # noqa: E402
-)
+from facesearch.models.detect.base import Detection, DetectorSettings  # noqa: E402
+from facesearch.models.detect.hog import HogFaceDetector  # noqa: E402
+from facesearch.models.embed.base import l2_normalise  # noqa: E402
+from facesearch.models.embed.factory import create_embedder  # noqa: E402
 from facesearch.models.pipeline import FacePipeline  # noqa: E402
 
 # name -> list of (dx, dy, scale) landmark perturbations; each is embedded with its mirror image too

@@ -23,8 +23,9 @@ from facesearch.eval.metrics import kfold_accuracy, tar_at_far  # noqa: E402
 from facesearch.eval.verify import central_face, centre_box  # noqa: E402
 from facesearch.ingest.decode import decode_image  # noqa: E402
 from facesearch.models.align import face_chip  # noqa: E402
-from facesearch.models.detect.base import Detection, DetectorSettings, HogFaceDetector  # noqa: E402
-from facesearch.models.embed.base import create_embedder  # noqa: E402
+from facesearch.models.detect.base import Detection, DetectorSettings  # noqa: E402
+from facesearch.models.detect.hog import HogFaceDetector  # noqa: E402
+from facesearch.models.embed.factory import create_embedder  # noqa: E402
 from facesearch.models.pipeline import FacePipeline  # noqa: E402
 
 PADDINGS = (0.25, 0.35)

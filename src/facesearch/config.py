@@ -14,7 +14,7 @@ from typing import Any
 
 from facesearch.errors import LibraryError
 from facesearch.models.detect.base import DetectorSettings
-from facesearch.models.embed.base import DLIB_RESNET_KEY, OnnxModelSpec
+from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec
 from facesearch.search.calibration import DEFAULT_MAX_FMR
 from facesearch.store.vector_index import HNSW_EF_SEARCH
 

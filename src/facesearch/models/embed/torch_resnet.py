@@ -30,24 +30,6 @@ from facesearch.models.convert.dlib_resnet_onnx import CHIP_SIZE, EMBEDDING_DIM,
 
 log = logging.getLogger(__name__)
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-
-
-def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"``/``"bfloat16"``/``"float16"`` (or the torch dtype itself) -> torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise ModelError(f"unsupported dtype {dtype}: choose one of {', '.join(DTYPES)}", code="bad_dtype")
-        return dtype
-    try:
-        return DTYPES[str(dtype).removeprefix("torch.")]
-    except KeyError:
-        raise ModelError(f"unsupported dtype {dtype!r}: choose one of {', '.join(DTYPES)}", code="bad_dtype") from None
-
 
 @dataclass(frozen=True)
 class _Step:
