@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search as base  # noqa: E402  (bench/search.py: real faces, distractors, timing helpers)
 
-from facesearch.store.vector_index import VectorIndex  # noqa: E402
+from facesearch.store.vectors.faiss_index import VectorIndex  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 K = 10
@@ -121,7 +121,7 @@ class Engine:
         elif name == "ivf-fp16":
             self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
         elif name == "milvus":
-            from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
+            from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 
             self.store = MilvusIndex.create(MilvusSettings(uri=str(folder / "vectors.milvus.db")), dim)
         else:

@@ -23,10 +23,10 @@ import pytest
 from facesearch import Library
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
-from facesearch.store import milvus_index
-from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
-from facesearch.store.vector_index import VectorIndex
-from facesearch.store.vector_store import TOKEN_ENV, FaceCollections, VectorStore, milvus_settings
+from facesearch.store.vectors import milvus_index
+from facesearch.store.vectors.factory import TOKEN_ENV, FaceCollections, VectorStore, milvus_settings
+from facesearch.store.vectors.faiss_index import VectorIndex
+from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 from tests.helpers import copy_on_vector_store
 
 DIM = 128
@@ -194,7 +194,7 @@ def test_milvus_lite_is_one_process_at_a_time_and_released_on_close(lite: Milvus
     script = textwrap.dedent(
         f"""
         from facesearch.errors import LibraryError
-        from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
+        from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
         try:
             with MilvusIndex.open(MilvusSettings(uri={lite.uri!r})) as m:
                 print("count", len(m))

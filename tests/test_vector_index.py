@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facesearch.errors import LibraryError
-from facesearch.store.vector_index import VectorIndex
+from facesearch.store.vectors.faiss_index import VectorIndex
 
 
 def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:

@@ -42,8 +42,8 @@ from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.database import server_catalog_url
-from facesearch.store.vector_index import VectorIndex
-from facesearch.store.vector_store import VectorStore, check_engine, close_store, load_store, new_store, store_path
+from facesearch.store.vectors.factory import VectorStore, check_engine, close_store, load_store, new_store, store_path
+from facesearch.store.vectors.faiss_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Library:
                 config.vector_store = vector_store
                 config.milvus_uri = milvus_uri
                 if vector_store == "milvus" and milvus_uri:
-                    from facesearch.store.milvus_index import new_collection_name
+                    from facesearch.store.vectors.milvus_index import new_collection_name
 
                     config.milvus_collection = new_collection_name()  # a server may hold many libraries
             check_engine(config)

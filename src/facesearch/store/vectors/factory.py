@@ -2,9 +2,9 @@
 
 Two engines satisfy :class:`VectorStore`:
 
-* ``"faiss"`` (the default): :class:`~facesearch.store.vector_index.VectorIndex`, an in-memory FAISS
+* ``"faiss"`` (the default): :class:`~facesearch.store.vectors.faiss_index.VectorIndex`, an in-memory FAISS
   index saved to ``index.faiss`` in the library folder. Nothing else to run.
-* ``"milvus"``: :class:`~facesearch.store.milvus_index.MilvusIndex`, the same operations on a Milvus
+* ``"milvus"``: :class:`~facesearch.store.vectors.milvus_index.MilvusIndex`, the same operations on a Milvus
   collection: Milvus Lite in ``vectors.milvus.db`` in the library folder, or a Milvus server
   (``milvus_uri`` and a token in the config, or the token in ``$FACESEARCH_MILVUS_TOKEN``), for
   galleries beyond one machine's memory or shared by several services.
@@ -32,7 +32,7 @@ from facesearch.store.schema import FaceRow, ImageRow
 if TYPE_CHECKING:
     from facesearch.config import LibraryConfig
     from facesearch.store.catalog import Catalog
-    from facesearch.store.milvus_index import MilvusSettings
+    from facesearch.store.vectors.milvus_index import MilvusSettings
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def store_path(folder: Path, config: LibraryConfig) -> Path:
 
 def milvus_settings(folder: Path, config: LibraryConfig) -> MilvusSettings:
     """Where the library's Milvus collection is: a server (URI, token) or Milvus Lite in the folder."""
-    from facesearch.store.milvus_index import MilvusSettings
+    from facesearch.store.vectors.milvus_index import MilvusSettings
 
     token = config.milvus_token or os.environ.get(TOKEN_ENV) or ""
     uri = config.milvus_uri or str((folder / MILVUS_LITE_FILE).resolve())
@@ -151,11 +151,11 @@ def milvus_settings(folder: Path, config: LibraryConfig) -> MilvusSettings:
 def load_store(folder: Path, config: LibraryConfig, catalog: Catalog) -> VectorStore:
     """Open the library's existing store; LibraryError when it is missing or unreadable (then rebuild)."""
     if check_engine(config) == "faiss":
-        from facesearch.store.vector_index import VectorIndex
+        from facesearch.store.vectors.faiss_index import VectorIndex
 
         index, _ = VectorIndex.load(store_path(folder, config))
         return index
-    from facesearch.store.milvus_index import MilvusIndex
+    from facesearch.store.vectors.milvus_index import MilvusIndex
 
     return MilvusIndex.open(milvus_settings(folder, config), FaceCollections(catalog))
 
@@ -167,10 +167,10 @@ def new_store(folder: Path, config: LibraryConfig, catalog: Catalog, dim: int, *
     only when the first vector is added.
     """
     if check_engine(config) == "faiss":
-        from facesearch.store.vector_index import VectorIndex
+        from facesearch.store.vectors.faiss_index import VectorIndex
 
         return VectorIndex(dim, config.index_engine)
-    from facesearch.store.milvus_index import MilvusIndex
+    from facesearch.store.vectors.milvus_index import MilvusIndex
 
     return MilvusIndex.create(milvus_settings(folder, config), dim, FaceCollections(catalog), replace=replace)
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesearch.errors import LibraryError
-from facesearch.store.vector_index import (
+from facesearch.store.vectors.faiss_index import (
     HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,
     adaptive_ef_search,
@@ -59,7 +59,7 @@ from facesearch.store.vector_index import (
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
-    from facesearch.store.vector_store import FaceCollections
+    from facesearch.store.vectors.factory import FaceCollections
 
 log = logging.getLogger(__name__)
 
