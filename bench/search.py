@@ -46,7 +46,8 @@ import distractors  # noqa: E402
 
 from facesearch.store.catalog import Catalog  # noqa: E402
 from facesearch.store.schema import FaceRow, ImageRow  # noqa: E402
-from facesearch.store.vectors.faiss_index import AUTO_THRESHOLD, VectorIndex, adaptive_ef_search  # noqa: E402
+from facesearch.store.vectors.faiss_index import AUTO_THRESHOLD, VectorIndex  # noqa: E402
+from facesearch.store.vectors.hnsw import adaptive_ef_search  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 K = 10

@@ -16,7 +16,7 @@ from facesearch.errors import LibraryError
 from facesearch.models.detect.base import DetectorSettings
 from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec
 from facesearch.search.calibration import DEFAULT_MAX_FMR
-from facesearch.store.vectors.faiss_index import HNSW_EF_SEARCH
+from facesearch.store.vectors.hnsw import HNSW_EF_SEARCH
 
 CONFIG_NAME = "config.json"
 FORMAT = 1

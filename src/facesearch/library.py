@@ -42,8 +42,9 @@ from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.searcher import MAX_TOP_K, Searcher
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.database import server_catalog_url
-from facesearch.store.vectors.factory import VectorStore, check_engine, close_store, load_store, new_store, store_path
+from facesearch.store.vectors.factory import check_engine, close_store, load_store, new_store, store_path
 from facesearch.store.vectors.faiss_index import VectorIndex
+from facesearch.store.vectors.protocol import Compactable, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -308,8 +309,6 @@ class Library:
         """Make the index hold exactly the catalog's faces (after a crash between commit and save)."""
         in_catalog = self.catalog.all_face_ids()
         in_index = index.ids()
-        if index.tombstones:
-            in_index = in_index[~np.isin(in_index, np.fromiter(index.tombstones, np.int64))]
         missing = np.setdiff1d(in_catalog, in_index)
         extra = np.setdiff1d(in_index, in_catalog)
         if len(extra):
@@ -609,7 +608,7 @@ class Library:
             index={
                 "engine": self.vector_index.engine,
                 "vectors": len(self.vector_index),
-                "tombstones": len(self.vector_index.tombstones),
+                "tombstones": self.vector_index.uncompacted if isinstance(self.vector_index, Compactable) else 0,
             },
         )
         return stats
@@ -625,8 +624,6 @@ class Library:
         in_catalog = self.catalog.all_face_ids()
         if index is not None:
             live = index.ids()
-            if index.tombstones:
-                live = live[~np.isin(live, np.fromiter(index.tombstones, np.int64))]
             missing = np.setdiff1d(in_catalog, live)
             extra = np.setdiff1d(live, in_catalog)
             if len(missing):

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import FaceRow, ImageRow
+from facesearch.store.vectors.protocol import Compactable
 
 if TYPE_CHECKING:
     from facesearch.library import Library
@@ -186,6 +187,7 @@ def sync_index(library: Library, face_ids: Iterable[int]) -> None:
     ids = np.asarray(sorted({int(i) for i in face_ids}), dtype=np.int64)
     if len(ids):
         library.vector_index.remove(ids)
-        library.vector_index.compact()  # HNSW keeps removed vectors as tombstones until compacted
+        if isinstance(library.vector_index, Compactable):  # HNSW keeps removed vectors until compacted
+            library.vector_index.compact()
         library.save_index()
     library._normalizer = False  # the cohort may hold removed faces' embeddings: rebuild it on next use

@@ -1,6 +1,6 @@
-"""What the library asks of a vector store, and the factory that opens the configured one.
+"""The factory that opens a library's configured vector store (``vector_store`` in its config).
 
-Two engines satisfy :class:`VectorStore`:
+Two engines satisfy :class:`~facesearch.store.vectors.protocol.VectorStore`:
 
 * ``"faiss"`` (the default): :class:`~facesearch.store.vectors.faiss_index.VectorIndex`, an in-memory FAISS
   index saved to ``index.faiss`` in the library folder. Nothing else to run.
@@ -10,10 +10,8 @@ Two engines satisfy :class:`VectorStore`:
   galleries beyond one machine's memory or shared by several services.
 
 Either way the catalog keeps every embedding and stays the truth: a store can always be rebuilt
-from it (``facesearch doctor``), so the choice of engine never risks data.
-
-The Protocol lists exactly what ``library.py``, ``search/searcher.py`` and ``governance/`` use, so a
-new engine knows what it must do; pymilvus is imported only when a library uses Milvus.
+from it (``facesearch doctor``), so the choice of engine never risks data. pymilvus is imported only
+when a library uses Milvus.
 """
 
 from __future__ import annotations
@@ -21,13 +19,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-import numpy as np
-from sqlalchemy import select
+from typing import TYPE_CHECKING
 
 from facesearch.errors import LibraryError
-from facesearch.store.schema import FaceRow, ImageRow
+from facesearch.store.vectors.face_collections import FaceCollections
+from facesearch.store.vectors.protocol import VectorStore
 
 if TYPE_CHECKING:
     from facesearch.config import LibraryConfig
@@ -41,90 +37,10 @@ FAISS_FILE = "index.faiss"
 MILVUS_STAMP_FILE = "vectors.milvus.json"
 MILVUS_LITE_FILE = "vectors.milvus.db"
 TOKEN_ENV = "FACESEARCH_MILVUS_TOKEN"
-SQL_CHUNK = 10_000  # ids per IN (...) query: well under SQLite's bound-variable limit
-
-
-@runtime_checkable
-class VectorStore(Protocol):
-    """Face ids → unit vectors, searched by inner product (= cosine similarity).
-
-    ``tombstones`` are ids removed from search but still held (FAISS HNSW until :meth:`compact`);
-    an engine that deletes at once keeps it empty. ``ef_search`` is the graph search breadth
-    (0: adaptive), ignored by engines without a graph.
-    """
-
-    dim: int
-    ef_search: int
-    tombstones: set[int]
-
-    @property
-    def engine(self) -> str: ...
-
-    def __len__(self) -> int: ...
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def remove(self, ids: np.ndarray) -> int: ...
-
-    def ids(self) -> np.ndarray: ...
-
-    def vectors(self) -> np.ndarray: ...
-
-    def compact(self) -> None: ...
-
-    def save(self, path: Path, extra: dict | None = None) -> None: ...
-
-
-class FaceCollections:
-    """Which collection each face is in, answered from the catalog.
-
-    A Milvus store keeps the collection id beside each vector so that a search restricted to one
-    collection is a scalar filter (``collection_id == 7``: 1-5 ms on Milvus Lite here) instead of a
-    list of every allowed face id (``id in [...]`` with 20k ids: 15 ms at 20k faces, 90-150 ms at
-    100k). The searcher passes only ``allowed`` ids, so :meth:`whole_collection` checks (one more
-    query of the collection's face ids) whether they are exactly one collection's faces: only then
-    is the scalar filter used, so the results are the same either way.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-
-    def of(self, ids: np.ndarray) -> np.ndarray:
-        """The collection id of each face id (-1 for a face the catalog does not hold)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        found: dict[int, int] = {}
-        with self.catalog.engine.connect() as conn:
-            for start in range(0, len(ids), SQL_CHUNK):
-                chunk = [int(i) for i in ids[start : start + SQL_CHUNK]]
-                query = select(FaceRow.id, ImageRow.collection_id).join(ImageRow).where(FaceRow.id.in_(chunk))
-                found.update((int(f), int(c)) for f, c in conn.execute(query))
-        return np.fromiter((found.get(int(i), -1) for i in ids), dtype=np.int64, count=len(ids))
-
-    def whole_collection(self, allowed: np.ndarray) -> int | None:
-        """The collection whose faces are exactly ``allowed``, or None when they are any other set.
-
-        Exact, not a guess: the collection's face ids are read (Core rows, no ORM objects: ~12 ms
-        for 20k faces here, against ~100 ms for Milvus to apply a 20k-id list) and compared.
-        """
-        if len(allowed) == 0:
-            return None
-        cid = int(self.of(np.asarray(allowed[:1]))[0])
-        if cid < 0:
-            return None
-        query = select(FaceRow.id).join(ImageRow).where(ImageRow.collection_id == cid)
-        with self.catalog.engine.connect() as conn:
-            members = np.fromiter((row[0] for row in conn.execute(query)), dtype=np.int64)
-        if len(members) != len(allowed):
-            return None
-        same = np.array_equal(np.sort(members), np.sort(np.asarray(allowed, dtype=np.int64)))
-        return cid if same else None
 
 
 def check_engine(config: LibraryConfig) -> str:
+    """The library's engine name; LibraryError for one this version does not know."""
     if config.vector_store not in ENGINES:
         raise LibraryError(f"unknown vector_store {config.vector_store!r}: choose {' or '.join(ENGINES)}")
     return config.vector_store
