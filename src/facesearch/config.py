@@ -50,7 +50,7 @@ class LibraryConfig:
     detector_fallback: str = "cnn"
     # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
     hnsw_ef_search: int = HNSW_EF_SEARCH
-    # Where the vectors live (fixed at creation; store/vector_store.py): "faiss" (index.faiss in this
+    # Where the vectors live (fixed at creation; store/vectors/factory.py): "faiss" (index.faiss in this
     # folder) or "milvus". Milvus: milvus_uri None is Milvus Lite in vectors.milvus.db in this folder,
     # else a server (http://host:19530) whose token is milvus_token or $FACESEARCH_MILVUS_TOKEN
     # (better: keeps the secret out of this file). milvus_collection: a unique name is drawn when a

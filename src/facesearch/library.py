@@ -104,7 +104,7 @@ class Library:
         ``embedder`` picks the runtime for dlib's ResNet: ``onnx`` (fast) or ``dlib`` (reference).
         ``onnx_model`` (only when creating) configures another ONNX face model instead.
         ``vector_store`` (only when creating): ``faiss`` (default) or ``milvus``, on Milvus Lite in the
-        folder or, with ``milvus_uri``, on a Milvus server (store/vector_store.py).
+        folder or, with ``milvus_uri``, on a Milvus server (store/vectors/factory.py).
         ``catalog_url`` (only when creating): keep the catalog in a PostgreSQL database
         (``postgresql+psycopg://user@host:port/dbname``, no password: libpq reads $PGPASSWORD or
         ~/.pgpass) instead of catalog.sqlite in the folder (store/database.py).

@@ -132,7 +132,7 @@ class TorchPyramid:
             if len(self._plans) >= _MAX_PLANS:  # photos of many sizes: forget the oldest layout
                 del self._plans[next(iter(self._plans))]
             ups = []
-            for _ in range(max(0, upsample)):  # sizes as cnn_detector.pyramid_up computes them
+            for _ in range(max(0, upsample)):  # sizes as mmod_pyramid.pyramid_up computes them
                 out_h, out_w = int(lround((height - 1 + 0.75) * 2)) + 1, int(lround((width - 1 + 1.25) * 2)) + 1
                 ups.append(_ResizePlan(height, width, out_h, out_w, to_uint8=True, device=self.device))
                 height, width = out_h, out_w
