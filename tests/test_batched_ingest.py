@@ -252,7 +252,7 @@ def test_a_worker_detects_its_chunk_in_one_batch_when_the_detector_can(tmp_path:
     """What a GPU actor of the Ray engine does: the chunk's photos decoded first, the CNN run on them
     together (here through PyTorch on the CPU), the same faces as photo by photo with ONNX Runtime."""
     try:
-        from facesearch.models.torch_mmod import TorchBatchDetector
+        from facesearch.models.detect.torch_batch import TorchBatchDetector
     except ImportError:
         missing("PyTorch is not installed (pip install 'facesearch[gpu]'; make installs the CPU build)")
     from facesearch.ingest.sources import Source

@@ -19,7 +19,7 @@ from facesearch.governance import add_user, authenticate, list_users
 from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.users import revoke_user, rotate_key
 from facesearch.ingest.duplicates import DigestLookup
-from facesearch.models.embedder import ModelInfo
+from facesearch.models.embed.info import ModelInfo
 from facesearch.store.catalog import Catalog, NewFace, NewImage
 from facesearch.store.deletion import checkpoint, delete_faces, reclaim_space, secure_delete
 from facesearch.store.schema import FaceRow

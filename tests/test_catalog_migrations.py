@@ -81,7 +81,7 @@ def test_downgrade_removes_everything_and_upgrade_brings_it_back(catalog_target:
 
 def test_a_catalog_at_revision_0001_is_upgraded_keeping_its_rows(catalog_target: str | Path) -> None:
     """0001 -> 0002 on a catalog holding faces: the same rows after, ids 64-bit on PostgreSQL."""
-    from facesearch.models.embedder import ModelInfo
+    from facesearch.models.embed.info import ModelInfo
     from facesearch.store.catalog import NewFace, NewImage
 
     catalog = Catalog(catalog_target)

@@ -19,23 +19,16 @@ from PIL import Image
 
 from facesearch.errors import ModelError
 from facesearch.models.align import face_chip
-from facesearch.models.cnn_detector import (
-    CnnFaceDetector,
-    MmodBox,
-    non_max_suppression,
-    pyramid_up,
-    resize_bilinear,
-    tile_pyramid,
-)
-from facesearch.models.detector import (
-    DetectorSettings,
-    FaceDetector,
-    HogFaceDetector,
-    create_detector,
-)
-from facesearch.models.dlib_format import read_dlib_network
-from facesearch.models.embedder import Embedder, create_embedder
-from facesearch.models.mmod_onnx import INPUT_NAME, MmodSettings, build_mmod_onnx, converted_mmod
+from facesearch.models.convert.dlib_format import read_dlib_network
+from facesearch.models.convert.mmod_onnx import INPUT_NAME, MmodSettings, build_mmod_onnx, converted_mmod
+from facesearch.models.detect.base import DetectorSettings, FaceDetector
+from facesearch.models.detect.cnn import CnnFaceDetector
+from facesearch.models.detect.factory import create_detector
+from facesearch.models.detect.hog import HogFaceDetector
+from facesearch.models.detect.mmod_boxes import MmodBox, non_max_suppression
+from facesearch.models.detect.mmod_pyramid import pyramid_up, resize_bilinear, tile_pyramid
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.factory import create_embedder
 from facesearch.models.pipeline import FacePipeline
 from facesearch.models.weights import DLIB_MMOD, DLIB_RESNET, dlib_model_path
 

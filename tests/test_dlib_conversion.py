@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from facesearch.errors import ModelError
-from facesearch.models.dlib_format import TAG_OR_SKIP, DlibNetwork, parse_dlib_network, read_dlib_network
-from facesearch.models.dlib_resnet_onnx import (
+from facesearch.models.convert.dlib_format import TAG_OR_SKIP, DlibNetwork, parse_dlib_network, read_dlib_network
+from facesearch.models.convert.dlib_resnet_onnx import (
     INPUT_NAME,
     OUTPUT_NAME,
     anet_type_spec,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from facesearch.errors import ModelError
-from facesearch.models.embedder import Embedder, ModelInfo
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.info import ModelInfo
 
 
 def test_stability_is_one_for_a_single_view_and_lower_for_disagreeing_views() -> None:

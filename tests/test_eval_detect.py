@@ -21,7 +21,8 @@ from facesearch.eval.detect import (
     match_boxes,
     per_image_table,
 )
-from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
+from facesearch.models.detect.base import Detection, DetectorSettings
+from facesearch.models.detect.hog import HogFaceDetector
 
 # matching on synthetic boxes ------------------------------------------------------------------------
 

@@ -207,8 +207,8 @@ def lfw_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     pipeline (dlib's HOG and ResNet; no flip averaging and no centre fallback, to keep it quick and to
     keep images without a detected face)."""
     from facesearch.eval.verify import embed_images
-    from facesearch.models.detector import HogFaceDetector
-    from facesearch.models.embedder import create_embedder
+    from facesearch.models.detect.hog import HogFaceDetector
+    from facesearch.models.embed.factory import create_embedder
     from facesearch.models.pipeline import FacePipeline
 
     images = shared_data / "lfw-dev" / "images"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, LibraryError
-from facesearch.models.embedder import converted_dlib_resnet
+from facesearch.models.embed.factory import converted_dlib_resnet
 from tests.helpers import PURPOSE
 
 
@@ -161,7 +161,8 @@ def test_another_onnx_model_plugs_in_by_configuration(tmp_path: Path, people: Pa
 
 
 def test_float_nchw_preprocessing_matches_the_graph_normalisation(tmp_path: Path) -> None:
-    from facesearch.models.embedder import OnnxEmbedder, OnnxModelSpec
+    from facesearch.models.embed.info import OnnxModelSpec
+    from facesearch.models.embed.onnx_embedder import OnnxEmbedder
 
     spec = OnnxModelSpec(
         key="k",

@@ -23,10 +23,12 @@ import pytest
 from facesearch import Library
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
-from facesearch.store import milvus_index
-from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
-from facesearch.store.vector_index import VectorIndex
-from facesearch.store.vector_store import TOKEN_ENV, FaceCollections, VectorStore, milvus_settings
+from facesearch.store.vectors import milvus_index
+from facesearch.store.vectors.face_collections import FaceCollections
+from facesearch.store.vectors.factory import TOKEN_ENV, milvus_settings
+from facesearch.store.vectors.faiss_index import VectorIndex
+from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
+from facesearch.store.vectors.protocol import Compactable, VectorStore
 from tests.helpers import PURPOSE, copy_on_vector_store
 
 DIM = 128
@@ -82,7 +84,7 @@ def test_same_answers_as_faiss_flat_with_and_without_filters(lite: MilvusSetting
     with MilvusIndex.create(lite, DIM, collections) as milvus:
         assert isinstance(milvus, VectorStore) and isinstance(faiss, VectorStore)
         milvus.add(ids, vectors)
-        assert len(milvus) == 3000 and milvus.engine == "milvus:FLAT" and milvus.tombstones == set()
+        assert len(milvus) == 3000 and milvus.engine == "milvus:FLAT" and not isinstance(milvus, Compactable)
         queries = np.vstack([vectors[:10], unit_vectors(10, seed=1)])
 
         assert_same_answers(milvus, faiss, queries, 10)
@@ -120,7 +122,7 @@ def test_removal_is_immediate_and_the_store_persists(lite: MilvusSettings, tmp_p
         assert milvus.remove(gone) == 0 and len(milvus) == 1995
         _, found = milvus.search(vectors[:5], 20)
         assert not np.isin(found, gone).any(), "a deleted id is never returned, not even once"
-        milvus.compact()  # nothing to compact: no tombstones
+        assert not isinstance(milvus, Compactable)  # nothing to compact: Milvus keeps no removed vectors
         milvus.save(stamp, {"model": "m"})
     saved = json.loads(stamp.read_text())
     assert saved["count"] == 1995 and saved["model"] == "m" and saved["dim"] == DIM
@@ -194,7 +196,7 @@ def test_milvus_lite_is_one_process_at_a_time_and_released_on_close(lite: Milvus
     script = textwrap.dedent(
         f"""
         from facesearch.errors import LibraryError
-        from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
+        from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
         try:
             with MilvusIndex.open(MilvusSettings(uri={lite.uri!r})) as m:
                 print("count", len(m))

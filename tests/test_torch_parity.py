@@ -21,29 +21,21 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from facesearch.errors import ModelError  # noqa: E402
-from facesearch.models.cnn_detector import (  # noqa: E402
-    CnnFaceDetector,
-    ScoreCells,
-    boxes_from_cells,
-    boxes_from_scores,
-    pyramid_canvas,
-    pyramid_up,
-    tile_pyramid,
-)
-from facesearch.models.detector import DetectorSettings, HogFaceDetector  # noqa: E402
-from facesearch.models.dlib_format import DlibNetwork, read_dlib_network  # noqa: E402
-from facesearch.models.embedder import (  # noqa: E402
-    DLIB_RESNET_KEY,
-    Embedder,
-    OnnxEmbedder,
-    OnnxModelSpec,
-    create_embedder,
-    dlib_resnet_info,
-)
+from facesearch.models.convert.dlib_format import DlibNetwork, read_dlib_network  # noqa: E402
+from facesearch.models.detect.base import DetectorSettings  # noqa: E402
+from facesearch.models.detect.cnn import CnnFaceDetector, OnnxMmodRunner  # noqa: E402
+from facesearch.models.detect.hog import HogFaceDetector  # noqa: E402
+from facesearch.models.detect.mmod_boxes import ScoreCells, boxes_from_cells, boxes_from_scores  # noqa: E402
+from facesearch.models.detect.mmod_pyramid import pyramid_canvas, pyramid_up, tile_pyramid  # noqa: E402
+from facesearch.models.detect.torch_batch import TorchBatchDetector  # noqa: E402
+from facesearch.models.detect.torch_mmod import TorchMmodRunner, torch_cnn_detector  # noqa: E402
+from facesearch.models.embed.base import Embedder  # noqa: E402
+from facesearch.models.embed.factory import create_embedder  # noqa: E402
+from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec, dlib_resnet_info  # noqa: E402
+from facesearch.models.embed.onnx_embedder import OnnxEmbedder  # noqa: E402
+from facesearch.models.embed.torch_embedder import TorchEmbedder  # noqa: E402
+from facesearch.models.embed.torch_resnet import DlibResNet  # noqa: E402
 from facesearch.models.pipeline import FacePipeline, build_pipeline  # noqa: E402
-from facesearch.models.torch_embedder import TorchEmbedder  # noqa: E402
-from facesearch.models.torch_mmod import TorchBatchDetector, TorchMmodRunner, torch_cnn_detector  # noqa: E402
-from facesearch.models.torch_resnet import DlibResNet  # noqa: E402
 from facesearch.models.weights import DLIB_MMOD, DLIB_RESNET, dlib_model_path  # noqa: E402
 
 MAX_ABS_DIFF_F32 = 1e-5
@@ -310,7 +302,7 @@ def test_all_torch_pipeline_matches_the_default(
     for face, reference in zip(faces, expected, strict=True):
         assert np.abs(face.embedding - reference.embedding).max() <= MAX_ABS_DIFF_F32
     pipeline = build_pipeline(onnx_embedder, detector_kind="cnn", device="cpu")  # cpu: the ONNX detector
-    assert isinstance(pipeline.detector, CnnFaceDetector) and hasattr(pipeline.detector, "_session")
+    assert isinstance(pipeline.detector, CnnFaceDetector) and isinstance(pipeline.detector.runner, OnnxMmodRunner)
 
 
 def test_package_works_without_torch(tmp_path: Path) -> None:
@@ -322,7 +314,8 @@ from pathlib import Path
 sys.modules["torch"] = None  # import torch now raises ImportError
 import facesearch.cli, facesearch.library
 from facesearch.errors import ModelError
-from facesearch.models.embedder import OnnxEmbedder, create_embedder
+from facesearch.models.embed.onnx_embedder import OnnxEmbedder
+from facesearch.models.embed.factory import create_embedder
 from facesearch.models.pipeline import PipelineRecipe, build_pipeline
 assert isinstance(create_embedder("onnx", Path({str(tmp_path)!r})), OnnxEmbedder)
 for call in (lambda: create_embedder("onnx", Path({str(tmp_path)!r}), device="cuda"),

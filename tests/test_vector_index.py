@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from facesearch.errors import LibraryError
-from facesearch.store.vector_index import VectorIndex
+from facesearch.store.vectors.faiss_index import VectorIndex
+from facesearch.store.vectors.protocol import Compactable, VectorStore
 
 
 def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
@@ -61,6 +62,25 @@ def test_hnsw_compaction_drops_removed_vectors() -> None:
     index.compact()
     assert not index.tombstones and len(index) == 400
     assert not np.isin(index.ids(), ids[:100]).any()
+
+
+@pytest.mark.parametrize("engine", ["Flat", "HNSW16"])
+def test_removed_ids_leave_ids_and_vectors_before_any_compaction(engine: str, tmp_path) -> None:
+    """The VectorStore contract on every engine: after remove(), ids(), vectors() and len() no longer
+    count the removed ids; HNSW still holds them (Compactable.uncompacted) until compact()."""
+    vectors = unit_vectors(500, seed=6)
+    ids = np.arange(1, 501, dtype=np.int64)
+    index = VectorIndex(128, engine)
+    index.add(ids, vectors)
+    assert index.remove(ids[:100]) == 100
+    assert isinstance(index, VectorStore) and isinstance(index, Compactable)
+    assert index.uncompacted == (100 if engine.startswith("HNSW") else 0)
+    order = np.argsort(index.ids())
+    assert np.array_equal(index.ids()[order], ids[100:]) and len(index) == 400
+    assert np.allclose(index.vectors()[order], vectors[100:], atol=1e-6)
+    index.save(tmp_path / "i.faiss")
+    loaded, _ = VectorIndex.load(tmp_path / "i.faiss")
+    assert np.array_equal(np.sort(loaded.ids()), ids[100:]) and loaded.uncompacted == index.uncompacted
 
 
 def test_auto_engine_switches_to_hnsw_past_threshold() -> None:

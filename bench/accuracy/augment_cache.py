@@ -54,15 +54,16 @@ def work(args: tuple[list[str], str, int]) -> tuple[np.ndarray, np.ndarray, np.n
     from facesearch.eval.verify import central_face, centre_box
     from facesearch.media.decode import decode_image
     from facesearch.models.align import face_chip
-    from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
-    from facesearch.models.embedder import create_embedder
+    from facesearch.models.detect.base import Detection, DetectorSettings
+    from facesearch.models.detect.hog import HogFaceDetector
+    from facesearch.models.embed.factory import create_embedder
     from facesearch.models.pipeline import FacePipeline
 
     settings = DetectorSettings(upsample=upsample)
     if detector_kind == "hog":
         detector = HogFaceDetector(settings)
     else:
-        from facesearch.models.detector import create_detector
+        from facesearch.models.detect.factory import create_detector
 
         detector = create_detector(detector_kind, settings)
     embedder = create_embedder("onnx", Path(tempfile.gettempdir()) / "facesearch-bench-cache", threads=1)

@@ -21,8 +21,8 @@ from bench.datasets import dev_pairs
 from facesearch.config import DEFAULT_THRESHOLD, LibraryConfig
 from facesearch.eval.verify import central_face
 from facesearch.media.decode import decode_image
-from facesearch.models.detector import HogFaceDetector
-from facesearch.models.embedder import create_embedder
+from facesearch.models.detect.hog import HogFaceDetector
+from facesearch.models.embed.factory import create_embedder
 from facesearch.models.pipeline import FacePipeline
 
 

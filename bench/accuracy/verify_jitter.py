@@ -21,11 +21,10 @@ from facesearch.eval.metrics import kfold_accuracy, tar_at_far
 from facesearch.eval.verify import central_face, centre_box
 from facesearch.media.decode import decode_image
 from facesearch.models.align import face_chip
-from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
-from facesearch.models.embedder import (
-    create_embedder,
-    l2_normalise,
-)
+from facesearch.models.detect.base import Detection, DetectorSettings
+from facesearch.models.detect.hog import HogFaceDetector
+from facesearch.models.embed.base import l2_normalise
+from facesearch.models.embed.factory import create_embedder
 from facesearch.models.pipeline import FacePipeline
 
 # name -> list of (dx, dy, scale) landmark perturbations; each is embedded with its mirror image too

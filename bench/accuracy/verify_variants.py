@@ -20,8 +20,9 @@ from facesearch.eval.metrics import kfold_accuracy, tar_at_far
 from facesearch.eval.verify import central_face, centre_box
 from facesearch.media.decode import decode_image
 from facesearch.models.align import face_chip
-from facesearch.models.detector import Detection, DetectorSettings, HogFaceDetector
-from facesearch.models.embedder import create_embedder
+from facesearch.models.detect.base import Detection, DetectorSettings
+from facesearch.models.detect.hog import HogFaceDetector
+from facesearch.models.embed.factory import create_embedder
 from facesearch.models.pipeline import FacePipeline
 
 PADDINGS = (0.25, 0.35)

@@ -42,7 +42,7 @@ import numpy as np
 
 from bench.datasets import LFW_LIBRARY, OUT, library_faces
 from bench.scale import search as base  # the galleries, distractors and timing helpers
-from facesearch.store.vector_index import VectorIndex
+from facesearch.store.vectors.faiss_index import VectorIndex
 
 K = 10
 TARGET_RECALL = 0.99
@@ -118,7 +118,7 @@ class Engine:
         elif name == "ivf-fp16":
             self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
         elif name == "milvus":
-            from facesearch.store.milvus_index import MilvusIndex, MilvusSettings
+            from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 
             self.store = MilvusIndex.create(MilvusSettings(uri=str(folder / "vectors.milvus.db")), dim)
         else:

@@ -2,7 +2,7 @@
 
 Plain pymilvus (no facesearch import), so the same script runs in any virtualenv holding any
 pymilvus + milvus-lite pair: the numbers compare versions, not our wrapper. It builds the
-collection exactly as store/milvus_index.py does (int64 id, float vector, int64 collection id,
+collection exactly as store/vectors/milvus_index.py does (int64 id, float vector, int64 collection id,
 metric IP, Strong consistency), inserts N random unit vectors (latency does not depend on the
 data; recall does, and random 128-d vectors are the hardest case for IVF), and times single-query
 searches (top 20, one query per call, as a user's search does), unfiltered and filtered to one
@@ -60,7 +60,7 @@ def build(client, name: str, index_type: str, vectors: np.ndarray) -> tuple[floa
     index.add_index(field_name="embedding", index_type=index_type, metric_type="IP", params=params)
     client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
     start = time.perf_counter()
-    for lo in range(0, len(vectors), 1_000):  # as store/milvus_index.py: bigger requests are slower on Lite
+    for lo in range(0, len(vectors), 1_000):  # as store/vectors/milvus_index.py: bigger requests are slower on Lite
         rows = [
             {"id": i, "embedding": vectors[i], "collection_id": i % 3} for i in range(lo, min(len(vectors), lo + 1_000))
         ]

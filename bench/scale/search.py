@@ -41,7 +41,8 @@ import numpy as np
 
 from bench.datasets import LFW_LIBRARY, OUT, RealFaces, library_faces
 from bench.scale import distractors
-from facesearch.store.vector_index import AUTO_THRESHOLD, VectorIndex, adaptive_ef_search
+from facesearch.store.vectors.faiss_index import AUTO_THRESHOLD, VectorIndex
+from facesearch.store.vectors.hnsw import adaptive_ef_search
 
 K = 10
 TARGET_SIZE = 1_000_000

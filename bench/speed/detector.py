@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from bench.datasets import examples_dir, lfw_photos, pascal_boxes, pascal_dir
-from facesearch.models.cnn_detector import CnnFaceDetector
-from facesearch.models.detector import DetectorSettings, downscale
+from facesearch.models.detect.base import DetectorSettings, downscale
+from facesearch.models.detect.cnn import CnnFaceDetector
 from facesearch.models.weights import DLIB_MMOD, dlib_model_path
 
 Detect = Callable[[np.ndarray], int]  # returns the number of faces found

@@ -19,8 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.datasets import johns_chips
-from facesearch.models.dlib_format import read_dlib_network
-from facesearch.models.dlib_resnet_onnx import INPUT_NAME, build_resnet_onnx
+from facesearch.models.convert.dlib_format import read_dlib_network
+from facesearch.models.convert.dlib_resnet_onnx import INPUT_NAME, build_resnet_onnx
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 
 BATCH = 32

@@ -170,8 +170,8 @@ def timed(run: Any, items: int, cap_s: float, device: Any) -> float:
 def onnx_resnet_session(threads: int = 0) -> Any:
     import onnxruntime as ort
 
-    from facesearch.models.dlib_format import read_dlib_network
-    from facesearch.models.dlib_resnet_onnx import build_resnet_onnx
+    from facesearch.models.convert.dlib_format import read_dlib_network
+    from facesearch.models.convert.dlib_resnet_onnx import build_resnet_onnx
     from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 
     options = ort.SessionOptions()
@@ -186,7 +186,7 @@ def onnx_raw(session: Any, chips: np.ndarray, batch: int = 64) -> np.ndarray:
 
 def bench_embedder(args: argparse.Namespace, clock: Clock, device: Any, name: str, parity: np.ndarray) -> dict:
     """(a) faces/s of TorchEmbedder per dtype and batch, and of ONNX Runtime on the CPU."""
-    from facesearch.models.torch_embedder import TorchEmbedder
+    from facesearch.models.embed.torch_embedder import TorchEmbedder
 
     total = args.embed_chips
     reps = -(-total // len(parity))
@@ -232,9 +232,9 @@ def bench_embedder(args: argparse.Namespace, clock: Clock, device: Any, name: st
 
 def bench_detector(args: argparse.Namespace, clock: Clock, device: Any, name: str, photos: list[np.ndarray]) -> dict:
     """(b) images/s of the batched torch MMOD detector on 250x250 photos, and of ONNX Runtime."""
-    from facesearch.models.cnn_detector import CnnFaceDetector
-    from facesearch.models.detector import DetectorSettings
-    from facesearch.models.torch_mmod import TorchBatchDetector
+    from facesearch.models.detect.base import DetectorSettings
+    from facesearch.models.detect.cnn import CnnFaceDetector
+    from facesearch.models.detect.torch_batch import TorchBatchDetector
 
     lfw = [p for p in photos if p.shape[:2] == (250, 250)] or [resize_to(p, 250) for p in photos]
     batch_images = np.stack([lfw[i % len(lfw)] for i in range(args.detect_images)])
@@ -385,7 +385,7 @@ def parity_chips(photos: list[np.ndarray], device: Any, count: int, synthetic: b
     """Real aligned chips (GPU detection, CPU landmarks) when photos are real, else random chips."""
     if not synthetic:
         from facesearch.models.align import face_chip
-        from facesearch.models.torch_mmod import TorchBatchDetector
+        from facesearch.models.detect.torch_batch import TorchBatchDetector
 
         detector = TorchBatchDetector(device=device, batch_size=16)
         chips = []
@@ -437,9 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clock = Clock(args.budget_s, args.quick)
     torch = torch_module()
-    from facesearch.models.torch_embedder import resolve_device
+    from facesearch.models.runtime import torch_device
 
-    device = resolve_device(args.device)
+    device = torch_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     name = device_name(device)

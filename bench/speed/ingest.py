@@ -28,9 +28,9 @@ from PIL import Image
 from bench.datasets import LFW_LIBRARY, OUT, johns_chips, lfw_photos
 from bench.speed.embedder import BATCH, time_dlib, time_onnx
 from facesearch import Library
-from facesearch.models.dlib_format import read_dlib_network
-from facesearch.models.dlib_resnet_onnx import build_resnet_onnx
-from facesearch.models.embedder import converted_dlib_resnet
+from facesearch.models.convert.dlib_format import read_dlib_network
+from facesearch.models.convert.dlib_resnet_onnx import build_resnet_onnx
+from facesearch.models.embed.factory import converted_dlib_resnet
 from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path
 
 

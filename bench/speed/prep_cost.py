@@ -33,7 +33,7 @@ def main() -> int:
     from facesearch import Library
     from facesearch.ingest.batched_prep import PrepSettings, PrepWorker
     from facesearch.ingest.sources import Source
-    from facesearch.models.torch_mmod import TorchBatchDetector
+    from facesearch.models.detect.torch_batch import TorchBatchDetector
 
     photos = sorted(args.images.rglob("*.jpg"))[:: max(1, len(list(args.images.rglob("*.jpg"))) // args.photos)]
     photos = photos[: args.photos]

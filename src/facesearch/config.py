@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from facesearch.errors import LibraryError
-from facesearch.models.detector import DetectorSettings
-from facesearch.models.embedder import DLIB_RESNET_KEY, OnnxModelSpec
+from facesearch.models.detect.base import DetectorSettings
+from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec
 
 CONFIG_NAME = "config.json"
 FORMAT = 1
@@ -49,8 +49,8 @@ class LibraryConfig:
     # A second detector tried only on photos where the first finds no face: "cnn" or "none".
     detector_fallback: str = "cnn"
     # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
-    hnsw_ef_search: int = 0
-    # Where the vectors live (fixed at creation; store/vector_store.py): "faiss" (index.faiss in this
+    hnsw_ef_search: int = 0  # store/vectors/hnsw.py HNSW_EF_SEARCH (config sits below the store: not imported)
+    # Where the vectors live (fixed at creation; store/vectors/factory.py): "faiss" (index.faiss in this
     # folder) or "milvus". Milvus: milvus_uri None is Milvus Lite in vectors.milvus.db in this folder,
     # else a server (http://host:19530) whose token is milvus_token or $FACESEARCH_MILVUS_TOKEN
     # (better: keeps the secret out of this file). milvus_collection: a unique name is drawn when a

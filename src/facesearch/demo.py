@@ -98,7 +98,7 @@ def _drop_if_outdated(library_path: Path) -> None:
     import shutil
 
     from facesearch.config import LibraryConfig
-    from facesearch.models.embedder import dlib_resnet_info
+    from facesearch.models.embed.info import dlib_resnet_info
 
     if (library_path / "config.json").is_file():
         key = dlib_resnet_info().key

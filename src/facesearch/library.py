@@ -30,7 +30,8 @@ from facesearch.governance.removal import remove_photos
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.service import Ingester
-from facesearch.models.embedder import DLIB_RESNET_KEY, Embedder
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.info import DLIB_RESNET_KEY
 from facesearch.models.pipeline import FacePipeline, PipelineRecipe
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.recipe import LibraryRecipe
@@ -41,7 +42,7 @@ from facesearch.settings import CATALOG_NAME, LibrarySpec
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.live_index import LiveIndex
 from facesearch.store.uploaded_copies import HeldFiles
-from facesearch.store.vector_store import VectorStore
+from facesearch.store.vectors.protocol import Compactable, VectorStore
 from facesearch.store.writer import LibraryWriter
 
 
@@ -217,7 +218,11 @@ class Library:
             "library": str(self.folder),
             "catalog": self.catalog.url,  # a file or a server (never a password)
             "model": asdict(self.model_info),
-            "index": {"engine": index.engine, "vectors": len(index), "tombstones": len(index.tombstones)},
+            "index": {
+                "engine": index.engine,
+                "vectors": len(index),
+                "tombstones": index.uncompacted if isinstance(index, Compactable) else 0,
+            },
         }
 
     def doctor(self, repair: bool = True) -> dict:

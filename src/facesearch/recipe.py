@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from facesearch.config import LibraryConfig
-from facesearch.models.embedder import DLIB_RESNET_KEY, Embedder, ModelInfo, dlib_resnet_info
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.info import DLIB_RESNET_KEY, ModelInfo, dlib_resnet_info
 from facesearch.models.pipeline import PipelineRecipe
 
 MODELS_DIR = "models"
@@ -56,6 +57,6 @@ class LibraryRecipe:
     def prepare(self) -> None:
         """Convert the built-in model once, before worker processes start (they would race to do it)."""
         if self.config.onnx_model is None and self.backend == "onnx":
-            from facesearch.models.embedder import converted_dlib_resnet
+            from facesearch.models.embed.factory import converted_dlib_resnet
 
             converted_dlib_resnet(self.models_dir)

@@ -16,7 +16,7 @@ from typing import Any
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
 from facesearch.store.database import server_catalog_url
-from facesearch.store.vector_store import check_engine
+from facesearch.store.vectors.factory import check_engine
 
 DETECTORS = ("hog", "cnn")
 CATALOG_NAME = "catalog.sqlite"
@@ -52,7 +52,7 @@ class LibrarySpec:
         if self.detector not in (None, *DETECTORS):
             raise LibraryError(f"unknown detector {self.detector!r}: choose 'hog' or 'cnn'", code="bad_request")
         if self.index_engine is not None:
-            from facesearch.store.vector_index import VectorIndex
+            from facesearch.store.vectors.faiss_index import VectorIndex
 
             # Refuse an engine FAISS cannot build (dim: dlib's 128 unless the model says otherwise).
             VectorIndex(int((self.onnx_model or {}).get("dim", 128)), self.index_engine)
@@ -71,7 +71,7 @@ class LibrarySpec:
             config.vector_store = self.vector_store
             config.milvus_uri = self.milvus_uri
             if self.vector_store == "milvus" and self.milvus_uri:
-                from facesearch.store.milvus_index import new_collection_name
+                from facesearch.store.vectors.milvus_index import new_collection_name
 
                 config.milvus_collection = new_collection_name()  # a server may hold many libraries
         check_engine(config)

@@ -47,7 +47,7 @@ def _eval_pipeline(library: Path | None, embedder: str, **overrides: object):  #
 
     from facesearch.config import LibraryConfig
     from facesearch.library import Library
-    from facesearch.models.embedder import dlib_resnet_info
+    from facesearch.models.embed.info import dlib_resnet_info
     from facesearch.models.pipeline import PipelineRecipe
 
     folder = library or default_library_path()
@@ -421,7 +421,8 @@ def eval_detect(
 ) -> None:
     """Detection recall and precision on annotated boxes, and false faces per photo on negatives."""
     from facesearch.eval.detect import detection_table, evaluate_detection
-    from facesearch.models.detector import DetectorSettings, create_detector
+    from facesearch.models.detect.base import DetectorSettings
+    from facesearch.models.detect.factory import create_detector
 
     try:
         found = create_detector(detector, DetectorSettings(upsample=upsample))

@@ -31,7 +31,7 @@ from rich.table import Table
 
 from facesearch.errors import FaceSearchError, ImageRejected
 from facesearch.media.decode import decode_image
-from facesearch.models.detector import Detection
+from facesearch.models.detect.base import Detection
 
 log = logging.getLogger(__name__)
 

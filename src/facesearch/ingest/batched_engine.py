@@ -62,9 +62,12 @@ from facesearch.ingest.runner import (
 )
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, WorkerSettings, keep_faces, rejection
-from facesearch.models.cnn_detector import ScoreCells
-from facesearch.models.embedder import Embedder, OnnxModelSpec, create_embedder, torch_part
+from facesearch.models.detect.mmod_boxes import ScoreCells
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.factory import create_embedder
+from facesearch.models.embed.info import OnnxModelSpec
 from facesearch.models.pipeline import Face, embed_faces
+from facesearch.models.runtime import torch_part
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ class BatchedIngestRun(IngestRun):
         )
         detector = None
         if self.device_detects:
-            module = torch_part("torch_mmod", settings.device)
+            module = torch_part("detect.torch_batch", settings.device)
             if settings.device.startswith("cuda"):
                 # Photos come in few sizes once shrunk to the working size (an LFW folder: one), so
                 # cuDNN's one-off search for each size's fastest kernels pays for itself.

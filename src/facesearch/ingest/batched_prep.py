@@ -21,15 +21,12 @@ import numpy as np
 
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, SourceLoader, WorkerSettings, rejection
-from facesearch.models.cnn_detector import ScoreCells, TiledPyramid, boxes_from_cells
-from facesearch.models.detector import (
-    DetectorSettings,
-    FaceDetector,
-    FivePointLandmarker,
-    create_detector,
-    downscale,
-)
-from facesearch.models.mmod_onnx import MmodSettings
+from facesearch.models.convert.mmod_onnx import MmodSettings
+from facesearch.models.detect.base import DetectorSettings, FaceDetector, downscale
+from facesearch.models.detect.factory import create_detector
+from facesearch.models.detect.landmarks import FivePointLandmarker
+from facesearch.models.detect.mmod_boxes import ScoreCells, boxes_from_cells
+from facesearch.models.detect.mmod_pyramid import TiledPyramid
 from facesearch.models.pipeline import Face, align_face
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from facesearch.ingest.sources import Source
 from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.media.fetch import fetch_url
 from facesearch.media.files import read_file
-from facesearch.models.embedder import OnnxModelSpec, create_embedder
+from facesearch.models.embed.factory import create_embedder
+from facesearch.models.embed.info import OnnxModelSpec
 from facesearch.models.pipeline import Face, build_pipeline
 from facesearch.store.catalog import NewFace, NewImage
 

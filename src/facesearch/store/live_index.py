@@ -26,7 +26,8 @@ import numpy as np
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
 from facesearch.store.catalog import Catalog
-from facesearch.store.vector_store import VectorStore, close_store, load_store, new_store, store_path
+from facesearch.store.vectors.factory import close_store, load_store, new_store, store_path
+from facesearch.store.vectors.protocol import Compactable, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,8 @@ def _signature(path: Path) -> Signature:
 
 
 def live_ids(index: VectorStore) -> np.ndarray:
-    """The ids an index answers with (held ids minus any removed but not yet compacted)."""
-    ids = index.ids()
-    held = getattr(index, "tombstones", None)
-    if held:
-        ids = ids[~np.isin(ids, np.fromiter(held, np.int64))]
-    return ids
+    """The ids an index answers with (every engine leaves removed ids out of ``ids()``)."""
+    return index.ids()
 
 
 class LiveIndex:
@@ -143,9 +140,8 @@ class LiveIndex:
             return
         with self._lock:
             self._store.remove(ids)
-            compact = getattr(self._store, "compact", None)
-            if callable(compact):
-                compact()
+            if isinstance(self._store, Compactable):
+                self._store.compact()  # erased means gone, not hidden: no removed vector stays held
 
     def save(self) -> None:
         with self._lock:

@@ -1,7 +1,7 @@
 """dlib's face ResNet run by PyTorch (a GPU, or the CPU): the same model as the default ONNX embedder.
 
 Why: GPU ingestion. The lent GPU machines have PyTorch with CUDA but ONNX Runtime for the CPU only.
-:class:`TorchEmbedder` reports the same :class:`~facesearch.models.embedder.ModelInfo` (key
+:class:`TorchEmbedder` reports the same :class:`~facesearch.models.embed.info.ModelInfo` (key
 ``dlib_resnet_v1``) as the ONNX path, because it runs the same weights and gives the same descriptors:
 within 1e-6 in float32, cosine >= 0.9999 in float16/bfloat16 (see tests/test_torch_parity.py). An
 index embedded on a GPU is therefore searchable on the CPU and vice versa.
@@ -19,25 +19,15 @@ import threading
 import numpy as np
 import torch
 
-from facesearch.errors import ModelError
-from facesearch.models.dlib_format import DlibNetwork
-from facesearch.models.embedder import Embedder, dlib_resnet_info
-from facesearch.models.torch_resnet import DlibResNet, build_torch_resnet, torch_dtype
+from facesearch.models.convert.dlib_format import DlibNetwork
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.info import dlib_resnet_info
+from facesearch.models.embed.torch_resnet import DlibResNet, build_torch_resnet
+from facesearch.models.runtime import torch_placement
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 1024
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cuda"``, ``"cuda:1"``, ``"cpu"``... as a torch device; ModelError if it is not usable here."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelError(f"unknown torch device {device!r}: {exc}", code="bad_device") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but CUDA is not available to torch", code="bad_device")
-    return resolved
 
 
 class TorchEmbedder(Embedder):
@@ -52,16 +42,13 @@ class TorchEmbedder(Embedder):
         batch_size: int = DEFAULT_BATCH,
         network: DlibNetwork | None = None,
     ) -> None:
-        self.device = resolve_device(device)
-        self.dtype = torch_dtype(dtype)
+        placement = torch_placement(device, dtype)  # checked before the weights are read
+        self.device, self.dtype = placement.device, placement.dtype
         self.batch_size = max(1, int(batch_size))
         self.chip_size = 150
         self.chip_padding = 0.25
         self.info = dlib_resnet_info()
-        model: DlibResNet = build_torch_resnet(network)
-        if self.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)  # what cuDNN's fast kernels want
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.model: DlibResNet = placement.place(build_torch_resnet(network))
         self._lock = threading.Lock()
         log.debug("torch embedder on %s in %s, batches of %d", self.device, self.dtype, self.batch_size)
 

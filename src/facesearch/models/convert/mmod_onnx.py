@@ -7,7 +7,7 @@ stay dlib's (to float rounding).
 The graph is only the network: input ``image`` float32 [N, 3, H, W] already normalised as dlib does,
 ``(pixel - mean) / 256`` per RGB channel, output ``scores`` float32 [N, 1, H', W'], the detector's
 raw score map. Everything dlib does around the network (the tiled image pyramid, turning score-map
-cells into boxes, non-maximum suppression) lives in :mod:`facesearch.models.cnn_detector`, which reads
+cells into boxes, non-maximum suppression) lives in :mod:`facesearch.models.detect.cnn`, which reads
 the numbers it needs (means, detection window, NMS thresholds, how an output cell maps back to an
 input pixel, pyramid padding) from this model's metadata, so the two can never disagree.
 
@@ -29,9 +29,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from facesearch.errors import ModelError
-from facesearch.models.dlib_format import CONV_MODE, DlibLayer, DlibNetwork, read_dlib_network
-from facesearch.models.dlib_resnet_onnx import IR_VERSION, OPSET
-from facesearch.models.onnx_files import cached_conversion, save_model
+from facesearch.models.convert.dlib_format import CONV_MODE, DlibLayer, DlibNetwork, read_dlib_network
+from facesearch.models.convert.dlib_resnet_onnx import IR_VERSION, OPSET
+from facesearch.models.convert.onnx_files import cached_conversion, save_model
 from facesearch.models.weights import DLIB_MMOD, dlib_model_path
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def build_mmod_onnx(network: DlibNetwork) -> onnx.ModelProto:
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="facesearch",
         doc_string="dlib's CNN face detector (mmod_human_face_detector) network, converted by "
-        "facesearch.models.mmod_onnx; input (RGB - mean) / 256 NCHW, output the raw score map.",
+        "facesearch.models.convert.mmod_onnx; input (RGB - mean) / 256 NCHW, output the raw score map.",
     )
     model.ir_version = IR_VERSION
     helper.set_model_props(model, {**MODEL_METADATA, "sha256": network.sha256, **settings.to_metadata()})
@@ -312,7 +312,7 @@ def convert_mmod(dat_path: Path, onnx_path: Path) -> Path:
 def converted_mmod(cache_dir: Path) -> Path:
     """Convert dlib's MMOD detector to ONNX once and cache it in ``cache_dir``, named by the weights' sha256.
 
-    Same scheme as :func:`facesearch.models.embedder.converted_dlib_resnet`: a different ``.dat`` gets
+    Same scheme as :func:`facesearch.models.embed.factory.converted_dlib_resnet`: a different ``.dat`` gets
     a different file name, so a stale conversion is never used.
     """
     return cached_conversion(cache_dir, DLIB_MMOD, MMOD_KEY, convert_mmod)

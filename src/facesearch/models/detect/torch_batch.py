@@ -1,21 +1,12 @@
-"""dlib's CNN (MMOD) face detector network as a PyTorch module, and the tiled pyramid built on the device.
+"""dlib's CNN face detector for many images at once, the tiled pyramid built on the device.
 
-Why: GPU ingestion. The lent GPU machines have PyTorch with CUDA but ONNX Runtime for the CPU only.
-Three pieces, each reusing what the ONNX path already has rather than re-deriving it:
-
-* :class:`MmodNet`: the network from the same parsed weights as :mod:`facesearch.models.mmod_onnx`
-  (checked by its :func:`~facesearch.models.mmod_onnx.mmod_settings`, batch norms folded by its
-  ``_affine``), same input and output: normalised canvas [N, 3, H, W] -> raw score map [N, 1, H', W'].
-* :class:`TorchMmodRunner`: that network behind :class:`~facesearch.models.cnn_detector.CnnFaceDetector`'s
-  ``runner`` hook, so the detector's pyramid, box decoding and NMS stay exactly as they are
-  (:func:`torch_cnn_detector`). One image at a time: fine for search, not for bulk ingest.
-* :class:`TorchBatchDetector`: for ingest. On the CPU, building dlib's tiled pyramid costs about 25 ms
-  for one 250x250 LFW photo (more than the network on a GPU), so it is built on the device for a whole
-  batch of same-size images at once. :class:`_ResizePlan` replays dlib's bilinear resize
-  (:func:`~facesearch.models.cnn_detector.resize_bilinear`, float32 column drift included) with the
-  same index tables and the same float32/float64 operations in the same order, so the canvases equal
-  the CPU ones (tests/test_torch_parity.py); score maps go back to the CPU and are decoded by
-  :func:`~facesearch.models.cnn_detector.boxes_from_scores`.
+Why: on the CPU, building dlib's tiled pyramid costs about 25 ms for one 250x250 LFW photo (more than
+the network on a GPU), so for ingest it is built on the device for a whole batch of same-size images
+at once. :class:`_ResizePlan` replays dlib's bilinear resize
+(:func:`~facesearch.models.detect.mmod_pyramid.resize_bilinear`, float32 column drift included) with
+the same index tables and the same float32/float64 operations in the same order, so the canvases
+equal the CPU ones (tests/test_torch_parity.py); score maps (or just the cells above the threshold)
+go back to the CPU and are decoded by :mod:`facesearch.models.detect.mmod_boxes`.
 
 Import this module only where torch is wanted: torch is an optional extra (``pip install '.[gpu]'``).
 """
@@ -30,28 +21,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual name)
-from torch import nn
 
 from facesearch.errors import ModelError
-from facesearch.models.cnn_detector import (
-    _MIN_CANVAS,
-    CnnFaceDetector,
-    MmodBox,
-    ScoreCells,
+from facesearch.models.convert.dlib_format import DlibNetwork
+from facesearch.models.convert.mmod_onnx import MmodSettings
+from facesearch.models.detect.base import Detection, DetectorSettings, as_rgb, downscale
+from facesearch.models.detect.landmarks import FivePointLandmarker
+from facesearch.models.detect.mmod_boxes import MmodBox, ScoreCells, boxes_from_scores
+from facesearch.models.detect.mmod_pyramid import (
+    MIN_CANVAS,
     TiledPyramid,
-    _as_rgb,
-    _columns,
-    _lround,
-    _sequential_sum,
-    boxes_from_scores,
+    lround,
+    resize_columns,
+    sequential_sum,
     tile_pyramid,
 )
-from facesearch.models.detector import Detection, DetectorSettings, FivePointLandmarker, downscale
-from facesearch.models.dlib_format import DlibNetwork
-from facesearch.models.mmod_onnx import MMOD_CONVS, MmodSettings, _affine, mmod_settings
-from facesearch.models.torch_embedder import resolve_device
-from facesearch.models.torch_resnet import torch_dtype
+from facesearch.models.detect.torch_mmod import build_torch_mmod
+from facesearch.models.runtime import torch_placement
 
 log = logging.getLogger(__name__)
 
@@ -60,129 +46,25 @@ _MAX_PLANS = 64  # pyramid layouts kept on the device (a few MB each), one per i
 
 
 # --------------------------------------------------------------------------------------------
-# The network
-
-
-class MmodNet(nn.Module):
-    """dlib's MMOD face detector network: canvas (RGB - mean) / 256 [N, 3, H, W] -> scores [N, 1, H', W'].
-
-    Output in float32 whatever the parameters' dtype. Build with :meth:`from_network`.
-    """
-
-    def __init__(self, convs: list[nn.Conv2d], relus: list[bool], settings: MmodSettings) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(convs)
-        self.relus = relus
-        self.settings = settings
-
-    @classmethod
-    def from_network(cls, network: DlibNetwork) -> MmodNet:
-        """From a parsed ``mmod_human_face_detector.dat``; ModelError if it is not dlib's face detector."""
-        settings = mmod_settings(network)  # checks the loss, the windows and the layer names
-        layers = iter(enumerate(network.layers))
-        convs, relus, channels = [], [], 3
-        for spec in MMOD_CONVS:
-            index, layer = next(layers)
-            a = layer.attrs
-            geometry = (a["num_filters"], a["nr"], a["nc"], a["stride_y"], a["stride_x"], a["padding_y"])
-            wanted = (spec.num, spec.size, spec.size, spec.stride, spec.stride, spec.padding)
-            filters = layer.tensors["filters"].astype(np.float64)
-            if geometry != wanted or filters.shape != (spec.num, channels, spec.size, spec.size):
-                raise ModelError(
-                    f"dlib MMOD network does not match the face detector's type at layer {index} "
-                    f"({layer.name}): geometry {geometry}, filters {filters.shape}",
-                    code="model_mismatch",
-                )
-            biases = layer.tensors.get("biases")
-            bias = np.zeros(spec.num) if biases is None else biases.reshape(-1).astype(np.float64)
-            relu = False
-            if spec.bn:
-                index, layer = next(layers)
-                scale, shift = _affine(index, layer, spec.num)  # float64, batch norm in inference mode
-                filters, bias = filters * scale[:, None, None, None], bias * scale + shift
-                _, layer = next(layers)
-                relu = not layer.attrs.get("disabled")
-            conv = nn.Conv2d(channels, spec.num, spec.size, stride=spec.stride, padding=spec.padding)
-            conv.weight.data = torch.from_numpy(filters.astype(np.float32))
-            conv.bias.data = torch.from_numpy(bias.astype(np.float32))
-            conv.requires_grad_(False)
-            convs.append(conv)
-            relus.append(relu)
-            channels = spec.num
-        return cls(convs, relus, settings).eval()
-
-    def forward(self, canvas: torch.Tensor) -> torch.Tensor:
-        x = canvas.to(self.convs[0].weight.dtype)
-        for conv, relu in zip(self.convs, self.relus, strict=True):
-            x = conv(x)
-            if relu:
-                x = F.relu(x, inplace=True)  # x is the convolution's own fresh output
-        return x.float()
-
-
-def build_torch_mmod(network: DlibNetwork | None = None) -> MmodNet:
-    """dlib's MMOD network as a float32 CPU module (``network``: parsed weights, else the installed file)."""
-    if network is None:
-        from facesearch.models.dlib_format import read_dlib_network
-        from facesearch.models.weights import DLIB_MMOD, dlib_model_path
-
-        network = read_dlib_network(dlib_model_path(DLIB_MMOD))
-    return MmodNet.from_network(network)
-
-
-def _place(net: MmodNet, device: torch.device, dtype: torch.dtype) -> MmodNet:
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    return net.to(device=device, dtype=dtype)
-
-
-class TorchMmodRunner:
-    """The network as :class:`CnnFaceDetector`'s ``runner``: numpy canvases in, numpy score maps out."""
-
-    def __init__(
-        self,
-        device: str | torch.device = "cuda",
-        dtype: str | torch.dtype = "float32",
-        network: DlibNetwork | None = None,
-    ) -> None:
-        self.device = resolve_device(device)
-        self.dtype = torch_dtype(dtype)
-        self.net = _place(build_torch_mmod(network), self.device, self.dtype)
-        self.mmod = self.net.settings
-
-    def __call__(self, canvas: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(canvas, dtype=np.float32)).to(self.device)
-            return self.net(x).cpu().numpy()
-
-
-def torch_cnn_detector(
-    settings: DetectorSettings | None = None, *, device: str = "cuda", dtype: str = "float32"
-) -> CnnFaceDetector:
-    """dlib's CNN face detector with its network run by PyTorch on ``device`` (same boxes as ONNX)."""
-    return CnnFaceDetector(settings, runner=TorchMmodRunner(device, dtype))
-
-
-# --------------------------------------------------------------------------------------------
 # dlib's bilinear resize and tiled pyramid, on the device
 
 
 class _ResizePlan:
-    """:func:`~facesearch.models.cnn_detector.resize_bilinear` for one (in, out) size, as device tensors.
+    """:func:`~facesearch.models.detect.mmod_pyramid.resize_bilinear` for one (in, out) size, as device tensors.
 
-    The index and weight tables are the CPU function's own (its ``_columns`` and ``_sequential_sum``);
+    The index and weight tables are the CPU function's own (its ``resize_columns`` and ``sequential_sum``);
     the four weight products of the float32 part are precomputed exactly as it computes them, and each
     operation below is a separate elementwise op (no fused multiply-add), so results match to the bit.
     """
 
     def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, *, to_uint8: bool, device: torch.device):
         step_y = (in_h - 1) / max(out_h - 1, 1)
-        y = _sequential_sum(-step_y, step_y, out_h)
+        y = sequential_sum(-step_y, step_y, out_h)
         top = np.floor(y).astype(np.int64)
         bottom = np.minimum(top + 1, in_h - 1)
         tb = y - top
         tb32, inv_tb32 = tb.astype(np.float32)[:, None], (1.0 - tb).astype(np.float32)[:, None]
-        cols = _columns(in_w, out_w)
+        cols = resize_columns(in_w, out_w)
         lr = cols.lr
         inv_lr = np.float32(1) - lr
         t_lr = cols.tail_lr if to_uint8 else cols.tail_lr.astype(np.float32)
@@ -250,8 +132,8 @@ class TorchPyramid:
             if len(self._plans) >= _MAX_PLANS:  # photos of many sizes: forget the oldest layout
                 del self._plans[next(iter(self._plans))]
             ups = []
-            for _ in range(max(0, upsample)):  # sizes as cnn_detector.pyramid_up computes them
-                out_h, out_w = int(_lround((height - 1 + 0.75) * 2)) + 1, int(_lround((width - 1 + 1.25) * 2)) + 1
+            for _ in range(max(0, upsample)):  # sizes as mmod_pyramid.pyramid_up computes them
+                out_h, out_w = int(lround((height - 1 + 0.75) * 2)) + 1, int(lround((width - 1 + 1.25) * 2)) + 1
                 ups.append(_ResizePlan(height, width, out_h, out_w, to_uint8=True, device=self.device))
                 height, width = out_h, out_w
             m = self.mmod
@@ -303,10 +185,10 @@ class TorchBatchDetector:
         landmarks: bool = True,
     ) -> None:
         self.settings = settings or DetectorSettings()
-        self.device = resolve_device(device)
-        self.dtype = torch_dtype(dtype)
+        placement = torch_placement(device, dtype)  # checked before the weights are read
+        self.device, self.dtype = placement.device, placement.dtype
         self.batch_size = max(1, int(batch_size))
-        self.net = _place(build_torch_mmod(network), self.device, self.dtype)
+        self.net = placement.place(build_torch_mmod(network))
         self.mmod = self.net.settings
         self.pyramid = TorchPyramid(self.mmod, self.device)
         self._landmarks = FivePointLandmarker() if landmarks else None
@@ -347,7 +229,7 @@ class TorchBatchDetector:
             images = images.copy()  # torch.from_numpy warns on read-only arrays
         batch = torch.as_tensor(images)
         plan = self.pyramid.plan(int(batch.shape[1]), int(batch.shape[2]), upsample)
-        if min(plan.tiles.height, plan.tiles.width) < _MIN_CANVAS:
+        if min(plan.tiles.height, plan.tiles.width) < MIN_CANVAS:
             return None, plan.tiles
         outputs = []
         with self._lock, torch.inference_mode():
@@ -371,7 +253,7 @@ class TorchBatchDetector:
         if isinstance(images, torch.Tensor):
             groups = {tuple(images.shape[1:3]): list(range(len(images)))}
         else:
-            images = [_as_rgb(image) for image in images]
+            images = [as_rgb(image) for image in images]
             groups = defaultdict(list)
             for index, image in enumerate(images):
                 groups[image.shape[:2]].append(index)
@@ -392,7 +274,7 @@ class TorchBatchDetector:
         """For each RGB uint8 image, every face (largest first) with its 5 landmarks, as ``detect`` gives them."""
         if self._landmarks is None:
             raise ModelError("this TorchBatchDetector was built without landmarks")
-        rgbs = [_as_rgb(image) for image in images]
+        rgbs = [as_rgb(image) for image in images]
         works = [downscale(rgb, self.settings.working_size) for rgb in rgbs]
         boxes = self.mmod_boxes_batch([work for work, _ in works])
         return [
@@ -407,4 +289,4 @@ class TorchBatchDetector:
     def landmarks_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
         if self._landmarks is None:
             raise ModelError("this TorchBatchDetector was built without landmarks")
-        return self._landmarks.in_box(_as_rgb(rgb), box)
+        return self._landmarks.in_box(as_rgb(rgb), box)

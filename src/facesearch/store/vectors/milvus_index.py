@@ -8,7 +8,7 @@ token). The collection holds, per face:
 * ``embedding``: FLOAT_VECTOR of the model's dimension, metric IP (unit vectors: IP = cosine, the
   same similarity FAISS returns);
 * ``collection_id``: INT64, the face's catalog collection, so that a search restricted to one
-  collection is a scalar filter (see store/vector_store.py ``FaceCollections``).
+  collection is a scalar filter (see store/vectors/face_collections.py).
 
 Index type, chosen by where the data lives (measured: bench/milvus_latency.py, docs/benchmarks.md):
 
@@ -24,7 +24,8 @@ Index type, chosen by where the data lives (measured: bench/milvus_latency.py, d
 Correctness against FAISS:
 
 * Deletes are immediate: the collection and every request use ``Strong`` consistency, so a search
-  never returns a deleted id (Milvus masks deleted rows at once; compaction later reclaims space).
+  never returns a deleted id (Milvus masks deleted rows at once and compacts segments by itself, so
+  this store is not ``Compactable``: nothing is left for a caller to do).
 * ``allowed``: the same set of ids as FAISS's filter. When it is exactly one collection's faces it is
   sent as ``collection_id == N``; otherwise as ``id in [...]`` in chunks whose top-k are merged.
   On HNSW a filtered search looks twice as wide (ef x 2): fewer nodes on the graph walk pass the filter.
@@ -49,17 +50,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesearch.errors import LibraryError
-from facesearch.store.vector_index import (
-    HNSW_EF_CONSTRUCTION,
-    HNSW_EF_SEARCH,
-    adaptive_ef_search,
-    checked_batch,
-)
+from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, adaptive_ef_search
+from facesearch.store.vectors.protocol import checked_batch
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
-    from facesearch.store.vector_store import FaceCollections
+    from facesearch.store.vectors.face_collections import FaceCollections
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +116,6 @@ class MilvusIndex:
         self.collections = collections
         self.index_type = index_type  # None: the collection is not created yet
         self.ef_search = HNSW_EF_SEARCH
-        self.tombstones: set[int] = set()  # Milvus deletes at once: never any
         self._count = count
         self._last_flush = 0.0
         self._closed = False
@@ -268,9 +264,6 @@ class MilvusIndex:
         vectors = np.stack([v for _, v in pairs]).astype(np.float32, copy=False)
         order = np.argsort(ids, kind="stable")
         return ids[order], vectors[order]
-
-    def compact(self) -> None:
-        """Nothing to do: deleted rows are never searched, and Milvus compacts segments by itself."""
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Flush (seal what was inserted) and rewrite the stamp file ``path`` atomically.

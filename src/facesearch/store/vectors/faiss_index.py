@@ -1,11 +1,12 @@
-"""The vector index: one interface (add, search, remove, save), engines chosen by a factory string.
+"""The FAISS vector store: the VectorStore operations in memory, engines chosen by a factory string.
 
 Engines (FAISS, inner product on unit vectors = cosine similarity):
 
 * ``"Flat"``: exact search. Best below ~100k faces, where scanning everything takes a few ms.
 * ``"HNSW32"`` (any ``HNSW<M>``): a graph index for large galleries, sub-millisecond at 1M faces.
-  HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search at
-  once, and dropped for good by :meth:`VectorIndex.compact` (rebuild).
+  HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search (and
+  from :meth:`VectorIndex.ids`) at once, and dropped for good by :meth:`VectorIndex.compact` (rebuild):
+  the index is :class:`~facesearch.store.vectors.protocol.Compactable`.
 * ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW32 as it grows.
 * ``"IVF<nlist>,SQ8"`` (any FAISS IVF factory string, e.g. ``IVF16384_HNSW32,SQ8``): a compressed
   index for galleries that outgrow memory as float32 (10M faces in ~1.4 GB with SQ8 instead of ~8 GB
@@ -27,19 +28,20 @@ import faiss
 import numpy as np
 
 from facesearch.errors import LibraryError
+from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, adaptive_ef_search
+from facesearch.store.vectors.protocol import checked_batch
 
 log = logging.getLogger(__name__)
 
 AUTO_THRESHOLD = 100_000
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 0  # 0: adaptive, see adaptive_ef_search()
-HNSW_EF_AT_100K = 256
 IVF_NPROBE = 0  # 0: adaptive_nprobe(nlist)
 EXACT_FILTER_LIMIT = 20_000
 BITMAP_FILTER_FROM = 4_096  # allowed ids from which a bitmap selector is cheaper than a hash set
 
 
 class VectorIndex:
+    """A VectorStore in a FAISS index (Flat, HNSW, IVF); Compactable, for HNSW's tombstones."""
+
     def __init__(self, dim: int, engine: str = "auto", auto_threshold: int = AUTO_THRESHOLD) -> None:
         self.dim = dim
         self.requested = engine
@@ -109,7 +111,8 @@ class VectorIndex:
         return scores, ids
 
     def remove(self, ids: np.ndarray) -> int:
-        """Remove ids from search at once. Flat deletes in place; HNSW keeps tombstones until compaction."""
+        """Remove ids from search (and from :meth:`ids`) at once. Flat and IVF delete in place; HNSW keeps
+        tombstones until :meth:`compact`."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return 0
@@ -123,25 +126,27 @@ class VectorIndex:
         return len(new)
 
     def ids(self) -> np.ndarray:
-        if self.ivf:
-            return _ivf_ids(self._index)
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        """Every id a search can reach (tombstones left out)."""
+        ids = self._all_ids()
+        return ids[self._live(ids)] if self.tombstones else ids
 
     def vectors(self) -> np.ndarray:
-        """The stored vectors in the order of :meth:`ids` (decoded, hence approximate, for SQ/PQ codes)."""
-        n = int(self._index.ntotal)
-        if n == 0:
-            return np.zeros((0, self.dim), np.float32)
-        if self.ivf:
-            return self._index.reconstruct_batch(self.ids())
-        return self._index.index.reconstruct_n(0, n)
+        """The vectors of :meth:`ids`, in that order (decoded, hence approximate, for SQ/PQ codes)."""
+        if not self.tombstones:
+            return self._all_vectors()
+        return self._all_vectors()[self._live(self._all_ids())]
+
+    @property
+    def uncompacted(self) -> int:
+        """Removed vectors still held as tombstones (HNSW), until :meth:`compact`."""
+        return len(self.tombstones)
 
     def compact(self) -> None:
         """Rebuild without tombstones (HNSW), so removed vectors are gone from memory and disk."""
         if not self.tombstones:
             return
-        ids, vectors = self.ids(), self.vectors()
-        keep = ~np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64))
+        ids, vectors = self._all_ids(), self._all_vectors()
+        keep = self._live(ids)
         self.tombstones = set()
         self._index = self._new(self.engine)
         if keep.any():
@@ -191,6 +196,25 @@ class VectorIndex:
 
     # internals ----------------------------------------------------------------------------------
 
+    def _all_ids(self) -> np.ndarray:
+        """Every id the FAISS index holds, tombstones included, in storage order."""
+        if self.ivf:
+            return _ivf_ids(self._index)
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def _all_vectors(self) -> np.ndarray:
+        """Every stored vector, in the order of :meth:`_all_ids`."""
+        n = int(self._index.ntotal)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        if self.ivf:
+            return self._index.reconstruct_batch(self._all_ids())
+        return self._index.index.reconstruct_n(0, n)
+
+    def _live(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` are not tombstones (a boolean mask)."""
+        return ~np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones)))
+
     def _params(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
         selector = None
         if allowed is not None:
@@ -236,7 +260,7 @@ class VectorIndex:
         try:
             vectors = self._index.reconstruct_batch(present)
         except RuntimeError:  # an allowed id the index does not hold (out of step with the catalog)
-            present = present[np.isin(present, self.ids())]
+            present = present[np.isin(present, self._all_ids())]
             if len(present) == 0:
                 return scores, ids
             vectors = self._index.reconstruct_batch(present)
@@ -249,7 +273,7 @@ class VectorIndex:
 
     def _convert(self, engine: str) -> None:
         log.info("vector index reached %d faces: converting Flat to %s", self._index.ntotal, engine)
-        ids, vectors = self.ids(), self.vectors()
+        ids, vectors = self._all_ids(), self._all_vectors()  # Flat: no tombstones
         if is_ivf(engine):
             self._index = train_ivf(engine, vectors)
             self.engine = engine
@@ -341,25 +365,6 @@ def id_selector(allowed: np.ndarray) -> faiss.IDSelector:
     selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(packed))
     selector.keep_alive = packed  # FAISS keeps a pointer, not a copy
     return selector
-
-
-def checked_batch(ids: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """ids as int64 and vectors as contiguous float32 rows of ``dim``: what every engine's add() takes."""
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != dim:
-        raise LibraryError(f"vectors of dimension {vectors.shape[-1]} cannot go into a {dim}-d index")
-    return ids, vectors
-
-
-def adaptive_ef_search(n: int) -> int:
-    """efSearch that keeps recall@10 >= 0.99 as the gallery grows (measured: bench/search.py).
-
-    HNSW32 needed efSearch 256 at 100k faces (recall@10 0.997, p50 1.0 ms) and 1024 at 1M (0.996,
-    p50 5.6 ms) on galleries of real LFW faces plus matched synthetic distractors; recall at a fixed
-    efSearch falls as the graph grows, roughly as n^0.6 keeps it level between those points.
-    """
-    return int(min(4096, max(64, round(HNSW_EF_AT_100K * max(n / 100_000, 0.25) ** 0.6))))
 
 
 def meta_path(path: Path) -> Path:

@@ -7,7 +7,6 @@ carries the weights' SHA-256, so a different ``.dat`` never reuses a stale conve
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -17,24 +16,9 @@ from pathlib import Path
 import onnx
 
 from facesearch.errors import ModelError
-from facesearch.models.weights import dlib_model_path
+from facesearch.models.weights import dlib_model_path, file_sha256
 
 log = logging.getLogger(__name__)
-
-_SHA_CACHE: dict[tuple[str, float, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, remembered per (path, mtime, size): model files are hashed often."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime, stat.st_size)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def write_atomically(data: bytes, target: Path) -> None:

@@ -4,7 +4,7 @@ Why: the lent GPU machines have PyTorch with CUDA but only a CPU build of ONNX R
 the descriptors the ONNX graph gives (float32: to float rounding), so an index embedded on a GPU is
 searchable with the CPU path and vice versa: it is the same model (same key, same weights).
 
-The wiring is not re-encoded here: :func:`facesearch.models.dlib_resnet_onnx.anet_type_spec` (the mirror of
+The wiring is not re-encoded here: :func:`facesearch.models.convert.dlib_resnet_onnx.anet_type_spec` (the mirror of
 dlib's C++ ``anet_type``) is walked beside the file's layers, exactly as the ONNX converter walks it,
 and every layer's geometry is checked against it. The walk produces a short program of steps (conv,
 relu, pool, tag, skip, add_prev...) that :meth:`DlibResNet.forward` runs. Each ``affine_`` (dlib's
@@ -25,28 +25,10 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from torch import nn
 
 from facesearch.errors import ModelError
-from facesearch.models.dlib_format import CONV_MODE, FC_HAS_BIAS, TAG_OR_SKIP, DlibLayer, DlibNetwork
-from facesearch.models.dlib_resnet_onnx import CHIP_SIZE, EMBEDDING_DIM, LayerSpec, anet_type_spec
+from facesearch.models.convert.dlib_format import CONV_MODE, FC_HAS_BIAS, TAG_OR_SKIP, DlibLayer, DlibNetwork
+from facesearch.models.convert.dlib_resnet_onnx import CHIP_SIZE, EMBEDDING_DIM, LayerSpec, anet_type_spec
 
 log = logging.getLogger(__name__)
-
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-
-
-def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"``/``"bfloat16"``/``"float16"`` (or the torch dtype itself) -> torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise ModelError(f"unsupported dtype {dtype}: choose one of {', '.join(DTYPES)}", code="bad_dtype")
-        return dtype
-    try:
-        return DTYPES[str(dtype).removeprefix("torch.")]
-    except KeyError:
-        raise ModelError(f"unsupported dtype {dtype!r}: choose one of {', '.join(DTYPES)}", code="bad_dtype") from None
 
 
 @dataclass(frozen=True)
@@ -257,7 +239,7 @@ class DlibResNet(nn.Module):
 def build_torch_resnet(network: DlibNetwork | None = None) -> DlibResNet:
     """dlib's face ResNet as a float32 CPU module (``network``: parsed weights, else the installed file)."""
     if network is None:
-        from facesearch.models.dlib_format import read_dlib_network
+        from facesearch.models.convert.dlib_format import read_dlib_network
         from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 
         network = read_dlib_network(dlib_model_path(DLIB_RESNET))

@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from facesearch.errors import ModelError
-from facesearch.models.dlib_format import (
+from facesearch.models.convert.dlib_format import (
     CONV_MODE,
     FC_HAS_BIAS,
     TAG_OR_SKIP,
@@ -36,7 +36,7 @@ from facesearch.models.dlib_format import (
     DlibNetwork,
     read_dlib_network,
 )
-from facesearch.models.onnx_files import save_model
+from facesearch.models.convert.onnx_files import save_model
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ def build_resnet_onnx(network: DlibNetwork) -> onnx.ModelProto:
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="facesearch",
         doc_string="dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1), converted "
-        "by facesearch.models.dlib_resnet_onnx; input raw RGB chips aligned like dlib.get_face_chip.",
+        "by facesearch.models.convert.dlib_resnet_onnx; input raw RGB chips aligned like dlib.get_face_chip.",
     )
     model.ir_version = IR_VERSION
     metadata = {**MODEL_METADATA, "sha256": network.sha256, "embedding_dim": str(EMBEDDING_DIM)}

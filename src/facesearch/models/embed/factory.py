@@ -1,0 +1,74 @@
+"""The embedder a library asks for: which implementation, on which runtime, for which model.
+
+``onnx`` (the default) and ``dlib`` run dlib's ResNet; an :class:`~facesearch.models.embed.info.OnnxModelSpec`
+runs a configured ONNX model; a device other than the CPU runs dlib's ResNet with PyTorch
+(:func:`facesearch.models.runtime.runtime_for`). Weights are converted here, when an embedder is made,
+never when a module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from facesearch.errors import ModelError
+from facesearch.models.convert.onnx_files import cached_conversion
+from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.dlib_embedder import DlibEmbedder
+from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec, dlib_resnet_info
+from facesearch.models.embed.onnx_embedder import OnnxEmbedder
+from facesearch.models.runtime import TORCH, runtime_for, torch_part
+from facesearch.models.weights import DLIB_RESNET
+
+
+def converted_dlib_resnet(cache_dir: Path) -> Path:
+    """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder)."""
+    from facesearch.models.convert.dlib_resnet_onnx import convert_resnet
+
+    return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, convert_resnet)
+
+
+def create_embedder(
+    backend: str,
+    cache_dir: Path,
+    spec: OnnxModelSpec | None = None,
+    threads: int = 0,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Embedder:
+    """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model.
+
+    ``device`` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) runs dlib's ResNet with PyTorch there, in
+    ``dtype`` (:class:`facesearch.models.embed.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
+    same model and model key as ``onnx``, so its embeddings share an index with the CPU path's.
+    """
+    if runtime_for(device) == TORCH:
+        return _torch_embedder(backend, spec, device, dtype)
+    if spec is not None:
+        if backend == "dlib":
+            raise ModelError("the dlib backend only runs dlib's ResNet; this library uses " + spec.key)
+        return OnnxEmbedder(spec, threads=threads)
+    if backend == "dlib":
+        return DlibEmbedder()
+    if backend != "onnx":
+        raise ModelError(f"unknown embedder {backend!r}: choose 'onnx' or 'dlib'", code="bad_embedder")
+    path = converted_dlib_resnet(cache_dir)
+    resnet_spec = OnnxModelSpec(
+        key=DLIB_RESNET_KEY, path=str(path), chip_size=150, chip_padding=0.25, input_format="uint8_nhwc"
+    )
+    return OnnxEmbedder(resnet_spec, info=dlib_resnet_info(), threads=threads)
+
+
+def _torch_embedder(backend: str, spec: OnnxModelSpec | None, device: str, dtype: str) -> Embedder:
+    if spec is not None or backend != "onnx":
+        what = spec.key if spec is not None else f"the {backend!r} embedder"
+        raise ModelError(
+            f"only dlib's ResNet (embedder 'onnx') runs on device {device!r}, not {what}", code="bad_device"
+        )
+    return torch_part("embed.torch_embedder", device).TorchEmbedder(device=device, dtype=dtype)
+
+
+def default_threads() -> int:
+    """Every core: what a runtime given ``threads=0`` uses."""
+    return os.cpu_count() or 1

