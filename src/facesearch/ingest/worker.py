@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.errors import FaceSearchError
-from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.duplicates import DigestLookup
-from facesearch.ingest.fetch import fetch_url
 from facesearch.ingest.sources import Source
 from facesearch.models.embedder import OnnxModelSpec, create_embedder
 from facesearch.models.pipeline import Face, build_pipeline
@@ -66,6 +64,9 @@ class SourceLoader:
 
         Raises :class:`FaceSearchError` for a photo that cannot be read or decoded (a rejection).
         """
+        # Imported here: Pillow (and httpx below) are not needed by whoever only opens a library.
+        from facesearch.ingest.decode import decode_image, sha256_hex
+
         data, location = self._read(source)
         digest = sha256_hex(data)
         if self._already_indexed(collection_id, digest):
@@ -87,6 +88,8 @@ class SourceLoader:
 
     def _read(self, source: Source) -> tuple[bytes, str]:
         if source.kind == "url":
+            from facesearch.ingest.fetch import fetch_url
+
             fetched = fetch_url(
                 source.location,
                 timeout=self.settings.fetch_timeout,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import dlib
 import numpy as np
 
 from facesearch.errors import ModelError
@@ -71,11 +70,14 @@ class FivePointLandmarker:
     """dlib's 5-point shape predictor: eyes' corners and the base of the nose, for alignment."""
 
     def __init__(self) -> None:
+        import dlib  # here, not at the top: importing the library (e.g. `facesearch stats`) needs no model
+
         self._shape = dlib.shape_predictor(str(dlib_model_path(DLIB_SHAPE_5)))
+        self._rectangle = dlib.rectangle
 
     def points(self, rgb: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
         """The 5 landmarks (x, y) for the face in dlib rectangle (left, top, right, bottom), float32."""
-        shape = self._shape(rgb, dlib.rectangle(int(left), int(top), int(right), int(bottom)))
+        shape = self._shape(rgb, self._rectangle(int(left), int(top), int(right), int(bottom)))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
     def in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
@@ -104,6 +106,8 @@ class HogFaceDetector:
     name = "dlib_hog_frontal"
 
     def __init__(self, settings: DetectorSettings | None = None) -> None:
+        import dlib
+
         self.settings = settings or DetectorSettings()
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = FivePointLandmarker()

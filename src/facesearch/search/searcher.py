@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facesearch.errors import FaceSearchError, NoFaceFound
-from facesearch.ingest.decode import decode_image, sha256_hex
 from facesearch.ingest.worker import read_file
 from facesearch.models.pipeline import Face
 from facesearch.search.calibration import ScoreTable
@@ -36,6 +35,8 @@ class Searcher:
 
     def load(self, probe: str | Path | bytes) -> tuple[np.ndarray, str]:
         """Decode a probe given as a path or as bytes; returns RGB pixels and the SHA-256 of the bytes."""
+        from facesearch.ingest.decode import decode_image, sha256_hex  # Pillow: only when a probe comes
+
         if isinstance(probe, bytes):
             data = probe
         else:
