@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from facesearch.cli import print_search
+from facesearch.cli.library_cmds import print_search
 
 SDIST = "face_recognition==1.3.0"
 ARCHIVE = "face_recognition-1.3.0.tar.gz"

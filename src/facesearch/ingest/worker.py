@@ -16,8 +16,6 @@ import numpy as np
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.duplicates import DigestLookup
 from facesearch.ingest.sources import Source
-from facesearch.media.decode import decode_image, sha256_hex
-from facesearch.media.fetch import fetch_url
 from facesearch.media.files import read_file
 from facesearch.models.embed.factory import create_embedder
 from facesearch.models.embed.info import OnnxModelSpec
@@ -68,6 +66,9 @@ class SourceLoader:
 
         Raises :class:`FaceSearchError` for a photo that cannot be read or decoded (a rejection).
         """
+        # Imported here: Pillow (and httpx below) are not needed by whoever only opens a library.
+        from facesearch.ingest.decode import decode_image, sha256_hex
+
         data, location = self._read(source)
         digest = sha256_hex(data)
         if self._already_indexed(collection_id, digest):
@@ -89,6 +90,8 @@ class SourceLoader:
 
     def _read(self, source: Source) -> tuple[bytes, str]:
         if source.kind == "url":
+            from facesearch.ingest.fetch import fetch_url
+
             fetched = fetch_url(
                 source.location,
                 timeout=self.settings.fetch_timeout,

@@ -7,16 +7,20 @@ converted ONNX network sees exactly the chips dlib's network was trained on.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-import dlib
 import numpy as np
-from PIL import Image
 
 from facesearch.models.detect.base import Detection
+
+if TYPE_CHECKING:  # imported where used: opening a library (e.g. `facesearch stats`) aligns nothing
+    import dlib
 
 
 def face_chip(rgb: np.ndarray, detection: Detection, size: int = 150, padding: float = 0.25) -> np.ndarray:
     """Return the aligned ``size`` x ``size`` RGB chip of one detected face."""
+    import dlib
+
     left, top, width, height = detection.box
     shape = _full_detection(dlib.rectangle(left, top, left + width, top + height), detection.landmarks)
     return np.ascontiguousarray(dlib.get_face_chip(rgb, shape, size=size, padding=padding))
@@ -36,6 +40,8 @@ def face_chips(
     part of that noise. Shifts are in chip pixels so that they mean the same for a small face in a
     thumbnail and a large face in a 20-megapixel photo.
     """
+    import dlib
+
     if not shifts:
         return face_chip(rgb, detection, size, padding)[None]
     left, top, width, height = detection.box
@@ -50,12 +56,16 @@ def face_chips(
 
 
 def _full_detection(rect: dlib.rectangle, landmarks: np.ndarray) -> dlib.full_object_detection:
+    import dlib
+
     points = [dlib.point(round(float(x)), round(float(y))) for x, y in landmarks]
     return dlib.full_object_detection(rect, points)
 
 
 def thumbnail_jpeg(rgb: np.ndarray, box: tuple[int, int, int, int], size: int = 112) -> bytes:
     """A small JPEG of the face with some context, for result lists (never the whole photo)."""
+    from PIL import Image
+
     left, top, width, height = box
     margin = int(0.25 * max(width, height))
     img_h, img_w = rgb.shape[:2]

@@ -12,11 +12,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from facesearch.errors import ModelError
 from facesearch.models.weights import dlib_model_path, file_sha256
+
+if TYPE_CHECKING:  # onnx costs ~0.6 s to import (ml_dtypes): only conversions need it
+    import onnx
 
 log = logging.getLogger(__name__)
 

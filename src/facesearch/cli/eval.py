@@ -1,19 +1,21 @@
-"""``facesearch eval ...`` and ``facesearch calibrate``: measure accuracy on the operator's own data."""
+"""``facesearch eval ...`` and ``facesearch calibrate``: measure accuracy on the operator's own data.
+
+Only the command-line layer: the measuring is done by facesearch.eval (inputs.py picks the pipeline,
+operating point and photos), imported inside each command so that ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from facesearch.cli_support import EmbedderOpt, JsonOpt, LibraryOpt, MaxFmrOpt, console, err
-from facesearch.cli_support import fail as _fail
-from facesearch.cli_support import json_out as _json_out
-from facesearch.cli_support import progress_bar as _progress
-from facesearch.config import default_library_path
+from facesearch.cli.support import EmbedderOpt, JsonOpt, LibraryOpt, MaxFmrOpt, console, err
+from facesearch.cli.support import fail as _fail
+from facesearch.cli.support import json_out as _json_out
+from facesearch.cli.support import progress_bar as _progress
 from facesearch.errors import FaceSearchError
 
 ReportOpt = Annotated[
@@ -35,35 +37,6 @@ eval_app = typer.Typer(
     help="Measure accuracy on your own data (LFW-layout folders and pairs files).",
     no_args_is_help=True,
 )
-
-
-def _eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # type: ignore[no-untyped-def]
-    """The pipeline of an existing library (its model and settings), or the defaults, and its recipe key.
-
-    ``overrides`` (``flip_average``, ``jitter``, ``detector_fallback``; None = keep) apply to the
-    defaults, for measuring a recipe before creating a library with it.
-    """
-    from dataclasses import replace
-
-    from facesearch.config import LibraryConfig
-    from facesearch.library import Library
-    from facesearch.models.embed.info import dlib_resnet_info
-    from facesearch.models.pipeline import PipelineRecipe
-
-    folder = library or default_library_path()
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if (folder / "config.json").is_file():
-        if changes:
-            raise FaceSearchError(
-                f"{folder} is a library with its own recipe: drop {', '.join(changes)} or use another --library",
-                code="bad_request",
-            )
-        with Library.open(folder, embedder=embedder, create=False) as lib:
-            return lib.pipeline, lib.model_info.key
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
-    config = replace(LibraryConfig(), **changes)
-    recipe = PipelineRecipe(backend=embedder, models_dir=str(cache), model_spec=None, options=config.pipeline_options())
-    return recipe.build(), config.recipe_key(dlib_resnet_info().key)
 
 
 FlipOpt = Annotated[
@@ -91,6 +64,7 @@ def eval_verify(
     as_json: JsonOpt = False,
 ) -> None:
     """10-fold verification accuracy, ROC AUC, EER and TAR at FAR 1e-2 / 1e-3."""
+    from facesearch.eval.inputs import eval_pipeline
     from facesearch.eval.lfw import read_pairs
     from facesearch.eval.verify import embed_images, evaluate
 
@@ -98,7 +72,7 @@ def eval_verify(
         _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
     try:
         pair_list = read_pairs(pairs, images)
-        pipeline, _ = _eval_pipeline(
+        pipeline, _ = eval_pipeline(
             library, embedder, flip_average=flip, jitter=jitter, detector_fallback=detector_fallback
         )
         paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
@@ -228,12 +202,14 @@ def calibrate(
     search and verify use them to give each result its false match rate and to set the threshold
     from --max-fmr; or into --output.
     """
+    from facesearch.config import default_library_path
     from facesearch.eval.calibrate import calibrate as measure
+    from facesearch.eval.inputs import calibration_photos, eval_pipeline, operating_points
     from facesearch.eval.verify import embed_images
     from facesearch.library import Library
 
     try:
-        paths = _calibration_photos(images, pairs)
+        paths = calibration_photos(images, pairs)
         folder = library or default_library_path()
         lib = Library.open(folder, embedder=embedder, create=False) if (folder / "config.json").is_file() else None
         if lib is None and output is None:
@@ -244,7 +220,7 @@ def calibrate(
             if lib is not None:
                 pipeline, model_key = lib.pipeline, lib.model_info.key
             else:
-                pipeline, model_key = _eval_pipeline(None, embedder, flip_average=flip, jitter=jitter)
+                pipeline, model_key = eval_pipeline(None, embedder, flip_average=flip, jitter=jitter)
             with _progress("embedding", as_json) as bar:
                 task = bar.add_task("embed", total=len(paths))
                 embeddings, no_face = embed_images(pipeline, paths, "reject", lambda n: bar.advance(task, n))
@@ -275,7 +251,7 @@ def calibrate(
         "source": result.source,
         "written": str(path),
         "no_face": no_face["count"],
-        "operating_points": _operating_points(result),
+        "operating_points": operating_points(result),
     }
     if _json_out(as_json, summary):
         return
@@ -289,36 +265,6 @@ def calibrate(
             f"{kind}: {t.impostor_comparisons:,} different-person and {t.genuine_comparisons:,} same-person comparisons"
         )
     console.print(f"written to {path}; photos without a face left out: {no_face['count']}")
-
-
-def _calibration_photos(images: Path, pairs: Path | None) -> list[Path]:
-    """The photos to calibrate on: all in the LFW-layout folder, or only those of a pairs file."""
-    from facesearch.eval.identify import IMAGE_SUFFIXES
-    from facesearch.eval.lfw import read_pairs
-
-    if not images.is_dir():
-        raise FaceSearchError(f"{images} is not a folder in LFW layout (DIR/<Person>/<photo>)", code="bad_request")
-    if pairs is not None:
-        return sorted({p for pair in read_pairs(pairs, images) for p in (pair.a, pair.b)})
-    return sorted(p for p in images.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _operating_points(calibration) -> list[dict]:  # type: ignore[no-untyped-def]
-    rows = []
-    for kind, table in calibration.tables.items():
-        for max_fmr in (1e-2, 1e-3, 1e-4, 1e-5):
-            if max_fmr < table.fmr[-1]:
-                continue
-            threshold = table.threshold_for(max_fmr)
-            rows.append(
-                {
-                    "score": kind,
-                    "max_fmr": max_fmr,
-                    "threshold": round(threshold, 4),
-                    "fnmr": round(table.fnmr_at(threshold), 5),
-                }
-            )
-    return rows
 
 
 @eval_app.command("groups")
@@ -352,16 +298,17 @@ def eval_groups(
         read_labels,
         write_labels_csv,
     )
+    from facesearch.eval.inputs import calibration_photos, verify_operating_point
     from facesearch.eval.verify import embed_images
 
     try:
-        paths = _calibration_photos(images, None)
+        paths = calibration_photos(images, None)
         if derive is not None:
             if derive not in ("brightness", "colour"):
                 raise FaceSearchError("--derive must be 'brightness' or 'colour'", code="bad_request")
             write_labels_csv(labels_from_image_property(paths, derive), labels, images)
         label_table = read_labels(labels)
-        pipeline, threshold, operating = _verify_operating_point(library, embedder, max_fmr)
+        pipeline, threshold, operating = verify_operating_point(library, embedder, max_fmr)
         with _progress("embedding", as_json) as bar:
             task = bar.add_task("embed", total=len(paths))
             embeddings, _ = embed_images(pipeline, paths, "reject", lambda n: bar.advance(task, n))
@@ -379,28 +326,6 @@ def eval_groups(
         f"[dim]threshold {threshold:.4f} ({operating}). The grouping is yours to supply: these figures only "
         "describe the groups in this labels file.[/]"
     )
-
-
-def _verify_operating_point(library: Path | None, embedder: str, max_fmr: float | None):  # type: ignore[no-untyped-def]
-    """The pipeline and the cosine threshold for max_fmr: the library's calibration or the shipped one."""
-    from facesearch.library import Library
-    from facesearch.search.calibration import DEFAULT_MAX_FMR, default_calibration
-
-    folder = library or default_library_path()
-    if (folder / "config.json").is_file():
-        with Library.open(folder, embedder=embedder, create=False) as lib:
-            table, source = lib.scoring.score_table("cosine")
-            pipeline = lib.pipeline
-            max_fmr = lib.config.max_fmr if max_fmr is None else max_fmr
-    else:
-        pipeline, model_key = _eval_pipeline(None, embedder)
-        calibration = default_calibration(model_key)
-        table = calibration.table("cosine") if calibration else None
-        source = calibration.source if calibration else None
-        max_fmr = DEFAULT_MAX_FMR if max_fmr is None else max_fmr
-    if table is None:
-        raise FaceSearchError("no calibration for this model: run facesearch calibrate first", code="no_calibration")
-    return pipeline, table.threshold_for(max_fmr), f"max FMR {max_fmr:g}, calibration: {source}"
 
 
 @eval_app.command("detect")

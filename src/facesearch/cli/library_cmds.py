@@ -1,28 +1,21 @@
-"""The ``facesearch`` command line. Every command is a thin layer over :class:`facesearch.Library`.
+"""The library commands: index, search, verify, faces, remove, stats, doctor, serve.
 
-Evaluation commands (``facesearch eval ...``, ``facesearch calibrate``) live in facesearch/eval/commands.py.
+Each is a thin layer over :class:`facesearch.Library`, registered on the app by cli/main.py. Only
+Typer, Rich and facesearch.errors are imported here: the library (and with it numpy, the models and
+the stores) is imported when a command runs, so that ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Column, Table
 
-from facesearch.cli_support import (
+from facesearch.cli.support import (
     CaseOpt,
     EmbedderOpt,
     JsonOpt,
@@ -34,41 +27,16 @@ from facesearch.cli_support import (
     err,
     search_purpose,
 )
-from facesearch.cli_support import fail as _fail
-from facesearch.cli_support import json_out as _json_out
-from facesearch.cli_support import open_library as _open
+from facesearch.cli.support import fail as _fail
+from facesearch.cli.support import json_out as _json_out
+from facesearch.cli.support import open_library as _open
 from facesearch.errors import FaceSearchError
-from facesearch.eval.commands import calibrate, eval_app
-from facesearch.governance.commands import audit_app, erase, maintain, optout_app, users_app
 
 if TYPE_CHECKING:
     from facesearch.ingest.runner import IngestReport
     from facesearch.search.results import SearchResult
 
-app = typer.Typer(
-    rich_markup_mode=None,  # help texts hold [default: ...] and facesearch[extra]: plain text
-    help="facesearch: find every indexed photo of a person, with the source of each.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(eval_app, name="eval")
-app.command()(calibrate)
-app.add_typer(users_app, name="users")
-app.add_typer(audit_app, name="audit")
-app.add_typer(optout_app, name="optout")
-app.command()(erase)
-app.command()(maintain)
 
-
-@app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-
-
-@app.command()
 def index(
     paths: Annotated[list[str], typer.Argument(help="Files, folders (recursive), CSV/JSONL manifests or URLs")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add to")] = "default",
@@ -166,6 +134,15 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Index every face in the given photos. Re-running resumes: nothing is indexed twice."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     try:
         with _open(
             library,
@@ -240,7 +217,6 @@ def _print_report(report: IngestReport) -> None:
             console.print(f"... and {len(report.rejected) - 50} more (facesearch stats --json lists counts)")
 
 
-@app.command()
 def search(
     probe: Annotated[Path, typer.Argument(help="Photo of the person to look for")],
     case: CaseOpt,
@@ -320,7 +296,6 @@ def _short(path: str) -> str:
         return path
 
 
-@app.command()
 def verify(
     a: Annotated[Path, typer.Argument(help="First photo")],
     b: Annotated[Path, typer.Argument(help="Second photo")],
@@ -350,7 +325,6 @@ def verify(
     console.print(f"{verdict}: similarity {result.similarity:.4f} ({detail})")
 
 
-@app.command()
 def faces(
     image: Annotated[Path, typer.Argument(help="Photo to look at")],
     library: LibraryOpt = None,
@@ -371,7 +345,6 @@ def faces(
     console.print(table if found else "no face found")
 
 
-@app.command()
 def remove(
     image: Annotated[int | None, typer.Option("--image", help="Image id (from search results)")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Source path or URL")] = None,
@@ -397,7 +370,6 @@ def remove(
         console.print(f"removed {len(receipt.image_ids)} photos and {len(receipt.face_ids)} faces")
 
 
-@app.command()
 def stats(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
     """Counts per collection, the model in use and the index engine."""
     try:
@@ -419,7 +391,6 @@ def stats(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
     )
 
 
-@app.command()
 def doctor(
     check_only: Annotated[bool, typer.Option("--check-only", help="Report problems without repairing")] = False,
     library: LibraryOpt = None,
@@ -444,7 +415,6 @@ def doctor(
         raise typer.Exit(code=1)
 
 
-@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (default: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
@@ -469,5 +439,5 @@ def serve(
     run_server(folder, host=host, port=port, rate_limit_per_minute=rate_limit, search_workers=search_workers, docs=docs)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
+# In the order `facesearch --help` lists them (cli/main.py registers them).
+COMMANDS = (index, search, verify, faces, remove, stats, doctor, serve)

@@ -1,5 +1,8 @@
 """``facesearch users|audit|optout|erase|maintain``: accountability from the command line.
 
+Only the command-line layer (options, tables, exit codes): the work is done by facesearch.governance,
+imported inside each command so that ``--help`` and other commands do not pay for SQLAlchemy.
+
 Commands run as the local operating-system user (recorded as ``cli:<user>`` in the audit log):
 whoever can run them can read the library's files anyway. The service checks keys and roles.
 """
@@ -13,9 +16,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from facesearch.cli_support import JsonOpt, LibraryOpt, console, open_library
-from facesearch.cli_support import fail as _fail
-from facesearch.cli_support import json_out as _json_out
+from facesearch.cli.support import JsonOpt, LibraryOpt, console, open_library
+from facesearch.cli.support import fail as _fail
+from facesearch.cli.support import json_out as _json_out
 from facesearch.errors import FaceSearchError
 
 users_app = typer.Typer(rich_markup_mode=None, help="API users, their roles and keys.", no_args_is_help=True)

@@ -1,4 +1,8 @@
-"""What every command-line command shares: the consoles, common options, JSON output and errors."""
+"""What every command-line command shares: the consoles, common options, JSON output and errors.
+
+Imported by every command module, so it imports nothing heavy: facesearch.config (which pulls in the
+models and the stores) and the library only inside the functions that need them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from facesearch.config import default_library_path
 from facesearch.errors import FaceSearchError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from facesearch.library import Library
 
 console = Console()
@@ -61,6 +65,7 @@ def open_library(
     detector: str | None = None,
 ) -> Library:
     """Open the library; the creation-only options are refused for one that exists (they were fixed then)."""
+    from facesearch.config import default_library_path
     from facesearch.library import Library
 
     folder = library or default_library_path()
@@ -102,6 +107,8 @@ def json_out(as_json: bool, data: object) -> bool:
 
 def progress_bar(label: str, as_json: bool) -> Progress:
     """A progress bar on stderr for a long job (hidden with --json or off a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     return Progress(*columns, console=err, disable=as_json or not err.is_terminal)
 
