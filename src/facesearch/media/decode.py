@@ -22,11 +22,14 @@ import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facesearch.errors import ImageRejected
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ def decode_image(data: bytes, *, max_pixels: int = 80_000_000) -> DecodedImage:
 
 def _open(data: bytes) -> Image.Image:
     """Parse the header only, restricted to the accepted formats, and map every failure to a code."""
+    from PIL import Image, UnidentifiedImageError  # imported when a photo is decoded, not with the module
+
     try:
         return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -157,6 +162,8 @@ def _looks_like(data: bytes) -> str | None:
 
 def _identify_other_format(data: bytes) -> str | None:
     """Name a format we do not accept, so the user learns "convert your HEIC" and not "not an image"."""
+    from PIL import Image  # imported when a photo is decoded, not with the module
+
     if data[4:8] == b"ftyp":
         brand = data[8:12].decode("ascii", "replace").strip()
         return "AVIF" if brand.startswith("avi") else f"HEIF (brand {brand!r})"
@@ -181,6 +188,8 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
 
 def _load(image: Image.Image, data: bytes) -> None:
     """Decode the pixels (first frame only for animations and multi-page files)."""
+    from PIL import Image  # imported when a photo is decoded, not with the module
+
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -256,6 +265,8 @@ def _apply_orientation(image: Image.Image) -> None:
     The image is already decoded, so a failure here can only come from malformed EXIF; the photo
     is then kept as stored rather than rejected.
     """
+    from PIL import ImageOps  # imported when a photo is decoded, not with the module
+
     try:
         ImageOps.exif_transpose(image, in_place=True)
     except Exception as exc:  # malformed EXIF must not cost us the photo
@@ -286,6 +297,8 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
 
 def _composite_on_white(image: Image.Image) -> Image.Image:
     """Flatten transparency onto white: black would hide dark hair and glasses edges."""
+    from PIL import Image  # imported when a photo is decoded, not with the module
+
     rgba = image.convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, rgba).convert("RGB")

@@ -3,7 +3,6 @@ detector finds at several times the cost (see ``bench/detector_speed.py``)."""
 
 from __future__ import annotations
 
-import dlib
 import numpy as np
 
 from facesearch.models.detect.base import Detection, DetectorSettings, downscale
@@ -17,6 +16,8 @@ class HogFaceDetector:
 
     def __init__(self, settings: DetectorSettings | None = None) -> None:
         self.settings = settings or DetectorSettings()
+        import dlib  # imported when a detector is built, not with the module
+
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = FivePointLandmarker()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import dlib
 import numpy as np
 
 from facesearch.models.detect.base import Detection, clip_box
@@ -16,11 +15,14 @@ class FivePointLandmarker:
     """dlib's 5-point shape predictor: eyes' corners and the base of the nose, for alignment."""
 
     def __init__(self) -> None:
+        import dlib  # imported when the predictor is built, not with the module
+
+        self._dlib = dlib
         self._shape = dlib.shape_predictor(str(dlib_model_path(DLIB_SHAPE_5)))
 
     def points(self, rgb: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
         """The 5 landmarks (x, y) for the face in dlib rectangle (left, top, right, bottom), float32."""
-        shape = self._shape(rgb, dlib.rectangle(int(left), int(top), int(right), int(bottom)))
+        shape = self._shape(rgb, self._dlib.rectangle(int(left), int(top), int(right), int(bottom)))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
     def in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
