@@ -194,6 +194,16 @@ class Library:
 
     @property
     def models_dir(self) -> Path:
+        """Where this library keeps the ONNX conversions of dlib's networks (its own ``models/`` folder).
+
+        ``$FACESEARCH_MODEL_CACHE``, when set and non-empty, names one folder that many libraries share
+        instead: a conversion then happens once per machine rather than once per library (test runs and
+        hosts with many libraries). The files are named by their weights' hash and written atomically, so
+        sharing the folder (even between processes converting at once) never yields a stale or torn model.
+        """
+        shared = os.environ.get("FACESEARCH_MODEL_CACHE")
+        if shared:
+            return Path(shared)
         return self.folder / MODELS_DIR
 
     @property
