@@ -1,5 +1,11 @@
 """Shared fixtures. Real photos come from ../shared/data (override with FACESEARCH_DATA).
 
+What costs time is built once per run and shared: dlib's networks are converted to ONNX once into
+one folder ($FACESEARCH_MODEL_CACHE, set in pytest_configure, so ingest worker processes and CLI
+subprocesses inherit it), and one library of the example photos (``example_gallery``) serves every
+test that only needs "a library with the example photos indexed"; tests that change it work on a
+copy (tests.helpers.copy_library: the catalog is the truth, the index file is derived).
+
 The photos are never copied into the project. When the folder is missing the tests fail loudly
 in CI (CI=true) and are skipped with a clear message elsewhere. The same goes for PostgreSQL's
 server programs (Debian's ``postgresql``; ``make postgres`` installs it), which the tests of the
@@ -9,6 +15,8 @@ catalog on PostgreSQL run as a private cluster for the session (tests/pg_cluster
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,37 @@ from tests.pg_cluster import INSTALL, PostgresCluster, find_bindir
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR_STORES = ["faiss", "milvus"]
 CATALOG_DATABASES = ["sqlite", "postgresql"]
+
+
+MODEL_CACHE_ENV = "FACESEARCH_MODEL_CACHE"
+_OWN_MODEL_CACHE = pytest.StashKey[str]()  # the folder pytest_configure made (None: the caller's own)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One folder of converted models for the whole run (each new library would convert its own).
+
+    Set in the environment, so worker processes and CLI subprocesses use it too. A folder the
+    caller already set is kept (a persistent cache makes repeated runs faster); else a temporary one
+    is made here and removed at the end. Tests of the conversion itself convert into their own folders.
+    """
+    if os.environ.get(MODEL_CACHE_ENV):
+        return
+    folder = tempfile.mkdtemp(prefix="facesearch-test-models-")
+    os.environ[MODEL_CACHE_ENV] = folder
+    config.stash[_OWN_MODEL_CACHE] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_OWN_MODEL_CACHE, None)
+    if folder is not None:
+        os.environ.pop(MODEL_CACHE_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """The run's folder of converted models, for tests that build an embedder or detector themselves."""
+    return Path(os.environ[MODEL_CACHE_ENV])
 
 
 def data_dir() -> Path:
@@ -64,10 +103,44 @@ def local_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: lis
     return folder, report
 
 
-@pytest.fixture(scope="module", params=VECTOR_STORES)
+GALLERY_PROBE = "by_identity/barack_obama/obama.jpg"  # never in example_gallery: a new photo of someone in it
+GALLERY_COLLECTIONS = {"examples": 16, "groups": 3}  # collection: photos
+
+
+@pytest.fixture(scope="session")
+def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """The library most tests search: built once per run, closed, never opened by a test itself.
+
+    The 16 portraits of face_recognition_examples/by_identity but ``GALLERY_PROBE`` in collection
+    "examples", the 3 group photos in "groups", embedded without jitter (the recipe is not what these
+    tests are about, and jitter costs four more alignments per face) in this process (no worker start-up).
+    Searching writes to the audit log, so every test, even one that only searches, uses a copy:
+    ``tests.helpers.copy_library(example_gallery, tmp_path / "lib")`` (a folder copy: milliseconds).
+    """
+    from facesearch import Library
+
+    examples = shared_data / "face_recognition_examples"
+    folder = tmp_path_factory.mktemp("gallery") / "lib"
+    portraits = [p for p in sorted((examples / "by_identity").rglob("*")) if p.is_file()]
+    with Library.open(folder, jitter=0) as lib:
+        photos = [str(p) for p in portraits if p != examples / GALLERY_PROBE]
+        report = lib.index(photos, collection="examples", workers=1)
+        assert report.indexed == GALLERY_COLLECTIONS["examples"] and not report.rejected
+        assert lib.index([examples / "multi_face"], collection="groups", workers=1).indexed == 3
+    return folder
+
+
+@pytest.fixture(scope="module")
 def vector_store(request: pytest.FixtureRequest) -> str:
-    """Each vector store engine in turn: tests that search, remove or filter run on every one."""
-    return request.param
+    """The vector store engine a test runs on: FAISS, unless the test asks for each in turn.
+
+    Only tests whose subject is the store's behaviour (results, removal, filters, opt-out) run on
+    every engine, one representative per behaviour: they are marked ``@ON_EVERY_VECTOR_STORE``.
+    """
+    return getattr(request, "param", VECTOR_STORES[0])
+
+
+ON_EVERY_VECTOR_STORE = pytest.mark.parametrize("vector_store", VECTOR_STORES, indirect=True)
 
 
 @pytest.fixture(scope="session")

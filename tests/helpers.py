@@ -1,4 +1,4 @@
-"""Test helpers: synthetic inputs (never photos of people), and library copies on another vector store."""
+"""Test helpers: synthetic inputs (never photos of people), library copies, the CLI run in this process."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+from unittest import mock
 
 import pytest
+
+if TYPE_CHECKING:
+    from click.testing import Result
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -22,6 +26,35 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def copy_library(library: Path, destination: Path) -> Path:
+    """A copy of a closed library folder (catalog, index, config): a test may change it freely."""
+    shutil.copytree(library, destination)
+    return destination
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``facesearch ARGS`` in this process (Typer's CliRunner): what the console script runs, without
+    the seconds a new Python process spends importing facesearch. ``sys.argv`` is set as the script
+    would see it (reports quote the command line). Exit code, stdout and stderr are kept apart."""
+    from typer.testing import CliRunner
+
+    from facesearch.cli import app
+
+    with mock.patch("sys.argv", ["facesearch", *args]):
+        return CliRunner().invoke(app, list(args), env=env)
+
+
+def cli_ok(*args: str, env: dict[str, str] | None = None) -> Result:
+    """:func:`run_cli` that must succeed; on failure the message holds the output and the traceback."""
+    import traceback
+
+    result = run_cli(*args, env=env)
+    if result.exit_code != 0:
+        trace = "".join(traceback.format_exception(result.exception)) if result.exception else ""
+        pytest.fail(f"facesearch {' '.join(args)} exited {result.exit_code}:\n{result.output}\n{trace}")
+    return result
 
 
 def copy_on_vector_store(library: Path, destination: Path, vector_store: str) -> Path:

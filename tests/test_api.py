@@ -1,8 +1,8 @@
 """The REST API end to end, on a real library of real photos (face_recognition_examples).
 
-One library is indexed per module (no jitter: the recipe does not matter here). Read-mostly tests
-share one server on a copy of it; tests that change the library (ingest, erasure, opt-out,
-collection settings) get a server on a copy of their own.
+The library is a copy of the run's example gallery (tests/conftest.py; no jitter: the recipe does not
+matter here) with one user per role. Read-mostly tests share one server on a copy of it; tests that
+change the library (ingest, erasure, opt-out, collection settings) get a server on a copy of their own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from facesearch.api.errors import Busy
 from facesearch.api.state import ApiSettings, LibraryHost
 from facesearch.governance import ROLES, add_user, verify_jsonl
 from facesearch.search.results import LABEL_LEAD, LABEL_MATCH
-from tests.helpers import png_header_only
+from tests.conftest import GALLERY_PROBE
+from tests.helpers import copy_library, png_header_only
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note that it prefers httpx2 to httpx
@@ -90,15 +91,13 @@ def examples(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> tuple[Path, dict[str, str]]:
-    """The pristine library (closed; tests serve copies): 16 portraits, 3 group photos, one user per role."""
-    folder = tmp_path_factory.mktemp("api") / "lib"
-    people = examples / "by_identity"
-    files = [str(p) for p in sorted(people.rglob("*")) if p.is_file() and p != examples / PROBE]
+def built(tmp_path_factory: pytest.TempPathFactory, example_gallery: Path) -> tuple[Path, dict[str, str]]:
+    """The pristine library (closed; tests serve copies): a copy of the run's example gallery (16
+    portraits, 3 group photos; PROBE left out) with one user per role."""
+    assert PROBE == GALLERY_PROBE
+    folder = copy_library(example_gallery, tmp_path_factory.mktemp("api") / "lib")
     keys = {}
-    with Library.open(folder, jitter=0) as lib:
-        assert lib.index(files, collection="examples", workers=1).indexed == 16
-        assert lib.index([examples / "multi_face"], collection="groups", workers=1).indexed == 3
+    with Library.open(folder) as lib:
         for role in ROLES:
             _, keys[role] = add_user(lib.catalog, f"{role}-1", role)
     return folder, keys

@@ -7,14 +7,26 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from facesearch import Library
+from tests.helpers import run_cli
+
+if TYPE_CHECKING:
+    from click.testing import Result
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "facesearch.cli", *args], capture_output=True, text=True)
+def cli(*args: str) -> Result:
+    """``facesearch ARGS`` in this process (the console script itself is run once, below)."""
+    return run_cli(*args)
+
+
+def console_script() -> list[str]:
+    """The installed ``facesearch`` command beside this Python, else the module run as a script."""
+    script = Path(sys.executable).parent / "facesearch"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "facesearch.cli"]
 
 
 def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> None:
@@ -26,7 +38,7 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
 
     added = cli("users", "add", "ana", "--role", "investigator", "--json", *lib_opt)
     key = json.loads(added.stdout)["api_key"]
-    assert added.returncode == 0 and key.startswith("fs_")
+    assert added.exit_code == 0 and key.startswith("fs_")
     assert key.encode() not in (folder / "catalog.sqlite").read_bytes()
     assert json.loads(cli("users", "list", "--json", *lib_opt).stdout) == [
         {"name": "ana", "role": "investigator", "revoked": False}
@@ -34,23 +46,23 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
 
     probe = str(people / "joe_biden" / "biden.jpg")
     missing = cli("search", probe, *lib_opt)
-    assert missing.returncode == 2 and "--case" in missing.stderr
+    assert missing.exit_code == 2 and "--case" in missing.stderr
     found = cli("search", probe, "--case", "C-1", "--purpose", "verify a tip", "--json", *lib_opt)
-    assert found.returncode == 0, found.stderr
+    assert found.exit_code == 0, found.stderr
     entries = json.loads(cli("audit", "show", "--action", "search", "--json", *lib_opt).stdout)
     assert entries[-1]["case_id"] == "C-1" and entries[-1]["purpose"] == "verify a tip"
     assert json.loads(found.stdout)["probe_sha256"] == entries[-1]["details"]["probe_sha256"]
-    assert cli("audit", "verify", *lib_opt).returncode == 0
+    assert cli("audit", "verify", *lib_opt).exit_code == 0
 
     exported = tmp_path / "audit.jsonl"
-    assert cli("audit", "export", "-o", str(exported), *lib_opt).returncode == 0
+    assert cli("audit", "export", "-o", str(exported), *lib_opt).exit_code == 0
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert [e["action"] for e in lines][:2] == ["ingest", "user_add"] and all("hash" in e for e in lines)
     assert json.loads(cli("audit", "verify", "--file", str(exported), "--json").stdout)["ok"] is True
     edited = tmp_path / "edited.jsonl"
     edited.write_text(exported.read_text().replace('"C-1"', '"C-7"'))
     offline = cli("audit", "verify", "--file", str(edited), "--json")
-    assert offline.returncode == 1 and json.loads(offline.stdout)["ok"] is False
+    assert offline.exit_code == 1 and json.loads(offline.stdout)["ok"] is False
 
     removed = json.loads(cli("optout", "add", str(people / "barack_obama" / "obama.jpg"), "--json", *lib_opt).stdout)
     assert len(removed["face_ids"]) == 6  # every indexed photo of him: obama, obama1-3, two partial faces
@@ -83,28 +95,32 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
             db.execute(f"DROP TRIGGER {name}")
         db.execute("UPDATE audit_log SET case_id = 'C-999' WHERE case_id = 'C-1'")
     tampered = cli("audit", "verify", "--json", *lib_opt)
-    assert tampered.returncode == 1 and json.loads(tampered.stdout)["ok"] is False
+    assert tampered.exit_code == 1 and json.loads(tampered.stdout)["ok"] is False
 
 
 @pytest.mark.parametrize("role", ["admin", "nobody"])
 def test_users_add_validates_the_role(tmp_path: Path, role: str) -> None:
-    out = cli("users", "add", "bo", "--role", role, "-l", str(tmp_path / "lib"))
-    assert out.returncode == (0 if role == "admin" else 2)
+    """A real process through the console script: its exit status, and a JSON error on stdout."""
+    command = [*console_script(), "users", "add", "bo", "--role", role, "--json", "-l", str(tmp_path / "lib")]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == (0 if role == "admin" else 2), out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["api_key"].startswith("fs_") if role == "admin" else answer["error"]["code"] == "unknown_role"
 
 
 def test_index_engine_is_chosen_at_creation_and_refused_afterwards(tmp_path: Path, shared_data: Path) -> None:
     photo = shared_data / "face_recognition_examples" / "by_identity" / "joe_biden" / "biden.jpg"
     folder = tmp_path / "lib"
     bad = cli("index", str(photo), "-l", str(folder), "--index-engine", "IVF64,NoSuchCode", "--jitter", "0", "--json")
-    assert bad.returncode != 0 and "unknown index engine" in bad.stdout + bad.stderr
+    assert bad.exit_code != 0 and "unknown index engine" in bad.stdout + bad.stderr
     assert not (folder / "config.json").exists()  # nothing written for a refused engine
 
     made = cli("index", str(photo), "-l", str(folder), "--index-engine", "IVF64,SQfp16", "--jitter", "0", "--json")
-    assert made.returncode == 0, made.stderr
+    assert made.exit_code == 0, made.stderr
     assert json.loads((folder / "config.json").read_text())["index_engine"] == "IVF64,SQfp16"
     with Library.open(folder) as lib:
         assert lib.vector_index.engine == "Flat" and len(lib.vector_index) == 1  # exact until it can train
 
     again = cli("index", str(photo), "-l", str(folder), "--index-engine", "Flat", "--jitter", "0")
     said = " ".join((again.stdout + again.stderr).split())  # the console wraps long lines
-    assert again.returncode != 0 and "--jitter, --index-engine can only be set when a library is created" in said
+    assert again.exit_code != 0 and "--jitter, --index-engine can only be set when a library is created" in said

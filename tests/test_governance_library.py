@@ -1,7 +1,9 @@
 """Opt-out, erasure and retention on a real library of real photos (face_recognition_examples).
 
-One library is indexed per module (embedding without jitter: the recipe does not matter here) and
-each test works on its own copy of the folder, so tests do not depend on each other's removals.
+The library is the run's example gallery (tests/conftest.py; embedded without jitter: the recipe does
+not matter here) and each test works on its own copy of the folder, so tests do not depend on each
+other's removals. Opt-out and erasure, whose subject includes removing vectors from the store, run on
+every vector store; retention and later ingests on FAISS.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance import AuditLog, erase, purge_expired, set_retention
 from facesearch.store.schema import FaceRow, ImageRow
+from tests.conftest import GALLERY_PROBE, ON_EVERY_VECTOR_STORE
 from tests.helpers import PURPOSE, copy_on_vector_store
 
 OPTOUT_PHOTO = "barack_obama/obama.jpg"  # never indexed: the person brings a photo of their own
@@ -31,19 +34,15 @@ def examples(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Path:
-    folder = tmp_path_factory.mktemp("governance") / "lib"
-    people = examples / "by_identity"
-    files = [str(p) for p in sorted(people.rglob("*")) if p.is_file() and p != people / OPTOUT_PHOTO]
-    with Library.open(folder, jitter=0) as lib:
-        assert lib.index(files, collection="examples", workers=2).indexed == 16
-        assert lib.index([examples / "multi_face"], collection="groups", workers=2).indexed == 3
-    return folder
+def built(example_gallery: Path) -> Path:
+    """The run's example gallery (16 portraits in "examples", 3 group photos in "groups"): only ever copied."""
+    assert "by_identity/" + OPTOUT_PHOTO == GALLERY_PROBE
+    return example_gallery
 
 
 @pytest.fixture
 def lib(built: Path, tmp_path: Path, vector_store: str) -> Iterator[Library]:
-    """A copy of the library, on each vector store in turn (Milvus: rebuilt from the copy's catalog)."""
+    """A copy of the library on the test's vector store (Milvus: rebuilt from the copy's catalog)."""
     folder = copy_on_vector_store(built, tmp_path / "lib", vector_store)
     with Library.open(folder) as library:
         assert library.config.vector_store == vector_store
@@ -81,6 +80,7 @@ def shown(lib: Library, probe: Path, **kwargs: object) -> list[tuple[int, str]]:
     return [(c.face_id, c.image.path) for f in result.faces for c in f.candidates]
 
 
+@ON_EVERY_VECTOR_STORE
 def test_optout_removes_the_person_everywhere_and_keeps_everyone_else(lib: Library, examples: Path) -> None:
     people = examples / "by_identity"
     obama = obama_face_ids(lib)
@@ -175,6 +175,7 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
     assert registry.list_optouts() == []
 
 
+@ON_EVERY_VECTOR_STORE
 def test_erasure_receipt_and_nothing_erased_is_found_again(lib: Library, examples: Path) -> None:
     people = examples / "by_identity"
     biden2 = str(people / "joe_biden" / "biden2.jpg")

@@ -254,3 +254,24 @@ def test_jitter_averages_shifted_alignments(tmp_path: Path, people: Path) -> Non
     # The jittered views agree closely on a sharp frontal face; the quality score then includes that.
     assert face_p.stability is None and face_j.stability is not None and 0.99 < face_j.stability < 1.0
     assert face_j.quality != face_p.quality and 0.0 <= face_j.quality <= 1.0
+
+
+def test_a_model_cache_folder_set_in_the_environment_is_shared_by_libraries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$FACESEARCH_MODEL_CACHE: converted networks go to (and are read from) one folder, not each library's."""
+    cache = tmp_path / "shared-models"
+    monkeypatch.setenv("FACESEARCH_MODEL_CACHE", str(cache))
+    with Library.open(tmp_path / "a", jitter=0) as a, Library.open(tmp_path / "b", jitter=0) as b:
+        assert a.models_dir == b.models_dir == cache
+        assert a.pipeline_recipe().models_dir == str(cache)
+        assert a.pipeline.fallback is not None  # building the pipeline converts the ResNet and the CNN detector
+        converted = sorted(p.name for p in cache.glob("*.onnx"))
+        assert [name.split("-")[0] for name in converted] == ["dlib_mmod_human_face_v1", "dlib_resnet_v1"]
+        stamps = [p.stat().st_mtime_ns for p in sorted(cache.glob("*.onnx"))]
+        assert b.pipeline.fallback is not None  # the second library reads the same files: nothing converted again
+        assert [p.stat().st_mtime_ns for p in sorted(cache.glob("*.onnx"))] == stamps
+    assert not (tmp_path / "a" / "models").exists() and not (tmp_path / "b" / "models").exists()
+    monkeypatch.setenv("FACESEARCH_MODEL_CACHE", "")  # empty: unset
+    with Library.open(tmp_path / "a") as a:
+        assert a.models_dir == tmp_path / "a" / "models"

@@ -29,7 +29,7 @@ from facesearch.store.vectors.factory import TOKEN_ENV, milvus_settings
 from facesearch.store.vectors.faiss_index import VectorIndex
 from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 from facesearch.store.vectors.protocol import Compactable, VectorStore
-from tests.helpers import PURPOSE, copy_on_vector_store
+from tests.helpers import PURPOSE, copy_library, copy_on_vector_store, run_cli
 
 DIM = 128
 
@@ -247,15 +247,9 @@ def examples(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def faiss_library(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Path:
-    folder = tmp_path_factory.mktemp("faiss") / "lib"
-    people = examples / "by_identity"
-    with Library.open(folder, jitter=0) as lib:
-        people_dirs = [people / name for name in ("barack_obama", "joe_biden", "kit_harington")]
-        photos = [str(p) for d in people_dirs for p in sorted(d.iterdir()) if p.is_file()]
-        assert lib.index(photos, collection="people", workers=2).indexed == len(photos)
-        assert lib.index([examples / "multi_face"], collection="groups", workers=2).indexed == 3
-    return folder
+def faiss_library(tmp_path_factory: pytest.TempPathFactory, example_gallery: Path) -> Path:
+    """A copy of the run's example gallery (on FAISS): portraits and the "groups" collection."""
+    return copy_library(example_gallery, tmp_path_factory.mktemp("faiss") / "lib")
 
 
 def test_a_library_on_milvus_answers_as_on_faiss(faiss_library: Path, examples: Path, tmp_path: Path) -> None:
@@ -287,19 +281,15 @@ def test_a_library_on_milvus_answers_as_on_faiss(faiss_library: Path, examples: 
 
 def test_cli_creates_a_library_on_milvus(examples: Path, tmp_path: Path) -> None:
     folder = tmp_path / "lib"
-    cli = [sys.executable, "-m", "facesearch.cli"]
     photos = [str(examples / "by_identity" / "joe_biden" / name) for name in ("biden.jpg", "biden2.jpg")]
-    index = [*cli, "index", *photos, "--vector-store", "milvus", "--jitter", "0", "--json", "-l", str(folder)]
-    done = subprocess.run(index, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = run_cli("index", *photos, "--vector-store", "milvus", "--jitter", "0", "--json", "-l", str(folder))
+    assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["faces"] == 2
     config = json.loads((folder / "config.json").read_text())
     assert config["vector_store"] == "milvus" and config["milvus_uri"] is None
-    # The CLI process has ended, so Milvus Lite's file is free: opened as `doctor --check-only` does.
+    # The command has closed the library, so Milvus Lite's file is free: opened as `doctor --check-only` does.
     with Library.open(folder, create=False, repair_index=False) as lib:
         assert lib.stats()["index"] == {"engine": "milvus:FLAT", "vectors": 2, "tombstones": 0}
         assert lib.doctor(repair=False)["ok"]
-    again = subprocess.run(
-        [*cli, "index", *photos, "--vector-store", "faiss", "--json", "-l", str(folder)], capture_output=True
-    )
-    assert again.returncode == 2 and b"--vector-store can only be set when a library is created" in again.stdout
+    again = run_cli("index", *photos, "--vector-store", "faiss", "--json", "-l", str(folder))
+    assert again.exit_code == 2 and "--vector-store can only be set when a library is created" in again.stdout

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +10,8 @@ import pytest
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
-from tests.helpers import PURPOSE, copy_on_vector_store
+from tests.conftest import GALLERY_COLLECTIONS, GALLERY_PROBE, ON_EVERY_VECTOR_STORE
+from tests.helpers import PURPOSE, cli_ok, copy_library, copy_on_vector_store
 
 # One probe per person with several photos; the rest of their photos go into the gallery.
 PROBES = {
@@ -22,6 +21,9 @@ PROBES = {
     "rose_leslie": "img1.jpg",
     "alex_lacamoire": "alex_lacamoire1.jpg",
 }
+
+
+PEOPLE = "examples"  # the example gallery's collection of portraits (tests/conftest.py)
 
 
 def person_of(path: str) -> str:
@@ -34,25 +36,25 @@ def examples(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory, examples: Path) -> Library:
-    folder = tmp_path_factory.mktemp("lib") / "library"
+def library(tmp_path_factory: pytest.TempPathFactory, example_gallery: Path, examples: Path) -> Iterator[Library]:
+    """A copy of the run's example gallery with every probe taken out: each probe is a new photo of someone
+    in it. Portraits in collection PEOPLE, the three group photos in "groups"."""
+    folder = copy_library(example_gallery, tmp_path_factory.mktemp("lib") / "library")
     lib = Library.open(folder)
-    gallery = [
-        str(p)
-        for p in sorted((examples / "by_identity").rglob("*"))
-        if p.is_file() and p.name != PROBES.get(p.parent.name)
-    ]
-    report = lib.index(gallery, collection="people", workers=2)
-    assert report.indexed == len(gallery) and not report.rejected
-    group = lib.index([examples / "multi_face"], collection="groups", workers=1)
-    assert group.indexed == 3
+    probes = [examples / "by_identity" / person / name for person, name in PROBES.items()]
+    for probe in probes:
+        if probe != examples / GALLERY_PROBE:  # never in the gallery
+            assert lib.remove(source=str(probe)).sources == [str(probe)]
+    gallery = lib.catalog.known_sources(lib.catalog.collection_id(PEOPLE, create=False))
+    assert len(gallery) == GALLERY_COLLECTIONS[PEOPLE] - (len(PROBES) - 1)
+    assert not gallery & {str(p) for p in probes}
     yield lib
     lib.close()
 
 
 @pytest.fixture(scope="module")
 def searchable(library: Library, vector_store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
-    """The library on each vector store in turn: FAISS as indexed, Milvus rebuilt from a copy's catalog."""
+    """The library on the test's vector store: FAISS as copied, Milvus rebuilt from a copy's catalog."""
     if vector_store == "faiss":
         yield library
         return
@@ -65,7 +67,7 @@ def searchable(library: Library, vector_store: str, tmp_path_factory: pytest.Tem
 @pytest.mark.parametrize("person", sorted(PROBES))
 def test_right_person_ranks_first(searchable: Library, examples: Path, person: str) -> None:
     probe = examples / "by_identity" / person / PROBES[person]
-    result = searchable.search(probe, top_k=5, collection="people", purpose=PURPOSE)
+    result = searchable.search(probe, top_k=5, collection=PEOPLE, purpose=PURPOSE)
     top = result.faces[0].candidates[0]
     assert person_of(top.image.path) == person, f"{probe.name}: top candidate {top.image.path}"
     assert top.passes_threshold
@@ -83,19 +85,20 @@ def test_every_face_in_group_photos_is_found(library: Library, examples: Path) -
 
 def test_group_photo_probe_searches_each_face_and_face_option_picks_one(searchable: Library, examples: Path) -> None:
     probe = examples / "multi_face" / "obama_and_biden.jpg"
-    both = searchable.search(probe, top_k=3, collection="people", purpose=PURPOSE)
+    both = searchable.search(probe, top_k=3, collection=PEOPLE, purpose=PURPOSE)
     assert len(both.faces) == 3  # two adults and a child, largest first
     tops = {person_of(f.candidates[0].image.path) for f in both.faces[:2]}
     assert tops == {"barack_obama", "joe_biden"}
     assert all(f.candidates[0].passes_threshold for f in both.faces[:2])
     assert not both.faces[2].candidates[0].passes_threshold, "the child is nobody in the gallery"
-    one = searchable.search(probe, top_k=3, face=1, collection="people", purpose=PURPOSE)
+    one = searchable.search(probe, top_k=3, face=1, collection=PEOPLE, purpose=PURPOSE)
     assert len(one.faces) == 1 and one.faces[0].face == 1
     assert one.faces[0].candidates[0].face_id == both.faces[1].candidates[0].face_id
     with pytest.raises(FaceSearchError, match="choose a face from 0 to 2"):
         searchable.search(probe, face=3, purpose=PURPOSE)
 
 
+@ON_EVERY_VECTOR_STORE
 def test_collection_filter(searchable: Library, examples: Path) -> None:
     probe = examples / "by_identity" / "barack_obama" / "obama.jpg"
     result = searchable.search(probe, top_k=10, collection="groups", purpose=PURPOSE)
@@ -135,28 +138,20 @@ def test_no_face_in_negatives(library: Library, shared_data: Path) -> None:
 
 def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     probe = examples / "by_identity" / "joe_biden" / "biden.jpg"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "facesearch.cli",
-            "search",
-            str(probe),
-            "--case",
-            "T-1",
-            "--purpose",
-            "test",
-            "--json",
-            "--top-k",
-            "3",
-            "--collection",
-            "people",
-            "-l",
-            str(library.folder),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    out = cli_ok(
+        "search",
+        str(probe),
+        "--case",
+        "T-1",
+        "--purpose",
+        "test",
+        "--json",
+        "--top-k",
+        "3",
+        "--collection",
+        PEOPLE,
+        "-l",
+        str(library.folder),
     )
     data = json.loads(out.stdout)
     candidate = data["faces"][0]["candidates"][0]
@@ -176,12 +171,8 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     assert candidate["rank"] == 1 and person_of(candidate["image"]["path"]) == "joe_biden"
     assert len(data["faces"][0]["box"]) == 4
 
-    verify = subprocess.run(
-        [sys.executable, "-m", "facesearch.cli", "verify", str(probe), str(probe)]
-        + ["--case", "T-1", "--purpose", "test", "--json", "-l", str(library.folder)],
-        capture_output=True,
-        text=True,
-        check=True,
+    verify = cli_ok(
+        "verify", str(probe), str(probe), "--case", "T-1", "--purpose", "test", "--json", "-l", str(library.folder)
     )
     answer = json.loads(verify.stdout)
     assert answer["same_person"] is True and answer["similarity"] > 0.99 and "threshold" in answer
@@ -190,7 +181,7 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
 
 def test_every_result_carries_its_false_match_rate(searchable: Library, examples: Path) -> None:
     probe = examples / "multi_face" / "obama_and_biden.jpg"
-    result = searchable.search(probe, top_k=5, collection="people", purpose=PURPOSE)
+    result = searchable.search(probe, top_k=5, collection=PEOPLE, purpose=PURPOSE)
     assert result.max_fmr == 1e-3 and result.calibration
     for face in result.faces:
         for c in face.candidates:
@@ -233,20 +224,20 @@ def test_every_search_is_audited_and_a_collection_can_demand_a_legal_basis(libra
     log = AuditLog(library.catalog)
     before = log.head()
     purpose = SearchPurpose(case_id="CASE-7", purpose="find the source of a leaked photo")
-    result = library.search(probe, top_k=3, collection="people", purpose=purpose, actor="ana")
+    result = library.search(probe, top_k=3, collection=PEOPLE, purpose=purpose, actor="ana")
     entry = log.entries(action="search", limit=1000)[-1]
     assert log.head() != before and entry.actor == "ana" and entry.case_id == "CASE-7"
     assert result.audit_sequence == entry.seq  # the result names its own entry
     assert entry.details["probe_sha256"] == result.probe_sha256 and len(result.probe_sha256) == 64
     assert entry.details["faces"][0]["shown"] == [c.face_id for c in result.faces[0].candidates]
     assert log.verify().ok
-    set_requirements(library.catalog, "people", ["legal_basis"])
+    set_requirements(library.catalog, PEOPLE, ["legal_basis"])
     try:
         with pytest.raises(PurposeRequired, match="legal_basis"):
-            library.search(probe, collection="people", purpose=purpose)
+            library.search(probe, collection=PEOPLE, purpose=purpose)
         with pytest.raises(PurposeRequired):
-            library.search(probe, collection="people", purpose=PURPOSE)
+            library.search(probe, collection=PEOPLE, purpose=PURPOSE)
         lawful = SearchPurpose(case_id="CASE-7", purpose="find the source", legal_basis="court order 12/26")
-        assert library.search(probe, top_k=1, collection="people", purpose=lawful).faces
+        assert library.search(probe, top_k=1, collection=PEOPLE, purpose=lawful).faces
     finally:
-        set_requirements(library.catalog, "people", [])
+        set_requirements(library.catalog, PEOPLE, [])
