@@ -67,7 +67,7 @@ class SourceLoader:
         Raises :class:`FaceSearchError` for a photo that cannot be read or decoded (a rejection).
         """
         # Imported here: Pillow (and httpx below) are not needed by whoever only opens a library.
-        from facesearch.ingest.decode import decode_image, sha256_hex
+        from facesearch.media.decode import decode_image, sha256_hex
 
         data, location = self._read(source)
         digest = sha256_hex(data)
@@ -90,7 +90,7 @@ class SourceLoader:
 
     def _read(self, source: Source) -> tuple[bytes, str]:
         if source.kind == "url":
-            from facesearch.ingest.fetch import fetch_url
+            from facesearch.media.fetch import fetch_url
 
             fetched = fetch_url(
                 source.location,
