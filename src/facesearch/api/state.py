@@ -54,7 +54,7 @@ class ApiSettings:
 
 
 def default_search_workers() -> int:
-    """One pipeline per two cores, at least one and at most four (bench/load.py: docs/benchmarks.md)."""
+    """One pipeline per two cores, at least one and at most four (bench/speed/load.py: docs/benchmarks.md)."""
     return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 

@@ -81,7 +81,7 @@ class BatchSizes:
     chunk: int = 16  # photos per worker task
     detect: int = 128  # same-size working copies per detector batch
     embed: int = 2048  # faces per embedding batch
-    write: int = 64  # photos per catalog transaction (bench/writer.py: x7.8 the photos/s of one per photo)
+    write: int = 64  # photos per catalog transaction (bench/speed/writer.py: x7.8 the photos/s of one per photo)
     open_photos: int = 0  # photos read but not yet written (bounds memory); 0: from the others
     held_bytes: int = 4 * 2**30  # pixels held for the device, all processes together (big photos weigh more)
 

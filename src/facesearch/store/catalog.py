@@ -196,7 +196,7 @@ class Catalog:
         try:
             with self.session() as s, s.begin():
                 # Core-style bulk inserts with RETURNING in parameter order: the ORM's unit of work
-                # took most of the writer's time (bench/writer.py).
+                # took most of the writer's time (bench/speed/writer.py).
                 image_ids = list(
                     s.scalars(
                         insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True),

@@ -10,7 +10,7 @@ Engines (FAISS, inner product on unit vectors = cosine similarity):
 * ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW32 as it grows.
 * ``"IVF<nlist>,SQ8"`` (any FAISS IVF factory string, e.g. ``IVF16384_HNSW32,SQ8``): a compressed
   index for galleries that outgrow memory as float32 (10M faces in ~1.4 GB with SQ8 instead of ~8 GB
-  with HNSW32; bench/scale.py). IVF must be trained on real vectors, so the index stays Flat (exact)
+  with HNSW32; bench/scale/engines.py). IVF must be trained on real vectors, so the index stays Flat (exact)
   until it holds enough faces to train on (:func:`ivf_train_size`), then trains and converts. IVF
   deletes in place (no tombstones); searches visit ``nprobe`` lists (0: :func:`adaptive_nprobe`).
 
@@ -337,7 +337,7 @@ def adaptive_nprobe(nlist: int) -> int:
 
     Face embeddings sit in a narrow cone, so k-means lists separate them poorly: recall@10 >= 0.99
     needed nprobe 1024 of 4096 lists at 1M faces (0.997; 512 gave 0.985) and 1024 of 8192 at 10M
-    (0.996), on LFW faces plus matched synthetic distractors (bench/scale.py, docs/benchmarks.md).
+    (0.996), on LFW faces plus matched synthetic distractors (bench/scale/engines.py, docs/benchmarks.md).
     """
     return int(min(nlist, max(16, nlist // 4)))
 

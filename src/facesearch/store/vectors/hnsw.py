@@ -9,7 +9,7 @@ HNSW_EF_AT_100K = 256
 
 
 def adaptive_ef_search(n: int) -> int:
-    """efSearch that keeps recall@10 >= 0.99 as the gallery grows (measured: bench/search.py).
+    """efSearch that keeps recall@10 >= 0.99 as the gallery grows (measured: bench/scale/search.py).
 
     HNSW32 needed efSearch 256 at 100k faces (recall@10 0.997, p50 1.0 ms) and 1024 at 1M (0.996,
     p50 5.6 ms) on galleries of real LFW faces plus matched synthetic distractors; recall at a fixed

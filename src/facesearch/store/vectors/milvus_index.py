@@ -10,7 +10,7 @@ token). The collection holds, per face:
 * ``collection_id``: INT64, the face's catalog collection, so that a search restricted to one
   collection is a scalar filter (see store/vectors/face_collections.py).
 
-Index type, chosen by where the data lives (measured: bench/milvus_latency.py, docs/benchmarks.md):
+Index type, chosen by where the data lives (measured: bench/scale/milvus_latency.py, docs/benchmarks.md):
 
 * Milvus Lite builds only FLAT and IVF_FLAT, and gets FLAT at every size: exact, the same answers
   as FAISS Flat, 1.8 ms at 20k faces and 8 ms at 100k here. Milvus Lite 2.5.1's IVF_FLAT was
