@@ -1,5 +1,5 @@
 """dlib's HOG frontal face detector: fast, and misses small, turned or badly lit faces that the CNN
-detector finds at several times the cost (see ``bench/detector_speed.py``)."""
+detector finds at several times the cost (see ``bench/speed/detector.py``)."""
 
 from __future__ import annotations
 

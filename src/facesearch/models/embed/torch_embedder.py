@@ -79,7 +79,7 @@ class TorchEmbedder(Embedder):
     def embed_tensor(self, chips: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings of uint8 chips already on the device [N, 150, 150, 3], left on the device.
 
-        For pipelines that keep data on the GPU (bench/gpu.py); no flip or grouping here.
+        For pipelines that keep data on the GPU (bench/speed/gpu.py); no flip or grouping here.
         """
         with self._lock, torch.inference_mode():
             out = torch.cat([self.model(chips[i : i + self.batch_size]) for i in range(0, len(chips), self.batch_size)])
