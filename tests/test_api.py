@@ -66,7 +66,7 @@ class Api:
     def audit(self, **params: Any) -> list[dict[str, Any]]:
         return self.get("/v1/audit", "auditor", params={"limit": 1000, **params}).json()["entries"]
 
-    def wait(self, job_id: str, timeout: float = 90.0) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float = 300.0) -> dict[str, Any]:  # a bound for slow machines
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.get(f"/v1/jobs/{job_id}", "ingester").json()

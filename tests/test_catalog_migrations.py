@@ -7,7 +7,9 @@ no ``alembic_version``) must open with every row kept, gain what it lacks, and b
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from facesearch.store.database import locate, server_catalog_url
 from facesearch.store.governance_schema import governance_tables
 from facesearch.store.migrate import HEAD_REVISION, alembic_config, catalog_metadata, head_revision, scripts
 from facesearch.store.schema import Base
+from tests.helpers import missing
+from tests.process_helpers import wait_for
 
 SQLITE_TRIGGERS = {"audit_log_no_update", "audit_log_no_delete", "audit_head_no_delete"}
 
@@ -191,6 +195,39 @@ def test_two_processes_creating_one_catalog_at_once_both_succeed(catalog_target:
         p.join(90)
     assert [p.exitcode for p in workers] == [0, 0]
     assert sorted(results.get(timeout=5) for _ in workers) == ["created", "current"]
+
+
+def _blocked_on(lock: Path) -> bool:
+    """Whether some process waits for an flock on ``lock`` (a "->" line of /proc/locks names its inode)."""
+    inode = os.stat(lock).st_ino
+    lines = Path("/proc/locks").read_text().splitlines()
+    return any("->" in line and f":{inode} " in line for line in lines)
+
+
+def _open_and_report(target: str, results: object) -> None:
+    catalog = Catalog(target)
+    results.put(catalog.schema_change)  # type: ignore[attr-defined]
+    catalog.close()
+
+
+def test_an_open_waits_while_another_process_creates_or_migrates_the_sqlite_catalog(tmp_path: Path) -> None:
+    """The lock beside a SQLite catalog: an opener waits for it (seen in /proc/locks, not guessed by a
+    sleep) before touching the database, then opens what the other process made."""
+    if not Path("/proc/locks").exists():
+        missing("needs Linux's /proc/locks to see a process waiting for a lock")
+    path = tmp_path / "catalog.sqlite"
+    lock = path.with_name(path.name + ".lock")
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    with lock.open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a process creating or migrating the catalog holds
+        opener = ctx.Process(target=_open_and_report, args=(str(path), results))
+        opener.start()
+        wait_for(lambda: _blocked_on(lock), "the opener to wait for the lock", timeout=120)
+        assert not path.exists()  # it has not touched the database
+        fcntl.flock(held, fcntl.LOCK_UN)
+    opener.join(120)
+    assert opener.exitcode == 0 and results.get(timeout=5) == "created"
 
 
 @pytest.mark.parametrize(
