@@ -146,13 +146,18 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
     library = tmp_path / "lib"
     command = [sys.executable, "-m", "facesearch.cli", "index", *photos, "-l", str(library), "--workers", "2"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # A real process (it is killed) creating the library without jitter: the recipe is not the subject.
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+        [*command, "--jitter", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
     )
     db = library / "catalog.sqlite"
     deadline = time.monotonic() + 120
     while _count(db, "images") < 20 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)  # polling the catalog: the kill lands as soon as 20 photos are in
     done_before_kill = _count(db, "images")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
