@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from facesearch import Library
-from tests.helpers import png_header_only
+from tests.helpers import cli_ok, png_header_only
 
 
 @pytest.fixture()
@@ -163,7 +163,7 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
     proc.wait()
     assert 20 <= done_before_kill < len(photos), "the kill must land mid-run"
 
-    finished = subprocess.run(command + ["--json"], capture_output=True, text=True, check=True, env=env)
+    finished = cli_ok(*command[3:], "--json")  # resumed by the same command, here in this process
     report = json.loads(finished.stdout)
     assert report["already_indexed"] >= done_before_kill
     assert report["already_indexed"] + report["indexed"] + report["duplicates"] + len(report["rejected"]) == len(photos)
