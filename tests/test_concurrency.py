@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -35,7 +36,6 @@ def test_the_pool_builds_only_under_concurrent_demand_and_never_more_than_its_si
         with pool.borrow() as pipeline:
             lent.append(pipeline)
             inside.wait(timeout=5)  # both are lent at the same moment
-            time.sleep(0.05)
 
     threads = [threading.Thread(target=hold) for _ in range(2)]
     for t in threads:
@@ -54,7 +54,8 @@ def test_the_pool_builds_only_under_concurrent_demand_and_never_more_than_its_si
     with pool.borrow(), pool.borrow():
         waiter = threading.Thread(target=third)
         waiter.start()
-        time.sleep(0.2)
+        waiter.join(timeout=0.2)
+        assert waiter.is_alive() and order == [], "the third caller must wait while both are lent"
         order.append("returned")
     waiter.join(timeout=5)
     assert order == ["returned", "got"] and pool.built == 2
@@ -79,35 +80,50 @@ def test_a_failed_build_frees_its_slot() -> None:
         pool.size = 0
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds (the lock's own state, not a guess at how long a thread takes)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
 def test_readers_share_writers_exclude_and_a_waiting_writer_goes_before_new_readers() -> None:
     lock = ReadWriteLock()
     events: list[str] = []
-    two_readers = threading.Barrier(2)
+    two_readers = threading.Barrier(3)  # r1, r2 and the test: both readers are inside at once
+    release_readers = threading.Event()
+    r3_arriving = threading.Event()
 
-    def reader(name: str, hold: float) -> None:
+    def reader(name: str) -> None:
+        if name == "r3":
+            r3_arriving.set()
         with lock.read():
             events.append(f"{name} in")
             if name in ("r1", "r2"):
                 two_readers.wait(timeout=5)  # deadlocks (times out) unless both read at once
-            time.sleep(hold)
+                release_readers.wait(timeout=5)
             events.append(f"{name} out")
 
     def writer() -> None:
         with lock.write():
             events.append("w in")
-            time.sleep(0.05)
             events.append("w out")
 
-    r1 = threading.Thread(target=reader, args=("r1", 0.3))
-    r2 = threading.Thread(target=reader, args=("r2", 0.3))
+    r1 = threading.Thread(target=reader, args=("r1",))
+    r2 = threading.Thread(target=reader, args=("r2",))
     r1.start()
     r2.start()
-    time.sleep(0.1)
+    two_readers.wait(timeout=5)
     w = threading.Thread(target=writer)
     w.start()
-    time.sleep(0.05)
-    r3 = threading.Thread(target=reader, args=("r3", 0.0))  # arrives while the writer waits
+    wait_until(lambda: lock._writers_waiting == 1)  # the writer waits for the two readers
+    r3 = threading.Thread(target=reader, args=("r3",))  # arrives while the writer waits
     r3.start()
+    r3_arriving.wait(timeout=5)
+    r3.join(timeout=0.1)
+    assert "r3 in" not in events, "a new reader must queue behind a waiting writer"
+    release_readers.set()
     for t in (r1, r2, w, r3):
         t.join(timeout=5)
     assert events.index("w in") > max(events.index("r1 out"), events.index("r2 out"))
