@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from facesearch import Library
+from tests.helpers import cli_ok, run_cli
 
 
 def free_port() -> int:
@@ -24,12 +25,7 @@ def test_serve_answers_with_a_key_and_refuses_without(tmp_path: Path) -> None:
     folder = tmp_path / "lib"
     Library.open(folder, jitter=0).close()
     cli = [sys.executable, "-m", "facesearch.cli"]
-    added = subprocess.run(
-        [*cli, "users", "add", "ana", "--role", "auditor", "--json", "-l", str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    added = cli_ok("users", "add", "ana", "--role", "auditor", "--json", "-l", str(folder))  # in-process
     key = json.loads(added.stdout)["api_key"]
     port = free_port()
     server = subprocess.Popen(
@@ -40,12 +36,12 @@ def test_serve_answers_with_a_key_and_refuses_without(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(400):  # polling until the server answers
             try:
                 if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.2)
+                time.sleep(0.05)
         else:
             raise AssertionError("server did not start")
         assert httpx.get(f"{base}/v1/audit/verify").status_code == 401
@@ -57,5 +53,5 @@ def test_serve_answers_with_a_key_and_refuses_without(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    missing = subprocess.run([*cli, "serve", "-l", str(tmp_path / "none")], capture_output=True, text=True)
-    assert missing.returncode == 2 and "no facesearch library" in " ".join(missing.stderr.split())
+    missing = run_cli("serve", "-l", str(tmp_path / "none"))
+    assert missing.exit_code == 2 and "no facesearch library" in " ".join(missing.stderr.split())
