@@ -62,6 +62,13 @@ def model_cache() -> Path:
     return Path(os.environ[MODEL_CACHE_ENV])
 
 
+@pytest.fixture(scope="session")
+def xdg_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """$XDG_CACHE_HOME for commands run without a library (they convert models into its facesearch/
+    folder, and matplotlib keeps its font cache there): one per run, never the user's own."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 def data_dir() -> Path:
     return Path(os.environ.get("FACESEARCH_DATA", ROOT.parent / "shared" / "data")).resolve()
 

@@ -72,7 +72,7 @@ class Api:
             job = self.get(f"/v1/jobs/{job_id}", "ingester").json()
             if job["status"] in ("done", "failed"):
                 return job
-            time.sleep(0.2)
+            time.sleep(0.05)  # polling the job's status
         raise AssertionError(f"job {job_id} did not finish in {timeout} s")
 
 

@@ -64,8 +64,8 @@ def dlib_cnn() -> dlib.cnn_face_detection_model_v1:
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return create_embedder("onnx", tmp_path_factory.mktemp("models"))
+def embedder(model_cache: Path) -> Embedder:
+    return create_embedder("onnx", model_cache)
 
 
 # --------------------------------------------------------------------------------------------

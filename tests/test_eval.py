@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 
 from facesearch.eval.lfw import PairsFormatError, read_pairs
 from facesearch.eval.metrics import best_threshold, eer, kfold_accuracy, roc_auc, tar_at_far
-from tests.helpers import PURPOSE
+from tests.helpers import PURPOSE, cli_ok, run_cli
 
 
 def test_metrics_on_two_known_normal_distributions() -> None:
@@ -71,31 +68,25 @@ def test_bad_pairs_files_say_what_is_wrong(lfw: Path, tmp_path: Path) -> None:
         read_pairs(bad, lfw / "images")
 
 
-def test_eval_verify_cli_on_a_pairs_subset(lfw: Path, tmp_path: Path) -> None:
+def test_eval_verify_cli_on_a_pairs_subset(lfw: Path, tmp_path: Path, xdg_cache: Path) -> None:
     lines = (lfw / "pairsDevTrain.txt").read_text().splitlines()[1:]
     subset = tmp_path / "pairs.txt"
     subset.write_text("100\n" + "\n".join(lines[:100] + lines[1100:1200]) + "\n")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "facesearch.cli",
-            "eval",
-            "verify",
-            "--pairs",
-            str(subset),
-            "--images",
-            str(lfw / "images"),
-            "--json",
-            "-l",
-            str(tmp_path / "nolib"),
-            "--report",
-            str(tmp_path / "report"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    out = cli_ok(
+        "eval",
+        "verify",
+        "--pairs",
+        str(subset),
+        "--images",
+        str(lfw / "images"),
+        "--json",
+        "-l",
+        str(tmp_path / "nolib"),
+        "--report",
+        str(tmp_path / "report"),
+        "--jitter",
+        "0",  # the recipe is not what is tested here; jitter adds four alignments per face
+        env={"XDG_CACHE_HOME": str(xdg_cache)},
     )
     report = json.loads(out.stdout)
     written = {p.name for p in (tmp_path / "report").iterdir()}
@@ -122,32 +113,33 @@ def small_lfw(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def identify_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One evaluation library for both scores: the first run enrols the gallery, the second finds it
+    indexed (the same photos and recipe) and only searches: the ingest path is not what differs."""
+    return tmp_path_factory.mktemp("identify") / "lib"
+
+
 @pytest.mark.parametrize("normalize", ["none", "snorm"])
-def test_eval_identify_through_the_library(small_lfw: Path, tmp_path: Path, normalize: str) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "facesearch.cli",
-            "eval",
-            "identify",
-            "--images",
-            str(small_lfw),
-            "--seed",
-            "3",
-            "--normalize",
-            normalize,
-            "--jitter",
-            "0",  # the recipe is tested elsewhere; 10 views per face would triple this test's time
-            "--json",
-            "--work-dir",
-            str(tmp_path / "lib"),
-            "--report",
-            str(tmp_path / "report"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+def test_eval_identify_through_the_library(
+    small_lfw: Path, tmp_path: Path, identify_work_dir: Path, normalize: str
+) -> None:
+    out = cli_ok(
+        "eval",
+        "identify",
+        "--images",
+        str(small_lfw),
+        "--seed",
+        "3",
+        "--normalize",
+        normalize,
+        "--jitter",
+        "0",  # the recipe is tested elsewhere; 10 views per face would triple this test's time
+        "--json",
+        "--work-dir",
+        str(identify_work_dir),
+        "--report",
+        str(tmp_path / "report"),
     )
     report = json.loads(out.stdout)
     assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
@@ -159,7 +151,7 @@ def test_eval_identify_through_the_library(small_lfw: Path, tmp_path: Path, norm
     assert report["rank1"] >= 0.9 and report["rank5"] >= report["rank1"]
     assert 0.0 <= report["fnir_at_fpir"]["0.01"] <= 0.6
     # The library it built is a normal library: its gallery collection is there.
-    assert (tmp_path / "lib" / "catalog.sqlite").is_file()
+    assert (identify_work_dir / "catalog.sqlite").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +174,7 @@ def test_calibrate_into_a_library_then_search_uses_it(calibration_photos: Path, 
 
     folder = tmp_path / "lib"
     Library.open(folder).close()
-    out = subprocess.run(
-        [sys.executable, "-m", "facesearch.cli", "calibrate", "--images", str(calibration_photos)]
-        + ["--json", "-l", str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = cli_ok("calibrate", "--images", str(calibration_photos), "--json", "-l", str(folder))
     summary = json.loads(out.stdout)
     assert summary["model"] == "dlib_resnet_v1+flip+jitter2.5" and summary["written"] == str(
         folder / "calibration.json"
@@ -209,49 +195,41 @@ def test_calibrate_into_a_library_then_search_uses_it(calibration_photos: Path, 
             lib.scoring.save_calibration(Calibration(model="another", source="x", tables=saved.tables))
 
 
-def test_calibrate_to_a_file_and_clear_errors(calibration_photos: Path, tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "facesearch.cli", "calibrate"]
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    no_target = subprocess.run(
-        cli + ["--images", str(calibration_photos), "-l", str(tmp_path / "none")], capture_output=True, text=True
-    )
-    assert no_target.returncode == 2 and "give --library or --output" in " ".join(no_target.stderr.split())
-    missing = subprocess.run(
-        cli + ["--images", str(tmp_path / "absent"), "-o", str(tmp_path / "c.json")], capture_output=True, text=True
-    )
-    assert missing.returncode == 2 and "not a folder in LFW layout" in " ".join(missing.stderr.split())
-    done = subprocess.run(
-        cli
-        + [
-            "--images",
-            str(calibration_photos),
-            "--no-flip",
-            "--jitter",
-            "0",
-            "-o",
-            str(tmp_path / "c.json"),
-            "-l",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+def test_calibrate_to_a_file_and_clear_errors(calibration_photos: Path, tmp_path: Path, xdg_cache: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(xdg_cache)}
+    no_target = run_cli("calibrate", "--images", str(calibration_photos), "-l", str(tmp_path / "none"))
+    assert no_target.exit_code == 2 and "give --library or --output" in " ".join(no_target.stderr.split())
+    missing = run_cli("calibrate", "--images", str(tmp_path / "absent"), "-o", str(tmp_path / "c.json"))
+    assert missing.exit_code == 2 and "not a folder in LFW layout" in " ".join(missing.stderr.split())
+    done = run_cli(
+        "calibrate",
+        "--images",
+        str(calibration_photos),
+        "--no-flip",
+        "--jitter",
+        "0",
+        "-o",
+        str(tmp_path / "c.json"),
+        "-l",
+        str(tmp_path),
         env=env,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["model"] == "dlib_resnet_v1" and set(data["tables"]) == {"cosine"}
     assert "Calibration of dlib_resnet_v1" in " ".join(done.stdout.split())
 
 
-def test_eval_groups_with_derived_labels(calibration_photos: Path, tmp_path: Path) -> None:
+def test_eval_groups_with_derived_labels(calibration_photos: Path, tmp_path: Path, xdg_cache: Path) -> None:
     labels = tmp_path / "labels.csv"
-    command = [sys.executable, "-m", "facesearch.cli", "eval", "groups", "--images", str(calibration_photos)]
-    out = subprocess.run(
-        command + ["--labels", str(labels), "--derive", "brightness", "--json", "-l", str(tmp_path / "nolib")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    command = ["eval", "groups", "--images", str(calibration_photos)]
+    from facesearch import Library
+
+    Library.open(tmp_path / "lib", jitter=0).close()  # its recipe and shipped calibration (jitter: 4 more views)
+    out = cli_ok(
+        *command,
+        *["--labels", str(labels), "--derive", "brightness", "--json", "-l", str(tmp_path / "lib")],
+        env={"XDG_CACHE_HOME": str(xdg_cache)},
     )
     report = json.loads(out.stdout)
     rows = {row["group"]: row for row in report["groups"]}
@@ -263,20 +241,20 @@ def test_eval_groups_with_derived_labels(calibration_photos: Path, tmp_path: Pat
     assert labels.read_text().splitlines()[0] in ("image,group", "person,group")
     bad = tmp_path / "bad.csv"
     bad.write_text("name,group\nx,a\n")
-    refused = subprocess.run(
-        command + ["--labels", str(bad), "-l", str(tmp_path / "nolib")], capture_output=True, text=True
-    )
-    assert refused.returncode == 2 and "column" in " ".join(refused.stderr.split())
+    refused = run_cli(*command, "--labels", str(bad), "-l", str(tmp_path / "nolib"))
+    assert refused.exit_code == 2 and "column" in " ".join(refused.stderr.split())
 
 
 def test_eval_detect_on_the_annotated_group_photos(shared_data: Path) -> None:
     pascal = shared_data / "dlib_pascal_faces"
-    out = subprocess.run(
-        [sys.executable, "-m", "facesearch.cli", "eval", "detect", "--boxes", str(pascal / "face_boxes.csv")]
-        + ["--negatives", str(shared_data / "negatives"), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
+    out = cli_ok(
+        "eval",
+        "detect",
+        "--boxes",
+        str(pascal / "face_boxes.csv"),
+        "--negatives",
+        str(shared_data / "negatives"),
+        "--json",
     )
     report = json.loads(out.stdout)
     assert report["detector_kind"] == "hog" and report["true_positives"] == 43 and report["recall"] == 1.0
@@ -288,7 +266,7 @@ def test_embedding_in_worker_processes_gives_the_same_answers(lfw: Path, tmp_pat
     from facesearch.eval.verify import embed_images
 
     paths = sorted((lfw / "images").glob("A*/*.jpg"))[:100]
-    with Library.open(tmp_path / "lib") as lib:
+    with Library.open(tmp_path / "lib", jitter=0) as lib:  # the recipe travels to the workers all the same
         pipeline = lib.pipeline
         serial, serial_nf = embed_images(pipeline, paths, "centre", workers=1)
         parallel, parallel_nf = embed_images(pipeline, paths, "centre", workers=2)

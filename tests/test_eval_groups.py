@@ -202,7 +202,7 @@ def test_colour_and_brightness_labels(shared_data: Path, tmp_path: Path) -> None
 
 
 @pytest.fixture(scope="module")
-def lfw_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def lfw_subset(shared_data: Path, model_cache: Path) -> tuple[Path, dict]:
     """240 lfw-dev images (people with 2+ photos, up to 8 each, in name order), embedded by the library
     pipeline (dlib's HOG and ResNet; no flip averaging and no centre fallback, to keep it quick and to
     keep images without a detected face)."""
@@ -219,8 +219,7 @@ def lfw_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> t
             paths += photos[:8]
         if len(paths) >= 240:
             break
-    cache = tmp_path_factory.mktemp("models")
-    pipeline = FacePipeline(HogFaceDetector(), create_embedder("onnx", cache), flip=False)
+    pipeline = FacePipeline(HogFaceDetector(), create_embedder("onnx", model_cache), flip=False)
     embeddings, _ = embed_images(pipeline, paths[:240], fallback="reject")
     return images, embeddings
 

@@ -1,4 +1,7 @@
-"""The accountability commands end to end: users, audited searches, tampering caught, opt-out, erasure."""
+"""The accountability commands end to end: users, audited searches, tampering caught, opt-out, erasure.
+
+The round trip is split into steps that fail separately, each on its own copy of one indexed library.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from facesearch import Library
-from tests.helpers import run_cli
+from tests.helpers import copy_library, run_cli
 
 if TYPE_CHECKING:
     from click.testing import Result
@@ -29,33 +32,58 @@ def console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "facesearch.cli"]
 
 
-def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> None:
-    people = shared_data / "face_recognition_examples" / "by_identity"
-    folder = tmp_path / "lib"
+@pytest.fixture(scope="module")
+def people(shared_data: Path) -> Path:
+    return shared_data / "face_recognition_examples" / "by_identity"
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, people: Path) -> Path:
+    """Every photo of Obama and Biden, indexed once (closed): each step below works on a copy of its own,
+    so that the accountability round trip fails step by step rather than all at once."""
+    folder = tmp_path_factory.mktemp("accountability") / "lib"
     with Library.open(folder, jitter=0) as lib:
         lib.index([people / "barack_obama", people / "joe_biden"], workers=1)
-    lib_opt = ["-l", str(folder)]
+    return folder
 
-    added = cli("users", "add", "ana", "--role", "investigator", "--json", *lib_opt)
+
+@pytest.fixture
+def folder(indexed: Path, tmp_path: Path) -> Path:
+    return copy_library(indexed, tmp_path / "lib")
+
+
+def search_as_case(folder: Path, probe: Path, case: str = "C-1") -> dict:
+    found = cli("search", str(probe), "--case", case, "--purpose", "verify a tip", "--json", "-l", str(folder))
+    assert found.exit_code == 0, found.output
+    return json.loads(found.stdout)
+
+
+def test_users_add_shows_the_key_once_and_stores_only_its_hash(folder: Path) -> None:
+    added = cli("users", "add", "ana", "--role", "investigator", "--json", "-l", str(folder))
     key = json.loads(added.stdout)["api_key"]
     assert added.exit_code == 0 and key.startswith("fs_")
     assert key.encode() not in (folder / "catalog.sqlite").read_bytes()
-    assert json.loads(cli("users", "list", "--json", *lib_opt).stdout) == [
+    assert json.loads(cli("users", "list", "--json", "-l", str(folder)).stdout) == [
         {"name": "ana", "role": "investigator", "revoked": False}
     ]
 
-    probe = str(people / "joe_biden" / "biden.jpg")
-    missing = cli("search", probe, *lib_opt)
-    assert missing.exit_code == 2 and "--case" in missing.stderr
-    found = cli("search", probe, "--case", "C-1", "--purpose", "verify a tip", "--json", *lib_opt)
-    assert found.exit_code == 0, found.stderr
-    entries = json.loads(cli("audit", "show", "--action", "search", "--json", *lib_opt).stdout)
-    assert entries[-1]["case_id"] == "C-1" and entries[-1]["purpose"] == "verify a tip"
-    assert json.loads(found.stdout)["probe_sha256"] == entries[-1]["details"]["probe_sha256"]
-    assert cli("audit", "verify", *lib_opt).exit_code == 0
 
+def test_a_search_needs_a_case_and_is_audited(folder: Path, people: Path) -> None:
+    probe = people / "joe_biden" / "biden.jpg"
+    missing = cli("search", str(probe), "-l", str(folder))
+    assert missing.exit_code == 2 and "--case" in missing.stderr
+    found = search_as_case(folder, probe)
+    entries = json.loads(cli("audit", "show", "--action", "search", "--json", "-l", str(folder)).stdout)
+    assert entries[-1]["case_id"] == "C-1" and entries[-1]["purpose"] == "verify a tip"
+    assert found["probe_sha256"] == entries[-1]["details"]["probe_sha256"]
+    assert cli("audit", "verify", "-l", str(folder)).exit_code == 0
+
+
+def test_an_exported_log_verifies_offline_and_an_edit_is_caught(folder: Path, people: Path, tmp_path: Path) -> None:
+    assert cli("users", "add", "ana", "--role", "investigator", "-l", str(folder)).exit_code == 0
+    search_as_case(folder, people / "joe_biden" / "biden.jpg")
     exported = tmp_path / "audit.jsonl"
-    assert cli("audit", "export", "-o", str(exported), *lib_opt).exit_code == 0
+    assert cli("audit", "export", "-o", str(exported), "-l", str(folder)).exit_code == 0
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert [e["action"] for e in lines][:2] == ["ingest", "user_add"] and all("hash" in e for e in lines)
     assert json.loads(cli("audit", "verify", "--file", str(exported), "--json").stdout)["ok"] is True
@@ -64,29 +92,25 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
     offline = cli("audit", "verify", "--file", str(edited), "--json")
     assert offline.exit_code == 1 and json.loads(offline.stdout)["ok"] is False
 
-    removed = json.loads(cli("optout", "add", str(people / "barack_obama" / "obama.jpg"), "--json", *lib_opt).stdout)
-    assert len(removed["face_ids"]) == 6  # every indexed photo of him: obama, obama1-3, two partial faces
-    again = json.loads(
-        cli(
-            "search",
-            str(people / "barack_obama" / "obama2.jpg"),
-            "--case",
-            "C-2",
-            "--purpose",
-            "x y z",
-            "--json",
-            *lib_opt,
-        ).stdout
+
+def test_an_optout_removes_every_photo_of_the_person_and_later_searches_show_nobody(folder: Path, people: Path) -> None:
+    removed = json.loads(
+        cli("optout", "add", str(people / "barack_obama" / "obama.jpg"), "--json", "-l", str(folder)).stdout
     )
+    assert len(removed["face_ids"]) == 6  # every indexed photo of him: obama, obama1-3, two partial faces
+    again = search_as_case(folder, people / "barack_obama" / "obama2.jpg", case="C-2")
     assert all(not f["candidates"] for f in again["faces"])
 
-    erased = json.loads(
-        cli(
-            "erase", "--source", str(people / "joe_biden" / "biden2.jpg"), "--reason", "request 9", "--json", *lib_opt
-        ).stdout
-    )
+
+def test_erase_by_source(folder: Path, people: Path) -> None:
+    source = str(people / "joe_biden" / "biden2.jpg")
+    erased = json.loads(cli("erase", "--source", source, "--reason", "request 9", "--json", "-l", str(folder)).stdout)
     assert erased["counts"]["images"] == 1
 
+
+def test_an_edit_of_the_log_behind_facesearchs_back_is_caught(folder: Path, people: Path) -> None:
+    search_as_case(folder, people / "joe_biden" / "biden.jpg")
+    assert cli("audit", "verify", "--json", "-l", str(folder)).exit_code == 0
     # Someone edits the log behind facesearch's back: verify says so and exits 1.
     with sqlite3.connect(folder / "catalog.sqlite") as db:
         db.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
@@ -94,7 +118,7 @@ def test_cli_accountability_round_trip(tmp_path: Path, shared_data: Path) -> Non
         for name in triggers:
             db.execute(f"DROP TRIGGER {name}")
         db.execute("UPDATE audit_log SET case_id = 'C-999' WHERE case_id = 'C-1'")
-    tampered = cli("audit", "verify", "--json", *lib_opt)
+    tampered = cli("audit", "verify", "--json", "-l", str(folder))
     assert tampered.exit_code == 1 and json.loads(tampered.stdout)["ok"] is False
 
 

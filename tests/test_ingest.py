@@ -26,7 +26,7 @@ from facesearch.errors import FaceSearchError
 from facesearch.ingest.runner import IngestReport, IngestRun
 from facesearch.ingest.sources import expand
 from tests.conftest import EXAMPLES_COLLECTION
-from tests.helpers import PURPOSE, comparable_report, library_contents, png_header_only
+from tests.helpers import PURPOSE, cli_ok, comparable_report, library_contents, png_header_only
 from tests.process_helpers import HeldPhoto, children, start_when_allowed, wait_for
 
 
@@ -155,19 +155,24 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
     library = tmp_path / "lib"
     command = [sys.executable, "-m", "facesearch.cli", "index", *photos, "-l", str(library), "--workers", "2"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # A real process (it is killed) creating the library without jitter: the recipe is not the subject.
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+        [*command, "--jitter", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
     )
     db = library / "catalog.sqlite"
     deadline = time.monotonic() + 300  # bounds a state that must come (slow machines take long)
     while _count(db, "images") < 20 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)  # polling the catalog: the kill lands as soon as 20 photos are in
     done_before_kill = _count(db, "images")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 20 <= done_before_kill < len(photos), "the kill must land mid-run"
 
-    finished = subprocess.run(command + ["--json"], capture_output=True, text=True, check=True, env=env)
+    finished = cli_ok(*command[3:], "--json")  # resumed by the same command, here in this process
     report = json.loads(finished.stdout)
     assert report["already_indexed"] >= done_before_kill
     assert report["already_indexed"] + report["indexed"] + report["duplicates"] + len(report["rejected"]) == len(photos)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,9 @@ from PIL import Image
 
 from facesearch import Library
 from facesearch.errors import FaceSearchError, LibraryError
+from facesearch.ingest.runner import IngestReport
 from facesearch.models.embed.factory import converted_dlib_resnet
-from tests.helpers import PURPOSE
+from tests.helpers import PURPOSE, cli_ok, copy_library, copy_on_vector_store, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +30,41 @@ def gallery(people: Path) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, gallery: list[str]) -> tuple[Path, IngestReport]:
+    """The gallery indexed once with the default recipe (closed): tests about what a library does with
+    its faces work on copies of it (tests.helpers: copy_library, copy_on_vector_store)."""
+    folder = tmp_path_factory.mktemp("indexed") / "lib"
+    with Library.open(folder) as lib:
+        report = lib.index(gallery, workers=1)
+        assert report.indexed == len(gallery) and len(lib.vector_index) == lib.catalog.face_count()
+    return folder, report
+
+
+def copy_on_index_engine(library: Path, destination: Path, engine: str) -> Path:
+    """A copy of a FAISS library whose index is rebuilt from the catalog with another FAISS ``engine`` on open."""
+    copy_library(library, destination)
+    config = json.loads((destination / "config.json").read_text())
+    (destination / "config.json").write_text(json.dumps({**config, "index_engine": engine}))
+    (destination / "index.faiss").unlink()
+    return destination
+
+
 def top_paths(lib: Library, probe: Path, **kwargs: object) -> list[str]:
     return [c.image.path for c in lib.search(probe, top_k=10, purpose=PURPOSE, **kwargs).faces[0].candidates]
 
 
 @pytest.mark.parametrize("engine", ["Flat", "HNSW32", "milvus"])
 def test_removal_takes_effect_at_once_and_survives_reopen(
-    tmp_path: Path, people: Path, gallery: list[str], engine: str
+    tmp_path: Path, people: Path, gallery: list[str], indexed: tuple[Path, IngestReport], engine: str
 ) -> None:
     probe = people / "barack_obama" / "obama.jpg"
-    store = {"vector_store": "milvus"} if engine == "milvus" else {"index_engine": engine}
-    with Library.open(tmp_path / "lib", **store) as lib:
-        lib.index(gallery, workers=1)
+    if engine == "milvus":
+        copy_on_vector_store(indexed[0], tmp_path / "lib", "milvus")
+    else:
+        copy_on_index_engine(indexed[0], tmp_path / "lib", engine)
+    with Library.open(tmp_path / "lib") as lib:
+        assert lib.vector_index.engine == ("milvus:FLAT" if engine == "milvus" else engine)
         before = top_paths(lib, probe)
         assert before[0] in gallery[:3]
         receipt = lib.remove(source=before[0])
@@ -72,18 +94,15 @@ def test_remove_by_image_and_collection(tmp_path: Path, people: Path, gallery: l
             lib.remove(source="x", collection="b")
 
 
-def test_doctor_rebuilds_a_missing_or_corrupt_index(tmp_path: Path, people: Path, gallery: list[str]) -> None:
-    folder = tmp_path / "lib"
-    with Library.open(folder) as lib:
-        lib.index(gallery, workers=1)
+def test_doctor_rebuilds_a_missing_or_corrupt_index(
+    tmp_path: Path, people: Path, gallery: list[str], indexed: tuple[Path, IngestReport]
+) -> None:
+    folder = copy_library(indexed[0], tmp_path / "lib")
     (folder / "index.faiss").unlink()
-    cli = [sys.executable, "-m", "facesearch.cli"]
-    check = subprocess.run(
-        [*cli, "doctor", "--check-only", "--json", "-l", str(folder)], capture_output=True, text=True
-    )
-    assert check.returncode == 1
+    check = run_cli("doctor", "--check-only", "--json", "-l", str(folder))
+    assert check.exit_code == 1
     assert "missing or unreadable" in json.loads(check.stdout)["problems"][0]
-    fixed = subprocess.run([*cli, "doctor", "--json", "-l", str(folder)], capture_output=True, text=True, check=True)
+    fixed = cli_ok("doctor", "--json", "-l", str(folder))
     assert json.loads(fixed.stdout)["repaired"] is True
     with Library.open(folder) as lib:
         assert lib.doctor(repair=False) == {"ok": True, "problems": [], "repaired": False, "faces": 5, "vectors": 5}
@@ -108,27 +127,19 @@ def test_dlib_backend_gives_the_same_answers(tmp_path: Path, people: Path, galle
     dlib_top = {c.face_id: c.similarity for c in dlib_result.faces[0].candidates if c.face_id in onnx_top}
     assert len(dlib_top) == 3
     assert max(abs(onnx_top[i] - dlib_top[i]) for i in dlib_top) <= 2e-4
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "facesearch.cli",
-            "verify",
-            str(probe),
-            gallery[0],
-            "--case",
-            "T-1",
-            "--purpose",
-            "test",
-            "--embedder",
-            "dlib",
-            "--json",
-            "-l",
-            str(folder),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    out = cli_ok(
+        "verify",
+        str(probe),
+        gallery[0],
+        "--case",
+        "T-1",
+        "--purpose",
+        "test",
+        "--embedder",
+        "dlib",
+        "--json",
+        "-l",
+        str(folder),
     )
     assert json.loads(out.stdout)["same_person"] is True
 
@@ -207,9 +218,10 @@ def test_a_library_keeps_the_recipe_it_was_created_with(tmp_path: Path) -> None:
     assert old.flip_average is False and old.jitter == 0 and old.detector_fallback == "none"
 
 
-def test_min_quality_leaves_out_poor_faces_and_counts_them(tmp_path: Path, people: Path, gallery: list[str]) -> None:
-    with Library.open(tmp_path / "all") as lib:
-        everything = lib.index(gallery, workers=1)
+def test_min_quality_leaves_out_poor_faces_and_counts_them(
+    tmp_path: Path, gallery: list[str], indexed: tuple[Path, IngestReport]
+) -> None:
+    everything = indexed[1]  # the same photos and recipe, indexed with no quality floor
     with Library.open(tmp_path / "good") as lib:
         # The three Obama photos are small, soft faces (quality 0.72-0.81); Biden's and Rose's score 0.89+.
         good = lib.index(gallery, workers=1, min_quality=0.85)

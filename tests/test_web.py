@@ -1,7 +1,8 @@
 """The web app in a real browser (Playwright driving Debian's Chromium) against a live server.
 
-One library of real photos (face_recognition_examples, the probe left out) is served by Uvicorn on a
-free loopback port. The browser signs in with keys, searches, compares, marks a candidate reviewed,
+One library of real photos (face_recognition_examples, the probe left out: a copy of the run's
+example gallery) is served by Uvicorn on a free loopback port. The browser signs in with keys,
+searches, compares, marks a candidate reviewed,
 then reads the audit log as an auditor; it also checks the page loads nothing from outside the server
 (no CDN) and logs no errors (a Content-Security-Policy violation would show up there).
 
@@ -24,6 +25,7 @@ from facesearch.api import create_app
 from facesearch.governance import add_user
 from facesearch.web import mount_web
 from facesearch.web.background import serving
+from tests.helpers import copy_library
 
 CHROMIUM = "/usr/bin/chromium"
 PROBE = "by_identity/joe_biden/biden.jpg"  # not indexed: biden2.jpg is the photo to find
@@ -44,14 +46,16 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, example_gallery: Path) -> Iterator[Site]:
+    """A copy of the run's example gallery with the probe and the group photos taken out (Biden is in
+    two of them): the portraits of everyone, biden2.jpg the only photo of him."""
     examples = shared_data / "face_recognition_examples"
-    folder = tmp_path_factory.mktemp("web") / "lib"
-    people = examples / "by_identity"
-    files = [str(p) for p in sorted(people.rglob("*")) if p.is_file() and p != examples / PROBE]
+    folder = copy_library(example_gallery, tmp_path_factory.mktemp("web") / "lib")
     keys = {}
-    with Library.open(folder, jitter=0) as lib:
-        assert lib.index(files, collection="examples", workers=1).indexed == len(files)
+    with Library.open(folder) as lib:
+        assert lib.remove(source=str(examples / PROBE)).sources == [str(examples / PROBE)]
+        assert len(lib.remove(collection="groups").image_ids) == 3
+        assert [(c["name"], c["images"]) for c in lib.stats()["collections"]] == [("examples", 15)]
         for role in ("investigator", "auditor", "admin"):
             _, keys[role] = add_user(lib.catalog, f"{role}-1", role)
     app = create_app(folder, rate_limit_per_minute=0, ingest_workers=1)
