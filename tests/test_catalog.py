@@ -22,7 +22,8 @@ from facesearch.ingest.duplicates import DigestLookup
 from facesearch.models.embed.info import ModelInfo
 from facesearch.store.catalog import Catalog, NewFace, NewImage
 from facesearch.store.deletion import checkpoint, delete_faces, reclaim_space, secure_delete
-from facesearch.store.schema import FaceRow
+from facesearch.store.schema import FaceRow, ImageRow
+from facesearch.store.writer import Deletion
 
 MODEL = ModelInfo(
     key="test-model", name="test", version="1", source="synthetic", licence="CC0", dim=128, weights_sha256="0" * 64
@@ -216,22 +217,30 @@ def test_rejections_are_kept_updated_and_cleared_by_a_later_success(catalog: Cat
 
 
 def test_remove_images_by_id_source_and_collection(catalog: Catalog) -> None:
+    """The writer's deletion steps (store/writer.py Deletion), on each database: whole images with their
+    faces, and a collection with its rejections. (Catalog.remove_images, a second way to delete that
+    bypassed the writer, is gone.)"""
     model = catalog.ensure_model(MODEL)
     a, b = catalog.collection_id("a"), catalog.collection_id("b")
     first, first_faces = catalog.add_image(a, model, new_image(1), new_faces(2))
     _, second_faces = catalog.add_image(a, model, new_image(2), new_faces(1))
-    catalog.add_image(b, model, new_image(3), new_faces(1))
+    third, _ = catalog.add_image(b, model, new_image(3), new_faces(1))
     catalog.record_rejection(b, "/bad.jpg", "corrupt", "x")
 
-    receipt = catalog.remove_images(image_ids=[first])
+    with catalog.session() as s, s.begin():
+        receipt = Deletion(s).images([first])
     assert receipt.image_ids == [first] and receipt.face_ids == first_faces and receipt.sources == ["/photos/1.jpg"]
     assert catalog.faces_by_ids(first_faces) == {}
-    assert catalog.remove_images(source="/photos/2.jpg").face_ids == second_faces
-    dropped = catalog.remove_images(collection_id=b, drop_collection=True)
+    with catalog.session() as s, s.begin():
+        by_source = s.scalars(select(ImageRow.id).where(ImageRow.source == "/photos/2.jpg")).all()
+        assert Deletion(s).images(by_source).face_ids == second_faces
+    with catalog.session() as s, s.begin():
+        deletion = Deletion(s)
+        dropped = deletion.images([third])
+        deletion.collection(b)
     assert dropped.sources == ["/photos/3.jpg"] and [c.name for c in catalog.collections()] == ["a"]
     assert catalog.rejections() == [] and catalog.face_count() == 0
-    with pytest.raises(ValueError):
-        catalog.remove_images()
+    assert not hasattr(catalog, "remove_images")
 
 
 def test_governance_deletes_faces_on_both_databases(catalog: Catalog) -> None:

@@ -362,35 +362,3 @@ class Catalog:
             "rejected": rejected,
             "collections": [{"name": n, "images": int(i), "faces": int(f)} for n, i, f in per_collection],
         }
-
-    # removal ------------------------------------------------------------------------------------
-
-    def remove_images(
-        self,
-        *,
-        image_ids: Iterable[int] | None = None,
-        source: str | None = None,
-        collection_id: int | None = None,
-        drop_collection: bool = False,
-    ) -> RemovalReceipt:
-        """Delete images (and their faces, embeddings and thumbnails) matching one criterion."""
-        with self.session() as s, s.begin():
-            query = select(ImageRow.id, ImageRow.source)
-            if image_ids is not None:
-                query = query.where(ImageRow.id.in_([int(i) for i in image_ids]))
-            elif source is not None:
-                query = query.where(ImageRow.source == source)
-            elif collection_id is not None:
-                query = query.where(ImageRow.collection_id == collection_id)
-            else:
-                raise ValueError("remove_images needs image_ids, source or collection_id")
-            found = s.execute(query).all()
-            ids = [r[0] for r in found]
-            face_ids = list(s.scalars(select(FaceRow.id).where(FaceRow.image_id.in_(ids)))) if ids else []
-            if ids:
-                s.execute(delete(FaceRow).where(FaceRow.image_id.in_(ids)))
-                s.execute(delete(ImageRow).where(ImageRow.id.in_(ids)))
-            if drop_collection and collection_id is not None:
-                s.execute(delete(RejectionRow).where(RejectionRow.collection_id == collection_id))
-                s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
-        return RemovalReceipt(image_ids=ids, face_ids=face_ids, sources=[r[1] for r in found])
