@@ -204,7 +204,7 @@ class IngestRun:
             initializer=start_process,
             initargs=(*self._worker_initializer(), everyone),
         ) as pool:
-            if not self._pool_started(pool):
+            if not self._pool_started(pool, everyone):
                 return _NOT_STARTED
             try:
                 while todo or in_flight:
@@ -225,13 +225,38 @@ class IngestRun:
                 raise
         return None
 
-    def _pool_started(self, pool: ProcessPoolExecutor) -> bool:
+    @staticmethod
+    def _stop_starting_pool(pool: ProcessPoolExecutor, everyone: Any) -> None:
+        """Release the processes waiting at the start-up barrier and kill them: the pool starts again."""
+        everyone.abort()
+        for process in _processes(pool):
+            process.kill()
+
+    def _pool_started(self, pool: ProcessPoolExecutor, everyone: Any) -> bool:
         """Wait until every process of a new pool is up with its models; False if one died meanwhile.
 
         A start-up error raised in a process (not a death) is raised here.
+
+        The executor alone does not always notice: a process killed just as the executor spawns it
+        may never be among the processes its manager thread watches (CPython 3.11 re-reads that list
+        only when woken), and the others then wait at the start-up barrier for ever. So the processes
+        are checked here too; on a death the barrier is broken and the pool's processes are killed,
+        which the executor does notice, and the pool is started again.
         """
-        pings = [pool.submit(process_started) for _ in range(self.workers)]
-        wait(pings)
+        try:
+            # The executor spawns a process per submit: one killed meanwhile breaks the pool under the
+            # next submit (BrokenProcessPool, or OSError from the closed queue in CPython 3.11).
+            pings = [pool.submit(process_started) for _ in range(self.workers)]
+        except (BrokenProcessPool, OSError) as exc:
+            self._stop_starting_pool(pool, everyone)
+            self._start_died(exc)
+            return False
+        while wait(pings, timeout=START_CHECK_S).not_done:
+            if any(process.exitcode is not None for process in _processes(pool)):
+                self._stop_starting_pool(pool, everyone)
+                wait(pings, timeout=60)  # the executor sees its processes gone and fails the pings
+                self._start_died(BrokenProcessPool("an ingest worker process died while starting"))
+                return False
         died: BrokenProcessPool | None = None
         for ping in pings:
             try:
@@ -241,12 +266,19 @@ class IngestRun:
             except threading.BrokenBarrierError:
                 pass  # another process's start-up failed: its own error is raised
         if died is not None:
+            self._stop_starting_pool(pool, everyone)  # CPython 3.11 leaves the others at the barrier
             self._start_died(died)
             return False
         self.start_deaths = 0
         return True
 
 
+def _processes(pool: ProcessPoolExecutor) -> list[Any]:
+    """The pool's processes (the executor keeps them private; read, never changed, here)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+START_CHECK_S = 0.5  # how often a starting pool's processes are checked for one that died
 _NOT_STARTED: list[Source] = []  # _pool_pass's answer when a process died while starting
 
 
