@@ -117,6 +117,7 @@ def test_role_table_and_require(catalog: Catalog) -> None:
             require(users[role], action)
         assert err.value.code == "forbidden" and action in err.value.message
     assert not users["auditor"].can("search") and users["admin"].can("erase")
+    add_user(catalog, "u-admin-2", "admin")  # the last active admin cannot be revoked (issue 12 §7)
     revoked = revoke_user(catalog, "u-admin")
     with pytest.raises(PermissionDenied):
         require(revoked, "search")

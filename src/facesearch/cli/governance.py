@@ -87,6 +87,26 @@ def users_revoke(name: Annotated[str, typer.Argument()], library: LibraryOpt = N
         console.print(f"revoked {name}")
 
 
+@users_app.command("role")
+def users_role(
+    name: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="admin, ingester, investigator or auditor")],
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a user another role (audited); the last active admin cannot be demoted."""
+    from facesearch.governance.users import set_role
+
+    try:
+        with open_library(library) as lib:
+            user = set_role(lib.catalog, name, role)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, {"name": user.name, "role": user.role}):
+        console.print(f"{user.name} is now {user.role}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     file: Annotated[

@@ -160,6 +160,7 @@ class GovernanceEvent(AuditEvent):
             "user_add",
             "user_revoke",
             "user_rotate_key",
+            "user_role",
             "collection_create",
             "collection_require",
             "collection_retention",

@@ -15,6 +15,11 @@ Roles, least privilege first:
 - ``ingester``: indexes and removes photos; cannot search.
 - ``investigator``: searches, verifies, reviews results; cannot change the library.
 - ``admin``: everything, including users, collections, erasure and opt-outs.
+
+A name is one name whatever its case or Unicode form: "Admin" cannot be added beside "admin"
+(:func:`name_key`, kept unique in the database too), and ``revoke ADMIN`` finds "admin". A library
+always keeps one active admin: revoking or demoting the last one is refused here, so that every
+interface (command line, API, Python) obeys the same rule.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import hmac
 import logging
 import re
 import secrets
+import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.errors import UserError
@@ -91,6 +98,38 @@ def key_id_of(key: str) -> str | None:
 # users --------------------------------------------------------------------------------------------
 
 
+def name_key(name: str) -> str:
+    """The name as compared: NFKC, then case-folded (migration 0003_users computes the same)."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _find(session: Session, name: str) -> UserRow | None:
+    """The user of that exact name, else the one whose name differs only by case or Unicode form.
+
+    The exact name first: a catalog migrated with two spellings of one name (0003_users) keeps both,
+    and each must stay reachable, to be revoked.
+    """
+    row = session.scalar(select(UserRow).where(UserRow.name == name))
+    if row is None and isinstance(name, str):
+        row = session.scalar(select(UserRow).where(UserRow.name_key == name_key(name)))
+    return row
+
+
+def _keep_an_admin(session: Session, row: UserRow, change: str) -> None:
+    """Refuse to leave the library without an active admin (nobody could manage users any more)."""
+    if row.role != "admin" or row.revoked_at is not None:
+        return
+    others = session.scalar(
+        select(func.count(UserRow.id)).where(
+            UserRow.role == "admin", UserRow.revoked_at.is_(None), UserRow.id != row.id
+        )
+    )
+    if not others:
+        raise UserError(
+            f"cannot {change} {row.name!r}: the last active admin (add another admin first)", code="last_admin"
+        )
+
+
 def add_user(catalog: Catalog, name: str, role: str, *, actor: str | User | None = None) -> tuple[User, str]:
     """Create a user with a new API key. Returns (user, key): the key is shown this once and never stored."""
     if role not in ROLES:
@@ -104,9 +143,13 @@ def add_user(catalog: Catalog, name: str, role: str, *, actor: str | User | None
     key_id, key = _new_key()
     try:
         with immediate(catalog) as s:
-            if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-                raise UserError(f"a user named {name!r} already exists", code="user_exists")
-            row = UserRow(name=name, role=role, key_id=key_id, key_hash=hash_key(key), created_by=by)
+            existing = _find(s, name)
+            if existing is not None:
+                same = "" if existing.name == name else f" (as {existing.name!r}: names differ by more than case)"
+                raise UserError(f"a user named {name!r} already exists{same}", code="user_exists")
+            row = UserRow(
+                name=name, name_key=name_key(name), role=role, key_id=key_id, key_hash=hash_key(key), created_by=by
+            )
             s.add(row)
             s.flush()
             user = User.from_row(row)
@@ -133,7 +176,7 @@ def authenticate(catalog: Catalog, key: str) -> User | None:
 def get_user(catalog: Catalog, name: str) -> User:
     ensure_governance_tables(catalog)
     with catalog.session() as s:
-        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        row = _find(s, name)
         if row is None:
             raise UserError(f"no user named {name!r}", code="no_user")
         return User.from_row(row)
@@ -149,15 +192,20 @@ def list_users(catalog: Catalog, include_revoked: bool = True) -> list[User]:
 
 
 def revoke_user(catalog: Catalog, name: str, *, actor: str | User | None = None) -> User:
-    """Revoke a user's key for good (the row stays, so the audit log's names keep their meaning)."""
+    """Revoke a user's key for good (the row stays, so the audit log's names keep their meaning).
+
+    Refused (``last_admin``) for the last active admin, checked in the same write transaction.
+    """
     by = actor_name(actor)
     with immediate(catalog) as s:
-        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        row = _find(s, name)
         if row is None:
             raise UserError(f"no user named {name!r}", code="no_user")
         if row.revoked_at is None:
+            _keep_an_admin(s, row, "revoke")
             row.revoked_at = utcnow()
-            record(catalog, GovernanceEvent("user_revoke", {"user": name, "key_id": row.key_id}), by, session=s)
+            details = {"user": row.name, "key_id": row.key_id}
+            record(catalog, GovernanceEvent("user_revoke", details), by, session=s)
         s.flush()
         return User.from_row(row)
 
@@ -167,7 +215,7 @@ def rotate_key(catalog: Catalog, name: str, *, actor: str | User | None = None) 
     by = actor_name(actor)
     key_id, key = _new_key()
     with immediate(catalog) as s:
-        row = s.scalar(select(UserRow).where(UserRow.name == name))
+        row = _find(s, name)
         if row is None:
             raise UserError(f"no user named {name!r}", code="no_user")
         if row.revoked_at is not None:
@@ -177,8 +225,29 @@ def rotate_key(catalog: Catalog, name: str, *, actor: str | User | None = None) 
         s.flush()
         record(
             catalog,
-            GovernanceEvent("user_rotate_key", {"user": name, "old_key_id": old, "key_id": key_id}),
+            GovernanceEvent("user_rotate_key", {"user": row.name, "old_key_id": old, "key_id": key_id}),
             by,
             session=s,
         )
         return User.from_row(row), key
+
+
+def set_role(catalog: Catalog, name: str, role: str, *, actor: str | User | None = None) -> User:
+    """Give an active user another role (audited). Demoting the last active admin is refused (``last_admin``)."""
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}", code="unknown_role")
+    by = actor_name(actor)
+    with immediate(catalog) as s:
+        row = _find(s, name)
+        if row is None:
+            raise UserError(f"no user named {name!r}", code="no_user")
+        if row.revoked_at is not None:
+            raise UserError(f"user {row.name!r} is revoked: add a new user instead", code="no_user")
+        if row.role != role:
+            if role != "admin":
+                _keep_an_admin(s, row, "demote")
+            details = {"user": row.name, "old_role": row.role, "role": role}
+            row.role = role
+            s.flush()
+            record(catalog, GovernanceEvent("user_role", details), by, session=s)
+        return User.from_row(row)

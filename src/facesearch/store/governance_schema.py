@@ -24,6 +24,9 @@ class UserRow(Base):
     __tablename__ = "governance_users"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The name as compared (NFKC, case-folded; governance/users.py name_key): "Admin" and "admin" are
+    # one name. Unique, so that two processes cannot add both. Migration 0003_users.
+    name_key: Mapped[str] = mapped_column(String(120), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     key_id: Mapped[str] = mapped_column(String(32), unique=True)  # not secret: finds the row for a key
     key_hash: Mapped[str] = mapped_column(String(300))  # "scrypt$n$r$p$salt$hash", base64 parts
