@@ -1,11 +1,15 @@
 """Issue 12 §7, "A careless operator loses nothing": each test makes one of the mistakes the issue saw.
 
 Users: names that differ only by case, and the last admin revoked or demoted from the command line.
+Deletions: a face id taken for an image id, a typo that matches nothing, a look before deleting.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +21,17 @@ from sqlalchemy.exc import IntegrityError
 
 from facesearch import Library
 from facesearch.api.app import create_app
+from facesearch.governance.audit import AuditLog
+from facesearch.governance.deletion_plan import NothingMatched, PlanChanged
+from facesearch.governance.erasure import erase, preview_erasure
 from facesearch.governance.errors import UserError
 from facesearch.governance.users import add_user, get_user, list_users, revoke_user, set_role
 from facesearch.store.catalog import Catalog
 from facesearch.store.governance_schema import UserRow
 from facesearch.store.migrate import alembic_config, head_revision
-from tests.helpers import cli_ok, run_cli
+from facesearch.store.schema import FaceRow, ImageRow
+from tests.helpers import cli_ok, copy_library, run_cli
+from tests.test_governance_cli import console_script
 
 
 @pytest.fixture
@@ -157,3 +166,148 @@ def test_the_last_admin_rule_holds_in_the_python_api(one_admin: Path) -> None:
             set_role(lib.catalog, "root", "ingester")
         assert revoke_user(lib.catalog, "ana").revoked_at is not None  # anyone else may go
         assert get_user(lib.catalog, "root").active
+
+
+# remove and erase: shown first, confirmed, --dry-run, nothing matched -------------------------------
+
+
+@pytest.fixture
+def gallery(example_gallery: Path, tmp_path: Path) -> Path:
+    """A copy of the run's example gallery (16 portraits in "examples", 3 group photos in "groups")."""
+    return copy_library(example_gallery, tmp_path / "gallery")
+
+
+def state(folder: Path) -> tuple[dict, int]:
+    """What a deletion would change: image and face counts per collection, vectors, and the audit log's length."""
+    with Library.open(folder) as lib:
+        stats = lib.stats()
+        entries = len(AuditLog(lib.catalog).entries(limit=100_000))
+    counts = {c["name"]: (c["images"], c["faces"]) for c in stats["collections"]}
+    return {"collections": counts, "vectors": stats["index"]["vectors"], "faces": stats["faces"]}, entries
+
+
+def face_id_that_is_another_photos_image_id(folder: Path) -> tuple[int, str, str]:
+    """A face id F whose photo is not image F, while image F exists: the id the operator misread.
+
+    Returns (F, the path of F's own photo, the path of image F).
+    """
+    with Library.open(folder) as lib, lib.catalog.session() as s:
+        images = dict(s.execute(select(ImageRow.id, ImageRow.source)).all())
+        for face_id, image_id in s.execute(select(FaceRow.id, FaceRow.image_id).order_by(FaceRow.id)):
+            if face_id != image_id and face_id in images and images[face_id] != images[image_id]:
+                return face_id, images[image_id], images[face_id]
+    pytest.fail("the gallery has no face id that is another photo's image id")
+
+
+def test_remove_of_a_face_id_shows_the_other_photo_and_needs_confirmation(gallery: Path) -> None:
+    """Issue 12 §7: `remove --image 117` (117 a face id) deleted another person's photo with no confirmation.
+
+    Now the photo that would go is shown (image id, path, faces, collection) and, off a terminal and
+    without --yes, nothing is deleted (exit 2); --yes deletes exactly that photo.
+    """
+    face_id, own_photo, other_photo = face_id_that_is_another_photos_image_id(gallery)
+    before = state(gallery)
+    asked = run_cli("remove", "--image", str(face_id), "-l", str(gallery))
+    assert asked.exit_code == 2, asked.output
+    shown = " ".join(asked.stdout.split())
+    assert Path(other_photo).name in shown and Path(own_photo).name not in shown
+    assert "confirmation_required" in asked.stderr and "--yes" in asked.stderr
+    assert state(gallery) == before  # nothing deleted, nothing audited
+
+    removed = run_cli("remove", "--image", str(face_id), "--yes", "--json", "-l", str(gallery))
+    assert removed.exit_code == 0, removed.output
+    assert json.loads(removed.stdout)["removed_images"] == [face_id]
+    assert json.loads(removed.stdout)["sources"] == [other_photo]
+
+
+def test_dry_run_shows_and_deletes_nothing(gallery: Path) -> None:
+    """Issue 12 §7: remove and erase have --dry-run: the plan is shown, exit 0, catalog and index unchanged."""
+    before = state(gallery)
+    lib = str(gallery)
+    dry = run_cli("remove", "--collection", "groups", "--dry-run", "--json", "-l", lib)
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] is True and plan["collection"] == "groups"
+    assert plan["counts"]["images"] == 3 and plan["counts"]["faces"] == before[0]["collections"]["groups"][1]
+    assert {Path(i["source"]).parent.name for i in plan["images"]} == {"multi_face"}
+    shown = run_cli("erase", "--collection", "examples", "--reason", "request 3", "--dry-run", "-l", lib)
+    assert shown.exit_code == 0 and "dry run: nothing was deleted" in shown.stdout, shown.output
+    assert "from 16 photos (16 deleted whole)" in " ".join(shown.stdout.split())
+    assert state(gallery) == before
+
+
+def test_remove_and_erase_that_match_nothing_exit_1_without_a_receipt(gallery: Path, tmp_path: Path) -> None:
+    """Issue 12 §7: `remove --source x.jpg` and `erase --source /nope.jpg` succeeded when nothing matched
+    (erase printed a Python dict and issued a receipt for nothing). Now: exit 1, a message, no receipt."""
+    before = state(gallery)
+    lib = str(gallery)
+    for args in (
+        ["remove", "--source", "x.jpg"],
+        ["remove", "--image", "999999"],
+        ["erase", "--source", "/nope.jpg", "--reason", "request 4"],
+        ["erase", "--face", "999999", "--reason", "request 5", "--yes"],
+    ):
+        result = run_cli(*args, "-l", lib)
+        assert result.exit_code == 1, (args, result.output)
+        assert "nothing matched" in result.stderr and "receipt" not in result.output and "{" not in result.output
+        as_json = run_cli(*args, "--json", "-l", lib)
+        assert as_json.exit_code == 1 and json.loads(as_json.stdout)["error"]["code"] == "nothing_matched"
+    assert state(gallery) == before  # and no audit entry either
+
+
+def test_a_confirmed_plan_is_exactly_what_is_deleted(gallery: Path) -> None:
+    """Issue 12 §7: the Python API previews (preview_removal, preview_erasure); a deletion given the plan an
+    operator confirmed refuses when the library changed since, deleting nothing."""
+    with Library.open(gallery) as lib:
+        plan = lib.preview_removal(collection="groups")
+        assert len(plan.image_ids) == 3 and all(i.collection == "groups" for i in plan.images)
+        lib.remove(image_id=plan.image_ids[0])  # someone else removes one of them meanwhile
+        faces = lib.stats()["faces"]
+        with pytest.raises(PlanChanged):
+            lib.remove(collection="groups", expected=plan)
+        assert lib.stats()["faces"] == faces
+        again = lib.preview_removal(collection="groups")
+        assert lib.remove(collection="groups", expected=again).image_ids == again.image_ids
+        erasure = preview_erasure(lib, source="/nope.jpg")
+        assert erasure.empty and "/nope.jpg" in erasure.asked
+        with pytest.raises(NothingMatched):
+            erase(lib, source="/nope.jpg", actor="admin", reason="request 6")
+
+
+def test_an_erasure_through_the_api_that_matches_nothing_is_404(gallery: Path) -> None:
+    """Issue 12 §7: POST /v1/erasures that matches nothing is 404 nothing_matched, with no receipt."""
+    with Library.open(gallery) as lib:
+        _, key = add_user(lib.catalog, "admin-1", "admin")
+    before = state(gallery)
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(gallery, rate_limit_per_minute=0, ingest_workers=1)) as client:
+        nothing = client.post("/v1/erasures", headers=headers, json={"source": "/nope.jpg", "reason": "request 7"})
+        assert (nothing.status_code, nothing.json()["error"]["code"]) == (404, "nothing_matched")
+        assert "/nope.jpg" in nothing.json()["error"]["message"]
+    assert state(gallery) == before
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_at_a_terminal_remove_asks_and_only_yes_deletes(gallery: Path, answer: str) -> None:
+    """Issue 12 §7: on a terminal (a real pseudo-terminal, the console script in its own process) remove asks;
+    "n" keeps the photo (exit 1), "y" removes it (exit 0)."""
+    face_id, _, other_photo = face_id_that_is_another_photos_image_id(gallery)
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [*console_script(), "remove", "--image", str(face_id), "-l", str(gallery)],
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(primary, f"{answer}\n".encode())
+        out, errors = process.communicate(timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert Path(other_photo).name in " ".join(out.split())
+    assert "Remove 1 photo(s)" in errors
+    with Library.open(gallery) as lib:
+        still_there = lib.preview_removal(image_id=face_id).image_ids == [face_id]
+    assert (process.returncode, still_there) == ((1, True) if answer == "n" else (0, False)), errors

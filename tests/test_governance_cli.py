@@ -104,7 +104,10 @@ def test_an_optout_removes_every_photo_of_the_person_and_later_searches_show_nob
 
 def test_erase_by_source(folder: Path, people: Path) -> None:
     source = str(people / "joe_biden" / "biden2.jpg")
-    erased = json.loads(cli("erase", "--source", source, "--reason", "request 9", "--json", "-l", str(folder)).stdout)
+    # --yes: off a terminal an erasure is not confirmed otherwise (issue 12 §7)
+    erased = json.loads(
+        cli("erase", "--source", source, "--reason", "request 9", "--yes", "--json", "-l", str(folder)).stdout
+    )
     assert erased["counts"]["images"] == 1
 
 

@@ -212,8 +212,11 @@ def test_erasure_receipt_and_nothing_erased_is_found_again(lib: Library, example
     assert not {i for i, p in shown(lib, people / "kit_harington" / "john1.jpg") if "multi_face" in (p or "")}
     assert not set(lib.vector_index.ids().tolist()) & set(group.face_ids)
 
-    nothing = erase(lib, source="/nowhere/x.jpg", actor="admin-ana", reason="request 8")
-    assert nothing.counts == {"images": 0, "faces": 0, "rejections": 0} and nothing.audit_sequence
+    # Issue 12 §7: an erasure that finds nothing is an error, with no receipt and no audit entry.
+    entries = len(AuditLog(lib.catalog).entries(limit=1000))
+    with pytest.raises(FaceSearchError, match="nothing matched source '/nowhere/x.jpg'") as nothing:
+        erase(lib, source="/nowhere/x.jpg", actor="admin-ana", reason="request 8")
+    assert nothing.value.code == "nothing_matched" and len(AuditLog(lib.catalog).entries(limit=1000)) == entries
     with pytest.raises(FaceSearchError, match="needs face_ids"):
         erase(lib, actor="x", reason="r")
     with pytest.raises(FaceSearchError, match="reason"):

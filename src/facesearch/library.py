@@ -24,9 +24,10 @@ from typing import Any
 
 from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import LibraryError
+from facesearch.governance.deletion_plan import DeletionPlan
 from facesearch.governance.events import IngestEvent, record
 from facesearch.governance.optout import OptOutRegistry, optout_threshold
-from facesearch.governance.removal import remove_photos
+from facesearch.governance.removal import preview_removal, remove_photos
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.service import Ingester
@@ -206,8 +207,16 @@ class Library:
         return self.searches.faces(image)
 
     def remove(self, *, actor: str | User | None = None, **which: Any) -> RemovalReceipt:
-        """Remove photos by ``image_id``, ``source`` (path or URL) or a whole ``collection``; at once. Audited."""
+        """Remove photos by ``image_id``, ``source`` (path or URL) or a whole ``collection``; at once. Audited.
+
+        Nothing matched raises ``NothingMatched``; ``expected=`` (a plan from :meth:`preview_removal`)
+        makes the removal refuse (``PlanChanged``) unless it deletes exactly what that plan showed.
+        """
         return remove_photos(self.writer, actor=actor, **which)
+
+    def preview_removal(self, **which: Any) -> DeletionPlan:
+        """What :meth:`remove` with the same criteria would delete now: photos, paths, faces, collections."""
+        return preview_removal(self.writer, **which)
 
     # stats, doctor --------------------------------------------------------------------------------
 

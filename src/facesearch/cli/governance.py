@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from facesearch.cli.confirm import DryRunOpt, YesOpt, confirm, nothing_matched, show_plan
 from facesearch.cli.support import JsonOpt, LibraryOpt, console, open_library
 from facesearch.cli.support import fail as _fail
 from facesearch.cli.support import json_out as _json_out
@@ -225,22 +226,45 @@ def erase(
     image: Annotated[list[int] | None, typer.Option("--image", help="Image id (repeatable)")] = None,
     source: Annotated[str | None, typer.Option(help="Source path or URL")] = None,
     collection: Annotated[str | None, typer.Option(help="A whole collection")] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Erase faces, photos, a source or a collection for good, with a receipt (faces, thumbnails, vectors)."""
+    """Erase faces, photos, a source or a collection for good, with a receipt (faces, thumbnails, vectors).
+
+    Shows what will go first and asks; --yes skips the question, --dry-run only shows. Exit 1 (and no
+    receipt) when nothing matched or the answer was no.
+    """
+    from facesearch.governance.deletion_plan import NothingMatched
+    from facesearch.governance.erasure import check_reason, preview_erasure
     from facesearch.governance.erasure import erase as erase_now
 
+    which = {"face_ids": face, "image_ids": image, "source": source, "collection": collection}
     try:
         with open_library(library) as lib:
-            receipt = erase_now(
-                lib, face_ids=face, image_ids=image, source=source, collection=collection, actor=None, reason=reason
-            )
+            if not any(which.values()):
+                raise FaceSearchError("erase needs --face, --image, --source or --collection", code="bad_request")
+            check_reason(reason)
+            plan = preview_erasure(lib, **which)
+            plan.refuse_if_empty()
+            show_plan(plan, title="to erase", as_json=as_json, dry_run=dry_run)
+            if dry_run:
+                return
+            confirm(f"Erase {len(plan.face_ids)} face(s) from {len(plan.images)} photo(s) for good?", yes=yes)
+            receipt = erase_now(lib, **which, actor=None, reason=reason, expected=plan)
+    except NothingMatched as exc:
+        nothing_matched(exc, as_json)
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
     if not _json_out(as_json, receipt.to_dict()):
-        console.print(f"erased (receipt {receipt.receipt_id}): {receipt.counts}")
+        console.print(
+            f"erased {len(receipt.image_ids)} photos and {len(receipt.face_ids)} faces"
+            + (f", {receipt.rejections_removed} rejections" if receipt.rejections_removed else "")
+            + (f", collection {receipt.collection_dropped!r}" if receipt.collection_dropped else "")
+            + f"; receipt {receipt.receipt_id} (audit entry {receipt.audit_sequence})"
+        )
 
 
 def maintain(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:

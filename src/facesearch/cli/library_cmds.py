@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Column, Table
 
+from facesearch.cli.confirm import DryRunOpt, YesOpt, confirm, nothing_matched, show_plan
 from facesearch.cli.support import (
     CaseOpt,
     EmbedderOpt,
@@ -346,16 +347,35 @@ def faces(
 
 
 def remove(
-    image: Annotated[int | None, typer.Option("--image", help="Image id (from search results)")] = None,
+    image: Annotated[
+        int | None, typer.Option("--image", help="Image id (the search table's 'image' column, not the face id)")
+    ] = None,
     source: Annotated[str | None, typer.Option("--source", help="Source path or URL")] = None,
     collection: Annotated[str | None, typer.Option("--collection", help="A whole collection")] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove photos (their faces, vectors and thumbnails); effective in search at once."""
+    """Remove photos (their faces, vectors and thumbnails); effective in search at once.
+
+    Shows the photos first (image id, path, faces, collection) and asks; --yes skips the question,
+    --dry-run only shows. Exit 1 when nothing matched or the answer was no.
+    """
+    from facesearch.governance.deletion_plan import NothingMatched
+
+    which = {"image_id": image, "source": source, "collection": collection}
     try:
         with _open(library) as lib:
-            receipt = lib.remove(image_id=image, source=source, collection=collection)
+            plan = lib.preview_removal(**which)
+            plan.refuse_if_empty()
+            show_plan(plan, title="photos to remove", as_json=as_json, dry_run=dry_run)
+            if dry_run:
+                return
+            confirm(f"Remove {len(plan.image_ids)} photo(s) with {len(plan.face_ids)} face(s)?", yes=yes)
+            receipt = lib.remove(**which, expected=plan)
+    except NothingMatched as exc:
+        nothing_matched(exc, as_json)
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return

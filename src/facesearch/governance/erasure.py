@@ -7,8 +7,10 @@ whole images. Embeddings and thumbnails live in the face rows and go with them. 
 deleted pages are zeroed (``secure_delete``) and the WAL is truncated; a PostgreSQL catalog gives no
 such guarantee until VACUUM, and not fully even then (see removal.py).
 
-The receipt lists what was erased: image ids, face ids, sources, photo SHA-256s and counts. An
-erasure that finds nothing still gets a receipt (and an audit entry) saying so. The audit entry
+The receipt lists what was erased: image ids, face ids, sources, photo SHA-256s and counts. What
+goes is resolved by deletion_plan.py, the same resolution :func:`preview_erasure` shows beforehand.
+An erasure that finds nothing raises ``NothingMatched``: no receipt for nothing, no audit entry
+(issue 12 §7: a receipt for a typo'd path read as proof of an erasure that never happened). The audit entry
 holds the receipt id, the reason, ids and counts but not the sources: the audit log is append-only
 and never erased, so it must not keep the paths or URLs that were just erased.
 """
@@ -19,18 +21,20 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from facesearch.errors import FaceSearchError
 from facesearch.governance.audit import utc_iso
+from facesearch.governance.deletion_plan import DeletionPlan, checked_plan, erasure_targets, preview_erasure
 from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import User, actor_name
 from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.deletion import Removed
-from facesearch.store.schema import CollectionRow, ImageRow, RejectionRow
+from facesearch.store.schema import CollectionRow, RejectionRow
+
+__all__ = ["ErasureReceipt", "erase", "preview_erasure"]
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +78,19 @@ def erase(
     collection: str | None = None,
     actor: str | User | None,
     reason: str,
+    expected: DeletionPlan | None = None,
 ) -> ErasureReceipt:
     """Erase faces, images, a source and/or a collection (at least one); returns the receipt. Audited.
 
     ``collection`` erases every image in it and drops the collection with its rejections. ``source``
     is matched like ``Library.remove``: a local path resolved to an absolute one, a URL as given;
-    rejections recorded for that source are erased too.
+    rejections recorded for that source are erased too. ``expected``: the plan an operator confirmed
+    (``preview_erasure``); if the library changed since, nothing is erased (``PlanChanged``).
+    Nothing to erase is ``NothingMatched``.
     """
     if not any(x for x in (face_ids, image_ids, source, collection)):
         raise FaceSearchError("erase needs face_ids, image_ids, source or collection", code="bad_request")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-        raise FaceSearchError(f"erase needs a reason (1 to {MAX_REASON} characters)", code="bad_request")
+    check_reason(reason)
     by = actor_name(actor)
     request = {
         "face_ids": sorted({int(i) for i in face_ids or []}),
@@ -97,22 +103,16 @@ def erase(
     catalog = writer.catalog
     with writer.deleting() as deletion:
         s = deletion.session
-        targets = set(request["image_ids"])
-        sources: list[str] = []
-        if source:
-            sources = [source] if "://" in source else list(dict.fromkeys([str(Path(source).resolve()), source]))
-            targets.update(s.scalars(select(ImageRow.id).where(ImageRow.source.in_(sources))))
-        collection_id = None
-        if collection:
-            collection_id = s.scalar(select(CollectionRow.id).where(CollectionRow.name == collection))
-            if collection_id is None:
-                raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
-            targets.update(s.scalars(select(ImageRow.id).where(ImageRow.collection_id == collection_id)))
-        deletion.images(targets)
-        deletion.faces(request["face_ids"])
+        targets = erasure_targets(
+            s, face_ids=request["face_ids"], image_ids=request["image_ids"], source=source, collection=collection
+        )
+        checked_plan(s, targets, expected)
+        deletion.images(targets.image_ids)
+        deletion.faces(targets.face_ids)
         removed = deletion.removed
-        if sources:
-            receipt.rejections_removed += _delete_rejections(s, RejectionRow.source.in_(sources))
+        collection_id = targets.collection_id
+        if targets.rejection_sources:
+            receipt.rejections_removed += _delete_rejections(s, RejectionRow.source.in_(targets.rejection_sources))
         if collection_id is not None:
             receipt.rejections_removed += _delete_rejections(s, RejectionRow.collection_id == collection_id)
             s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
@@ -122,6 +122,13 @@ def erase(
     receipt.audit_sequence, receipt.audit_hash = entry.seq, entry.hash
     log.info("erasure %s: %d images, %d faces", receipt.receipt_id, len(receipt.image_ids), len(receipt.face_ids))
     return receipt
+
+
+def check_reason(reason: object) -> str:
+    """The reason an erasure states (kept in the audit log): 1 to MAX_REASON characters, not blank."""
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise FaceSearchError(f"erase needs a reason (1 to {MAX_REASON} characters)", code="bad_request")
+    return reason.strip()
 
 
 def _delete_rejections(session: Any, condition: Any) -> int:

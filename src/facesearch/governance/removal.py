@@ -2,21 +2,20 @@
 
 Like erasure, through the library's single writer: rows deleted in one transaction with their audit
 entry (zeroed on SQLite), the vectors dropped and the index saved at once, the library's own copies
-of uploaded photos deleted once no row uses them.
+of uploaded photos deleted once no row uses them. What goes is resolved by deletion_plan.py, the
+same resolution :func:`preview_removal` shows beforehand; a removal that matches nothing raises
+``NothingMatched`` and leaves no receipt or audit entry.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from sqlalchemy import select
-
-from facesearch.errors import FaceSearchError
+from facesearch.governance.deletion_plan import DeletionPlan, checked_plan, preview_removal, removal_targets
 from facesearch.governance.events import RemovalEvent, record
 from facesearch.governance.types import User
 from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.catalog import RemovalReceipt
-from facesearch.store.schema import CollectionRow, ImageRow
+
+__all__ = ["preview_removal", "remove_photos"]
 
 
 def remove_photos(
@@ -26,27 +25,21 @@ def remove_photos(
     source: str | None = None,
     collection: str | None = None,
     actor: str | User | None = None,
+    expected: DeletionPlan | None = None,
 ) -> RemovalReceipt:
-    """Remove photos by exactly one of image id, source (a path is resolved; a URL as given) or collection."""
-    if sum(x is not None for x in (image_id, source, collection)) != 1:
-        raise FaceSearchError("remove needs exactly one of image_id, source or collection", code="bad_request")
+    """Remove photos by exactly one of image id, source (a path is resolved; a URL as given) or collection.
+
+    ``expected``: the plan an operator confirmed (``preview_removal``); if the library changed since,
+    nothing is deleted (``PlanChanged``). Nothing to remove is ``NothingMatched``.
+    """
     writer = writer_of(library)
     with writer.deleting() as deletion:
         s = deletion.session
-        if collection is not None:
-            cid = s.scalar(select(CollectionRow.id).where(CollectionRow.name == collection))
-            if cid is None:
-                raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
-            deletion.images(s.scalars(select(ImageRow.id).where(ImageRow.collection_id == cid)).all())
-            deletion.collection(cid)
-        elif image_id is not None:
-            deletion.images([image_id])
-        else:
-            resolved = source if "://" in str(source) else str(Path(str(source)).resolve())
-            for candidate in dict.fromkeys([resolved, str(source)]):
-                found = s.scalars(select(ImageRow.id).where(ImageRow.source == candidate)).all()
-                if deletion.images(found).image_ids:
-                    break
+        targets = removal_targets(s, image_id=image_id, source=source, collection=collection)
+        checked_plan(s, targets, expected)
+        deletion.images(targets.image_ids)
+        if targets.collection_id is not None:
+            deletion.collection(targets.collection_id)
         removed = deletion.removed
         by = "collection" if collection else "image" if image_id is not None else "source"
         event = RemovalEvent(sorted(removed.image_ids), sorted(removed.face_ids), by)

@@ -18,6 +18,7 @@ from facesearch.api.deps import Host
 from facesearch.api.errors import NotFound
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, ErasureIn, ErasureReceiptOut
 from facesearch.governance import User
+from facesearch.governance.deletion_plan import NothingMatched
 
 router = APIRouter(tags=["removal"], responses=ERROR_RESPONSES)
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["removal"], responses=ERROR_RESPONSES)
 @router.post("/erasures", response_model=ErasureReceiptOut, summary="Erase faces, images or a source; get a receipt")
 def erase(body: ErasureIn, host: Host, user: Annotated[User, permission("erase")]) -> ErasureReceiptOut:
     """Face ids erase single faces (other people in the photo stay); image ids and a source erase whole photos.
-    An erasure that finds nothing still gets a receipt saying so."""
+    An erasure that finds nothing is 404 ``nothing_matched``: no receipt, nothing audited."""
     with host.writing() as library:
         receipt = service.erase_items(
             library,
@@ -45,9 +46,9 @@ def remove_image(
     user: Annotated[User, permission("remove")],
     reason: Annotated[str, Query(min_length=1, max_length=1000, description="kept in the audit log")] = "removed",
 ) -> ErasureReceiptOut:
-    with host.writing() as library:
-        receipt = service.erase_items(library, actor=user, reason=reason, image_ids=[image_id])
-    if not receipt.image_ids:
-        # Audited all the same (the attempt is on record); the client learns the photo was not there.
-        raise NotFound(f"no image {image_id}")
+    try:
+        with host.writing() as library:
+            receipt = service.erase_items(library, actor=user, reason=reason, image_ids=[image_id])
+    except NothingMatched as exc:  # this route's resource is the image: 404 not_found, as it always said
+        raise NotFound(f"no image {image_id}") from exc
     return ErasureReceiptOut.model_validate(receipt.to_dict())
