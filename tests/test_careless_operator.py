@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from facesearch import Library
 from facesearch.api.app import create_app
+from facesearch.errors import FaceSearchError
 from facesearch.governance.audit import AuditLog
 from facesearch.governance.deletion_plan import NothingMatched, PlanChanged
 from facesearch.governance.erasure import erase, preview_erasure
@@ -311,3 +312,54 @@ def test_at_a_terminal_remove_asks_and_only_yes_deletes(gallery: Path, answer: s
     with Library.open(gallery) as lib:
         still_there = lib.preview_removal(image_id=face_id).image_ids == [face_id]
     assert (process.returncode, still_there) == ((1, True) if answer == "n" else (0, False)), errors
+
+
+# a missing path: an error that creates nothing ------------------------------------------------------
+
+
+def test_index_of_a_typod_path_exits_non_zero_and_creates_no_library(tmp_path: Path, shared_data: Path) -> None:
+    """Issue 12 §7: `facesearch index photos/nope --library L` (a typo) exited 0 and created a new library."""
+    new = tmp_path / "L"
+    typo = tmp_path / "photos" / "nope"
+    result = run_cli("index", str(typo), "--library", str(new))
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr and "nope" in result.stderr
+    assert not new.exists()
+    # One good path beside the typo: still nothing (the operator sees the typo before anything is indexed).
+    good = shared_data / "face_recognition_examples" / "by_identity" / "joe_biden" / "biden.jpg"
+    both = run_cli("index", str(good), str(typo), "--json", "--library", str(new))
+    assert both.exit_code == 2 and error_of(both)["code"] == "not_found" and not new.exists()
+
+
+def test_a_typod_path_changes_nothing_in_an_existing_library(empty_library: Path, tmp_path: Path) -> None:
+    """Issue 12 §7: a missing path indexes nothing, not even the new collection it named (Python API too)."""
+    nope = tmp_path / "nope.jpg"
+    result = run_cli("index", str(nope), "--collection", "typo", "--json", "-l", str(empty_library))
+    assert result.exit_code == 2 and error_of(result)["code"] == "not_found"
+    manifest = run_cli("index", str(tmp_path / "photos.csv"), "-l", str(empty_library))
+    assert manifest.exit_code == 2 and "photos.csv" in manifest.stderr
+    with Library.open(empty_library) as lib:
+        with pytest.raises(FaceSearchError, match="nope.jpg") as refused:
+            lib.index([nope], collection="typo-too")
+        assert refused.value.code == "not_found"
+        assert [c.name for c in lib.catalog.collections()] == [] and lib.stats()["images"] == 0
+
+
+def test_commands_that_take_a_photo_refuse_a_missing_one_and_create_nothing(tmp_path: Path, shared_data: Path) -> None:
+    """Issue 12 §7: verify and faces (which create a library when there is none), search and optout add."""
+    photo = str(shared_data / "face_recognition_examples" / "by_identity" / "joe_biden" / "biden.jpg")
+    nope = str(tmp_path / "nope.jpg")
+    new = tmp_path / "L"
+    case = ["--case", "C-1", "--purpose", "check a typo is refused"]
+    for args in (
+        ["verify", photo, nope, *case],
+        ["faces", nope],
+        ["search", nope, *case],
+    ):
+        result = run_cli(*args, "--json", "-l", str(new))
+        assert result.exit_code == 2, (args, result.output)
+        assert error_of(result)["code"] == "not_found" and "nope.jpg" in error_of(result)["message"]
+        assert not new.exists(), args
+    Library.open(new, jitter=0).close()
+    refused = run_cli("optout", "add", nope, "--json", "-l", str(new))
+    assert refused.exit_code == 2 and "nope.jpg" in error_of(refused)["message"], refused.output
+    assert json.loads(cli_ok("optout", "list", "--json", "-l", str(new)).stdout) == []

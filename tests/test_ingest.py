@@ -51,8 +51,16 @@ def test_bad_files_are_recorded_and_good_ones_indexed(tmp_path: Path, good_photo
     (batch / "huge.png").write_bytes(png_header_only(100_000, 100_000))
     (batch / "readme.txt").write_text("not a photo suffix: ignored in folders")
 
+    manifest = tmp_path / "more.csv"
+    manifest.write_text(f"path\n{tmp_path / 'missing.jpg'}\n")
+
     with Library.open(tmp_path / "lib") as lib:
-        report = lib.index([batch, tmp_path / "missing.jpg"], workers=2)
+        # Issue 12 §7: a missing path named by the operator is an error that indexes nothing; a missing
+        # file that a manifest names is a recorded rejection, as before.
+        with pytest.raises(FaceSearchError, match="missing.jpg") as typo:
+            lib.index([batch, tmp_path / "missing.jpg"], workers=2)
+        assert typo.value.code == "not_found" and lib.stats()["images"] == 0
+        report = lib.index([batch, manifest], workers=2)
         reasons = {Path(source).name: code for source, code, _ in report.rejected}
         assert reasons == {
             "empty.jpg": "empty_file",

@@ -1,4 +1,5 @@
-"""What destructive commands share: show what will go, ask (or ``--yes``), ``--dry-run``, exit codes.
+"""What destructive commands share: show what will go, ask (or ``--yes``), ``--dry-run``, exit codes;
+and the check that a path an operator typed exists before anything is opened or created.
 
 Issue 12 §7: ``facesearch remove --image 117`` deleted someone else's photo without a word, and
 ``erase`` of a path that matched nothing printed a receipt. Now a command that deletes shows the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -72,6 +74,13 @@ def confirm(question: str, *, yes: bool) -> None:
     if not typer.confirm(question, default=False, err=True):
         err.print("nothing was deleted")
         raise typer.Exit(code=1)
+
+
+def require_files(*paths: Path) -> None:
+    """Refuse a photo path that does not exist before anything is opened or created (issue 12 §7)."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FaceSearchError(f"no such file: {', '.join(missing)} (nothing was done)", code="not_found")
 
 
 def nothing_matched(exc: FaceSearchError, as_json: bool) -> NoReturn:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Column, Table
 
-from facesearch.cli.confirm import DryRunOpt, YesOpt, confirm, nothing_matched, show_plan
+from facesearch.cli.confirm import DryRunOpt, YesOpt, confirm, nothing_matched, require_files, show_plan
 from facesearch.cli.support import (
     CaseOpt,
     EmbedderOpt,
@@ -144,7 +144,10 @@ def index(
         TimeRemainingColumn,
     )
 
+    from facesearch.ingest.sources import check_inputs
+
     try:
+        check_inputs(paths)  # before the library is opened: a typo'd path must not create one
         with _open(
             library,
             embedder,
@@ -238,6 +241,7 @@ def search(
     Only candidates with fmr <= --max-fmr are labelled matches; the rest are possible leads.
     """
     try:
+        require_files(probe)
         with _open(library, embedder) as lib:
             result = lib.search(
                 probe,
@@ -310,6 +314,7 @@ def verify(
 ) -> None:
     """Say whether the largest faces in two photos are the same person, with the score and its FMR."""
     try:
+        require_files(a, b)  # before the library is opened (and perhaps created)
         with _open(library, embedder, create=True) as lib:
             result = lib.verify(a, b, max_fmr=max_fmr, purpose=search_purpose(case, purpose, legal_basis))
     except FaceSearchError as exc:
@@ -333,6 +338,7 @@ def faces(
 ) -> None:
     """List the faces detected in a photo (box, detector score, quality)."""
     try:
+        require_files(image)  # before the library is opened (and perhaps created)
         with _open(library, create=True) as lib:
             found = lib.faces(image)
     except FaceSearchError as exc:

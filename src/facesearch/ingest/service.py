@@ -15,7 +15,7 @@ from pathlib import Path
 
 from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
-from facesearch.ingest.sources import Source, expand
+from facesearch.ingest.sources import Source, check_inputs, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
 from facesearch.recipe import LibraryRecipe
 from facesearch.store.catalog import Catalog
@@ -94,6 +94,7 @@ class Ingester:
         through this process's single writer: the same results whichever ran.
         """
         engine = _checked(min_quality, engine, device, precision, ray_address)
+        inputs = check_inputs(inputs)  # a missing path indexes nothing, not even a new collection
         with self.writer.locked():
             collection_id = self.catalog.collection_id(collection)
             if collection_id is None:

@@ -34,11 +34,31 @@ class ManifestError(FaceSearchError):
     code = "bad_manifest"
 
 
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def check_inputs(inputs: Iterable[str | Path]) -> list[str | Path]:
+    """The inputs as a list, once every local file, folder or manifest named among them is known to exist.
+
+    A missing one is an error that indexes nothing (issue 12 §7: ``index photos/nope`` exited 0 and
+    created a library): the operator typed a path, and a typo must say so rather than record a
+    rejection and succeed. Files that a folder or a manifest leads to are still attempted one by one
+    (a missing one is a recorded ``not_found`` rejection), as are URLs.
+    """
+    items = list(inputs)
+    missing = [str(item) for item in items if not is_url(str(item)) and not Path(str(item)).exists()]
+    if missing:
+        named = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise FaceSearchError(f"no such file or folder: {named} (nothing was indexed)", code="not_found")
+    return items
+
+
 def expand(inputs: Iterable[str | Path]) -> Iterator[Source]:
     """Yield every source named by the inputs, in a stable order."""
     for item in inputs:
         text = str(item)
-        if text.startswith(("http://", "https://")):
+        if is_url(text):
             yield Source(location=text, kind="url")
             continue
         path = Path(text)
@@ -49,7 +69,8 @@ def expand(inputs: Iterable[str | Path]) -> Iterator[Source]:
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             yield from read_manifest(path)
         else:
-            # Named explicitly: always attempted, so a missing or bad file gets a recorded reason.
+            # Named explicitly: always attempted, so a bad file gets a recorded reason (a missing one
+            # named by the operator is refused before, by check_inputs).
             yield Source(location=str(path.resolve()), kind="file")
 
 
