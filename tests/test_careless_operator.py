@@ -92,14 +92,13 @@ def test_the_database_itself_refuses_a_second_spelling(empty_library: Path) -> N
             assert s.scalars(select(UserRow.name)).all() == ["bo"]
 
 
-def test_a_catalog_holding_two_spellings_migrates_keeping_both_reachable(tmp_path: Path) -> None:
+def test_a_catalog_holding_two_spellings_migrates_keeping_both_reachable(catalog_target: str | Path) -> None:
     """Issue 12 §7, migration 0003_users: a catalog with "admin" and "Admin" (made before the rule) opens.
 
     The deterministic resolution: the oldest keeps the name, the later one is kept with the key
     "admin#<id>", still found by its exact name (to be revoked); no third spelling can be added.
     """
-    path = tmp_path / "catalog.sqlite"
-    catalog = Catalog(path)
+    catalog = Catalog(catalog_target)
     with catalog.engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0002")
     with catalog.engine.begin() as conn:
@@ -110,7 +109,7 @@ def test_a_catalog_holding_two_spellings_migrates_keeping_both_reachable(tmp_pat
             )
     catalog.close()
 
-    again = Catalog(path)
+    again = Catalog(catalog_target)
     try:
         assert again.schema_change == "upgraded"
         with again.engine.connect() as conn:
