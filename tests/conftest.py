@@ -105,6 +105,7 @@ def local_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: lis
 
     folder = tmp_path_factory.mktemp("local") / "lib"
     with Library.open(folder, jitter=0) as lib:
+        lib.create_collection(EXAMPLES_COLLECTION)  # ingest never creates one (issue 12 §3)
         report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=1)
         assert len(lib.vector_index) == lib.catalog.face_count()
     return folder, report
@@ -131,6 +132,8 @@ def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     portraits = [p for p in sorted((examples / "by_identity").rglob("*")) if p.is_file()]
     with Library.open(folder, jitter=0) as lib:
         photos = [str(p) for p in portraits if p != examples / GALLERY_PROBE]
+        for name in GALLERY_COLLECTIONS:
+            lib.create_collection(name)  # ingest never creates one (issue 12 §3)
         report = lib.index(photos, collection="examples", workers=1)
         assert report.indexed == GALLERY_COLLECTIONS["examples"] and not report.rejected
         assert lib.index([examples / "multi_face"], collection="groups", workers=1).indexed == 3

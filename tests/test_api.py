@@ -237,6 +237,7 @@ def test_an_uploaded_photo_is_indexed_by_a_job_and_found_and_erasing_it_deletes_
     photo = fresh.photo("multi_face/kit_with_rose.jpg")
     sha = hashlib.sha256(photo).hexdigest()
     files = [("files", ("../../../evil.jpg", photo, "image/jpeg"))]
+    assert fresh.post("/v1/collections", json={"name": "uploads"}).status_code == 201  # an admin creates it
     response = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "uploads"})
     assert response.status_code == 202, response.text
     job = response.json()
@@ -275,6 +276,7 @@ def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fre
     for name, collection in [("multi_face/kit_with_rose.jpg", "cli-erased"), ("multi_face/two_people.jpg", "expiring")]:
         photo = fresh.photo(name)
         files = [("files", ("p.jpg", photo, "image/jpeg"))]
+        assert fresh.post("/v1/collections", json={"name": collection}).status_code == 201
         job = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": collection}).json()
         assert fresh.wait(job["id"])["indexed"] == 1
         uploaded[collection] = fresh.folder / "uploads" / f"{hashlib.sha256(photo).hexdigest()}.jpg"
@@ -335,7 +337,7 @@ def test_bad_uploads_get_a_json_4xx_and_store_nothing(api: Api, make: Any, statu
     good = ("good.jpg", api.photo("by_identity/joe_biden/biden.jpg"), "image/jpeg")
     bad = ("../../bad.jpg", make(api), "image/jpeg")
     for files in ([("files", bad)], [("files", good), ("files", bad)]):
-        response = api.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "bad"})
+        response = api.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "default"})
         assert response.status_code == status, response.text
         assert response.json()["error"]["code"] == code
     searched = api.post("/v1/search", "investigator", files={"probe": bad[:2]}, data=CASE)

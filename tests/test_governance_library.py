@@ -143,6 +143,7 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
         assert other.optouts.is_opted_out(embeddings).tolist() == [True, False]
 
     # Ingest never stores his face again, and searching for him shows nobody.
+    lib.create_collection("late")
     report = lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
     assert report.indexed == 1 and report.faces == 0 and report.opted_out_faces == 1
     probe = people / "barack_obama" / "obama2.jpg"
@@ -152,6 +153,7 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
     # A photo of him indexed by a path that did not screen (an older facesearch, say: simulated by
     # switching the writer's screen off): search excludes his face before ranking, sweep removes it.
     monkeypatch.setattr(registry, "screens", lambda: False)
+    lib.create_collection("late")  # remove(collection=) dropped it
     lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
     monkeypatch.undo()
     late = lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist()

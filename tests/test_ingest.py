@@ -85,6 +85,7 @@ def test_manifests_keep_page_and_metadata(tmp_path: Path, good_photos: list[Path
         json.dumps({"path": str(good_photos[2]), "page_url": "https://example.org/p/3", "year": 2011}) + "\n"
     )
     with Library.open(tmp_path / "lib") as lib:
+        lib.create_collection("press")
         report = lib.index([csv_manifest, jsonl_manifest], collection="press", workers=1)
         assert report.indexed == 3
         result = lib.search(good_photos[0], top_k=1, purpose=PURPOSE)

@@ -80,6 +80,8 @@ def test_removal_takes_effect_at_once_and_survives_reopen(
 
 def test_remove_by_image_and_collection(tmp_path: Path, people: Path, gallery: list[str]) -> None:
     with Library.open(tmp_path / "lib") as lib:
+        for name in ("a", "b"):
+            lib.create_collection(name)  # ingest never creates one (issue 12 §3)
         lib.index(gallery[:3], collection="a", workers=1)
         lib.index(gallery[3:], collection="b", workers=1)
         hit = lib.search(people / "joe_biden" / "biden.jpg", top_k=1, purpose=PURPOSE).faces[0].candidates[0]

@@ -24,7 +24,8 @@ from typing import Any
 
 from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import LibraryError
-from facesearch.governance.events import IngestEvent, record
+from facesearch.governance.collections import create_collection, ensure_default_collection
+from facesearch.governance.events import IngestEvent, IngestStartEvent, record
 from facesearch.governance.optout import OptOutRegistry, optout_threshold
 from facesearch.governance.removal import remove_photos
 from facesearch.governance.types import SearchPurpose, User
@@ -118,6 +119,11 @@ class Library:
             config = spec.new_config()  # refuses bad options before anything is written
             folder.mkdir(parents=True, exist_ok=True)
             config.save(folder)
+            library = cls(folder, config, embedder, repair_index)
+            # Its creator, the local operator, is its first admin: the "default" collection is theirs
+            # to create, so that indexing into it works from the start (any other is created explicitly).
+            ensure_default_collection(library.catalog)
+            return library
         else:
             raise LibraryError(f"no facesearch library at {folder}", code="no_library")
         return cls(folder, config, embedder, repair_index)
@@ -185,13 +191,34 @@ class Library:
     def index(self, inputs: Iterable[str | Path], *, actor: str | User | None = None, **options: Any) -> IngestReport:
         """Index files, folders, manifests and URLs into a collection (``collection=``, default "default").
 
-        Resumable and audited; faces of people who opted out are never stored. ``options``: see
-        :meth:`facesearch.ingest.service.Ingester.run` (workers, engine, device, min_quality...).
+        The collection must exist (:meth:`create_collection`). Resumable and audited: an opening entry
+        before the first photo is stored (each image names it), the counts at the end. Faces of people
+        who opted out are never stored. ``options``: see :meth:`facesearch.ingest.service.Ingester.run`
+        (workers, engine, device, min_quality...).
         """
-        report = self.ingester.run(inputs, **options)
+        started: list[int] = []
+
+        def audit_start(plan: dict[str, Any]) -> int:
+            started.append(record(self.catalog, IngestStartEvent(plan), actor).seq)
+            return started[-1]
+
+        report = self.ingester.run(inputs, audit_start=audit_start, **options)
         details = {k: v for k, v in report.to_dict().items() if k != "rejected"}
-        record(self.catalog, IngestEvent({**details, "rejected": len(report.rejected)}), actor)
+        summary = {**details, "rejected": len(report.rejected), "started": started[-1] if started else None}
+        record(self.catalog, IngestEvent(summary), actor)
         return report
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        require: list[str] | tuple[str, ...] = (),
+        retention_days: float | None = None,
+        actor: str | User | None = None,
+    ) -> dict[str, Any]:
+        """Create a collection with its search requirements (``["legal_basis"]``) and retention. An admin's
+        act (a :class:`User` must be an admin; None is the local operator); audited. Returns its settings."""
+        return create_collection(self.catalog, name, require_fields=require, retention_days=retention_days, actor=actor)
 
     def search(self, probe: Probe, *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:
         """Search for the faces in ``probe`` for a stated purpose (required); see SearchService.search."""

@@ -14,9 +14,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from facesearch.api.errors import ApiError, NotFound
 from facesearch.governance import (
     ROLE_PERMISSIONS,
@@ -36,13 +33,13 @@ from facesearch.governance import (
     set_retention,
 )
 from facesearch.governance.audit import canonical_json
-from facesearch.governance.db import immediate
+from facesearch.governance.collections import create_collection as governance_create_collection
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import GovernanceEvent, ReviewEvent, record
 from facesearch.library import Library
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.store.catalog import Catalog
-from facesearch.store.schema import CollectionRow, FaceRow
+from facesearch.store.schema import FaceRow
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +117,9 @@ def collections(library: Library) -> dict[str, Any]:
 def create_collection(
     catalog: Catalog, name: str, *, require: list[str], retention_days: float | None, actor: User
 ) -> None:
-    """Create a collection with its search requirements and retention; 409 when the name is taken."""
-    try:
-        with immediate(catalog) as s:
-            if s.scalar(select(CollectionRow.id).where(CollectionRow.name == name)) is not None:
-                raise ApiError(f"a collection named {name!r} already exists", code="collection_exists")
-            s.add(CollectionRow(name=name, settings={}))
-            record(catalog, GovernanceEvent("collection_create", {"collection": name}), actor, session=s)
-    except IntegrityError as exc:
-        raise ApiError(f"a collection named {name!r} already exists", code="collection_exists") from exc
-    configure_collection(catalog, name, require=require, retention_days=retention_days, actor=actor)
+    """Create a collection with its search requirements and retention (governance: admins only, audited);
+    409 when the name is taken."""
+    governance_create_collection(catalog, name, require_fields=require, retention_days=retention_days, actor=actor)
 
 
 def configure_collection(

@@ -110,7 +110,8 @@ def add_user(catalog: Catalog, name: str, role: str, *, actor: str | User | None
             s.add(row)
             s.flush()
             user = User.from_row(row)
-            record(catalog, GovernanceEvent("user_add", {"user": name, "role": role, "key_id": key_id}), by, session=s)
+            facts = {"user": name, "role": role, "key_id": key_id}
+            row.audit_seq = record(catalog, GovernanceEvent("user_add", facts), by, session=s).seq  # evidence: §4
     except IntegrityError as exc:  # the name (or, once in 2^48, the key id) was taken meanwhile
         raise UserError(f"a user named {name!r} already exists", code="user_exists") from exc
     log.info("user %s (%s) added by %s", name, role, by)
