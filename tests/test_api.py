@@ -201,11 +201,14 @@ def test_verify_compares_two_photos_and_is_audited(api: Api) -> None:
 # faces and reviews --------------------------------------------------------------------------------
 
 
+VIEW = {"case_id": "case-42", "purpose": "review the candidates of the search"}  # a face view is bound like a search
+
+
 def test_face_metadata_and_thumbnail_are_served_for_a_case_and_audited(api: Api) -> None:
     face_id = api.search(api.photo(PROBE), top_k=1).json()["faces"][0]["candidates"][0]["face_id"]
-    meta = api.get(f"/v1/faces/{face_id}", "investigator", params={"case_id": "case-42"})
+    meta = api.get(f"/v1/faces/{face_id}", "investigator", params=VIEW)
     assert meta.status_code == 200 and meta.json()["face_id"] == face_id and len(meta.json()["box"]) == 4
-    thumb = api.get(f"/v1/faces/{face_id}/thumbnail", "investigator", params={"case_id": "case-42"})
+    thumb = api.get(f"/v1/faces/{face_id}/thumbnail", "investigator", params=VIEW)
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content[:3] == b"\xff\xd8\xff"
     assert Image.open(io.BytesIO(thumb.content)).format == "JPEG"
@@ -213,7 +216,7 @@ def test_face_metadata_and_thumbnail_are_served_for_a_case_and_audited(api: Api)
     assert {"face_id": face_id, "view": "thumbnail"} in views and {"face_id": face_id, "view": "metadata"} in views
     no_case = api.get(f"/v1/faces/{face_id}/thumbnail", "investigator")
     assert no_case.status_code == 422 and no_case.json()["error"]["code"] == "purpose_required"
-    missing = api.get("/v1/faces/987654/thumbnail", "investigator", params={"case_id": "case-42"})
+    missing = api.get("/v1/faces/987654/thumbnail", "investigator", params=VIEW)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
 
 
@@ -222,7 +225,7 @@ def test_a_review_is_kept_in_the_audit_log(api: Api) -> None:
     review = {"case_id": "case-42", "face_id": face_id, "decision": "confirmed", "note": "same scar"}
     created = api.post("/v1/reviews", "investigator", json=review)
     assert created.status_code == 201, created.text
-    listed = api.get("/v1/reviews", "investigator", params={"case_id": "case-42"}).json()["reviews"]
+    listed = api.get("/v1/reviews", "investigator", params=VIEW).json()["reviews"]
     assert any(r["face_id"] == face_id and r["decision"] == "confirmed" for r in listed)
     entry = api.audit(action="review", case_id="case-42")[-1]
     assert entry["actor"] == "investigator-1" and entry["details"]["face_id"] == face_id

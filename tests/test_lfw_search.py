@@ -38,7 +38,19 @@ def test_lfw_probes_find_their_person_first(tmp_path: Path, lfw_subset: tuple[li
     )
     assert json.loads(indexed.stdout)["indexed"] == len(gallery)
     for probe in probes[:2]:  # the CLI's JSON, as other tools read it
-        out = cli_ok("search", str(probe), "--case", "T-1", "--purpose", "test", "--json", "-k", "5", "-l", str(folder))
+        out = cli_ok(
+            "search",
+            str(probe),
+            "--case",
+            "T-1",
+            "--purpose",
+            "check the CLI JSON on lfw",
+            "--json",
+            "-k",
+            "5",
+            "-l",
+            str(folder),
+        )
         top = json.loads(out.stdout)["faces"][0]["candidates"][0]
         assert top["rank"] == 1 and Path(top["image"]["path"]).parent.name == probe.parent.name
     hits = 0

@@ -36,6 +36,7 @@ from facesearch.governance.audit import canonical_json
 from facesearch.governance.collections import create_collection as governance_create_collection
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import GovernanceEvent, ReviewEvent, record
+from facesearch.governance.purpose import clean_case_id
 from facesearch.library import Library
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.store.catalog import Catalog
@@ -84,9 +85,9 @@ def verify(
 # faces and reviews --------------------------------------------------------------------------------
 
 
-def view_face(library: Library, face_id: int, *, case_id: str, actor: User, thumbnail: bool) -> FaceRow:
-    """A face's row, for its metadata or thumbnail; audited by the search path (search/service.py)."""
-    row = library.searches.view_face(face_id, case_id=case_id, actor=actor, thumbnail=thumbnail)
+def view_face(library: Library, face_id: int, *, purpose: SearchPurpose, actor: User, thumbnail: bool) -> FaceRow:
+    """A face's row, for its metadata or thumbnail; purpose-bound and audited by the search path (search/service.py)."""
+    row = library.searches.view_face(face_id, purpose=purpose, actor=actor, thumbnail=thumbnail)
     if row is None:
         raise NotFound(f"no face {face_id}")
     return row
@@ -94,6 +95,7 @@ def view_face(library: Library, face_id: int, *, case_id: str, actor: User, thum
 
 def review(catalog: Catalog, *, case_id: str, face_id: int, decision: str, note: str, actor: User) -> AuditEntry:
     """Record that a person reviewed a candidate face for a case, and what they concluded (in the audit log)."""
+    case_id = clean_case_id(case_id)  # normalised and checked as every case id is (governance/purpose.py)
     if not catalog.faces_by_ids([face_id]):
         raise NotFound(f"no face {face_id} (erased, or never indexed)")
     return record(catalog, ReviewEvent(case_id, face_id, decision, note), actor)

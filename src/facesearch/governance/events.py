@@ -81,10 +81,10 @@ class VerifyEvent(AuditEvent):
 
 @dataclass(frozen=True)
 class FaceViewEvent(AuditEvent):
-    """An indexed face (its metadata or thumbnail) looked at for a case."""
+    """An indexed face (its metadata or thumbnail) looked at for a case and a purpose."""
 
     action: ClassVar[str] = "face_view"
-    case_id: str
+    stated: SearchPurpose
     face_id: int
     view: str
 
