@@ -144,7 +144,7 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
         "--case",
         "T-1",
         "--purpose",
-        "test",
+        "compare two photos for the tests",
         "--json",
         "--top-k",
         "3",
