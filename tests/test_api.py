@@ -303,7 +303,7 @@ def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fre
 def test_a_manifest_job_reports_each_refused_url_with_its_code(api: Api) -> None:
     manifest = b'{"url": "http://127.0.0.1/a.jpg", "page_url": "http://example.org/p"}\n'
     response = api.post(
-        "/v1/ingest/manifest", "ingester", files={"manifest": ("m.jsonl", manifest)}, data={"collection": "web"}
+        "/v1/ingest/manifest", "ingester", files={"manifest": ("m.jsonl", manifest)}, data={"collection": "default"}
     )
     assert response.status_code == 202, response.text
     done = api.wait(response.json()["id"])
