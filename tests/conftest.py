@@ -81,7 +81,8 @@ def shared_data() -> Path:
     return path
 
 
-EXAMPLES_COLLECTION = "examples"
+# The collection every new library has (created with it): ingest tests into new libraries need no admin step.
+EXAMPLES_COLLECTION = "default"
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +106,6 @@ def local_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: lis
 
     folder = tmp_path_factory.mktemp("local") / "lib"
     with Library.open(folder, jitter=0) as lib:
-        lib.create_collection(EXAMPLES_COLLECTION)  # ingest never creates one (issue 12 §3)
         report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=1)
         assert len(lib.vector_index) == lib.catalog.face_count()
     return folder, report
