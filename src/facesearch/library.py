@@ -215,9 +215,17 @@ class Library:
         require: list[str] | tuple[str, ...] = (),
         retention_days: float | None = None,
         actor: str | User | None = None,
+        exist_ok: bool = False,
     ) -> dict[str, Any]:
         """Create a collection with its search requirements (``["legal_basis"]``) and retention. An admin's
-        act (a :class:`User` must be an admin; None is the local operator); audited. Returns its settings."""
+        act (a :class:`User` must be an admin; None is the local operator); audited. Returns its settings.
+
+        ``exist_ok``: an existing collection is left as it is (its settings returned, nothing audited).
+        """
+        if exist_ok:
+            for row in self.catalog.collections():
+                if row.name == name:
+                    return dict(row.settings or {})
         return create_collection(self.catalog, name, require_fields=require, retention_days=retention_days, actor=actor)
 
     def search(self, probe: Probe, *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:

@@ -186,8 +186,8 @@ def index(
                     rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
                     bar.update(task, rate=rate, faces=report.faces, errors=len(report.rejected))
 
-                if create_collection and lib.catalog.collection_id(collection, create=False) is None:
-                    lib.create_collection(collection)
+                if create_collection:
+                    lib.create_collection(collection, exist_ok=True)
                 report = lib.index(
                     paths,
                     collection=collection,
