@@ -200,6 +200,9 @@ def test_the_python_api_refuses_the_same_purposes(lib: Path, probe: Path) -> Non
             with pytest.raises(PurposeRequired):
                 library.verify(probe, probe, purpose=purpose)
         assert library.search(probe, purpose=PURPOSE, top_k=1).audit_sequence is not None
+        with pytest.raises(PurposeRequired):
+            library.view_face(1, purpose=SearchPurpose("C-1", "\u200b"))
+        assert library.view_face(1, purpose=PURPOSE) is not None
 
 
 # §3: only admins create collections ------------------------------------------------------------------

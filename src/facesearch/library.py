@@ -42,6 +42,7 @@ from facesearch.search.service import Probe, SearchService
 from facesearch.settings import CATALOG_NAME, LibrarySpec
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.live_index import LiveIndex
+from facesearch.store.schema import FaceRow
 from facesearch.store.uploaded_copies import HeldFiles
 from facesearch.store.vectors.protocol import Compactable, VectorStore
 from facesearch.store.writer import LibraryWriter
@@ -235,6 +236,12 @@ class Library:
     def verify(self, a: Probe, b: Probe, *, purpose: SearchPurpose | None, **options: Any) -> VerifyResult:
         """Are the largest faces in two photos the same person? A purpose is required; see SearchService.verify."""
         return self.searches.verify(a, b, purpose=purpose, **options)
+
+    def view_face(
+        self, face_id: int, *, purpose: SearchPurpose | None, actor: str | User | None = None, thumbnail: bool = False
+    ) -> FaceRow | None:
+        """An indexed face's row (metadata, thumbnail), bound and audited like a search; see SearchService.view_face."""
+        return self.searches.view_face(face_id, purpose=purpose, actor=actor, thumbnail=thumbnail)
 
     def faces(self, image: Probe) -> list[dict]:
         """The faces detected in a photo (box, landmarks, scores), without searching."""
