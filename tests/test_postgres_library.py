@@ -98,7 +98,7 @@ def test_two_processes_ingesting_at_once_store_every_photo_exactly_once(shared: 
             assert report["rejected"] == []
         assert sum(r["indexed"] for r in reports.values()) == len(files)
         assert sum(r["faces"] for r in reports.values()) == faces
-        assert [c.name for c in lib.catalog.collections()] == ["examples"]  # created once, though both asked
+        assert [c.name for c in lib.catalog.collections()] == ["default", "examples"]  # once, though both asked
         log = AuditLog(lib.catalog)
         assert sorted(e.actor for e in log.entries(action="ingest")) == ["a", "b"]
         assert log.verify().ok
