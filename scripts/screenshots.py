@@ -47,6 +47,7 @@ def build_library(folder: Path) -> tuple[Path, dict[str, str]]:
     library = folder / "lib"
     keys = {}
     with Library.open(library, jitter=0) as lib:
+        lib.create_collection("synthetic")
         lib.index([str(p) for p in pictures[1:]], collection="synthetic", workers=1)
         _, keys["admin"] = add_user(lib.catalog, "admin", "admin")
         for name, role in (("j.doe", "investigator"), ("a.auditor", "auditor"), ("ingest-bot", "ingester")):

@@ -81,7 +81,8 @@ def shared_data() -> Path:
     return path
 
 
-EXAMPLES_COLLECTION = "examples"
+# The collection every new library has (created with it): ingest tests into new libraries need no admin step.
+EXAMPLES_COLLECTION = "default"
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +132,8 @@ def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     portraits = [p for p in sorted((examples / "by_identity").rglob("*")) if p.is_file()]
     with Library.open(folder, jitter=0) as lib:
         photos = [str(p) for p in portraits if p != examples / GALLERY_PROBE]
+        for name in GALLERY_COLLECTIONS:
+            lib.create_collection(name)  # ingest never creates one (issue 12 §3)
         report = lib.index(photos, collection="examples", workers=1)
         assert report.indexed == GALLERY_COLLECTIONS["examples"] and not report.rejected
         assert lib.index([examples / "multi_face"], collection="groups", workers=1).indexed == 3

@@ -201,11 +201,14 @@ def test_verify_compares_two_photos_and_is_audited(api: Api) -> None:
 # faces and reviews --------------------------------------------------------------------------------
 
 
+VIEW = {"case_id": "case-42", "purpose": "review the candidates of the search"}  # a face view is bound like a search
+
+
 def test_face_metadata_and_thumbnail_are_served_for_a_case_and_audited(api: Api) -> None:
     face_id = api.search(api.photo(PROBE), top_k=1).json()["faces"][0]["candidates"][0]["face_id"]
-    meta = api.get(f"/v1/faces/{face_id}", "investigator", params={"case_id": "case-42"})
+    meta = api.get(f"/v1/faces/{face_id}", "investigator", params=VIEW)
     assert meta.status_code == 200 and meta.json()["face_id"] == face_id and len(meta.json()["box"]) == 4
-    thumb = api.get(f"/v1/faces/{face_id}/thumbnail", "investigator", params={"case_id": "case-42"})
+    thumb = api.get(f"/v1/faces/{face_id}/thumbnail", "investigator", params=VIEW)
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content[:3] == b"\xff\xd8\xff"
     assert Image.open(io.BytesIO(thumb.content)).format == "JPEG"
@@ -213,7 +216,7 @@ def test_face_metadata_and_thumbnail_are_served_for_a_case_and_audited(api: Api)
     assert {"face_id": face_id, "view": "thumbnail"} in views and {"face_id": face_id, "view": "metadata"} in views
     no_case = api.get(f"/v1/faces/{face_id}/thumbnail", "investigator")
     assert no_case.status_code == 422 and no_case.json()["error"]["code"] == "purpose_required"
-    missing = api.get("/v1/faces/987654/thumbnail", "investigator", params={"case_id": "case-42"})
+    missing = api.get("/v1/faces/987654/thumbnail", "investigator", params=VIEW)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
 
 
@@ -222,7 +225,7 @@ def test_a_review_is_kept_in_the_audit_log(api: Api) -> None:
     review = {"case_id": "case-42", "face_id": face_id, "decision": "confirmed", "note": "same scar"}
     created = api.post("/v1/reviews", "investigator", json=review)
     assert created.status_code == 201, created.text
-    listed = api.get("/v1/reviews", "investigator", params={"case_id": "case-42"}).json()["reviews"]
+    listed = api.get("/v1/reviews", "investigator", params=VIEW).json()["reviews"]
     assert any(r["face_id"] == face_id and r["decision"] == "confirmed" for r in listed)
     entry = api.audit(action="review", case_id="case-42")[-1]
     assert entry["actor"] == "investigator-1" and entry["details"]["face_id"] == face_id
@@ -237,6 +240,7 @@ def test_an_uploaded_photo_is_indexed_by_a_job_and_found_and_erasing_it_deletes_
     photo = fresh.photo("multi_face/kit_with_rose.jpg")
     sha = hashlib.sha256(photo).hexdigest()
     files = [("files", ("../../../evil.jpg", photo, "image/jpeg"))]
+    assert fresh.post("/v1/collections", json={"name": "uploads"}).status_code == 201  # an admin creates it
     response = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "uploads"})
     assert response.status_code == 202, response.text
     job = response.json()
@@ -275,6 +279,7 @@ def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fre
     for name, collection in [("multi_face/kit_with_rose.jpg", "cli-erased"), ("multi_face/two_people.jpg", "expiring")]:
         photo = fresh.photo(name)
         files = [("files", ("p.jpg", photo, "image/jpeg"))]
+        assert fresh.post("/v1/collections", json={"name": collection}).status_code == 201
         job = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": collection}).json()
         assert fresh.wait(job["id"])["indexed"] == 1
         uploaded[collection] = fresh.folder / "uploads" / f"{hashlib.sha256(photo).hexdigest()}.jpg"
@@ -298,7 +303,7 @@ def test_erasure_and_retention_outside_the_server_delete_uploaded_copies_too(fre
 def test_a_manifest_job_reports_each_refused_url_with_its_code(api: Api) -> None:
     manifest = b'{"url": "http://127.0.0.1/a.jpg", "page_url": "http://example.org/p"}\n'
     response = api.post(
-        "/v1/ingest/manifest", "ingester", files={"manifest": ("m.jsonl", manifest)}, data={"collection": "web"}
+        "/v1/ingest/manifest", "ingester", files={"manifest": ("m.jsonl", manifest)}, data={"collection": "default"}
     )
     assert response.status_code == 202, response.text
     done = api.wait(response.json()["id"])
@@ -335,7 +340,7 @@ def test_bad_uploads_get_a_json_4xx_and_store_nothing(api: Api, make: Any, statu
     good = ("good.jpg", api.photo("by_identity/joe_biden/biden.jpg"), "image/jpeg")
     bad = ("../../bad.jpg", make(api), "image/jpeg")
     for files in ([("files", bad)], [("files", good), ("files", bad)]):
-        response = api.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "bad"})
+        response = api.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "default"})
         assert response.status_code == status, response.text
         assert response.json()["error"]["code"] == code
     searched = api.post("/v1/search", "investigator", files={"probe": bad[:2]}, data=CASE)

@@ -63,13 +63,19 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("GET", "/v1/jobs/{job_id}"): (f"/v1/jobs/{NO_JOB}", {}),
     ("POST", "/v1/search"): ("/v1/search", {"files": {"probe": ("p.png", PNG)}, "data": CASE}),
     ("POST", "/v1/verify"): ("/v1/verify", {"files": {"a": ("a.png", PNG), "b": ("b.png", PNG)}, "data": CASE}),
-    ("GET", "/v1/faces/{face_id}"): ("/v1/faces/999", {"params": {"case_id": "case-1"}}),
-    ("GET", "/v1/faces/{face_id}/thumbnail"): ("/v1/faces/999/thumbnail", {"params": {"case_id": "case-1"}}),
+    ("GET", "/v1/faces/{face_id}"): (
+        "/v1/faces/999",
+        {"params": {"case_id": "case-1", "purpose": "review the candidates"}},
+    ),
+    ("GET", "/v1/faces/{face_id}/thumbnail"): (
+        "/v1/faces/999/thumbnail",
+        {"params": {"case_id": "case-1", "purpose": "review the candidates"}},
+    ),
     ("POST", "/v1/reviews"): (
         "/v1/reviews",
         {"json": {"case_id": "case-1", "face_id": 999, "decision": "rejected"}},
     ),
-    ("GET", "/v1/reviews"): ("/v1/reviews", {"params": {"case_id": "case-1"}}),
+    ("GET", "/v1/reviews"): ("/v1/reviews", {"params": {"case_id": "case-1", "purpose": "review the candidates"}}),
     ("POST", "/v1/erasures"): ("/v1/erasures", {"json": {"face_ids": [999], "reason": "table test"}}),
     ("DELETE", "/v1/images/{image_id}"): ("/v1/images/999", {}),
     ("GET", "/v1/optouts"): ("/v1/optouts", {}),

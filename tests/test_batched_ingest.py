@@ -199,6 +199,7 @@ def test_cnn_library_batched_on_the_device_equals_local(tmp_path: Path, shared_d
         folders[engine] = tmp_path / engine
         with Library.open(folders[engine], jitter=0, detector="cnn") as lib:
             assert lib.config.detector_kind == "cnn" and lib.config.detector_fallback == "none"
+            lib.create_collection("lfw")
             reports[engine] = lib.index(inputs, collection="lfw", workers=1 if engine == "local" else 2, engine=engine)
     # The same engine squeezed: batches of 2, 4 photos open, no room for pixels (each photo is held
     # alone and flushed at once): slower, never stuck, the same library.

@@ -93,7 +93,7 @@ def test_the_database_itself_refuses_a_second_spelling(empty_library: Path) -> N
 
 
 def test_a_catalog_holding_two_spellings_migrates_keeping_both_reachable(catalog_target: str | Path) -> None:
-    """Issue 12 §7, migration 0003_users: a catalog with "admin" and "Admin" (made before the rule) opens.
+    """Issue 12 §7, migration 0004_users: a catalog with "admin" and "Admin" (made before the rule) opens.
 
     The deterministic resolution: the oldest keeps the name, the later one is kept with the key
     "admin#<id>", still found by its exact name (to be revoked); no third spelling can be added.
@@ -340,7 +340,8 @@ def test_a_typod_path_changes_nothing_in_an_existing_library(empty_library: Path
         with pytest.raises(FaceSearchError, match="nope.jpg") as refused:
             lib.index([nope], collection="typo-too")
         assert refused.value.code == "not_found"
-        assert [c.name for c in lib.catalog.collections()] == [] and lib.stats()["images"] == 0
+        # Only the collection every library is created with (issue 12 §3): neither "typo" nor "typo-too".
+        assert [c.name for c in lib.catalog.collections()] == ["default"] and lib.stats()["images"] == 0
 
 
 def test_commands_that_take_a_photo_refuse_a_missing_one_and_create_nothing(tmp_path: Path, shared_data: Path) -> None:

@@ -85,7 +85,10 @@ def test_an_exported_log_verifies_offline_and_an_edit_is_caught(folder: Path, pe
     exported = tmp_path / "audit.jsonl"
     assert cli("audit", "export", "-o", str(exported), "-l", str(folder)).exit_code == 0
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
-    assert [e["action"] for e in lines][:2] == ["ingest", "user_add"] and all("hash" in e for e in lines)
+    actions = [e["action"] for e in lines]  # a new library creates "default"; an ingest opens and closes
+    assert actions[:4] == ["collection_create", "ingest_begin", "ingest", "user_add"] and all(
+        "hash" in e for e in lines
+    )
     assert json.loads(cli("audit", "verify", "--file", str(exported), "--json").stdout)["ok"] is True
     edited = tmp_path / "edited.jsonl"
     edited.write_text(exported.read_text().replace('"C-1"', '"C-7"'))

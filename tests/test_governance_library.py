@@ -143,6 +143,7 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
         assert other.optouts.is_opted_out(embeddings).tolist() == [True, False]
 
     # Ingest never stores his face again, and searching for him shows nobody.
+    lib.create_collection("late")
     report = lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
     assert report.indexed == 1 and report.faces == 0 and report.opted_out_faces == 1
     probe = people / "barack_obama" / "obama2.jpg"
@@ -152,6 +153,7 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
     # A photo of him indexed by a path that did not screen (an older facesearch, say: simulated by
     # switching the writer's screen off): search excludes his face before ranking, sweep removes it.
     monkeypatch.setattr(registry, "screens", lambda: False)
+    lib.create_collection("late")  # remove(collection=) dropped it
     lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
     monkeypatch.undo()
     late = lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist()
@@ -208,7 +210,7 @@ def test_erasure_receipt_and_nothing_erased_is_found_again(lib: Library, example
 
     group = erase(lib, collection="groups", actor="admin-ana", reason="collection withdrawn")
     assert len(group.image_ids) == 3 and group.collection_dropped == "groups"
-    assert [c.name for c in lib.catalog.collections()] == ["examples"]
+    assert [c.name for c in lib.catalog.collections()] == ["default", "examples"]  # "default": made with the library
     assert not {i for i, p in shown(lib, people / "kit_harington" / "john1.jpg") if "multi_face" in (p or "")}
     assert not set(lib.vector_index.ids().tolist()) & set(group.face_ids)
 
@@ -253,7 +255,7 @@ def test_retention_purges_images_older_than_the_collection_period(lib: Library) 
     receipt = purge_expired(lib, now=later)
     assert len(receipt.image_ids) == 12 and receipt.collections[0].collection == "examples"
     remaining = {c["name"]: c["images"] for c in lib.stats()["collections"]}
-    assert remaining == {"examples": 0, "groups": 3}  # groups has no retention period
+    assert remaining == {"default": 0, "examples": 0, "groups": 3}  # groups has no retention period
     log = AuditLog(lib.catalog)
     assert [e.action for e in log.entries()][-4:] == ["retention_purge"] * 4
     assert log.entries(action="collection_retention")[0].details == {"collection": "examples", "retention_days": 30.0}

@@ -93,6 +93,7 @@ def test_manifests_keep_page_and_metadata(tmp_path: Path, good_photos: list[Path
         json.dumps({"path": str(good_photos[2]), "page_url": "https://example.org/p/3", "year": 2011}) + "\n"
     )
     with Library.open(tmp_path / "lib") as lib:
+        lib.create_collection("press")
         report = lib.index([csv_manifest, jsonl_manifest], collection="press", workers=1)
         assert report.indexed == 3
         result = lib.search(good_photos[0], top_k=1, purpose=PURPOSE)
@@ -158,6 +159,9 @@ def _count(db: Path, table: str) -> int:
 
 
 def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
+    """A CLI ingest killed by kill -9 midway resumes, losing and duplicating nothing. Issue 12 §4 too: the
+    photos it committed before the kill each name an audit entry that exists, its opening ``ingest_begin``
+    (written before the first photo; before, the entry came only at the end, so the kill left none)."""
     people = sorted((shared_data / "lfw-dev" / "images").iterdir())[:400]
     photos = [str(p) for person in people for p in sorted(person.iterdir())][:120]
     library = tmp_path / "lib"
@@ -179,6 +183,11 @@ def test_resume_after_kill_9(tmp_path: Path, shared_data: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 20 <= done_before_kill < len(photos), "the kill must land mid-run"
+    with sqlite3.connect(db) as con:
+        named = con.execute(
+            "SELECT i.audit_seq, a.action FROM images i LEFT JOIN audit_log a ON a.seq = i.audit_seq GROUP BY 1, 2"
+        ).fetchall()
+    assert len(named) == 1 and named[0][0] is not None and named[0][1] == "ingest_begin", named
 
     finished = cli_ok(*command[3:], "--json")  # resumed by the same command, here in this process
     report = json.loads(finished.stdout)

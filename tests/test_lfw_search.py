@@ -33,10 +33,24 @@ def test_lfw_probes_find_their_person_first(tmp_path: Path, lfw_subset: tuple[li
     assert len(probes) >= 15 and len(gallery) >= 300
     folder = tmp_path / "lfw"
     # No jitter: the recipe is not the subject (jitter costs four more alignments per face, and 400 photos).
-    indexed = cli_ok("index", *map(str, gallery), "-c", "lfw", "--jitter", "0", "-l", str(folder), "--json")
+    indexed = cli_ok(
+        "index", *map(str, gallery), "-c", "lfw", "--create-collection", "--jitter", "0", "-l", str(folder), "--json"
+    )
     assert json.loads(indexed.stdout)["indexed"] == len(gallery)
     for probe in probes[:2]:  # the CLI's JSON, as other tools read it
-        out = cli_ok("search", str(probe), "--case", "T-1", "--purpose", "test", "--json", "-k", "5", "-l", str(folder))
+        out = cli_ok(
+            "search",
+            str(probe),
+            "--case",
+            "T-1",
+            "--purpose",
+            "check the CLI JSON on lfw",
+            "--json",
+            "-k",
+            "5",
+            "-l",
+            str(folder),
+        )
         top = json.loads(out.stdout)["faces"][0]["candidates"][0]
         assert top["rank"] == 1 and Path(top["image"]["path"]).parent.name == probe.parent.name
     hits = 0

@@ -80,6 +80,8 @@ def test_removal_takes_effect_at_once_and_survives_reopen(
 
 def test_remove_by_image_and_collection(tmp_path: Path, people: Path, gallery: list[str]) -> None:
     with Library.open(tmp_path / "lib") as lib:
+        for name in ("a", "b"):
+            lib.create_collection(name)  # ingest never creates one (issue 12 §3)
         lib.index(gallery[:3], collection="a", workers=1)
         lib.index(gallery[3:], collection="b", workers=1)
         hit = lib.search(people / "joe_biden" / "biden.jpg", top_k=1, purpose=PURPOSE).faces[0].candidates[0]
@@ -87,7 +89,7 @@ def test_remove_by_image_and_collection(tmp_path: Path, people: Path, gallery: l
         assert lib.remove(image_id=hit.image.image_id).image_ids == [hit.image.image_id]
         gone = lib.remove(collection="a")
         assert len(gone.image_ids) == 3
-        assert [c["name"] for c in lib.stats()["collections"]] == ["b"]
+        assert [c["name"] for c in lib.stats()["collections"]] == ["b", "default"]  # a new library has "default"
         with pytest.raises(FaceSearchError, match="no collection named 'a'"):
             lib.search(people / "barack_obama" / "obama.jpg", collection="a", purpose=PURPOSE)
         with pytest.raises(FaceSearchError, match="exactly one"):
@@ -134,7 +136,7 @@ def test_dlib_backend_gives_the_same_answers(tmp_path: Path, people: Path, galle
         "--case",
         "T-1",
         "--purpose",
-        "test",
+        "compare two photos for the tests",
         "--embedder",
         "dlib",
         "--json",

@@ -144,7 +144,7 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
         "--case",
         "T-1",
         "--purpose",
-        "test",
+        "compare two photos for the tests",
         "--json",
         "--top-k",
         "3",
@@ -172,7 +172,16 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
     assert len(data["faces"][0]["box"]) == 4
 
     verify = cli_ok(
-        "verify", str(probe), str(probe), "--case", "T-1", "--purpose", "test", "--json", "-l", str(library.folder)
+        "verify",
+        str(probe),
+        str(probe),
+        "--case",
+        "T-1",
+        "--purpose",
+        "compare the probe with itself",
+        "--json",
+        "-l",
+        str(library.folder),
     )
     answer = json.loads(verify.stdout)
     assert answer["same_person"] is True and answer["similarity"] > 0.99 and "threshold" in answer

@@ -55,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, example_ga
     with Library.open(folder) as lib:
         assert lib.remove(source=str(examples / PROBE)).sources == [str(examples / PROBE)]
         assert len(lib.remove(collection="groups").image_ids) == 3
-        assert [(c["name"], c["images"]) for c in lib.stats()["collections"]] == [("examples", 15)]
+        assert [(c["name"], c["images"]) for c in lib.stats()["collections"]] == [("default", 0), ("examples", 15)]
         for role in ("investigator", "auditor", "admin"):
             _, keys[role] = add_user(lib.catalog, f"{role}-1", role)
     app = create_app(folder, rate_limit_per_minute=0, ingest_workers=1)

@@ -302,6 +302,7 @@ def bench_end_to_end(args: argparse.Namespace, clock: Clock, device: Any, name: 
                 stamps.append((time.perf_counter(), done, report.faces))
 
         with Library.open(Path(tmp) / "library", jitter=args.jitter, detector="cnn") as lib:
+            lib.create_collection("bench")
             begun = time.perf_counter()
             report = lib.index(
                 [photos],

@@ -100,6 +100,8 @@ def build_library(folder: Path, examples: Path) -> dict:
     files = [str(p) for p in sorted((examples / "by_identity").rglob("*")) if p.is_file() and p not in held_out]
     started = time.perf_counter()
     with Library.open(folder, jitter=0) as lib:
+        for name in ("examples", "groups"):
+            lib.create_collection(name)
         portraits = lib.index(files, collection="examples", workers=1).indexed
         groups = lib.index([examples / "multi_face"], collection="groups", workers=1).indexed
     return {"portraits": portraits, "group_photos": groups, "build_s": round(time.perf_counter() - started, 2)}

@@ -74,6 +74,7 @@ def main() -> None:
         f"library: {library_path}\nindexing {len(gallery)} sample photos: {', '.join(p.name for p in gallery)}"
     )
     with Library.open(library_path) as lib:
+        lib.create_collection("samples", exist_ok=True)  # ingest never creates one: an admin (here, you) does
         report = lib.index([str(p) for p in gallery], collection="samples")
         console.print(
             f"indexed {report.indexed} photos ({report.already_indexed} already indexed), {report.faces} new faces, "
@@ -85,7 +86,7 @@ def main() -> None:
     print_search(result)
     console.print(
         "\nGo on with your own photos:\n"
-        f"  .venv/bin/facesearch index PHOTOS_FOLDER --collection NAME --library {library_path}\n"
+        f"  .venv/bin/facesearch index PHOTOS_FOLDER --collection NAME --create-collection --library {library_path}\n"
         f"  .venv/bin/facesearch search PROBE.jpg --case ID --purpose WHY --library {library_path}\n"
         "  .venv/bin/facesearch --help   (verify, faces, remove, stats, doctor, calibrate, eval, audit; --json)\n"
         f"  .venv/bin/facesearch users add YOU --role admin --library {library_path}   (prints an API key)\n"

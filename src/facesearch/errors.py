@@ -52,3 +52,17 @@ class CalibrationError(FaceSearchError):
     """A calibration is missing, malformed, or cannot answer the question asked of it."""
 
     code = "calibration_error"
+
+
+class NoCollection(FaceSearchError):
+    """An ingest named a collection that does not exist: ingest never creates one, an admin does
+    (governance/collections.py), so that a new name cannot sidestep a collection's rules."""
+
+    code = "no_collection"
+
+    @classmethod
+    def named(cls, name: str) -> NoCollection:
+        return cls(
+            f"no collection named {name!r}: an admin must create it first "
+            f"(facesearch collections create {name}, or POST /v1/collections)"
+        )

@@ -24,8 +24,9 @@ from typing import Any
 
 from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import LibraryError
+from facesearch.governance.collections import create_collection, ensure_default_collection
 from facesearch.governance.deletion_plan import DeletionPlan
-from facesearch.governance.events import IngestEvent, record
+from facesearch.governance.events import IngestEvent, IngestStartEvent, record
 from facesearch.governance.optout import OptOutRegistry, optout_threshold
 from facesearch.governance.removal import preview_removal, remove_photos
 from facesearch.governance.types import SearchPurpose, User
@@ -42,6 +43,7 @@ from facesearch.search.service import Probe, SearchService
 from facesearch.settings import CATALOG_NAME, LibrarySpec
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.live_index import LiveIndex
+from facesearch.store.schema import FaceRow
 from facesearch.store.uploaded_copies import HeldFiles
 from facesearch.store.vectors.protocol import Compactable, VectorStore
 from facesearch.store.writer import LibraryWriter
@@ -119,6 +121,11 @@ class Library:
             config = spec.new_config()  # refuses bad options before anything is written
             folder.mkdir(parents=True, exist_ok=True)
             config.save(folder)
+            library = cls(folder, config, embedder, repair_index)
+            # Its creator, the local operator, is its first admin: the "default" collection is theirs
+            # to create, so that indexing into it works from the start (any other is created explicitly).
+            ensure_default_collection(library.catalog)
+            return library
         else:
             raise LibraryError(f"no facesearch library at {folder}", code="no_library")
         return cls(folder, config, embedder, repair_index)
@@ -186,13 +193,42 @@ class Library:
     def index(self, inputs: Iterable[str | Path], *, actor: str | User | None = None, **options: Any) -> IngestReport:
         """Index files, folders, manifests and URLs into a collection (``collection=``, default "default").
 
-        Resumable and audited; faces of people who opted out are never stored. ``options``: see
-        :meth:`facesearch.ingest.service.Ingester.run` (workers, engine, device, min_quality...).
+        The collection must exist (:meth:`create_collection`). Resumable and audited: an opening entry
+        before the first photo is stored (each image names it), the counts at the end. Faces of people
+        who opted out are never stored. ``options``: see :meth:`facesearch.ingest.service.Ingester.run`
+        (workers, engine, device, min_quality...).
         """
-        report = self.ingester.run(inputs, **options)
+        started: list[int] = []
+
+        def audit_start(plan: dict[str, Any]) -> int:
+            started.append(record(self.catalog, IngestStartEvent(plan), actor).seq)
+            return started[-1]
+
+        report = self.ingester.run(inputs, audit_start=audit_start, **options)
         details = {k: v for k, v in report.to_dict().items() if k != "rejected"}
-        record(self.catalog, IngestEvent({**details, "rejected": len(report.rejected)}), actor)
+        summary = {**details, "rejected": len(report.rejected), "started": started[-1] if started else None}
+        record(self.catalog, IngestEvent(summary), actor)
         return report
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        require: list[str] | tuple[str, ...] = (),
+        retention_days: float | None = None,
+        actor: str | User | None = None,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Create a collection with its search requirements (``["legal_basis"]``) and retention. An admin's
+        act (a :class:`User` must be an admin; None is the local operator); audited. Returns its settings.
+
+        ``exist_ok``: an existing collection is left as it is (its settings returned, nothing audited).
+        """
+        if exist_ok:
+            for row in self.catalog.collections():
+                if row.name == name:
+                    return dict(row.settings or {})
+        return create_collection(self.catalog, name, require_fields=require, retention_days=retention_days, actor=actor)
 
     def search(self, probe: Probe, *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:
         """Search for the faces in ``probe`` for a stated purpose (required); see SearchService.search."""
@@ -201,6 +237,12 @@ class Library:
     def verify(self, a: Probe, b: Probe, *, purpose: SearchPurpose | None, **options: Any) -> VerifyResult:
         """Are the largest faces in two photos the same person? A purpose is required; see SearchService.verify."""
         return self.searches.verify(a, b, purpose=purpose, **options)
+
+    def view_face(
+        self, face_id: int, *, purpose: SearchPurpose | None, actor: str | User | None = None, thumbnail: bool = False
+    ) -> FaceRow | None:
+        """An indexed face's row (metadata, thumbnail), bound and audited like a search; see SearchService.view_face."""
+        return self.searches.view_face(face_id, purpose=purpose, actor=actor, thumbnail=thumbnail)
 
     def faces(self, image: Probe) -> list[dict]:
         """The faces detected in a photo (box, landmarks, scores), without searching."""

@@ -14,10 +14,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
-from facesearch.api.errors import ApiError, NotFound
+from facesearch.api.errors import NotFound
 from facesearch.governance import (
     ROLE_PERMISSIONS,
     AuditEntry,
@@ -36,13 +33,14 @@ from facesearch.governance import (
     set_retention,
 )
 from facesearch.governance.audit import canonical_json
-from facesearch.governance.db import immediate
+from facesearch.governance.collections import create_collection as governance_create_collection
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import GovernanceEvent, ReviewEvent, record
+from facesearch.governance.purpose import clean_case_id
 from facesearch.library import Library
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.store.catalog import Catalog
-from facesearch.store.schema import CollectionRow, FaceRow
+from facesearch.store.schema import FaceRow
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +85,9 @@ def verify(
 # faces and reviews --------------------------------------------------------------------------------
 
 
-def view_face(library: Library, face_id: int, *, case_id: str, actor: User, thumbnail: bool) -> FaceRow:
-    """A face's row, for its metadata or thumbnail; audited by the search path (search/service.py)."""
-    row = library.searches.view_face(face_id, case_id=case_id, actor=actor, thumbnail=thumbnail)
+def view_face(library: Library, face_id: int, *, purpose: SearchPurpose, actor: User, thumbnail: bool) -> FaceRow:
+    """A face's row, for its metadata or thumbnail; purpose-bound and audited by the search path (search/service.py)."""
+    row = library.searches.view_face(face_id, purpose=purpose, actor=actor, thumbnail=thumbnail)
     if row is None:
         raise NotFound(f"no face {face_id}")
     return row
@@ -97,6 +95,7 @@ def view_face(library: Library, face_id: int, *, case_id: str, actor: User, thum
 
 def review(catalog: Catalog, *, case_id: str, face_id: int, decision: str, note: str, actor: User) -> AuditEntry:
     """Record that a person reviewed a candidate face for a case, and what they concluded (in the audit log)."""
+    case_id = clean_case_id(case_id)  # normalised and checked as every case id is (governance/purpose.py)
     if not catalog.faces_by_ids([face_id]):
         raise NotFound(f"no face {face_id} (erased, or never indexed)")
     return record(catalog, ReviewEvent(case_id, face_id, decision, note), actor)
@@ -120,16 +119,9 @@ def collections(library: Library) -> dict[str, Any]:
 def create_collection(
     catalog: Catalog, name: str, *, require: list[str], retention_days: float | None, actor: User
 ) -> None:
-    """Create a collection with its search requirements and retention; 409 when the name is taken."""
-    try:
-        with immediate(catalog) as s:
-            if s.scalar(select(CollectionRow.id).where(CollectionRow.name == name)) is not None:
-                raise ApiError(f"a collection named {name!r} already exists", code="collection_exists")
-            s.add(CollectionRow(name=name, settings={}))
-            record(catalog, GovernanceEvent("collection_create", {"collection": name}), actor, session=s)
-    except IntegrityError as exc:
-        raise ApiError(f"a collection named {name!r} already exists", code="collection_exists") from exc
-    configure_collection(catalog, name, require=require, retention_days=retention_days, actor=actor)
+    """Create a collection with its search requirements and retention (governance: admins only, audited);
+    409 when the name is taken."""
+    governance_create_collection(catalog, name, require_fields=require, retention_days=retention_days, actor=actor)
 
 
 def configure_collection(

@@ -1,10 +1,11 @@
-"""``facesearch users|audit|optout|erase|maintain``: accountability from the command line.
+"""``facesearch users|audit|optout|collections|erase|maintain``: accountability from the command line.
 
 Only the command-line layer (options, tables, exit codes): the work is done by facesearch.governance,
 imported inside each command so that ``--help`` and other commands do not pay for SQLAlchemy.
 
 Commands run as the local operating-system user (recorded as ``cli:<user>`` in the audit log):
-whoever can run them can read the library's files anyway. The service checks keys and roles.
+whoever can run them can read the library's files anyway, so locally they act as the library's
+admin (creating collections included). The service checks keys and roles.
 """
 
 from __future__ import annotations
@@ -29,6 +30,34 @@ audit_app = typer.Typer(
 optout_app = typer.Typer(
     rich_markup_mode=None, help="People who asked to be left out of the library.", no_args_is_help=True
 )
+collections_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Collections and their rules (an admin's act: ingest never creates one).",
+    no_args_is_help=True,
+)
+
+
+@collections_app.command("create")
+def collections_create(
+    name: Annotated[str, typer.Argument(help="Collection name")],
+    require: Annotated[
+        list[str] | None, typer.Option("--require", help="What every search of it must state: legal_basis")
+    ] = None,
+    retention_days: Annotated[
+        float | None, typer.Option("--retention-days", help="Photos older than this are purged by maintain")
+    ] = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a collection with its rules, as the library's admin (the local operator). Audited."""
+    try:
+        with open_library(library) as lib:
+            settings = lib.create_collection(name, require=require or [], retention_days=retention_days)
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, {"collection": name, "settings": settings}):
+        console.print(f"collection [bold]{name}[/] created {settings or ''}")
 
 
 @users_app.command("add")
@@ -113,20 +142,30 @@ def audit_verify(
     file: Annotated[
         Path | None, typer.Option("--file", help="Check an export (JSON Lines) instead, without the library")
     ] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor", help="SEQ:HASH printed earlier by 'facesearch audit anchor': the log must still hold it"
+        ),
+    ] = None,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-compute the hash chain: any edited, deleted or reordered entry is reported (exit 1)."""
-    from facesearch.governance.audit import AuditLog, verify_jsonl
+    """Re-compute the hash chain: any edited, deleted or reordered entry, a log shorter than what the
+    catalog proves happened, or a missing anchor is reported (exit 1)."""
+    from facesearch.governance.audit import AuditLog, parse_anchor, verify_jsonl
 
     try:
+        kept = parse_anchor(anchor) if anchor is not None else None
         if file is not None:
             if not file.is_file():
                 raise FaceSearchError(f"no such export file: {file}", code="not_found")
+            if kept is not None:
+                raise FaceSearchError("--anchor checks the library's log, not an export (--file)", code="bad_request")
             result = verify_jsonl(file)
         else:
             with open_library(library) as lib:
-                result = AuditLog(lib.catalog).verify()
+                result = AuditLog(lib.catalog).verify(anchor=kept)
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
@@ -137,6 +176,27 @@ def audit_verify(
             console.print(f"[bold red]TAMPERED[/]: {result.problem} (first bad entry: {result.first_bad_sequence})")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the log's head as SEQ:HASH, to keep elsewhere (a ticket, another machine, paper).
+
+    Later, 'facesearch audit verify --anchor SEQ:HASH' fails unless the log still holds that entry
+    with that hash: whoever rewrites the whole database cannot forge what was kept outside it.
+    """
+    from facesearch.governance.audit import AuditLog
+
+    try:
+        with open_library(library) as lib:
+            head = AuditLog(lib.catalog).head()
+            if head is None or head[0] == 0:
+                raise FaceSearchError("the audit log is empty: nothing to anchor yet", code="empty_log")
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if not _json_out(as_json, {"sequence": head[0], "hash": head[1], "anchor": f"{head[0]}:{head[1]}"}):
+        print(f"{head[0]}:{head[1]}")
 
 
 @audit_app.command("show")

@@ -41,6 +41,14 @@ if TYPE_CHECKING:
 def index(
     paths: Annotated[list[str], typer.Argument(help="Files, folders (recursive), CSV/JSONL manifests or URLs")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add to")] = "default",
+    create_collection: Annotated[
+        bool,
+        typer.Option(
+            "--create-collection",
+            help="Create the collection first if it does not exist (as the library's admin, the local operator; "
+            "audited). Without it, a new name is refused: see facesearch collections create",
+        ),
+    ] = False,
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: one per core]")] = None,
     allow_private_urls: Annotated[
         bool, typer.Option(help="Allow URLs on private/loopback addresses (off: protects internal services)")
@@ -182,6 +190,8 @@ def index(
                     rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
                     bar.update(task, rate=rate, faces=report.faces, errors=len(report.rejected))
 
+                if create_collection:
+                    lib.create_collection(collection, exist_ok=True)
                 report = lib.index(
                     paths,
                     collection=collection,

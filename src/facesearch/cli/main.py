@@ -27,6 +27,7 @@ app.add_typer(eval_cmds.eval_app, name="eval")
 app.add_typer(governance.users_app, name="users")
 app.add_typer(governance.audit_app, name="audit")
 app.add_typer(governance.optout_app, name="optout")
+app.add_typer(governance.collections_app, name="collections")
 
 
 @app.callback()

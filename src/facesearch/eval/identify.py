@@ -133,6 +133,7 @@ def run(
     progress: Callable[[str, int], None] | None = None,
     workers: int | None = None,
 ) -> IdentifyReport:
+    library.create_collection(GALLERY, exist_ok=True)  # the evaluation's own library: its operator is its admin
     report = library.index([str(p) for p in split.gallery], collection=GALLERY, workers=workers)
     if progress:
         progress("indexed", len(split.gallery))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -38,7 +39,8 @@ from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.errors import AuditError
 from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
-from facesearch.store.governance_schema import AuditEntryRow, AuditHeadRow
+from facesearch.store.governance_schema import AuditEntryRow, AuditHeadRow, ErasureRow, OptOutRow, UserRow
+from facesearch.store.schema import ImageRow
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,10 @@ MAX_ACTION = 50
 MAX_CASE_ID = 100
 MAX_PURPOSE = 1000
 _BATCH = 5000
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+# Rows that exist only because something was done, each naming the audit entry that recorded it
+# (migration 0003): what the catalog proves the log must hold.
+_EVIDENCE = (("image", ImageRow), ("user", UserRow), ("opt-out", OptOutRow), ("erasure", ErasureRow))
 
 
 # canonical form and hashing ------------------------------------------------------------------------
@@ -330,6 +336,9 @@ class AuditLog:
         broken link), and a deleted or edited tail (the head row). ``anchor`` = (sequence, hash)
         recorded earlier outside this database: the entry with that sequence must still have that hash.
         """
+        # Read before the chain: an entry is committed before the rows that name it, so every entry named
+        # here is in the chain read next unless it was deleted (no false alarm from a concurrent ingest).
+        evidence = self._evidence()
         with self.catalog.session() as s:
             head = s.get(AuditHeadRow, 1)
             head_seq, head_hash, head_count = (head.seq, head.hash, head.count) if head else (None, None, None)
@@ -365,7 +374,23 @@ class AuditLog:
             return result(False, None, f"the head counts {head_count} entries, the chain has {chain.count}")
         if anchor is not None and not anchor_seen:
             return result(False, anchor[0], f"entry {anchor[0]} (the anchor) is no longer in the log")
+        problem = _missing_evidence(evidence, chain.count, chain.last_seq)
+        if problem is not None:
+            return result(False, problem[0], problem[1])
         return result(True)
+
+    def _evidence(self) -> tuple[dict[str, int], tuple[int, str] | None]:
+        """Rows per kind of evidence, and the highest audit entry any of them names (with its kind)."""
+        counts: dict[str, int] = {}
+        highest: tuple[int, str] | None = None
+        with self.catalog.session() as s:
+            for what, table in _EVIDENCE:
+                count, top = s.execute(select(func.count(), func.max(table.audit_seq)).select_from(table)).one()
+                if count:
+                    counts[what] = int(count)
+                if top is not None and (highest is None or int(top) > highest[0]):
+                    highest = (int(top), what)
+        return counts, highest
 
     def export_jsonl(self, dest: str | Path | IO[str], after: int = 0) -> int:
         """Write entries (from sequence ``after`` + 1) as JSON Lines, with their hashes; returns the count.
@@ -380,6 +405,52 @@ class AuditLog:
             dest.write(canonical_json(AuditEntry.from_row(row).to_dict()) + "\n")
             count += 1
         return count
+
+
+def _missing_evidence(
+    evidence: tuple[dict[str, int], tuple[int, str] | None], entries: int, last_seq: int
+) -> tuple[int | None, str] | None:
+    """What the catalog proves happened that the log no longer holds: (first missing entry, words), or None.
+
+    Why: with the append-only triggers dropped, a whole log (head row included), or its tail with the
+    head rewritten, can be deleted and still leave a valid chain. Images, users, opt-outs and erasures
+    remain, and each names the entry that created it; rows made before migration 0003 name none, but
+    still prove that the log cannot be empty.
+    """
+    counts, highest = evidence
+    if entries == 0 and counts:
+        held = ", ".join(f"{n} {what} row{'s' if n != 1 else ''}" for what, n in counts.items())
+        return 1, f"the audit log is empty, but the catalog holds {held}: its entries were deleted"
+    if highest is not None and highest[0] > last_seq:
+        seq, what = highest
+        span = f"{last_seq + 1}" if seq == last_seq + 1 else f"{last_seq + 1}-{seq}"
+        return last_seq + 1, (
+            f"entry {span} is missing: an {what} row names entry {seq}, but the log ends at {last_seq} "
+            "(entries were deleted from the end)"
+        )
+    return None
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as ``facesearch audit anchor`` prints it) as (sequence, hash); FaceSearchError if malformed."""
+    seq_text, _, digest = (text or "").strip().partition(":")
+    return check_anchor(seq_text, digest.lower())
+
+
+def check_anchor(seq: int | str | None, digest: str | None) -> tuple[int, str]:
+    """An anchor's two parts checked (a sequence number from 1, a SHA-256 in hex), whichever interface took
+    them: the CLI's ``SEQ:HASH`` or the API's ``anchor_seq`` and ``anchor_hash``."""
+    try:
+        number = int(seq) if seq is not None and not isinstance(seq, bool) else 0
+    except ValueError:
+        number = 0
+    if number < 1 or digest is None or not _HASH.match(digest):
+        raise FaceSearchError(
+            "an anchor is SEQ:HASH: the sequence number (from 1) and the 64 hex digits of its hash, as "
+            "'facesearch audit anchor' prints them",
+            code="bad_anchor",
+        )
+    return number, digest
 
 
 def verify_jsonl(source: str | Path | Iterable[str]) -> AuditVerification:
@@ -428,7 +499,9 @@ __all__ = [
     "AuditLog",
     "AuditVerification",
     "canonical_json",
+    "check_anchor",
     "entry_hash",
+    "parse_anchor",
     "utc_iso",
     "verify_jsonl",
 ]

@@ -32,6 +32,7 @@ from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import User, actor_name
 from facesearch.governance.writers import WriterSource, writer_of
 from facesearch.store.deletion import Removed
+from facesearch.store.governance_schema import ErasureRow
 from facesearch.store.schema import CollectionRow, RejectionRow
 
 __all__ = ["ErasureReceipt", "erase", "preview_erasure"]
@@ -119,6 +120,7 @@ def erase(
             receipt.collection_dropped = collection
         _fill(receipt, removed)
         entry = record(catalog, GovernanceEvent("erase", _audit_details(receipt)), by, session=s)
+        s.add(ErasureRow(receipt_id=receipt.receipt_id, at=receipt.at, audit_seq=entry.seq))  # evidence: verify
     receipt.audit_sequence, receipt.audit_hash = entry.seq, entry.hash
     log.info("erasure %s: %d images, %d faces", receipt.receipt_id, len(receipt.image_ids), len(receipt.face_ids))
     return receipt

@@ -81,10 +81,10 @@ class VerifyEvent(AuditEvent):
 
 @dataclass(frozen=True)
 class FaceViewEvent(AuditEvent):
-    """An indexed face (its metadata or thumbnail) looked at for a case."""
+    """An indexed face (its metadata or thumbnail) looked at for a case and a purpose."""
 
     action: ClassVar[str] = "face_view"
-    case_id: str
+    stated: SearchPurpose
     face_id: int
     view: str
 
@@ -104,8 +104,24 @@ class ReviewEvent(AuditEvent):
 
 
 @dataclass(frozen=True)
+class IngestStartEvent(AuditEvent):
+    """An ingest about to store photos (collection, how many sources to read, the engine).
+
+    Written before its first photo is committed; every image it stores carries this entry's sequence
+    number, so photos left by an ingest killed midway still point to who added them and when.
+    """
+
+    action: ClassVar[str] = "ingest_begin"
+    plan: dict[str, Any]
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.plan)
+
+
+@dataclass(frozen=True)
 class IngestEvent(AuditEvent):
-    """One ingest run's counts (the report without its rejected list: only its length)."""
+    """One ingest run's counts (the report without its rejected list: only its length); ``started``
+    names its :class:`IngestStartEvent`."""
 
     action: ClassVar[str] = "ingest"
     report: dict[str, Any]

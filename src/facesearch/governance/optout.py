@@ -182,6 +182,7 @@ class OptOutRegistry:
             removed = deletion.faces(matches)
             receipt = self._receipt(by, removed, optout_id=row.id, photo_sha256=digest)
             entry = record(self.catalog, GovernanceEvent("optout_add", self._audit_details(receipt)), by, session=s)
+            row.audit_seq = entry.seq  # the catalog's evidence that this entry exists (audit verify)
         receipt.audit_sequence = entry.seq
         self._cache = None
         log.info("opt-out %d: removed %d faces (%d images)", row.id, len(removed.face_ids), len(removed.image_ids))

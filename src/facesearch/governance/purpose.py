@@ -1,5 +1,12 @@
 """Why a search is run: every search names a case and a purpose, recorded in the audit log.
 
+What is stated is checked here, once, for every interface (Python, CLI, API, web): text is
+normalised (NFKC; invisible, format and bidirectional characters removed; spaces collapsed) so that
+what the audit log shows is what was stated, and refused when nothing readable is left, when it
+holds control characters, or when a purpose says nothing: fewer than 10 letters, or a placeholder
+("...", "test", "n/a", "xxx", "aaaaaaaaaaaa"). Why: a case id of U+200B or a purpose of "..." was
+accepted, so the binding of a search to a purpose could be met by typing nothing (issue 12 §3).
+
 A collection can demand more through its settings JSON, e.g. ``{"require": ["legal_basis"]}``:
 searches that may return its faces must then state a legal basis too. A search over the whole
 library may return faces of every collection, so it must meet the requirements of all of them.
@@ -8,6 +15,8 @@ library may return faces of every collection, so it must meet the requirements o
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 
 from facesearch.errors import FaceSearchError
 from facesearch.governance.db import immediate, update_collection_settings
@@ -18,9 +27,99 @@ from facesearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REQUIRABLE", "SearchPurpose", "check_purpose", "requirements", "set_requirements"]
+__all__ = [
+    "REQUIRABLE",
+    "SearchPurpose",
+    "check_purpose",
+    "clean_case_id",
+    "clean_text",
+    "requirements",
+    "set_requirements",
+    "validate_purpose",
+]
 
 REQUIRABLE = ("legal_basis",)  # case_id and purpose are always required
+
+MAX_CASE_ID = 100
+MAX_PURPOSE = 1000
+MAX_LEGAL_BASIS = 500
+MIN_PURPOSE_LETTERS = 10
+# Words that, alone or only with each other, say nothing about why a search is made.
+PLACEHOLDER_WORDS = frozenset(
+    {
+        "test", "tests", "testing", "xxx", "xx", "x", "n", "a", "na", "nil", "none", "null", "nothing", "purpose",
+        "reason", "todo", "tbd", "tba", "foo", "bar", "baz", "asdf", "qwerty", "lorem", "ipsum", "dummy",
+        "placeholder", "example", "sample", "search", "unknown", "misc", "stuff", "whatever", "blah", "etc",
+        "abc", "aaa", "no", "yes", "ok", "other", "general", "default",
+    }
+)  # fmt: skip
+# Characters that show nothing but are not format characters (category Cf, removed as a class): fillers
+# and blanks that render as empty space, and the combining grapheme joiner.
+_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
+_HIDDEN = ("Cf", "Co", "Cn", "Cs", "Zl", "Zp")  # format (incl. bidi, U+200B, U+2060, U+FEFF), private, unassigned
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(name: str, value: object, high: int) -> str:
+    """``value`` normalised: NFKC, invisible, format and bidi characters removed, spaces collapsed.
+
+    Raises :class:`PurposeRequired` when nothing readable is left (``purpose_required``), when it
+    holds control characters such as a newline, or is longer than ``high`` (``invalid_purpose``).
+    """
+    if not isinstance(value, str):
+        raise PurposeRequired(f"a search needs a {name}")
+    text = unicodedata.normalize("NFKC", value)
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise PurposeRequired(f"the {name} must not contain control characters", code="invalid_purpose")
+    kept = "".join(ch for ch in text if unicodedata.category(ch) not in _HIDDEN and ch not in _INVISIBLE)
+    kept = _SPACES.sub(" ", kept).strip()
+    if not kept:
+        hidden = " (it holds only invisible characters)" if value.strip() else ""
+        raise PurposeRequired(f"a search needs a {name}{hidden}")
+    if len(kept) > high:
+        raise PurposeRequired(f"the {name} must be at most {high} characters long", code="invalid_purpose")
+    return kept
+
+
+def clean_case_id(value: object) -> str:
+    """A case id as :func:`clean_text` leaves it (what every search, verify and face view records)."""
+    return clean_text("case_id", value, MAX_CASE_ID)
+
+
+def _says_nothing(purpose: str) -> str | None:
+    """Why a (cleaned) purpose says nothing about the search, or None when it does."""
+    letters = [ch.lower() for ch in purpose if ch.isalpha()]
+    if len(letters) < MIN_PURPOSE_LETTERS:
+        return f"it has {len(letters)} letters; state why this search is made in at least {MIN_PURPOSE_LETTERS}"
+    if len(set(letters)) <= 2:
+        return "it repeats the same characters"
+    words = re.findall(r"[^\W\d_]+", purpose.lower())
+    if all(word in PLACEHOLDER_WORDS for word in words):
+        return "it is a placeholder"
+    if len(words) > 1 and len(set(words)) == 1:
+        return "it repeats one word"
+    return None
+
+
+def validate_purpose(purpose: SearchPurpose) -> SearchPurpose:
+    """The stated purpose, normalised, or :class:`PurposeRequired` saying what is wrong with it.
+
+    The one check of case id, purpose and legal basis, whichever interface they came from.
+    """
+    case_id = clean_case_id(purpose.case_id)
+    text = clean_text("purpose", purpose.purpose, MAX_PURPOSE)
+    why = _says_nothing(text)
+    if why is not None:
+        raise PurposeRequired(f"the purpose {text!r} says nothing about why: {why}", code="invalid_purpose")
+    legal_basis = None
+    if isinstance(purpose.legal_basis, str) and purpose.legal_basis.strip():
+        try:
+            legal_basis = clean_text("legal_basis", purpose.legal_basis, MAX_LEGAL_BASIS)
+        except PurposeRequired as exc:
+            if exc.code != "purpose_required":
+                raise
+            raise PurposeRequired("the legal_basis holds only invisible characters", code="invalid_purpose") from exc
+    return SearchPurpose(case_id, text, legal_basis)
 
 
 def requirements(catalog: Catalog, collection: str | None) -> set[str]:
@@ -44,7 +143,7 @@ def check_purpose(catalog: Catalog, purpose: SearchPurpose | None, collection: s
     """
     if purpose is None:
         raise PurposeRequired("a search needs a case id and a purpose")
-    purpose = purpose.validated()
+    purpose = validate_purpose(purpose)
     for need in sorted(requirements(catalog, collection)):
         if need not in REQUIRABLE:
             raise PurposeRequired(

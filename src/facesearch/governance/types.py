@@ -9,23 +9,17 @@ the bottom, behaviour above, no import cycles.
 from __future__ import annotations
 
 import getpass
-import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.errors import PermissionDenied, PurposeRequired
+from facesearch.governance.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from facesearch.store.governance_schema import UserRow
 
 ROLES = ("admin", "ingester", "investigator", "auditor")
-
-MAX_CASE_ID = 100
-MIN_PURPOSE = 3
-MAX_PURPOSE = 1000
-MAX_LEGAL_BASIS = 500
 
 # Which roles may do each action. The REST API calls require(user, action) before each operation.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -109,31 +103,14 @@ def actor_name(actor: str | User | None) -> str:
 
 @dataclass(frozen=True)
 class SearchPurpose:
-    """The case a search belongs to, what it is for, and (where demanded) its legal basis."""
+    """The case a search belongs to, what it is for, and (where demanded) its legal basis.
+
+    As stated: :func:`facesearch.governance.purpose.validate_purpose` normalises and checks it.
+    """
 
     case_id: str
     purpose: str
     legal_basis: str | None = None
 
-    def validated(self) -> SearchPurpose:
-        """A copy with whitespace trimmed; raises :class:`PurposeRequired` when a field is empty or malformed."""
-        case_id = _text("case_id", self.case_id, 1, MAX_CASE_ID)
-        purpose = _text("purpose", self.purpose, MIN_PURPOSE, MAX_PURPOSE)
-        legal_basis = None
-        if self.legal_basis is not None and str(self.legal_basis).strip():
-            legal_basis = _text("legal_basis", self.legal_basis, 1, MAX_LEGAL_BASIS)
-        return SearchPurpose(case_id, purpose, legal_basis)
-
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _text(name: str, value: object, low: int, high: int) -> str:
-    if value is None or not isinstance(value, str) or not value.strip():
-        raise PurposeRequired(f"a search needs a {name}")
-    value = value.strip()
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise PurposeRequired(f"the {name} must not contain control characters", code="invalid_purpose")
-    if not low <= len(value) <= high:
-        raise PurposeRequired(f"the {name} must be {low} to {high} characters long", code="invalid_purpose")
-    return value

@@ -99,14 +99,14 @@ def key_id_of(key: str) -> str | None:
 
 
 def name_key(name: str) -> str:
-    """The name as compared: NFKC, then case-folded (migration 0003_users computes the same)."""
+    """The name as compared: NFKC, then case-folded (migration 0004_users computes the same)."""
     return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _find(session: Session, name: str) -> UserRow | None:
     """The user of that exact name, else the one whose name differs only by case or Unicode form.
 
-    The exact name first: a catalog migrated with two spellings of one name (0003_users) keeps both,
+    The exact name first: a catalog migrated with two spellings of one name (0004_users) keeps both,
     and each must stay reachable, to be revoked.
     """
     row = session.scalar(select(UserRow).where(UserRow.name == name))
@@ -153,7 +153,8 @@ def add_user(catalog: Catalog, name: str, role: str, *, actor: str | User | None
             s.add(row)
             s.flush()
             user = User.from_row(row)
-            record(catalog, GovernanceEvent("user_add", {"user": name, "role": role, "key_id": key_id}), by, session=s)
+            facts = {"user": name, "role": role, "key_id": key_id}
+            row.audit_seq = record(catalog, GovernanceEvent("user_add", facts), by, session=s).seq  # evidence: §4
     except IntegrityError as exc:  # the name (or, once in 2^48, the key id) was taken meanwhile
         raise UserError(f"a user named {name!r} already exists", code="user_exists") from exc
     log.info("user %s (%s) added by %s", name, role, by)

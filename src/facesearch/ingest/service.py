@@ -9,11 +9,12 @@ people's faces and keeps the catalog and the vectors in step, whichever engine r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from facesearch.errors import FaceSearchError, LibraryError
+from facesearch.errors import FaceSearchError, NoCollection
 from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, check_inputs, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
@@ -23,6 +24,11 @@ from facesearch.store.writer import LibraryWriter
 
 ENGINES = ("local", "batched", "ray")  # how an ingest runs: see Ingester.run
 PRECISIONS = ("float32", "bfloat16", "float16")
+
+# Records an ingest's opening audit entry (what it is about to do) and returns the entry's sequence
+# number, which every image the ingest stores then carries. Given by the library: the ingest layer
+# does not know the audit log.
+AuditStart = Callable[[dict[str, Any]], int]
 
 
 class Ingester:
@@ -49,9 +55,12 @@ class Ingester:
             embed_threads=1 if (workers or os.cpu_count() or 1) > 1 else 0,
         )
 
-    def store(self, collection_id: int, results: list[ItemResult]) -> list[tuple[int, list[int]] | None]:
+    def store(
+        self, collection_id: int, results: list[ItemResult], audit_seq: int | None = None
+    ) -> list[tuple[int, list[int]] | None]:
         """Write one batch of results (the writer's lock must be held: :meth:`run` holds it).
 
+        ``audit_seq``: the ingest's opening audit entry, recorded on every image stored.
         Returns, per result, (image id, face ids), or None (a rejection, or bytes already stored).
         """
         out: list[tuple[int, list[int]] | None] = [None] * len(results)
@@ -61,7 +70,8 @@ class Ingester:
                 self.writer.record_rejection(collection_id, result.source.location, result.code, result.message)
             elif result.status == "indexed" and result.image is not None:
                 adding.append((position, result))
-        stored = self.writer.store(collection_id, [(r.image, r.faces) for _, r in adding])  # type: ignore[misc]
+        batch = [(r.image, r.faces) for _, r in adding]
+        stored = self.writer.store(collection_id, batch, audit_seq=audit_seq)  # type: ignore[arg-type]
         for (position, result), row in zip(adding, stored, strict=True):
             if row is not None:
                 result.opted_out_faces = row.refused
@@ -72,6 +82,7 @@ class Ingester:
         self,
         inputs: Iterable[str | Path],
         *,
+        audit_start: AuditStart,
         collection: str = "default",
         workers: int | None = None,
         allow_private_urls: bool = False,
@@ -92,13 +103,18 @@ class Ingester:
         "float16"), while ``workers`` processes read, decode, detect on the CPU and align: the engine
         for a GPU, and the default when ``device`` is one ("cuda", "cuda:1"). Every engine writes
         through this process's single writer: the same results whichever ran.
+
+        The collection must exist (:class:`NoCollection` otherwise: creating one is an admin's act,
+        governance/collections.py). ``audit_start`` records the ingest's opening audit entry before
+        the first photo is stored, and every stored image names that entry: an ingest killed midway
+        leaves photos that point to an entry saying who added them and when (issue 12 §4).
         """
         engine = _checked(min_quality, engine, device, precision, ray_address)
         inputs = check_inputs(inputs)  # a missing path indexes nothing, not even a new collection
         with self.writer.locked():
-            collection_id = self.catalog.collection_id(collection)
+            collection_id = self.catalog.collection_id(collection, create=False)
             if collection_id is None:
-                raise LibraryError(f"cannot create collection {collection!r}")
+                raise NoCollection.named(collection)
             known = self.catalog.known_sources(collection_id)
             sources: list[Source] = []
             report = IngestReport(collection=collection)
@@ -113,7 +129,9 @@ class Ingester:
             settings = replace(
                 self.worker_settings(allow_private_urls, workers), min_quality=min_quality, device=device
             )
-            run = self._engine(engine, settings, collection_id, workers, ray_address, precision)
+            plan = {"collection": collection, "to_read": len(sources), "already_indexed": report.already_indexed}
+            audit_seq = audit_start({**plan, "engine": engine})
+            run = self._engine(engine, settings, collection_id, workers, ray_address, precision, audit_seq)
             return run.run(collection_id, report, sources, progress)
 
     def _engine(
@@ -124,9 +142,10 @@ class Ingester:
         workers: int | None,
         ray_address: str | None,
         precision: str,
+        audit_seq: int,
     ) -> IngestRun:
         def store(results: list[ItemResult]) -> list[tuple[int, list[int]] | None]:
-            return self.store(collection_id, results)
+            return self.store(collection_id, results, audit_seq)
 
         if engine == "ray":
             from facesearch.ingest.ray_engine import RayIngestRun, RayOptions, collection_digests

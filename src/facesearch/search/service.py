@@ -28,7 +28,7 @@ import numpy as np
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import FaceViewEvent, SearchEvent, VerifyEvent, record
-from facesearch.governance.purpose import check_purpose
+from facesearch.governance.purpose import check_purpose, validate_purpose
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.media.files import read_file
@@ -268,16 +268,35 @@ class SearchService:
             for f in found
         ]
 
-    def view_face(self, face_id: int, *, case_id: str, actor: str | User | None, thumbnail: bool) -> FaceRow | None:
-        """An indexed face's row, for its metadata or thumbnail (None: no such face). Audited, so that
-        browsing faces outside a case shows in the log."""
+    def view_face(
+        self, face_id: int, *, purpose: SearchPurpose | None, actor: str | User | None, thumbnail: bool
+    ) -> FaceRow | None:
+        """An indexed face's row, for its metadata or thumbnail (None: no such face, or an opted-out person's).
+
+        Bound like a search: a case and a purpose (checked before anything is read), and the legal
+        basis the face's collection demands, or :class:`PurposeRequired`; audited, so that browsing
+        faces outside a case shows in the log. Why the collection's rule applies here too: face ids
+        are sequential, so without it anyone allowed to search could walk a protected collection
+        one id at a time (issue 12 §3). The refusal does not name the collection.
+        """
+        if purpose is None:
+            raise PurposeRequired("a face view needs a case id and a purpose")
+        purpose = validate_purpose(purpose)  # before anything is read
         row = self.catalog.faces_by_ids([face_id]).get(face_id)
         if row is None:
             return None
         if self.optouts.count() and face_id in set(self.optouts.suppressed_face_ids().tolist()):
             return None  # an opted-out person's face is never shown
+        try:
+            purpose = check_purpose(self.catalog, purpose, row.image.collection.name)
+        except PurposeRequired as exc:
+            if exc.code != "purpose_required":
+                raise
+            raise PurposeRequired(
+                f"face {face_id} is in a collection that requires a legal_basis for every search and face view"
+            ) from exc
         what = "thumbnail" if thumbnail else "metadata"
-        record(self.catalog, FaceViewEvent(case_id, face_id, what), actor)
+        record(self.catalog, FaceViewEvent(purpose, face_id, what), actor)
         return row
 
 

@@ -150,10 +150,13 @@ class Catalog:
             return set(s.scalars(select(ImageRow.source).where(ImageRow.collection_id == collection_id)))
 
     def add_image(
-        self, collection_id: int, model_id: int, image: NewImage, faces: list[NewFace]
+        self, collection_id: int, model_id: int, image: NewImage, faces: list[NewFace], audit_seq: int | None = None
     ) -> tuple[int, list[int]] | None:
-        """Store an image and its faces atomically; None if the same bytes are already in the collection."""
+        """Store an image and its faces atomically; None if the same bytes are already in the collection.
+
+        ``audit_seq``: the audit entry of the ingest that stores it (see ImageRow.audit_seq)."""
         row = self._image_row(collection_id, model_id, image, faces)
+        row.audit_seq = audit_seq
         try:
             with self.session() as s, s.begin():
                 s.add(row)
@@ -168,7 +171,11 @@ class Catalog:
             return None
 
     def add_images(
-        self, collection_id: int, model_id: int, batch: list[tuple[NewImage, list[NewFace]]]
+        self,
+        collection_id: int,
+        model_id: int,
+        batch: list[tuple[NewImage, list[NewFace]]],
+        audit_seq: int | None = None,
     ) -> list[tuple[int, list[int]] | None]:
         """:meth:`add_image` for many images in one transaction, in order: what a fast ingest needs
         (one commit per photo caps a writer at ~1,000 photos/s; docs/benchmarks.md).
@@ -201,7 +208,12 @@ class Catalog:
                     s.scalars(
                         insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True),
                         [
-                            dict(collection_id=collection_id, face_count=len(batch[p][1]), **batch[p][0].__dict__)
+                            dict(
+                                collection_id=collection_id,
+                                face_count=len(batch[p][1]),
+                                audit_seq=audit_seq,
+                                **batch[p][0].__dict__,
+                            )
                             for p in todo
                         ],
                     )
@@ -223,7 +235,7 @@ class Catalog:
                     )
                 )
         except IntegrityError:
-            return [self.add_image(collection_id, model_id, image, faces) for image, faces in batch]
+            return [self.add_image(collection_id, model_id, image, faces, audit_seq) for image, faces in batch]
         start = 0
         for image_id, p in zip(image_ids, todo, strict=True):
             count = len(batch[p][1])

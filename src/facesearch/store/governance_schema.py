@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Index, LargeBinary, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from facesearch.store.schema import Base, utcnow
+from facesearch.store.schema import ID64, Base, utcnow
 
 
 class UserRow(Base):
@@ -25,7 +25,7 @@ class UserRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     # The name as compared (NFKC, case-folded; governance/users.py name_key): "Admin" and "admin" are
-    # one name. Unique, so that two processes cannot add both. Migration 0003_users.
+    # one name. Unique, so that two processes cannot add both. Migration 0004_users.
     name_key: Mapped[str] = mapped_column(String(120), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     key_id: Mapped[str] = mapped_column(String(32), unique=True)  # not secret: finds the row for a key
@@ -33,6 +33,7 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    audit_seq: Mapped[int | None] = mapped_column(ID64)  # the user_add entry (NULL: made before migration 0003)
 
 
 class AuditEntryRow(Base):
@@ -80,8 +81,23 @@ class OptOutRow(Base):
     photo_sha256: Mapped[str] = mapped_column(String(64))
     model_key: Mapped[str] = mapped_column(String(100))  # embeddings compare only within one recipe
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    audit_seq: Mapped[int | None] = mapped_column(ID64)  # the optout_add entry (NULL: made before migration 0003)
+
+
+class ErasureRow(Base):
+    """That an erasure happened, and which audit entry holds its receipt: ids only, never what was erased.
+
+    Why kept: an erasure deletes the rows that pointed to earlier entries; this row keeps pointing to
+    the erasure's own entry, so a log cut back to before the erasure fails verification.
+    """
+
+    __tablename__ = "erasures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(String(32), unique=True)
+    at: Mapped[str] = mapped_column(String(40))
+    audit_seq: Mapped[int] = mapped_column(ID64)
 
 
 def governance_tables() -> list[Table]:
     """The tables this module adds to the catalog (for ``create_all(tables=...)``)."""
-    return [m.__table__ for m in (UserRow, AuditEntryRow, AuditHeadRow, OptOutRow)]  # type: ignore[misc]
+    return [m.__table__ for m in (UserRow, AuditEntryRow, AuditHeadRow, OptOutRow, ErasureRow)]  # type: ignore[misc]

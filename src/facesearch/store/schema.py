@@ -68,6 +68,9 @@ class ImageRow(Base):
     exif_time: Mapped[datetime | None]
     face_count: Mapped[int] = mapped_column(default=0)
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The audit entry of the ingest that stored it (written before its first photo; migration 0003):
+    # the catalog's proof that the log cannot be shorter than this. NULL: stored before 0003.
+    audit_seq: Mapped[int | None] = mapped_column(ID64, index=True)
     faces: Mapped[list[FaceRow]] = relationship(back_populates="image", cascade="all, delete-orphan")
     collection: Mapped[CollectionRow] = relationship()
 

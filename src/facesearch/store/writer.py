@@ -160,8 +160,13 @@ class LibraryWriter:
     def record_rejection(self, collection_id: int, source: str, code: str, message: str) -> None:
         self.catalog.record_rejection(collection_id, source, code, message)
 
-    def store(self, collection_id: int, batch: list[tuple[NewImage, list[NewFace]]]) -> list[Stored | None]:
+    def store(
+        self, collection_id: int, batch: list[tuple[NewImage, list[NewFace]]], *, audit_seq: int | None = None
+    ) -> list[Stored | None]:
         """Store images with their faces in one catalog transaction and their vectors in one index call.
+
+        ``audit_seq``: the audit entry that opened the ingest, kept on each image (the catalog's
+        evidence of what the log must hold).
 
         Faces the screen refuses are not stored (counted in :attr:`Stored.refused`). Returns, per
         image, what was stored, or None when the collection already holds the same bytes.
@@ -177,7 +182,7 @@ class LibraryWriter:
                     faces = [f for f, out in zip(faces, mask, strict=True) if not out]
                 kept_batch.append((image, faces))
             batch = kept_batch
-        rows = self.catalog.add_images(collection_id, self.model_id, batch)
+        rows = self.catalog.add_images(collection_id, self.model_id, batch, audit_seq=audit_seq)
         out: list[Stored | None] = []
         ids: list[int] = []
         vectors: list[np.ndarray] = []

@@ -14,7 +14,7 @@ from facesearch.api.deps import Host
 from facesearch.api.errors import ApiError
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, AuditEntryOut, AuditList, AuditVerificationOut
 from facesearch.governance import User
-from facesearch.governance.audit import utc_iso
+from facesearch.governance.audit import check_anchor, utc_iso
 
 router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
 
@@ -71,7 +71,7 @@ def verify(
     this server, also a log rewritten as a whole up to that entry."""
     if (anchor_seq is None) != (anchor_hash is None):
         raise ApiError("give both anchor_seq and anchor_hash, or neither", code="validation_error")
-    anchor = (anchor_seq, anchor_hash) if anchor_seq is not None and anchor_hash is not None else None
+    anchor = check_anchor(anchor_seq, anchor_hash) if anchor_seq is not None else None  # the CLI's check too
     return AuditVerificationOut.model_validate(service.verify_audit(host.catalog, anchor).to_dict())
 
 

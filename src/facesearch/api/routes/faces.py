@@ -1,4 +1,5 @@
-"""Indexed faces: metadata and thumbnail, for reviewing candidates. Each view names its case and is audited.
+"""Indexed faces: metadata and thumbnail, for reviewing candidates. Each view states its case and purpose
+(and the legal basis the face's collection demands), like a search, and is audited.
 
 Why audited: face ids are small integers, so without a record anyone allowed to search could page
 through every thumbnail in the library without stating a case. With ``case_id`` required and each
@@ -15,7 +16,7 @@ from facesearch.api import service
 from facesearch.api.auth import permission
 from facesearch.api.deps import Host
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN, FaceOut
-from facesearch.governance import User
+from facesearch.governance import SearchPurpose, User
 
 router = APIRouter(tags=["faces"], responses=ERROR_RESPONSES)
 
@@ -23,12 +24,31 @@ FaceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CaseQuery = Annotated[
     str, Query(min_length=1, max_length=100, pattern=NAME_PATTERN, description="the case this view is for (audited)")
 ]
+PurposeQuery = Annotated[
+    str, Query(min_length=1, max_length=1000, description="why: as for a search (at least 10 letters; audited)")
+]
+LegalBasisQuery = Annotated[
+    str | None, Query(max_length=500, description="required for a face of a collection that demands one")
+]
+
+
+def _stated(case_id: str, purpose: str, legal_basis: str | None) -> SearchPurpose:
+    return SearchPurpose(case_id, purpose, legal_basis)
 
 
 @router.get("/faces/{face_id}", response_model=FaceOut, summary="An indexed face: box, landmarks, quality, photo")
-def face(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, permission("search")]) -> FaceOut:
+def face(
+    face_id: FaceId,
+    case_id: CaseQuery,
+    purpose: PurposeQuery,
+    host: Host,
+    user: Annotated[User, permission("search")],
+    legal_basis: LegalBasisQuery = None,
+) -> FaceOut:
+    """Bound like a search: case, purpose, and the legal basis the face's collection demands (else 422)."""
+    stated = _stated(case_id, purpose, legal_basis)
     with host.reading() as library:
-        row = service.view_face(library, face_id, case_id=case_id, actor=user, thumbnail=False)
+        row = service.view_face(library, face_id, purpose=stated, actor=user, thumbnail=False)
     image = row.image
     return FaceOut(
         face_id=row.id,
@@ -54,7 +74,16 @@ def face(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, 
     responses={200: {"content": {"image/jpeg": {}}, "description": "a small JPEG of the face"}},
     summary="The face's thumbnail (JPEG)",
 )
-def thumbnail(face_id: FaceId, case_id: CaseQuery, host: Host, user: Annotated[User, permission("search")]) -> Response:
+def thumbnail(
+    face_id: FaceId,
+    case_id: CaseQuery,
+    purpose: PurposeQuery,
+    host: Host,
+    user: Annotated[User, permission("search")],
+    legal_basis: LegalBasisQuery = None,
+) -> Response:
+    """Bound like a search: case, purpose, and the legal basis the face's collection demands (else 422)."""
+    stated = _stated(case_id, purpose, legal_basis)
     with host.reading() as library:
-        row = service.view_face(library, face_id, case_id=case_id, actor=user, thumbnail=True)
+        row = service.view_face(library, face_id, purpose=stated, actor=user, thumbnail=True)
     return Response(row.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

@@ -10,8 +10,9 @@ from facesearch.api.auth import permission
 from facesearch.api.deps import Host, Jobs, Settings, Uploads
 from facesearch.api.manifest import parse_manifest, to_jsonl
 from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, JobList, JobOut
+from facesearch.api.state import LibraryHost
 from facesearch.api.uploads import CheckedPhoto, check_photo, read_limited
-from facesearch.errors import ImageRejected
+from facesearch.errors import ImageRejected, NoCollection
 from facesearch.governance import User
 from facesearch.media.decode import sha256_hex
 
@@ -19,11 +20,18 @@ router = APIRouter(tags=["ingest"], responses=ERROR_RESPONSES)
 
 MAX_FILES = 500
 CollectionField = Annotated[
-    str, Form(min_length=1, max_length=200, pattern=NAME_PATTERN, description="created if missing")
+    str,
+    Form(min_length=1, max_length=200, pattern=NAME_PATTERN, description="must exist (an admin creates collections)"),
 ]
 MinQuality = Annotated[
     float, Form(ge=0.0, le=1.0, allow_inf_nan=False, description="leave out faces below this quality (0..1)")
 ]
+
+
+def _existing(host: LibraryHost, collection: str) -> None:
+    """Refuse (404 ``no_collection``) before anything is read or stored: ingest never creates a collection."""
+    if host.catalog.collection_id(collection, create=False) is None:
+        raise NoCollection.named(collection)
 
 
 def _accepted(response: Response, job: dict) -> JobOut:
@@ -50,7 +58,8 @@ def upload(
 ) -> JobOut:
     """Every file is checked first (size: 413; not an image: 415; too many pixels or damaged: 422): one bad
     file and nothing is stored. Good files are kept as ``uploads/<sha256>.<ext>`` in the library folder;
-    the client's file names are only echoed back."""
+    the client's file names are only echoed back. The collection must exist (404 ``no_collection``)."""
+    _existing(host, collection)
     if not files:
         raise ImageRejected("no files were sent", code="empty_file")
     if len(files) > MAX_FILES:
@@ -93,6 +102,7 @@ def upload(
 def manifest(
     manifest: Annotated[UploadFile, File(description="CSV with a header row, or JSON Lines; rows need a 'url'")],
     response: Response,
+    host: Host,
     settings: Settings,
     uploads: Uploads,
     jobs: Jobs,
@@ -102,7 +112,9 @@ def manifest(
     format: Annotated[Literal["csv", "jsonl"] | None, Form(description="default: guessed from the content")] = None,
 ) -> JobOut:
     """Rows may not name local paths (422 ``path_not_allowed``). Private and loopback addresses are refused
-    per row when fetched: such rows show up in the job's ``rejected`` list with their codes."""
+    per row when fetched: such rows show up in the job's ``rejected`` list with their codes. The collection
+    must exist (404 ``no_collection``)."""
+    _existing(host, collection)
     data = read_limited(manifest.file, settings.max_upload_bytes, "the manifest")
     rows = parse_manifest(data, format)
     path = uploads.store_manifest(to_jsonl(rows))

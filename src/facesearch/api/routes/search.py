@@ -12,13 +12,16 @@ from facesearch.api.deps import Host, Settings
 from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, SearchOut
 from facesearch.api.uploads import read_limited
 from facesearch.governance import SearchPurpose, User
+from facesearch.governance.purpose import clean_case_id
 from facesearch.search.service import MAX_TOP_K
 
 router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
 
 # Shared with verify: the case and purpose every search and comparison states (recorded in the audit log).
 CaseId = Annotated[str, Form(description="the case this search belongs to (1-100 characters)")]
-Purpose = Annotated[str, Form(description="why this search is run (3-1000 characters)")]
+Purpose = Annotated[
+    str, Form(description="why this search is run (at least 10 letters, not a placeholder; at most 1000 characters)")
+]
 LegalBasis = Annotated[str | None, Form(description="required by collections that demand it")]
 MaxFmr = Annotated[
     float | None,
@@ -59,4 +62,4 @@ def search(
             face=face,
             max_fmr=max_fmr,
         )
-    return SearchOut.model_validate({**result.to_dict(), "case_id": stated.validated().case_id})
+    return SearchOut.model_validate({**result.to_dict(), "case_id": clean_case_id(stated.case_id)})

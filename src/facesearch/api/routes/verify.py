@@ -13,6 +13,7 @@ from facesearch.api.models import ERROR_RESPONSES, VerifyOut
 from facesearch.api.routes.search import CaseId, LegalBasis, MaxFmr, Purpose
 from facesearch.api.uploads import read_limited
 from facesearch.governance import SearchPurpose, User
+from facesearch.governance.purpose import clean_case_id
 
 router = APIRouter(tags=["verify"], responses=ERROR_RESPONSES)
 
@@ -37,5 +38,5 @@ def verify(
     with host.reading() as library:
         result = service.verify(library, first, second, purpose=stated, actor=user, max_fmr=max_fmr)
     a_sha, b_sha = result.photos_sha256
-    extra = {"a_sha256": a_sha, "b_sha256": b_sha, "case_id": stated.validated().case_id}
+    extra = {"a_sha256": a_sha, "b_sha256": b_sha, "case_id": clean_case_id(stated.case_id)}
     return VerifyOut.model_validate({**result.to_dict(), **extra})

@@ -13,9 +13,12 @@ export function releaseThumbnails() {
   thumbnails = new Map();
 }
 
-async function thumbnail(faceId, caseId) {
+// A face view is bound like the search that showed it: its case, purpose and legal basis (state.stated).
+async function thumbnail(faceId, caseId, stated) {
   if (!thumbnails.has(faceId)) {
-    thumbnails.set(faceId, api.imageUrl(`/faces/${faceId}/thumbnail`, { case_id: caseId }));
+    const query = { case_id: caseId, purpose: stated.purpose };
+    if (stated.legal_basis) query.legal_basis = stated.legal_basis;
+    thumbnails.set(faceId, api.imageUrl(`/faces/${faceId}/thumbnail`, query));
   }
   return thumbnails.get(faceId);
 }
@@ -83,7 +86,7 @@ export function renderResults(container, state, caseId) {
   const grid = h("ol", { class: "grid", "aria-label": "Candidates, most similar first" });
   for (const c of face.candidates) {
     const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
-    thumbnail(c.face_id, caseId).then((url) => { img.src = url; }).catch(showError);
+    thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
     const status = h("span", { class: "review-status" }, reviewed.has(c.face_id) ? `Reviewed: ${reviewed.get(c.face_id)}` : "");
     grid.append(h("li", { class: "candidate card", "data-face-id": String(c.face_id) },
       h("div", { class: "rank" }, `#${c.rank}`),
@@ -114,7 +117,7 @@ function probeCrop(state) {
 
 function compare(state, c, caseId, status) {
   const candidate = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb large" });
-  thumbnail(c.face_id, caseId).then((url) => { candidate.src = url; }).catch(showError);
+  thumbnail(c.face_id, caseId, state.stated).then((url) => { candidate.src = url; }).catch(showError);
   const decision = h("select", { id: "review-decision", name: "decision" },
     h("option", { value: "inconclusive" }, "Inconclusive"),
     h("option", { value: "rejected" }, "Rejected: not the same person"),

@@ -122,6 +122,7 @@ export async function searchView(main) {
     results.replaceChildren(h("p", { class: "muted" }, "Searching…"));
     try {
       state.result = await api.post("/search", body);
+      state.stated = { purpose: purpose.value.trim(), legal_basis: legal.value.trim() };
       drawFaces();
       selectFace(0);
     } catch (error) {

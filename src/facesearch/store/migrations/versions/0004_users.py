@@ -1,7 +1,7 @@
 """User names unique whatever their case: ``governance_users.name_key``.
 
-Revision ID: 0003_users
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Created: 2026-12-05
 
 Why (issue 12 §7): users "Admin" and "admin" could coexist, so an audit entry's actor or an
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_users"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
