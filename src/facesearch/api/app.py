@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -19,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 from facesearch._version import __version__
 from facesearch.api.auth import API_PREFIX, AuthMiddleware, publish_actions
 from facesearch.api.errors import install_handlers
+from facesearch.api.headers import SecurityHeaders
 from facesearch.api.jobs import JobRunner
 from facesearch.api.ratelimit import RateLimiter
 from facesearch.api.routes import ROUTERS
@@ -111,4 +113,16 @@ def create_app(
     from facesearch.web import mount_web
 
     mount_web(app, API_PREFIX)  # after the routers: the web app's mount at "/" must come last
+    _send_security_headers(app, frozenset({"/docs", "/docs/oauth2-redirect"} if docs else ()))
     return app
+
+
+def _send_security_headers(app: FastAPI, docs_paths: frozenset[str]) -> None:
+    """Wrap the whole middleware stack in :class:`SecurityHeaders`, Starlette's own error middleware
+    included: ``add_middleware`` would place it inside that one, and a 500 would go out without them."""
+    build = app.build_middleware_stack
+
+    def build_with_headers() -> Any:
+        return SecurityHeaders(build(), docs_paths)
+
+    app.build_middleware_stack = build_with_headers  # type: ignore[method-assign]

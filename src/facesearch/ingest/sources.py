@@ -18,6 +18,7 @@ from facesearch.errors import FaceSearchError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
 PAGE_COLUMNS = ("source_url", "page_url")
+MAX_DEPTH = 16  # nesting of a manifest row's values: metadata is flat; a deeply nested row is an attack
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,30 @@ def jsonl_rows(handle: Iterable[str], where: str) -> Iterator[dict]:
             row = json.loads(line)
         except ValueError as exc:
             raise ManifestError(f"{where} line {number}: not valid JSON ({exc})") from exc
+        except RecursionError as exc:  # Python's parser recurses per level: a 4 KB line can exhaust it
+            raise ManifestError(f"{where} line {number}: nested deeper than {MAX_DEPTH} levels") from exc
         if not isinstance(row, dict):
             raise ManifestError(f"{where} line {number}: expected a JSON object")
+        if _depth(row) > MAX_DEPTH:
+            # Parsed, but it would exhaust the stack later (pickled to a worker, stored as JSON metadata).
+            raise ManifestError(f"{where} line {number}: nested deeper than {MAX_DEPTH} levels")
         yield row
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0), without recursing."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _row_to_source(row: dict, manifest: Path, number: int) -> Source:
