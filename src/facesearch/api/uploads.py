@@ -15,7 +15,6 @@ erasure, opt-out and retention purge, whichever interface ran it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import BinaryIO
 from facesearch.api.errors import PayloadTooLarge
 from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.store.catalog import Catalog
+from facesearch.store.private_files import private_dir, write_private
 from facesearch.store.uploaded_copies import HeldFiles, discard_uploaded_copies, uploads_root
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class UploadStore:
 
     def store_photo(self, photo: CheckedPhoto) -> Path:
         """Write the photo at :meth:`path_for` (atomically; kept as is when already there); returns the path."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         path = self.path_for(photo)
         with self._lock:
             if not path.exists():
@@ -81,8 +81,7 @@ class UploadStore:
 
     def store_manifest(self, text: str) -> Path:
         """Write a checked, re-serialised manifest for a job, named by its content."""
-        folder = self.root / MANIFESTS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.root / MANIFESTS_DIR)
         data = text.encode("utf-8")
         path = folder / f"{sha256_hex(data)}.jsonl"
         with self._lock:
@@ -106,9 +105,4 @@ class UploadStore:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_private(path, data)  # 0600 from the start: an uploaded photo is never readable by other users
