@@ -165,3 +165,66 @@ def test_every_response_carries_the_security_headers(
         assert response.headers["referrer-policy"] == "no-referrer"
         if path != "/docs":
             assert "'unsafe-inline'" not in csp
+
+
+SECRET = "s3cr3t-pw"
+
+
+def test_credentials_in_manifest_urls_are_never_stored_or_shown_and_script_pages_are_dropped(
+    client: TestClient, library: tuple[Path, dict[str, str]]
+) -> None:
+    """Issue 12 §6: manifest URLs with ``user:pass@`` were stored and shown in /v1/jobs; a ``javascript:``
+    page_url was kept (and rendered as a link)."""
+    manifest = (
+        f'{{"url": "http://scraper:{SECRET}@127.0.0.1/a.jpg", "page_url": "javascript:alert(document.cookie)"}}\n'
+        f'{{"url": "https://127.0.0.1/b.jpg", "source_url": "https://scraper:{SECRET}@example.org/page"}}\n'
+    )
+    headers = bearer(library[1]["ingester"])
+    response = client.post(
+        "/v1/ingest/manifest",
+        files={"manifest": ("m.jsonl", manifest.encode())},
+        data={"collection": "web"},
+        headers=headers,
+    )
+    assert response.status_code == 202, response.text
+    assert SECRET not in response.text
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 300  # a bound for slow machines
+    while (job := client.get(f"/v1/jobs/{job_id}", headers=headers).json())["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)  # polling the job's status
+    assert [r["code"] for r in job["rejected"]] == ["private_address", "private_address"]
+    assert [r["source"] for r in job["rejected"]] == ["http://127.0.0.1/a.jpg", "https://127.0.0.1/b.jpg"]
+    listed = client.get("/v1/jobs", headers=headers)
+    assert listed.status_code == 200 and SECRET not in listed.text
+    on_disk = b"".join(p.read_bytes() for p in library[0].rglob("*") if p.is_file())
+    assert SECRET.encode() not in on_disk
+
+
+def test_the_cli_keeps_no_credentials_and_no_script_page_urls(tmp_path: Path, shared_data: Path) -> None:
+    """Issue 12 §6: the same through the CLI: a manifest of local photos with a ``javascript:`` page and a
+    page URL with credentials, and a photo URL with credentials given on the command line."""
+    from sqlalchemy import select
+
+    from facesearch.store.schema import ImageRow, RejectionRow
+
+    folder = shared_data / "face_recognition_examples" / "by_identity" / "joe_biden"
+    manifest = tmp_path / "photos.jsonl"
+    manifest.write_text(
+        json.dumps({"path": str(folder / "biden.jpg"), "page_url": "javascript:alert(1)"})
+        + "\n"
+        + json.dumps({"path": str(folder / "biden2.jpg"), "source_url": f"https://u:{SECRET}@example.org/p?q=1"})
+        + "\n"
+    )
+    library = tmp_path / "lib"
+    url = f"http://u:{SECRET}@127.0.0.1/c.jpg"
+    result = run_cli("index", str(manifest), url, "--library", str(library), "--jitter", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert SECRET not in result.output
+    with Library.open(library) as lib, lib.catalog.session() as s:
+        pages = dict(s.execute(select(ImageRow.source, ImageRow.page_url)).all())
+        rejected = list(s.scalars(select(RejectionRow.source)))
+    assert pages == {str(folder / "biden.jpg"): None, str(folder / "biden2.jpg"): "https://example.org/p?q=1"}
+    assert rejected == ["http://127.0.0.1/c.jpg"]
+    on_disk = b"".join(p.read_bytes() for p in library.rglob("*") if p.is_file())
+    assert SECRET.encode() not in on_disk and b"javascript:" not in on_disk

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesearch.errors import FaceSearchError
+from facesearch.media.urls import strip_credentials, web_link
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
@@ -40,7 +41,7 @@ def expand(inputs: Iterable[str | Path]) -> Iterator[Source]:
     for item in inputs:
         text = str(item)
         if text.startswith(("http://", "https://")):
-            yield Source(location=text, kind="url")
+            yield Source(location=strip_credentials(text), kind="url")
             continue
         path = Path(text)
         if path.is_dir():
@@ -111,10 +112,10 @@ def _row_to_source(row: dict, manifest: Path, number: int) -> Source:
     for column in PAGE_COLUMNS:
         value = row.pop(column, None)
         if value and page is None:
-            page = str(value).strip()
+            page = web_link(str(value))  # only an http(s) page, without credentials, is kept (issue 12 §6)
     meta = {k: v for k, v in row.items() if v not in (None, "")}
     if url:
-        return Source(location=url, kind="url", page_url=page, meta=meta)
+        return Source(location=strip_credentials(url), kind="url", page_url=page, meta=meta)
     if location:
         path = Path(location)
         if not path.is_absolute():
