@@ -25,7 +25,7 @@ from facesearch.api.jobs import JobRunner
 from facesearch.api.ratelimit import RateLimiter
 from facesearch.api.routes import ROUTERS
 from facesearch.api.state import ApiSettings, LibraryHost, MiB, default_search_workers
-from facesearch.api.uploads import UploadStore
+from facesearch.api.uploads import UploadStore, sweep_orphans
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def create_app(
     )
     uploads = UploadStore(settings.library_path)
     host = LibraryHost(settings, held_uploads=uploads.held)
+    sweep_orphans(uploads, host.catalog)  # what a server killed during a job left in uploads/ (issue 12 §5)
     jobs = JobRunner(host, uploads, workers=ingest_workers)
 
     @asynccontextmanager

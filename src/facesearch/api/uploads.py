@@ -15,6 +15,7 @@ erasure, opt-out and retention purge, whichever interface ran it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,15 +23,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from facesearch.api.errors import PayloadTooLarge
+from facesearch.governance.events import UploadsSweptEvent, record
 from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.store.catalog import Catalog
 from facesearch.store.private_files import private_dir, write_private
-from facesearch.store.uploaded_copies import HeldFiles, discard_uploaded_copies, uploads_root
+from facesearch.store.uploaded_copies import (
+    HeldFiles,
+    discard_orphaned_copies,
+    discard_uploaded_copies,
+    uploads_root,
+)
 
 log = logging.getLogger(__name__)
 
 MANIFESTS_DIR = "manifests"
 MAX_NAME_ECHO = 255
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 
 
@@ -102,6 +110,16 @@ class UploadStore:
         """Delete the library's copies of photos (in uploads/) that no image row refers to any more,
         except files a pending job holds (see governance/uploaded_copies.py)."""
         return discard_uploaded_copies(catalog, self.root.parent, sources, self.held)
+
+
+def sweep_orphans(uploads: UploadStore, catalog: Catalog, actor: str = "server") -> list[Path]:
+    """Delete the files in uploads/ that no image row and no held job refers to, and audit it (a server
+    calls this when it starts: see store/uploaded_copies.py ``discard_orphaned_copies``)."""
+    deleted = discard_orphaned_copies(catalog, uploads.root.parent, uploads.held)
+    if deleted:
+        hashes = sorted({p.stem for p in deleted if p.parent == uploads.root and _SHA256.fullmatch(p.stem)})
+        record(catalog, UploadsSweptEvent(files=len(deleted), sha256=hashes), actor)
+    return deleted
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
