@@ -103,15 +103,26 @@ def test_a_deeply_nested_manifest_is_a_4xx_over_the_api(
         assert "nested deeper" in response.json()["error"]["message"]
 
 
-def test_a_deeply_nested_manifest_is_a_clear_cli_error_also_with_json(tmp_path: Path) -> None:
-    """Issue 12 §5: the CLI printed a traceback for the nested manifest, even with --json."""
-    manifest = tmp_path / "deep.jsonl"
-    manifest.write_text(DEEP_ROW)
+MALFORMED_MANIFESTS = {
+    "deep.jsonl": (DEEP_ROW.encode(), "nested deeper than"),
+    "latin1.csv": (b"path,note\ncaf\xe9.jpg,x\n", "not UTF-8"),
+    "latin1.jsonl": (b'{"url": "https://example.com/caf\xe9.jpg"}\n', "not UTF-8"),
+    "huge-field.csv": (b"path,note\na.jpg," + b"y" * 200_000 + b"\n", "not valid CSV"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_MANIFESTS))
+def test_a_malformed_manifest_is_a_clear_cli_error_also_with_json(tmp_path: Path, name: str) -> None:
+    """Issue 12 §5: the CLI printed a traceback for the nested manifest, even with --json (and for a
+    manifest that is not UTF-8, or has a field over the CSV reader's limit)."""
+    data, message = MALFORMED_MANIFESTS[name]
+    manifest = tmp_path / name
+    manifest.write_bytes(data)
     for extra in ((), ("--json",)):
         result = run_cli("index", str(manifest), "--library", str(tmp_path / "lib"), *extra)
         assert result.exit_code == 2, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
-        assert "Traceback" not in result.output and "nested deeper than" in result.output
+        assert "Traceback" not in result.output and message in " ".join(result.output.split())
         if extra:
             assert json.loads(result.stdout)["error"]["code"] == "bad_manifest"
 

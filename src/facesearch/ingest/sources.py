@@ -65,8 +65,14 @@ def read_manifest(path: Path) -> Iterator[Source]:
             rows: Iterable[dict] = csv.DictReader(handle)
         else:
             rows = jsonl_rows(handle, str(path))
-        for number, row in enumerate(rows, start=1):
-            yield _row_to_source(row, path, number)
+        number = 0
+        try:
+            for number, row in enumerate(rows, start=1):
+                yield _row_to_source(row, path, number)
+        except UnicodeDecodeError as exc:  # a clear error, never a traceback (issue 12 §5)
+            raise ManifestError(f"manifest {path} is not UTF-8 text (at row {number + 1})") from exc
+        except csv.Error as exc:
+            raise ManifestError(f"manifest {path} row {number + 1}: not valid CSV ({exc})") from exc
 
 
 def jsonl_rows(handle: Iterable[str], where: str) -> Iterator[dict]:
