@@ -34,23 +34,35 @@ def disk_bytes(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.glob("catalog.sqlite*")) if p.is_file())
 
 
-def _remove(lib: Library, image_id: int) -> None:
-    lib.remove(image_id=image_id, actor="operator")
+def _remove(client: TestClient, admin: str, folder: Path, image_id: int) -> None:
+    with Library.open(folder) as other:  # the CLI's or a script's process: another Library on the folder
+        other.remove(image_id=image_id, actor="operator")
 
 
-def _erase(lib: Library, image_id: int) -> None:
-    erase(lib, image_ids=[image_id], actor="operator", reason="request 12")
+def _erase(client: TestClient, admin: str, folder: Path, image_id: int) -> None:
+    with Library.open(folder) as other:
+        erase(other, image_ids=[image_id], actor="operator", reason="request 12")
 
 
-@pytest.mark.parametrize("removal", [_remove, _erase], ids=["remove", "erase"])
+def _api_remove(client: TestClient, admin: str, folder: Path, image_id: int) -> None:
+    response = client.delete(f"/v1/images/{image_id}", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("removal", [_remove, _erase, _api_remove], ids=["remove", "erase", "api-remove"])
 def test_a_removed_photo_leaves_no_path_or_thumbnail_on_disk_while_a_server_holds_the_catalog(
-    tmp_path: Path, example_gallery: Path, shared_data: Path, removal: Callable[[Library, int], None]
+    tmp_path: Path,
+    example_gallery: Path,
+    shared_data: Path,
+    removal: Callable[[TestClient, str, Path, int], None],
 ) -> None:
     """Issue 12 §6: ``remove`` left a removed face's thumbnail and path in the database file while a
-    server held it open. Here the server has the catalog open (and has just searched) during the removal."""
+    server held it open. Here the server has the catalog open (and has just searched) during the removal,
+    run by another process's Library (remove, erase) or by the server itself."""
     folder = copy_library(example_gallery, tmp_path / "lib")
     with Library.open(folder) as lib:
         _, key = add_user(lib.catalog, "investigator-1", "investigator")
+        _, admin = add_user(lib.catalog, "admin-1", "admin")
         with lib.catalog.session() as s:
             image_id, source = s.execute(
                 select(ImageRow.id, ImageRow.source).where(ImageRow.source.like(f"%{REMOVED}"))
@@ -69,8 +81,7 @@ def test_a_removed_photo_leaves_no_path_or_thumbnail_on_disk_while_a_server_hold
             data=CASE,
         )
         assert searched.status_code == 200, searched.text
-        with Library.open(folder) as other:  # the CLI's or a script's process: another Library on the folder
-            removal(other, image_id)
+        removal(client, admin, folder, image_id)
         on_disk = disk_bytes(folder)
         left = [i for i, trace in enumerate(traces) if trace in on_disk]
         assert left == [], f"traces {left} of the removed photo are still on disk (0: its path; others: thumbnails)"

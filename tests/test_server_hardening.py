@@ -239,3 +239,14 @@ def test_the_cli_keeps_no_credentials_and_no_script_page_urls(tmp_path: Path, sh
     assert rejected == ["http://127.0.0.1/c.jpg"]
     on_disk = b"".join(p.read_bytes() for p in library.rglob("*") if p.is_file())
     assert SECRET.encode() not in on_disk and b"javascript:" not in on_disk
+
+
+def test_a_deeply_nested_json_body_is_a_400_with_a_code(
+    client: TestClient, library: tuple[Path, dict[str, str]]
+) -> None:
+    """Issue 12 §5: every malformed input is a 4xx with a code: a JSON body nested 100,000 levels deep (under
+    the 1 MiB cap) must not exhaust the parser's stack into a 500 (a guard: FastAPI already answers 400)."""
+    headers = {**bearer(library[1]["admin"]), "Content-Type": "application/json"}
+    body = b'{"face_ids": ' + b"[" * 100_000 + b"]" * 100_000 + b', "reason": "x"}'
+    response = client.post("/v1/erasures", content=body, headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request"
