@@ -57,7 +57,8 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving the library at ``library_path`` (which must exist: create it and its first
     admin with the CLI). ``max_upload_bytes`` bounds each uploaded file, ``max_request_bytes`` (default
-    5 x that) a whole request; ``rate_limit_per_minute`` is per user (0 turns limiting off);
+    5 x that) a whole multipart request (any other body, JSON, is capped at 1 MiB: auth.MAX_JSON_BYTES);
+    ``rate_limit_per_minute`` is per user (0 turns limiting off);
     ``search_workers`` probes are embedded at once (default: one per two cores, at most four);
     ``docs=False`` serves neither /docs nor /openapi.json."""
     settings = ApiSettings(
