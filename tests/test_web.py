@@ -292,3 +292,24 @@ def test_docs_can_be_switched_off(tmp_path: Path, site: Site) -> None:
         assert httpx.get(url + "/docs").status_code == 404
         assert httpx.get(url + "/openapi.json").status_code == 404
         assert httpx.get(url + "/v1/health").status_code == 200
+
+
+SOURCE_LINKS = """async () => {
+  const { source } = await import("/js/results.js");
+  const shown = (image) => source(image).map((el) => [el.tagName, el.getAttribute("href"), el.textContent]);
+  return [
+    shown({ page_url: "javascript:alert(document.cookie)", source_url: "JavaScript:alert(1)" }),
+    shown({ page_url: "data:text/html,<script>alert(1)</script>" }),
+    shown({ page_url: "https://example.org/page", source_url: "http://example.org/a.jpg" }),
+  ];
+}"""
+
+
+def test_only_web_urls_become_links(page, site: Site) -> None:
+    """Issue 12 §6: a ``javascript:`` page_url was rendered as a link. Only http(s) URLs are links now;
+    anything else is inert text (rows stored by older versions may still hold such a URL)."""
+    page.goto(site.url + "/")
+    script, data, web = page.evaluate(SOURCE_LINKS)
+    assert [tag for tag, _, _ in script + data] == ["SPAN", "SPAN", "SPAN"]
+    assert all(href is None for _, href, _ in script + data)
+    assert web == [["A", "http://example.org/a.jpg", "image source"], ["A", "https://example.org/page", "page"]]

@@ -43,6 +43,7 @@ from facesearch.search.service import Probe, SearchService
 from facesearch.settings import CATALOG_NAME, LibrarySpec
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.live_index import LiveIndex
+from facesearch.store.private_files import make_private, private_dir
 from facesearch.store.schema import FaceRow
 from facesearch.store.uploaded_copies import HeldFiles
 from facesearch.store.vectors.protocol import Compactable, VectorStore
@@ -68,6 +69,7 @@ class Library:
             raise LibraryError(f"catalog holds embeddings of {sorted(keys)}: an index never mixes models")
         key, dim = self.model_info.key, self.model_info.dim
         self.live_index = LiveIndex(folder, config, self.catalog, dim, key, repair=repair_index)
+        make_private(folder)  # catalog and index exist now: theirs and every file's mode is the owner's alone
         self.writer = LibraryWriter(folder, self.catalog, self.live_index, self.model_id)
         self.scoring = Scoring(folder, config, self.catalog, key)
         self.writer.on_change(self.scoring.forget_cohort)
@@ -119,7 +121,7 @@ class Library:
             if folder.exists() and any(folder.iterdir()):
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
             config = spec.new_config()  # refuses bad options before anything is written
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)  # 0700 before anything is written in it (issue 12 §6)
             config.save(folder)
             library = cls(folder, config, embedder, repair_index)
             # Its creator, the local operator, is its first admin: the "default" collection is theirs
@@ -133,6 +135,7 @@ class Library:
     def close(self) -> None:
         self.live_index.close()
         self.catalog.close()
+        make_private(self.folder)  # whatever this run wrote (models converted, calibration) too
 
     def __enter__(self) -> Library:
         return self

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -19,11 +20,12 @@ from fastapi_offline import FastAPIOffline
 from facesearch._version import __version__
 from facesearch.api.auth import API_PREFIX, AuthMiddleware, publish_actions
 from facesearch.api.errors import install_handlers
+from facesearch.api.headers import SecurityHeaders
 from facesearch.api.jobs import JobRunner
 from facesearch.api.ratelimit import RateLimiter
 from facesearch.api.routes import ROUTERS
 from facesearch.api.state import ApiSettings, LibraryHost, MiB, default_search_workers
-from facesearch.api.uploads import UploadStore
+from facesearch.api.uploads import UploadStore, sweep_orphans
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,8 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving the library at ``library_path`` (which must exist: create it and its first
     admin with the CLI). ``max_upload_bytes`` bounds each uploaded file, ``max_request_bytes`` (default
-    5 x that) a whole request; ``rate_limit_per_minute`` is per user (0 turns limiting off);
+    5 x that) a whole multipart request (any other body, JSON, is capped at 1 MiB: auth.MAX_JSON_BYTES);
+    ``rate_limit_per_minute`` is per user (0 turns limiting off);
     ``search_workers`` probes are embedded at once (default: one per two cores, at most four);
     ``docs=False`` serves neither /docs nor /openapi.json."""
     settings = ApiSettings(
@@ -69,6 +72,7 @@ def create_app(
     )
     uploads = UploadStore(settings.library_path)
     host = LibraryHost(settings, held_uploads=uploads.held)
+    sweep_orphans(uploads, host.catalog)  # what a server killed during a job left in uploads/ (issue 12 §5)
     jobs = JobRunner(host, uploads, workers=ingest_workers)
 
     @asynccontextmanager
@@ -111,4 +115,16 @@ def create_app(
     from facesearch.web import mount_web
 
     mount_web(app, API_PREFIX)  # after the routers: the web app's mount at "/" must come last
+    _send_security_headers(app, frozenset({"/docs", "/docs/oauth2-redirect"} if docs else ()))
     return app
+
+
+def _send_security_headers(app: FastAPI, docs_paths: frozenset[str]) -> None:
+    """Wrap the whole middleware stack in :class:`SecurityHeaders`, Starlette's own error middleware
+    included: ``add_middleware`` would place it inside that one, and a 500 would go out without them."""
+    build = app.build_middleware_stack
+
+    def build_with_headers() -> Any:
+        return SecurityHeaders(build(), docs_paths)
+
+    app.build_middleware_stack = build_with_headers  # type: ignore[method-assign]

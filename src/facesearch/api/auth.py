@@ -12,12 +12,21 @@ route (see :func:`action_of`), published in the OpenAPI document as ``x-facesear
 used by the tests to check every route.
 
 Rate limits (429 with Retry-After): each user has a token bucket of ``rate_limit_per_minute``
-requests; failed authentications are limited per client address, before any hashing, so guessing
-keys cannot be used to burn CPU.
+requests. Failed authentications are limited per *presented key* (its SHA-256), never per client
+address: behind a reverse proxy every client shares one address, and an attacker sending bad keys
+must not get a valid key refused (issue 12 §5). A key that has never failed has a full bucket, so a
+valid key is only ever limited by its own user's requests; a bad key sent again and again is refused
+before it is looked up. A key whose id matches no user costs one indexed lookup, no hashing.
+
+Request bodies: a JSON (or any non-multipart) body is capped at :data:`MAX_JSON_BYTES` (1 MiB), a
+multipart upload at ``max_request_bytes``. The cap is checked against Content-Length before anything
+is read, and bytes are counted as they arrive (a chunked body has no Content-Length), so an
+authenticated user cannot make the server buffer and parse a huge JSON document on its event loop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -45,6 +54,8 @@ API_PREFIX = "/v1"
 PUBLIC_PATHS = frozenset({"/v1/health"})
 ANY_USER = None  # the action of routes every active user may call
 ACTION_KEY = "x-facesearch-action"
+MAX_JSON_BYTES = 1024 * 1024  # every JSON body of this API is a few KiB; nothing legitimate comes close
+MULTIPART = b"multipart/form-data"
 
 # Declared only so that /docs offers an "Authorize" button and the OpenAPI document lists both ways
 # of sending a key; the check itself is AuthMiddleware's.
@@ -63,13 +74,28 @@ def key_from_headers(headers: dict[str, str]) -> str | None:
 
 
 class AuthMiddleware:
-    """Authenticates and rate-limits every ``/v1`` request but the health check; caps request bodies."""
+    """Authenticates and rate-limits every ``/v1`` request but the health check; caps request bodies.
 
-    def __init__(self, app: ASGIApp, host: LibraryHost, limiter: RateLimiter, max_request_bytes: int) -> None:
+    ``limiter`` holds the per-user request buckets; ``failures`` (default: one of the same rate) the
+    per-presented-key buckets of failed authentications, kept apart so that a flood of bad keys cannot
+    push users' buckets out of the limiter's bounded table.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: LibraryHost,
+        limiter: RateLimiter,
+        max_request_bytes: int,
+        failures: RateLimiter | None = None,
+        max_json_bytes: int = MAX_JSON_BYTES,
+    ) -> None:
         self.app = app
         self.host = host
         self.limiter = limiter
+        self.failures = failures if failures is not None else RateLimiter(int(limiter.capacity))
         self.max_request_bytes = max_request_bytes
+        self.max_json_bytes = max_json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,45 +105,53 @@ class AuthMiddleware:
             path = scope.get("path", "")
             if path.startswith(API_PREFIX + "/") and path not in PUBLIC_PATHS:
                 scope.setdefault("state", {})["user"] = await self._user(scope)
-            self._check_length(scope)
+            limit = self._body_limit(scope)
+            self._check_length(scope, limit)
         except (Unauthorized, RateLimited, PayloadTooLarge) as exc:
             await facesearch_error_response(exc)(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
+        await self.app(scope, self._limited(receive, limit), send)
 
     async def _user(self, scope: Scope) -> User:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         key = key_from_headers(headers)
         if key is None:
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-        client = scope.get("client") or ("unknown", 0)
-        address = f"address:{client[0]}"
-        wait = self.limiter.peek(address)
+        presented = "key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        wait = self.failures.peek(presented)
         if wait:
-            raise RateLimited("too many failed authentications from this address", wait)
+            raise RateLimited("too many failed authentications with this API key", wait)
         user = await anyio.to_thread.run_sync(authenticate, self.host.catalog, key)
         if user is None:
-            self.limiter.take(address)
+            self.failures.take(presented)
             raise Unauthorized("the API key is unknown, malformed or revoked")
         wait = self.limiter.take(f"user:{user.id}")
         if wait:
             raise RateLimited(f"rate limit of {int(self.limiter.capacity)} requests per minute reached", wait)
         return user
 
-    def _check_length(self, scope: Scope) -> None:
+    def _body_limit(self, scope: Scope) -> int:
+        """The byte limit of this request's body: uploads (multipart) have theirs, anything else is JSON-sized."""
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"content-type" and value.lower().lstrip().startswith(MULTIPART):
+                return self.max_request_bytes
+        return self.max_json_bytes
+
+    @staticmethod
+    def _check_length(scope: Scope, limit: int) -> None:
         for name, value in scope.get("headers", []):
             if name.lower() == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
                     return  # the server itself refuses a malformed length
-                if length > self.max_request_bytes:
-                    raise PayloadTooLarge(f"the request body is over the limit of {self.max_request_bytes} bytes")
+                if length > limit:
+                    raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
 
-    def _limited(self, receive: Receive) -> Receive:
+    @staticmethod
+    def _limited(receive: Receive, limit: int) -> Receive:
         """``receive`` that stops a body sent without (or beyond) its Content-Length at the limit."""
         seen = 0
-        limit = self.max_request_bytes
 
         async def wrapped() -> Any:
             nonlocal seen

@@ -16,7 +16,8 @@ import json
 from typing import Any
 
 from facesearch.api.errors import ApiError
-from facesearch.ingest.sources import ManifestError, jsonl_rows
+from facesearch.ingest.sources import PAGE_COLUMNS, ManifestError, jsonl_rows
+from facesearch.media.urls import strip_credentials, web_link
 
 MAX_ROWS = 100_000
 MAX_URL = 4000
@@ -80,5 +81,12 @@ def _checked(row: dict[str, Any], number: int) -> dict[str, Any]:
     url = url.strip()
     if len(url) > MAX_URL or not url.lower().startswith(("http://", "https://")):
         raise ManifestRefused(f"manifest row {number}: 'url' must be an http(s) URL of at most {MAX_URL} characters")
-    row["url"] = url
+    row["url"] = strip_credentials(url)  # never stored (job manifest, catalog), fetched with, or shown
+    for column in PAGE_COLUMNS:
+        if row.get(column) not in (None, ""):
+            page = web_link(str(row[column]))
+            if page is None:
+                row.pop(column)  # a javascript: or other non-web "page" is not kept: it would become a link
+            else:
+                row[column] = page
     return row

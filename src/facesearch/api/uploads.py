@@ -15,7 +15,7 @@ erasure, opt-out and retention purge, whichever interface ran it.
 from __future__ import annotations
 
 import logging
-import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,14 +23,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from facesearch.api.errors import PayloadTooLarge
+from facesearch.governance.events import UploadsSweptEvent, record
 from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.store.catalog import Catalog
-from facesearch.store.uploaded_copies import HeldFiles, discard_uploaded_copies, uploads_root
+from facesearch.store.private_files import private_dir, write_private
+from facesearch.store.uploaded_copies import (
+    HeldFiles,
+    discard_orphaned_copies,
+    discard_uploaded_copies,
+    uploads_root,
+)
 
 log = logging.getLogger(__name__)
 
 MANIFESTS_DIR = "manifests"
 MAX_NAME_ECHO = 255
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 
 
@@ -72,7 +80,7 @@ class UploadStore:
 
     def store_photo(self, photo: CheckedPhoto) -> Path:
         """Write the photo at :meth:`path_for` (atomically; kept as is when already there); returns the path."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         path = self.path_for(photo)
         with self._lock:
             if not path.exists():
@@ -81,8 +89,7 @@ class UploadStore:
 
     def store_manifest(self, text: str) -> Path:
         """Write a checked, re-serialised manifest for a job, named by its content."""
-        folder = self.root / MANIFESTS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.root / MANIFESTS_DIR)
         data = text.encode("utf-8")
         path = folder / f"{sha256_hex(data)}.jsonl"
         with self._lock:
@@ -105,10 +112,15 @@ class UploadStore:
         return discard_uploaded_copies(catalog, self.root.parent, sources, self.held)
 
 
+def sweep_orphans(uploads: UploadStore, catalog: Catalog, actor: str = "server") -> list[Path]:
+    """Delete the files in uploads/ that no image row and no held job refers to, and audit it (a server
+    calls this when it starts: see store/uploaded_copies.py ``discard_orphaned_copies``)."""
+    deleted = discard_orphaned_copies(catalog, uploads.root.parent, uploads.held)
+    if deleted:
+        hashes = sorted({p.stem for p in deleted if p.parent == uploads.root and _SHA256.fullmatch(p.stem)})
+        record(catalog, UploadsSweptEvent(files=len(deleted), sha256=hashes), actor)
+    return deleted
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_private(path, data)  # 0600 from the start: an uploaded photo is never readable by other users

@@ -20,6 +20,7 @@ import numpy as np
 
 from facesearch.eval.lfw import Pair
 from facesearch.eval.metrics import eer, kfold_accuracy, roc_auc, tar_at_far
+from facesearch.ingest.lifeline import die_with_parent
 from facesearch.media.decode import decode_image
 from facesearch.models.pipeline import Face, FacePipeline, PipelineRecipe
 
@@ -106,6 +107,7 @@ _worker_pipeline: FacePipeline | None = None
 
 def _init_worker(recipe: PipelineRecipe) -> None:
     global _worker_pipeline
+    die_with_parent()  # an evaluation killed by SIGKILL leaves no worker behind
     _worker_pipeline = recipe.build(threads=1)
 
 

@@ -194,3 +194,14 @@ class GovernanceEvent(AuditEvent):
 
     def details(self) -> dict[str, Any]:
         return dict(self.facts)
+
+
+@dataclass(frozen=True)
+class UploadsSweptEvent(AuditEvent):
+    """Uploaded files that no image row and no pending job referred to, deleted when a server started
+    (what a server killed during an upload job leaves behind): how many, and the SHA-256 their names
+    carry (never a path; job manifests and temporary files are only counted)."""
+
+    action: ClassVar[str] = "uploads_swept"
+    files: int
+    sha256: list[str]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facesearch.errors import FaceSearchError
+from facesearch.ingest.lifeline import die_with_parent
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, Worker, WorkerSettings, init_worker, run_chunk
 
@@ -304,6 +305,7 @@ def start_process(initializer: Callable[..., None], initargs: tuple[Any, ...], e
     """
     global _START_ERROR, _EVERYONE
     _EVERYONE = everyone
+    die_with_parent()  # a parent killed by SIGKILL leaves no worker behind (issue 12 §5)
     try:
         initializer(*initargs)
     except Exception as exc:

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesearch.errors import FaceSearchError
+from facesearch.media.urls import strip_credentials, web_link
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
 PAGE_COLUMNS = ("source_url", "page_url")
+MAX_DEPTH = 16  # nesting of a manifest row's values: metadata is flat; a deeply nested row is an attack
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def expand(inputs: Iterable[str | Path]) -> Iterator[Source]:
     for item in inputs:
         text = str(item)
         if is_url(text):
-            yield Source(location=text, kind="url")
+            yield Source(location=strip_credentials(text), kind="url")
             continue
         path = Path(text)
         if path.is_dir():
@@ -84,8 +86,14 @@ def read_manifest(path: Path) -> Iterator[Source]:
             rows: Iterable[dict] = csv.DictReader(handle)
         else:
             rows = jsonl_rows(handle, str(path))
-        for number, row in enumerate(rows, start=1):
-            yield _row_to_source(row, path, number)
+        number = 0
+        try:
+            for number, row in enumerate(rows, start=1):
+                yield _row_to_source(row, path, number)
+        except UnicodeDecodeError as exc:  # a clear error, never a traceback (issue 12 §5)
+            raise ManifestError(f"manifest {path} is not UTF-8 text (at row {number + 1})") from exc
+        except csv.Error as exc:
+            raise ManifestError(f"manifest {path} row {number + 1}: not valid CSV ({exc})") from exc
 
 
 def jsonl_rows(handle: Iterable[str], where: str) -> Iterator[dict]:
@@ -97,9 +105,30 @@ def jsonl_rows(handle: Iterable[str], where: str) -> Iterator[dict]:
             row = json.loads(line)
         except ValueError as exc:
             raise ManifestError(f"{where} line {number}: not valid JSON ({exc})") from exc
+        except RecursionError as exc:  # Python's parser recurses per level: a 4 KB line can exhaust it
+            raise ManifestError(f"{where} line {number}: nested deeper than {MAX_DEPTH} levels") from exc
         if not isinstance(row, dict):
             raise ManifestError(f"{where} line {number}: expected a JSON object")
+        if _depth(row) > MAX_DEPTH:
+            # Parsed, but it would exhaust the stack later (pickled to a worker, stored as JSON metadata).
+            raise ManifestError(f"{where} line {number}: nested deeper than {MAX_DEPTH} levels")
         yield row
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0), without recursing."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _row_to_source(row: dict, manifest: Path, number: int) -> Source:
@@ -110,10 +139,10 @@ def _row_to_source(row: dict, manifest: Path, number: int) -> Source:
     for column in PAGE_COLUMNS:
         value = row.pop(column, None)
         if value and page is None:
-            page = str(value).strip()
+            page = web_link(str(value))  # only an http(s) page, without credentials, is kept (issue 12 §6)
     meta = {k: v for k, v in row.items() if v not in (None, "")}
     if url:
-        return Source(location=url, kind="url", page_url=page, meta=meta)
+        return Source(location=strip_credentials(url), kind="url", page_url=page, meta=meta)
     if location:
         path = Path(location)
         if not path.is_absolute():

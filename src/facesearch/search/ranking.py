@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from facesearch.media.urls import shown_url, web_link
 from facesearch.models.pipeline import Face
 from facesearch.search.calibration import ScoreTable
 from facesearch.search.normalize import CohortNormalizer
@@ -71,8 +72,8 @@ def candidate(
         image=ImageRef(
             image_id=image.id,
             path=image.source if image.source_kind == "file" else None,
-            source_url=image.source if image.source_kind == "url" else None,
-            page_url=image.page_url,
+            source_url=shown_url(image.source) if image.source_kind == "url" else None,
+            page_url=web_link(image.page_url),
             sha256=image.sha256,
         ),
         score=round(score, 4),

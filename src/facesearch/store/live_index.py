@@ -8,7 +8,9 @@ honest:
 * a writer reloads the file under the library's write lock before changing it, so it never saves
   a stale copy over another process's work (:meth:`LiveIndex.refresh`, called by the writer);
 * a reader notices that the file changed since it loaded it (another process saved) and reloads
-  before it answers, so it never serves a stale index.
+  before it answers, so it never serves a stale index; if what it loaded does not hold the catalog's
+  faces (a stale copy saved over the file by an older version or a crashed writer, issue 12 §5), it
+  repairs its own copy from the catalog in memory. It never saves: the writer owns the file.
 
 A file is "changed" when its (inode, size, modification time) differs from what this process last
 loaded or saved; saves are atomic (temporary file + rename), so a reader never sees half a file.
@@ -26,7 +28,7 @@ import numpy as np
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
 from facesearch.store.catalog import Catalog
-from facesearch.store.vectors.factory import close_store, load_store, new_store, store_path
+from facesearch.store.vectors.factory import check_engine, close_store, load_store, new_store, store_path
 from facesearch.store.vectors.protocol import Compactable, VectorStore
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class LiveIndex:
         index.ef_search = self.config.hnsw_ef_search
         self._signature = signature
         if not repair:
+            self._repair_in_memory(index)
             return index
         if index.dim != self.dim:
             log.warning("vector index dimension %d != model's %d; rebuilding", index.dim, self.dim)
@@ -119,10 +122,44 @@ class LiveIndex:
                     log.warning("%s; keeping the index loaded before", exc)
                     return False
                 fresh.ef_search = self.config.hnsw_ef_search
+                self._repair_in_memory(fresh)
                 self._store, self._signature = fresh, signature
             if previous is not self._store:
                 close_store(previous)
             return True
+
+    def _repair_in_memory(self, index: VectorStore) -> None:
+        """A reader's repair: make ``index`` (just loaded) hold exactly the catalog's faces, without saving.
+
+        The catalog is the truth, so faces committed by a writer that has not saved yet may be added
+        here too; the count check keeps the usual case (the file is right) to one query. Only a FAISS
+        index is this process's own copy; a Milvus collection is shared, and only the writer changes it.
+        """
+        if check_engine(self.config) != "faiss" or len(index) == self.catalog.face_count():
+            return
+        in_catalog = self.catalog.all_face_ids()
+        in_index = live_ids(index)
+        missing = np.setdiff1d(in_catalog, in_index)
+        extra = np.setdiff1d(in_index, in_catalog)
+        if len(extra):
+            index.remove(extra)
+        if len(missing):
+            try:
+                vectors = self.catalog.embeddings_of(missing)
+            except ValueError:  # every missing face was deleted meanwhile
+                vectors = np.empty((0, self.dim), dtype=np.float32)
+            if len(vectors) != len(missing):  # some were deleted meanwhile: take the ones still there
+                present = set(self.catalog.all_face_ids().tolist())
+                missing = np.asarray([i for i in missing.tolist() if i in present], dtype=np.int64)
+                vectors = self.catalog.embeddings_of(missing) if len(missing) else vectors[:0]
+            if len(missing):
+                index.add(missing, vectors)
+        log.warning(
+            "the saved vector index did not hold the catalog's faces: %d added, %d removed in memory "
+            "(the next write saves a repaired file; `facesearch doctor` checks it)",
+            len(missing),
+            len(extra),
+        )
 
     def changed_on_disk(self) -> bool:
         """Whether the file differs from what this process last loaded or saved (a cheap stat)."""

@@ -91,3 +91,31 @@ def discard_uploaded_copies(
     if deleted:
         log.info("deleted %d uploaded photos no longer in the library", len(deleted))
     return deleted
+
+
+def discard_orphaned_copies(catalog: Catalog, library_folder: Path, held: HeldFiles | None = None) -> list[Path]:
+    """Delete every file in uploads/ (photos, job manifests, half-written temporary files) that no image
+    row refers to and no job of this process holds; returns what was deleted.
+
+    Run when a server starts: a server killed during an upload job (``kill -9``, a power cut) leaves
+    photos that no row refers to and nothing else would ever remove (issue 12 §5). One server serves a
+    library at a time; a second server's queued uploads would look orphaned to the first.
+    """
+    root = uploads_root(library_folder)
+    if not root.is_dir():
+        return []
+    lock = held.lock if held is not None else threading.Lock()
+    candidates = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()]
+    deleted: list[Path] = []
+    for path in candidates:
+        with lock:
+            if held is not None and held.held_unlocked(path):
+                continue
+            with catalog.session() as s:
+                if s.scalar(select(ImageRow.id).where(ImageRow.source == str(path)).limit(1)) is not None:
+                    continue
+            path.unlink(missing_ok=True)
+        deleted.append(path)
+    if deleted:
+        log.warning("deleted %d files in %s that no photo and no job referred to", len(deleted), root)
+    return deleted

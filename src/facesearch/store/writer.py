@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from facesearch.store.catalog import Catalog, NewFace, NewImage
 from facesearch.store.deletion import Removed, checkpoint, delete_faces, delete_images, secure_delete
 from facesearch.store.live_index import LiveIndex
+from facesearch.store.private_files import make_private
 from facesearch.store.schema import CollectionRow, RejectionRow
 from facesearch.store.transactions import serialised
 from facesearch.store.uploaded_copies import HeldFiles, discard_uploaded_copies
@@ -144,6 +145,7 @@ class LibraryWriter:
             finally:
                 self._depth -= 1
                 if self._depth == 0:
+                    make_private(self.folder)  # files this write made (index, lock file) are 0600 too
                     handle = self._handle
                     self._handle = None
                     fcntl.flock(handle, fcntl.LOCK_UN)  # type: ignore[arg-type]

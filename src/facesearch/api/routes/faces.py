@@ -17,6 +17,7 @@ from facesearch.api.auth import permission
 from facesearch.api.deps import Host
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN, FaceOut
 from facesearch.governance import SearchPurpose, User
+from facesearch.media.urls import shown_url, web_link
 
 router = APIRouter(tags=["faces"], responses=ERROR_RESPONSES)
 
@@ -61,8 +62,8 @@ def face(
         image={
             "image_id": image.id,
             "path": image.source if image.source_kind == "file" else None,
-            "source_url": image.source if image.source_kind == "url" else None,
-            "page_url": image.page_url,
+            "source_url": shown_url(image.source) if image.source_kind == "url" else None,
+            "page_url": web_link(image.page_url),
             "sha256": image.sha256,
         },
     )

@@ -35,16 +35,34 @@ function labelBadge(c) {
     : h("span", { class: "badge weak" }, "Possible lead · needs human review");
 }
 
-function source(image) {
+export function source(image) {
   const parts = [];
   if (image.path) {
     // The end of a path (folder and file) is what tells photos apart; the whole path is in the tooltip.
     const tail = image.path.split(/[\\/]/).slice(-2).join("/");
     parts.push(h("code", { class: "path", "data-path": image.path, title: image.path }, "…/" + tail));
   }
-  if (image.source_url) parts.push(h("a", { href: image.source_url, target: "_blank", rel: "noopener noreferrer" }, "image source"));
-  if (image.page_url) parts.push(h("a", { href: image.page_url, target: "_blank", rel: "noopener noreferrer" }, "page"));
+  parts.push(...link(image.source_url, "image source"), ...link(image.page_url, "page"));
   return parts.length ? parts : [h("span", { class: "muted" }, "unknown")];
+}
+
+// Only an http(s) URL becomes a link (a "javascript:" or "data:" page URL must never be clickable);
+// anything else is shown as inert text. The server cleans URLs too; this does not rely on it.
+export function webHref(url) {
+  if (typeof url !== "string" || !url) return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function link(url, text) {
+  if (!url) return [];
+  const href = webHref(url);
+  if (href === null) return [h("span", { class: "muted", title: "not a web link: " + url }, text + " (not a web link)")];
+  return [h("a", { href, target: "_blank", rel: "noopener noreferrer" }, text)];
 }
 
 function facts(c, result) {
