@@ -90,7 +90,8 @@ def test_optout_removes_the_person_everywhere_and_keeps_everyone_else(lib: Libra
     faces_before = lib.catalog.face_count()
 
     registry = lib.optouts
-    assert registry.threshold == 0.95 or registry.threshold_source.endswith("FMR 1e-05")
+    # Issue 12 §1: the library's match operating point (search's), no stricter one.
+    assert registry.threshold == lib.scoring.operating_point("cosine", None)[1]
     receipt = registry.add(people / OPTOUT_PHOTO, note="request 2024-001", actor="admin-ana")
 
     assert set(receipt.face_ids) == obama  # exactly his faces: nobody else's
@@ -144,7 +145,11 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
 
     # Ingest never stores his face again, and searching for him shows nobody.
     report = lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
-    assert report.indexed == 1 and report.faces == 0 and report.opted_out_faces == 1
+    # Issue 12 §1 (changed): a photo whose every face is refused is not stored at all (it was a row with 0 faces).
+    assert (report.indexed, report.faces, report.opted_out_faces, report.opted_out_photos) == (0, 0, 1, 1)
+    assert lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist() == []
+    with lib.catalog.session() as s:
+        assert s.scalar(select(ImageRow.id).where(ImageRow.source == str(people / OPTOUT_PHOTO))) is None
     probe = people / "barack_obama" / "obama2.jpg"
     assert all(not f.candidates for f in lib.search(probe, top_k=50, purpose=PURPOSE).faces)
     lib.remove(collection="late")

@@ -25,7 +25,7 @@ from typing import Any
 from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import LibraryError
 from facesearch.governance.events import IngestEvent, record
-from facesearch.governance.optout import OptOutRegistry, optout_threshold
+from facesearch.governance.optout import OptOutRegistry
 from facesearch.governance.removal import remove_photos
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.ingest.runner import IngestReport
@@ -68,15 +68,13 @@ class Library:
         self.writer = LibraryWriter(folder, self.catalog, self.live_index, self.model_id)
         self.scoring = Scoring(folder, config, self.catalog, key)
         self.writer.on_change(self.scoring.forget_cohort)
-        threshold, source = optout_threshold(*self.scoring.score_table("cosine"))
         self.optouts = OptOutRegistry(
             self.catalog,
             self.writer,
             model_key=key,
             dim=dim,
             embed=lambda photo: self.searches.largest_face(photo),
-            threshold=threshold,
-            threshold_source=source,
+            rule=self.scoring,  # the one same-person rule: opt-out, ingest screen and search
         )
         self.writer.screen = self.optouts  # no ingest engine can store an opted-out person's face
         limits = {"max_bytes": config.max_download_bytes, "max_pixels": config.max_pixels}

@@ -3,13 +3,20 @@
 One object owns what turns a similarity into a decision, so search, verify and opt-out read the
 same operating point, and the cohort drawn from the indexed faces is forgotten whenever the writer
 changes them (:meth:`Scoring.forget_cohort` is one of the writer's listeners).
+
+It also owns the one "same person" rule of opt-outs (:meth:`Scoring.same_person`): the opt-out
+command, the writer's ingest screen and search's suppression all ask it, so an opt-out removes and
+keeps out exactly the faces that search or verify would report at the library's operating point.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
@@ -18,6 +25,26 @@ from facesearch.search.normalize import CohortNormalizer
 from facesearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
+
+# S-norm is computed only for faces whose cosine with a reference reaches the cosine score at this
+# FMR: far below any match (search itself re-ranks only its 50 nearest cosine candidates), it keeps
+# the cohort statistics off the millions of faces that cannot be the person.
+SNORM_PREFILTER_FMR = 0.1
+
+
+@dataclass(frozen=True)
+class SamePersonPoint:
+    """The operating point of the opt-out rule: thresholds per score kind and where they come from."""
+
+    max_fmr: float | None
+    cosine: float
+    snorm: float | None  # None: the library ranks by cosine (no cohort), or no s-norm table
+    source: str
+
+    def describe(self) -> str:
+        at = f"FMR <= {self.max_fmr:g} per comparison" if self.max_fmr is not None else "uncalibrated"
+        snorm = f" or s-norm >= {self.snorm:.4f}" if self.snorm is not None else ""
+        return f"{self.source}: {at} (cosine >= {self.cosine:.4f}{snorm}), as search and verify call a match"
 
 
 class Scoring:
@@ -101,3 +128,47 @@ class Scoring:
             threshold = self.config.snorm_threshold if kind == "snorm" else self.config.threshold
             return None, threshold, None, None
         return table, table.threshold_for(max_fmr), max_fmr, source
+
+    # the opt-out rule -----------------------------------------------------------------------------
+
+    def same_person_point(self) -> SamePersonPoint:
+        """The thresholds :meth:`same_person` applies: the library's ``max_fmr``, per score kind."""
+        cosine_table, cosine, max_fmr, source = self.operating_point("cosine", None)
+        snorm: float | None = None
+        if self.normalizer is not None:
+            snorm_table, snorm, _, snorm_source = self.operating_point("snorm", None)
+            if snorm_table is None:
+                snorm = None
+            source = source or snorm_source
+        return SamePersonPoint(max_fmr, float(cosine), snorm, source or "library configuration (no calibration)")
+
+    def same_person(self, references: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """Which ``faces`` (rows) are the person of any of ``references`` (rows): a boolean mask.
+
+        A face is the person's when its score against any reference reaches the library's match
+        operating point (false match rate <= ``max_fmr`` per comparison, in the same calibration search
+        uses): by cosine, as verify scores, or by s-norm when the library has a cohort, as search
+        ranks. Either one is enough: an opt-out must remove every face a search or a verification
+        with the person's photo would report, and the union costs at most twice ``max_fmr`` per
+        comparison in strangers' faces (measured in docs/accuracy.md).
+        """
+        faces = np.atleast_2d(np.asarray(faces, dtype=np.float32))
+        references = np.atleast_2d(np.asarray(references, dtype=np.float32))
+        if len(faces) == 0 or len(references) == 0:
+            return np.zeros(len(faces), bool)
+        point = self.same_person_point()
+        raw = faces @ references.T
+        hit = raw.max(axis=1) >= point.cosine
+        if point.snorm is None:
+            return hit
+        table, _ = self.score_table("cosine")
+        floor = table.threshold_for(SNORM_PREFILTER_FMR) if table is not None else -1.0
+        near = np.flatnonzero(~hit & (raw.max(axis=1) >= floor))
+        normalizer = self.normalizer
+        if len(near) and normalizer is not None:
+            mu_r, sd_r = normalizer.stats(references)
+            mu_f, sd_f = normalizer.stats(faces[near])
+            sub = raw[near]
+            snorm = ((sub - mu_r[None, :]) / sd_r[None, :] + (sub - mu_f[:, None]) / sd_f[:, None]) / 2
+            hit[near] = snorm.max(axis=1) >= point.snorm
+        return hit
