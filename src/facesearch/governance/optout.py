@@ -105,6 +105,16 @@ class OptOutReceipt:
 
 
 @dataclass
+class PreviewImage:
+    """One indexed photo an opt-out would touch: the person's faces in it, and whether the photo goes."""
+
+    image_id: int
+    source: str
+    face_ids: list[int]
+    deleted: bool  # no other face left: the photo is deleted; else only the person's faces go
+
+
+@dataclass
 class OptOutPreview:
     """What an opt-out with these photos would remove now (nothing is changed); shown before confirming."""
 
@@ -114,7 +124,7 @@ class OptOutPreview:
     face_ids: list[int] = field(default_factory=list)
     image_ids: list[int] = field(default_factory=list)  # images that would be deleted (no other face left)
     kept_image_ids: list[int] = field(default_factory=list)  # images that would keep other people's faces
-    sources: list[str] = field(default_factory=list)
+    images: list[PreviewImage] = field(default_factory=list)
     warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,7 +237,10 @@ class OptOutRegistry:
             threshold=round(self.threshold, 6),
             threshold_source=self.threshold_source,
         )
-        preview.face_ids, preview.image_ids, preview.kept_image_ids, preview.sources = self._affected(matches)
+        preview.images = self._affected(matches)
+        preview.face_ids = sorted(f for image in preview.images for f in image.face_ids)
+        preview.image_ids = [image.image_id for image in preview.images if image.deleted]
+        preview.kept_image_ids = [image.image_id for image in preview.images if not image.deleted]
         if not matches:
             preview.warning = NOTHING_TO_REMOVE
         details = {
@@ -331,24 +344,22 @@ class OptOutRegistry:
             found.extend(int(i) for i in ids[hit])
         return found
 
-    def _affected(self, face_ids: list[int]) -> tuple[list[int], list[int], list[int], list[str]]:
-        """(faces, images that would go, images that would keep other faces, their sources) if these faces went."""
-        wanted = set(face_ids)
-        per_image: dict[int, int] = {}
+    def _affected(self, face_ids: list[int]) -> list[PreviewImage]:
+        """Per image that would lose faces if these faces went: its id, source, those faces, and whether it would go."""
+        per_image: dict[int, list[int]] = {}
+        ordered = sorted(set(face_ids))
+        images: list[PreviewImage] = []
         with self.catalog.session() as s:
-            ordered = sorted(wanted)
             for start in range(0, len(ordered), 900):
                 chunk = ordered[start : start + 900]
-                for image_id in s.scalars(select(FaceRow.image_id).where(FaceRow.id.in_(chunk))):
-                    per_image[image_id] = per_image.get(image_id, 0) + 1
-            gone: list[int] = []
-            kept: list[int] = []
-            sources: list[str] = []
+                for face_id, image_id in s.execute(select(FaceRow.id, FaceRow.image_id).where(FaceRow.id.in_(chunk))):
+                    per_image.setdefault(image_id, []).append(face_id)
             for image_id in sorted(per_image):
                 total = int(s.scalar(select(func.count(FaceRow.id)).where(FaceRow.image_id == image_id)) or 0)
-                (gone if per_image[image_id] >= total else kept).append(image_id)
-                sources.append(str(s.scalar(select(ImageRow.source).where(ImageRow.id == image_id))))
-        return sorted(wanted), gone, kept, sources
+                source = str(s.scalar(select(ImageRow.source).where(ImageRow.id == image_id)))
+                faces = sorted(per_image[image_id])
+                images.append(PreviewImage(image_id, source, faces, deleted=len(faces) >= total))
+        return images
 
     def count(self) -> int:
         """How many opt-outs apply to this library's recipe (0: nothing to filter)."""
