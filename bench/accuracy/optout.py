@@ -13,8 +13,9 @@ then search with each of their other photos. Reported:
 All photos are indexed into one library (``--library`` reuses one; else a temporary library is
 built with ``--jitter``, the recipe's 2.5 by default; 0 embeds ~2.5x faster). Then, per person, the
 figures come from the library's embeddings through the library's own code: the same-person rule is
-``Scoring.same_person`` (what ``OptOutRegistry.add`` applies to every catalog face, the writer's
-screen and search's suppression call), a probe face that the rule gives to the opt-out gets no
+``Scoring.same_person`` on the photos and their mean template (``with_template``), what
+``OptOutRegistry.add`` applies to every catalog face (and the writer's screen and search's
+suppression call); a probe face that the rule gives to the opt-out gets no
 candidates (as ``SearchService.search``), and the other candidates are ranked and labelled as
 search ranks them (the 50 nearest by cosine, s-norm re-ranking when the library has a cohort, the
 threshold of the library's ``max_fmr``, top 20). An opt-out photo's embedding and a probe's are the
@@ -43,7 +44,9 @@ from sqlalchemy import select
 
 from bench.datasets import lfw_images
 from facesearch import Library
+from facesearch.governance.optout import with_template
 from facesearch.governance.types import SearchPurpose
+from facesearch.search.normalize import COHORT_SIZE, MIN_LIBRARY_FACES, CohortNormalizer
 from facesearch.search.service import RERANK_DEPTH
 from facesearch.store.schema import FaceRow, ImageRow
 
@@ -61,22 +64,32 @@ class Gallery:
     def __init__(self, lib: Library) -> None:
         with lib.catalog.session() as s:
             rows = s.execute(
-                select(FaceRow.id, FaceRow.embedding, FaceRow.box, ImageRow.source).join(ImageRow).order_by(FaceRow.id)
+                select(FaceRow.id, FaceRow.embedding, FaceRow.width * FaceRow.height, ImageRow.source)
+                .join(ImageRow)
+                .order_by(FaceRow.id)
             ).all()
         self.ids = np.array([r[0] for r in rows], dtype=np.int64)
         self.vectors = np.stack([np.frombuffer(r[1], np.float32) for r in rows])
-        self.sources = [r[3] for r in rows]
+        self.sources = np.array([r[3] for r in rows])
         self.people = np.array([Path(r[3]).parent.name for r in rows])
         self.largest: dict[str, int] = {}  # photo -> row of its largest face (what an opt-out or a probe embeds)
         for row, r in enumerate(rows):
-            area = r[2][2] * r[2][3]
             best = self.largest.get(r[3])
-            if best is None or area > rows[best][2][2] * rows[best][2][3]:
+            if best is None or r[2] > rows[best][2]:
                 self.largest[r[3]] = row
 
 
+def cohort_after(lib: Library, gallery: Gallery, keep: np.ndarray) -> CohortNormalizer | None:
+    """The cohort the library draws once the removed faces are gone (CohortNormalizer.from_catalog's sample)."""
+    if lib.config.score_normalization != "snorm" or keep.sum() < MIN_LIBRARY_FACES:
+        return None
+    rows = np.flatnonzero(keep)  # gallery rows are in face id order, as Catalog.all_face_ids
+    chosen = np.sort(np.random.default_rng(0).choice(len(rows), size=min(COHORT_SIZE, len(rows)), replace=False))
+    return CohortNormalizer(gallery.vectors[rows[chosen]])
+
+
 def searched(
-    lib: Library, gallery: Gallery, probe: np.ndarray, keep: np.ndarray, normalizer: object | None
+    lib: Library, gallery: Gallery, probe: np.ndarray, keep: np.ndarray, normalizer: CohortNormalizer | None
 ) -> list[tuple[int, bool]]:
     """(row, labelled match) of the top candidates, as SearchService.search and rank_candidates compute them."""
     kind = "snorm" if normalizer is not None else "cosine"
@@ -88,13 +101,12 @@ def searched(
     nearest = nearest[np.isfinite(raw[nearest])]
     scores = raw[nearest].astype(np.float64)
     if normalizer is not None and len(nearest):
-        scores = normalizer.normalize(scores, probe, gallery.vectors[nearest])  # type: ignore[attr-defined]
+        scores = normalizer.normalize(scores, probe, gallery.vectors[nearest])
     order = np.argsort(-scores, kind="stable")[:TOP_K]
     return [(int(nearest[i]), bool(scores[i] >= threshold and table is not None)) for i in order]
 
 
 def measure(lib: Library, gallery: Gallery, rule: Rule, people: dict[str, list[str]]) -> dict[str, object]:
-    normalizer = lib.scoring.normalizer
     theirs_total = theirs_left = theirs_match = 0
     others_share: list[float] = []
     per_person: dict[str, tuple[int, int, int]] = {}
@@ -103,9 +115,10 @@ def measure(lib: Library, gallery: Gallery, rule: Rule, people: dict[str, list[s
         refs = np.stack([gallery.vectors[gallery.largest[p]] for p in optout])
         removed = rule(refs, gallery.vectors)
         mine = gallery.people == name
-        counted = mine & ~np.isin(np.array(gallery.sources), optout)  # their faces in the other photos
+        counted = mine & ~np.isin(gallery.sources, optout)  # their faces in the other photos
         others_share.append(float(removed[~mine].sum()) / float((~mine).sum()))
         keep = ~removed
+        normalizer = cohort_after(lib, gallery, keep)
         matched: set[int] = set()
         for photo in probes:
             probe = gallery.vectors[gallery.largest[photo]]
@@ -131,8 +144,11 @@ def measure(lib: Library, gallery: Gallery, rule: Rule, people: dict[str, list[s
     }
 
 
-def checked(lib: Library, gallery: Gallery, people: dict[str, list[str]], names: list[str], rule: Rule) -> None:
-    """The real opt-out and searches on a copy of the library for ``names``: the same removals and matches."""
+def checked(
+    lib: Library, gallery: Gallery, people: dict[str, list[str]], names: list[str], rule: Rule, computed: dict
+) -> None:
+    """The real opt-out and searches on a copy of the library for ``names``: the same removals, and the
+    number of the person's faces a real search still labels ``match`` beside the computed one."""
     for name in names:
         photos = people[name]
         with tempfile.TemporaryDirectory() as tmp:
@@ -144,13 +160,22 @@ def checked(lib: Library, gallery: Gallery, people: dict[str, list[str]], names:
                 receipt = copy.optouts.add(photos[:OPTOUT_PHOTOS], actor="bench")
                 if set(receipt.face_ids) != expected:
                     raise SystemExit(f"{name}: the opt-out removed {len(receipt.face_ids)}, computed {len(expected)}")
-                theirs = {int(i) for i, p in zip(gallery.ids, gallery.people, strict=True) if p == name}
+                opted = set(photos[:OPTOUT_PHOTOS])
+                theirs = {
+                    int(i)
+                    for i, p, src in zip(gallery.ids, gallery.people, gallery.sources, strict=True)
+                    if p == name and src not in opted
+                }
+                still: set[int] = set()
                 for probe in photos[OPTOUT_PHOTOS:]:
                     result = copy.search(probe, purpose=PURPOSE, top_k=TOP_K, actor="bench")
-                    found = [c.face_id for f in result.faces for c in f.candidates if c.label == "match"]
-                    if set(found) & theirs:
-                        print(f"check {name}: {probe} still returns their faces {sorted(set(found) & theirs)}")
-        print(f"check {name}: the real opt-out removed the {len(expected)} faces computed")
+                    still |= {c.face_id for f in result.faces for c in f.candidates if c.label == "match"} & theirs
+        print(
+            f"check {name}: the real opt-out removed the {len(expected)} faces computed; real searches label "
+            f"{len(still)} of their faces match (computed: {computed[name][2]})"
+        )
+        if len(still) != computed[name][2]:
+            raise SystemExit(f"{name}: real searches and the computation disagree")
 
 
 def lfw_people(library_sources: set[str], min_photos: int) -> dict[str, list[str]]:
@@ -163,6 +188,15 @@ def lfw_people(library_sources: set[str], min_photos: int) -> dict[str, list[str
             if len(indexed) > OPTOUT_PHOTOS:
                 people[folder.name] = indexed
     return people
+
+
+def library_rule(lib: Library) -> Rule:
+    """What OptOutRegistry applies to an opt-out's photos: Scoring.same_person, the photos' mean template added."""
+
+    def rule(refs: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        return lib.scoring.same_person(with_template(refs), faces)
+
+    return rule
 
 
 def old_rule(lib: Library) -> Rule:
@@ -195,13 +229,13 @@ def main() -> None:
         with Library.open(folder, create=False) as lib:
             gallery = Gallery(lib)
             people = lfw_people(set(gallery.largest), args.min_photos)
-            rule: Rule = lib.scoring.same_person if args.rule == "library" else old_rule(lib)
+            rule = library_rule(lib) if args.rule == "library" else old_rule(lib)
             figures = measure(lib, gallery, rule, people)
             point = lib.scoring.same_person_point().describe()
             if args.check:
-                names = sorted(people, key=lambda n: -len(people[n]))[: args.check]
-                checked(lib, gallery, people, names, rule)
-            recipe = lib.config.recipe_key(lib.model_info.key)
+                names = sorted(people)[:: max(1, len(people) // args.check)][: args.check]
+                checked(lib, gallery, people, names, rule, figures["per_person"])  # type: ignore[arg-type]
+            recipe = lib.model_info.key
     per_person = figures.pop("per_person")
     summary = {**figures, "rule": args.rule, "operating_point": point, "recipe": recipe, "faces": len(gallery.ids)}
     summary["seconds"] = round(time.monotonic() - started, 1)

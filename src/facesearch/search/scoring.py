@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # FMR: far below any match (search itself re-ranks only its 50 nearest cosine candidates), it keeps
 # the cohort statistics off the millions of faces that cannot be the person.
 SNORM_PREFILTER_FMR = 0.1
+MAX_COHORT_ROUNDS = 5  # the person's faces leave the cohort in a round or two
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Scoring:
         self._lock = threading.Lock()  # builds the cohort once when searches run concurrently
         self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
         self._calibration: Calibration | None | bool = False  # False: not loaded yet
+        self._cohort_cache: tuple[tuple[object, ...], CohortNormalizer] | None = None  # the cohort less opt-outs
 
     # the cohort -----------------------------------------------------------------------------------
 
@@ -151,6 +153,11 @@ class Scoring:
         ranks. Either one is enough: an opt-out must remove every face a search or a verification
         with the person's photo would report, and the union costs at most twice ``max_fmr`` per
         comparison in strangers' faces (measured in docs/accuracy.md).
+
+        S-norm is scored against the cohort as it will be once the person is gone
+        (:meth:`_cohort_without`): with their own faces in the cohort, their scores look ordinary and
+        stay below the threshold, but the opt-out removes those faces, the cohort is drawn again, and
+        search would then label what is left of the person a match.
         """
         faces = np.atleast_2d(np.asarray(faces, dtype=np.float32))
         references = np.atleast_2d(np.asarray(references, dtype=np.float32))
@@ -159,16 +166,45 @@ class Scoring:
         point = self.same_person_point()
         raw = faces @ references.T
         hit = raw.max(axis=1) >= point.cosine
-        if point.snorm is None:
+        normalizer = self.normalizer
+        if point.snorm is None or normalizer is None:
             return hit
         table, _ = self.score_table("cosine")
         floor = table.threshold_for(SNORM_PREFILTER_FMR) if table is not None else -1.0
         near = np.flatnonzero(~hit & (raw.max(axis=1) >= floor))
-        normalizer = self.normalizer
-        if len(near) and normalizer is not None:
-            mu_r, sd_r = normalizer.stats(references)
-            mu_f, sd_f = normalizer.stats(faces[near])
-            sub = raw[near]
-            snorm = ((sub - mu_r[None, :]) / sd_r[None, :] + (sub - mu_f[:, None]) / sd_f[:, None]) / 2
-            hit[near] = snorm.max(axis=1) >= point.snorm
+        if len(near):
+            cohort = self._cohort_without(normalizer, references, point)
+            hit[near] = _snorm_hits(cohort, references, faces[near], raw[near], point.snorm)
         return hit
+
+    def _cohort_without(
+        self, normalizer: CohortNormalizer, references: np.ndarray, point: SamePersonPoint
+    ) -> CohortNormalizer:
+        """The cohort less the faces of the references' person(s), found by the same rule until nothing changes."""
+        key = (normalizer, references.tobytes(), point)  # the object itself: a new cohort is a new key
+        with self._lock:
+            if self._cohort_cache is not None and self._cohort_cache[0] == key:
+                return self._cohort_cache[1]
+        members = normalizer.cohort
+        raw = members @ references.T
+        inside = raw.max(axis=1) >= point.cosine
+        cohort = normalizer
+        for _ in range(MAX_COHORT_ROUNDS):
+            cohort = CohortNormalizer(members[~inside], normalizer.top)
+            grown = inside | _snorm_hits(cohort, references, members, raw, point.snorm)  # type: ignore[arg-type]
+            if (grown == inside).all():
+                break
+            inside = grown
+        with self._lock:
+            self._cohort_cache = (key, cohort)
+        return cohort
+
+
+def _snorm_hits(
+    cohort: CohortNormalizer, references: np.ndarray, faces: np.ndarray, raw: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Rows of ``faces`` whose s-norm score (search/normalize.py) with any reference reaches ``threshold``."""
+    mu_r, sd_r = cohort.stats(references)
+    mu_f, sd_f = cohort.stats(faces)
+    scores = ((raw - mu_r[None, :]) / sd_r[None, :] + (raw - mu_f[:, None]) / sd_f[:, None]) / 2
+    return scores.max(axis=1) >= threshold
