@@ -378,3 +378,35 @@ def test_an_optout_with_several_photos_keeps_the_person_out_of_ingest_rotated_or
         assert str(late[0]) not in sources and str(late[1]) not in sources and str(late[2]) in sources
         again = lib.optouts.preview([lfw_photo(shared_data, SEEN_PERSON, 3)], actor="admin")
         assert again.face_ids == [] and again.warning is not None  # nothing of him left to remove
+
+
+def test_the_optout_rule_scores_s_norm_as_search_does_against_the_cohort_without_the_person(
+    seen: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 §1: one rule, search's score. With a cohort (here allowed from 10 faces, so that the
+    small library has one), the opt-out's s-norm is search's s-norm (search/normalize.py), scored against
+    the cohort without the person: with their own faces in it they look ordinary and would stay."""
+    import facesearch.search.normalize as normalize
+    from facesearch.search.scoring import _snorm_hits
+
+    monkeypatch.setattr(normalize, "MIN_LIBRARY_FACES", 10)
+    with Library.open(copy_library(seen, tmp_path / "lib")) as lib:
+        normalizer = lib.scoring.normalizer
+        assert normalizer is not None and len(normalizer.cohort) == 19  # every face, 12 of them his
+        point = lib.scoring.same_person_point()
+        assert point.snorm is not None and "s-norm" in lib.optouts.threshold_source
+        reference = lib.searches.largest_face(lfw_photo(shared_data, SEEN_PERSON, SEEN_OPTOUT))[0][None]
+        faces = np.stack([vec for _, vec in faces_by_path(lib).values()])
+        raw = faces @ reference.T
+        searched = normalizer.normalize(raw[:, 0].astype(np.float64), reference[0], faces) >= point.snorm
+        assert (_snorm_hits(normalizer, reference, faces, raw, point.snorm) == searched).all()
+
+        without = lib.scoring._cohort_without(normalizer, reference, point)
+        assert len(without.cohort) == 7  # his 12 faces left the cohort; the 7 others stay
+        mask = lib.scoring.same_person(reference, faces)
+        his = his_faces(lib)
+        assert {i for i, hit in zip(faces_by_path(lib), mask, strict=True) if hit} == his
+        assert set(lib.optouts.add(lfw_photo(shared_data, SEEN_PERSON, SEEN_OPTOUT), actor="admin").face_ids) == his
+        probe = lfw_photo(shared_data, SEEN_PERSON, SEEN_PROBE)
+        result = lib.search(probe, top_k=50, purpose=PURPOSE)
+        assert [f.candidates for f in result.faces] == [[]]  # (7 faces left: too few for a cohort now)
