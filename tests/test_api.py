@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import shutil
+import sqlite3
 import time
 import warnings
 from collections.abc import Iterator
@@ -415,6 +416,40 @@ def test_after_an_opt_out_by_photo_no_search_returns_that_person(fresh: Api) -> 
     assert [o["photo_sha256"] for o in listed] == [receipt["photo_sha256"]]
     assert fresh.client.delete(f"/v1/optouts/{listed[0]['id']}", headers=fresh.headers("admin")).status_code == 204
     assert fresh.get("/v1/optouts").json()["optouts"] == []
+
+
+def test_an_opt_out_is_previewed_first_and_an_upload_of_the_person_afterwards_leaves_no_row_and_no_file(
+    fresh: Api,
+) -> None:
+    """Issue 12 §1: the API previews an opt-out (changing nothing), takes several photos, and after it an
+    upload of the person's photo (``POST /v1/ingest/uploads``) stores no image row and keeps no file."""
+    his = ["by_identity/barack_obama/obama1.jpg", "by_identity/barack_obama/obama2.jpg"]
+    photos = [("photo", (f"{n}.jpg", fresh.photo(name), "image/jpeg")) for n, name in enumerate(his)]
+    preview = fresh.post("/v1/optouts/preview", files=photos)
+    assert preview.status_code == 200, preview.text
+    shown = preview.json()
+    assert len(shown["face_ids"]) >= 5 and shown["warning"] is None and len(shown["photos_sha256"]) == 2
+    assert {i["image_id"] for i in shown["images"]} == set(shown["image_ids"]) | set(shown["kept_image_ids"])
+    assert fresh.get("/v1/optouts").json()["optouts"] == []  # a preview changes nothing
+    assert candidate_ids(fresh.search(fresh.photo(his[0])).json()) & set(shown["face_ids"])
+    assert [e["details"]["faces_matched"] for e in fresh.audit(action="optout_preview")] == [len(shown["face_ids"])]
+
+    added = fresh.post("/v1/optouts", files=photos, data={"note": "req 12"})
+    assert added.status_code == 201, added.text
+    receipt = added.json()
+    assert receipt["face_ids"] == shown["face_ids"] and len(receipt["optout_ids"]) == 2
+    assert len(fresh.get("/v1/optouts").json()["optouts"]) == 2
+
+    photo = fresh.photo(PROBE)  # a photo of him never indexed, uploaded into the collection that held him
+    sha = hashlib.sha256(photo).hexdigest()
+    files = [("files", ("him.jpg", photo, "image/jpeg"))]
+    job = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "examples"})
+    assert job.status_code == 202, job.text
+    done = fresh.wait(job.json()["id"])
+    assert (done["status"], done["indexed"], done["faces"]) == ("done", 0, 0)
+    assert stored_files(fresh.folder) == set()  # the upload's copy is gone
+    with sqlite3.connect(fresh.folder / "catalog.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM images WHERE sha256 = ?", (sha,)).fetchone()[0] == 0
 
 
 def test_collection_requirements_apply_to_searches(fresh: Api) -> None:

@@ -80,6 +80,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("DELETE", "/v1/images/{image_id}"): ("/v1/images/999", {}),
     ("GET", "/v1/optouts"): ("/v1/optouts", {}),
     ("POST", "/v1/optouts"): ("/v1/optouts", {"files": {"photo": ("p.png", PNG)}}),
+    ("POST", "/v1/optouts/preview"): ("/v1/optouts/preview", {"files": {"photo": ("p.png", PNG)}}),
     ("DELETE", "/v1/optouts/{optout_id}"): ("/v1/optouts/999", {}),
     ("GET", "/v1/audit"): ("/v1/audit", {"params": {"limit": 5}}),
     ("GET", "/v1/audit/verify"): ("/v1/audit/verify", {}),

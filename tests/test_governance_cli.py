@@ -97,12 +97,82 @@ def test_an_exported_log_verifies_offline_and_an_edit_is_caught(folder: Path, pe
 
 
 def test_an_optout_removes_every_photo_of_the_person_and_later_searches_show_nobody(folder: Path, people: Path) -> None:
+    # Issue 12 §1 (changed): a destructive --json run needs --yes (it asks otherwise).
     removed = json.loads(
-        cli("optout", "add", str(people / "barack_obama" / "obama.jpg"), "--json", "-l", str(folder)).stdout
+        cli("optout", "add", str(people / "barack_obama" / "obama.jpg"), "--yes", "--json", "-l", str(folder)).stdout
     )
     assert len(removed["face_ids"]) == 6  # every indexed photo of him: obama, obama1-3, two partial faces
     again = search_as_case(folder, people / "barack_obama" / "obama2.jpg", case="C-2")
     assert all(not f["candidates"] for f in again["faces"])
+
+
+def answering(answer: str, *args: str) -> Result:
+    """``facesearch ARGS`` with ``answer`` typed at its prompt."""
+    from typer.testing import CliRunner
+
+    from facesearch.cli import app
+
+    return CliRunner().invoke(app, list(args), input=answer)
+
+
+def face_count(folder: Path) -> int:
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM faces").fetchone()[0])
+
+
+def optout_rows(folder: Path) -> int:
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM optouts").fetchone()[0])
+
+
+def test_optout_dry_run_lists_what_would_go_and_changes_nothing(folder: Path, people: Path) -> None:
+    """Issue 12 §1: an opt-out shows what it will remove before it does (--dry-run changes nothing)."""
+    obama = people / "barack_obama"
+    faces = face_count(folder)
+    shown = cli("optout", "add", str(obama / "obama.jpg"), str(obama / "obama2.jpg"), "--dry-run", "-l", str(folder))
+    assert shown.exit_code == 0, shown.output
+    assert "would remove 6 faces" in shown.stdout and "nothing was changed" in shown.stdout
+    assert shown.stdout.count("the photo") == 6  # each of his 6 photos holds only him: the photo goes
+    listed = cli("optout", "add", str(obama / "obama.jpg"), "--dry-run", "--json", "-l", str(folder))
+    preview = json.loads(listed.stdout)
+    assert preview["dry_run"] is True and len(preview["face_ids"]) == 6 and len(preview["photos_sha256"]) == 1
+    assert {Path(i["source"]).parent.name for i in preview["images"]} == {"barack_obama"}
+    assert face_count(folder) == faces and optout_rows(folder) == 0
+
+
+def test_optout_asks_first_and_a_no_changes_nothing(folder: Path, people: Path) -> None:
+    """Issue 12 §1: without --yes the opt-out asks; answering no removes nothing and registers nothing."""
+    faces = face_count(folder)
+    refused = answering("n\n", "optout", "add", str(people / "barack_obama" / "obama.jpg"), "-l", str(folder))
+    assert refused.exit_code == 1 and "remove these 6 faces?" in refused.stdout
+    assert face_count(folder) == faces and optout_rows(folder) == 0
+    agreed = answering("y\n", "optout", "add", str(people / "barack_obama" / "obama.jpg"), "-l", str(folder))
+    assert agreed.exit_code == 0, agreed.output
+    assert face_count(folder) == faces - 6 and optout_rows(folder) == 1
+    json_without_yes = cli("optout", "add", str(people / "joe_biden" / "biden.jpg"), "--json", "-l", str(folder))
+    assert json_without_yes.exit_code == 2 and "--yes" in json_without_yes.stderr and optout_rows(folder) == 1
+
+
+def test_optout_with_several_photos_and_yes(folder: Path, people: Path) -> None:
+    """Issue 12 §1: an opt-out takes several photos of the person (one opt-out row, one embedding each)."""
+    obama = people / "barack_obama"
+    done = cli(
+        "optout", "add", str(obama / "obama.jpg"), str(obama / "obama3.jpg"), "--yes", "--json", "-l", str(folder)
+    )
+    receipt = json.loads(done.stdout)
+    assert done.exit_code == 0 and len(receipt["optout_ids"]) == 2 and len(receipt["photos_sha256"]) == 2
+    assert len(receipt["face_ids"]) == 6 and receipt["warning"] is None
+    assert optout_rows(folder) == 2
+    assert len(json.loads(cli("optout", "list", "--json", "-l", str(folder)).stdout)) == 2
+
+
+def test_optout_warns_when_it_would_remove_nothing(folder: Path, people: Path) -> None:
+    """Issue 12 §1: an opt-out that matches no indexed face says so (and still keeps the person out)."""
+    photo = str(people / "kit_harington" / "john1.jpg")  # never indexed
+    shown = cli("optout", "add", photo, "--dry-run", "-l", str(folder))
+    assert shown.exit_code == 0 and "warning" in shown.stderr and "nothing will be removed" in shown.stderr
+    done = cli("optout", "add", photo, "--yes", "-l", str(folder))
+    assert done.exit_code == 0 and "nothing will be removed" in done.stderr and optout_rows(folder) == 1
 
 
 def test_erase_by_source(folder: Path, people: Path) -> None:

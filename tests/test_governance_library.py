@@ -23,7 +23,7 @@ from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance import AuditLog, erase, purge_expired, set_retention
 from facesearch.store.schema import FaceRow, ImageRow
 from tests.conftest import GALLERY_PROBE, ON_EVERY_VECTOR_STORE
-from tests.helpers import PURPOSE, copy_on_vector_store
+from tests.helpers import PURPOSE, copy_library, copy_on_vector_store
 
 OPTOUT_PHOTO = "barack_obama/obama.jpg"  # never indexed: the person brings a photo of their own
 
@@ -90,7 +90,8 @@ def test_optout_removes_the_person_everywhere_and_keeps_everyone_else(lib: Libra
     faces_before = lib.catalog.face_count()
 
     registry = lib.optouts
-    assert registry.threshold == 0.95 or registry.threshold_source.endswith("FMR 1e-05")
+    # Issue 12 §1: the library's match operating point (search's), no stricter one.
+    assert registry.threshold == lib.scoring.operating_point("cosine", None)[1]
     receipt = registry.add(people / OPTOUT_PHOTO, note="request 2024-001", actor="admin-ana")
 
     assert set(receipt.face_ids) == obama  # exactly his faces: nobody else's
@@ -145,7 +146,11 @@ def test_optout_keeps_the_person_out_of_later_ingest_and_search(
     # Ingest never stores his face again, and searching for him shows nobody.
     lib.create_collection("late")
     report = lib.index([people / OPTOUT_PHOTO], collection="late", workers=1)
-    assert report.indexed == 1 and report.faces == 0 and report.opted_out_faces == 1
+    # Issue 12 §1 (changed): a photo whose every face is refused is not stored at all (it was a row with 0 faces).
+    assert (report.indexed, report.faces, report.opted_out_faces, report.opted_out_photos) == (0, 0, 1, 1)
+    assert lib.catalog.face_ids_in_collection(lib.catalog.collection_id("late", create=False)).tolist() == []
+    with lib.catalog.session() as s:
+        assert s.scalar(select(ImageRow.id).where(ImageRow.source == str(people / OPTOUT_PHOTO))) is None
     probe = people / "barack_obama" / "obama2.jpg"
     assert all(not f.candidates for f in lib.search(probe, top_k=50, purpose=PURPOSE).faces)
     lib.remove(collection="late")
@@ -277,3 +282,137 @@ def test_erasure_leaves_no_hnsw_tombstone_behind(built: Path, tmp_path: Path) ->
     with Library.open(folder) as reopened:
         assert len(reopened.vector_index) == reopened.catalog.face_count() == 23 - 2
         assert not set(reopened.vector_index.ids().tolist()) & set(receipt.face_ids)
+
+
+# Issue 12 §1: the opt-out at search's operating point, on people the project was not tuned on ------------
+
+SEEN_PERSON = "Ari_Fleischer"  # 13 photos in lfw-dev: 11 indexed + an EXIF-rotated copy of one = 12, as in the issue
+SEEN_OPTOUT, SEEN_PROBE, SEEN_ROTATED = 1, 6, 2  # photo numbers: the opt-out's, the third photo, the copy turned
+SEEN_OTHERS = ["Al_Gore", "Bill_Graham", "Bob_Hope", "Colin_Farrell", "Dick_Cheney", "Elton_John", "Harrison_Ford"]
+
+
+def lfw_photo(shared_data: Path, name: str, number: int) -> Path:
+    return shared_data / "lfw-dev" / "images" / name / f"{name}_{number:04d}.jpg"
+
+
+def exif_rotated(photo: Path, out: Path) -> Path:
+    """A copy of ``photo`` stored on its side with an EXIF Orientation tag (6: turn 90 degrees clockwise
+    to show), as a phone saves a photo taken upright; cropped to 200x250 so that the upright shape shows."""
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        upright = image.crop((25, 0, 225, 250))
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        upright.transpose(Image.Transpose.ROTATE_90).save(out, "JPEG", quality=95, exif=exif)
+    return out
+
+
+@pytest.fixture(scope="module")
+def seen(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 photos of one person (one an EXIF-rotated copy) and one photo each of 7 others, indexed (closed)."""
+    if not (shared_data / "lfw-dev" / "images" / SEEN_PERSON).is_dir():
+        pytest.fail(f"lfw-dev not found under {shared_data}")
+    root = tmp_path_factory.mktemp("seen")
+    his = [lfw_photo(shared_data, SEEN_PERSON, n) for n in range(1, 14) if n not in (SEEN_OPTOUT, SEEN_PROBE)]
+    rotated = exif_rotated(lfw_photo(shared_data, SEEN_PERSON, SEEN_ROTATED), root / "turned.jpg")
+    others = [lfw_photo(shared_data, name, 1) for name in SEEN_OTHERS]
+    with Library.open(root / "lib", jitter=0) as library:
+        report = library.index([*his, rotated, *others], workers=1)
+        assert (report.indexed, report.faces) == (19, 19)  # 12 of him, 7 others
+    return root / "lib"
+
+
+def his_faces(lib: Library) -> set[int]:
+    return {i for i, (path, _) in faces_by_path(lib).items() if SEEN_PERSON in path or path.endswith("turned.jpg")}
+
+
+def test_an_optout_removes_every_face_search_would_call_a_match_exif_rotated_copies_too(
+    seen: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """Issue 12 §1, the attack seen: 12 photos of one person indexed, an opt-out with another photo of
+    them (here an EXIF-rotated one), a search with a third. At FMR 1e-5 the opt-out left photos that
+    search labelled ``match``; at the library's operating point it removes all 12, and nobody else."""
+    from facesearch.media.decode import decode_image
+
+    with Library.open(copy_library(seen, tmp_path / "lib")) as lib:
+        his = his_faces(lib)
+        assert len(his) == 12  # the rotated copy's face was found: the gallery applies the EXIF orientation
+        probe = lfw_photo(shared_data, SEEN_PERSON, SEEN_PROBE)
+        before = lib.search(probe, top_k=50, purpose=PURPOSE).faces[0].candidates
+        assert len({c.face_id for c in before if c.label == "match"} & his) >= 10  # search finds him
+
+        photo = exif_rotated(lfw_photo(shared_data, SEEN_PERSON, SEEN_OPTOUT), tmp_path / "optout.jpg")
+        assert decode_image(photo.read_bytes()).rgb.shape[:2] == (250, 200)  # upright once decoded
+        receipt = lib.optouts.add(photo, note="issue 12", actor="admin")
+        assert set(receipt.face_ids) == his  # every photo of him, the rotated copy included; nobody else
+        assert receipt.warning is None and len(receipt.optout_ids) == 1
+
+        after = lib.search(probe, top_k=50, purpose=PURPOSE)
+        assert [f.candidates for f in after.faces] == [[]]  # his probe: nobody is shown
+        for name in SEEN_OTHERS[:3]:  # searches for other people never return him
+            shown_ids = {
+                c.face_id
+                for f in lib.search(lfw_photo(shared_data, name, 1), purpose=PURPOSE).faces
+                for c in f.candidates
+            }
+            assert shown_ids and not shown_ids & his
+        assert lib.catalog.face_count() == 7
+
+
+def test_an_optout_with_several_photos_keeps_the_person_out_of_ingest_rotated_or_not(
+    seen: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """Issue 12 §1: an opt-out takes several photos; afterwards ingest refuses the person's faces, an
+    EXIF-rotated copy too, and a photo whose every face was refused is not stored (no row)."""
+    with Library.open(copy_library(seen, tmp_path / "lib")) as lib:
+        photos = [lfw_photo(shared_data, SEEN_PERSON, n) for n in (SEEN_OPTOUT, SEEN_ROTATED)]
+        preview = lib.optouts.preview(photos, actor="admin")
+        assert set(preview.face_ids) == his_faces(lib) and lib.optouts.count() == 0  # a preview changes nothing
+        receipt = lib.optouts.add(photos, actor="admin")
+        assert len(receipt.optout_ids) == 2 and receipt.face_ids == preview.face_ids
+        late = [
+            lfw_photo(shared_data, SEEN_PERSON, SEEN_PROBE),
+            exif_rotated(lfw_photo(shared_data, SEEN_PERSON, SEEN_PROBE), tmp_path / "turned-probe.jpg"),
+            lfw_photo(shared_data, SEEN_OTHERS[0], 2),
+        ]
+        lib.create_collection("late")
+        report = lib.index(late, collection="late", workers=1)
+        assert (report.indexed, report.faces, report.opted_out_photos, report.opted_out_faces) == (1, 1, 2, 2)
+        with lib.catalog.session() as s:
+            sources = set(s.scalars(select(ImageRow.source)))
+        assert str(late[0]) not in sources and str(late[1]) not in sources and str(late[2]) in sources
+        again = lib.optouts.preview([lfw_photo(shared_data, SEEN_PERSON, 3)], actor="admin")
+        assert again.face_ids == [] and again.warning is not None  # nothing of him left to remove
+
+
+def test_the_optout_rule_scores_s_norm_as_search_does_against_the_cohort_without_the_person(
+    seen: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 §1: one rule, search's score. With a cohort (here allowed from 10 faces, so that the
+    small library has one), the opt-out's s-norm is search's s-norm (search/normalize.py), scored against
+    the cohort without the person: with their own faces in it they look ordinary and would stay."""
+    import facesearch.search.normalize as normalize
+    from facesearch.search.scoring import _snorm_hits
+
+    monkeypatch.setattr(normalize, "MIN_LIBRARY_FACES", 10)
+    with Library.open(copy_library(seen, tmp_path / "lib")) as lib:
+        normalizer = lib.scoring.normalizer
+        assert normalizer is not None and len(normalizer.cohort) == 19  # every face, 12 of them his
+        point = lib.scoring.same_person_point()
+        assert point.snorm is not None and "s-norm" in lib.optouts.threshold_source
+        reference = lib.searches.largest_face(lfw_photo(shared_data, SEEN_PERSON, SEEN_OPTOUT))[0][None]
+        faces = np.stack([vec for _, vec in faces_by_path(lib).values()])
+        raw = faces @ reference.T
+        searched = normalizer.normalize(raw[:, 0].astype(np.float64), reference[0], faces) >= point.snorm
+        assert (_snorm_hits(normalizer, reference, faces, raw, point.snorm) == searched).all()
+
+        without = lib.scoring._cohort_without(normalizer, reference, point)
+        assert len(without.cohort) == 7  # his 12 faces left the cohort; the 7 others stay
+        mask = lib.scoring.same_person(reference, faces)
+        his = his_faces(lib)
+        assert {i for i, hit in zip(faces_by_path(lib), mask, strict=True) if hit} == his
+        assert set(lib.optouts.add(lfw_photo(shared_data, SEEN_PERSON, SEEN_OPTOUT), actor="admin").face_ids) == his
+        probe = lfw_photo(shared_data, SEEN_PERSON, SEEN_PROBE)
+        result = lib.search(probe, top_k=50, purpose=PURPOSE)
+        assert [f.candidates for f in result.faces] == [[]]  # (7 faces left: too few for a cohort now)

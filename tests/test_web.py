@@ -247,9 +247,15 @@ def test_admin_registers_and_deletes_an_optout_then_auditor_exports(page, site: 
 
     sign_in(page, site, "admin")
     page.get_by_role("link", name="Opt-outs").click()
-    page.get_by_label("Photo of the person").set_input_files(str(site.examples / "by_identity/barack_obama/obama.jpg"))
+    page.get_by_label("Photos of the person").set_input_files(str(site.examples / "by_identity/barack_obama/obama.jpg"))
     page.get_by_label("Note").fill("request 2026-11")
     page.get_by_role("button", name="Register opt-out").click()
+    # Issue 12 §1: the page lists what the opt-out will remove before it is registered.
+    preview = page.get_by_role("status")
+    expect(preview).to_contain_text("would be removed", timeout=3 * TIMEOUT_MS)  # the first embedding builds the models
+    expect(preview.locator("tbody tr").filter(has_text="obama1.jpg")).to_have_count(1)
+    expect(page.get_by_text("No opt-outs registered.")).to_be_visible()  # nothing registered yet
+    page.get_by_role("button", name="Confirm opt-out").click()
     receipt = page.get_by_role("status")
     expect(receipt).to_contain_text("Opt-out #1 registered")
     removed = int(re.search(r"(\d+) matching faces? removed", receipt.inner_text()).group(1))

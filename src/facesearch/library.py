@@ -27,7 +27,7 @@ from facesearch.errors import LibraryError
 from facesearch.governance.collections import create_collection, ensure_default_collection
 from facesearch.governance.deletion_plan import DeletionPlan
 from facesearch.governance.events import IngestEvent, IngestStartEvent, record
-from facesearch.governance.optout import OptOutRegistry, optout_threshold
+from facesearch.governance.optout import OptOutRegistry
 from facesearch.governance.removal import preview_removal, remove_photos
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.ingest.runner import IngestReport
@@ -73,15 +73,13 @@ class Library:
         self.writer = LibraryWriter(folder, self.catalog, self.live_index, self.model_id)
         self.scoring = Scoring(folder, config, self.catalog, key)
         self.writer.on_change(self.scoring.forget_cohort)
-        threshold, source = optout_threshold(*self.scoring.score_table("cosine"))
         self.optouts = OptOutRegistry(
             self.catalog,
             self.writer,
             model_key=key,
             dim=dim,
             embed=lambda photo: self.searches.largest_face(photo),
-            threshold=threshold,
-            threshold_source=source,
+            rule=self.scoring,  # the one same-person rule: opt-out, ingest screen and search
         )
         self.writer.screen = self.optouts  # no ingest engine can store an opted-out person's face
         limits = {"max_bytes": config.max_download_bytes, "max_pixels": config.max_pixels}

@@ -280,6 +280,8 @@ class OptOutReceiptOut(_Out):
     actor: str
     optout_id: int | None
     photo_sha256: str | None
+    optout_ids: list[int]
+    photos_sha256: list[str]
     threshold: float
     threshold_source: str
     face_ids: list[int]
@@ -287,6 +289,25 @@ class OptOutReceiptOut(_Out):
     kept_image_ids: list[int]
     sources: list[str]
     audit_sequence: int | None
+    warning: str | None
+
+
+class OptOutPreviewImage(_Out):
+    image_id: int
+    source: str
+    face_ids: list[int]
+    deleted: bool = Field(description="true: no other face is left, the photo goes; false: only the person's faces")
+
+
+class OptOutPreviewOut(_Out):
+    photos_sha256: list[str]
+    threshold: float
+    threshold_source: str
+    face_ids: list[int]
+    image_ids: list[int]
+    kept_image_ids: list[int]
+    images: list[OptOutPreviewImage]
+    warning: str | None = Field(description="set when nothing would be removed")
 
 
 # audit --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from facesearch.governance import (
     AuditLog,
     AuditVerification,
     ErasureReceipt,
+    OptOutPreview,
     OptOutReceipt,
     SearchPurpose,
     User,
@@ -160,9 +161,15 @@ def erase_items(
     return receipt
 
 
-def add_optout(library: Library, photo: bytes, *, note: str, actor: User) -> OptOutReceipt:
-    """Register an opt-out from a photo (kept: one embedding and the photo's hash) and remove the person's faces."""
-    return library.optouts.add(photo, note, actor=actor)
+def add_optout(library: Library, photos: list[bytes], *, note: str, actor: User) -> OptOutReceipt:
+    """Register an opt-out from photos of a person (kept: one embedding and the hash of each) and remove
+    the person's faces."""
+    return library.optouts.add(photos, note, actor=actor)
+
+
+def preview_optout(library: Library, photos: list[bytes], *, actor: User) -> OptOutPreview:
+    """What an opt-out with these photos would remove now; nothing changes (audited as a preview)."""
+    return library.optouts.preview(photos, actor=actor)
 
 
 # users --------------------------------------------------------------------------------------------

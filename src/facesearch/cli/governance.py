@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from facesearch.cli.confirm import DryRunOpt, YesOpt, confirm, nothing_matched, show_plan
-from facesearch.cli.support import JsonOpt, LibraryOpt, console, open_library
+from facesearch.cli.confirm import DryRunOpt, YesOpt, confirm, nothing_matched, require_files, show_plan
+from facesearch.cli.support import JsonOpt, LibraryOpt, console, err, open_library
 from facesearch.cli.support import fail as _fail
 from facesearch.cli.support import json_out as _json_out
 from facesearch.errors import FaceSearchError
+
+if TYPE_CHECKING:
+    from facesearch.governance.optout import OptOutPreview
 
 users_app = typer.Typer(rich_markup_mode=None, help="API users, their roles and keys.", no_args_is_help=True)
 audit_app = typer.Typer(
@@ -244,23 +247,71 @@ def audit_export(
 
 @optout_app.command("add")
 def optout_add(
-    photo: Annotated[Path, typer.Argument(help="A photo of the person (only its face embedding is kept)")],
+    photos: Annotated[
+        list[Path],
+        typer.Argument(help="Photos of the person: several catch more of their faces (only embeddings are kept)"),
+    ],
     note: Annotated[str, typer.Option(help="A reference for the request (no personal data needed)")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; change nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation")] = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Leave a person out: remove their indexed faces now and keep them out of ingest and search."""
+    """Leave a person out: remove their indexed faces now and keep them out of ingest and search.
+
+    Shows the faces and photos it will remove and asks before removing them (--yes skips the
+    question, --dry-run only shows them). A face is the person's when search or verify with one of
+    the photos would call it a match (the library's operating point, --max-fmr of search).
+    """
     try:
+        require_files(*photos)  # before the library is opened (and perhaps created)
+        if as_json and not (yes or dry_run):
+            raise FaceSearchError("with --json, confirm with --yes (or look first with --dry-run)", code="bad_request")
         with open_library(library) as lib:
-            receipt = lib.optouts.add(photo, note=note)
+            if dry_run or not yes:
+                preview = lib.optouts.preview(photos)
+                if dry_run:
+                    if not _json_out(as_json, {"dry_run": True, **preview.to_dict()}):
+                        _show_optout_preview(preview, "would remove")
+                        console.print("dry run: nothing was changed")
+                    return
+                _show_optout_preview(preview, "will remove")
+                question = (
+                    f"Register the opt-out and remove these {len(preview.face_ids)} faces?"
+                    if preview.face_ids
+                    else "Register the opt-out anyway (it keeps the person out of later ingests and searches)?"
+                )
+                if not typer.confirm(question, default=False):
+                    err.print("cancelled: nothing was changed")
+                    raise typer.Exit(code=1)
+            receipt = lib.optouts.add(photos, note=note)
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if not _json_out(as_json, receipt.to_dict()):
-        console.print(
-            f"opt-out {receipt.optout_id} recorded (receipt {receipt.receipt_id}): {len(receipt.face_ids)} faces "
-            f"removed from {len(receipt.image_ids) + len(receipt.kept_image_ids)} photos"
-        )
+    if _json_out(as_json, receipt.to_dict()):
+        return
+    if receipt.warning:
+        err.print(f"[bold yellow]warning[/]: {receipt.warning}")
+    ids = ", ".join(str(i) for i in receipt.optout_ids)
+    console.print(
+        f"opt-out {ids} recorded (receipt {receipt.receipt_id}): {len(receipt.face_ids)} faces "
+        f"removed from {len(receipt.image_ids) + len(receipt.kept_image_ids)} photos"
+    )
+
+
+def _show_optout_preview(preview: OptOutPreview, verb: str) -> None:
+    """The faces an opt-out would remove, per photo (a photo left with no face is deleted), or a warning."""
+    if preview.warning:
+        err.print(f"[bold yellow]warning[/]: {preview.warning}")
+        return
+    table = Table(
+        "image id", "face ids", "source", "what goes", title=f"the opt-out {verb} {len(preview.face_ids)} faces"
+    )
+    for image in preview.images:
+        what = "the photo" if image.deleted else "their face only"
+        table.add_row(str(image.image_id), ", ".join(map(str, image.face_ids)), image.source, what)
+    console.print(table)
+    console.print(f"at {preview.threshold_source}")
 
 
 @optout_app.command("list")

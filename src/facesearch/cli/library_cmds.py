@@ -218,6 +218,11 @@ def _print_report(report: IngestReport) -> None:
         f"[bold green]{report.indexed}[/] photos indexed into [bold]{report.collection}[/], "
         f"{report.faces} faces ({rate:.1f} photos/s); "
         + (f"{report.low_quality_faces} faces below --min-quality left out; " if report.low_quality_faces else "")
+        + (
+            f"{report.opted_out_faces} faces of opted-out people refused ({report.opted_out_photos} photos not kept); "
+            if report.opted_out_faces
+            else ""
+        )
         + f"{report.duplicates} duplicates skipped, "
         f"{report.already_indexed} already indexed, "
         f"[{'red' if report.rejected else 'green'}]{len(report.rejected)} rejected[/]"

@@ -18,7 +18,7 @@ from facesearch.governance.audit import AuditEntry, AuditLog, AuditVerification,
 from facesearch.governance.db import default_actor, ensure_governance_tables
 from facesearch.governance.erasure import ErasureReceipt, erase
 from facesearch.governance.errors import AuditError, GovernanceError, PermissionDenied, PurposeRequired, UserError
-from facesearch.governance.optout import OptOut, OptOutReceipt, OptOutRegistry
+from facesearch.governance.optout import OptOut, OptOutPreview, OptOutReceipt, OptOutRegistry
 from facesearch.governance.purpose import SearchPurpose, check_purpose, set_requirements
 from facesearch.governance.retention import RetentionReceipt, purge_expired, set_retention
 from facesearch.governance.users import (
@@ -45,6 +45,7 @@ __all__ = [
     "ErasureReceipt",
     "GovernanceError",
     "OptOut",
+    "OptOutPreview",
     "OptOutReceipt",
     "OptOutRegistry",
     "PermissionDenied",

@@ -172,6 +172,7 @@ class GovernanceEvent(AuditEvent):
             "optout_add",
             "optout_sweep",
             "optout_remove",
+            "optout_preview",
             "retention_purge",
             "user_add",
             "user_revoke",

@@ -52,6 +52,7 @@ class IngestReport:
     faces: int = 0
     low_quality_faces: int = 0  # detected but below --min-quality, not indexed
     opted_out_faces: int = 0  # faces of people who opted out: never stored
+    opted_out_photos: int = 0  # photos with only opted-out people in them: not stored at all
     duplicates: int = 0
     already_indexed: int = 0
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
@@ -65,6 +66,7 @@ class IngestReport:
             "faces": self.faces,
             "low_quality_faces": self.low_quality_faces,
             "opted_out_faces": self.opted_out_faces,
+            "opted_out_photos": self.opted_out_photos,
             "duplicates": self.duplicates,
             "already_indexed": self.already_indexed,
             "rejected": [{"source": s, "code": c, "message": m} for s, c, m in self.rejected],
@@ -160,6 +162,9 @@ class IngestRun:
                 report.faces += len(stored[1])
                 report.low_quality_faces += result.low_quality_faces
                 report.opted_out_faces += result.opted_out_faces
+        elif result.status == "opted_out":
+            report.opted_out_photos += 1
+            report.opted_out_faces += result.opted_out_faces
         elif result.status == "duplicate":
             report.duplicates += 1
         else:

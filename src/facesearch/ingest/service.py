@@ -75,7 +75,10 @@ class Ingester:
         for (position, result), row in zip(adding, stored, strict=True):
             if row is not None:
                 result.opted_out_faces = row.refused
-                out[position] = (row.image_id, row.face_ids)
+                if row.image_id is None:  # every face was an opted-out person's: the photo was not stored
+                    result.status = "opted_out"
+                else:
+                    out[position] = (row.image_id, row.face_ids)
         return out
 
     def run(

@@ -45,7 +45,7 @@ class WorkerSettings:
 @dataclass
 class ItemResult:
     source: Source
-    status: str  # "indexed", "duplicate" or "rejected"
+    status: str  # "indexed", "duplicate" or "rejected"; "opted_out" once the writer refused every face
     code: str = ""
     message: str = ""
     image: NewImage | None = None

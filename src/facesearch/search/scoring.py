@@ -3,13 +3,20 @@
 One object owns what turns a similarity into a decision, so search, verify and opt-out read the
 same operating point, and the cohort drawn from the indexed faces is forgotten whenever the writer
 changes them (:meth:`Scoring.forget_cohort` is one of the writer's listeners).
+
+It also owns the one "same person" rule of opt-outs (:meth:`Scoring.same_person`): the opt-out
+command, the writer's ingest screen and search's suppression all ask it, so an opt-out removes and
+keeps out exactly the faces that search or verify would report at the library's operating point.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
@@ -18,6 +25,27 @@ from facesearch.search.normalize import CohortNormalizer
 from facesearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
+
+# S-norm is computed only for faces whose cosine with a reference reaches the cosine score at this
+# FMR: far below any match (search itself re-ranks only its 50 nearest cosine candidates), it keeps
+# the cohort statistics off the millions of faces that cannot be the person.
+SNORM_PREFILTER_FMR = 0.1
+MAX_COHORT_ROUNDS = 5  # the person's faces leave the cohort in a round or two
+
+
+@dataclass(frozen=True)
+class SamePersonPoint:
+    """The operating point of the opt-out rule: thresholds per score kind and where they come from."""
+
+    max_fmr: float | None
+    cosine: float
+    snorm: float | None  # None: the library ranks by cosine (no cohort), or no s-norm table
+    source: str
+
+    def describe(self) -> str:
+        at = f"FMR <= {self.max_fmr:g} per comparison" if self.max_fmr is not None else "uncalibrated"
+        snorm = f" or s-norm >= {self.snorm:.4f}" if self.snorm is not None else ""
+        return f"{self.source}: {at} (cosine >= {self.cosine:.4f}{snorm}), as search and verify call a match"
 
 
 class Scoring:
@@ -31,6 +59,7 @@ class Scoring:
         self._lock = threading.Lock()  # builds the cohort once when searches run concurrently
         self._normalizer: CohortNormalizer | None | bool = False  # False: not built yet
         self._calibration: Calibration | None | bool = False  # False: not loaded yet
+        self._cohort_cache: tuple[tuple[object, ...], CohortNormalizer] | None = None  # the cohort less opt-outs
 
     # the cohort -----------------------------------------------------------------------------------
 
@@ -101,3 +130,81 @@ class Scoring:
             threshold = self.config.snorm_threshold if kind == "snorm" else self.config.threshold
             return None, threshold, None, None
         return table, table.threshold_for(max_fmr), max_fmr, source
+
+    # the opt-out rule -----------------------------------------------------------------------------
+
+    def same_person_point(self) -> SamePersonPoint:
+        """The thresholds :meth:`same_person` applies: the library's ``max_fmr``, per score kind."""
+        cosine_table, cosine, max_fmr, source = self.operating_point("cosine", None)
+        snorm: float | None = None
+        if self.normalizer is not None:
+            snorm_table, snorm, _, snorm_source = self.operating_point("snorm", None)
+            if snorm_table is None:
+                snorm = None
+            source = source or snorm_source
+        return SamePersonPoint(max_fmr, float(cosine), snorm, source or "library configuration (no calibration)")
+
+    def same_person(self, references: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """Which ``faces`` (rows) are the person of any of ``references`` (rows): a boolean mask.
+
+        A face is the person's when its score against any reference reaches the library's match
+        operating point (false match rate <= ``max_fmr`` per comparison, in the same calibration search
+        uses): by cosine, as verify scores, or by s-norm when the library has a cohort, as search
+        ranks. Either one is enough: an opt-out must remove every face a search or a verification
+        with the person's photo would report, and the union costs at most twice ``max_fmr`` per
+        comparison in strangers' faces (measured in docs/accuracy.md).
+
+        S-norm is scored against the cohort as it will be once the person is gone
+        (:meth:`_cohort_without`): with their own faces in the cohort, their scores look ordinary and
+        stay below the threshold, but the opt-out removes those faces, the cohort is drawn again, and
+        search would then label what is left of the person a match.
+        """
+        faces = np.atleast_2d(np.asarray(faces, dtype=np.float32))
+        references = np.atleast_2d(np.asarray(references, dtype=np.float32))
+        if len(faces) == 0 or len(references) == 0:
+            return np.zeros(len(faces), bool)
+        point = self.same_person_point()
+        raw = faces @ references.T
+        hit = raw.max(axis=1) >= point.cosine
+        normalizer = self.normalizer
+        if point.snorm is None or normalizer is None:
+            return hit
+        table, _ = self.score_table("cosine")
+        floor = table.threshold_for(SNORM_PREFILTER_FMR) if table is not None else -1.0
+        near = np.flatnonzero(~hit & (raw.max(axis=1) >= floor))
+        if len(near):
+            cohort = self._cohort_without(normalizer, references, point)
+            hit[near] = _snorm_hits(cohort, references, faces[near], raw[near], point.snorm)
+        return hit
+
+    def _cohort_without(
+        self, normalizer: CohortNormalizer, references: np.ndarray, point: SamePersonPoint
+    ) -> CohortNormalizer:
+        """The cohort less the faces of the references' person(s), found by the same rule until nothing changes."""
+        key = (normalizer, references.tobytes(), point)  # the object itself: a new cohort is a new key
+        with self._lock:
+            if self._cohort_cache is not None and self._cohort_cache[0] == key:
+                return self._cohort_cache[1]
+        members = normalizer.cohort
+        raw = members @ references.T
+        inside = raw.max(axis=1) >= point.cosine
+        cohort = normalizer
+        for _ in range(MAX_COHORT_ROUNDS):
+            cohort = CohortNormalizer(members[~inside], normalizer.top)
+            grown = inside | _snorm_hits(cohort, references, members, raw, point.snorm)  # type: ignore[arg-type]
+            if (grown == inside).all():
+                break
+            inside = grown
+        with self._lock:
+            self._cohort_cache = (key, cohort)
+        return cohort
+
+
+def _snorm_hits(
+    cohort: CohortNormalizer, references: np.ndarray, faces: np.ndarray, raw: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Rows of ``faces`` whose s-norm score (search/normalize.py) with any reference reaches ``threshold``."""
+    mu_r, sd_r = cohort.stats(references)
+    mu_f, sd_f = cohort.stats(faces)
+    scores = ((raw - mu_r[None, :]) / sd_r[None, :] + (raw - mu_f[:, None]) / sd_f[:, None]) / 2
+    return scores.max(axis=1) >= threshold

@@ -59,9 +59,14 @@ class FaceScreen(Protocol):
 
 @dataclass
 class Stored:
-    """One image as stored: its id, its faces' ids, and how many of its faces were refused."""
+    """One image as stored: its id, its faces' ids, and how many of its faces were refused.
 
-    image_id: int
+    ``image_id`` is None when every face of the image was refused: the image is not stored at all
+    (no row: an opted-out person's photo leaves no trace, and an uploaded copy no row refers to is
+    deleted when its job ends).
+    """
+
+    image_id: int | None
     face_ids: list[int]
     refused: int = 0
 
@@ -170,8 +175,9 @@ class LibraryWriter:
         ``audit_seq``: the audit entry that opened the ingest, kept on each image (the catalog's
         evidence of what the log must hold).
 
-        Faces the screen refuses are not stored (counted in :attr:`Stored.refused`). Returns, per
-        image, what was stored, or None when the collection already holds the same bytes.
+        Faces the screen refuses are not stored (counted in :attr:`Stored.refused`), nor an image
+        whose every face was refused (``Stored.image_id`` None). Returns, per image, what was stored,
+        or None when the collection already holds the same bytes.
         """
         self._require_lock()
         refused = [0] * len(batch)
@@ -184,11 +190,18 @@ class LibraryWriter:
                     faces = [f for f, out in zip(faces, mask, strict=True) if not out]
                 kept_batch.append((image, faces))
             batch = kept_batch
-        rows = self.catalog.add_images(collection_id, self.model_id, batch, audit_seq=audit_seq)
+        # An image whose every face was refused is not stored (a photo of only opted-out people).
+        storing = [position for position, (_, faces) in enumerate(batch) if faces or not refused[position]]
+        rows = self.catalog.add_images(collection_id, self.model_id, [batch[p] for p in storing], audit_seq=audit_seq)
+        by_position = dict(zip(storing, rows, strict=True))
         out: list[Stored | None] = []
         ids: list[int] = []
         vectors: list[np.ndarray] = []
-        for (_, faces), row, count in zip(batch, rows, refused, strict=True):
+        for position, ((_, faces), count) in enumerate(zip(batch, refused, strict=True)):
+            if position not in by_position:
+                out.append(Stored(None, [], count))
+                continue
+            row = by_position[position]
             if row is None:
                 out.append(None)
                 continue

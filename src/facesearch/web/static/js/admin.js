@@ -74,25 +74,46 @@ export async function usersView(main, me) {
 
 function optoutReceipt(receipt) {
   const faces = receipt.face_ids.length;
-  return h("div", { class: "banner ok", role: "status" },
-    h("strong", {}, `Opt-out #${receipt.optout_id} registered. `),
+  const ids = (receipt.optout_ids.length ? receipt.optout_ids : [receipt.optout_id]).map((i) => `#${i}`).join(", ");
+  return h("div", { class: receipt.warning ? "banner warn" : "banner ok", role: "status" },
+    h("strong", {}, `Opt-out ${ids} registered. `),
     `${faces} matching face${faces === 1 ? "" : "s"} removed from ${receipt.image_ids.length} photo${receipt.image_ids.length === 1 ? "" : "s"} `,
-    `(threshold ${receipt.threshold.toFixed(4)}, ${receipt.threshold_source}); the photo was not kept. `,
+    `(${receipt.threshold_source}); the photos were not kept. `,
+    receipt.warning ? `${receipt.warning}. ` : "",
     receipt.audit_sequence ? `Audit entry #${receipt.audit_sequence}.` : "");
+}
+
+// What an opt-out would remove (POST /optouts/preview), shown before the admin confirms it.
+function optoutPreview(preview, onConfirm, onCancel) {
+  const faces = preview.face_ids.length;
+  const columns = [
+    ["Image", (i) => String(i.image_id)],
+    ["Source", (i) => i.source],
+    ["Faces", (i) => i.face_ids.join(", ")],
+    ["What goes", (i) => (i.deleted ? "the photo" : "their face only")],
+  ];
+  const confirm = h("button", { type: "button", class: "danger", onclick: onConfirm }, "Confirm opt-out");
+  const cancel = h("button", { type: "button", onclick: onCancel }, "Cancel");
+  return h("div", { class: preview.warning ? "banner warn" : "banner", role: "status" },
+    h("strong", {}, preview.warning ? "Nothing would be removed. " : `${faces} face${faces === 1 ? "" : "s"} would be removed. `),
+    preview.warning || `Check the list, then confirm (${preview.threshold_source}).`,
+    table(columns, preview.images, "No indexed photo matches."),
+    h("div", { class: "dialog-actions" }, cancel, confirm));
 }
 
 export async function optoutsView(main) {
   const list = h("div", {});
   const shown = h("div", { "aria-live": "polite" });
-  const photo = h("input", { type: "file", name: "photo", accept: "image/*", required: true });
+  const photo = h("input", { type: "file", name: "photo", accept: "image/*", multiple: true, required: true });
   const note = h("input", { name: "note", maxlength: "1000", autocomplete: "off", placeholder: "e.g. request reference" });
   const submit = h("button", { type: "submit", class: "primary" }, "Register opt-out");
-  const form = h("form", { class: "filters" }, field("Photo of the person", photo), field("Note", note), submit);
+  const form = h("form", { class: "filters" }, field("Photos of the person", photo, "Several photos find more of their faces."),
+    field("Note", note), submit);
   main.append(h("section", { class: "card wide", "aria-labelledby": "optouts-title" },
     h("h1", { id: "optouts-title" }, "Opt-outs"),
-    h("p", { class: "muted" }, "People who asked to be removed. Registering one deletes every indexed face that matches "
-      + "the photo (at a strict threshold) and keeps that person out of future ingests and searches. Only an embedding "
-      + "and the photo's fingerprint are kept, never the photo."),
+    h("p", { class: "muted" }, "People who asked to be removed. Registering one deletes every indexed face that search "
+      + "would report as a match for one of the photos (you see the list first) and keeps that person out of future "
+      + "ingests and searches. Only an embedding and a fingerprint of each photo are kept, never the photos."),
     form, shown, list));
 
   async function remove(o) {
@@ -116,19 +137,32 @@ export async function optoutsView(main) {
 
   async function load() { list.replaceChildren(table(columns, (await api.get("/optouts")).optouts, "No opt-outs registered.")); }
 
+  function photosBody() {
+    const body = new FormData();
+    for (const file of photo.files) body.append("photo", file);
+    return body;
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!photo.files.length) return;
-    const body = new FormData();
-    body.append("photo", photo.files[0]);
-    body.append("note", note.value.trim());
     submit.disabled = true;
+    showError(null);
+    try {
+      const preview = await api.post("/optouts/preview", photosBody());
+      shown.replaceChildren(optoutPreview(preview, register, () => shown.replaceChildren()));
+    } catch (error) { showError(error); } finally { submit.disabled = false; }
+  });
+
+  async function register() {
+    const body = photosBody();
+    body.append("note", note.value.trim());
     showError(null);
     try {
       shown.replaceChildren(optoutReceipt(await api.post("/optouts", body)));
       form.reset();
       await load();
-    } catch (error) { showError(error); } finally { submit.disabled = false; }
-  });
+    } catch (error) { showError(error); }
+  }
   await load();
 }
