@@ -27,7 +27,7 @@ from facesearch.api import create_app
 from facesearch.api.errors import Busy
 from facesearch.api.state import ApiSettings, LibraryHost
 from facesearch.governance import ROLES, add_user, verify_jsonl
-from facesearch.search.results import LABEL_LEAD, LABEL_MATCH
+from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH
 from tests.conftest import GALLERY_PROBE
 from tests.helpers import copy_library, png_header_only
 
@@ -134,7 +134,8 @@ def test_search_finds_the_person_and_audits_the_probe_hash_and_the_faces_shown(a
     assert len(body["faces"]) == 1 and body["case_id"] == CASE["case_id"]
     candidates = body["faces"][0]["candidates"]
     assert "/barack_obama/" in candidates[0]["image"]["path"]
-    assert all(c["label"] in (LABEL_MATCH, LABEL_LEAD) for c in candidates)
+    assert all(c["label"] in (LABEL_MATCH, LABEL_LEAD, LABEL_NO_MATCH) for c in candidates)
+    assert candidates[0]["label"] == LABEL_MATCH and body["max_fpir"] == 0.01 and body["match_threshold"] is not None
     assert body["probe_sha256"] == hashlib.sha256(probe).hexdigest()
 
     entries = [e for e in api.audit(action="search", case_id=CASE["case_id"]) if e["seq"] == body["audit_sequence"]]
@@ -189,7 +190,7 @@ def test_verify_compares_two_photos_and_is_audited(api: Api) -> None:
     assert same.status_code == 200, same.text
     assert same.json()["same_person"] is True and same.json()["similarity"] > 0.9
     other = verify("by_identity/barack_obama/obama1.jpg", "by_identity/joe_biden/biden.jpg").json()
-    assert other["same_person"] is False and other["label"] == LABEL_LEAD
+    assert other["same_person"] is False and other["label"] == LABEL_NO_MATCH  # issue 12 §2: not "possible lead"
     assert other["a_sha256"] == hashlib.sha256(api.photo("by_identity/barack_obama/obama1.jpg")).hexdigest()
     entry = [e for e in api.audit(action="verify") if e["seq"] == other["audit_sequence"]][0]
     assert (entry["actor"], entry["case_id"], entry["purpose"]) == ("investigator-1", CASE["case_id"], CASE["purpose"])

@@ -167,7 +167,11 @@ def test_cli_search_json_schema(library: Library, examples: Path) -> None:
         "image",
     }
     assert data["max_fmr"] == 1e-3 and data["calibration"]
-    assert set(candidate["image"]) >= {"path", "source_url", "page_url"}
+    # Issue 12 §2: the search states its 1:N operating point.
+    assert data["max_fpir"] == 0.01 and data["gallery_size"] == GALLERY_COLLECTIONS[PEOPLE] - (len(PROBES) - 1)
+    assert data["match_fmr"] == pytest.approx(min(1e-3, 0.01 / data["gallery_size"]), rel=0.01)
+    assert data["match_threshold"] >= data["threshold"] and data["match_unavailable"] is None
+    assert set(candidate["image"]) >= {"image_id", "path", "source_url", "page_url"}
     assert candidate["rank"] == 1 and person_of(candidate["image"]["path"]) == "joe_biden"
     assert len(data["faces"][0]["box"]) == 4
 
@@ -188,7 +192,11 @@ def test_every_result_carries_its_false_match_rate(searchable: Library, examples
             assert c.fmr is not None and 0 < c.fmr <= 1
             assert c.expected_false_candidates == pytest.approx(c.fmr * result.gallery_size, rel=0.01)
             assert c.passes_threshold == (c.fmr <= result.max_fmr)
-            assert c.label == ("match" if c.passes_threshold else "possible lead, needs human review")
+            # Issue 12 §2: three labels; a match also expects at most max_fpir strangers in this gallery.
+            if c.label == "match":
+                assert c.passes_threshold and c.fmr * result.gallery_size <= result.max_fpir
+            else:
+                assert c.label == ("possible lead" if c.passes_threshold else "no match")
         rates = [c.fmr for c in face.candidates]
         assert rates == sorted(rates), "a better score never has a higher false match rate"
     # The child in the photo is nobody in the gallery: a lead at best, with a high false match rate.
@@ -213,7 +221,7 @@ def test_max_fmr_sets_the_threshold(library: Library, examples: Path) -> None:
     different = library.verify(
         people / "barack_obama" / "obama.jpg", people / "joe_biden" / "biden.jpg", purpose=PURPOSE
     )
-    assert different.label == "possible lead, needs human review" and different.fmr > 1e-3
+    assert different.label == "no match" and different.fmr > 1e-3  # issue 12 §2: verify says no match
 
 
 def test_every_search_is_audited_and_a_collection_can_demand_a_legal_basis(library: Library, examples: Path) -> None:

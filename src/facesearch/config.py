@@ -25,6 +25,10 @@ DEFAULT_LIBRARY = "./facesearch-library"
 DEFAULT_THRESHOLD = 0.928
 # The false match rate per comparison accepted as a "match" by default (search/calibration.py).
 DEFAULT_MAX_FMR = 1e-3
+# The chance accepted that a search for someone who is not in the gallery labels anyone "match"
+# (NIST's false positive identification rate): a match expects at most this many strangers as high
+# in the gallery searched (search/labels.py), so the bar rises as the gallery grows.
+DEFAULT_MAX_FPIR = 0.01
 DEFAULT_SNORM_THRESHOLD = 2.09
 
 
@@ -65,6 +69,9 @@ class LibraryConfig:
     catalog_url: str | None = None
     # The operating point: the false match rate per comparison accepted as a "match" (search/calibration.py).
     max_fmr: float = DEFAULT_MAX_FMR
+    # The 1:N operating point: a search's "match" expects at most this many strangers scoring as high in the
+    # gallery searched (search/labels.py). Libraries created before this setting get the default.
+    max_fpir: float = DEFAULT_MAX_FPIR
     threshold: float = DEFAULT_THRESHOLD
     # "none" ranks by cosine similarity; "snorm" re-ranks by cohort-normalised score (search/normalize.py).
     score_normalization: str = "snorm"

@@ -29,6 +29,10 @@ from facesearch.errors import CalibrationError as CalibrationError  # re-exporte
 
 FORMAT = 1
 CALIBRATION_NAME = "calibration.json"
+# The shipped tables checked on people they were not built from (bench/accuracy/heldout_calibration.py):
+# measured / claimed FMR on the held-out half. Off by more than this, every result using them says so.
+CHECKS_NAME = "calibration_checks.json"
+HONEST_WITHIN = 2.0
 RUNGS_PER_DECADE = 20
 SCORE_KINDS = ("cosine", "snorm")
 
@@ -184,6 +188,25 @@ def default_calibration(model_key: str) -> Calibration | None:
     for entry in json.loads(text):
         if entry["model"] == model_key:
             return Calibration.from_dict(entry, "default_calibration.json")
+    return None
+
+
+def heldout_warning(model_key: str, source: str | None) -> str | None:
+    """A warning for results that use a shipped calibration found off by more than 2x on held-out people.
+
+    The check (calibration_checks.json, written by ``python -m bench.accuracy.heldout_calibration
+    --write``) builds the tables on half of lfw-dev's people and measures the other half's impostor
+    rate at the thresholds for FMR 1e-3, 1e-4 and 1e-5. None when the check is within 2x or was not
+    made for this calibration (a library's own calibration is checked by whoever measured it).
+    """
+    text = resources.files("facesearch.search").joinpath(CHECKS_NAME).read_text()
+    for check in json.loads(text):
+        if check["model"] == model_key and check["source"] == source and check["worst_off_by"] > HONEST_WITHIN:
+            return (
+                f"the calibration's false match rates were off by up to {check['worst_off_by']:.3g}x on people it "
+                f"was not built from ({check['command']}): treat fmr and labels as approximate, or calibrate on your "
+                "own labelled photos (`facesearch calibrate`)"
+            )
     return None
 
 
