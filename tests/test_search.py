@@ -11,7 +11,7 @@ import pytest
 from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
 from tests.conftest import GALLERY_COLLECTIONS, GALLERY_PROBE, ON_EVERY_VECTOR_STORE
-from tests.helpers import PURPOSE, cli_ok, copy_library, copy_on_vector_store
+from tests.helpers import PURPOSE, cli_ok, copy_library, copy_on_vector_store, run_cli
 
 # One probe per person with several photos; the rest of their photos go into the gallery.
 PROBES = {
@@ -249,3 +249,43 @@ def test_every_search_is_audited_and_a_collection_can_demand_a_legal_basis(libra
         assert library.search(probe, top_k=1, collection=PEOPLE, purpose=lawful).faces
     finally:
         set_requirements(library.catalog, PEOPLE, [])
+
+
+CASE_ARGS = ("--case", "T-12", "--purpose", "compare the photos found for case T-12")
+WIDE = {"COLUMNS": "240"}  # the table on one line per row, as on an operator's terminal
+
+
+def test_cli_search_table_shows_image_ids_beside_face_ids(library: Library, examples: Path) -> None:
+    """Issue 12 §7: the table showed face ids only; an operator typed face id 117 into `remove --image` and
+    deleted another person's photo. Each row now shows the face id and the image id `remove --image` takes."""
+    probe = str(examples / "by_identity" / "barack_obama" / "obama.jpg")
+    common = (*CASE_ARGS, "--collection", "groups", "-l", str(library.folder))
+    data = json.loads(cli_ok("search", probe, *common, "--json").stdout)
+    pairs = [(c["face_id"], c["image"]["image_id"]) for c in data["faces"][0]["candidates"]]
+    assert any(face != image for face, image in pairs), "the check needs a face whose id is not its image's id"
+    table = cli_ok("search", probe, *common, env=WIDE).stdout
+    header = next(line for line in table.splitlines() if "face id" in line)
+    columns = [cell.strip() for cell in header.split("┃")]
+    assert columns.index("image id") == columns.index("face id") + 1
+    rows = [[cell.strip() for cell in line.split("│")] for line in table.splitlines() if line.count("│") > 5]
+    shown = [(int(row[columns.index("face id")]), int(row[columns.index("image id")])) for row in rows]
+    assert shown == pairs
+
+
+def test_cli_verify_exits_1_for_different_people_like_grep_and_cmp(library: Library, examples: Path) -> None:
+    """Issue 12 §2: `verify` of two different people exited 0. Now: 0 same person, 1 not the same person
+    (said in words), 2 an error."""
+    people = examples / "by_identity"
+    obama, obama2, biden = (
+        str(people / p) for p in ("barack_obama/obama.jpg", "barack_obama/obama2.jpg", "joe_biden/biden.jpg")
+    )
+    common = (*CASE_ARGS, "-l", str(library.folder))
+    different = run_cli("verify", obama, biden, *common, env=WIDE)
+    assert different.exit_code == 1 and "not the same person" in different.stdout, different.output
+    as_json = run_cli("verify", obama, biden, *common, "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["label"] == "no match"
+    same = run_cli("verify", obama, obama2, *common, env=WIDE)
+    assert same.exit_code == 0 and "same person" in same.stdout and "not the same" not in same.stdout, same.output
+    for bad in ((str(people / "nobody.jpg"), obama), (obama, biden, "--max-fmr", "2")):
+        error = run_cli("verify", *bad, *common)
+        assert error.exit_code == 2 and "error" in error.stderr, error.output
