@@ -110,3 +110,18 @@ def test_a_bad_max_fpir_is_refused_with_a_clear_error(bad: float) -> None:
     with pytest.raises(FaceSearchError, match="max-fpir must be between 0 and 1") as info:
         check_max_fpir(bad)
     assert info.value.code == "bad_request"
+
+
+def test_a_calibration_off_by_more_than_2x_on_held_out_people_says_so() -> None:
+    """Issue 12 §2: if the held-out ratio (measured / claimed FMR) is off by more than 2x, every result using
+    that calibration says so; within 2x, or for a calibration nobody checked, nothing is said."""
+    from facesearch.search.calibration import heldout_warning
+
+    model = "dlib_resnet_v1+flip"
+    shipped = default_calibration(model)
+    assert shipped is not None
+    check = {"model": model, "source": shipped.source, "command": "python -m bench.accuracy.heldout_calibration"}
+    off = heldout_warning(model, shipped.source, [{**check, "worst_off_by": 3.4}])
+    assert off is not None and "off by up to 3.4x" in off and "facesearch calibrate" in off
+    assert heldout_warning(model, shipped.source, [{**check, "worst_off_by": 1.6}]) is None
+    assert heldout_warning(model, "my own photos", [{**check, "worst_off_by": 3.4}]) is None

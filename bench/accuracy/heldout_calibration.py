@@ -13,7 +13,7 @@ strangers score high more often than claimed. Both directions of the split are r
 
 Embeddings are cached in bench/out/ (ignored by git: never commit embeddings of real people).
 
-    .venv/bin/python -m bench.accuracy.heldout_calibration [--jitter 0] [--limit N] [--workers 2]
+    .venv/bin/python -m bench.accuracy.heldout_calibration [--jitter 0] [--limit N] [--workers 2] [--write]
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from bench.datasets import OUT, lfw_photos
 from facesearch.eval.calibrate import MAX_COMPARISONS, _snorm_with_disjoint_cohort, comparison_scores
-from facesearch.search.calibration import ScoreTable
+from facesearch.search.calibration import CHECKS_NAME, ScoreTable, default_calibration
 
 TARGETS = (1e-3, 1e-4, 1e-5)
+MIN_EXPECTED = 20  # false matches the claimed rate predicts in the other half: fewer, and a ratio is mostly noise
 SEED = 12
 
 
@@ -82,8 +84,8 @@ def check(built: dict, measured: dict) -> list[dict]:
         table = ScoreTable.from_scores(kind, impostor, genuine)
         others = measured[kind][0]
         for target in TARGETS:
-            if target < table.fmr[-1]:
-                continue
+            if target < table.fmr[-1] or target * len(measured[kind][0]) < MIN_EXPECTED:
+                continue  # the tables or the other half cannot resolve this rate: no ratio rather than noise
             threshold = table.threshold_for(target)
             false_matches = int(np.count_nonzero(others >= threshold))
             rate = false_matches / len(others)
@@ -112,6 +114,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use this many photos, spread over lfw-dev")
     parser.add_argument("--workers", type=int, default=2, help="embedding worker processes")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help=f"record the result in src/facesearch/search/{CHECKS_NAME} for the shipped table of this recipe "
+        "(results that use it then carry a calibration_warning when a ratio is off by more than 2x)",
+    )
     args = parser.parse_args()
     vectors, people, key = embed(lfw_photos(args.limit), args.jitter, args.workers)
     in_a = split_people(people)
@@ -133,11 +141,44 @@ def main() -> None:
                 f"{built:>5} {tested:>6} {r['score']:>6} {r['claimed_fmr']:>8g} {r['threshold']:>9.4f} "
                 f"{r['impostor_pairs']:>10,} {r['false_matches']:>6} {r['measured_fmr']:>9.3g} {r['ratio']:>6.2f}"
             )
-    worst = max((off_by(r["ratio"]) for rows in result["directions"].values() for r in rows), default=1.0)
+    ratios = [r["ratio"] for rows in result["directions"].values() for r in rows]
+    if not ratios:
+        raise SystemExit(f"too few photos: no rate has {MIN_EXPECTED} expected false matches in a half; use more")
+    worst = max(off_by(ratio) for ratio in ratios)
     result["worst_off_by"] = worst
     print(f"worst ratio off by {worst:.2f}x ({'within' if worst <= 2 else 'BEYOND'} the 2x the labels accept)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.write:
+        record_check(result, args)
+
+
+def record_check(result: dict, args: argparse.Namespace) -> None:
+    """Keep the check beside the shipped tables: aggregate figures only (ratios, counts), never embeddings."""
+    shipped = default_calibration(result["recipe"])
+    if shipped is None:
+        raise SystemExit(f"facesearch ships no calibration for {result['recipe']}: nothing to record the check for")
+    command = "python -m bench.accuracy.heldout_calibration" + "".join(
+        f" --{name} {value:g}" for name, value in (("jitter", args.jitter), ("limit", args.limit)) if value is not None
+    )
+    target = Path(str(resources.files("facesearch.search").joinpath(CHECKS_NAME)))
+    checks = [c for c in json.loads(target.read_text()) if c["model"] != result["recipe"]]
+    checks.append(
+        {
+            "model": result["recipe"],
+            "source": shipped.source,
+            "command": command,
+            "photos": result["photos"],
+            "seed": result["seed"],
+            "worst_off_by": round(result["worst_off_by"], 3),
+            "ratios": {
+                direction: {f"{r['score']}@{r['claimed_fmr']:g}": r["ratio"] for r in rows}
+                for direction, rows in result["directions"].items()
+            },
+        }
+    )
+    target.write_text(json.dumps(checks, indent=1) + "\n")
+    print(f"recorded in {target}")
 
 
 if __name__ == "__main__":
