@@ -151,6 +151,23 @@ def test_search_finds_the_person_and_audits_the_probe_hash_and_the_faces_shown(a
     assert stored_files(api.folder) == set()
 
 
+def test_a_search_sets_its_labels_for_the_gallery_and_may_ask_for_its_own_max_fpir(api: Api) -> None:
+    """Issue 12 §2: the API had no max_fpir and labelled every result under max_fmr `match`. The response
+    states its operating point; a search may set max_fpir; a bad one is a 422 with a code, not a 500."""
+    probe = api.photo(PROBE)
+    body = api.search(probe, top_k=20).json()
+    size = body["gallery_size"]
+    assert body["max_fpir"] == 0.01 and body["match_fmr"] == pytest.approx(min(1e-3, 0.01 / size), rel=0.01)
+    strict = api.search(probe, top_k=20, max_fpir=1e-9).json()  # needs 1e-9 / size: no table resolves that
+    assert strict["max_fpir"] == 1e-9 and strict["match_threshold"] is None
+    assert "calibrate on more photos" in strict["match_unavailable"]
+    labels = [c["label"] for c in strict["faces"][0]["candidates"]]
+    assert LABEL_MATCH not in labels and labels[0] == LABEL_LEAD and LABEL_NO_MATCH in labels
+    for bad in ("0", "1.5", "nan"):
+        refused = api.search(probe, max_fpir=bad)
+        assert refused.status_code == 422 and refused.json()["error"]["code"], refused.text
+
+
 def test_a_group_photo_returns_every_face_unless_one_is_chosen(api: Api) -> None:
     group = api.photo("multi_face/two_people.jpg")
     every = api.search(group).json()
