@@ -204,10 +204,12 @@ def heldout_warning(model_key: str, source: str | None, checks: list[dict] | Non
         checks = json.loads(resources.files("facesearch.search").joinpath(CHECKS_NAME).read_text())
     for check in checks:
         if check["model"] == model_key and check["source"] == source and check["worst_off_by"] > HONEST_WITHIN:
+            ratios = [r for direction in check.get("ratios", {}).values() for r in direction.values()]
+            spread = f"measured / claimed from {min(ratios):g} to {max(ratios):g}; " if ratios else ""
             return (
                 f"the calibration's false match rates were off by up to {check['worst_off_by']:.3g}x on people it "
-                f"was not built from ({check['command']}): treat fmr and labels as approximate, or calibrate on your "
-                "own labelled photos (`facesearch calibrate`)"
+                f"was not built from ({spread}{check['command']}): treat fmr and labels as approximate, or "
+                "calibrate on your own labelled photos (`facesearch calibrate`)"
             )
     return None
 
