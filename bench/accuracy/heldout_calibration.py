@@ -162,7 +162,9 @@ def record_check(result: dict, args: argparse.Namespace) -> None:
         f" --{name} {value:g}" for name, value in (("jitter", args.jitter), ("limit", args.limit)) if value is not None
     )
     target = Path(str(resources.files("facesearch.search").joinpath(CHECKS_NAME)))
-    checks = [c for c in json.loads(target.read_text()) if c["model"] != result["recipe"]]
+    # Every check made of a table is kept (a rerun of the same command replaces its own): a table is said
+    # to hold on new people only while every check of it is within 2x.
+    checks = [c for c in json.loads(target.read_text()) if (c["model"], c["command"]) != (result["recipe"], command)]
     checks.append(
         {
             "model": result["recipe"],
