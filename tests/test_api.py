@@ -28,7 +28,7 @@ from facesearch.api import create_app
 from facesearch.api.errors import Busy
 from facesearch.api.state import ApiSettings, LibraryHost
 from facesearch.governance import ROLES, add_user, verify_jsonl
-from facesearch.search.results import LABEL_LEAD, LABEL_MATCH
+from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH
 from tests.conftest import GALLERY_PROBE
 from tests.helpers import copy_library, png_header_only
 
@@ -135,7 +135,8 @@ def test_search_finds_the_person_and_audits_the_probe_hash_and_the_faces_shown(a
     assert len(body["faces"]) == 1 and body["case_id"] == CASE["case_id"]
     candidates = body["faces"][0]["candidates"]
     assert "/barack_obama/" in candidates[0]["image"]["path"]
-    assert all(c["label"] in (LABEL_MATCH, LABEL_LEAD) for c in candidates)
+    assert all(c["label"] in (LABEL_MATCH, LABEL_LEAD, LABEL_NO_MATCH) for c in candidates)
+    assert candidates[0]["label"] == LABEL_MATCH and body["max_fpir"] == 0.01 and body["match_threshold"] is not None
     assert body["probe_sha256"] == hashlib.sha256(probe).hexdigest()
 
     entries = [e for e in api.audit(action="search", case_id=CASE["case_id"]) if e["seq"] == body["audit_sequence"]]
@@ -149,6 +150,23 @@ def test_search_finds_the_person_and_audits_the_probe_hash_and_the_faces_shown(a
     for path in api.folder.glob("catalog.sqlite*"):
         assert probe[5000:5064] not in path.read_bytes()
     assert stored_files(api.folder) == set()
+
+
+def test_a_search_sets_its_labels_for_the_gallery_and_may_ask_for_its_own_max_fpir(api: Api) -> None:
+    """Issue 12 §2: the API had no max_fpir and labelled every result under max_fmr `match`. The response
+    states its operating point; a search may set max_fpir; a bad one is a 422 with a code, not a 500."""
+    probe = api.photo(PROBE)
+    body = api.search(probe, top_k=20).json()
+    size = body["gallery_size"]
+    assert body["max_fpir"] == 0.01 and body["match_fmr"] == pytest.approx(min(1e-3, 0.01 / size), rel=0.01)
+    strict = api.search(probe, top_k=20, max_fpir=1e-9).json()  # needs 1e-9 / size: no table resolves that
+    assert strict["max_fpir"] == 1e-9 and strict["match_threshold"] is None
+    assert "calibrate on more photos" in strict["match_unavailable"]
+    labels = [c["label"] for c in strict["faces"][0]["candidates"]]
+    assert LABEL_MATCH not in labels and labels[0] == LABEL_LEAD and LABEL_NO_MATCH in labels
+    for bad in ("0", "1.5", "nan"):
+        refused = api.search(probe, max_fpir=bad)
+        assert refused.status_code == 422 and refused.json()["error"]["code"], refused.text
 
 
 def test_a_group_photo_returns_every_face_unless_one_is_chosen(api: Api) -> None:
@@ -190,7 +208,7 @@ def test_verify_compares_two_photos_and_is_audited(api: Api) -> None:
     assert same.status_code == 200, same.text
     assert same.json()["same_person"] is True and same.json()["similarity"] > 0.9
     other = verify("by_identity/barack_obama/obama1.jpg", "by_identity/joe_biden/biden.jpg").json()
-    assert other["same_person"] is False and other["label"] == LABEL_LEAD
+    assert other["same_person"] is False and other["label"] == LABEL_NO_MATCH  # issue 12 §2: not "possible lead"
     assert other["a_sha256"] == hashlib.sha256(api.photo("by_identity/barack_obama/obama1.jpg")).hexdigest()
     entry = [e for e in api.audit(action="verify") if e["seq"] == other["audit_sequence"]][0]
     assert (entry["actor"], entry["case_id"], entry["purpose"]) == ("investigator-1", CASE["case_id"], CASE["purpose"])

@@ -289,3 +289,25 @@ def test_a_model_cache_folder_set_in_the_environment_is_shared_by_libraries(
     monkeypatch.setenv("FACESEARCH_MODEL_CACHE", "")  # empty: unset
     with Library.open(tmp_path / "a") as a:
         assert a.models_dir == tmp_path / "a" / "models"
+
+
+def test_max_fpir_is_a_library_setting_kept_with_the_library(tmp_path: Path) -> None:
+    """Issue 12 §2: max_fpir is set when a library is created (Python, `index --max-fpir`), stored in its
+    config.json like max_fmr, and libraries created before the setting existed get the default, 0.01."""
+    folder = tmp_path / "lib"
+    with Library.open(folder, max_fpir=0.001) as lib:
+        assert lib.config.max_fpir == 0.001 and lib.scoring.max_fpir(None) == 0.001
+        assert lib.scoring.max_fpir(0.05) == 0.05  # one search's own choice
+    assert json.loads((folder / "config.json").read_text())["max_fpir"] == 0.001
+    with Library.open(folder) as lib:
+        assert lib.config.max_fpir == 0.001
+    with pytest.raises(LibraryError, match="has max FPIR 0.001"):
+        Library.open(folder, max_fpir=0.2)
+    older = json.loads((folder / "config.json").read_text())
+    del older["max_fpir"]
+    (folder / "config.json").write_text(json.dumps(older))
+    with Library.open(folder) as lib:
+        assert lib.config.max_fpir == 0.01
+    refused = run_cli("index", str(tmp_path / "nothing-here"), "--max-fpir", "0", "-l", str(tmp_path / "new"))
+    assert refused.exit_code == 2 and "max-fpir must be between 0 and 1" in refused.stderr
+    assert not (tmp_path / "new").exists()

@@ -150,6 +150,32 @@ def test_search_review_and_audit(page, site: Site) -> None:
     expect(page.get_by_role("link", name="Search", exact=True)).to_be_hidden()  # auditors do not search
 
 
+def test_results_below_the_threshold_are_folded_away(page, site: Site) -> None:
+    """Issue 12 §2: every result below the threshold, however obviously a stranger, was shown as "possible
+    lead, needs human review". Now the page shows matches and leads, states its operating point, and folds
+    the `no match` results under "below threshold: most likely different people" (not even loaded until
+    opened: each thumbnail is an audited view)."""
+    from playwright.sync_api import expect
+
+    sign_in(page, site, "investigator")
+    page.locator("#probe-file").set_input_files(str(site.examples / PROBE))
+    page.get_by_label("Case ID").fill(CASE)
+    page.get_by_label("Purpose").fill("identify the person in the test photo")
+    page.get_by_role("button", name="Search", exact=True).click()
+
+    shown = page.locator(".grid").first.locator(".candidate")
+    expect(shown.first.locator(".badge")).to_have_text("Match · lead to review")
+    expect(page.locator(".results-head")).to_contain_text("at most 0.01 strangers expected among 15 faces")
+    fold = page.locator("details.below-threshold")
+    expect(fold.locator("summary")).to_contain_text("below threshold: most likely different people")
+    expect(fold.locator(".candidate")).to_have_count(0)
+    assert page.locator(".grid").first.locator('.candidate[data-label="no match"]').count() == 0
+    fold.locator("summary").click()
+    folded = fold.locator(".candidate")
+    expect(folded.first.locator(".badge")).to_have_text("No match · most likely a different person")
+    assert folded.count() >= 10 and folded.count() + shown.count() == 15
+
+
 def test_admin_adds_a_user_and_sees_the_key_once(page, site: Site) -> None:
     from playwright.sync_api import expect
 

@@ -23,8 +23,13 @@ DEFAULT_LIBRARY = "./facesearch-library"
 # before `facesearch calibrate`): otherwise the threshold comes from max_fmr and the calibration.
 # Both are FMR ~1e-3 for dlib's ResNet (flip-averaged) on 199k lfw-dev impostor pairs.
 DEFAULT_THRESHOLD = 0.928
-# The false match rate per comparison accepted as a "match" by default (search/calibration.py).
+# The false match rate per comparison of a "possible lead" by default (search/calibration.py); a "match"
+# also needs max_fpir (below). Verify (one comparison) calls a match at this rate.
 DEFAULT_MAX_FMR = 1e-3
+# The chance accepted that a search for someone who is not in the gallery labels anyone "match"
+# (NIST's false positive identification rate): a match expects at most this many strangers as high
+# in the gallery searched (search/labels.py), so the bar rises as the gallery grows.
+DEFAULT_MAX_FPIR = 0.01
 DEFAULT_SNORM_THRESHOLD = 2.09
 
 
@@ -63,8 +68,11 @@ class LibraryConfig:
     # folder; else a database URL, postgresql+psycopg://user@host:port/dbname. Never a password: libpq
     # reads it from $PGPASSWORD or ~/.pgpass. Configs without it mean the SQLite file.
     catalog_url: str | None = None
-    # The operating point: the false match rate per comparison accepted as a "match" (search/calibration.py).
+    # The 1:1 operating point: the false match rate per comparison of a lead, and of a verify match.
     max_fmr: float = DEFAULT_MAX_FMR
+    # The 1:N operating point: a search's "match" expects at most this many strangers scoring as high in the
+    # gallery searched (search/labels.py). Libraries created before this setting get the default.
+    max_fpir: float = DEFAULT_MAX_FPIR
     threshold: float = DEFAULT_THRESHOLD
     # "none" ranks by cosine similarity; "snorm" re-ranks by cohort-normalised score (search/normalize.py).
     score_normalization: str = "snorm"

@@ -103,7 +103,7 @@ class Library:
         ``embedder`` picks the runtime for dlib's ResNet: ``onnx`` (fast) or ``dlib`` (reference).
         ``options`` are the creation options of :class:`~facesearch.settings.LibrarySpec` (``onnx_model``,
         ``index_engine``, ``flip_average``, ``jitter``, ``vector_store``, ``milvus_uri``, ``catalog_url``,
-        ``detector``): applied when the library is created, refused when they contradict an existing one.
+        ``detector``, ``max_fpir``): applied when the library is created, refused when they contradict an existing one.
         ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
         --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """

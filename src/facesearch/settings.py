@@ -15,6 +15,7 @@ from typing import Any
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
+from facesearch.search.labels import check_max_fpir
 from facesearch.store.database import server_catalog_url
 from facesearch.store.vectors.factory import check_engine
 
@@ -34,6 +35,7 @@ class LibrarySpec:
     milvus_uri: str | None = None
     catalog_url: str | None = None
     detector: str | None = None
+    max_fpir: float | None = None  # the library's default max FPIR (search/labels.py); a search may override it
 
     def check_existing(self, config: LibraryConfig, folder: Path) -> None:
         """Refuse options that contradict what ``folder`` was created with."""
@@ -41,6 +43,12 @@ class LibrarySpec:
             raise LibraryError(f"{folder} was built with another model; an index never mixes models")
         if self.vector_store is not None and config.vector_store != self.vector_store:
             raise LibraryError(f"{folder} keeps its vectors in {config.vector_store}, fixed when it was created")
+        if self.max_fpir is not None and self.max_fpir != config.max_fpir:
+            raise LibraryError(
+                f"{folder} has max FPIR {config.max_fpir:g}, set when it was created: give --max-fpir per search "
+                "(or change max_fpir in its config.json)",
+                code="bad_request",
+            )
         if self.catalog_url is not None and server_catalog_url(self.catalog_url) != config.catalog_url:
             raise LibraryError(
                 f"{folder} keeps its catalog in {config.catalog_url or CATALOG_NAME}, fixed when it was created"
@@ -59,6 +67,8 @@ class LibrarySpec:
         config = LibraryConfig(
             onnx_model=self.onnx_model, index_engine=self.index_engine or "auto", catalog_url=checked_url
         )
+        if self.max_fpir is not None:
+            config.max_fpir = check_max_fpir(self.max_fpir)
         if self.flip_average is not None:
             config.flip_average = self.flip_average
         if self.jitter is not None:

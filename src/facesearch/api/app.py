@@ -38,8 +38,10 @@ Search a self-hosted face library by photo, with accountability built in.
   Each route names the roles that may call it (`x-facesearch-action` in this document).
 * Every search and comparison states a `case_id` and a `purpose`; both are recorded in the audit log,
   with the probe's SHA-256 and the face ids shown (never the probe).
-* Results are leads for a person to review. Only candidates whose calibrated false match rate is at
-  most `max_fmr` are labelled `match`; even those are not identifications.
+* Results are leads for a person to review, labelled for the gallery searched: `match` when at most
+  `max_fpir` strangers are expected to score as high among the faces searched (default 0.01),
+  `possible lead` when the false match rate per comparison is at most `max_fmr`, `no match` otherwise.
+  Even a match is not an identification.
 * Errors are JSON: `{"error": {"code": "...", "message": "..."}}`; branch on `code`.
 """
 

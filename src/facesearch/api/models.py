@@ -74,7 +74,10 @@ class CandidateOut(_Out):
     fmr_upper_bound: bool
     expected_false_candidates: float | None = Field(description="fmr x gallery size")
     passes_threshold: bool
-    label: str = Field(description="'match' or 'possible lead, needs human review'; never an identification")
+    label: Literal["match", "possible lead", "no match"] = Field(
+        description="match: fmr x gallery size <= max_fpir; possible lead: fmr <= max_fmr per comparison, not a "
+        "match in a gallery this size; no match: the rest (most likely different people). Never an identification"
+    )
     face_id: int
     collection: str
     box: list[int]
@@ -104,6 +107,17 @@ class SearchOut(_Out):
     score: str
     case_id: str
     audit_sequence: int | None = Field(description="the audit entry this search wrote")
+    max_fpir: float | None = Field(
+        None, description="the chance accepted that a search for someone not in the gallery shows any match"
+    )
+    match_fmr: float | None = Field(
+        None, description="the false match rate per comparison a match needs here: min(max_fmr, max_fpir / gallery)"
+    )
+    match_threshold: float | None = Field(None, description="the score a match needs (null: none can be a match)")
+    match_unavailable: str | None = Field(None, description="why no result can be a match, and how to fix it")
+    calibration_warning: str | None = Field(
+        None, description="the calibration was found off by more than 2x on people it was not built from"
+    )
 
 
 class VerifyFaceOut(_Out):
@@ -116,10 +130,14 @@ class VerifyOut(_Out):
     similarity: float
     fmr: float | None
     fmr_upper_bound: bool
-    label: str
+    label: Literal["match", "possible lead", "no match"] = Field(
+        description="match: fmr <= max_fmr (1:1); no match: not the same person at this operating point; "
+        "possible lead: an uncalibrated model's fallback threshold was reached"
+    )
     threshold: float
     max_fmr: float | None
     calibration: str | None
+    calibration_warning: str | None = None
     model: str
     faces: list[VerifyFaceOut]
     a_sha256: str

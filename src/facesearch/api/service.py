@@ -61,6 +61,7 @@ def search(
     collection: str | None = None,
     face: int | None = None,
     max_fmr: float | None = None,
+    max_fpir: float | None = None,
 ) -> SearchResult:
     """Search for a stated purpose (always required over the API).
 
@@ -70,7 +71,14 @@ def search(
     if purpose is None:
         raise PurposeRequired("a search needs a case id and a purpose")
     return library.search(
-        probe, top_k=top_k, collection=collection, face=face, max_fmr=max_fmr, purpose=purpose, actor=actor
+        probe,
+        top_k=top_k,
+        collection=collection,
+        face=face,
+        max_fmr=max_fmr,
+        max_fpir=max_fpir,
+        purpose=purpose,
+        actor=actor,
     )
 
 

@@ -23,6 +23,7 @@ from facesearch.cli.support import (
     LegalBasisOpt,
     LibraryOpt,
     MaxFmrOpt,
+    MaxFpirOpt,
     PurposeOpt,
     console,
     err,
@@ -110,6 +111,14 @@ def index(
             "no face) or cnn (dlib's CNN detector alone: more faces; batched on a GPU with --device cuda)",
         ),
     ] = None,
+    max_fpir: Annotated[
+        float | None,
+        typer.Option(
+            "--max-fpir",
+            help="Only when this command creates the library: its default max FPIR for searches (default 0.01; "
+            "a search may give its own --max-fpir)",
+        ),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -166,6 +175,7 @@ def index(
             catalog_url=catalog_url,
             index_engine=index_engine,
             detector=detector,
+            max_fpir=max_fpir,
         ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),
@@ -245,6 +255,7 @@ def search(
     face: Annotated[int | None, typer.Option("--face", help="Search only this face of the probe (0 = largest)")] = None,
     legal_basis: LegalBasisOpt = None,
     max_fmr: MaxFmrOpt = None,
+    max_fpir: MaxFpirOpt = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
@@ -252,8 +263,10 @@ def search(
     """Find indexed photos of the person (or each person) in the probe photo.
 
     Each candidate carries its calibrated false match rate (fmr: the chance that a different person
-    scores as high) and the number of strangers expected to score as high in a gallery this size.
-    Only candidates with fmr <= --max-fmr are labelled matches; the rest are possible leads.
+    scores as high) and the number of strangers expected to score as high among the faces searched.
+    Labels: match when those strangers are at most --max-fpir; possible lead when fmr <= --max-fmr
+    per comparison but not a match in a gallery this size; no match for the rest. The table shows
+    each candidate's face id and image id (`remove --image` takes the image id).
     """
     try:
         require_files(probe)
@@ -264,6 +277,7 @@ def search(
                 collection=collection,
                 face=face,
                 max_fmr=max_fmr,
+                max_fpir=max_fpir,
                 purpose=search_purpose(case, purpose, legal_basis),
             )
     except FaceSearchError as exc:
@@ -274,38 +288,55 @@ def search(
     print_search(result)
 
 
+LABEL_STYLE = {"match": "green", "possible lead": "yellow", "no match": "dim"}
+
+
 def print_search(result: SearchResult) -> None:
-    """Print one table per probe face: rank, similarity, false match rate, label and photo source."""
-    operating = (
-        f"max FMR {result.max_fmr:g} → {result.score} ≥ {result.threshold}"
-        if result.max_fmr is not None
-        else f"uncalibrated model: {result.score} threshold {result.threshold}"
-    )
+    """Print one table per probe face: rank, similarity, false match rate, label, face and image ids, source.
+
+    Then the operating point the labels were set at, why no result can be a match (when none can),
+    and any warning about the calibration.
+    """
     for probe_face in result.faces:
         with_pages = any(c.image.page_url for c in probe_face.candidates)
-        columns = ["rank", "similarity", "FMR", "strangers expected", "label", "face", "collection"]
+        columns = ["rank", "similarity", "FMR", "strangers expected", "label", "face id", "image id", "collection"]
         columns.append(Column("source", overflow="fold"))  # type: ignore[arg-type]
         if with_pages:
             columns.append(Column("page", overflow="fold"))  # type: ignore[arg-type]
         table = Table(
-            *columns,
-            title=f"Probe face {probe_face.face} at {probe_face.box} "
-            f"({operating}; {result.gallery_size} faces searched)",
+            *columns, title=f"Probe face {probe_face.face} at {probe_face.box} ({result.gallery_size} faces searched)"
         )
         for c in probe_face.candidates:
-            label = f"[green]{c.label}[/]" if c.passes_threshold else f"[yellow]{c.label}[/]"
+            label = f"[{LABEL_STYLE.get(c.label, 'yellow')}]{c.label}[/]"
             fmr = "-" if c.fmr is None else (f"≤{c.fmr:.2g}" if c.fmr_upper_bound else f"{c.fmr:.2g}")
             expected = "-" if c.expected_false_candidates is None else f"{c.expected_false_candidates:.2g}"
             source = _short(c.image.path) if c.image.path else c.image.source_url or ""
-            cells = [str(c.rank), f"{c.similarity:.3f}", fmr, expected, label, str(c.face_id), c.collection, source]
-            table.add_row(*cells, *([c.image.page_url or ""] if with_pages else []))
+            cells = [str(c.rank), f"{c.similarity:.3f}", fmr, expected, label, str(c.face_id), str(c.image.image_id)]
+            table.add_row(*cells, c.collection, source, *([c.image.page_url or ""] if with_pages else []))
         console.print(table)
         if not probe_face.candidates:
             console.print("no candidates (empty library or collection)")
+    console.print(operating_point(result))
+    if result.match_unavailable:
+        console.print(f"[yellow]no result can be a match[/]: {result.match_unavailable}")
+    if result.calibration_warning:
+        console.print(f"[bold red]calibration warning[/]: {result.calibration_warning}")
     console.print(
-        "[dim]FMR: the chance that a different person scores this high (calibration: "
+        "[dim]FMR: the chance that a different person scores this high in one comparison (calibration: "
         f"{result.calibration or 'none'}). A match is a lead for a person to review, not an identification.[/]"
     )
+
+
+def operating_point(result: SearchResult) -> str:
+    """The operating point of a search in one line: what a possible lead and a match need."""
+    if result.max_fmr is None:
+        return f"uncalibrated model: possible lead at {result.score} ≥ {result.threshold}; no match possible"
+    lead = f"possible lead: FMR ≤ {result.max_fmr:g} ({result.score} ≥ {result.threshold})"
+    if result.match_threshold is None or result.match_fmr is None:
+        match = "match: not measurable at this gallery size"
+    else:
+        match = f"match: FMR ≤ {result.match_fmr:.2g} ({result.score} ≥ {result.match_threshold})"
+    return f"{lead}; {match}, for max FPIR {result.max_fpir:g} over {result.gallery_size} faces"
 
 
 def _short(path: str) -> str:
@@ -327,7 +358,11 @@ def verify(
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
-    """Say whether the largest faces in two photos are the same person, with the score and its FMR."""
+    """Say whether the largest faces in two photos are the same person, with the score and its FMR.
+
+    Exit status, as grep and cmp give it: 0 the same person (a match at --max-fmr), 1 not the same
+    person (or not confirmed: an uncalibrated model), 2 an error.
+    """
     try:
         require_files(a, b)  # before the library is opened (and perhaps created)
         with _open(library, embedder, create=True) as lib:
@@ -335,15 +370,24 @@ def verify(
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if _json_out(as_json, result.to_dict()):
-        return
-    verdict = f"[green]{result.label}[/]" if result.same_person else f"[yellow]{result.label}[/]"
-    if result.fmr is None:
-        detail = f"threshold {result.threshold}, uncalibrated model"
-    else:
-        bound = "≤" if result.fmr_upper_bound else ""
-        detail = f"FMR {bound}{result.fmr:.2g}; max FMR {result.max_fmr:g} → threshold {result.threshold}"
-    console.print(f"{verdict}: similarity {result.similarity:.4f} ({detail})")
+    matched = result.label == "match"
+    if not _json_out(as_json, result.to_dict()):
+        if result.fmr is None:
+            detail = f"threshold {result.threshold}, uncalibrated model"
+        else:
+            bound = "≤" if result.fmr_upper_bound else ""
+            detail = f"FMR {bound}{result.fmr:.2g}; max FMR {result.max_fmr:g} → threshold {result.threshold}"
+        if matched:
+            verdict = "[green]same person[/] (match)"
+        elif result.same_person:
+            verdict = "[yellow]not confirmed[/] (possible lead: calibrate this model to get a match)"
+        else:
+            verdict = "[yellow]not the same person[/] (no match)"
+        console.print(f"{verdict}: similarity {result.similarity:.4f} ({detail})")
+        if result.calibration_warning:
+            console.print(f"[bold red]calibration warning[/]: {result.calibration_warning}")
+    if not matched:
+        raise typer.Exit(code=1)
 
 
 def faces(

@@ -38,6 +38,15 @@ MaxFmrOpt = Annotated[
         help="Operating point: the false match rate per comparison accepted as a match [default: the library's, 1e-3]",
     ),
 ]
+MaxFpirOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-fpir",
+        help="The chance accepted that a search for someone who is not in the gallery labels anyone a match "
+        "(NIST's FPIR): a match expects at most this many strangers as high among the faces searched "
+        "[default: the library's, 0.01]",
+    ),
+]
 
 
 CaseOpt = Annotated[str, typer.Option("--case", help="Case id this search is for (written to the audit log)")]
@@ -63,6 +72,7 @@ def open_library(
     catalog_url: str | None = None,
     index_engine: str | None = None,
     detector: str | None = None,
+    max_fpir: float | None = None,
 ) -> Library:
     """Open the library; the creation-only options are refused for one that exists (they were fixed then)."""
     from facesearch.config import default_library_path
@@ -76,6 +86,7 @@ def open_library(
         "--catalog-url": catalog_url,
         "--index-engine": index_engine,
         "--detector": detector,
+        "--max-fpir": max_fpir,
     }
     given = [name for name, value in creation.items() if value is not None]
     if given and (folder / "config.json").is_file():
@@ -95,6 +106,7 @@ def open_library(
         catalog_url=catalog_url,
         index_engine=index_engine,
         detector=detector,
+        max_fpir=max_fpir,
     )
 
 

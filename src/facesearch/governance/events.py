@@ -65,6 +65,7 @@ class SearchEvent(AuditEvent):
     model: str
     gallery_size: int
     faces: list[dict[str, Any]]
+    max_fpir: float | None = None  # the 1:N operating point the labels were set at (search/labels.py)
 
 
 @dataclass(frozen=True)

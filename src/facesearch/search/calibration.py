@@ -29,6 +29,10 @@ from facesearch.errors import CalibrationError as CalibrationError  # re-exporte
 
 FORMAT = 1
 CALIBRATION_NAME = "calibration.json"
+# The shipped tables checked on people they were not built from (bench/accuracy/heldout_calibration.py):
+# measured / claimed FMR on the held-out half. Off by more than this, every result using them says so.
+CHECKS_NAME = "calibration_checks.json"
+HONEST_WITHIN = 2.0
 RUNGS_PER_DECADE = 20
 SCORE_KINDS = ("cosine", "snorm")
 
@@ -185,6 +189,31 @@ def default_calibration(model_key: str) -> Calibration | None:
         if entry["model"] == model_key:
             return Calibration.from_dict(entry, "default_calibration.json")
     return None
+
+
+def heldout_warning(model_key: str, source: str | None, checks: list[dict] | None = None) -> str | None:
+    """A warning for results that use a shipped calibration found off by more than 2x on held-out people.
+
+    The check (calibration_checks.json, written by ``python -m bench.accuracy.heldout_calibration
+    --write``) builds the tables on half of lfw-dev's people and measures the other half's impostor
+    rate at the thresholds for FMR 1e-3, 1e-4 and 1e-5. A table may have been checked more than once
+    (subsets): any check beyond 2x is told (the worst). None when every check is within 2x or none was
+    made for this calibration (a library's own calibration is checked by whoever measured it).
+    ``checks`` replaces the shipped file's records (to judge a check before recording it).
+    """
+    if checks is None:
+        checks = json.loads(resources.files("facesearch.search").joinpath(CHECKS_NAME).read_text())
+    mine = [c for c in checks if c["model"] == model_key and c["source"] == source]
+    worst = max(mine, key=lambda c: c["worst_off_by"], default=None)  # any check beyond 2x is told
+    if worst is None or worst["worst_off_by"] <= HONEST_WITHIN:
+        return None
+    ratios = [r for direction in worst.get("ratios", {}).values() for r in direction.values()]
+    spread = f"measured / claimed from {min(ratios):g} to {max(ratios):g}; " if ratios else ""
+    return (
+        f"the calibration's false match rates were off by up to {worst['worst_off_by']:.3g}x on people it was not "
+        f"built from ({spread}{worst['command']}): treat fmr and labels as approximate, or calibrate on your own "
+        "labelled photos (`facesearch calibrate`)"
+    )
 
 
 def _rounded(table: dict) -> dict:

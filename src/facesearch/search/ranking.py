@@ -11,9 +11,9 @@ import numpy as np
 
 from facesearch.media.urls import shown_url, web_link
 from facesearch.models.pipeline import Face
-from facesearch.search.calibration import ScoreTable
+from facesearch.search.labels import SearchPoint
 from facesearch.search.normalize import CohortNormalizer
-from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, Candidate, ImageRef
+from facesearch.search.results import Candidate, ImageRef
 from facesearch.store.schema import FaceRow
 
 
@@ -24,9 +24,7 @@ def rank_candidates(
     rows: dict[int, FaceRow],
     normalizer: CohortNormalizer | None,
     top_k: int,
-    threshold: float,
-    table: ScoreTable | None,
-    gallery_size: int,
+    point: SearchPoint,
 ) -> list[Candidate]:
     """The top ``top_k`` candidates of one probe face, ranked by the library's score.
 
@@ -39,8 +37,7 @@ def rank_candidates(
         ranking = normalizer.normalize(ranking, probe.embedding, vectors)
     order = np.argsort(-ranking, kind="stable")[:top_k]
     return [
-        candidate(rank, found[i][1], found[i][0], float(ranking[i]), threshold, table, gallery_size)
-        for rank, i in enumerate(order, start=1)
+        candidate(rank, found[i][1], found[i][0], float(ranking[i]), point) for rank, i in enumerate(order, start=1)
     ]
 
 
@@ -49,22 +46,20 @@ def candidate(
     row: FaceRow,
     similarity: float,
     score: float,
-    threshold: float,
-    table: ScoreTable | None,
-    gallery_size: int,
+    point: SearchPoint,
 ) -> Candidate:
-    """One candidate: its similarity, score, calibrated false match rate and label."""
+    """One candidate: its similarity, score, calibrated false match rate and its label at this search's point."""
     image = row.image
-    passes = bool(score >= threshold)
-    estimate = table.fmr_at(score) if table else None
+    passes = bool(score >= point.threshold)
+    estimate = point.estimate(score)
     return Candidate(
         rank=rank,
         similarity=round(similarity, 4),
         passes_threshold=passes,
         fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
         fmr_upper_bound=estimate.upper_bound if estimate else False,
-        expected_false_candidates=float(f"{estimate.fmr * gallery_size:.3g}") if estimate else None,
-        label=LABEL_MATCH if passes and table is not None else LABEL_LEAD,  # uncalibrated: never a "match"
+        expected_false_candidates=float(f"{estimate.fmr * point.gallery_size:.3g}") if estimate else None,
+        label=point.label(score, estimate),  # uncalibrated: never a "match"
         face_id=row.id,
         collection=image.collection.name,
         box=list(row.box),

@@ -20,7 +20,14 @@ import numpy as np
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
-from facesearch.search.calibration import CALIBRATION_NAME, Calibration, ScoreTable, default_calibration
+from facesearch.search.calibration import (
+    CALIBRATION_NAME,
+    Calibration,
+    ScoreTable,
+    default_calibration,
+    heldout_warning,
+)
+from facesearch.search.labels import SearchPoint, check_max_fpir, search_point
 from facesearch.search.normalize import CohortNormalizer
 from facesearch.store.catalog import Catalog
 
@@ -130,6 +137,22 @@ class Scoring:
             threshold = self.config.snorm_threshold if kind == "snorm" else self.config.threshold
             return None, threshold, None, None
         return table, table.threshold_for(max_fmr), max_fmr, source
+
+    def max_fpir(self, max_fpir: float | None) -> float:
+        """The max FPIR of one search: the one asked for (checked), else the library's."""
+        return check_max_fpir(self.config.max_fpir if max_fpir is None else max_fpir)
+
+    def search_point(
+        self, kind: str, max_fmr: float | None, max_fpir: float | None, gallery_size: int
+    ) -> tuple[SearchPoint, str | None]:
+        """The labels' operating point of one search over ``gallery_size`` faces, and its calibration's source."""
+        table, threshold, max_fmr, source = self.operating_point(kind, max_fmr)
+        point = search_point(table, threshold, max_fmr, gallery_size, self.max_fpir(max_fpir), source)
+        return point, source
+
+    def calibration_warning(self, source: str | None) -> str | None:
+        """Said in every result that uses a calibration found off by more than 2x on held-out people."""
+        return heldout_warning(self.model_key, source) if source is not None else None
 
     # the opt-out rule -----------------------------------------------------------------------------
 

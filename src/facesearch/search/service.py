@@ -35,7 +35,7 @@ from facesearch.media.files import read_file
 from facesearch.models.pipeline import Face
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.search.ranking import rank_candidates
-from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, ProbeFace, SearchResult, VerifyResult
+from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
 from facesearch.store.catalog import Catalog
 from facesearch.store.live_index import LiveIndex, live_ids
@@ -137,15 +137,19 @@ class SearchService:
         collection: str | None = None,
         face: int | None = None,
         max_fmr: float | None = None,
+        max_fpir: float | None = None,
     ) -> SearchResult:
         """Find indexed faces like each face in the probe (or only face number ``face``). Audited.
 
-        ``max_fmr`` (default: the library's, 1e-3) sets the operating point: candidates whose
-        calibrated false match rate is at most this are labelled matches, the rest leads.
+        The labels are set for the gallery searched (search/labels.py): ``max_fmr`` (default: the
+        library's, 1e-3) is the false match rate per comparison of a ``possible lead``; a ``match``
+        also expects at most ``max_fpir`` (default: the library's, 0.01) strangers as high among the
+        faces searched. The rest are ``no match``.
         """
         purpose = self._purpose(purpose, collection, "search")
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
+        max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
         allowed = self._collection_faces(collection)
         faces, digest, size = self._probe_faces(probe, face)
         self.index.refresh(repair=False)  # another process saved a newer index: answer from it
@@ -153,7 +157,7 @@ class SearchService:
         allowed = self._without_opted_out(allowed, index)
         normalizer = self.scoring.normalizer
         kind = "snorm" if normalizer else "cosine"
-        table, threshold, max_fmr, source = self.scoring.operating_point(kind, max_fmr)
+        self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
         queries = np.stack([f.embedding for f in faces])
         blocked = self.optouts.is_opted_out(queries) if self.optouts.count() else np.zeros(len(faces), bool)
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
@@ -165,11 +169,10 @@ class SearchService:
         ids = np.where(blocked[:, None], -1, ids)  # an opted-out person's probe face: nobody is shown
         rows = self.catalog.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
         gallery_size = len(index) if allowed is None else int(len(allowed))
+        point, source = self.scoring.search_point(kind, max_fmr, max_fpir, gallery_size)
         results: list[ProbeFace] = []
         for face_obj, face_scores, face_ids in zip(faces, scores, ids, strict=True):
-            candidates = rank_candidates(
-                face_obj, face_scores, face_ids, rows, normalizer, top_k, threshold, table, gallery_size
-            )
+            candidates = rank_candidates(face_obj, face_scores, face_ids, rows, normalizer, top_k, point)
             results.append(
                 ProbeFace(
                     face=face_obj.index,
@@ -181,7 +184,7 @@ class SearchService:
             )
         result = SearchResult(
             faces=results,
-            threshold=round(threshold, 4),
+            threshold=round(point.threshold, 4),
             model=self.model_key,
             gallery_size=gallery_size,
             top_k=top_k,
@@ -189,8 +192,13 @@ class SearchService:
             probe_sha256=digest,
             probe_size=size,
             score=kind,
-            max_fmr=max_fmr,
+            max_fmr=point.max_fmr,
             calibration=source,
+            max_fpir=point.max_fpir,
+            match_fmr=float(f"{point.match_fmr:.3g}") if point.match_fmr is not None else None,
+            match_threshold=round(point.match_threshold, 4) if point.match_threshold is not None else None,
+            match_unavailable=point.match_unavailable,
+            calibration_warning=self.scoring.calibration_warning(source),
         )
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
@@ -242,9 +250,10 @@ class SearchService:
             fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
             fmr_upper_bound=estimate.upper_bound if estimate else False,
             max_fmr=max_fmr,
-            label=LABEL_MATCH if same and table is not None else LABEL_LEAD,
+            label=verify_label(same, table is not None),
             photos_sha256=[sha_a, sha_b],
             calibration=source,
+            calibration_warning=self.scoring.calibration_warning(source),
         )
         event = VerifyEvent(purpose, result.photos_sha256, result.same_person, result.similarity, result.fmr)
         entry = record(self.catalog, event, actor)
@@ -300,10 +309,19 @@ class SearchService:
         return row
 
 
+def verify_label(same: bool, calibrated: bool) -> str:
+    """A 1:1 comparison's label: ``match`` at fmr <= max_fmr, else ``no match``; without a calibration the
+    fallback threshold gives at most a ``possible lead`` (no false match rate backs it)."""
+    if not same:
+        return LABEL_NO_MATCH
+    return LABEL_MATCH if calibrated else LABEL_LEAD
+
+
 def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
     """What the audit log keeps of a search: the probe's hash and what was shown, never the probe.
 
-    For each probe face: its box, the face ids shown (in rank order) and how many passed the threshold.
+    For each probe face: its box, the face ids shown (in rank order), how many were labelled match and
+    how many possible lead.
     """
     return SearchEvent(
         stated=purpose,
@@ -320,8 +338,10 @@ def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
                 "face": f.face,
                 "box": list(f.box),
                 "shown": [c.face_id for c in f.candidates],
-                "matches": sum(1 for c in f.candidates if c.passes_threshold),
+                "matches": sum(1 for c in f.candidates if c.label == LABEL_MATCH),
+                "leads": sum(1 for c in f.candidates if c.label == LABEL_LEAD),
             }
             for f in result.faces
         ],
+        max_fpir=result.max_fpir,
     )

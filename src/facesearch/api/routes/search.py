@@ -27,6 +27,16 @@ MaxFmr = Annotated[
     float | None,
     Form(gt=0.0, lt=1.0, allow_inf_nan=False, description="operating point (default: the library's, 1e-3)"),
 ]
+MaxFpir = Annotated[
+    float | None,
+    Form(
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="the chance accepted that a search for someone not in the gallery labels anyone match "
+        "(default: the library's, 0.01); sets the match threshold for the gallery searched",
+    ),
+]
 
 
 @router.post("/search", response_model=SearchOut, summary="Search the library with a probe photo")
@@ -44,11 +54,15 @@ def search(
     top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 20,
     collection: Annotated[str | None, Form(min_length=1, max_length=200, pattern=NAME_PATTERN)] = None,
     max_fmr: MaxFmr = None,
+    max_fpir: MaxFpir = None,
 ) -> SearchOut:
     """Returns every face found in the probe with its candidates (or only face ``face``): the client chooses.
-    Candidates are leads for a person to review, labelled ``match`` only when their calibrated false match
-    rate is at most ``max_fmr``. Opted-out people are never returned. The audit log records the actor,
-    case, purpose, the probe's SHA-256 and the face ids shown: never the probe itself."""
+    Candidates are leads for a person to review, labelled ``match`` only when the strangers expected to score
+    as high in the gallery searched (fmr x gallery_size) are at most ``max_fpir``, ``possible lead`` when
+    their false match rate per comparison is at most ``max_fmr``, ``no match`` otherwise; the response
+    states the operating point (gallery_size, max_fpir, match_fmr, match_threshold). Opted-out people are
+    never returned. The audit log records the actor, case, purpose, the probe's SHA-256 and the face ids
+    shown: never the probe itself."""
     data = read_limited(probe.file, settings.max_upload_bytes, "the probe")
     stated = SearchPurpose(case_id, purpose, legal_basis)
     with host.reading() as library:
@@ -61,5 +75,6 @@ def search(
             collection=collection,
             face=face,
             max_fmr=max_fmr,
+            max_fpir=max_fpir,
         )
     return SearchOut.model_validate({**result.to_dict(), "case_id": clean_case_id(stated.case_id)})

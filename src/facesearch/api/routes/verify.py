@@ -30,8 +30,9 @@ def verify(
     legal_basis: LegalBasis = None,
     max_fmr: MaxFmr = None,
 ) -> VerifyOut:
-    """``same_person`` is true when the calibrated false match rate is at most ``max_fmr``; even then it is
-    a lead for a person to confirm. Audited with both photos' SHA-256, the case and the purpose."""
+    """``same_person`` is true (``label`` ``match``) when the calibrated false match rate of this one
+    comparison is at most ``max_fmr``, else ``label`` is ``no match``; even a match is a lead for a person to
+    confirm. Audited with both photos' SHA-256, the case and the purpose."""
     first = read_limited(a.file, settings.max_upload_bytes, "photo a")
     second = read_limited(b.file, settings.max_upload_bytes, "photo b")
     stated = SearchPurpose(case_id, purpose, legal_basis)

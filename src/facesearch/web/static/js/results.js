@@ -1,6 +1,7 @@
 // Candidates as a grid of cards, and the compare dialog where a person reviews one candidate.
-// Wording matters here: a "match" only means the score is past the operating point, so it is shown
-// as a lead to review, never as an identification.
+// Wording matters here: a "match" only means the score is past this search's operating point (at most
+// max_fpir strangers expected as high in the gallery searched), so it is shown as a lead to review,
+// never as an identification. "No match" results are collapsed: most likely different people.
 import { api } from "./api.js";
 import { h } from "./dom.js";
 import { showError } from "./notify.js";
@@ -30,9 +31,36 @@ export function fmrText(c) {
 }
 
 function labelBadge(c) {
-  return c.label === "match"
-    ? h("span", { class: "badge strong", title: "Past the operating point: still a lead for a person to review" }, "Match · lead to review")
-    : h("span", { class: "badge weak" }, "Possible lead · needs human review");
+  if (c.label === "match") {
+    return h("span", { class: "badge strong", title: "Past the operating point for this gallery: still a lead for a person to review" }, "Match · lead to review");
+  }
+  if (c.label === "possible lead") {
+    return h("span", { class: "badge weak", title: "Rare for a stranger in one comparison, but not rare enough for a gallery this size" }, "Possible lead · needs human review");
+  }
+  return h("span", { class: "badge none" }, "No match · most likely a different person");
+}
+
+function operatingPoint(result) {
+  if (result.max_fmr === null) {
+    return `threshold score ${result.threshold.toFixed(3)} (no calibration for this model: no false match rates, no match possible).`;
+  }
+  const lead = `possible lead: false match rate at most ${result.max_fmr} (score ≥ ${result.threshold.toFixed(3)})`;
+  const match = result.match_threshold === null || result.match_threshold === undefined
+    ? "match: not measurable at this gallery size"
+    : `match: at most ${result.max_fpir} strangers expected among ${result.gallery_size.toLocaleString()} faces (score ≥ ${result.match_threshold.toFixed(3)})`;
+  return `${lead}; ${match}.`;
+}
+
+function candidateCard(c, state, caseId) {
+  const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
+  thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
+  const status = h("span", { class: "review-status" }, reviewed.has(c.face_id) ? `Reviewed: ${reviewed.get(c.face_id)}` : "");
+  return h("li", { class: "candidate card", "data-face-id": String(c.face_id), "data-label": c.label },
+    h("div", { class: "rank" }, `#${c.rank}`),
+    img, labelBadge(c), facts(c, state.result), status,
+    h("div", { class: "actions" },
+      h("button", { type: "button", onclick: () => compare(state, c, caseId, status) }, "Compare & review")),
+  );
 }
 
 export function source(image) {
@@ -91,29 +119,37 @@ export function renderResults(container, state, caseId) {
   const header = h("div", { class: "results-head" },
     h("h2", {}, result.faces.length > 1 ? `Candidates for face ${state.face + 1}` : "Candidates"),
     h("p", { class: "muted" },
-      `Case ${result.case_id} · audit entry #${result.audit_sequence ?? "–"} · `
-      + (result.max_fmr === null
-        ? `threshold score ${result.threshold.toFixed(3)} (no calibration for this model: no false match rates).`
-        : `operating point: false match rate at most ${result.max_fmr} (score ≥ ${result.threshold.toFixed(3)}).`)),
+      `Case ${result.case_id} · audit entry #${result.audit_sequence ?? "–"} · operating point: ${operatingPoint(result)}`),
+    result.match_unavailable ? h("p", { class: "notice match-unavailable", role: "note" }, `No result can be a match: ${result.match_unavailable}`) : null,
+    result.calibration_warning ? h("p", { class: "notice warning", role: "alert" }, `Calibration warning: ${result.calibration_warning}`) : null,
   );
   container.append(header);
   if (!face.candidates.length) {
     container.append(h("p", { class: "card" }, "No candidates for this face."));
     return;
   }
-  const grid = h("ol", { class: "grid", "aria-label": "Candidates, most similar first" });
-  for (const c of face.candidates) {
-    const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
-    thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
-    const status = h("span", { class: "review-status" }, reviewed.has(c.face_id) ? `Reviewed: ${reviewed.get(c.face_id)}` : "");
-    grid.append(h("li", { class: "candidate card", "data-face-id": String(c.face_id) },
-      h("div", { class: "rank" }, `#${c.rank}`),
-      img, labelBadge(c), facts(c, result), status,
-      h("div", { class: "actions" },
-        h("button", { type: "button", onclick: () => compare(state, c, caseId, status) }, "Compare & review")),
-    ));
+  // Leads first; those below the lead threshold are folded away (loading their thumbnails is an audited view,
+  // so they are fetched only when the operator opens the fold).
+  const above = face.candidates.filter((c) => c.label !== "no match");
+  const below = face.candidates.filter((c) => c.label === "no match");
+  if (above.length) {
+    const grid = h("ol", { class: "grid", "aria-label": "Candidates, most similar first" });
+    for (const c of above) grid.append(candidateCard(c, state, caseId));
+    container.append(grid);
+  } else {
+    container.append(h("p", { class: "card" }, "No candidate reached the operating point."));
   }
-  container.append(grid);
+  if (below.length) {
+    const fold = h("details", { class: "below-threshold" },
+      h("summary", {}, `below threshold: most likely different people (${below.length})`));
+    fold.addEventListener("toggle", () => {
+      if (!fold.open || fold.querySelector("ol")) return;
+      const grid = h("ol", { class: "grid", "aria-label": "Candidates below the threshold, most similar first" });
+      for (const c of below) grid.append(candidateCard(c, state, caseId));
+      fold.append(grid);
+    });
+    container.append(fold);
+  }
 }
 
 function probeCrop(state) {
