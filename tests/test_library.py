@@ -308,6 +308,7 @@ def test_max_fpir_is_a_library_setting_kept_with_the_library(tmp_path: Path) -> 
     (folder / "config.json").write_text(json.dumps(older))
     with Library.open(folder) as lib:
         assert lib.config.max_fpir == 0.01
-    refused = run_cli("index", str(tmp_path / "nothing-here"), "--max-fpir", "0", "-l", str(tmp_path / "new"))
+    (tmp_path / "photos").mkdir()  # a real folder: a missing one is refused first (issue 12 §7)
+    refused = run_cli("index", str(tmp_path / "photos"), "--max-fpir", "0", "-l", str(tmp_path / "new"))
     assert refused.exit_code == 2 and "max-fpir must be between 0 and 1" in refused.stderr
     assert not (tmp_path / "new").exists()

@@ -347,6 +347,7 @@ def large_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "score_normalization": "none"}))
     with Library.open(folder) as lib:
+        lib.create_collection("people")
         assert lib.index([str(images / STRANGER_INDEXED)], collection="people", workers=1).faces >= 1
         add_distractors(lib, DISTRACTORS)
         yield lib, images / STRANGER_PROBE

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from facesearch.library import Library
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages unbroken: a path in one piece, to copy
 
 LibraryOpt = Annotated[
     Path | None,
