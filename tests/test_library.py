@@ -278,7 +278,7 @@ def test_a_model_cache_folder_set_in_the_environment_is_shared_by_libraries(
     monkeypatch.setenv("FACESEARCH_MODEL_CACHE", str(cache))
     with Library.open(tmp_path / "a", jitter=0) as a, Library.open(tmp_path / "b", jitter=0) as b:
         assert a.models_dir == b.models_dir == cache
-        assert a.pipeline_recipe().models_dir == str(cache)
+        assert a.recipe.pipeline().models_dir == str(cache)
         assert a.pipeline.fallback is not None  # building the pipeline converts the ResNet and the CNN detector
         converted = sorted(p.name for p in cache.glob("*.onnx"))
         assert [name.split("-")[0] for name in converted] == ["dlib_mmod_human_face_v1", "dlib_resnet_v1"]

@@ -17,7 +17,6 @@ Nothing below this module imports it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from facesearch.config import LibraryConfig, default_library_path
 from facesearch.errors import LibraryError
 from facesearch.governance.collections import create_collection, ensure_default_collection
 from facesearch.governance.deletion_plan import DeletionPlan
-from facesearch.governance.events import IngestEvent, IngestStartEvent, record
+from facesearch.governance.ingest_audit import IngestAudit
 from facesearch.governance.optout import OptOutRegistry
 from facesearch.governance.removal import preview_removal, remove_photos
 from facesearch.governance.types import SearchPurpose, User
@@ -34,7 +33,7 @@ from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.service import Ingester
 from facesearch.models.embed.base import Embedder
 from facesearch.models.embed.info import DLIB_RESNET_KEY
-from facesearch.models.pipeline import FacePipeline, PipelineRecipe
+from facesearch.models.pipeline import FacePipeline
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.recipe import LibraryRecipe
 from facesearch.search.results import SearchResult, VerifyResult
@@ -46,7 +45,7 @@ from facesearch.store.live_index import LiveIndex
 from facesearch.store.private_files import make_private, private_dir
 from facesearch.store.schema import FaceRow
 from facesearch.store.uploaded_copies import HeldFiles
-from facesearch.store.vectors.protocol import Compactable, VectorStore
+from facesearch.store.vectors.protocol import VectorStore
 from facesearch.store.writer import LibraryWriter
 
 
@@ -147,9 +146,6 @@ class Library:
     def models_dir(self) -> Path:
         return self.recipe.models_dir
 
-    def pipeline_recipe(self) -> PipelineRecipe:
-        return self.recipe.pipeline()
-
     @property
     def pipeline(self) -> FacePipeline:
         """The face pipeline for one caller at a time (built on first use; concurrent callers borrow)."""
@@ -159,26 +155,14 @@ class Library:
     def embedder(self) -> Embedder:
         return self.pipeline.embedder
 
-    def borrow_pipeline(self) -> AbstractContextManager[FacePipeline]:
-        """A pipeline of the pool for this caller alone while the ``with`` block runs (thread-safe)."""
-        return self.pipelines.borrow()
-
     # the vector index and the writer --------------------------------------------------------------
 
     @property
     def vector_index(self) -> VectorStore:
         return self.live_index.current
 
-    @property
-    def index_path(self) -> Path:
-        return self.live_index.path
-
     def save_index(self) -> None:
         self.writer.save_index()
-
-    def rebuild_index(self) -> VectorStore:
-        self.writer.rebuild_index()
-        return self.vector_index
 
     @property
     def held_uploads(self) -> HeldFiles | None:
@@ -199,37 +183,16 @@ class Library:
         who opted out are never stored. ``options``: see :meth:`facesearch.ingest.service.Ingester.run`
         (workers, engine, device, min_quality...).
         """
-        started: list[int] = []
-
-        def audit_start(plan: dict[str, Any]) -> int:
-            started.append(record(self.catalog, IngestStartEvent(plan), actor).seq)
-            return started[-1]
-
-        report = self.ingester.run(inputs, audit_start=audit_start, **options)
-        details = {k: v for k, v in report.to_dict().items() if k != "rejected"}
-        summary = {**details, "rejected": len(report.rejected), "started": started[-1] if started else None}
-        record(self.catalog, IngestEvent(summary), actor)
+        audit = IngestAudit(self.catalog, actor)
+        report = self.ingester.run(inputs, audit_start=audit.start, **options)
+        audit.finish(report.to_dict())
         return report
 
-    def create_collection(
-        self,
-        name: str,
-        *,
-        require: list[str] | tuple[str, ...] = (),
-        retention_days: float | None = None,
-        actor: str | User | None = None,
-        exist_ok: bool = False,
-    ) -> dict[str, Any]:
-        """Create a collection with its search requirements (``["legal_basis"]``) and retention. An admin's
-        act (a :class:`User` must be an admin; None is the local operator); audited. Returns its settings.
-
-        ``exist_ok``: an existing collection is left as it is (its settings returned, nothing audited).
-        """
-        if exist_ok:
-            for row in self.catalog.collections():
-                if row.name == name:
-                    return dict(row.settings or {})
-        return create_collection(self.catalog, name, require_fields=require, retention_days=retention_days, actor=actor)
+    def create_collection(self, name: str, *, require: Iterable[str] = (), **options: Any) -> dict[str, Any]:
+        """Create a collection with its search requirements (``["legal_basis"]``) and ``retention_days``: an
+        admin's act (``actor``: a :class:`User` must be an admin; None is the local operator), audited;
+        ``exist_ok=True`` leaves an existing one as it is. See governance/collections.py."""
+        return create_collection(self.catalog, name, require_fields=tuple(require), **{"actor": None, **options})
 
     def search(self, probe: Probe, *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:
         """Search for the faces in ``probe`` for a stated purpose (required); see SearchService.search."""
@@ -264,23 +227,18 @@ class Library:
     # stats, doctor --------------------------------------------------------------------------------
 
     def stats(self) -> dict:
-        index = self.vector_index
         return {
             **self.catalog.stats(),
             "library": str(self.folder),
             "catalog": self.catalog.url,  # a file or a server (never a password)
             "model": asdict(self.model_info),
-            "index": {
-                "engine": index.engine,
-                "vectors": len(index),
-                "tombstones": index.uncompacted if isinstance(index, Compactable) else 0,
-            },
+            "index": self.live_index.describe(),
         }
 
     def doctor(self, repair: bool = True) -> dict:
         """Check that the vector index holds exactly the catalog's faces; repair if asked."""
         problems = self.live_index.check_file()
         if problems and repair:
-            self.rebuild_index()
+            self.writer.rebuild_index()
         counts = {"faces": int(self.catalog.face_count()), "vectors": len(self.vector_index)}
         return {"ok": not problems, "problems": problems, "repaired": bool(problems and repair), **counts}

@@ -117,7 +117,7 @@ class LibraryHost:
 
     def _index_stamp(self) -> tuple[int, int] | None:
         try:
-            stat = os.stat(self._library.index_path)
+            stat = os.stat(self._library.live_index.path)
         except OSError:
             return None
         return stat.st_mtime_ns, stat.st_size

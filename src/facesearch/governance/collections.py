@@ -39,14 +39,21 @@ def create_collection(
     require_fields: list[str] | tuple[str, ...] = (),
     retention_days: float | None = None,
     actor: str | User | None,
+    exist_ok: bool = False,
 ) -> dict[str, Any]:
     """Create a collection with its search requirements and retention; returns its settings. Audited.
 
     ``actor``: a :class:`User` needs the ``manage_collections`` permission (admin); a name or None is
-    the local operator (see the module docstring). A taken name is refused (``collection_exists``).
+    the local operator (see the module docstring). A taken name is refused (``collection_exists``),
+    unless ``exist_ok``: then the existing collection is left as it is (its settings returned,
+    nothing audited).
     """
     if isinstance(actor, User):
         require(actor, "manage_collections")
+    if exist_ok:
+        for row in catalog.collections():
+            if row.name == name:
+                return dict(row.settings or {})
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
         raise FaceSearchError(f"a collection name is 1 to {MAX_NAME} printable characters", code="bad_name")
     unknown = sorted(set(require_fields) - set(REQUIRABLE))

@@ -245,5 +245,11 @@ class LiveIndex:
             close_store(index)
         return problems
 
+    def describe(self) -> dict:
+        """What ``facesearch stats`` shows of the index: its engine, vectors and uncompacted removals."""
+        index = self.current
+        tombstones = index.uncompacted if isinstance(index, Compactable) else 0
+        return {"engine": index.engine, "vectors": len(index), "tombstones": tombstones}
+
     def close(self) -> None:
         close_store(getattr(self, "_store", None))
