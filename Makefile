@@ -38,10 +38,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
+# The suite runs on every core (at most 4 workers): each test module stays on one worker (loadscope),
+# so a module's fixtures are built once. A single file or test: `.venv/bin/python -m pytest tests/x.py`.
 test: $(EXTRAS) browser postgres
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadscope
 
 lint: $(EXTRAS)
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -42,6 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
     caller already set is kept (a persistent cache makes repeated runs faster); else a temporary one
     is made here and removed at the end. Tests of the conversion itself convert into their own folders.
     """
+    # pytest-xdist's workers inherit COLUMNS=80 and LINES=24 from execnet: Rich would fix the CLI's width
+    # at import, whatever COLUMNS a test then gives the command. Unset, as in a serial run.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
     if os.environ.get(MODEL_CACHE_ENV):
         return
     folder = tempfile.mkdtemp(prefix="facesearch-test-models-")
