@@ -24,12 +24,18 @@ COHORT_SIZE = 2000
 MIN_LIBRARY_FACES = 500
 COHORT_TOP = 100
 SELF_MATCH = 0.9999
+# Gallery faces whose cohort statistics a normaliser keeps (two floats each): enough for the faces a
+# server's searches keep meeting, bounded for a 10M-face library (the cache is emptied when full).
+STATS_CACHE = 1_000_000
 
 
 class CohortNormalizer:
     def __init__(self, cohort: np.ndarray, top: int = COHORT_TOP) -> None:
         self.cohort = np.ascontiguousarray(cohort, dtype=np.float32)
         self.top = max(2, min(top, len(self.cohort) - 1))
+        # An indexed face's statistics depend only on its vector and this cohort: computed once per face.
+        # A changed library draws a new cohort, hence a new normaliser and an empty cache (search/scoring.py).
+        self._face_stats: dict[int, tuple[float, float]] = {}
 
     @classmethod
     def from_catalog(cls, catalog: Catalog, size: int = COHORT_SIZE, seed: int = 0) -> CohortNormalizer | None:
@@ -48,8 +54,26 @@ class CohortNormalizer:
         top = -np.partition(-scores, self.top - 1, axis=1)[:, : self.top]
         return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
 
-    def normalize(self, raw: np.ndarray, probe: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Normalised scores of one probe against its candidates (raw similarities given)."""
+    def face_stats(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`stats` of indexed faces (``ids`` with their ``vectors``), each computed once per normaliser."""
+        missing = [i for i, face in enumerate(ids) if int(face) not in self._face_stats]
+        if missing:
+            if len(self._face_stats) + len(missing) > STATS_CACHE:
+                self._face_stats = {}
+            mu, sd = self.stats(vectors[missing])
+            for i, m, s in zip(missing, mu, sd, strict=True):
+                self._face_stats[int(ids[i])] = (float(m), float(s))
+        known = np.array([self._face_stats[int(face)] for face in ids], dtype=np.float32).reshape(len(ids), 2)
+        return known[:, 0], known[:, 1]
+
+    def normalize(
+        self, raw: np.ndarray, probe: np.ndarray, candidates: np.ndarray, ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Normalised scores of one probe against its candidates (raw similarities given).
+
+        ``ids``: the candidates' face ids, when they are indexed faces: their statistics are then
+        taken from (or kept in) the per-face cache instead of being computed at every search.
+        """
         mu_p, sd_p = self.stats(probe[None])
-        mu_c, sd_c = self.stats(candidates)
+        mu_c, sd_c = self.stats(candidates) if ids is None else self.face_stats(ids, candidates)
         return ((raw - mu_p[0]) / sd_p[0] + (raw - mu_c) / sd_c) / 2

@@ -34,7 +34,8 @@ def rank_candidates(
     ranking = np.array([sc for sc, _ in found], dtype=np.float64)
     if normalizer and found:
         vectors = np.stack([np.frombuffer(row.embedding, dtype=np.float32) for _, row in found])
-        ranking = normalizer.normalize(ranking, probe.embedding, vectors)
+        ids_found = np.array([row.id for _, row in found], dtype=np.int64)
+        ranking = normalizer.normalize(ranking, probe.embedding, vectors, ids_found)
     order = np.argsort(-ranking, kind="stable")[:top_k]
     return [
         candidate(rank, found[i][1], found[i][0], float(ranking[i]), point) for rank, i in enumerate(order, start=1)
