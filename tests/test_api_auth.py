@@ -47,6 +47,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/users"): ("/v1/users", {"json": {"name": "table-user", "role": "auditor"}}),
     ("DELETE", "/v1/users/{name}"): ("/v1/users/nobody", {}),
     ("POST", "/v1/users/{name}/key"): ("/v1/users/nobody/key", {}),
+    ("PUT", "/v1/users/{name}/role"): ("/v1/users/nobody/role", {"json": {"role": "auditor"}}),
     ("GET", "/v1/collections"): ("/v1/collections", {}),
     ("POST", "/v1/collections"): ("/v1/collections", {"json": {"name": "table"}}),
     ("PUT", "/v1/collections/{name}"): ("/v1/collections/none", {"json": {"require": ["legal_basis"]}}),

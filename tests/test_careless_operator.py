@@ -26,7 +26,7 @@ from facesearch.governance.audit import AuditLog
 from facesearch.governance.deletion_plan import NothingMatched, PlanChanged
 from facesearch.governance.erasure import erase, preview_erasure
 from facesearch.governance.errors import UserError
-from facesearch.governance.users import add_user, get_user, list_users, revoke_user, set_role
+from facesearch.governance.users import add_user, get_user, list_users, revoke_user, rotate_key, set_role
 from facesearch.store.catalog import Catalog
 from facesearch.store.governance_schema import UserRow
 from facesearch.store.migrate import alembic_config, head_revision
@@ -166,6 +166,28 @@ def test_the_last_admin_rule_holds_in_the_python_api(one_admin: Path) -> None:
             set_role(lib.catalog, "root", "ingester")
         assert revoke_user(lib.catalog, "ana").revoked_at is not None  # anyone else may go
         assert get_user(lib.catalog, "root").active
+
+
+def test_the_api_changes_roles_under_the_same_last_admin_rule(one_admin: Path) -> None:
+    """Issue 12 §7: the role change the CLI has is an API route too (PUT /v1/users/{name}/role), with the same
+    rule: the last active admin cannot demote themselves, an investigator cannot promote themselves."""
+    with Library.open(one_admin) as lib:
+        _, root_key = rotate_key(lib.catalog, "root")
+        _, ana_key = rotate_key(lib.catalog, "ana")
+    root, ana = ({"Authorization": f"Bearer {k}"} for k in (root_key, ana_key))
+    with TestClient(create_app(one_admin, rate_limit_per_minute=0, ingest_workers=1)) as client:
+        self_promotion = client.put("/v1/users/ana/role", headers=ana, json={"role": "admin"})
+        assert self_promotion.status_code == 403
+        last = client.put("/v1/users/root/role", headers=root, json={"role": "auditor"})
+        assert (last.status_code, last.json()["error"]["code"]) == (409, "last_admin")
+        bad = client.put("/v1/users/ana/role", headers=root, json={"role": "superuser"})
+        assert bad.status_code == 422
+        promoted = client.put("/v1/users/ANA/role", headers=root, json={"role": "admin"})
+        assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+        demoted = client.put("/v1/users/root/role", headers=root, json={"role": "auditor"})  # ana is admin now
+        assert demoted.status_code == 200 and demoted.json()["role"] == "auditor"
+        roles = {u["name"]: u["role"] for u in client.get("/v1/users", headers=ana).json()["users"]}
+    assert roles == {"root": "auditor", "ana": "admin"}
 
 
 # remove and erase: shown first, confirmed, --dry-run, nothing matched -------------------------------

@@ -379,6 +379,10 @@ class UserIn(BaseModel):
     role: Role
 
 
+class RoleIn(BaseModel):
+    role: Role
+
+
 class NewKeyOut(_Out):
     user: UserOut
     key: str = Field(description="the API key: shown this once, stored only as a hash")

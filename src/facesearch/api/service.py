@@ -32,6 +32,7 @@ from facesearch.governance import (
     rotate_key,
     set_requirements,
     set_retention,
+    set_role,
 )
 from facesearch.governance.audit import canonical_json
 from facesearch.governance.collections import create_collection as governance_create_collection
@@ -194,6 +195,11 @@ def users(catalog: Catalog) -> list[User]:
 def revoke(catalog: Catalog, name: str, *, actor: User) -> User:
     """Revoke a user's key; governance refuses the last active admin (``last_admin``, HTTP 409)."""
     return revoke_user(catalog, name, actor=actor)
+
+
+def change_role(catalog: Catalog, name: str, role: str, *, actor: User) -> User:
+    """Give a user another role; governance refuses demoting the last active admin (``last_admin``, HTTP 409)."""
+    return set_role(catalog, name, role, actor=actor)
 
 
 def new_key(catalog: Catalog, name: str, *, actor: User) -> tuple[User, str]:

@@ -32,6 +32,7 @@ from facesearch.governance.users import (
     require,
     revoke_user,
     rotate_key,
+    set_role,
 )
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "revoke_user",
     "rotate_key",
     "set_requirements",
+    "set_role",
     "set_retention",
     "verify_jsonl",
 ]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, status
 from facesearch.api import service
 from facesearch.api.auth import permission
 from facesearch.api.deps import Host
-from facesearch.api.models import ERROR_RESPONSES, MeOut, NewKeyOut, UserIn, UserList, UserOut
+from facesearch.api.models import ERROR_RESPONSES, MeOut, NewKeyOut, RoleIn, UserIn, UserList, UserOut
 from facesearch.governance import User
 
 router = APIRouter(tags=["users"], responses=ERROR_RESPONSES)
@@ -43,6 +43,12 @@ def add_user(body: UserIn, host: Host, user: Annotated[User, permission("manage_
 @router.delete("/users/{name}", response_model=UserOut, summary="Revoke a user's key for good")
 def revoke_user(name: UserName, host: Host, user: Annotated[User, permission("manage_users")]) -> UserOut:
     return _out(service.revoke(host.catalog, name, actor=user))
+
+
+@router.put("/users/{name}/role", response_model=UserOut, summary="Give a user another role (audited)")
+def change_role(name: UserName, body: RoleIn, host: Host, user: Annotated[User, permission("manage_users")]) -> UserOut:
+    """The last active admin cannot be demoted (409 ``last_admin``), whichever interface asks (governance/users.py)."""
+    return _out(service.change_role(host.catalog, name, body.role, actor=user))
 
 
 @router.post("/users/{name}/key", response_model=NewKeyOut, summary="Give a user a new key (the old one stops)")
