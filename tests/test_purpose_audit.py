@@ -190,6 +190,15 @@ def test_purposes_are_normalised_once_for_every_interface() -> None:
     assert caught.value.code == "invalid_purpose"
 
 
+@pytest.mark.parametrize("purpose", ["asdfasdfasdf", "abcabcabcabc", "lorem ipsum dolor sit amet", "Test TEST test"])
+def test_keyboard_runs_and_filler_text_are_placeholders(purpose: str) -> None:
+    """Issue 12 §3: a short run of letters typed over and over, or filler text, says nothing about why."""
+    with pytest.raises(PurposeRequired) as caught:
+        validate_purpose(SearchPurpose("C-1", purpose))
+    assert caught.value.code == "invalid_purpose"
+    assert validate_purpose(SearchPurpose("C-1", "see the case file")).purpose == "see the case file"
+
+
 def test_the_python_api_refuses_the_same_purposes(lib: Path, probe: Path) -> None:
     """Issue 12 §3: ``Library.search``/``verify`` go through the same check (no purpose, or one that
     says nothing, is refused before the probe is read)."""

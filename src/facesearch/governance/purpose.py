@@ -50,7 +50,7 @@ PLACEHOLDER_WORDS = frozenset(
         "test", "tests", "testing", "xxx", "xx", "x", "n", "a", "na", "nil", "none", "null", "nothing", "purpose",
         "reason", "todo", "tbd", "tba", "foo", "bar", "baz", "asdf", "qwerty", "lorem", "ipsum", "dummy",
         "placeholder", "example", "sample", "search", "unknown", "misc", "stuff", "whatever", "blah", "etc",
-        "abc", "aaa", "no", "yes", "ok", "other", "general", "default",
+        "abc", "aaa", "no", "yes", "ok", "other", "general", "default", "dolor", "sit", "amet",
     }
 )  # fmt: skip
 # Characters that show nothing but are not format characters (category Cf, removed as a class): fillers
@@ -86,12 +86,18 @@ def clean_case_id(value: object) -> str:
     return clean_text("case_id", value, MAX_CASE_ID)
 
 
+def _repeats(letters: str, unit: int) -> bool:
+    """``letters`` is its first ``unit`` letters over and over ("asdfasdfasdf", "abcabcabca")."""
+    return (letters[:unit] * (len(letters) // unit + 1))[: len(letters)] == letters
+
+
 def _says_nothing(purpose: str) -> str | None:
     """Why a (cleaned) purpose says nothing about the search, or None when it does."""
     letters = [ch.lower() for ch in purpose if ch.isalpha()]
     if len(letters) < MIN_PURPOSE_LETTERS:
         return f"it has {len(letters)} letters; state why this search is made in at least {MIN_PURPOSE_LETTERS}"
-    if len(set(letters)) <= 2:
+    joined = "".join(letters)
+    if len(set(letters)) <= 2 or any(_repeats(joined, unit) for unit in range(3, 6)):
         return "it repeats the same characters"
     words = re.findall(r"[^\W\d_]+", purpose.lower())
     if all(word in PLACEHOLDER_WORDS for word in words):
