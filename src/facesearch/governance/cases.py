@@ -21,6 +21,7 @@ Decisions about candidates are in governance/decisions.py.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -29,9 +30,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facesearch.governance.db import immediate
-from facesearch.governance.errors import GovernanceError, PermissionDenied
+from facesearch.governance.errors import GovernanceError, PermissionDenied, PurposeRequired
 from facesearch.governance.events import CaseEvent, record
-from facesearch.governance.purpose import clean_case_id, validate_purpose
+from facesearch.governance.purpose import PLACEHOLDER_WORDS, clean_case_id, validate_purpose
 from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.governance.users import get_user
 from facesearch.store.catalog import Catalog
@@ -99,6 +100,15 @@ def _row(session: Session, case_id: str) -> CaseRow:
     return row
 
 
+def _check_case_id(case_id: str) -> None:
+    """A new case's id must name something: a letter or digit, and not a placeholder ("test", "n/a", "xxx")."""
+    words = re.findall(r"[^\W_]+", case_id.lower())
+    if not words or all(w in PLACEHOLDER_WORDS for w in words):
+        raise PurposeRequired(
+            f"the case id {case_id!r} names no case: use the case number of your file", code="invalid_purpose"
+        )
+
+
 def may_see(case: Case, user: str | User | None) -> bool:
     """Whether ``user`` may see the case: the local operator, admins and auditors always; others if they work it."""
     if user is None or isinstance(user, str):
@@ -122,6 +132,7 @@ def create_case(
 ) -> Case:
     """Create an open case; the users named must exist (an API user creating it works it too). Audited."""
     stated = validate_purpose(SearchPurpose(case_id, purpose, legal_basis))
+    _check_case_id(stated.case_id)
     names = sorted(
         {get_user(catalog, n).name for n in users or []} | ({actor.name} if isinstance(actor, User) else set())
     )
