@@ -78,6 +78,7 @@ def test_case_create_list_show_close_from_the_cli(folder: Path, probe: Path) -> 
     with Library.open(folder) as opened:
         actions = [(e.action, e.case_id) for e in AuditLog(opened.catalog).entries(limit=None)]
     assert ("case_create", "C-1") in actions and ("case_close", "C-1") in actions
+    assert json.loads(cli_ok("audit", "verify", "-l", lib, "--json").stdout)["ok"] is True  # case rows name entries
 
 
 def test_a_closed_case_refuses_searches_and_verifies_from_the_cli_and_python(folder: Path, probe: Path) -> None:
