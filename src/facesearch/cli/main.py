@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from facesearch.cli import cases, governance, library_cmds
 from facesearch.cli import eval as eval_cmds
-from facesearch.cli import governance, library_cmds
 
 app = typer.Typer(
     rich_markup_mode=None,  # help texts hold [default: ...] and facesearch[extra]: plain text
@@ -28,6 +28,7 @@ app.add_typer(governance.users_app, name="users")
 app.add_typer(governance.audit_app, name="audit")
 app.add_typer(governance.optout_app, name="optout")
 app.add_typer(governance.collections_app, name="collections")
+app.add_typer(cases.case_app, name="case")
 
 
 @app.callback()

@@ -39,7 +39,15 @@ from facesearch.governance.db import ensure_governance_tables, immediate
 from facesearch.governance.errors import AuditError
 from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
-from facesearch.store.governance_schema import AuditEntryRow, AuditHeadRow, ErasureRow, OptOutRow, UserRow
+from facesearch.store.governance_schema import (
+    AuditEntryRow,
+    AuditHeadRow,
+    CaseRow,
+    DecisionRow,
+    ErasureRow,
+    OptOutRow,
+    UserRow,
+)
 from facesearch.store.schema import ImageRow
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,14 @@ _BATCH = 5000
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 # Rows that exist only because something was done, each naming the audit entry that recorded it
 # (migration 0003): what the catalog proves the log must hold.
-_EVIDENCE = (("image", ImageRow), ("user", UserRow), ("opt-out", OptOutRow), ("erasure", ErasureRow))
+_EVIDENCE = (
+    ("image", ImageRow),
+    ("user", UserRow),
+    ("opt-out", OptOutRow),
+    ("erasure", ErasureRow),
+    ("case", CaseRow),
+    ("decision", DecisionRow),
+)
 
 
 # canonical form and hashing ------------------------------------------------------------------------

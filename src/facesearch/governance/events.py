@@ -101,6 +101,48 @@ class ReviewEvent(AuditEvent):
     note: str
 
 
+@dataclass(frozen=True)
+class CaseEvent(AuditEvent):
+    """A case created or closed (issue 13): ``kind`` is ``case_create`` or ``case_close``; ``facts`` what
+    the case row holds then (purpose, legal basis, users), so the log alone tells the case's story."""
+
+    kind: str
+    case_id: str
+    facts: dict[str, Any]
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"case_create", "case_close"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown case event {self.kind!r}")
+
+    @property
+    def action(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.facts)
+
+
+@dataclass(frozen=True)
+class DecisionEvent(AuditEvent):
+    """A decision about a candidate face of a case (issue 13): ``stage`` ``first``, or ``second`` (a
+    different user's blind decision on a confirmed lead, naming the first by ``first_id``).
+
+    Everything a case's decisions are rebuilt from by an auditor who has only ``audit export``.
+    """
+
+    action: ClassVar[str] = "decision"
+    case_id: str
+    decision_id: int
+    face_id: int
+    search_seq: int | None
+    stage: str
+    first_id: int | None
+    decision: str
+    note: str
+
+
 # the library's contents -----------------------------------------------------------------------------
 
 

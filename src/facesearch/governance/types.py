@@ -26,6 +26,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "search": frozenset({"admin", "investigator"}),
     "verify": frozenset({"admin", "investigator"}),
     "review": frozenset({"admin", "investigator"}),
+    "open_case": frozenset({"admin", "investigator"}),  # create and close cases (issue 13)
+    "read_cases": frozenset({"admin", "investigator", "auditor"}),  # investigators: the cases they work
     "ingest": frozenset({"admin", "ingester"}),
     "remove": frozenset({"admin", "ingester"}),
     "erase": frozenset({"admin"}),

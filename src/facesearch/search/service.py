@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.governance.cases import bind_search
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import FaceViewEvent, SearchEvent, VerifyEvent, record
 from facesearch.governance.purpose import check_purpose, validate_purpose
@@ -120,10 +121,14 @@ class SearchService:
 
     # the purpose ----------------------------------------------------------------------------------
 
-    def _purpose(self, purpose: SearchPurpose | None, collection: str | None, what: str) -> SearchPurpose:
+    def _purpose(
+        self, purpose: SearchPurpose | None, collection: str | None, what: str, actor: str | User | None = None
+    ) -> SearchPurpose:
+        """The checked purpose, bound to its case: a closed case, or (once a library has cases) an unknown
+        one, or one ``actor`` does not work, is refused here, for every interface (issue 13)."""
         if purpose is None:
             raise PurposeRequired(f"a {what} needs a case id and a purpose")
-        return check_purpose(self.catalog, purpose, collection)
+        return bind_search(self.catalog, check_purpose(self.catalog, purpose, collection), actor)
 
     # search ---------------------------------------------------------------------------------------
 
@@ -146,7 +151,7 @@ class SearchService:
         also expects at most ``max_fpir`` (default: the library's, 0.01) strangers as high among the
         faces searched. The rest are ``no match``.
         """
-        purpose = self._purpose(purpose, collection, "search")
+        purpose = self._purpose(purpose, collection, "search", actor)
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
@@ -233,7 +238,7 @@ class SearchService:
         max_fmr: float | None = None,
     ) -> VerifyResult:
         """Are the largest faces in two photos the same person (cosine; a 1:1 question has no cohort)? Audited."""
-        purpose = self._purpose(purpose, None, "comparison")
+        purpose = self._purpose(purpose, None, "comparison", actor)
         table, threshold, max_fmr, source = self.scoring.operating_point("cosine", max_fmr)
         faces_a, sha_a, _ = self._probe_faces(a)
         faces_b, sha_b, _ = self._probe_faces(b)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, LargeBinary, String, Table, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from facesearch.store.schema import ID64, Base, utcnow
@@ -98,6 +98,52 @@ class ErasureRow(Base):
     audit_seq: Mapped[int] = mapped_column(ID64)
 
 
+class CaseRow(Base):
+    """A case (issue 13): what searches, verifies and decisions belong to; open until closed, then frozen.
+
+    ``case_key`` is the id as compared (NFKC, case-folded; governance/cases.py): "C-1" and "c-1" are one
+    case, under a unique constraint. Migration 0005_cases.
+    """
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(100))  # as stated, cleaned (governance/purpose.py clean_case_id)
+    case_key: Mapped[str] = mapped_column(String(120), unique=True)
+    purpose: Mapped[str] = mapped_column(String(1000))
+    legal_basis: Mapped[str | None] = mapped_column(String(500), default=None)
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open | closed
+    users: Mapped[list] = mapped_column(JSON, default=list)  # names of the users working it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    audit_seq: Mapped[int] = mapped_column(ID64)  # the case_create entry
+
+
+class DecisionRow(Base):
+    """One person's decision about one candidate face of a case (issue 13), with its audit entry.
+
+    ``stage`` is ``first`` (a reviewer's decision) or ``second`` (a different user's blind decision on
+    a ``confirmed lead``, naming the first in ``first_id``). Face ids are kept as numbers only: an
+    erased face leaves its decisions (and their audit entries) as they were.
+    """
+
+    __tablename__ = "case_decisions"
+    __table_args__ = (Index("ix_case_decisions_case", "case_pk"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    face_id: Mapped[int] = mapped_column(ID64)
+    search_seq: Mapped[int | None] = mapped_column(ID64, default=None)  # the search that showed the candidate
+    stage: Mapped[str] = mapped_column(String(10))
+    first_id: Mapped[int | None] = mapped_column(default=None)
+    decision: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    reviewer: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(ID64)  # the decision entry
+
+
 def governance_tables() -> list[Table]:
     """The tables this module adds to the catalog (for ``create_all(tables=...)``)."""
-    return [m.__table__ for m in (UserRow, AuditEntryRow, AuditHeadRow, OptOutRow, ErasureRow)]  # type: ignore[misc]
+    models = (UserRow, AuditEntryRow, AuditHeadRow, OptOutRow, ErasureRow, CaseRow, DecisionRow)
+    return [m.__table__ for m in models]  # type: ignore[misc]

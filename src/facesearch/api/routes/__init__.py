@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from facesearch.api.routes import (
     audit,
+    cases,
     collections,
     erasure,
     faces,
@@ -25,6 +26,7 @@ ROUTERS = [
     verify.router,
     faces.router,
     reviews.router,
+    cases.router,
     erasure.router,
     optouts.router,
     audit.router,

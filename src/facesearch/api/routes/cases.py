@@ -1,0 +1,174 @@
+"""Cases and the decisions about their candidates (issue 13), under ``/v1/cases``.
+
+Investigators and admins open and close cases (``open_case``); investigators see the cases they
+work, admins and auditors every case (``read_cases``). Decisions and blind second reviews need
+``review``. The rules themselves are governance's (governance/cases.py, governance/decisions.py):
+this module only maps them onto HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from facesearch.api.auth import permission
+from facesearch.api.deps import Host
+from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN
+from facesearch.governance import AuditLog, User
+from facesearch.governance.cases import Case, close_case, create_case, get_case, list_cases
+from facesearch.governance.decisions import case_decisions, decide, second_review, second_review_tasks
+
+router = APIRouter(tags=["cases"], responses=ERROR_RESPONSES)
+
+CaseId = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME_PATTERN)]
+DecisionText = Literal["confirmed lead", "rejected", "inconclusive"]
+
+
+class CaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_id: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    purpose: str = Field(min_length=1, max_length=1000)
+    legal_basis: str | None = Field(None, max_length=500)
+    users: list[str] = Field(default_factory=list, max_length=100, description="users working it (you are added)")
+
+
+class CaseOut(BaseModel):
+    case_id: str
+    purpose: str
+    legal_basis: str | None
+    status: str
+    users: list[str]
+    created_at: datetime
+    created_by: str
+    closed_at: datetime | None
+    closed_by: str | None
+    audit_seq: int
+
+
+class CaseList(BaseModel):
+    cases: list[CaseOut]
+
+
+class CaseDetail(BaseModel):
+    case: CaseOut
+    searches: list[dict[str, Any]] = Field(description="the case's searches, from the audit log")
+    decisions: list[dict[str, Any]]
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    face_id: int = Field(ge=1, le=MAX_ID)
+    decision: DecisionText
+    note: str = Field("", max_length=1000, description="kept on the server and in the audit log")
+    search_seq: int | None = Field(None, ge=1, le=MAX_ID, description="the search that showed the face")
+
+
+class SecondReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: DecisionText
+    note: str = Field("", max_length=1000)
+
+
+class DecisionOut(BaseModel):
+    id: int
+    case_id: str
+    face_id: int
+    search_seq: int | None
+    stage: str
+    first_id: int | None
+    decision: str
+    note: str
+    reviewer: str
+    at: datetime
+    audit_seq: int
+
+
+class DecisionList(BaseModel):
+    candidates: list[dict[str, Any]] = Field(description="per candidate: its status and decisions")
+
+
+class TaskList(BaseModel):
+    tasks: list[dict[str, Any]] = Field(description="probe and candidate of each lead to review; no first decision")
+
+
+def _out(case: Case) -> CaseOut:
+    return CaseOut(**case.to_dict())
+
+
+@router.post("/cases", response_model=CaseOut, status_code=status.HTTP_201_CREATED, summary="Open a case")
+def open_a_case(body: CaseIn, host: Host, user: Annotated[User, permission("open_case")]) -> CaseOut:
+    """Once a library has a case, every search must name an open case of it. Audited (``case_create``)."""
+    case = create_case(
+        host.catalog, body.case_id, body.purpose, legal_basis=body.legal_basis, users=body.users, actor=user
+    )
+    return _out(case)
+
+
+@router.get("/cases", response_model=CaseList, summary="The cases you may see")
+def cases(host: Host, user: Annotated[User, permission("read_cases")]) -> CaseList:
+    return CaseList(cases=[_out(c) for c in list_cases(host.catalog, user)])
+
+
+@router.get("/cases/{case_id}", response_model=CaseDetail, summary="A case, its searches and decisions")
+def case_detail(case_id: CaseId, host: Host, user: Annotated[User, permission("read_cases")]) -> CaseDetail:
+    case = get_case(host.catalog, case_id, user)
+    entries = AuditLog(host.catalog).entries(action="search", case_id=case.case_id, limit=None)
+    searches = [
+        {"audit_sequence": e.seq, "at": e.at, "actor": e.actor, "probe_sha256": e.details.get("probe_sha256")}
+        for e in entries
+    ]
+    decisions = case_decisions(host.catalog, case.case_id, user)
+    return CaseDetail(case=_out(case), searches=searches, decisions=decisions)
+
+
+@router.post("/cases/{case_id}/close", response_model=CaseOut, summary="Close a case for good")
+def close(case_id: CaseId, host: Host, user: Annotated[User, permission("open_case")]) -> CaseOut:
+    """Afterwards no search, verify or decision may name it. Audited (``case_close``)."""
+    return _out(close_case(host.catalog, case_id, actor=user))
+
+
+@router.get("/cases/{case_id}/decisions", response_model=DecisionList, summary="The case's decisions")
+def decisions(case_id: CaseId, host: Host, user: Annotated[User, permission("read_cases")]) -> DecisionList:
+    """A confirmed lead awaiting its second review hides its decision, note and reviewer from reviewers."""
+    return DecisionList(candidates=case_decisions(host.catalog, case_id, user))
+
+
+@router.post(
+    "/cases/{case_id}/decisions",
+    response_model=DecisionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Decide about a candidate",
+)
+def add_decision(
+    case_id: CaseId, body: DecisionIn, host: Host, user: Annotated[User, permission("review")]
+) -> DecisionOut:
+    """About a face a search of this case showed. A ``confirmed lead`` then awaits a blind second review."""
+    made = decide(host.catalog, case_id, body.face_id, body.decision, body.note, search_seq=body.search_seq, actor=user)
+    return DecisionOut(**made.to_dict())
+
+
+@router.get("/cases/{case_id}/second-reviews", response_model=TaskList, summary="Leads awaiting your blind review")
+def tasks(case_id: CaseId, host: Host, user: Annotated[User, permission("review")]) -> TaskList:
+    """Each with the probe (its SHA-256 and face box, the search's sequence) and the candidate's face id only."""
+    return TaskList(tasks=second_review_tasks(host.catalog, case_id, user))
+
+
+@router.post(
+    "/cases/{case_id}/second-reviews/{task_id}",
+    response_model=DecisionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Your own decision on a lead",
+)
+def add_second_review(
+    case_id: CaseId,
+    task_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: SecondReviewIn,
+    host: Host,
+    user: Annotated[User, permission("review")],
+) -> DecisionOut:
+    """Refused to the lead's first reviewer (``same_reviewer``) and to roles that read the audit log."""
+    made = second_review(host.catalog, case_id, task_id, body.decision, body.note, actor=user)
+    return DecisionOut(**made.to_dict())
