@@ -90,7 +90,7 @@ export async function collectionsView(main) {
     const data = await api.get("/collections");
     list.replaceChildren(
       h("p", { class: "muted" }, `${data.images.toLocaleString()} photos, ${data.faces.toLocaleString()} faces; model ${data.model}.`),
-      table(columns, data.collections, "No collections yet."));
+      table(columns, data.collections, "No collections yet.", "Create one above, named after the lawful source of its photos; then add photos to it."));
   }
 
   form.addEventListener("submit", async (event) => {
@@ -152,7 +152,8 @@ export async function ingestView(main) {
     for (const c of data.collections) names.append(h("option", { value: c.name }));
   }).catch(showError);
 
-  async function loadJobs() { jobs.replaceChildren(table(JOB_COLUMNS, (await api.get("/jobs")).jobs, "No jobs yet.")); }
+  async function loadJobs() { jobs.replaceChildren(table(JOB_COLUMNS, (await api.get("/jobs")).jobs, "No jobs yet.",
+    "Choose photos above, name their collection and press Upload and index.")); }
 
   async function follow(job) {
     current.replaceChildren(progress(job));

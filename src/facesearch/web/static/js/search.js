@@ -1,7 +1,7 @@
 // The search page: pick or drop a probe photo, state the case and purpose, search every face in it,
 // then switch between the probe's faces (boxes drawn from the API's faces[].box) to see candidates.
 import { api } from "./api.js";
-import { h, field } from "./dom.js";
+import { h, field, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
 import { renderResults, releaseThumbnails } from "./results.js";
 
@@ -39,6 +39,8 @@ export async function searchView(main) {
       field("Legal basis", legal, "Required by collections configured to demand it.")),
     submit,
   );
+  const nothingYet = () => emptyState("No search yet.", "Choose a probe photo, give the case ID and the purpose, then press Search.");
+  results.append(nothingYet());
   main.append(h("div", { class: "search-layout" }, form, results));
 
   api.get("/collections").then((data) => {
@@ -56,7 +58,7 @@ export async function searchView(main) {
     preview.replaceChildren(h("img", { src: state.previewUrl, alt: "The probe photo" }));
     preview.hidden = false;
     faceList.replaceChildren();
-    results.replaceChildren();
+    results.replaceChildren(nothingYet());
     dropText.replaceChildren(file.name + " — ", h("span", { class: "linkish" }, "choose another"));
   }
 
@@ -126,7 +128,7 @@ export async function searchView(main) {
       drawFaces();
       selectFace(0);
     } catch (error) {
-      results.replaceChildren();
+      results.replaceChildren(nothingYet());
       showError(error);
     } finally {
       submit.disabled = false;

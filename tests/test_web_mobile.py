@@ -1,0 +1,121 @@
+"""Issue 13: every page of the web app usable at 1280x800 and at a 390x844 phone, in a real browser.
+
+Same live server and browser as tests/test_web.py (its module fixtures are reused). Each test runs at
+both sizes and asserts that no page scrolls sideways (``scrollWidth <= innerWidth``), that the
+navigation stays on the screen, that the compare dialog fits (its two photos stacked on a phone), that an
+error is scrolled into view and focused, and that empty states say what to do next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.test_web import CASE, PROBE, TIMEOUT_MS, Site, browser, sign_in, site  # noqa: F401 (fixtures)
+
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+PAGES = {
+    "investigator": ["search"],
+    "auditor": ["audit"],
+    "admin": ["search", "ingest", "audit", "collections", "users", "optouts"],
+}
+NO_SIDEWAYS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+OFF_SCREEN = """() => [...document.querySelectorAll('#nav a:not([hidden]), .topbar button, .topbar .brand')]
+  .filter((el) => { const r = el.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
+  .map((el) => el.textContent)"""
+
+
+@pytest.fixture(params=list(SIZES), ids=list(SIZES))
+def screen(request: pytest.FixtureRequest, browser, site: Site):  # noqa: F811
+    width, height = SIZES[request.param]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+def assert_fits(page, where: str) -> None:
+    scroll_width, inner_width = page.evaluate(NO_SIDEWAYS)
+    assert scroll_width <= inner_width, f"{where}: the page is {scroll_width} px wide in a {inner_width} px window"
+    assert page.evaluate(OFF_SCREEN) == [], f"{where}: navigation off the screen"
+
+
+def test_no_page_scrolls_sideways_and_the_navigation_stays_on_screen(screen, site: Site) -> None:  # noqa: F811
+    """Issue 13: on a 390 px phone the navigation ran off-screen (the page was 496-780 px wide)."""
+    from playwright.sync_api import expect
+
+    screen.goto(site.url + "/")
+    expect(screen.get_by_role("button", name="Sign in")).to_be_visible()
+    assert_fits(screen, "sign-in")
+    for role, pages in PAGES.items():
+        sign_in(screen, site, role)
+        for name in pages:
+            screen.goto(f"{site.url}/#/{name}")
+            expect(screen.locator("#nav a[aria-current=page]")).to_have_attribute("href", f"#/{name}")
+            expect(screen.locator("main h1").first).to_be_visible()
+            screen.wait_for_load_state("networkidle")
+            assert_fits(screen, f"{role} on #/{name}")
+        screen.get_by_role("button", name="Sign out").click()
+
+
+def test_the_compare_dialog_fits_and_stacks_on_a_phone(screen, site: Site) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    sign_in(screen, site, "investigator")
+    expect(screen.locator(".empty")).to_contain_text("Choose a probe photo")  # the empty state says what to do
+    screen.locator("#probe-file").set_input_files(str(site.examples / PROBE))
+    screen.get_by_label("Case ID").fill(CASE)
+    screen.get_by_label("Purpose").fill("identify the person in the test photo")
+    screen.get_by_role("button", name="Search", exact=True).click()
+    expect(screen.locator(".candidate").first).to_be_visible()
+    assert_fits(screen, "results")
+    screen.locator(".candidate").first.get_by_role("button", name="Compare & review").click()
+    dialog = screen.locator("dialog.compare")
+    expect(dialog.get_by_role("img", name="The probe face")).to_be_visible()
+    width = screen.viewport_size["width"]
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    probe, candidate = (f.bounding_box() for f in dialog.locator(".side-by-side figure").all())
+    for figure in (probe, candidate):
+        assert figure["x"] >= 0 and figure["x"] + figure["width"] <= width, figure
+    if width < 600:  # stacked: the candidate below the probe
+        assert candidate["y"] >= probe["y"] + probe["height"]
+    else:  # side by side
+        assert abs(candidate["y"] - probe["y"]) < 1 and candidate["x"] > probe["x"] + probe["width"]
+    assert_fits(screen, "compare dialog")
+    dialog.get_by_role("button", name="Mark reviewed").scroll_into_view_if_needed()
+    expect(dialog.get_by_role("button", name="Mark reviewed")).to_be_in_viewport()
+
+
+def drawn_photo(path: Path) -> Path:
+    """A photo of drawn shapes only: no face in it."""
+    image = Image.new("RGB", (640, 480), (200, 210, 220))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((60, 60, 300, 260), fill=(40, 90, 160))
+    draw.ellipse((360, 120, 600, 400), fill=(220, 140, 40))
+    image.save(path, "JPEG")
+    return path
+
+
+def test_a_no_face_error_is_scrolled_into_view_and_focused(screen, site: Site, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 13: "no face found" appeared above the scrolled viewport, so the page looked blank."""
+    from playwright.sync_api import expect
+
+    sign_in(screen, site, "investigator")
+    screen.locator("#probe-file").set_input_files(str(drawn_photo(tmp_path / "shapes.jpg")))
+    screen.get_by_label("Case ID").fill(CASE)
+    screen.get_by_label("Purpose").fill("identify the person in the test photo")
+    submit = screen.get_by_role("button", name="Search", exact=True)
+    submit.scroll_into_view_if_needed()
+    submit.click()
+    error = screen.locator("#error")
+    expect(error).to_contain_text("no face found")
+    expect(error).to_be_focused()
+    expect(error).to_be_in_viewport()
+    assert_fits(screen, "error")
