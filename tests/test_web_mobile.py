@@ -61,6 +61,8 @@ def test_no_page_scrolls_sideways_and_the_navigation_stays_on_screen(screen, sit
             expect(screen.locator("main h1").first).to_be_visible()
             screen.wait_for_load_state("networkidle")
             assert_fits(screen, f"{role} on #/{name}")
+            if name == "optouts":  # none registered in this module: the empty state says what to do next
+                expect(screen.locator(".empty")).to_contain_text("register a photo of them above")
         screen.get_by_role("button", name="Sign out").click()
 
 
@@ -119,3 +121,35 @@ def test_a_no_face_error_is_scrolled_into_view_and_focused(screen, site: Site, t
     expect(error).to_be_focused()
     expect(error).to_be_in_viewport()
     assert_fits(screen, "error")
+
+
+def test_an_upload_indexes_the_good_photo_and_lists_the_refused_file(screen, site: Site, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 13: one unreadable file refused the whole upload. Now the page indexes the good photo and lists
+    the refused file with its reason."""
+    from playwright.sync_api import expect
+
+    collection = f"upload-{screen.viewport_size['width']}"
+    made = screen.request.post(
+        site.url + "/v1/collections",
+        data={"name": collection},
+        headers={"Authorization": f"Bearer {site.keys['admin']}"},
+    )
+    assert made.status == 201, made.text()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"hello, I am not a photo")
+    sign_in(screen, site, "admin")
+    screen.get_by_role("link", name="Add photos").click()
+    screen.get_by_label("Photos", exact=True).set_input_files(
+        [str(site.examples / "by_identity/kit_harington/john1.jpg"), str(broken)]
+    )
+    screen.get_by_label("Collection", exact=True).fill(collection)
+    screen.get_by_role("button", name="Upload and index").click()
+    job = screen.locator(".job")
+    expect(job).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(job).to_contain_text("1 photos indexed")
+    refused = job.locator(".refused")
+    expect(refused).to_contain_text("1 file refused")
+    expect(refused.locator("li")).to_have_count(1)
+    expect(refused.locator("li")).to_contain_text("broken.jpg")
+    expect(refused.locator("li code")).to_have_text("not_an_image")
+    assert_fits(screen, "upload job")

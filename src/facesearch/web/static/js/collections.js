@@ -108,9 +108,10 @@ export async function collectionsView(main) {
 function progress(job) {
   const total = job.total || 0;
   const bar = h("progress", { max: String(Math.max(total, 1)), value: String(job.done) });
+  // Issue 13: the refused files are listed in the open, each with why, the good ones are indexed anyway.
   const rejected = job.rejected.length
-    ? h("details", {}, h("summary", {}, `${job.rejected.length} rejected`),
-      h("ul", {}, job.rejected.map((r) => h("li", {}, h("code", {}, r.code), ` ${r.source}: ${r.message}`))))
+    ? h("div", { class: "refused" }, h("strong", {}, `${job.rejected.length} ${job.rejected.length === 1 ? "file" : "files"} refused (not stored):`),
+      h("ul", {}, job.rejected.map((r) => h("li", {}, h("span", { class: "name" }, r.source), ` — ${r.message} `, h("code", {}, r.code)))))
     : null;
   return h("div", { class: "job", "data-status": job.status },
     h("div", { class: "row" }, h("strong", {}, `Job ${job.id.slice(0, 8)} · ${job.status}`), h("span", {}, `${job.done} / ${total || "?"}`)),
