@@ -239,6 +239,42 @@ def test_face_metadata_and_thumbnail_are_served_for_a_case_and_audited(api: Api)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
 
 
+def test_the_whole_photo_of_a_face_is_served_with_its_box_for_a_case_and_audited(fresh: Api) -> None:
+    """Issue 13: the original photo could not be opened (only a face thumbnail). GET /v1/faces/{id}/photo
+    serves it as a JPEG with the face's box, bound and audited like the thumbnail (``view: photo``); a
+    file changed since it was indexed is refused (409), not shown as if it were the one indexed."""
+    photo = fresh.photo("multi_face/kit_with_rose.jpg")
+    assert fresh.post("/v1/collections", json={"name": "originals"}).status_code == 201
+    files = [("files", ("kit.jpg", photo, "image/jpeg"))]
+    job = fresh.post("/v1/ingest/uploads", "ingester", files=files, data={"collection": "originals"}).json()
+    assert fresh.wait(job["id"])["indexed"] == 1
+    top = fresh.search(photo, collection="originals").json()["faces"][0]["candidates"][0]
+    face_id = top["face_id"]
+
+    no_case = fresh.get(f"/v1/faces/{face_id}/photo", "investigator")
+    assert (no_case.status_code, no_case.json()["error"]["code"]) == (422, "purpose_required")
+    shown = fresh.get(f"/v1/faces/{face_id}/photo", "investigator", params=VIEW)
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    assert shown.headers["cache-control"] == "private, no-store"
+    original = Image.open(io.BytesIO(photo))
+    served = Image.open(io.BytesIO(shown.content))
+    assert served.format == "JPEG" and served.size == original.size  # under 1600 px: not scaled
+    assert shown.headers["x-photo-size"] == f"{original.width},{original.height}"
+    assert [int(v) for v in shown.headers["x-face-box"].split(",")] == top["box"]
+    assert "x-photo-taken" not in shown.headers  # this photo has no EXIF date
+    views = [e["details"] for e in fresh.audit(action="face_view")]
+    assert {"face_id": face_id, "view": "photo"} in views
+    assert fresh.get(f"/v1/faces/{face_id}/photo", "auditor", params=VIEW).status_code == 403
+
+    copy = fresh.folder / "uploads" / f"{hashlib.sha256(photo).hexdigest()}.jpg"
+    copy.write_bytes(fresh.photo("by_identity/joe_biden/biden.jpg"))  # swapped behind the catalog's back
+    changed = fresh.get(f"/v1/faces/{face_id}/photo", "investigator", params=VIEW)
+    assert (changed.status_code, changed.json()["error"]["code"]) == (409, "source_changed")
+    copy.unlink()
+    gone = fresh.get(f"/v1/faces/{face_id}/photo", "investigator", params=VIEW)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
+
+
 def test_a_review_is_kept_in_the_audit_log(api: Api) -> None:
     face_id = api.search(api.photo(PROBE), top_k=1).json()["faces"][0]["candidates"][0]["face_id"]
     review = {"case_id": "case-42", "face_id": face_id, "decision": "confirmed", "note": "same scar"}
