@@ -8,6 +8,7 @@ error is scrolled into view and focused, and that empty states say what to do ne
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,11 +84,13 @@ def test_the_compare_dialog_fits_and_stacks_on_a_phone(screen, site: Site) -> No
     width = screen.viewport_size["width"]
     box = dialog.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
-    probe, candidate = (f.bounding_box() for f in dialog.locator(".side-by-side figure").all())
-    for figure in (probe, candidate):
+    expect(dialog.locator(".face-box")).to_be_visible()  # the whole photo has loaded
+    probe, candidate, whole = (f.bounding_box() for f in dialog.locator(".side-by-side figure").all())
+    for figure in (probe, candidate, whole):
         assert figure["x"] >= 0 and figure["x"] + figure["width"] <= width, figure
-    if width < 600:  # stacked: the candidate below the probe
+    if width < 600:  # stacked: the candidate below the probe, the whole photo below both
         assert candidate["y"] >= probe["y"] + probe["height"]
+        assert whole["y"] >= candidate["y"] + candidate["height"]
     else:  # side by side
         assert abs(candidate["y"] - probe["y"]) < 1 and candidate["x"] > probe["x"] + probe["width"]
     assert_fits(screen, "compare dialog")
@@ -153,3 +156,99 @@ def test_an_upload_indexes_the_good_photo_and_lists_the_refused_file(screen, sit
     expect(refused.locator("li")).to_contain_text("broken.jpg")
     expect(refused.locator("li code")).to_have_text("not_an_image")
     assert_fits(screen, "upload job")
+
+
+GROUPING = """async () => {
+  const { groupByPhoto } = await import("/js/results.js");
+  const c = (face_id, image_id, rank) => ({ face_id, rank, image: { image_id } });
+  return groupByPhoto([c(1, 10, 1), c(2, 11, 2), c(3, 10, 3), c(4, 12, 4)])
+    .map((g) => [g.imageId, g.best.face_id, g.faces.map((f) => f.face_id)]);
+}"""
+
+
+def search_probe(page, site: Site, signed_in: bool = False) -> None:  # noqa: F811
+    if not signed_in:
+        sign_in(page, site, "investigator")
+    page.locator("#probe-file").set_input_files(str(site.examples / PROBE))
+    page.get_by_label("Case ID").fill(CASE)
+    page.get_by_label("Purpose").fill("identify the person in the test photo")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.locator(".candidate").first.wait_for()
+
+
+def test_results_are_one_card_per_photo_and_fold_into_a_compact_list(screen, site: Site) -> None:  # noqa: F811
+    """Issue 13: 20 cards of ~700 px made a 3,800 px page (12,600 px on a phone). One card per photo (a photo
+    with several matching faces is one card, its best face first), and a compact list a fraction as tall."""
+    from playwright.sync_api import expect
+
+    search_probe(screen, site)
+    assert screen.evaluate(GROUPING) == [[10, 1, [1, 3]], [11, 2, [2]], [12, 4, [4]]]
+    screen.locator("details.below-threshold summary").click()
+    cards = screen.locator(".candidate")
+    expect(cards.nth(10)).to_be_visible()
+    images = cards.evaluate_all("(els) => els.map((el) => el.dataset.imageId)")
+    assert len(images) == len(set(images)) >= 11  # one card per photo
+    heights = cards.evaluate_all("(els) => els.map((el) => el.getBoundingClientRect().height)")
+    toggle = screen.get_by_role("button", name="Compact list")
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    compact = cards.evaluate_all("(els) => els.map((el) => el.getBoundingClientRect().height)")
+    assert sum(compact) < 0.5 * sum(heights), (sum(compact), sum(heights))
+    assert max(compact) < 200
+    assert_fits(screen, "compact list")
+    screen.reload()  # the choice is kept for the tab
+    search_probe(screen, site, signed_in=True)
+    expect(screen.get_by_role("button", name="Compact list")).to_have_attribute("aria-pressed", "true")
+    screen.get_by_role("button", name="Compact list").click()  # back to cards for the other tests
+
+
+def test_the_compare_view_shows_the_whole_photo_and_steps_with_the_arrow_keys(screen, site: Site) -> None:  # noqa: F811
+    """Issue 13: the original photo could not be opened, its date was never shown, its path was cut; the
+    compare view showed one candidate. Now it shows the whole photo with the face's box (an audited
+    ``view: photo``), its date and full source, and the arrow keys step through the candidates."""
+    from playwright.sync_api import expect
+
+    search_probe(screen, site)
+    screen.locator("details.below-threshold summary").click()
+    first = screen.locator(".candidate").first
+    path = first.locator(".path").get_attribute("data-path")
+    first.get_by_role("button", name="Compare & review").click()
+    dialog = screen.locator("dialog.compare")
+    title = dialog.locator("#compare-title")
+    expect(title).to_have_text("Compare: probe and candidate #1")
+    photo = dialog.get_by_role("img", name=re.compile("^The whole photo of face"))
+    expect(photo).to_have_attribute("src", re.compile("^blob:"))
+    box = dialog.locator(".face-box")
+    expect(box).to_be_visible()
+    inner, outer = box.bounding_box(), photo.bounding_box()
+    assert outer["x"] <= inner["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1
+    assert outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1
+    assert inner["width"] < outer["width"]
+    expect(dialog.locator(".taken")).not_to_have_text("…")
+    expect(dialog.locator(".path-full")).to_have_text(path)  # the whole path, not "…/folder/file"
+    assert_fits(screen, "compare with the whole photo")
+
+    face_one = dialog.get_attribute("data-face-id")
+    screen.keyboard.press("ArrowLeft")  # nothing before the first
+    expect(title).to_have_text("Compare: probe and candidate #1")
+    screen.keyboard.press("ArrowRight")
+    expect(title).to_have_text("Compare: probe and candidate #2")
+    expect(dialog.locator(".position")).to_contain_text("2 of ")
+    face_two = dialog.get_attribute("data-face-id")
+    assert face_two != face_one
+    screen.keyboard.press("ArrowLeft")
+    expect(title).to_have_text("Compare: probe and candidate #1")
+    dialog.get_by_label("Note (kept in the audit log, which is never erased)").click()
+    screen.keyboard.press("ArrowRight")  # typing in the note does not step
+    expect(title).to_have_text("Compare: probe and candidate #1")
+    dialog.get_by_role("button", name="Next →").click()
+    expect(title).to_have_text("Compare: probe and candidate #2")
+
+    entries = screen.request.get(
+        site.url + "/v1/audit",
+        params={"action": "face_view", "case_id": CASE, "limit": 1000},
+        headers={"Authorization": f"Bearer {site.keys['auditor']}"},
+    ).json()["entries"]
+    photos = {e["details"]["face_id"] for e in entries if e["details"]["view"] == "photo"}
+    assert {int(face_one), int(face_two)} <= photos
