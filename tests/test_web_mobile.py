@@ -252,3 +252,34 @@ def test_the_compare_view_shows_the_whole_photo_and_steps_with_the_arrow_keys(sc
     ).json()["entries"]
     photos = {e["details"]["face_id"] for e in entries if e["details"]["view"] == "photo"}
     assert {int(face_one), int(face_two)} <= photos
+
+
+def test_more_candidates_than_top_k_are_a_new_audited_search(screen, site: Site) -> None:  # noqa: F811
+    """Issue 13: paging past top-k. With 10 asked for in a gallery of 15 faces the page offers more; taking
+    it runs the search again with a larger top_k (a second audited search) and shows all 15."""
+    from playwright.sync_api import expect
+
+    case = f"case-paging-{screen.viewport_size['width']}"
+    sign_in(screen, site, "investigator")
+    screen.locator("#probe-file").set_input_files(str(site.examples / PROBE))
+    screen.get_by_label("Case ID").fill(case)
+    screen.get_by_label("Purpose").fill("identify the person in the test photo")
+    screen.get_by_text("More options").click()
+    screen.get_by_label("Candidates per face").select_option("10")
+    screen.get_by_label("Collection").select_option("examples")  # 15 faces, whatever other tests upload
+    screen.get_by_role("button", name="Search", exact=True).click()
+    fold = screen.locator("details.below-threshold")
+    fold.locator("summary").click()
+    cards = screen.locator(".candidate")
+    expect(cards).to_have_count(10)
+    screen.get_by_role("button", name="Show up to 20 candidates").click()
+    fold.locator("summary").click()
+    expect(cards).to_have_count(15)  # the whole gallery: no further page offered
+    expect(screen.get_by_role("button", name=re.compile("^Show up to"))).to_have_count(0)
+    assert_fits(screen, "more candidates")
+    entries = screen.request.get(
+        site.url + "/v1/audit",
+        params={"action": "search", "case_id": case, "limit": 1000},
+        headers={"Authorization": f"Bearer {site.keys['auditor']}"},
+    ).json()["entries"]
+    assert sorted(e["details"]["top_k"] for e in entries) == [10, 20]

@@ -161,7 +161,20 @@ function facts(c, result) {
   );
 }
 
-export function renderResults(container, state, caseId) {
+const MAX_TOP_K = 1000; // the API's bound (search/service.py)
+
+// Issue 13: paging past top-k. A full page may hide more: "show more" runs the search again with a larger
+// top_k (a new search, audited as such: the page says so), keeping what is already known of the probe.
+function moreButton(state, face, onMore) {
+  const topK = state.result.top_k;
+  if (!onMore || face.candidates.length < topK || topK >= MAX_TOP_K) return null;
+  const next = Math.min(MAX_TOP_K, topK * 2);
+  return h("div", { class: "more" },
+    h("button", { type: "button", onclick: () => onMore(next) }, `Show up to ${next} candidates`),
+    h("span", { class: "help" }, ` Only the ${topK} most similar faces were asked for; more means a new search, audited like this one.`));
+}
+
+export function renderResults(container, state, caseId, onMore) {
   const result = state.result;
   container.replaceChildren();
   if (!result.faces.length) {
@@ -212,6 +225,8 @@ export function renderResults(container, state, caseId) {
     });
     container.append(fold);
   }
+  const more = moreButton(state, face, onMore);
+  if (more) container.append(more);
 }
 
 function probeCrop(state) {

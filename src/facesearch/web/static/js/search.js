@@ -55,6 +55,7 @@ export async function searchView(main) {
     state.file = file;
     state.previewUrl = URL.createObjectURL(file);
     state.result = null;
+    state.face = 0;
     preview.replaceChildren(h("img", { src: state.previewUrl, alt: "The probe photo" }));
     preview.hidden = false;
     faceList.replaceChildren();
@@ -83,7 +84,12 @@ export async function searchView(main) {
     for (const el of main.querySelectorAll("[data-face]")) {
       el.setAttribute("aria-pressed", String(Number(el.dataset.face) === index));
     }
-    renderResults(results, state, state.result.case_id);
+    renderResults(results, state, state.result.case_id, (next) => {
+      topK.value = String(next);
+      if (![...topK.options].some((o) => o.value === topK.value)) topK.append(h("option", { value: topK.value, selected: true }, topK.value));
+      topK.value = String(next);
+      form.requestSubmit();
+    });
   }
 
   function drawFaces() {
@@ -126,7 +132,7 @@ export async function searchView(main) {
       state.result = await api.post("/search", body);
       state.stated = { purpose: purpose.value.trim(), legal_basis: legal.value.trim() };
       drawFaces();
-      selectFace(0);
+      selectFace(Math.max(0, Math.min(state.face, state.result.faces.length - 1)));
     } catch (error) {
       results.replaceChildren(nothingYet());
       showError(error);
