@@ -283,3 +283,44 @@ def test_more_candidates_than_top_k_are_a_new_audited_search(screen, site: Site)
         headers={"Authorization": f"Bearer {site.keys['auditor']}"},
     ).json()["entries"]
     assert sorted(e["details"]["top_k"] for e in entries) == [10, 20]
+
+
+def test_results_can_be_filtered_by_collection(screen, site: Site) -> None:  # noqa: F811
+    """Issue 13: filters by collection. A search of every collection shows where each candidate comes from;
+    choosing one hides the others, and the compare view steps only through what is shown."""
+    from playwright.sync_api import expect
+
+    collection = f"second-{screen.viewport_size['width']}"
+    admin = {"Authorization": f"Bearer {site.keys['admin']}"}
+    assert screen.request.post(site.url + "/v1/collections", data={"name": collection}, headers=admin).status == 201
+    photo = site.examples / "by_identity/rose_leslie/img1.jpg"
+    job = screen.request.post(
+        site.url + "/v1/ingest/uploads",
+        multipart={
+            "files": {"name": "img1.jpg", "mimeType": "image/jpeg", "buffer": photo.read_bytes()},
+            "collection": collection,
+        },
+        headers=admin,
+    ).json()
+    for _ in range(600):  # the job is polled as the page does; at most a minute
+        state = screen.request.get(f"{site.url}/v1/jobs/{job['id']}", headers=admin).json()
+        if state["status"] in ("done", "failed"):
+            break
+        screen.wait_for_timeout(100)
+    assert (state["status"], state["indexed"]) == ("done", 1)
+
+    search_probe(screen, site)
+    screen.locator("details.below-threshold summary").click()
+    cards = screen.locator(".candidate")
+    expect(cards.nth(14)).to_be_visible()
+    everything = cards.count()
+    screen.get_by_label("Show collection").select_option(collection)
+    visible = screen.locator(".candidate:visible")
+    expect(visible).to_have_count(1)
+    expect(visible).to_have_attribute("data-collection", collection)
+    visible.get_by_role("button", name="Compare & review").click()
+    expect(screen.locator("dialog.compare .position")).to_contain_text("1 of 1")
+    screen.locator("dialog.compare").get_by_role("button", name="Close").click()
+    screen.get_by_label("Show collection").select_option("")
+    expect(visible).to_have_count(everything)
+    assert_fits(screen, "filtered results")

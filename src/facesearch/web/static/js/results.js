@@ -90,7 +90,7 @@ function reviewStatus(faceId) {
 }
 
 // One card per photo: its best face large, the photo's other candidate faces listed under it.
-function candidateCard(group, state, caseId, shown) {
+function candidateCard(group, state, caseId, open) {
   const c = group.best;
   const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
   thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
@@ -98,21 +98,21 @@ function candidateCard(group, state, caseId, shown) {
   const more = others.length
     ? h("div", { class: "more-faces" }, h("span", { class: "muted" }, `${group.faces.length} faces in this photo`),
       h("ul", {}, others.map((o) => h("li", { "data-face-id": String(o.face_id) },
-        h("button", { type: "button", class: "link", onclick: () => compare(state, shown, shown.indexOf(o), caseId) },
+        h("button", { type: "button", class: "link", onclick: () => open(o) },
           `#${o.rank} · ${o.similarity.toFixed(3)}`), " ", reviewStatus(o.face_id)))))
     : null;
   return h("li", { class: "candidate card", "data-face-id": String(c.face_id), "data-image-id": String(group.imageId),
-    "data-label": c.label },
+    "data-label": c.label, "data-collection": c.collection },
   h("div", { class: "rank" }, `#${c.rank}`),
   img, h("div", { class: "summary" }, labelBadge(c), facts(c, state.result), reviewStatus(c.face_id), more),
   h("div", { class: "actions" },
-    h("button", { type: "button", onclick: () => compare(state, shown, shown.indexOf(c), caseId) }, "Compare & review")),
+    h("button", { type: "button", onclick: () => open(c) }, "Compare & review")),
   );
 }
 
-function cardList(candidates, state, caseId, shown, label) {
+function cardList(candidates, state, caseId, open, label) {
   const grid = h("ol", { class: "grid", "aria-label": label });
-  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, shown));
+  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, open));
   return grid;
 }
 
@@ -209,8 +209,23 @@ export function renderResults(container, state, caseId, onMore) {
       sessionStorage.setItem(LAYOUT_KEY, on ? "list" : "cards");
     } }, "Compact list");
   header.append(h("div", { class: "row layout" }, h("span", { class: "muted" }, "One card per photo, most similar first."), toggle));
+  // Issue 13: filter by collection (when the results come from several); the compare view steps through what is shown.
+  const names = [...new Set(face.candidates.map((c) => c.collection))].sort();
+  const filter = h("select", { id: "result-collection" }, h("option", { value: "" }, "All collections"),
+    names.map((n) => h("option", { value: n }, n)));
+  const inFilter = (c) => !filter.value || c.collection === filter.value;
+  filter.addEventListener("change", () => {
+    for (const card of container.querySelectorAll(".candidate")) card.hidden = Boolean(filter.value) && card.dataset.collection !== filter.value;
+  });
+  if (names.length > 1) {
+    header.append(h("div", { class: "field result-filter" }, h("label", { for: "result-collection" }, "Show collection"), filter));
+  }
+  const open = (c) => {
+    const list = shown.filter(inFilter);
+    compare(state, list, list.indexOf(c), caseId);
+  };
   if (above.length) {
-    container.append(cardList(above, state, caseId, shown, "Candidates, most similar first"));
+    container.append(cardList(above, state, caseId, open, "Candidates, most similar first"));
   } else {
     container.append(emptyState("No candidate reached the operating point.",
       "Try another photo of the person (sharper, more frontal), or search all collections; the results below the threshold are most likely other people."));
@@ -221,7 +236,8 @@ export function renderResults(container, state, caseId, onMore) {
     fold.addEventListener("toggle", () => {
       if (!fold.open || fold.querySelector("ol")) return;
       shown.push(...below);
-      fold.append(cardList(below, state, caseId, shown, "Candidates below the threshold, most similar first"));
+      fold.append(cardList(below, state, caseId, open, "Candidates below the threshold, most similar first"));
+      filter.dispatchEvent(new Event("change"));
     });
     container.append(fold);
   }
