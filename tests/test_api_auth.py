@@ -72,6 +72,10 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "/v1/faces/999/thumbnail",
         {"params": {"case_id": "case-1", "purpose": "review the candidates"}},
     ),
+    ("GET", "/v1/faces/{face_id}/photo"): (
+        "/v1/faces/999/photo",
+        {"params": {"case_id": "case-1", "purpose": "review the candidates"}},
+    ),
     ("POST", "/v1/reviews"): (
         "/v1/reviews",
         {"json": {"case_id": "case-1", "face_id": 999, "decision": "rejected"}},

@@ -86,7 +86,7 @@ def test_face_views_of_a_collection_that_demands_a_legal_basis_need_one(fresh: A
     assert protected and len(protected) < len(collection_of)
     shown = set()
     for face_id in range(1, max(collection_of) + 3):
-        for path in (f"/v1/faces/{face_id}", f"/v1/faces/{face_id}/thumbnail"):
+        for path in (f"/v1/faces/{face_id}", f"/v1/faces/{face_id}/thumbnail", f"/v1/faces/{face_id}/photo"):
             response = fresh.get(path, "investigator", params=VIEW)
             if response.status_code == 200:
                 shown.add(face_id)

@@ -86,6 +86,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "last_admin": 409,
     "plan_changed": 409,
     "busy": 409,
+    "source_changed": 409,
     "too_large": 413,
     "not_an_image": 415,
     "unsupported": 415,

@@ -62,10 +62,11 @@ class Job:
     held: list[Path] = field(default_factory=list, repr=False)
     min_quality: float = 0.0
     audit: dict[str, Any] = field(default_factory=dict, repr=False)  # what the audit entries say about the input
+    refused: list[dict[str, str]] = field(default_factory=list, repr=False)  # files refused before the job: stay listed
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("inputs", "held", "min_quality", "audit"):
+        for name in ("inputs", "held", "min_quality", "audit", "refused"):
             data.pop(name)
         return data
 
@@ -93,10 +94,12 @@ class JobRunner:
         inputs: list[Path],
         held: list[Path],
         files: list[dict[str, Any]] | None = None,
+        refused: list[dict[str, str]] | None = None,
         min_quality: float = 0.0,
         audit: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Queue a job (its input files already saved and held) and return its public state."""
+        """Queue a job (its input files already saved and held) and return its public state. ``refused``: the
+        files of the request that were refused before the job (listed first in its ``rejected``)."""
         job = Job(
             id=uuid.uuid4().hex,
             kind=kind,
@@ -104,6 +107,8 @@ class JobRunner:
             actor=actor,
             created_at=utc_iso(),
             files=list(files or []),
+            rejected=list(refused or []),
+            refused=list(refused or []),
             inputs=list(inputs),
             held=list(held),
             min_quality=min_quality,
@@ -222,7 +227,7 @@ class JobRunner:
             job.total = report.total
             for name in _COUNTS:
                 setattr(job, name, getattr(report, name))
-            job.rejected = [{"source": s, "code": c, "message": m} for s, c, m in report.rejected]
+            job.rejected = job.refused + [{"source": s, "code": c, "message": m} for s, c, m in report.rejected]
 
     def _set(self, job: Job, **changes: Any) -> None:
         with self._lock:

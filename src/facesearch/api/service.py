@@ -95,9 +95,12 @@ def verify(
 # faces and reviews --------------------------------------------------------------------------------
 
 
-def view_face(library: Library, face_id: int, *, purpose: SearchPurpose, actor: User, thumbnail: bool) -> FaceRow:
-    """A face's row, for its metadata or thumbnail; purpose-bound and audited by the search path (search/service.py)."""
-    row = library.searches.view_face(face_id, purpose=purpose, actor=actor, thumbnail=thumbnail)
+def view_face(
+    library: Library, face_id: int, *, purpose: SearchPurpose, actor: User, thumbnail: bool, photo: bool = False
+) -> FaceRow:
+    """A face's row, for its metadata, thumbnail or whole photo; purpose-bound and audited by the search path
+    (search/service.py)."""
+    row = library.searches.view_face(face_id, purpose=purpose, actor=actor, thumbnail=thumbnail, photo=photo)
     if row is None:
         raise NotFound(f"no face {face_id}")
     return row

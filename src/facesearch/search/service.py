@@ -283,7 +283,13 @@ class SearchService:
         ]
 
     def view_face(
-        self, face_id: int, *, purpose: SearchPurpose | None, actor: str | User | None, thumbnail: bool
+        self,
+        face_id: int,
+        *,
+        purpose: SearchPurpose | None,
+        actor: str | User | None,
+        thumbnail: bool,
+        photo: bool = False,
     ) -> FaceRow | None:
         """An indexed face's row, for its metadata or thumbnail (None: no such face, or an opted-out person's).
 
@@ -309,7 +315,7 @@ class SearchService:
             raise PurposeRequired(
                 f"face {face_id} is in a collection that requires a legal_basis for every search and face view"
             ) from exc
-        what = "thumbnail" if thumbnail else "metadata"
+        what = "photo" if photo else "thumbnail" if thumbnail else "metadata"  # photo: the whole original (issue 13)
         record(self.catalog, FaceViewEvent(purpose, face_id, what), actor)
         return row
 

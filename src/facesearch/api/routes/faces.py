@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 from facesearch.api import service
 from facesearch.api.auth import permission
 from facesearch.api.deps import Host
+from facesearch.api.face_photo import face_photo
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN, FaceOut
 from facesearch.governance import SearchPurpose, User
 from facesearch.media.urls import shown_url, web_link
@@ -88,3 +89,40 @@ def thumbnail(
     with host.reading() as library:
         row = service.view_face(library, face_id, purpose=stated, actor=user, thumbnail=True)
     return Response(row.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.get(
+    "/faces/{face_id}/photo",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/jpeg": {}},
+            "description": "the whole photo (JPEG, at most 1600 px a side, its own metadata dropped). Headers: "
+            "X-Face-Box (left,top,width,height of the face in this JPEG), X-Photo-Size (width,height), "
+            "X-Photo-Taken (EXIF date, ISO 8601; absent when the photo has none)",
+        }
+    },
+    summary="The whole photo the face is in (JPEG)",
+)
+def photo(
+    face_id: FaceId,
+    case_id: CaseQuery,
+    purpose: PurposeQuery,
+    host: Host,
+    user: Annotated[User, permission("search")],
+    legal_basis: LegalBasisQuery = None,
+) -> Response:
+    """Issue 13: bound and audited like the thumbnail (a ``face_view`` entry with ``view: photo``). 404 for a
+    photo fetched from a URL (not kept) or gone from its path; 409 ``source_changed`` when the file's bytes
+    are no longer the ones indexed."""
+    stated = _stated(case_id, purpose, legal_basis)
+    with host.reading() as library:
+        shown = face_photo(library, face_id, purpose=stated, actor=user, max_pixels=host.max_pixels)
+    headers = {
+        "Cache-Control": "private, no-store",
+        "X-Face-Box": ",".join(map(str, shown.box)),
+        "X-Photo-Size": ",".join(map(str, shown.size)),
+    }
+    if shown.taken is not None:
+        headers["X-Photo-Taken"] = shown.taken.isoformat()
+    return Response(shown.jpeg, media_type="image/jpeg", headers=headers)

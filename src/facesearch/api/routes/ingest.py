@@ -8,10 +8,11 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 
 from facesearch.api.auth import permission
 from facesearch.api.deps import Host, Jobs, Settings, Uploads
+from facesearch.api.errors import PayloadTooLarge
 from facesearch.api.manifest import parse_manifest, to_jsonl
 from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, JobList, JobOut
 from facesearch.api.state import LibraryHost
-from facesearch.api.uploads import CheckedPhoto, check_photo, read_limited
+from facesearch.api.uploads import MAX_NAME_ECHO, CheckedPhoto, check_photo, read_limited
 from facesearch.errors import ImageRejected, NoCollection
 from facesearch.governance import User
 from facesearch.media.decode import sha256_hex
@@ -39,6 +40,29 @@ def _accepted(response: Response, job: dict) -> JobOut:
     return JobOut.model_validate(job)
 
 
+def _check_all(
+    files: list[UploadFile], max_bytes: int, max_pixels: int
+) -> tuple[list[CheckedPhoto], list[dict[str, str]], ImageRejected | PayloadTooLarge | None]:
+    """Read and decode every file (each within ``max_bytes``: a longer one is not read further). Returns the
+    usable photos, the refused files as job ``rejected`` items (the client's name, echoed only; the code;
+    why), and the first refusal as an error to raise when no file is usable."""
+    photos: list[CheckedPhoto] = []
+    refused: list[dict[str, str]] = []
+    first: ImageRejected | PayloadTooLarge | None = None
+    for number, upload in enumerate(files, start=1):
+        name = (upload.filename or "")[:MAX_NAME_ECHO]
+        what = f"file {number} ({name[:100]!r})"
+        try:
+            photos.append(check_photo(read_limited(upload.file, max_bytes, what), upload.filename, max_pixels))
+        except PayloadTooLarge as exc:
+            refused.append({"source": name or f"file {number}", "code": exc.code, "message": exc.message})
+            first = first or exc
+        except ImageRejected as exc:
+            refused.append({"source": name or f"file {number}", "code": exc.code, "message": exc.message})
+            first = first or ImageRejected(f"{what}: {exc.message}", code=exc.code)
+    return photos, refused, first
+
+
 @router.post(
     "/ingest/uploads",
     response_model=JobOut,
@@ -56,22 +80,21 @@ def upload(
     collection: CollectionField = "default",
     min_quality: MinQuality = 0.0,
 ) -> JobOut:
-    """Every file is checked first (size: 413; not an image: 415; too many pixels or damaged: 422): one bad
-    file and nothing is stored. Good files are kept as ``uploads/<sha256>.<ext>`` in the library folder;
-    the client's file names are only echoed back. The collection must exist (404 ``no_collection``)."""
+    """Every file is checked before anything is stored (over the size limit: ``too_large``; not an image:
+    ``not_an_image``; too many pixels or damaged: ``too_many_pixels``, ``truncated``...). A refused file is
+    never stored; the good ones are indexed and the refused ones listed in the job's ``rejected`` with their
+    codes, as the CLI does (issue 13: one unreadable file in an upload of eight refused all eight). When no
+    file is usable the request fails with the first file's error (413, 415 or 422) and no job is made.
+    Good files are kept as ``uploads/<sha256>.<ext>`` in the library folder; the client's file names are
+    only echoed back. The collection must exist (404 ``no_collection``)."""
     _existing(host, collection)
     if not files:
         raise ImageRejected("no files were sent", code="empty_file")
     if len(files) > MAX_FILES:
         raise ImageRejected(f"at most {MAX_FILES} files per request", code="too_large")
-    photos: list[CheckedPhoto] = []
-    for number, upload in enumerate(files, start=1):
-        what = f"file {number} ({(upload.filename or '')[:100]!r})"
-        data = read_limited(upload.file, settings.max_upload_bytes, what)
-        try:
-            photos.append(check_photo(data, upload.filename, host.max_pixels))
-        except ImageRejected as exc:
-            raise ImageRejected(f"{what}: {exc.message}", code=exc.code) from exc
+    photos, refused, first_refusal = _check_all(files, settings.max_upload_bytes, host.max_pixels)
+    if not photos and first_refusal is not None:
+        raise first_refusal
     paths = [uploads.path_for(photo) for photo in photos]
     uploads.hold(paths)
     try:
@@ -84,6 +107,7 @@ def upload(
             inputs=list(dict.fromkeys(paths)),
             held=paths,
             files=[{"name": p.name, "sha256": p.sha256, "bytes": len(p.data)} for p in photos],
+            refused=refused,
             min_quality=min_quality,
             audit={"sha256": sorted({p.sha256 for p in photos})},
         )

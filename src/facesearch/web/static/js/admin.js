@@ -135,7 +135,8 @@ export async function optoutsView(main) {
     ["", (o) => h("button", { type: "button", class: "danger", onclick: () => remove(o), "aria-label": `Delete opt-out ${o.id}` }, "Delete")],
   ];
 
-  async function load() { list.replaceChildren(table(columns, (await api.get("/optouts")).optouts, "No opt-outs registered.")); }
+  async function load() { list.replaceChildren(table(columns, (await api.get("/optouts")).optouts, "No opt-outs registered.",
+    "When a person asks to be left out, register a photo of them above: their faces are removed and never indexed again.")); }
 
   function photosBody() {
     const body = new FormData();

@@ -62,4 +62,9 @@ export const api = {
     const response = await request("GET", path, { query, raw: true });
     return URL.createObjectURL(await response.blob());
   },
+  // An image and its response headers (the whole photo of a face names the face's box and date in them).
+  async image(path, query) {
+    const response = await request("GET", path, { query, raw: true });
+    return { url: URL.createObjectURL(await response.blob()), headers: response.headers };
+  },
 };

@@ -69,7 +69,7 @@ export async function auditView(main, me) {
       const page = await api.get("/audit", query);
       entries = entries.concat(page.entries);
       next = page.next_after;
-      list.replaceChildren(table(COLUMNS, entries, "No entries match."));
+      list.replaceChildren(table(COLUMNS, entries, "No entries match.", "Widen the filters above (action, actor, case or dates)."));
       more.hidden = next === null;
     } catch (error) { showError(error); }
   }

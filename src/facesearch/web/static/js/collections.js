@@ -90,7 +90,7 @@ export async function collectionsView(main) {
     const data = await api.get("/collections");
     list.replaceChildren(
       h("p", { class: "muted" }, `${data.images.toLocaleString()} photos, ${data.faces.toLocaleString()} faces; model ${data.model}.`),
-      table(columns, data.collections, "No collections yet."));
+      table(columns, data.collections, "No collections yet.", "Create one above, named after the lawful source of its photos; then add photos to it."));
   }
 
   form.addEventListener("submit", async (event) => {
@@ -108,9 +108,10 @@ export async function collectionsView(main) {
 function progress(job) {
   const total = job.total || 0;
   const bar = h("progress", { max: String(Math.max(total, 1)), value: String(job.done) });
+  // Issue 13: the refused files are listed in the open, each with why, the good ones are indexed anyway.
   const rejected = job.rejected.length
-    ? h("details", {}, h("summary", {}, `${job.rejected.length} rejected`),
-      h("ul", {}, job.rejected.map((r) => h("li", {}, h("code", {}, r.code), ` ${r.source}: ${r.message}`))))
+    ? h("div", { class: "refused" }, h("strong", {}, `${job.rejected.length} ${job.rejected.length === 1 ? "file" : "files"} refused (not stored):`),
+      h("ul", {}, job.rejected.map((r) => h("li", {}, h("span", { class: "name" }, r.source), ` — ${r.message} `, h("code", {}, r.code)))))
     : null;
   return h("div", { class: "job", "data-status": job.status },
     h("div", { class: "row" }, h("strong", {}, `Job ${job.id.slice(0, 8)} · ${job.status}`), h("span", {}, `${job.done} / ${total || "?"}`)),
@@ -152,7 +153,8 @@ export async function ingestView(main) {
     for (const c of data.collections) names.append(h("option", { value: c.name }));
   }).catch(showError);
 
-  async function loadJobs() { jobs.replaceChildren(table(JOB_COLUMNS, (await api.get("/jobs")).jobs, "No jobs yet.")); }
+  async function loadJobs() { jobs.replaceChildren(table(JOB_COLUMNS, (await api.get("/jobs")).jobs, "No jobs yet.",
+    "Choose photos above, name their collection and press Upload and index.")); }
 
   async function follow(job) {
     current.replaceChildren(progress(job));

@@ -24,8 +24,13 @@ export function field(label, control, help) {
   return h("div", { class: "field" }, h("label", { for: id }, label), control, hint);
 }
 
-export function table(columns, rows, empty = "Nothing yet.") {
-  if (!rows.length) return h("p", { class: "muted" }, empty);
+// Issue 13: an empty state says what is (not) there and what to do next.
+export function emptyState(what, next) {
+  return h("div", { class: "empty" }, h("strong", {}, what), next ? h("span", { class: "muted" }, next) : null);
+}
+
+export function table(columns, rows, empty = "Nothing yet.", next = null) {
+  if (!rows.length) return emptyState(empty, next);
   return h(
     "div", { class: "table-wrap" },
     h("table", {},

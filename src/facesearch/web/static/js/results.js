@@ -1,25 +1,58 @@
-// Candidates as a grid of cards, and the compare dialog where a person reviews one candidate.
+// Candidates as a grid of cards (one per photo) or a compact list, and the compare dialog where a person
+// reviews one candidate beside the whole photo it is in, stepping through candidates with the arrow keys.
 // Wording matters here: a "match" only means the score is past this search's operating point (at most
 // max_fpir strangers expected as high in the gallery searched), so it is shown as a lead to review,
 // never as an identification. "No match" results are collapsed: most likely different people.
 import { api } from "./api.js";
-import { h } from "./dom.js";
+import { h, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
 
 let thumbnails = new Map(); // face_id -> blob: URL (each fetch is an audited view: fetch once per search)
+let photos = new Map(); // face_id -> Promise of {url, box, size, taken}: the whole photo, fetched when compared
 const reviewed = new Map(); // face_id -> decision recorded in this tab
+const LAYOUT_KEY = "facesearch.results-layout";
 
 export function releaseThumbnails() {
-  for (const url of thumbnails.values()) URL.revokeObjectURL(url);
+  for (const url of thumbnails.values()) Promise.resolve(url).then((u) => URL.revokeObjectURL(u)).catch(() => {});
+  for (const shown of photos.values()) shown.then((p) => URL.revokeObjectURL(p.url)).catch(() => {});
   thumbnails = new Map();
+  photos = new Map();
+}
+
+function viewQuery(caseId, stated) {
+  const query = { case_id: caseId, purpose: stated.purpose };
+  if (stated.legal_basis) query.legal_basis = stated.legal_basis;
+  return query;
+}
+
+// The whole photo with the face's box and its EXIF date (GET /faces/{id}/photo, an audited view like the thumbnail).
+function wholePhoto(faceId, caseId, stated) {
+  if (!photos.has(faceId)) {
+    photos.set(faceId, api.image(`/faces/${faceId}/photo`, viewQuery(caseId, stated)).then(({ url, headers }) => ({
+      url,
+      box: (headers.get("X-Face-Box") || "").split(",").map(Number),
+      size: (headers.get("X-Photo-Size") || "").split(",").map(Number),
+      taken: headers.get("X-Photo-Taken"),
+    })));
+  }
+  return photos.get(faceId);
+}
+
+// Issue 13: one photo with several matching faces is one card. Groups keep the rank order of their best face.
+export function groupByPhoto(candidates) {
+  const groups = new Map();
+  for (const c of candidates) {
+    const key = c.image ? c.image.image_id : `face-${c.face_id}`;
+    if (!groups.has(key)) groups.set(key, { imageId: key, best: c, faces: [] });
+    groups.get(key).faces.push(c);
+  }
+  return [...groups.values()];
 }
 
 // A face view is bound like the search that showed it: its case, purpose and legal basis (state.stated).
 async function thumbnail(faceId, caseId, stated) {
   if (!thumbnails.has(faceId)) {
-    const query = { case_id: caseId, purpose: stated.purpose };
-    if (stated.legal_basis) query.legal_basis = stated.legal_basis;
-    thumbnails.set(faceId, api.imageUrl(`/faces/${faceId}/thumbnail`, query));
+    thumbnails.set(faceId, api.imageUrl(`/faces/${faceId}/thumbnail`, viewQuery(caseId, stated)));
   }
   return thumbnails.get(faceId);
 }
@@ -51,16 +84,36 @@ function operatingPoint(result) {
   return `${lead}; ${match}.`;
 }
 
-function candidateCard(c, state, caseId) {
+function reviewStatus(faceId) {
+  return h("span", { class: "review-status", "data-status-of": String(faceId) },
+    reviewed.has(faceId) ? `Reviewed: ${reviewed.get(faceId)}` : "");
+}
+
+// One card per photo: its best face large, the photo's other candidate faces listed under it.
+function candidateCard(group, state, caseId, open) {
+  const c = group.best;
   const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
   thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
-  const status = h("span", { class: "review-status" }, reviewed.has(c.face_id) ? `Reviewed: ${reviewed.get(c.face_id)}` : "");
-  return h("li", { class: "candidate card", "data-face-id": String(c.face_id), "data-label": c.label },
-    h("div", { class: "rank" }, `#${c.rank}`),
-    img, labelBadge(c), facts(c, state.result), status,
-    h("div", { class: "actions" },
-      h("button", { type: "button", onclick: () => compare(state, c, caseId, status) }, "Compare & review")),
+  const others = group.faces.slice(1);
+  const more = others.length
+    ? h("div", { class: "more-faces" }, h("span", { class: "muted" }, `${group.faces.length} faces in this photo`),
+      h("ul", {}, others.map((o) => h("li", { "data-face-id": String(o.face_id) },
+        h("button", { type: "button", class: "link", onclick: () => open(o) },
+          `#${o.rank} · ${o.similarity.toFixed(3)}`), " ", reviewStatus(o.face_id)))))
+    : null;
+  return h("li", { class: "candidate card", "data-face-id": String(c.face_id), "data-image-id": String(group.imageId),
+    "data-label": c.label, "data-collection": c.collection },
+  h("div", { class: "rank" }, `#${c.rank}`),
+  img, h("div", { class: "summary" }, labelBadge(c), facts(c, state.result), reviewStatus(c.face_id), more),
+  h("div", { class: "actions" },
+    h("button", { type: "button", onclick: () => open(c) }, "Compare & review")),
   );
+}
+
+function cardList(candidates, state, caseId, open, label) {
+  const grid = h("ol", { class: "grid", "aria-label": label });
+  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, open));
+  return grid;
 }
 
 export function source(image) {
@@ -108,7 +161,20 @@ function facts(c, result) {
   );
 }
 
-export function renderResults(container, state, caseId) {
+const MAX_TOP_K = 1000; // the API's bound (search/service.py)
+
+// Issue 13: paging past top-k. A full page may hide more: "show more" runs the search again with a larger
+// top_k (a new search, audited as such: the page says so), keeping what is already known of the probe.
+function moreButton(state, face, onMore) {
+  const topK = state.result.top_k;
+  if (!onMore || face.candidates.length < topK || topK >= MAX_TOP_K) return null;
+  const next = Math.min(MAX_TOP_K, topK * 2);
+  return h("div", { class: "more" },
+    h("button", { type: "button", onclick: () => onMore(next) }, `Show up to ${next} candidates`),
+    h("span", { class: "help" }, ` Only the ${topK} most similar faces were asked for; more means a new search, audited like this one.`));
+}
+
+export function renderResults(container, state, caseId, onMore) {
   const result = state.result;
   container.replaceChildren();
   if (!result.faces.length) {
@@ -125,31 +191,58 @@ export function renderResults(container, state, caseId) {
   );
   container.append(header);
   if (!face.candidates.length) {
-    container.append(h("p", { class: "card" }, "No candidates for this face."));
+    container.append(emptyState("No candidates for this face.", "The collection searched may be empty: add photos to it, or search all collections."));
     return;
   }
   // Leads first; those below the lead threshold are folded away (loading their thumbnails is an audited view,
-  // so they are fetched only when the operator opens the fold).
+  // so they are fetched only when the operator opens the fold). `shown`: what the compare view steps through.
   const above = face.candidates.filter((c) => c.label !== "no match");
   const below = face.candidates.filter((c) => c.label === "no match");
+  const shown = [...above];
+  const compact = sessionStorage.getItem(LAYOUT_KEY) === "list";
+  container.classList.toggle("compact", compact);
+  const toggle = h("button", { type: "button", class: "layout-toggle", "aria-pressed": String(compact),
+    onclick: () => {
+      const on = !container.classList.contains("compact");
+      container.classList.toggle("compact", on);
+      toggle.setAttribute("aria-pressed", String(on));
+      sessionStorage.setItem(LAYOUT_KEY, on ? "list" : "cards");
+    } }, "Compact list");
+  header.append(h("div", { class: "row layout" }, h("span", { class: "muted" }, "One card per photo, most similar first."), toggle));
+  // Issue 13: filter by collection (when the results come from several); the compare view steps through what is shown.
+  const names = [...new Set(face.candidates.map((c) => c.collection))].sort();
+  const filter = h("select", { id: "result-collection" }, h("option", { value: "" }, "All collections"),
+    names.map((n) => h("option", { value: n }, n)));
+  const inFilter = (c) => !filter.value || c.collection === filter.value;
+  filter.addEventListener("change", () => {
+    for (const card of container.querySelectorAll(".candidate")) card.hidden = Boolean(filter.value) && card.dataset.collection !== filter.value;
+  });
+  if (names.length > 1) {
+    header.append(h("div", { class: "field result-filter" }, h("label", { for: "result-collection" }, "Show collection"), filter));
+  }
+  const open = (c) => {
+    const list = shown.filter(inFilter);
+    compare(state, list, list.indexOf(c), caseId);
+  };
   if (above.length) {
-    const grid = h("ol", { class: "grid", "aria-label": "Candidates, most similar first" });
-    for (const c of above) grid.append(candidateCard(c, state, caseId));
-    container.append(grid);
+    container.append(cardList(above, state, caseId, open, "Candidates, most similar first"));
   } else {
-    container.append(h("p", { class: "card" }, "No candidate reached the operating point."));
+    container.append(emptyState("No candidate reached the operating point.",
+      "Try another photo of the person (sharper, more frontal), or search all collections; the results below the threshold are most likely other people."));
   }
   if (below.length) {
     const fold = h("details", { class: "below-threshold" },
       h("summary", {}, `below threshold: most likely different people (${below.length})`));
     fold.addEventListener("toggle", () => {
       if (!fold.open || fold.querySelector("ol")) return;
-      const grid = h("ol", { class: "grid", "aria-label": "Candidates below the threshold, most similar first" });
-      for (const c of below) grid.append(candidateCard(c, state, caseId));
-      fold.append(grid);
+      shown.push(...below);
+      fold.append(cardList(below, state, caseId, open, "Candidates below the threshold, most similar first"));
+      filter.dispatchEvent(new Event("change"));
     });
     container.append(fold);
   }
+  const more = moreButton(state, face, onMore);
+  if (more) container.append(more);
 }
 
 function probeCrop(state) {
@@ -169,42 +262,108 @@ function probeCrop(state) {
   return canvas;
 }
 
-function compare(state, c, caseId, status) {
-  const candidate = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb large" });
-  thumbnail(c.face_id, caseId, state.stated).then((url) => { candidate.src = url; }).catch(showError);
-  const decision = h("select", { id: "review-decision", name: "decision" },
-    h("option", { value: "inconclusive" }, "Inconclusive"),
-    h("option", { value: "rejected" }, "Rejected: not the same person"),
-    h("option", { value: "confirmed" }, "Confirmed: same person, after my review"));
-  const note = h("textarea", { id: "review-note", name: "note", rows: "2", maxlength: "1000" });
-  const done = h("p", { class: "review-done", role: "status" });
-  const button = h("button", { type: "submit", class: "primary" }, "Mark reviewed");
-  const form = h("form", { class: "review" },
-    h("div", { class: "field" }, h("label", { for: "review-decision" }, "Your decision"), decision),
-    h("div", { class: "field" }, h("label", { for: "review-note" }, "Note (kept in the audit log, which is never erased)"), note),
-    button, done);
-  const dialog = h("dialog", { class: "compare", "aria-labelledby": "compare-title" },
-    h("div", { class: "compare-head" },
-      h("h2", { id: "compare-title" }, `Compare: probe and candidate #${c.rank}`),
-      h("button", { type: "button", class: "link", onclick: () => dialog.close() }, "Close")),
-    h("div", { class: "side-by-side" },
-      h("figure", {}, probeCrop(state), h("figcaption", {}, "Probe")),
-      h("figure", {}, candidate, h("figcaption", {}, `Indexed face ${c.face_id}`))),
-    labelBadge(c), facts(c, state.result), form);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    button.disabled = true;
-    try {
-      const review = await api.post("/reviews", { case_id: caseId, face_id: c.face_id, decision: decision.value, note: note.value });
-      reviewed.set(c.face_id, review.decision);
-      status.textContent = `Reviewed: ${review.decision}`;
-      done.textContent = `Recorded in the audit log as entry #${review.audit_sequence}.`;
-    } catch (error) {
-      button.disabled = false;
-      done.textContent = error.message;
-    }
+// The whole photo with the face's box drawn over it (percentages: the box follows the image's shown size).
+function photoFigure(c, caseId, stated) {
+  const img = h("img", { alt: `The whole photo of face ${c.face_id}`, class: "whole" });
+  const frame = h("div", { class: "photo-frame" }, img);
+  const taken = h("dd", { class: "taken" }, "…");
+  const figure = h("figure", { class: "whole-photo" }, frame,
+    h("figcaption", {}, h("dl", { class: "facts" },
+      h("dt", {}, "Taken"), taken,
+      h("dt", {}, "Source"), h("dd", { class: "source full" }, sourceFull(c.image)))));
+  wholePhoto(c.face_id, caseId, stated).then((shown) => {
+    img.src = shown.url;
+    taken.textContent = shown.taken ? new Date(shown.taken).toLocaleString() : "no date in the photo";
+    const [left, top, width, height] = shown.box;
+    const [w, hgt] = shown.size;
+    const box = h("span", { class: "box face-box", "aria-hidden": "true" });
+    Object.assign(box.style, { left: `${(100 * left) / w}%`, top: `${(100 * top) / hgt}%`,
+      width: `${(100 * width) / w}%`, height: `${(100 * height) / hgt}%` });
+    frame.append(box);
+  }).catch((error) => {
+    frame.replaceChildren(h("p", { class: "muted" }, `The whole photo cannot be shown: ${error.message}`));
+    taken.textContent = "unknown";
   });
-  dialog.addEventListener("close", () => dialog.remove());
+  return figure;
+}
+
+// The source in full (not cut to its last folders as on a card): the path wraps, links stay links.
+function sourceFull(image) {
+  const parts = [];
+  if (image.path) parts.push(h("code", { class: "path-full", "data-path": image.path }, image.path));
+  parts.push(...link(image.source_url, "image source"), ...link(image.page_url, "page"));
+  return parts.length ? parts : [h("span", { class: "muted" }, "unknown")];
+}
+
+function isTyping(target) {
+  return target instanceof HTMLElement && (target.matches("textarea, input, select") || target.isContentEditable);
+}
+
+// Issue 13: the compare view steps through the candidates shown (buttons, or the arrow keys).
+function compare(state, shown, start, caseId) {
+  let index = start;
+  const dialog = h("dialog", { class: "compare", "aria-labelledby": "compare-title" });
+
+  function show(next) {
+    index = Math.max(0, Math.min(shown.length - 1, next));
+    const c = shown[index];
+    const candidate = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb large" });
+    thumbnail(c.face_id, caseId, state.stated).then((url) => { candidate.src = url; }).catch(showError);
+    const decision = h("select", { id: "review-decision", name: "decision" },
+      h("option", { value: "inconclusive" }, "Inconclusive"),
+      h("option", { value: "rejected" }, "Rejected: not the same person"),
+      h("option", { value: "confirmed" }, "Confirmed: same person, after my review"));
+    const note = h("textarea", { id: "review-note", name: "note", rows: "2", maxlength: "1000" });
+    const done = h("p", { class: "review-done", role: "status" },
+      reviewed.has(c.face_id) ? `Already reviewed in this tab: ${reviewed.get(c.face_id)}.` : "");
+    const button = h("button", { type: "submit", class: "primary" }, "Mark reviewed");
+    const form = h("form", { class: "review" },
+      h("div", { class: "field" }, h("label", { for: "review-decision" }, "Your decision"), decision),
+      h("div", { class: "field" }, h("label", { for: "review-note" }, "Note (kept in the audit log, which is never erased)"), note),
+      button, done);
+    const previous = h("button", { type: "button", class: "step", disabled: index === 0, onclick: () => show(index - 1) }, "← Previous");
+    const following = h("button", { type: "button", class: "step", disabled: index === shown.length - 1, onclick: () => show(index + 1) }, "Next →");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      button.disabled = true;
+      try {
+        const review = await api.post("/reviews", { case_id: caseId, face_id: c.face_id, decision: decision.value, note: note.value });
+        reviewed.set(c.face_id, review.decision);
+        for (const el of document.querySelectorAll(`[data-status-of="${c.face_id}"]`)) el.textContent = `Reviewed: ${review.decision}`;
+        done.textContent = `Recorded in the audit log as entry #${review.audit_sequence}.`;
+      } catch (error) {
+        button.disabled = false;
+        done.textContent = error.message;
+      }
+    });
+    dialog.dataset.faceId = String(c.face_id);
+    dialog.replaceChildren(
+      h("div", { class: "compare-head" },
+        h("h2", { id: "compare-title" }, `Compare: probe and candidate #${c.rank}`),
+        h("button", { type: "button", class: "link", onclick: () => dialog.close() }, "Close")),
+      h("div", { class: "stepper" }, previous,
+        h("span", { class: "muted position" }, `${index + 1} of ${shown.length} · ← → to step`), following),
+      h("div", { class: "side-by-side" },
+        h("figure", {}, probeCrop(state), h("figcaption", {}, "Probe")),
+        h("figure", {}, candidate, h("figcaption", {}, `Indexed face ${c.face_id}`)),
+        photoFigure(c, caseId, state.stated)),
+      labelBadge(c), facts(c, state.result), form);
+  }
+
+  // On the document: a step replaces the dialog's content, and the focused button with it.
+  const onKey = (event) => {
+    if (!dialog.open || isTyping(event.target) || event.altKey || event.ctrlKey || event.metaKey) return;
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    const before = index;
+    show(index + step);
+    if (index !== before) dialog.focus();
+  };
+  document.addEventListener("keydown", onKey);
+  dialog.tabIndex = -1;
+  dialog.addEventListener("close", () => { document.removeEventListener("keydown", onKey); dialog.remove(); });
+  show(index);
   document.body.append(dialog);
   dialog.showModal();
 }

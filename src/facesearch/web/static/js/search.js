@@ -1,7 +1,7 @@
 // The search page: pick or drop a probe photo, state the case and purpose, search every face in it,
 // then switch between the probe's faces (boxes drawn from the API's faces[].box) to see candidates.
 import { api } from "./api.js";
-import { h, field } from "./dom.js";
+import { h, field, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
 import { renderResults, releaseThumbnails } from "./results.js";
 
@@ -39,6 +39,8 @@ export async function searchView(main) {
       field("Legal basis", legal, "Required by collections configured to demand it.")),
     submit,
   );
+  const nothingYet = () => emptyState("No search yet.", "Choose a probe photo, give the case ID and the purpose, then press Search.");
+  results.append(nothingYet());
   main.append(h("div", { class: "search-layout" }, form, results));
 
   api.get("/collections").then((data) => {
@@ -53,10 +55,11 @@ export async function searchView(main) {
     state.file = file;
     state.previewUrl = URL.createObjectURL(file);
     state.result = null;
+    state.face = 0;
     preview.replaceChildren(h("img", { src: state.previewUrl, alt: "The probe photo" }));
     preview.hidden = false;
     faceList.replaceChildren();
-    results.replaceChildren();
+    results.replaceChildren(nothingYet());
     dropText.replaceChildren(file.name + " — ", h("span", { class: "linkish" }, "choose another"));
   }
 
@@ -81,7 +84,12 @@ export async function searchView(main) {
     for (const el of main.querySelectorAll("[data-face]")) {
       el.setAttribute("aria-pressed", String(Number(el.dataset.face) === index));
     }
-    renderResults(results, state, state.result.case_id);
+    renderResults(results, state, state.result.case_id, (next) => {
+      topK.value = String(next);
+      if (![...topK.options].some((o) => o.value === topK.value)) topK.append(h("option", { value: topK.value, selected: true }, topK.value));
+      topK.value = String(next);
+      form.requestSubmit();
+    });
   }
 
   function drawFaces() {
@@ -124,9 +132,9 @@ export async function searchView(main) {
       state.result = await api.post("/search", body);
       state.stated = { purpose: purpose.value.trim(), legal_basis: legal.value.trim() };
       drawFaces();
-      selectFace(0);
+      selectFace(Math.max(0, Math.min(state.face, state.result.faces.length - 1)));
     } catch (error) {
-      results.replaceChildren();
+      results.replaceChildren(nothingYet());
       showError(error);
     } finally {
       submit.disabled = false;
