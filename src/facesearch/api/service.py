@@ -53,7 +53,7 @@ EXPORT_BATCH = 1000
 
 def search(
     library: Library,
-    probe: bytes,
+    probe: bytes | list[bytes],
     *,
     purpose: SearchPurpose | None,
     actor: User,
@@ -62,6 +62,7 @@ def search(
     face: int | None = None,
     max_fmr: float | None = None,
     max_fpir: float | None = None,
+    same_person: bool = False,
 ) -> SearchResult:
     """Search for a stated purpose (always required over the API).
 
@@ -79,6 +80,7 @@ def search(
         max_fpir=max_fpir,
         purpose=purpose,
         actor=actor,
+        same_person=same_person,
     )
 
 
