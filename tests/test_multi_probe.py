@@ -166,3 +166,47 @@ def test_an_opted_out_person_in_a_fused_probe_is_shown_nobody(pristine: Path, tm
             assert lib.search(photos, same_person=True, purpose=PURPOSE, top_k=5).faces[0].candidates == []
         biden = lib.search([examples / p for p in BIDEN], same_person=True, purpose=PURPOSE, top_k=5)
         assert "/joe_biden/" in (biden.faces[0].candidates[0].image.path or "")
+
+
+# eval identify --probe-photos ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def few_people(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An LFW-layout folder (links into lfw-dev): 24 people with 3-6 photos, 60 with one."""
+    root = tmp_path_factory.mktemp("few-people") / "images"
+    root.mkdir()
+    people = sorted((shared_data / "lfw-dev" / "images").iterdir())
+    multi = [p for p in people if 3 <= len(list(p.glob("*.jpg"))) <= 6][:24]
+    singles = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:60]
+    for person in multi + singles:
+        (root / person.name).symlink_to(person, target_is_directory=True)
+    return root
+
+
+def test_split_groups_compares_on_the_same_people_and_never_searches_with_an_enrolled_photo(few_people: Path) -> None:
+    """Issue 13: each mated search is N photos of an enrolled person, none of them the enrolled one; each
+    non-mated search is N photos of a person not enrolled at all; the seed fixes the split."""
+    from facesearch.eval.identify import person_of, split_groups
+
+    split = split_groups(few_people, 5, 2)
+    assert split == split_groups(few_people, 5, 2)
+    enrolled = {person_of(p) for p in split.gallery}
+    assert len(split.mated) == 12 and len(split.non_mated) == 12
+    for group in split.mated + split.non_mated:
+        assert len(group) == 2 and len({person_of(p) for p in group}) == 1
+        assert not set(group) & set(split.gallery)
+    assert all(person_of(g[0]) in enrolled for g in split.mated)
+    assert not {person_of(g[0]) for g in split.non_mated} & enrolled
+
+
+def test_eval_identify_probe_photos_measures_fused_and_single_on_one_gallery(few_people: Path) -> None:
+    """Issue 13: `eval identify --probe-photos 2` reports the fused searches and the same searches with one
+    photo, on one gallery, with the probe counts."""
+    args = ["eval", "identify", "--images", str(few_people), "--seed", "5", "--jitter", "0"]
+    report = json.loads(cli_ok(*args, "--probe-photos", "2", "--normalize", "none", "--json").stdout)
+    single = report["single_photo"]
+    assert report["probe_photos"] == 2 and single["probe_photos"] == 1
+    assert (report["mated"], report["non_mated"]) == (single["mated"], single["non_mated"]) == (12, 12)
+    assert report["gallery_size"] == single["gallery_size"] >= 72  # 12 enrolled + 60 distractors
+    assert report["rank1"] >= single["rank1"] - 1 / 12 and report["rank1"] >= 0.8
