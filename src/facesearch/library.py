@@ -194,8 +194,9 @@ class Library:
         ``exist_ok=True`` leaves an existing one as it is. See governance/collections.py."""
         return create_collection(self.catalog, name, require_fields=tuple(require), **{"actor": None, **options})
 
-    def search(self, probe: Probe, *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:
-        """Search for the faces in ``probe`` for a stated purpose (required); see SearchService.search."""
+    def search(self, probe: Probe | list[Probe], *, purpose: SearchPurpose | None, **options: Any) -> SearchResult:
+        """Search for the faces in ``probe`` (or a list of photos with ``same_person=True``: issue 13) for a
+        stated purpose (required); see SearchService.search."""
         return self.searches.search(probe, purpose=purpose, **options)
 
     def verify(self, a: Probe, b: Probe, *, purpose: SearchPurpose | None, **options: Any) -> VerifyResult:

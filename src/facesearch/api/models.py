@@ -102,7 +102,10 @@ class SearchOut(_Out):
     gallery_size: int
     top_k: int
     collection: str | None
-    probe_sha256: str
+    probe_sha256: str = Field(description="of the probe photo (the first photo of a same-person probe)")
+    probes_sha256: list[str] = Field(
+        default_factory=list, description="every probe photo's SHA-256 (several: fused as one person)"
+    )
     probe_size: list[int]
     score: str
     case_id: str

@@ -54,7 +54,7 @@ EXPORT_BATCH = 1000
 
 def search(
     library: Library,
-    probe: bytes,
+    probe: bytes | list[bytes],
     *,
     purpose: SearchPurpose | None,
     actor: User,
@@ -63,6 +63,7 @@ def search(
     face: int | None = None,
     max_fmr: float | None = None,
     max_fpir: float | None = None,
+    same_person: bool = False,
 ) -> SearchResult:
     """Search for a stated purpose (always required over the API).
 
@@ -80,6 +81,7 @@ def search(
         max_fpir=max_fpir,
         purpose=purpose,
         actor=actor,
+        same_person=same_person,
     )
 
 

@@ -123,6 +123,16 @@ def eval_identify(
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
     report_dir: ReportOpt = None,
+    probe_photos: Annotated[
+        int,
+        typer.Option(
+            "--probe-photos",
+            min=1,
+            max=10,
+            help="Photos per search, fused into one probe (issue 13); above 1, each search also runs with its "
+            "first photo alone, on the same gallery and people, to show what the other photos are worth",
+        ),
+    ] = 1,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
@@ -130,11 +140,12 @@ def eval_identify(
     import tempfile
 
     from facesearch.eval.identify import run as run_identify
-    from facesearch.eval.identify import split_people
+    from facesearch.eval.identify import split_groups, split_people
     from facesearch.library import Library
 
     try:
-        split = split_people(images, seed)
+        split = split_people(images, seed) if probe_photos == 1 else split_groups(images, seed, probe_photos)
+        searches = (len(split.mated) + len(split.non_mated)) * (1 if probe_photos == 1 else 2)
         with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
             folder = work_dir or Path(tmp) / "library"
             with (
@@ -145,9 +156,7 @@ def eval_identify(
                     if normalize not in ("none", "snorm"):
                         raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
                     lib.config.score_normalization = normalize
-                task = bar.add_task(
-                    "enrolling and searching", total=len(split.gallery) + len(split.mated) + len(split.non_mated)
-                )
+                task = bar.add_task("enrolling and searching", total=len(split.gallery) + searches)
                 report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers)
         if report_dir is not None:
             from facesearch.eval.report import write_identification_report
@@ -175,6 +184,12 @@ def eval_identify(
     for fpir, fnir in report.fnir_at_fpir.items():
         table.add_row(f"FNIR at FPIR {fpir}", f"{fnir:.4f} (threshold {report.thresholds[fpir]:.4f})")
     table.add_row("no face in probe", f"{report.no_face['mated']} mated, {report.no_face['non_mated']} non-mated")
+    if report.single_photo is not None:
+        single = report.single_photo
+        table.add_row("photos per search", f"{report.probe_photos}, fused (above); 1 alone (below)")
+        table.add_row("1 photo: rank-1 / rank-5", f"{single['rank1']:.4f} / {single['rank5']:.4f}")
+        for fpir, fnir in single["fnir_at_fpir"].items():
+            table.add_row(f"1 photo: FNIR at FPIR {fpir}", f"{fnir:.4f} (threshold {single['thresholds'][fpir]:.4f})")
     console.print(table)
 
 

@@ -247,7 +247,7 @@ def _print_report(report: IngestReport) -> None:
 
 
 def search(
-    probe: Annotated[Path, typer.Argument(help="Photo of the person to look for")],
+    probes: Annotated[list[Path], typer.Argument(help="Photo of the person to look for (several with --same-person)")],
     case: CaseOpt,
     purpose: PurposeOpt,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face")] = 20,
@@ -256,11 +256,21 @@ def search(
     legal_basis: LegalBasisOpt = None,
     max_fmr: MaxFmrOpt = None,
     max_fpir: MaxFpirOpt = None,
+    same_person: Annotated[
+        bool,
+        typer.Option(
+            "--same-person", help="The photos show one person: search with their largest faces fused into one"
+        ),
+    ] = False,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
     """Find indexed photos of the person (or each person) in the probe photo.
+
+    With several photos of one person and --same-person, the largest face of each is fused into one
+    probe (their mean template), which finds the person's other photos better than any one of them;
+    the audit entry lists every photo's SHA-256.
 
     Each candidate carries its calibrated false match rate (fmr: the chance that a different person
     scores as high) and the number of strangers expected to score as high among the faces searched.
@@ -269,10 +279,17 @@ def search(
     each candidate's face id and image id (`remove --image` takes the image id).
     """
     try:
-        require_files(probe)
+        require_files(*probes)
+        if len(probes) > 1 and not same_person:
+            raise FaceSearchError(
+                f"{len(probes)} probe photos: add --same-person to search them as one person, "
+                "or search them one at a time (nothing was searched)",
+                code="bad_request",
+            )
         with _open(library, embedder) as lib:
             result = lib.search(
-                probe,
+                probes if same_person else probes[0],
+                same_person=same_person,
                 top_k=top_k,
                 collection=collection,
                 face=face,
@@ -297,6 +314,11 @@ def print_search(result: SearchResult) -> None:
     Then the operating point the labels were set at, why no result can be a match (when none can),
     and any warning about the calibration.
     """
+    if len(result.probes_sha256) > 1:
+        hashes = ", ".join(h[:12] for h in result.probes_sha256)
+        console.print(
+            f"one person from {len(result.probes_sha256)} photos, their faces fused into one (SHA-256 {hashes})"
+        )
     for probe_face in result.faces:
         with_pages = any(c.image.page_url for c in probe_face.candidates)
         columns = ["rank", "similarity", "FMR", "strangers expected", "label", "face id", "image id", "collection"]

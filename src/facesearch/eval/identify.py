@@ -17,6 +17,14 @@ FNIR at FPIR = 0.01 and 0.003: the threshold T is set so that that share of non-
 return a top candidate scoring >= T, and FNIR is the share of mated searches whose top candidate is
 not the mate or scores below T (NIST's rank-1 definition). A probe without a detectable face is a
 miss when mated and no false positive when non-mated; both are counted.
+
+With ``probe_photos`` N > 1 (issue 13: what a second probe photo is worth), :func:`split_groups`
+splits people differently, so that 1 and N photos are compared on the same gallery and the same
+people: people with 2+ photos are shuffled into two halves; the first half is enrolled (one photo)
+and each of them with N more photos is one mated search; the second half is not enrolled, and each
+of them is one non-mated search with N of their photos; one-photo people are all distractors. Every
+search is run twice, with the first photo alone and with all N fused (``Library.search(...,
+same_person=True)``); each person counts once.
 """
 
 from __future__ import annotations
@@ -49,6 +57,15 @@ class Split:
 
 
 @dataclass
+class GroupSplit:
+    """A split whose searches are groups of photos of one person (fused into one probe when several)."""
+
+    gallery: list[Path]
+    mated: list[list[Path]]
+    non_mated: list[list[Path]]
+
+
+@dataclass
 class IdentifyReport:
     rank1: float
     rank5: float
@@ -65,9 +82,14 @@ class IdentifyReport:
     mated_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     non_mated_top: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     mated_ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    probe_photos: int = 1  # photos per search, fused into one probe when several
+    single_photo: dict | None = None  # with probe_photos > 1: the same searches with their first photo alone
 
     def to_dict(self) -> dict:
+        extra = {"single_photo": self.single_photo} if self.single_photo is not None else {}
         return {
+            "probe_photos": self.probe_photos,
+            **extra,
             "rank1": round(self.rank1, 5),
             "rank5": round(self.rank5, 5),
             "fnir_at_fpir": {k: round(v, 5) for k, v in self.fnir_at_fpir.items()},
@@ -115,6 +137,36 @@ def split_people(images: Path, seed: int = 0) -> Split:
     return Split(gallery=gallery, mated=mated, non_mated=sorted(singles[half:]))
 
 
+def _photos(person: Path) -> list[Path]:
+    return sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_groups(images: Path, seed: int, probe_photos: int) -> GroupSplit:
+    """The people for 1 vs ``probe_photos`` photos per search (see the module's docstring)."""
+    if probe_photos < 2:
+        raise FaceSearchError("split_groups is for 2 or more photos per search", code="bad_request")
+    split_people(images, seed)  # the same checks of the folder
+    rng = random.Random(seed)
+    people = [_photos(p) for p in sorted(p for p in images.iterdir() if p.is_dir())]
+    multi = [photos for photos in people if len(photos) >= 2]
+    gallery = [photos[0] for photos in people if len(photos) == 1]
+    rng.shuffle(multi)
+    enrolled, held_out = multi[: len(multi) // 2], multi[len(multi) // 2 :]
+    mated = []
+    for photos in enrolled:
+        photos = list(photos)
+        rng.shuffle(photos)
+        gallery.append(photos[0])
+        if len(photos) > probe_photos:
+            mated.append(photos[1 : 1 + probe_photos])
+    non_mated = [rng.sample(photos, probe_photos) for photos in held_out if len(photos) >= probe_photos]
+    if not mated:
+        raise FaceSearchError(
+            f"{images} has no person with {probe_photos + 1} or more photos: nothing to search for", code="bad_request"
+        )
+    return GroupSplit(gallery=sorted(gallery), mated=mated, non_mated=non_mated)
+
+
 def subject_face(result: SearchResult) -> ProbeFace:
     """The probe face nearest the centre of the photo (the subject of an LFW photo)."""
     width, height = result.probe_size or [0, 0]
@@ -128,21 +180,50 @@ def subject_face(result: SearchResult) -> ProbeFace:
 
 def run(
     library: Library,
-    split: Split,
+    split: Split | GroupSplit,
     seed: int,
     progress: Callable[[str, int], None] | None = None,
     workers: int | None = None,
 ) -> IdentifyReport:
+    """Enrol the gallery, run every search, measure. A :class:`GroupSplit` of N photos per search is
+    measured fused (the report) and with each search's first photo alone (``single_photo``)."""
     library.create_collection(GALLERY, exist_ok=True)  # the evaluation's own library: its operator is its admin
     report = library.index([str(p) for p in split.gallery], collection=GALLERY, workers=workers)
     if progress:
         progress("indexed", len(split.gallery))
     gallery_size = library.stats()["collections"]
     gallery_faces = next((c["faces"] for c in gallery_size if c["name"] == GALLERY), 0)
-    subjects = subject_face_ids(library)
+    gallery = Gallery(library, subject_face_ids(library), int(gallery_faces), len(report.rejected), seed)
+    if isinstance(split, Split):
+        return _measure(gallery, [[p] for p in split.mated], [[p] for p in split.non_mated], progress)
+    fused = _measure(gallery, split.mated, split.non_mated, progress)
+    single = _measure(gallery, [g[:1] for g in split.mated], [g[:1] for g in split.non_mated], progress)
+    fused.probe_photos, fused.single_photo = len(split.mated[0]), single.to_dict()
+    return fused
+
+
+@dataclass
+class Gallery:
+    """The enrolled evaluation library: what every measurement on it shares."""
+
+    library: Library
+    subjects: set[int]
+    faces: int
+    rejected: int
+    seed: int
+
+
+def _measure(
+    gallery: Gallery,
+    mated: list[list[Path]],
+    non_mated: list[list[Path]],
+    progress: Callable[[str, int], None] | None,
+) -> IdentifyReport:
+    """Run the mated and non-mated searches (each a group of one person's photos) and measure."""
+    library, subjects = gallery.library, gallery.subjects
     mated_ranks, mated_top, non_mated_top = [], [], []
-    no_face = {"gallery_rejected": len(report.rejected), "mated": 0, "non_mated": 0}
-    for path in split.mated:
+    no_face = {"gallery_rejected": 0, "mated": 0, "non_mated": 0}
+    for path in mated:
         rank, top = _search(library, path, subjects)
         if rank is None and top is None:
             no_face["mated"] += 1
@@ -150,7 +231,7 @@ def run(
         mated_top.append(top if rank == 1 else None)
         if progress:
             progress("searched", 1)
-    for path in split.non_mated:
+    for path in non_mated:
         rank, top = _search(library, path, subjects)
         if top is None:
             no_face["non_mated"] += 1
@@ -169,11 +250,11 @@ def run(
         rank1=rank1,
         rank5=rank5,
         fnir_at_fpir=fnir,
-        gallery_size=int(gallery_faces),
-        mated=len(split.mated),
-        non_mated=len(split.non_mated),
-        seed=seed,
-        no_face=no_face,
+        gallery_size=gallery.faces,
+        mated=len(mated),
+        non_mated=len(non_mated),
+        seed=gallery.seed,
+        no_face={**no_face, "gallery_rejected": gallery.rejected},
         thresholds=thresholds,
         score="snorm" if library.scoring.normalizer else "cosine",
         mated_scores=np.array([-np.inf if t is None else t for t in mated_top], dtype=np.float64),
@@ -217,12 +298,18 @@ def subject_face_ids(library: Library) -> set[int]:
     return {face_id for _, face_id in subjects.values()}
 
 
-def _search(library: Library, path: Path, subjects: set[int]) -> tuple[int | None, float | None]:
-    """Rank of the mate among the top 5 (None if absent) and the top candidate's score (None: no face)."""
+def _search(library: Library, photos: list[Path], subjects: set[int]) -> tuple[int | None, float | None]:
+    """Rank of the mate among the top 5 (None if absent) and the top candidate's score (None: no face).
+
+    Several photos are one person's, searched fused into one probe (a photo without a face: no face)."""
+    probe: Path | list[Path] = photos[0] if len(photos) == 1 else photos
     try:
-        result = library.search(path, top_k=SEARCH_DEPTH, collection=GALLERY, purpose=EVAL_PURPOSE)
+        result = library.search(
+            probe, top_k=SEARCH_DEPTH, collection=GALLERY, purpose=EVAL_PURPOSE, same_person=len(photos) > 1
+        )
     except NoFaceFound:
         return None, None
+    path = photos[0]
     candidates = [c for c in subject_face(result).candidates if c.face_id in subjects][:5]
     if not candidates:
         return None, None

@@ -66,6 +66,7 @@ class SearchEvent(AuditEvent):
     gallery_size: int
     faces: list[dict[str, Any]]
     max_fpir: float | None = None  # the 1:N operating point the labels were set at (search/labels.py)
+    probes_sha256: list[str] | None = None  # every photo of a probe, several when fused as one person (issue 13)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from facesearch.governance.audit import utc_iso
 from facesearch.governance.db import ensure_governance_tables
 from facesearch.governance.events import GovernanceEvent, record
 from facesearch.governance.types import User, actor_name
+from facesearch.models.template import mean_template
 from facesearch.store.catalog import Catalog
 from facesearch.store.deletion import Removed, checkpoint
 from facesearch.store.governance_schema import OptOutRow
@@ -165,11 +166,10 @@ def with_template(embeddings: np.ndarray) -> np.ndarray:
     """
     if len(embeddings) < 2:
         return embeddings
-    mean = embeddings.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    if norm == 0:
+    mean = mean_template(embeddings)
+    if mean is None:
         return embeddings
-    return np.vstack([embeddings, (mean / norm)[None].astype(embeddings.dtype)])
+    return np.vstack([embeddings, mean[None]])
 
 
 class OptOutRegistry:

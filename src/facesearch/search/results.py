@@ -71,7 +71,9 @@ class SearchResult:
     gallery_size: int
     top_k: int
     collection: str | None
-    probe_sha256: str
+    probe_sha256: str  # of the probe photo's bytes (of the first photo of a same-person probe)
+    # Every probe photo's SHA-256, in the order given: one, or each photo fused into a same-person probe (issue 13).
+    probes_sha256: list[str] = field(default_factory=list)
     probe_size: list[int] = field(default_factory=list)  # [width, height] of the decoded probe
     score: str = "cosine"  # the kind of candidate score: "cosine" or "snorm"
     max_fmr: float | None = None  # the operating point: threshold = the score whose fmr is max_fmr

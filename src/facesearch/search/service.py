@@ -19,6 +19,7 @@ another process saved a newer one, so a long-running server never answers from a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +36,7 @@ from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.media.files import read_file
 from facesearch.models.pipeline import Face
 from facesearch.models.pipeline_pool import PipelinePool
+from facesearch.models.template import mean_template
 from facesearch.search.ranking import rank_candidates
 from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
@@ -44,6 +46,7 @@ from facesearch.store.schema import FaceRow
 
 MAX_TOP_K = 1000
 RERANK_DEPTH = 50  # raw candidates re-ranked when scores are normalised
+MAX_PROBE_PHOTOS = 10  # photos fused into one same-person probe (issue 13)
 
 Probe = str | Path | bytes
 
@@ -105,6 +108,71 @@ class SearchService:
                 faces = [faces[face]]
             return pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
 
+    def _fused_face(self, probes: list[Probe]) -> tuple[list[Face], list[str], list[int], np.ndarray]:
+        """Several photos of one person -> one probe face: the largest face of each photo, embedded, and
+        the L2-normalised mean of those embeddings (models/template.py, as the opt-out's mean template).
+
+        Issue 13 (multi-photo probes). The fused face keeps the first photo's box, size and face number
+        (what a result shows beside the probe); its quality is the lowest of the photos'. A photo
+        without a face is refused by its name (or its number), before anything is compared; the same photo
+        twice counts once. Also returns each photo's embedding, for the opt-out check (:meth:`_blocked`).
+        """
+        largest: list[Face] = []
+        digests: list[str] = []
+        size: list[int] = []
+        for number, probe in enumerate(probes, start=1):
+            rgb, digest = self.load(probe)
+            if digest in digests:
+                continue  # the same photo twice counts once
+            with self.pipelines.borrow() as pipeline:
+                found = pipeline.find_faces(rgb)
+                if not found:
+                    name = str(probe) if not isinstance(probe, bytes) else f"photo {number}"
+                    raise NoFaceFound(f"no face found in {name} (probe photo {number} of {len(probes)})")
+                face = max(found, key=lambda f: f.box[2] * f.box[3])
+                largest.extend(pipeline.embed_faces([face]))
+            digests.append(digest)
+            size = size or [int(rgb.shape[1]), int(rgb.shape[0])]
+        parts = np.stack([f.embedding for f in largest])  # type: ignore[misc]
+        template = mean_template(parts)
+        if template is None:
+            raise FaceSearchError("the probe photos' faces cancel out: search them one at a time", code="bad_request")
+        fused = replace(largest[0], index=0, embedding=template, quality=min(f.quality for f in largest))
+        return [fused], digests, size, parts
+
+    def _blocked(self, queries: np.ndarray, parts: np.ndarray | None) -> np.ndarray:
+        """Which probe faces are an opted-out person's (they are shown nobody). A fused probe is blocked
+        when the template or any one of its photos is: adding a photo of someone else to an opted-out
+        person's photo must not get a search past the opt-out (issue 13)."""
+        if not self.optouts.count():
+            return np.zeros(len(queries), bool)
+        blocked = self.optouts.is_opted_out(queries)
+        if parts is not None and bool(self.optouts.is_opted_out(parts).any()):
+            blocked = np.ones(len(queries), bool)
+        return blocked
+
+    def _probes(self, probe: Probe | Sequence[Probe], same_person: bool, face: int | None) -> list[Probe]:
+        """The probe photos of one search: one, or several only when the caller says they show one person."""
+        listed = [probe] if isinstance(probe, str | Path | bytes) else list(probe)
+        if not listed:
+            raise FaceSearchError("a search needs a probe photo", code="bad_request")
+        if len(listed) > 1 and not same_person:
+            raise FaceSearchError(
+                f"{len(listed)} probe photos: several photos are searched together only as one person "
+                "(same_person=True, CLI --same-person); otherwise search them one at a time",
+                code="bad_request",
+            )
+        if len(listed) > MAX_PROBE_PHOTOS:
+            raise FaceSearchError(
+                f"at most {MAX_PROBE_PHOTOS} photos per same-person probe; got {len(listed)}", code="bad_request"
+            )
+        if len(listed) > 1 and face is not None:
+            raise FaceSearchError(
+                "face= picks a face of one probe photo; a same-person probe uses each photo's largest face",
+                code="bad_request",
+            )
+        return listed
+
     def largest_face(self, photo: Probe) -> tuple[np.ndarray, str]:
         """The embedding of the largest face in a photo and the photo's SHA-256 (for opt-out requests).
 
@@ -134,7 +202,7 @@ class SearchService:
 
     def search(
         self,
-        probe: Probe,
+        probe: Probe | Sequence[Probe],
         *,
         purpose: SearchPurpose | None,
         actor: str | User | None = None,
@@ -143,8 +211,14 @@ class SearchService:
         face: int | None = None,
         max_fmr: float | None = None,
         max_fpir: float | None = None,
+        same_person: bool = False,
     ) -> SearchResult:
         """Find indexed faces like each face in the probe (or only face number ``face``). Audited.
+
+        ``probe`` may be several photos of one person with ``same_person=True`` (issue 13): their
+        largest faces are fused into one probe face (:meth:`_fused_face`), searched, labelled, filtered
+        and audited exactly as one photo's face, the audit entry listing every photo's SHA-256
+        (``probes_sha256``; ``probe_sha256`` is the first photo's).
 
         The labels are set for the gallery searched (search/labels.py): ``max_fmr`` (default: the
         library's, 1e-3) is the false match rate per comparison of a ``possible lead``; a ``match``
@@ -152,11 +226,17 @@ class SearchService:
         faces searched. The rest are ``no match``.
         """
         purpose = self._purpose(purpose, collection, "search", actor)
+        probes = self._probes(probe, same_person, face)
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
         allowed = self._collection_faces(collection)
-        faces, digest, size = self._probe_faces(probe, face)
+        if len(probes) == 1:
+            faces, digest, size = self._probe_faces(probes[0], face)
+            digests, parts = [digest], None
+        else:
+            faces, digests, size, parts = self._fused_face(probes)
+            digest = digests[0]
         self.index.refresh(repair=False)  # another process saved a newer index: answer from it
         index = self.index.current
         allowed = self._without_opted_out(allowed, index)
@@ -164,7 +244,7 @@ class SearchService:
         kind = "snorm" if normalizer else "cosine"
         self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
         queries = np.stack([f.embedding for f in faces])
-        blocked = self.optouts.is_opted_out(queries) if self.optouts.count() else np.zeros(len(faces), bool)
+        blocked = self._blocked(queries, parts)
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
             ids = np.zeros((len(faces), 0), np.int64)
             scores = np.zeros((len(faces), 0), np.float32)
@@ -195,6 +275,7 @@ class SearchService:
             top_k=top_k,
             collection=collection,
             probe_sha256=digest,
+            probes_sha256=digests,
             probe_size=size,
             score=kind,
             max_fmr=point.max_fmr,
@@ -355,4 +436,5 @@ def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
             for f in result.faces
         ],
         max_fpir=result.max_fpir,
+        probes_sha256=list(result.probes_sha256),
     )

@@ -41,7 +41,13 @@ MaxFpir = Annotated[
 
 @router.post("/search", response_model=SearchOut, summary="Search the library with a probe photo")
 def search(
-    probe: Annotated[UploadFile, File(description="the probe photo (never stored; its SHA-256 is audited)")],
+    probe: Annotated[
+        list[UploadFile],
+        File(
+            description="the probe photo (never stored; its SHA-256 is audited); several photos of one person "
+            "with same_person=true"
+        ),
+    ],
     case_id: CaseId,
     purpose: Purpose,
     host: Host,
@@ -55,6 +61,10 @@ def search(
     collection: Annotated[str | None, Form(min_length=1, max_length=200, pattern=NAME_PATTERN)] = None,
     max_fmr: MaxFmr = None,
     max_fpir: MaxFpir = None,
+    same_person: Annotated[
+        bool,
+        Form(description="the probe photos show one person: their largest faces are fused into one probe face"),
+    ] = False,
 ) -> SearchOut:
     """Returns every face found in the probe with its candidates (or only face ``face``): the client chooses.
     Candidates are leads for a person to review, labelled ``match`` only when the strangers expected to score
@@ -62,13 +72,14 @@ def search(
     their false match rate per comparison is at most ``max_fmr``, ``no match`` otherwise; the response
     states the operating point (gallery_size, max_fpir, match_fmr, match_threshold). Opted-out people are
     never returned. The audit log records the actor, case, purpose, the probe's SHA-256 and the face ids
-    shown: never the probe itself."""
-    data = read_limited(probe.file, settings.max_upload_bytes, "the probe")
+    shown: never the probe itself. Several ``probe`` files with ``same_person=true`` (issue 13) search as one
+    person, their faces fused into one template; the audit entry lists every photo's SHA-256."""
+    data = [read_limited(p.file, settings.max_upload_bytes, f"probe photo {n}") for n, p in enumerate(probe, 1)]
     stated = SearchPurpose(case_id, purpose, legal_basis)
     with host.reading() as library:
         result = service.search(
             library,
-            data,
+            data if len(data) > 1 else data[0],  # several without same_person: refused by the search
             purpose=stated,
             actor=user,
             top_k=top_k,
@@ -76,5 +87,6 @@ def search(
             face=face,
             max_fmr=max_fmr,
             max_fpir=max_fpir,
+            same_person=same_person,
         )
     return SearchOut.model_validate({**result.to_dict(), "case_id": clean_case_id(stated.case_id)})
