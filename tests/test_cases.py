@@ -98,6 +98,12 @@ def test_a_closed_case_refuses_searches_and_verifies_from_the_cli_and_python(fol
         with pytest.raises(CaseError, match="closed") as verify:
             lib.searches.verify(probe, probe, purpose=SearchPurpose("C-2", WHY))
         assert verify.value.code == "case_closed"
+        # Nor face views (metadata, thumbnail, whole photo) of the faces its searches showed.
+        shown = AuditLog(lib.catalog).entries(action="search")[-1].details["faces"][0]["shown"][0]
+        for kind in ({"thumbnail": False}, {"thumbnail": True}, {"thumbnail": False, "photo": True}):
+            with pytest.raises(CaseError) as viewed:
+                lib.searches.view_face(shown, purpose=SearchPurpose("C-2", WHY), actor=None, **kind)
+            assert viewed.value.code == "case_closed"
         assert len(AuditLog(lib.catalog).entries(limit=None)) == before
     code, body = search_json(folder, probe, "C-2")
     assert code == 2 and body["error"]["code"] == "case_closed"

@@ -382,7 +382,8 @@ class SearchService:
         """
         if purpose is None:
             raise PurposeRequired("a face view needs a case id and a purpose")
-        purpose = validate_purpose(purpose)  # before anything is read
+        # Before anything is read; bound to its case like a search: a closed case shows no more faces.
+        purpose = bind_search(self.catalog, validate_purpose(purpose), actor)
         row = self.catalog.faces_by_ids([face_id]).get(face_id)
         if row is None:
             return None
