@@ -135,21 +135,32 @@ def test_bad_keys_from_one_address_never_get_a_valid_key_refused(library: tuple[
     with TestClient(create_app(library[0], rate_limit_per_minute=30, ingest_workers=1)) as test_client:
         stop = threading.Event()
         attacks: list[int] = []
+        attacked = threading.Condition()
 
         def attacker() -> None:
             n = 0
             while not stop.is_set():
                 n += 1
                 for bad in ("fs_0123456789ab_wrong", f"fs_{key_id}_wrong{n}", f"fs_ffffffffffff_guess{n}"):
-                    attacks.append(test_client.get("/v1/me", headers=bearer(bad)).status_code)
+                    status = test_client.get("/v1/me", headers=bearer(bad)).status_code
+                    with attacked:
+                        attacks.append(status)
+                        attacked.notify_all()
+
+        def attacks_reach(count: int) -> None:
+            """Wait (on the attacker's own progress, not a clock) until it has sent ``count`` bad keys."""
+            with attacked:
+                assert attacked.wait_for(lambda: len(attacks) >= count, timeout=120), len(attacks)
 
         thread = threading.Thread(target=attacker)
         thread.start()
         try:
+            attacks_reach(31)  # past the limit of 30 a minute before the valid key asks
             statuses = []
             for _ in range(20):
+                seen = len(attacks)
                 statuses.append(test_client.get("/v1/me", headers=bearer(admin)).status_code)
-                time.sleep(0.01)  # interleave with the attacker, whatever the order
+                attacks_reach(seen + 1)  # at least one more bad key between two valid requests
         finally:
             stop.set()
             thread.join()

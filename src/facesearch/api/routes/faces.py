@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from facesearch.api import service
 from facesearch.api.auth import permission
@@ -34,21 +34,22 @@ LegalBasisQuery = Annotated[
 ]
 
 
-def _stated(case_id: str, purpose: str, legal_basis: str | None) -> SearchPurpose:
+def _stated(case_id: CaseQuery, purpose: PurposeQuery, legal_basis: LegalBasisQuery = None) -> SearchPurpose:
+    """The query parameters every face view states, once for the three views."""
     return SearchPurpose(case_id, purpose, legal_basis)
+
+
+Stated = Annotated[SearchPurpose, Depends(_stated)]
 
 
 @router.get("/faces/{face_id}", response_model=FaceOut, summary="An indexed face: box, landmarks, quality, photo")
 def face(
     face_id: FaceId,
-    case_id: CaseQuery,
-    purpose: PurposeQuery,
+    stated: Stated,
     host: Host,
     user: Annotated[User, permission("search")],
-    legal_basis: LegalBasisQuery = None,
 ) -> FaceOut:
     """Bound like a search: case, purpose, and the legal basis the face's collection demands (else 422)."""
-    stated = _stated(case_id, purpose, legal_basis)
     with host.reading() as library:
         row = service.view_face(library, face_id, purpose=stated, actor=user, thumbnail=False)
     image = row.image
@@ -78,14 +79,11 @@ def face(
 )
 def thumbnail(
     face_id: FaceId,
-    case_id: CaseQuery,
-    purpose: PurposeQuery,
+    stated: Stated,
     host: Host,
     user: Annotated[User, permission("search")],
-    legal_basis: LegalBasisQuery = None,
 ) -> Response:
     """Bound like a search: case, purpose, and the legal basis the face's collection demands (else 422)."""
-    stated = _stated(case_id, purpose, legal_basis)
     with host.reading() as library:
         row = service.view_face(library, face_id, purpose=stated, actor=user, thumbnail=True)
     return Response(row.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
@@ -106,16 +104,13 @@ def thumbnail(
 )
 def photo(
     face_id: FaceId,
-    case_id: CaseQuery,
-    purpose: PurposeQuery,
+    stated: Stated,
     host: Host,
     user: Annotated[User, permission("search")],
-    legal_basis: LegalBasisQuery = None,
 ) -> Response:
     """Issue 13: bound and audited like the thumbnail (a ``face_view`` entry with ``view: photo``). 404 for a
     photo fetched from a URL (not kept) or gone from its path; 409 ``source_changed`` when the file's bytes
     are no longer the ones indexed."""
-    stated = _stated(case_id, purpose, legal_basis)
     with host.reading() as library:
         shown = face_photo(library, face_id, purpose=stated, actor=user, max_pixels=host.max_pixels)
     headers = {
