@@ -105,7 +105,8 @@ def case_verify_report(
         if verdict["valid"]:
             console.print(
                 f"valid: case {escape(verdict['case_id'])}, exported by {escape(verdict['exported_by'])} at "
-                f"{verdict['exported_at']}, audit seq {verdict['audit_seq']}"
+                f"{verdict['exported_at']}, audit seq {verdict['audit_seq']}",
+                soft_wrap=True,  # one line, for scripts
             )
         else:
             problem = escape(verdict["problem"] or "unknown")
