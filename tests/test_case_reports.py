@@ -340,3 +340,18 @@ def test_the_probe_crop_is_kept_only_for_real_cases_and_is_not_the_whole_photo(
     with Image.open(io.BytesIO(crop.read_bytes())) as small, Image.open(probe) as whole:
         assert small.format == "JPEG" and max(small.size) <= 112 and max(whole.size) > 3 * max(small.size)
     assert len(list((folder / CASES_DIR).rglob("*.jpg"))) == 1
+
+
+def test_no_crop_is_kept_of_an_opted_out_persons_probe_face(example_gallery: Path, tmp_path: Path, probe: Path) -> None:
+    """Issue 13 with issue 12's promise: a probe face that is an opted-out person's gets no candidates, and
+    its crop is not kept in the case either (an opt-out must not leave their face in a case folder)."""
+    folder = copy_library(example_gallery, tmp_path / "lib")
+    with Library.open(folder) as lib:
+        lib.optouts.add(probe.parent / "obama3.jpg", actor="admin")
+        create_case(lib.catalog, "C-4", WHY)
+        result = lib.search(probe, purpose=SearchPurpose("C-4", WHY))
+        facts = build_report(lib.catalog, lib.folder, "C-4")
+    assert result.faces and not result.faces[0].candidates
+    assert not list((folder / CASES_DIR).rglob("*.jpg"))
+    assert facts["searches"][0]["probe_faces"][0]["crop"] is None
+    assert "crop not kept" in render(facts, "html").decode()
