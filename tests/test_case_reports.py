@@ -13,6 +13,7 @@ import io
 import json
 import stat
 from dataclasses import dataclass
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,22 @@ def test_the_report_in_json_and_html_lists_searches_candidates_decisions_and_sta
         assert f"<b>face {face}</b>" in page and status in page
     assert "same scar over the left eye" in page and "alice" in page and "bob" in page
     assert f"Search, audit entry {worked.search_seq}" in page and point["calibration"] in page
+    for c in data["candidates"]:  # the same facts as the JSON twin
+        for fact in (c["source"], c["fmr"], c["label"], c["photo_date"], c["crop"], *[d["at"] for d in c["decisions"]]):
+            assert fact is None or escape(str(fact)) in page, fact
+    for e in data["audit"]["entries"]:
+        assert f"<td>{e['seq']}</td><td>{e['action']}</td><td>{escape(e['at'])}</td>" in page
+    assert search["probe_faces"][0]["crop"] in page
+    with Library.open(worked.folder) as lib:
+        html_entry = AuditLog(lib.catalog).entries(action="case_report")[-1]
+    assert html_entry.details["format"] == "html" and f"{head['seq']}:{head['hash']}" not in page  # a later head
+    assert f"{html_entry.details['head_seq']}:{html_entry.details['head_hash']}" in page
+
+    piped = cli_ok("case", "report", "C-1", "--format", "json", "-l", str(worked.folder))  # to standard output
+    with Library.open(worked.folder) as lib:
+        piped_entry = AuditLog(lib.catalog).entries(action="case_report")[-1]
+    assert piped_entry.details["sha256"] == hashlib.sha256(piped.stdout_bytes).hexdigest()
+    assert json.loads(piped.stdout_bytes)["candidates"] == data["candidates"]
 
     before = html_path.read_bytes()
     again = run_cli("case", "report", "C-1", "-o", str(html_path), "-l", str(worked.folder), "--json")

@@ -128,11 +128,15 @@ def render_html(facts: dict[str, Any]) -> str:
             ("made at", facts["generated_at"]),
             ("made by", facts["generated_by"]),
             ("audit chain head", f"{head.get('seq')}:{head.get('hash')}"),
-            ("audit entries of the case", ", ".join(f"{e['seq']} {e['action']}" for e in facts["audit"]["entries"])),
             ("check", "facesearch case verify-report FILE (this file, unchanged)"),
         ],
         frozenset({"audit chain head"}),
     )
+    entries = "".join(
+        f"<tr><td>{_t(e['seq'])}</td><td>{_t(e['action'])}</td><td>{_t(e['at'])}</td><td>{_t(e['actor'])}</td></tr>"
+        for e in facts["audit"]["entries"]
+    )
+    log = f"<table><tr><th>audit entry</th><th>action</th><th>when</th><th>who</th></tr>{entries}</table>"
     searches = "".join(_search(s) for s in facts["searches"]) or "<p>no searches</p>"
     candidates = "".join(_candidate(c) for c in facts["candidates"]) or "<p>no candidate was decided about</p>"
     return (
@@ -144,5 +148,6 @@ def render_html(facts: dict[str, Any]) -> str:
         f"<h2>The case</h2>{record}<h2>This report</h2>{export}"
         f"<h2>Searches ({len(facts['searches'])})</h2>{searches}"
         f"<h2>Reviewed candidates ({len(facts['candidates'])})</h2>{candidates}"
+        f"<h2>The case's audit entries</h2>{log}"
         "</body></html>\n"
     )
