@@ -25,7 +25,7 @@ from facesearch import Library
 from facesearch.governance import SearchPurpose, add_user
 from facesearch.governance.audit import AuditLog
 from facesearch.governance.case_report import build_report, render
-from facesearch.governance.cases import create_case
+from facesearch.governance.cases import close_case, create_case
 from facesearch.governance.decisions import (
     AWAITING,
     CONFIRMED,
@@ -210,12 +210,14 @@ def test_the_html_report_is_self_contained_and_escapes_every_text(worked: Worked
 
 def test_a_removed_candidate_is_still_listed_from_the_log(worked: Worked) -> None:
     """Issue 13: a candidate whose photo was removed since is still in the report, from the log: its
-    decisions, fmr and label, its crop and source ``removed``."""
+    decisions, fmr and label, its crop and source ``removed``. A closed case is reported too."""
     rejected = worked.faces[3]
     with Library.open(worked.folder) as lib:
         image_id = lib.catalog.faces_by_ids([rejected])[rejected].image_id
         lib.remove(image_id=image_id)
+        close_case(lib.catalog, "C-1")
         facts = build_report(lib.catalog, lib.folder, "C-1")
+    assert facts["case"]["status"] == "closed" and facts["case"]["closed_by"] and len(facts["candidates"]) == 5
     gone = next(c for c in facts["candidates"] if c["face_id"] == rejected)
     assert (gone["crop"], gone["source"], gone["status"]) == ("removed", "removed", REJECTED)
     assert gone["label"] and gone["fmr"] is not None and gone["decisions"][0]["note"] == SNEAKY_NOTE
