@@ -91,6 +91,8 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         {"json": {"face_id": 999, "decision": "rejected"}},
     ),
     ("GET", "/v1/cases/{case_id}/second-reviews"): ("/v1/cases/none-such/second-reviews", {}),
+    ("GET", "/v1/cases/{case_id}/report"): ("/v1/cases/none-such/report", {}),
+    ("POST", "/v1/cases/verify-report"): ("/v1/cases/verify-report", {"files": {"file": ("r.html", b"<p>")}}),
     ("POST", "/v1/cases/{case_id}/second-reviews/{task_id}"): (
         "/v1/cases/none-such/second-reviews/1",
         {"json": {"decision": "rejected"}},

@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from facesearch.cli.case_reports import case_report, case_verify_report
 from facesearch.cli.confirm import DryRunOpt
 from facesearch.cli.support import JsonOpt, LibraryOpt, console, err, fail, json_out, open_library
 from facesearch.errors import FaceSearchError
@@ -163,3 +164,9 @@ def case_close(
         return
     if not json_out(as_json, closed.to_dict()):
         console.print(f"case {escape(closed.case_id)} closed")
+
+
+# reports (cli/case_reports.py), registered here so that they are ``case`` subcommands
+
+case_app.command("report")(case_report)
+case_app.command("verify-report")(case_verify_report)

@@ -67,6 +67,7 @@ class SearchEvent(AuditEvent):
     faces: list[dict[str, Any]]
     max_fpir: float | None = None  # the 1:N operating point the labels were set at (search/labels.py)
     probes_sha256: list[str] | None = None  # every photo of a probe, several when fused as one person (issue 13)
+    calibration: str | None = None  # where the labels' calibration came from (issue 13: the case report states it)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,21 @@ class DecisionEvent(AuditEvent):
     first_id: int | None
     decision: str
     note: str
+
+
+@dataclass(frozen=True)
+class ReportEvent(AuditEvent):
+    """A case report exported (issue 13): its format, the SHA-256 and size of its final bytes, and the
+    chain head it states. A report holds biometric crops, so producing one is audited like a view; and
+    ``case verify-report`` finds a report's entry by its SHA-256."""
+
+    action: ClassVar[str] = "case_report"
+    case_id: str
+    format: str
+    sha256: str
+    size: int
+    head_seq: int | None
+    head_hash: str | None
 
 
 # the library's contents -----------------------------------------------------------------------------

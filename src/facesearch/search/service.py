@@ -30,6 +30,7 @@ from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance.cases import bind_search
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import FaceViewEvent, SearchEvent, VerifyEvent, record
+from facesearch.governance.probe_crops import keep_probe_crops
 from facesearch.governance.purpose import check_purpose, validate_purpose
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.media.decode import decode_image, sha256_hex
@@ -286,6 +287,9 @@ class SearchService:
             match_unavailable=point.match_unavailable,
             calibration_warning=self.scoring.calibration_warning(source),
         )
+        # Issue 13: a real case's report shows each probe face's crop (never the photo; none of an opted-out person)
+        crops = [(f.index, f.thumbnail) for f, b in zip(faces, blocked, strict=True) if not b]
+        keep_probe_crops(self.catalog, self.index.folder, purpose.case_id, digest, crops)
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
 
@@ -414,7 +418,8 @@ def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
     """What the audit log keeps of a search: the probe's hash and what was shown, never the probe.
 
     For each probe face: its box, the face ids shown (in rank order), how many were labelled match and
-    how many possible lead.
+    how many possible lead, and (issue 13) each shown face's fmr and label, parallel to ``shown``, with the
+    calibration's source: what a case report states, so that ``audit export`` alone rebuilds it.
     """
     return SearchEvent(
         stated=purpose,
@@ -433,9 +438,12 @@ def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
                 "shown": [c.face_id for c in f.candidates],
                 "matches": sum(1 for c in f.candidates if c.label == LABEL_MATCH),
                 "leads": sum(1 for c in f.candidates if c.label == LABEL_LEAD),
+                "fmr": [c.fmr for c in f.candidates],
+                "labels": [c.label for c in f.candidates],
             }
             for f in result.faces
         ],
         max_fpir=result.max_fpir,
         probes_sha256=list(result.probes_sha256),
+        calibration=result.calibration,
     )

@@ -11,15 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from facesearch.api.auth import permission
-from facesearch.api.deps import Host
+from facesearch.api.deps import Host, Settings
 from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN
+from facesearch.api.uploads import read_limited
 from facesearch.governance import AuditLog, User
-from facesearch.governance.cases import Case, close_case, create_case, get_case, list_cases
+from facesearch.governance.case_report import MEDIA_TYPES, export_report, verify_report
+from facesearch.governance.cases import Case, close_case, create_case, get_case, list_cases, may_see
 from facesearch.governance.decisions import case_decisions, decide, second_review, second_review_tasks
+from facesearch.governance.errors import PermissionDenied
 
 router = APIRouter(tags=["cases"], responses=ERROR_RESPONSES)
 
@@ -92,6 +95,20 @@ class DecisionList(BaseModel):
 
 class TaskList(BaseModel):
     tasks: list[dict[str, Any]] = Field(description="probe and candidate of each lead to review; no first decision")
+
+
+class ReportVerdict(BaseModel):
+    valid: bool
+    sha256: str
+    size: int
+    problem: str | None = None
+    case_id: str | None = None
+    format: str | None = None
+    exported_by: str | None = None
+    exported_at: str | None = None
+    audit_seq: int | None = Field(None, description="the case_report entry holding the file's SHA-256")
+    chain_head: dict[str, Any] | None = Field(None, description="the audit chain head the report states")
+    chain: dict[str, Any] | None = Field(None, description="the audit log's verification")
 
 
 def _out(case: Case) -> CaseOut:
@@ -172,3 +189,45 @@ def add_second_review(
     """Refused to the lead's first reviewer (``same_reviewer``) and to roles that read the audit log."""
     made = second_review(host.catalog, case_id, task_id, body.decision, body.note, actor=user)
     return DecisionOut(**made.to_dict())
+
+
+@router.get(
+    "/cases/{case_id}/report",
+    response_class=Response,
+    summary="Download the case's report (HTML or JSON)",
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+)
+def report(
+    case_id: CaseId,
+    host: Host,
+    user: Annotated[User, permission("read_cases")],
+    format: Annotated[Literal["html", "json"], Query(description="html: printable, self-contained")] = "html",  # noqa: A002
+) -> Response:
+    """Issue 13: the case record, its searches (probe crop, operating point, calibration source), reviewed
+    candidates with crops, sources, dates, fmr, labels and decisions, and the audit chain head. It holds
+    biometric crops: only users who may see the case get it, and each download is audited
+    (``case_report``, with the file's SHA-256: ``POST /v1/cases/verify-report`` checks it)."""
+    made = export_report(host.catalog, host.path, case_id, format, actor=user)
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in made.case_id)
+    headers = {
+        "Content-Disposition": f'attachment; filename="case-{name}-report-{made.audit_seq}.{format}"',
+        "X-Report-SHA256": made.sha256,
+        "X-Audit-Sequence": str(made.audit_seq),
+    }
+    return Response(made.data, media_type=MEDIA_TYPES[format], headers=headers)
+
+
+@router.post("/cases/verify-report", response_model=ReportVerdict, summary="Check a report against the audit log")
+def check_report(
+    file: Annotated[UploadFile, File(description="a report made by GET /v1/cases/{id}/report or the CLI")],
+    host: Host,
+    settings: Settings,
+    user: Annotated[User, permission("read_cases")],
+) -> ReportVerdict:
+    """``valid`` when a ``case_report`` entry holds the file's SHA-256 and the audit chain verifies up to
+    the head the report states; otherwise ``problem`` says why (one byte changed, never logged, chain
+    broken). Only users who may see the report's case are told whose report it is."""
+    verdict = verify_report(host.catalog, read_limited(file.file, settings.max_upload_bytes, "the report"))
+    if verdict.get("case_id") is not None and not may_see(get_case(host.catalog, verdict["case_id"]), user):
+        raise PermissionDenied(f"{user.name} does not work case {verdict['case_id']!r}")
+    return ReportVerdict(**verdict)
