@@ -240,6 +240,7 @@ def test_the_cli_adds_lists_and_removes_watches_and_an_index_raises_alerts(tmp_p
     """Issue 13: ``facesearch watch add|list|remove`` and ``facesearch alerts``; ``index`` in the CLI raises
     the alert; ``watch remove`` shows what it stops, has --dry-run and needs --yes off a terminal."""
     folder = str(tmp_path / "lib")
+    Library.open(folder, jitter=0).close()
     cli_ok("case", "create", "C-1", "--purpose", PURPOSE, "-l", folder)
     expires = tomorrow().isoformat()
     added = json.loads(
