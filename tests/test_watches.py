@@ -82,6 +82,7 @@ def test_a_watch_alerts_on_a_new_photo_of_the_person_and_not_on_others(lib: Libr
         (alert.audit_seq, ALERT_ACTOR, "C-1", alert.face_id)
     ]
     assert [e.details["watch_id"] for e in AuditLog(lib.catalog).entries(action="watch_add", limit=None)] == [watch.id]
+    assert AuditLog(lib.catalog).verify().ok  # the watch and alert rows name entries the log holds
 
 
 @pytest.mark.parametrize("how", ["expired", "case closed", "removed"])
