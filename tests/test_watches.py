@@ -85,6 +85,16 @@ def test_a_watch_alerts_on_a_new_photo_of_the_person_and_not_on_others(lib: Libr
     assert AuditLog(lib.catalog).verify().ok  # the watch and alert rows name entries the log holds
 
 
+@pytest.mark.parametrize("engine", ["local", "batched"])
+def test_every_ingest_engine_raises_the_alert(lib: Library, photos: dict, engine: str) -> None:
+    """Issue 13: "every later ingest, through any path": worker processes (local engine) and the batched
+    engine store through the same writer, whose store listener raises the alert."""
+    watch = lib.watches.add("C-1", [photos["watch_a"]], expires=tomorrow())
+    report = lib.index([photos["person"], photos["biden"]], workers=2, engine=engine)
+    assert report.indexed == 2
+    assert [(a.watch_id, a.image_id) for a in lib.watches.alerts()] == [(watch.id, image_id(lib, photos["person"]))]
+
+
 @pytest.mark.parametrize("how", ["expired", "case closed", "removed"])
 def test_a_stopped_watch_raises_no_alert(lib: Library, photos: dict, how: str) -> None:
     """Issue 13: expired watches, watches of closed cases and removed watches stop."""
