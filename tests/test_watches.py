@@ -85,6 +85,16 @@ def test_a_watch_alerts_on_a_new_photo_of_the_person_and_not_on_others(lib: Libr
     assert AuditLog(lib.catalog).verify().ok  # the watch and alert rows name entries the log holds
 
 
+def test_no_alert_for_faces_the_opt_out_screen_refused(lib: Library, photos: dict) -> None:
+    """Issue 13: a watched person who opts out afterwards raises nothing: the writer's opt-out screen refuses
+    their faces, which are never stored, so the watchlist never sees them."""
+    lib.watches.add("C-1", [photos["watch_a"]], expires=tomorrow())
+    lib.optouts.add([photos["watch_b"]], actor="op")
+    report = lib.index([photos["person"], photos["biden"]], workers=1)
+    assert report.indexed == 1  # Biden's photo; Obama's was refused whole
+    assert lib.watches.alerts() == []
+
+
 @pytest.mark.parametrize("engine", ["local", "batched"])
 def test_every_ingest_engine_raises_the_alert(lib: Library, photos: dict, engine: str) -> None:
     """Issue 13: "every later ingest, through any path": worker processes (local engine) and the batched
