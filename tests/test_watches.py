@@ -298,3 +298,14 @@ def test_the_cli_adds_lists_and_removes_watches_and_an_index_raises_alerts(tmp_p
     assert json.loads(cli_ok("watch", "list", "--json", "-l", folder).stdout)["watches"][0]["status"] == "removed"
     cli_ok("index", str(photos["watch_b"]), "-l", folder, "--workers", "1")
     assert len(json.loads(cli_ok("alerts", "--json", "-l", folder).stdout)["alerts"]) == 1  # no new one
+
+
+def test_watches_and_alerts_on_a_postgresql_catalog(tmp_path: Path, postgres_url: str, photos: dict) -> None:
+    """Issue 13: the same watch and alert on a catalog in PostgreSQL (migration 0006 there, its transactions)."""
+    with Library.open(tmp_path / "pg", jitter=0, catalog_url=postgres_url) as library:
+        create_case(library.catalog, "C-1", PURPOSE, actor="op")
+        watch = library.watches.add("C-1", [photos["watch_a"]], expires=tomorrow())
+        library.index([photos["person"], photos["biden"]], workers=1)
+        alerts = library.watches.alerts()
+        assert [(a.watch_id, a.image_id) for a in alerts] == [(watch.id, image_id(library, photos["person"]))]
+        assert AuditLog(library.catalog).verify().ok
