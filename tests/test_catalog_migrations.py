@@ -315,7 +315,7 @@ def test_a_catalog_at_revision_0005_gains_watches_keeping_its_cases(catalog_targ
                     expires_at=utcnow(),
                     created_by="op",
                     audit_seq=case.audit_seq,
-                )  # fmt: skip
+                )
             )
         with again.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT case_pk, model_key FROM watches").all() == [(1, "m")]

@@ -279,7 +279,7 @@ def test_the_cli_adds_lists_and_removes_watches_and_an_index_raises_alerts(tmp_p
             "--json",
             str(photos["watch_a"]),
             str(photos["watch_b"]),
-        ).stdout  # fmt: skip
+        ).stdout
     )
     assert added["case_id"] == "C-1" and added["status"] == "active"
     bad = run_cli("watch", "add", "--case", "C-1", "--expires", "2020-01-01", "-l", folder, str(photos["watch_a"]))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance.cases import OPEN, Case, CaseError, get_case, list_cases, open_case
@@ -377,7 +377,7 @@ class WatchRegistry:
                     a.at,
                     a.audit_seq,
                     a.webhook_status,
-                )  # fmt: skip
+                )
                 for a, case, watch_label in rows
             ]
 
@@ -403,8 +403,6 @@ class WatchRegistry:
     def _active(self, now: datetime) -> list[tuple[int, int, str, str, np.ndarray, str | None]]:
         """(watch id, case pk, case id, label, template, webhook) of every watch that works now."""
         with self.catalog.session() as s:
-            if not s.scalar(select(func.count()).select_from(WatchRow).where(WatchRow.removed_at.is_(None))):
-                return []
             rows = s.execute(
                 select(WatchRow, CaseRow.case_id)
                 .join(CaseRow, CaseRow.id == WatchRow.case_pk)
