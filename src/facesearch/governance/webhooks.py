@@ -4,7 +4,7 @@ What is sent: a small JSON object (alert id, case id, watch id, the label, fmr a
 and nothing else: no face image, no embedding, no source path, no watch label (it may be a name). The
 receiver learns that a case has a new alert and fetches it with its own key.
 
-How: one thread per delivery, started after the alert is committed, with a short timeout, no
+How: a few background threads (a queue), each delivery queued after the alert is committed, with a short timeout, no
 redirects followed (a redirect is a failure: the body goes only where the watch said) and no proxy
 from the environment; the ingest that raised the alert never waits for it and the write lock is not
 held. The outcome (``delivered (HTTP 204)`` or ``failed: why``) is written on the alert row by the
@@ -19,6 +19,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from facesearch.media.urls import WEB_SCHEMES
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 5.0
+PARALLEL = 4
 MAX_URL = 2000
 MAX_STATUS = 300
 
@@ -81,37 +83,40 @@ def post_json(url: str, payload: dict[str, Any], timeout: float = TIMEOUT_S) -> 
 
 
 class WebhookSender:
-    """Delivers alerts in background threads and reports each outcome to ``record(alert_id, status)``."""
+    """Delivers alerts from a few background threads and reports each outcome to ``record(alert_id, status)``.
+
+    At most :data:`PARALLEL` deliveries run at once (an ingest of a watched person's thousand photos
+    queues a thousand, it does not start a thousand threads); the threads are joined when the
+    interpreter exits, so a CLI run finishes its deliveries (each bounded by the timeout) first.
+    """
 
     def __init__(self, record: Callable[[int, str], None], timeout: float = TIMEOUT_S) -> None:
         self.record = record
         self.timeout = timeout
-        self._threads: set[threading.Thread] = set()
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="webhook")
+        self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
 
     def send(self, alert_id: int, url: str, payload: dict[str, Any]) -> None:
-        """Start the delivery and return at once (not a daemon: a CLI run finishes its deliveries before exiting)."""
-        thread = threading.Thread(
-            target=self._deliver, args=(alert_id, url, payload), name=f"webhook-alert-{alert_id}", daemon=False
-        )
+        """Queue the delivery and return at once."""
+        future = self._pool.submit(self._deliver, alert_id, url, payload)
         with self._lock:
-            self._threads.add(thread)
-        thread.start()
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
 
     def _deliver(self, alert_id: int, url: str, payload: dict[str, Any]) -> None:
         try:
-            status = post_json(url, payload, self.timeout)
-            self.record(alert_id, status)
+            self.record(alert_id, post_json(url, payload, self.timeout))
         except Exception:  # a thread's error would otherwise vanish
             log.exception("webhook delivery of alert %d failed", alert_id)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every delivery started so far has recorded its outcome; False if some are still running."""
+        """Wait until every delivery queued so far has recorded its outcome; False if some are still running."""
         with self._lock:
-            pending = list(self._threads)
-        for thread in pending:
-            thread.join(timeout)
-        return not any(t.is_alive() for t in pending)
+            pending = set(self._pending)
+        _, not_done = wait(pending, timeout)
+        return not not_done
