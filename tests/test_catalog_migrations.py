@@ -283,3 +283,41 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])  # closed again once this returns
+
+
+def test_a_catalog_at_revision_0005_gains_watches_keeping_its_cases(catalog_target: str | Path) -> None:
+    """Issue 13 (watchlists): 0005 -> 0006 on a catalog holding a case adds ``watches``, ``alerts`` and
+    ``alert_marks``; the case is kept and a watch can name it."""
+    from facesearch.governance.cases import create_case, get_case
+    from facesearch.store.governance_schema import WatchRow
+    from facesearch.store.schema import utcnow
+
+    catalog = Catalog(catalog_target)
+    case = create_case(catalog, "C-9", "find the person who robbed the bakery", actor="op")
+    try:
+        with catalog.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0005")
+        assert not {"watches", "alerts", "alert_marks"} & set(inspect(catalog.engine).get_table_names())
+    finally:
+        catalog.close()
+    again = Catalog(catalog_target)
+    try:
+        assert again.schema_change == "upgraded" and stamped(again) == [head_revision()] == ["0006"]
+        assert {"watches", "alerts", "alert_marks"} <= set(inspect(again.engine).get_table_names())
+        assert get_case(again, "c-9") == case
+        with again.session() as s, s.begin():
+            s.add(
+                WatchRow(
+                    case_pk=1,
+                    model_key="m",
+                    dim=4,
+                    embeddings=b"\0" * 16,
+                    expires_at=utcnow(),
+                    created_by="op",
+                    audit_seq=case.audit_seq,
+                )
+            )
+        with again.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT case_pk, model_key FROM watches").all() == [(1, "m")]
+    finally:
+        again.close()

@@ -29,6 +29,7 @@ from facesearch.governance.ingest_audit import IngestAudit
 from facesearch.governance.optout import OptOutRegistry
 from facesearch.governance.removal import preview_removal, remove_photos
 from facesearch.governance.types import SearchPurpose, User
+from facesearch.governance.watches import WatchRegistry
 from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.service import Ingester
 from facesearch.models.embed.base import Embedder
@@ -86,6 +87,8 @@ class Library:
             self.catalog, self.live_index, self.pipelines, self.scoring, self.optouts, model_key=key, **limits
         )
         self.ingester = Ingester(self.catalog, self.writer, self.recipe)
+        watching = {"model_key": key, "rule": self.scoring, "optouts": self.optouts}  # alerts on every stored batch
+        self.watches = WatchRegistry(self.catalog, self.writer, embed=self.searches.largest_face, **watching)
 
     @classmethod
     def open(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facesearch.cli import cases, governance, library_cmds
+from facesearch.cli import cases, governance, library_cmds, watches
 from facesearch.cli import eval as eval_cmds
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.command()(eval_cmds.calibrate)
 app.command()(governance.erase)
 app.command()(governance.maintain)
+app.command()(watches.alerts)
 for command in library_cmds.COMMANDS:
     app.command()(command)
 app.add_typer(eval_cmds.eval_app, name="eval")
@@ -29,6 +30,7 @@ app.add_typer(governance.audit_app, name="audit")
 app.add_typer(governance.optout_app, name="optout")
 app.add_typer(governance.collections_app, name="collections")
 app.add_typer(cases.case_app, name="case")
+app.add_typer(watches.watch_app, name="watch")
 
 
 @app.callback()

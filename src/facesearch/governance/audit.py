@@ -40,6 +40,7 @@ from facesearch.governance.errors import AuditError
 from facesearch.governance.types import SearchPurpose, User, actor_name
 from facesearch.store.catalog import Catalog
 from facesearch.store.governance_schema import (
+    AlertRow,
     AuditEntryRow,
     AuditHeadRow,
     CaseRow,
@@ -47,6 +48,7 @@ from facesearch.store.governance_schema import (
     ErasureRow,
     OptOutRow,
     UserRow,
+    WatchRow,
 )
 from facesearch.store.schema import ImageRow
 
@@ -68,6 +70,8 @@ _EVIDENCE = (
     ("erasure", ErasureRow),
     ("case", CaseRow),
     ("decision", DecisionRow),
+    ("watch", WatchRow),
+    ("alert", AlertRow),
 )
 
 

@@ -266,3 +266,27 @@ class UploadsSweptEvent(AuditEvent):
     action: ClassVar[str] = "uploads_swept"
     files: int
     sha256: list[str]
+
+
+@dataclass(frozen=True)
+class WatchEvent(AuditEvent):
+    """A case's watchlist (issue 13): ``kind`` is ``watch_add``, ``watch_remove`` or ``watch_alert`` (a newly
+    stored face matched the watched person); ``facts`` ids, hashes, scores and dates (never an embedding,
+    a photo, a source path or a webhook's path), so an auditor rebuilds every watch and alert from the log."""
+
+    kind: str
+    case_id: str
+    facts: dict[str, Any]
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"watch_add", "watch_remove", "watch_alert"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown watch event {self.kind!r}")
+
+    @property
+    def action(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.facts)

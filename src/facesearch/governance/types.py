@@ -28,6 +28,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "review": frozenset({"admin", "investigator"}),
     "open_case": frozenset({"admin", "investigator"}),  # create and close cases (issue 13)
     "read_cases": frozenset({"admin", "investigator", "auditor"}),  # investigators: the cases they work
+    "watch": frozenset({"admin", "investigator"}),  # a case's watches and alerts (issue 13): those working it
     "ingest": frozenset({"admin", "ingester"}),
     "remove": frozenset({"admin", "ingester"}),
     "erase": frozenset({"admin"}),

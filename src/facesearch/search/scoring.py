@@ -6,7 +6,9 @@ changes them (:meth:`Scoring.forget_cohort` is one of the writer's listeners).
 
 It also owns the one "same person" rule of opt-outs (:meth:`Scoring.same_person`): the opt-out
 command, the writer's ingest screen and search's suppression all ask it, so an opt-out removes and
-keeps out exactly the faces that search or verify would report at the library's operating point.
+keeps out exactly the faces that search or verify would report at the library's operating point;
+and what a search for a watched person would make of newly stored faces (:meth:`Scoring.leads`,
+for watchlists, issue 13).
 """
 
 from __future__ import annotations
@@ -53,6 +55,16 @@ class SamePersonPoint:
         at = f"FMR <= {self.max_fmr:g} per comparison" if self.max_fmr is not None else "uncalibrated"
         snorm = f" or s-norm >= {self.snorm:.4f}" if self.snorm is not None else ""
         return f"{self.source}: {at} (cosine >= {self.cosine:.4f}{snorm}), as search and verify call a match"
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A face a search with some probe would label at least ``possible lead``: its row, score, fmr and label."""
+
+    row: int
+    score: float
+    fmr: float | None
+    label: str
 
 
 class Scoring:
@@ -153,6 +165,32 @@ class Scoring:
     def calibration_warning(self, source: str | None) -> str | None:
         """Said in every result that uses a calibration found off by more than 2x on held-out people."""
         return heldout_warning(self.model_key, source) if source is not None else None
+
+    # watchlists -----------------------------------------------------------------------------------
+
+    def leads(self, template: np.ndarray, faces: np.ndarray, gallery_size: int) -> list[Lead]:
+        """The rows of ``faces`` that a search with the probe ``template`` over ``gallery_size`` faces would
+        label ``possible lead`` or ``match``, with their scores, fmr and labels (issue 13, watchlists).
+
+        The search operating point exactly: the library's score (s-norm when it has a cohort, as search
+        ranks; else cosine), the threshold of its ``max_fmr`` and the labels of search/labels.py.
+        """
+        faces = np.atleast_2d(np.asarray(faces, dtype=np.float32))
+        template = np.asarray(template, dtype=np.float32).ravel()
+        if len(faces) == 0:
+            return []
+        normalizer = self.normalizer
+        kind = "snorm" if normalizer else "cosine"
+        point, _ = self.search_point(kind, None, None, gallery_size)
+        raw = faces @ template
+        scores = normalizer.normalize(raw, template, faces) if normalizer else raw
+        found: list[Lead] = []
+        for row in np.flatnonzero(scores >= point.threshold):
+            score = float(scores[row])
+            estimate = point.estimate(score)
+            fmr = float(f"{estimate.fmr:.3g}") if estimate else None
+            found.append(Lead(int(row), round(score, 4), fmr, point.label(score, estimate)))
+        return found
 
     # the opt-out rule -----------------------------------------------------------------------------
 

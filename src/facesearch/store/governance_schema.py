@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Table, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, LargeBinary, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from facesearch.store.schema import ID64, Base, utcnow
@@ -143,7 +143,68 @@ class DecisionRow(Base):
     audit_seq: Mapped[int] = mapped_column(ID64)  # the decision entry
 
 
+class WatchRow(Base):
+    """A case watching for one person (issue 13): the probe photos' embeddings, until ``expires_at``.
+
+    ``embeddings`` holds one float32 vector per probe photo (``dim`` each, of the model ``model_key``);
+    their L2-normalised mean is the template every newly stored face is compared with. A removed watch
+    keeps its row (``removed_at``, ``removed_by``, ``removed_seq``) and stops. Migration 0006_watches.
+    """
+
+    __tablename__ = "watches"
+    __table_args__ = (Index("ix_watches_case", "case_pk"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    model_key: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column()
+    embeddings: Mapped[bytes] = mapped_column(LargeBinary)
+    photos_sha256: Mapped[list] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime] = mapped_column()
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    audit_seq: Mapped[int] = mapped_column(ID64)  # the watch_add entry
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
+    removed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    removed_seq: Mapped[int | None] = mapped_column(ID64, default=None)  # the watch_remove entry
+
+
+class AlertRow(Base):
+    """A newly stored face that a watch's person matched at the search operating point (issue 13).
+
+    Face and image ids are kept as numbers only (an erased face leaves its alert as it was, as
+    decisions do). ``webhook_status``: None without a webhook, else ``pending``, ``delivered (HTTP n)``
+    or ``failed: why``, set by the delivery thread. Migration 0006_watches.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_case", "case_pk"), Index("ix_alerts_watch", "watch_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    watch_id: Mapped[int] = mapped_column(ForeignKey("watches.id"))
+    case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    face_id: Mapped[int] = mapped_column(ID64)
+    image_id: Mapped[int] = mapped_column(ID64)
+    score: Mapped[float] = mapped_column(Float)
+    fmr: Mapped[float | None] = mapped_column(Float, default=None)
+    label: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(ID64)  # the watch_alert entry
+    webhook_status: Mapped[str | None] = mapped_column(String(300), default=None)
+    webhook_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AlertMarkRow(Base):
+    """Up to which alert a user has seen them (the web app's badge counts the alerts after it)."""
+
+    __tablename__ = "alert_marks"
+    user_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_seen: Mapped[int] = mapped_column(default=0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def governance_tables() -> list[Table]:
     """The tables this module adds to the catalog (for ``create_all(tables=...)``)."""
     models = (UserRow, AuditEntryRow, AuditHeadRow, OptOutRow, ErasureRow, CaseRow, DecisionRow)
+    models += (WatchRow, AlertRow, AlertMarkRow)  # type: ignore[assignment]
     return [m.__table__ for m in models]  # type: ignore[misc]

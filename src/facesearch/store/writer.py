@@ -11,6 +11,8 @@ way, and two processes could each save their own copy of the index over the othe
   (:meth:`LiveIndex.refresh`), so it never changes or saves a stale copy;
 * it screens new faces against the opt-outs before storing them (a :class:`FaceScreen` given by
   the governance layer: the store layer does not know what an opt-out is);
+* it tells its store listeners what faces it has just stored (watchlists compare them with the
+  people their cases watch for, issue 13: every ingest path and engine stores through here);
 * deletions run in one serialised transaction with ``secure_delete`` (the caller appends its audit
   entry to the same session, so both commit or neither), then the vectors leave the index, the
   index is saved, listeners (the cohort cache) are told, the SQLite WAL is truncated and the
@@ -55,6 +57,15 @@ class FaceScreen(Protocol):
     def refused(self, embeddings: np.ndarray) -> np.ndarray:
         """A boolean mask over the rows of ``embeddings``: True for a face that must not be stored."""
         ...
+
+
+@dataclass(frozen=True)
+class StoredFaces:
+    """Faces one :meth:`LibraryWriter.store` call has just committed: their ids, images and embeddings."""
+
+    face_ids: np.ndarray
+    image_ids: np.ndarray
+    embeddings: np.ndarray
 
 
 @dataclass
@@ -116,6 +127,7 @@ class LibraryWriter:
         self.screen = screen
         self.held_uploads = held_uploads
         self._listeners: list[Callable[[], None]] = []
+        self._store_listeners: list[Callable[[StoredFaces], None]] = []
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._handle: object | None = None
@@ -123,6 +135,15 @@ class LibraryWriter:
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every change of the indexed faces (e.g. to forget a cached cohort)."""
         self._listeners.append(listener)
+
+    def on_store(self, listener: Callable[[StoredFaces], None]) -> None:
+        """Call ``listener`` with the faces of every batch stored, after they are committed and indexed.
+
+        Called under the write lock: a listener must not wait on anything slow (a watchlist records
+        its alerts and leaves webhooks to a thread). Its failure is logged, never the ingest's: the
+        photos are committed already.
+        """
+        self._store_listeners.append(listener)
 
     def _changed(self) -> None:
         for listener in self._listeners:
@@ -196,6 +217,7 @@ class LibraryWriter:
         by_position = dict(zip(storing, rows, strict=True))
         out: list[Stored | None] = []
         ids: list[int] = []
+        images: list[int] = []
         vectors: list[np.ndarray] = []
         for position, ((_, faces), count) in enumerate(zip(batch, refused, strict=True)):
             if position not in by_position:
@@ -207,11 +229,20 @@ class LibraryWriter:
                 continue
             out.append(Stored(row[0], row[1], count))
             ids += row[1]
+            images += [row[0]] * len(row[1])
             vectors += [f.embedding for f in faces]
         if ids:
             self.index.add(np.asarray(ids), np.stack(vectors))
+            self._stored(StoredFaces(np.asarray(ids), np.asarray(images), np.stack(vectors)))
             self._changed()
         return out
+
+    def _stored(self, faces: StoredFaces) -> None:
+        for listener in self._store_listeners:
+            try:
+                listener(faces)
+            except Exception:  # the photos are committed: a listener's failure must not fail the ingest
+                log.exception("a store listener failed on %d new faces", len(faces.face_ids))
 
     def save_index(self) -> None:
         """Save the vector index (an ingest checkpoints it; a deletion saves it at once)."""

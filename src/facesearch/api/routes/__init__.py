@@ -15,6 +15,7 @@ from facesearch.api.routes import (
     search,
     users,
     verify,
+    watches,
 )
 
 ROUTERS = [
@@ -27,6 +28,7 @@ ROUTERS = [
     faces.router,
     reviews.router,
     cases.router,
+    watches.router,
     erasure.router,
     optouts.router,
     audit.router,
