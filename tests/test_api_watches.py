@@ -80,10 +80,17 @@ def test_an_upload_of_the_watched_person_alerts_the_case_users_only(two: Api, sh
 
 
 def test_a_watch_needs_a_valid_future_expiry_and_webhook(two: Api) -> None:
-    """Issue 13: bad expiry dates and webhooks are refused with their codes (422), and nothing is added."""
+    """Issue 13: bad expiry dates and webhooks are refused with their codes (422), and nothing is added; only
+    an admin may give a watch a webhook (403 for an investigator)."""
     open_case(two, "C-1")
     past = add_watch(two, "C-1", expires="2020-01-01")
     assert (past.status_code, past.json()["error"]["code"]) == (422, "bad_expiry")
     hook = add_watch(two, "C-1", webhook="ftp://hooks.example/x")
     assert (hook.status_code, hook.json()["error"]["code"]) == (422, "bad_webhook")
+    # A webhook makes the server send requests to any address: an investigator may not set one.
+    probing = add_watch(two, "C-1", webhook="http://127.0.0.1:5432/")
+    assert (probing.status_code, probing.json()["error"]["code"]) == (403, "forbidden")
     assert two.get("/v1/cases/C-1/watches", "investigator").json()["watches"] == []
+    by_admin = add_watch(two, "C-1", role="admin", webhook="http://127.0.0.1:9/hook")
+    assert by_admin.status_code == 201, by_admin.text
+    assert by_admin.json()["webhook_url"] == "http://127.0.0.1:9/hook"

@@ -229,6 +229,10 @@ class WatchRegistry:
 
         Checked before any photo is read: the case (open, worked by ``actor``), the expiry, the label,
         the webhook. Then refused when the person opted out. Audited (``watch_add``).
+
+        A webhook is for admins (and the local operator) only: the server POSTs to whatever address it
+        names, loopback and private networks included (internal receivers are the normal case), so an
+        investigator with a webhook could probe the server's network through the recorded outcome.
         """
         now = self.clock()
         case = open_case(self.catalog, case_id, actor, "watch for people in")
@@ -237,6 +241,10 @@ class WatchRegistry:
         if not isinstance(label, str) or len(label) > MAX_LABEL:
             raise FaceSearchError(f"the label must be text of at most {MAX_LABEL} characters", code="bad_request")
         hook = check_webhook(webhook)
+        if hook is not None and isinstance(actor, User) and actor.role != "admin":
+            raise PermissionDenied(
+                "only an admin may give a watch a webhook: the server would send requests to any address it names",
+            )
         parts, digests = self._embed_photos(photos)
         template = mean_template(parts)
         if template is None:
