@@ -6,10 +6,11 @@
 import { api } from "./api.js";
 import { h, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
+import { decisionControls, statusText } from "./cases.js";
 
 let thumbnails = new Map(); // face_id -> blob: URL (each fetch is an audited view: fetch once per search)
 let photos = new Map(); // face_id -> Promise of {url, box, size, taken}: the whole photo, fetched when compared
-const reviewed = new Map(); // face_id -> decision recorded in this tab
+const reviewed = new Map(); // face_id -> its status in the case (read from the server, kept in step)
 const LAYOUT_KEY = "facesearch.results-layout";
 
 export function releaseThumbnails() {
@@ -86,7 +87,23 @@ function operatingPoint(result) {
 
 function reviewStatus(faceId) {
   return h("span", { class: "review-status", "data-status-of": String(faceId) },
-    reviewed.has(faceId) ? `Reviewed: ${reviewed.get(faceId)}` : "");
+    reviewed.has(faceId) ? `Decided: ${statusText(reviewed.get(faceId))}` : "");
+}
+
+function markDecided(faceId, status) {
+  reviewed.set(faceId, status);
+  for (const el of document.querySelectorAll(`[data-status-of="${faceId}"]`)) el.textContent = `Decided: ${statusText(status)}`;
+}
+
+// Issue 13: decisions live on the server; the results page shows each candidate's status in the case.
+async function loadDecisions(caseId) {
+  reviewed.clear();
+  try {
+    const data = await api.get(`/cases/${encodeURIComponent(caseId)}/decisions`);
+    for (const cand of data.candidates) markDecided(cand.face_id, cand.status);
+  } catch (error) {
+    if (error.status !== 404) showError(error); // a library without cases has no decisions to show
+  }
 }
 
 // One card per photo: its best face large, the photo's other candidate faces listed under it.
@@ -182,6 +199,7 @@ export function renderResults(container, state, caseId, onMore) {
     return;
   }
   const face = result.faces[state.face];
+  loadDecisions(caseId);
   const header = h("div", { class: "results-head" },
     h("h2", {}, result.faces.length > 1 ? `Candidates for face ${state.face + 1}` : "Candidates"),
     h("p", { class: "muted" },
@@ -309,31 +327,29 @@ function compare(state, shown, start, caseId) {
     const c = shown[index];
     const candidate = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb large" });
     thumbnail(c.face_id, caseId, state.stated).then((url) => { candidate.src = url; }).catch(showError);
-    const decision = h("select", { id: "review-decision", name: "decision" },
-      h("option", { value: "inconclusive" }, "Inconclusive"),
-      h("option", { value: "rejected" }, "Rejected: not the same person"),
-      h("option", { value: "confirmed" }, "Confirmed: same person, after my review"));
-    const note = h("textarea", { id: "review-note", name: "note", rows: "2", maxlength: "1000" });
+    const controls = decisionControls("review");
+    const current = reviewed.get(c.face_id);
     const done = h("p", { class: "review-done", role: "status" },
-      reviewed.has(c.face_id) ? `Already reviewed in this tab: ${reviewed.get(c.face_id)}.` : "");
-    const button = h("button", { type: "submit", class: "primary" }, "Mark reviewed");
-    const form = h("form", { class: "review" },
-      h("div", { class: "field" }, h("label", { for: "review-decision" }, "Your decision"), decision),
-      h("div", { class: "field" }, h("label", { for: "review-note" }, "Note (kept in the audit log, which is never erased)"), note),
-      button, done);
+      current ? `In this case: ${statusText(current)}. A new decision replaces it.` : "");
+    const button = h("button", { type: "submit", class: "primary" }, "Record decision");
+    const form = h("form", { class: "review" }, controls.fields, button, done);
     const previous = h("button", { type: "button", class: "step", disabled: index === 0, onclick: () => show(index - 1) }, "← Previous");
     const following = h("button", { type: "button", class: "step", disabled: index === shown.length - 1, onclick: () => show(index + 1) }, "Next →");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       button.disabled = true;
       try {
-        const review = await api.post("/reviews", { case_id: caseId, face_id: c.face_id, decision: decision.value, note: note.value });
-        reviewed.set(c.face_id, review.decision);
-        for (const el of document.querySelectorAll(`[data-status-of="${c.face_id}"]`)) el.textContent = `Reviewed: ${review.decision}`;
-        done.textContent = `Recorded in the audit log as entry #${review.audit_sequence}.`;
+        // Issue 13: kept on the server, in the case (the search that showed the face is named).
+        const made = await api.post(`/cases/${encodeURIComponent(caseId)}/decisions`, { face_id: c.face_id,
+          decision: controls.decision.value, note: controls.note.value, search_seq: state.result.audit_sequence ?? undefined });
+        const status = made.decision === "confirmed lead" ? "awaiting second review" : made.decision;
+        markDecided(c.face_id, status);
+        button.disabled = false;
+        done.textContent = `Recorded in case ${made.case_id} as audit entry #${made.audit_seq}: ${statusText(status)}.`;
       } catch (error) {
         button.disabled = false;
         done.textContent = error.message;
+        controls.decision.focus();
       }
     });
     dialog.dataset.faceId = String(c.face_id);

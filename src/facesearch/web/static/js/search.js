@@ -1,11 +1,13 @@
 // The search page: pick or drop a probe photo, state the case and purpose, search every face in it,
 // then switch between the probe's faces (boxes drawn from the API's faces[].box) to see candidates.
+// Issue 13: the case is chosen from the user's open cases (the server's), not typed.
 import { api } from "./api.js";
 import { h, field, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
 import { renderResults, releaseThumbnails } from "./results.js";
+import { openCases, chosenCase } from "./cases.js";
 
-export async function searchView(main) {
+export async function searchView(main, me) {
   const state = { file: null, previewUrl: null, result: null, face: 0 };
 
   const fileInput = h("input", { type: "file", name: "probe", accept: "image/*", class: "visually-hidden", required: true });
@@ -15,7 +17,9 @@ export async function searchView(main) {
   const preview = h("div", { class: "preview", hidden: true });
   const faceList = h("div", { class: "face-list", role: "group", "aria-label": "Faces found in the probe" });
 
-  const caseInput = h("input", { name: "case_id", required: true, maxlength: "100", autocomplete: "off", placeholder: "e.g. 2024-0173" });
+  const cases = await openCases();
+  const caseInput = h("select", { name: "case_id", required: true },
+    cases.map((c) => h("option", { value: c.case_id, selected: c.case_id === chosenCase.get() }, c.case_id)));
   const purpose = h("textarea", { name: "purpose", required: true, minlength: "3", maxlength: "1000", rows: "3",
     placeholder: "e.g. identify the person in the CCTV still from the 12 May burglary" });
   const legal = h("input", { name: "legal_basis", maxlength: "1000", autocomplete: "off" });
@@ -29,8 +33,8 @@ export async function searchView(main) {
     h("div", { class: "field" }, h("span", { class: "label", id: "probe-label" }, "Probe photo"), drop,
       h("p", { class: "help" }, "The photo is sent for this search only and never stored; its SHA-256 fingerprint is audited.")),
     preview, faceList,
-    field("Case ID", caseInput),
-    field("Purpose", purpose),
+    cases.length ? field("Case", caseInput) : noCase(me),
+    field("Purpose", purpose, "Starts as the case's purpose: say what this search is for."),
     h("p", { class: "help why" }, "Why both are required: every search is written to a tamper-evident audit log with your name, "
       + "the case and the purpose, so that auditors can check each search was justified."),
     h("details", {}, h("summary", {}, "More options"),
@@ -39,7 +43,20 @@ export async function searchView(main) {
       field("Legal basis", legal, "Required by collections configured to demand it.")),
     submit,
   );
-  const nothingYet = () => emptyState("No search yet.", "Choose a probe photo, give the case ID and the purpose, then press Search.");
+  // The case's purpose and legal basis fill the fields until the user writes their own.
+  let filled = { purpose: "", legal: "" };
+  function fillFromCase() {
+    const c = cases.find((x) => x.case_id === caseInput.value);
+    if (!c) return;
+    chosenCase.set(c.case_id);
+    if (purpose.value.trim() === filled.purpose) purpose.value = c.purpose;
+    if (legal.value.trim() === filled.legal) legal.value = c.legal_basis || "";
+    filled = { purpose: purpose.value, legal: legal.value };
+  }
+  caseInput.addEventListener("change", fillFromCase);
+  fillFromCase();
+  if (!cases.length) submit.disabled = true;
+  const nothingYet = () => emptyState("No search yet.", "Choose a probe photo and the case, state the purpose, then press Search.");
   results.append(nothingYet());
   main.append(h("div", { class: "search-layout" }, form, results));
 
@@ -141,4 +158,12 @@ export async function searchView(main) {
       submit.textContent = "Search";
     }
   });
+}
+
+// Issue 13: no open case, no search; say what to do next.
+function noCase(me) {
+  const next = me && me.actions.includes("open_case")
+    ? h("span", {}, "Every search belongs to an open case: ", h("a", { href: "#/cases" }, "create a case"), " first.")
+    : "Every search belongs to an open case: ask an investigator or an administrator to add you to one.";
+  return h("div", { class: "field no-case" }, emptyState("You have no open case.", next));
 }
