@@ -96,6 +96,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "corrupt": 422,
     "no_face": 422,
     "bad_face": 422,
+    "bad_date": 422,
     "bad_decision": 422,
     "not_a_candidate": 422,
     "bad_anchor": 422,
