@@ -13,8 +13,9 @@ let photos = new Map(); // face_id -> Promise of {url, box, size, taken}: the wh
 const reviewed = new Map(); // face_id -> its status in the case (read from the server, kept in step)
 const LAYOUT_KEY = "facesearch.results-layout";
 
-export function releaseThumbnails() {
-  for (const url of thumbnails.values()) Promise.resolve(url).then((u) => URL.revokeObjectURL(u)).catch(() => {});
+// keep: a URL still shown (the face a "search with this face" uses as its probe).
+export function releaseThumbnails(keep = null) {
+  for (const url of thumbnails.values()) Promise.resolve(url).then((u) => { if (u !== keep) URL.revokeObjectURL(u); }).catch(() => {});
   for (const shown of photos.values()) shown.then((p) => URL.revokeObjectURL(p.url)).catch(() => {});
   thumbnails = new Map();
   photos = new Map();
@@ -107,7 +108,13 @@ async function loadDecisions(caseId) {
 }
 
 // One card per photo: its best face large, the photo's other candidate faces listed under it.
-function candidateCard(group, state, caseId, open) {
+function faceButton(c, caseId, state, onFace, where) {
+  if (!onFace) return null;
+  return h("button", { type: "button", class: "use-face", "aria-label": `Search with face ${c.face_id}${where}`,
+    onclick: () => thumbnail(c.face_id, caseId, state.stated).then((url) => onFace(c, url)).catch(showError) }, "Search with this face");
+}
+
+function candidateCard(group, state, caseId, open, onFace) {
   const c = group.best;
   const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
   thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
@@ -123,13 +130,14 @@ function candidateCard(group, state, caseId, open) {
   h("div", { class: "rank" }, `#${c.rank}`),
   img, h("div", { class: "summary" }, labelBadge(c), facts(c, state.result), reviewStatus(c.face_id), more),
   h("div", { class: "actions" },
-    h("button", { type: "button", onclick: () => open(c) }, "Compare & review")),
+    h("button", { type: "button", onclick: () => open(c) }, "Compare & review"),
+    faceButton(c, caseId, state, onFace, "")),
   );
 }
 
-function cardList(candidates, state, caseId, open, label) {
+function cardList(candidates, state, caseId, open, label, onFace) {
   const grid = h("ol", { class: "grid", "aria-label": label });
-  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, open));
+  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, open, onFace));
   return grid;
 }
 
@@ -191,7 +199,22 @@ function moreButton(state, face, onMore) {
     h("span", { class: "help" }, ` Only the ${topK} most similar faces were asked for; more means a new search, audited like this one.`));
 }
 
-export function renderResults(container, state, caseId, onMore) {
+// Issue 13: what narrowed the search (a date range) and what the probe was (an indexed face), said above the results.
+function searchedNotes(result) {
+  const notes = [];
+  if (result.probe_face_id !== null && result.probe_face_id !== undefined) {
+    notes.push(h("p", { class: "notice probe-face" }, `Probe: indexed face ${result.probe_face_id} (searched with its stored template).`));
+  }
+  if (result.undated_excluded !== null && result.undated_excluded !== undefined) {
+    const from = result.taken_after ? new Date(result.taken_after).toLocaleDateString() : "any date";
+    const until = result.taken_before ? `before ${new Date(result.taken_before).toLocaleString()}` : "today";
+    notes.push(h("p", { class: "notice date-filter" }, `Only photos taken from ${from} to ${until} were searched; `
+      + `${result.undated_excluded} face${result.undated_excluded === 1 ? "" : "s"} in photos without a date left out.`));
+  }
+  return notes;
+}
+
+export function renderResults(container, state, caseId, onMore, onFace) {
   const result = state.result;
   container.replaceChildren();
   if (!result.faces.length) {
@@ -204,12 +227,15 @@ export function renderResults(container, state, caseId, onMore) {
     h("h2", {}, result.faces.length > 1 ? `Candidates for face ${state.face + 1}` : "Candidates"),
     h("p", { class: "muted" },
       `Case ${result.case_id} · audit entry #${result.audit_sequence ?? "–"} · operating point: ${operatingPoint(result)}`),
+    searchedNotes(result),
     result.match_unavailable ? h("p", { class: "notice match-unavailable", role: "note" }, `No result can be a match: ${result.match_unavailable}`) : null,
     result.calibration_warning ? h("p", { class: "notice warning", role: "alert" }, `Calibration warning: ${result.calibration_warning}`) : null,
   );
   container.append(header);
   if (!face.candidates.length) {
-    container.append(emptyState("No candidates for this face.", "The collection searched may be empty: add photos to it, or search all collections."));
+    container.append(emptyState("No candidates for this face.", result.undated_excluded !== null && result.undated_excluded !== undefined
+      ? "No photo taken in this date range could be compared: widen the range or clear it (More options)."
+      : "The collection searched may be empty: add photos to it, or search all collections."));
     return;
   }
   // Leads first; those below the lead threshold are folded away (loading their thumbnails is an audited view,
@@ -240,10 +266,10 @@ export function renderResults(container, state, caseId, onMore) {
   }
   const open = (c) => {
     const list = shown.filter(inFilter);
-    compare(state, list, list.indexOf(c), caseId);
+    compare(state, list, list.indexOf(c), caseId, onFace);
   };
   if (above.length) {
-    container.append(cardList(above, state, caseId, open, "Candidates, most similar first"));
+    container.append(cardList(above, state, caseId, open, "Candidates, most similar first", onFace));
   } else {
     container.append(emptyState("No candidate reached the operating point.",
       "Try another photo of the person (sharper, more frontal), or search all collections; the results below the threshold are most likely other people."));
@@ -254,7 +280,7 @@ export function renderResults(container, state, caseId, onMore) {
     fold.addEventListener("toggle", () => {
       if (!fold.open || fold.querySelector("ol")) return;
       shown.push(...below);
-      fold.append(cardList(below, state, caseId, open, "Candidates below the threshold, most similar first"));
+      fold.append(cardList(below, state, caseId, open, "Candidates below the threshold, most similar first", onFace));
       filter.dispatchEvent(new Event("change"));
     });
     container.append(fold);
@@ -266,6 +292,11 @@ export function renderResults(container, state, caseId, onMore) {
 function probeCrop(state) {
   // Cut the chosen face (with a margin) out of the local probe: nothing is sent to the server for this.
   const source = document.querySelector(".preview img");
+  if (state.faceProbe) { // the probe is an indexed face's thumbnail: shown whole
+    const whole = h("canvas", { width: "240", height: "240", role: "img", "aria-label": "The probe face" });
+    if (source.complete && source.naturalWidth) whole.getContext("2d").drawImage(source, 0, 0, 240, 240);
+    return whole;
+  }
   const [left, top, width, height] = state.result.faces[state.face].box;
   const [w, h0] = state.result.probe_size;
   const sx = source.naturalWidth / w;
@@ -318,7 +349,7 @@ function isTyping(target) {
 }
 
 // Issue 13: the compare view steps through the candidates shown (buttons, or the arrow keys).
-function compare(state, shown, start, caseId) {
+function compare(state, shown, start, caseId, onFace) {
   let index = start;
   const dialog = h("dialog", { class: "compare", "aria-labelledby": "compare-title" });
 
@@ -363,7 +394,7 @@ function compare(state, shown, start, caseId) {
         h("figure", {}, probeCrop(state), h("figcaption", {}, "Probe")),
         h("figure", {}, candidate, h("figcaption", {}, `Indexed face ${c.face_id}`)),
         photoFigure(c, caseId, state.stated)),
-      labelBadge(c), facts(c, state.result), form);
+      labelBadge(c), facts(c, state.result), h("p", {}, faceButton(c, caseId, state, onFace, " (new search)")), form);
   }
 
   // On the document: a step replaces the dialog's content, and the focused button with it.
