@@ -16,6 +16,9 @@ import numpy as np
 from sqlalchemy import func, select
 
 from facesearch.errors import FaceSearchError
+from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.purpose import check_purpose
+from facesearch.governance.types import SearchPurpose
 from facesearch.models.pipeline import Face
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import FaceRow, ImageRow
@@ -112,15 +115,30 @@ class IndexedProbe:
     size: list[int]  # [width, height] of its photo
 
 
-def indexed_probe(catalog: Catalog, face_id: int, suppressed: np.ndarray | None) -> IndexedProbe:
-    """The stored face ``face_id`` as a probe face (its embedding as stored; no photo is read).
+def indexed_probe(
+    catalog: Catalog, photos: object, face_id: int, purpose: SearchPurpose, suppressed: np.ndarray | None
+) -> IndexedProbe:
+    """The stored face ``face_id`` as a probe face ("search with this face": its embedding as stored; no
+    photo is read, and none may be given too), bound like a face view:
 
-    ``not_found`` when there is no such face or it is an opted-out person's (``suppressed``): the same
-    answer, so that the refusal tells nothing about who opted out.
+    - ``not_found`` when there is no such face or it is an opted-out person's (``suppressed``): the same
+      answer, so that the refusal tells nothing about who opted out;
+    - the legal basis its collection demands, or ``purpose_required``: a face of a collection the user
+      may not search without one is no probe without one either.
     """
+    if photos not in (None, [], ()):
+        raise FaceSearchError("search with probe photos or with an indexed face id, not both", code="bad_request")
     row = catalog.faces_by_ids([face_id]).get(face_id)
     if row is None or (suppressed is not None and face_id in set(suppressed.tolist())):
         raise FaceSearchError(f"no indexed face {face_id} to search with", code="not_found")
+    try:
+        check_purpose(catalog, purpose, row.image.collection.name)
+    except PurposeRequired as exc:
+        if exc.code != "purpose_required":
+            raise
+        raise PurposeRequired(
+            f"face {face_id} is in a collection that requires a legal_basis for every search"
+        ) from exc
     face = Face(
         index=0,
         box=(row.left, row.top, row.width, row.height),

@@ -222,7 +222,7 @@ class SearchService:
         Issue 13: ``taken_after``/``taken_before`` (dates, or ISO times) search only photos taken in that
         range (EXIF date; photos without one are left out, and the result counts them: ``undated_excluded``),
         applied before ranking like the collection. ``probe_face_id`` searches with an indexed face's stored
-        embedding instead of a photo (:meth:`_face_probe`).
+        embedding instead of a photo (search/filters.py ``indexed_probe``).
 
         ``probe`` may be several photos of one person with ``same_person=True`` (issue 13): their
         largest faces are fused into one probe face (:meth:`_fused_face`), searched, labelled, filtered
@@ -242,7 +242,9 @@ class SearchService:
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
         allowed, undated = restrict_to_dates(self.catalog, self._collection_faces(collection), dates)
         if probe_face_id is not None:
-            faces, digest, size = self._face_probe(probe, probe_face_id, purpose)
+            suppressed = self.optouts.suppressed_face_ids() if self.optouts.count() else None
+            found = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed)
+            faces, digest, size = [found.face], found.image_sha256, found.size
             digests, parts = [digest], None
         elif len(probes) == 1:
             faces, digest, size = self._probe_faces(probes[0], face)
@@ -304,24 +306,6 @@ class SearchService:
         )
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
-
-    def _face_probe(self, probe: object, face_id: int, purpose: SearchPurpose) -> tuple[list[Face], str, list[int]]:
-        """An indexed face as the probe ("search with this face", issue 13): its stored embedding, bound like
-        a face view: an opted-out person's face is no probe (``not_found``, as for no face), and its
-        collection's demands (a legal basis) apply to the search. Returns the face, its photo's SHA-256, size."""
-        if probe not in (None, [], ()):
-            raise FaceSearchError("search with probe photos or with an indexed face id, not both", code="bad_request")
-        suppressed = self.optouts.suppressed_face_ids() if self.optouts.count() else None
-        found = indexed_probe(self.catalog, face_id, suppressed)
-        try:
-            check_purpose(self.catalog, purpose, found.collection)
-        except PurposeRequired as exc:
-            if exc.code != "purpose_required":
-                raise
-            raise PurposeRequired(
-                f"face {face_id} is in a collection that requires a legal_basis for every search"
-            ) from exc
-        return [found.face], found.image_sha256, found.size
 
     def _collection_faces(self, collection: str | None) -> np.ndarray | None:
         if collection is None:
