@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from facesearch import Library
+from facesearch.errors import FaceSearchError
 from facesearch.governance.purpose import set_requirements
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow
 from tests import test_api
@@ -216,3 +217,25 @@ def test_the_cli_searches_a_date_range_and_with_an_indexed_face(dated: tuple[Pat
     photo = str(Path(test_api.__file__).parents[1] / "../shared/data/face_recognition_examples" / PROBE)
     both = run_cli("search", photo, "--face-id", str(face_id), *common)
     assert both.exit_code == 2 and "one of them" in both.stderr
+
+
+def test_the_python_api_takes_dates_and_a_face_id(dated: tuple[Path, dict], tmp_path: Path) -> None:
+    """Library.search(..., taken_after=, taken_before=) takes dates (or text) and probe_face_id, as the CLI does."""
+    from datetime import date
+
+    from facesearch.governance import SearchPurpose
+
+    facts = dated[1]
+    purpose = SearchPurpose(CASE["case_id"], CASE["purpose"])
+    with Library.open(shutil.copytree(dated[0], tmp_path / "lib")) as lib:
+        found = lib.search(None, purpose=purpose, probe_face_id=facts["obama_faces"][0], taken_after=date(2019, 1, 1))
+        assert sorted(c.face_id for c in found.faces[0].candidates) == facts["obama_faces"]
+        assert found.taken_after == "2019-01-01T00:00:00" and found.undated_excluded == len(facts["undated_faces"])
+        face = facts["obama_faces"][0]
+        day = lib.search(None, purpose=purpose, probe_face_id=face, taken_before=date(2020, 6, 1), top_k=50)
+        assert set(facts["obama_faces"]) <= {c.face_id for c in day.faces[0].candidates}  # a day: all of it
+        noon = lib.search(None, purpose=purpose, probe_face_id=face, taken_before=OBAMA_TAKEN, top_k=50)
+        assert not {c.face_id for c in noon.faces[0].candidates} & set(facts["obama_faces"])  # a time: exclusive
+        with pytest.raises(FaceSearchError) as refused:
+            lib.search(None, purpose=purpose, probe_face_id=facts["obama_faces"][0], taken_after="01/02/2020")
+        assert refused.value.code == "bad_date"

@@ -70,7 +70,10 @@ def test_a_case_from_creation_to_a_blind_confirmed_lead_and_closing(screen, site
     # The colleague reviews blind: the first decision, its note and reviewer are not on the page.
     screen.get_by_role("button", name="Sign out").click()
     sign_in(screen, site, "investigator-2", as_role="investigator")
-    screen.goto(f"{site.url}/#/case/{case}")
+    screen.get_by_role("link", name="Cases", exact=True).click()
+    waiting = screen.locator("tbody tr").filter(has_text=case).locator("a.waiting")
+    expect(waiting).to_have_text("1 awaiting you")  # the case list says where a blind review waits
+    waiting.click()
     item = screen.locator(f'.decided-item[data-face-id="{face_id}"]').first
     expect(item).to_contain_text("decision hidden until the second review")
     main = screen.locator("main")

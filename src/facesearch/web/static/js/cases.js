@@ -77,14 +77,23 @@ export async function casesView(main, me) {
     ["Users", (c) => c.users.join(", ")],
     ["Opened", (c) => `${when(c.created_at)} by ${c.created_by}`],
     ["Status", (c) => (c.status === "open" ? "open" : `closed ${when(c.closed_at)} by ${c.closed_by}`)],
+    ["Your second reviews", (c) => (waiting.has(c.case_id)
+      ? h("a", { href: caseHref(c.case_id), class: "waiting" }, `${waiting.get(c.case_id)} awaiting you`) : "")],
     ["", (c) => (mayOpen && c.status === "open"
       ? h("button", { type: "button", class: "danger", onclick: () => close(c), "aria-label": `Close case ${c.case_id}` }, "Close")
       : "")],
   ];
 
+  const waiting = new Map(); // case id -> blind second reviews awaiting the signed-in user
   async function load() {
     const cases = (await api.get("/cases")).cases;
     const open = cases.filter((c) => c.status === "open");
+    waiting.clear();
+    if (me.actions.includes("review")) {
+      const counts = await Promise.all(open.map((c) => api.get(`/cases/${encodeURIComponent(c.case_id)}/second-reviews`)
+        .then((r) => r.tasks.length)));
+      open.forEach((c, i) => { if (counts[i]) waiting.set(c.case_id, counts[i]); });
+    }
     const closed = cases.filter((c) => c.status !== "open");
     const next = mayOpen ? "Create one above: give its number, purpose and the colleagues working it."
       : "Ask an investigator or an administrator to add you to a case.";
