@@ -33,6 +33,13 @@ def test_a_case_from_creation_to_a_blind_confirmed_lead_and_closing(screen, site
     row = screen.locator("tbody tr").filter(has_text=case)
     expect(row).to_contain_text("investigator-1, investigator-2")
     assert_fits(screen, "case list")
+    # The same id again: refused, and the error is shown where the user looks (scrolled to, focused).
+    form.get_by_label("Case ID").fill(case.upper())
+    form.get_by_label("Case purpose").fill(PURPOSE_TEXT)
+    form.get_by_role("button", name="Create case").click()
+    expect(screen.locator("#error")).to_be_focused()
+    expect(screen.locator("#error")).to_contain_text("exists already")
+    expect(screen.locator("tbody tr").filter(has_text=case)).to_have_count(1)
 
     # Search in it: the case is chosen from the open ones and fills the purpose.
     row.get_by_role("link", name=case).click()
@@ -114,6 +121,10 @@ def test_a_user_without_an_open_case_is_told_to_create_one(screen, site: Site) -
     expect(screen.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
     expect(screen.locator(".empty").first).to_contain_text("Create one above")
     assert_fits(screen, "no case")
+    # A case page that does not exist (here even a malformed address): an error in view, no script error.
+    screen.goto(f"{site.url}/#/case/%E0%A4%A")
+    expect(screen.locator("#error")).to_contain_text("no case")
+    expect(screen.locator("#error")).to_be_focused()
 
 
 def test_the_web_app_no_longer_calls_the_per_search_reviews() -> None:

@@ -87,7 +87,8 @@ async function render(message) {
   if (!me) { signInView(main, message); return; }
   // "#/case/<id>": a view and its argument (the id, URI-encoded).
   const [name, ...rest] = location.hash.replace(/^#\//, "").split("/");
-  const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
+  let arg = null;
+  try { arg = rest.length ? decodeURIComponent(rest.join("/")) : null; } catch { arg = rest.join("/"); } // a malformed %-escape
   const view = VIEWS[name];
   if (!view || !me.actions.includes(view.action)) {
     const fallback = firstView();
