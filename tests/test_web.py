@@ -23,6 +23,7 @@ import pytest
 from facesearch import Library
 from facesearch.api import create_app
 from facesearch.governance import add_user
+from facesearch.governance.cases import create_case
 from facesearch.web import mount_web
 from facesearch.web.background import serving
 from tests.helpers import copy_library
@@ -58,6 +59,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, example_ga
         assert [(c["name"], c["images"]) for c in lib.stats()["collections"]] == [("default", 0), ("examples", 15)]
         for role in ("investigator", "auditor", "admin"):
             _, keys[role] = add_user(lib.catalog, f"{role}-1", role)
+        for name in ("investigator-2", "investigator-3"):  # a blind second reviewer; one with no case (issue 13)
+            _, keys[name] = add_user(lib.catalog, name, "investigator")
+        # Issue 13: the web app searches only within the user's open cases.
+        for case in (CASE, *(f"case-paging-{width}" for width in (1280, 390))):
+            create_case(lib.catalog, case, "identify the person in the test photo", users=["investigator-1"])
     app = create_app(folder, rate_limit_per_minute=0, ingest_workers=1)
     mount_web(app, "/v1")
     with serving(app) as url:
@@ -98,9 +104,11 @@ def page(browser, site: Site):
     assert not errors, f"the browser logged errors: {errors}"
 
 
-def sign_in(page, site: Site, role: str) -> None:
+def sign_in(page, site: Site, role: str, as_role: str | None = None) -> None:
+    """Sign in with the key of ``role`` (or of a named user, whose role is ``as_role``)."""
     page.goto(site.url + "/")
     page.get_by_label("API key").fill(site.keys[role])
+    role = as_role or role
     page.get_by_role("button", name="Sign in").click()
     page.locator("#who-role").filter(has_text=role).wait_for()
 
@@ -114,7 +122,7 @@ def test_search_review_and_audit(page, site: Site) -> None:
 
     page.locator("#probe-file").set_input_files(str(site.examples / PROBE))
     expect(page.get_by_alt_text("The probe photo")).to_be_visible()
-    page.get_by_label("Case ID").fill(CASE)
+    page.get_by_label("Case", exact=True).select_option(CASE)
     page.get_by_label("Purpose").fill("identify the person in the test photo")
     page.get_by_role("button", name="Search", exact=True).click()
 
@@ -134,19 +142,23 @@ def test_search_review_and_audit(page, site: Site) -> None:
     dialog = page.locator("dialog.compare")
     expect(dialog).to_be_visible()
     expect(dialog.get_by_role("img", name="The probe face")).to_be_visible()
-    dialog.get_by_label("Your decision").select_option("confirmed")
-    dialog.get_by_role("button", name="Mark reviewed").click()
-    expect(dialog.locator(".review-done")).to_contain_text("Recorded in the audit log as entry #")
+    dialog.get_by_label("Your decision").select_option("rejected")
+    dialog.get_by_role("button", name="Record decision").click()
+    expect(dialog.locator(".review-done")).to_contain_text(f"Recorded in case {CASE} as audit entry #")
     dialog.get_by_role("button", name="Close").click()
-    expect(first.locator(".review-status")).to_have_text("Reviewed: confirmed")
+    expect(first.locator(".review-status")).to_have_text("Decided: rejected")
 
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, site, "auditor")
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
     expect(page.locator("#chain-status")).to_contain_text("Chain verified")
     rows = page.locator("tbody tr")
-    expect(rows.filter(has_text="search").filter(has_text=CASE)).to_have_count(1)
-    expect(rows.filter(has_text="review").filter(has_text=CASE)).to_have_count(1)
+
+    def action(name: str):  # the decision's entry names its search too (search_seq): match the action column
+        return rows.filter(has=page.locator(".action", has_text=re.compile(f"^{name}$"))).filter(has_text=CASE)
+
+    expect(action("search")).to_have_count(1)
+    expect(action("decision")).to_have_count(1)
     expect(page.get_by_role("link", name="Search", exact=True)).to_be_hidden()  # auditors do not search
 
 
@@ -159,7 +171,7 @@ def test_results_below_the_threshold_are_folded_away(page, site: Site) -> None:
 
     sign_in(page, site, "investigator")
     page.locator("#probe-file").set_input_files(str(site.examples / PROBE))
-    page.get_by_label("Case ID").fill(CASE)
+    page.get_by_label("Case", exact=True).select_option(CASE)
     page.get_by_label("Purpose").fill("identify the person in the test photo")
     page.get_by_role("button", name="Search", exact=True).click()
 

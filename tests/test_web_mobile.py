@@ -18,9 +18,9 @@ from tests.test_web import CASE, PROBE, TIMEOUT_MS, Site, browser, sign_in, site
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 PAGES = {
-    "investigator": ["search"],
-    "auditor": ["audit"],
-    "admin": ["search", "ingest", "audit", "collections", "users", "optouts"],
+    "investigator": ["search", "cases"],
+    "auditor": ["audit", "cases"],
+    "admin": ["search", "cases", "ingest", "audit", "collections", "users", "optouts"],
 }
 NO_SIDEWAYS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 OFF_SCREEN = """() => [...document.querySelectorAll('#nav a:not([hidden]), .topbar button, .topbar .brand')]
@@ -73,7 +73,7 @@ def test_the_compare_dialog_fits_and_stacks_on_a_phone(screen, site: Site) -> No
     sign_in(screen, site, "investigator")
     expect(screen.locator(".empty")).to_contain_text("Choose a probe photo")  # the empty state says what to do
     screen.locator("#probe-file").set_input_files(str(site.examples / PROBE))
-    screen.get_by_label("Case ID").fill(CASE)
+    screen.get_by_label("Case", exact=True).select_option(CASE)
     screen.get_by_label("Purpose").fill("identify the person in the test photo")
     screen.get_by_role("button", name="Search", exact=True).click()
     expect(screen.locator(".candidate").first).to_be_visible()
@@ -94,8 +94,8 @@ def test_the_compare_dialog_fits_and_stacks_on_a_phone(screen, site: Site) -> No
     else:  # side by side
         assert abs(candidate["y"] - probe["y"]) < 1 and candidate["x"] > probe["x"] + probe["width"]
     assert_fits(screen, "compare dialog")
-    dialog.get_by_role("button", name="Mark reviewed").scroll_into_view_if_needed()
-    expect(dialog.get_by_role("button", name="Mark reviewed")).to_be_in_viewport()
+    dialog.get_by_role("button", name="Record decision").scroll_into_view_if_needed()
+    expect(dialog.get_by_role("button", name="Record decision")).to_be_in_viewport()
 
 
 def drawn_photo(path: Path) -> Path:
@@ -114,7 +114,7 @@ def test_a_no_face_error_is_scrolled_into_view_and_focused(screen, site: Site, t
 
     sign_in(screen, site, "investigator")
     screen.locator("#probe-file").set_input_files(str(drawn_photo(tmp_path / "shapes.jpg")))
-    screen.get_by_label("Case ID").fill(CASE)
+    screen.get_by_label("Case", exact=True).select_option(CASE)
     screen.get_by_label("Purpose").fill("identify the person in the test photo")
     submit = screen.get_by_role("button", name="Search", exact=True)
     submit.scroll_into_view_if_needed()
@@ -170,7 +170,7 @@ def search_probe(page, site: Site, signed_in: bool = False) -> None:  # noqa: F8
     if not signed_in:
         sign_in(page, site, "investigator")
     page.locator("#probe-file").set_input_files(str(site.examples / PROBE))
-    page.get_by_label("Case ID").fill(CASE)
+    page.get_by_label("Case", exact=True).select_option(CASE)
     page.get_by_label("Purpose").fill("identify the person in the test photo")
     page.get_by_role("button", name="Search", exact=True).click()
     page.locator(".candidate").first.wait_for()
@@ -239,7 +239,7 @@ def test_the_compare_view_shows_the_whole_photo_and_steps_with_the_arrow_keys(sc
     assert face_two != face_one
     screen.keyboard.press("ArrowLeft")
     expect(title).to_have_text("Compare: probe and candidate #1")
-    dialog.get_by_label("Note (kept in the audit log, which is never erased)").click()
+    dialog.get_by_label("Note (kept on the server and in the audit log)").click()
     screen.keyboard.press("ArrowRight")  # typing in the note does not step
     expect(title).to_have_text("Compare: probe and candidate #1")
     dialog.get_by_role("button", name="Next →").click()
@@ -262,7 +262,7 @@ def test_more_candidates_than_top_k_are_a_new_audited_search(screen, site: Site)
     case = f"case-paging-{screen.viewport_size['width']}"
     sign_in(screen, site, "investigator")
     screen.locator("#probe-file").set_input_files(str(site.examples / PROBE))
-    screen.get_by_label("Case ID").fill(case)
+    screen.get_by_label("Case", exact=True).select_option(case)
     screen.get_by_label("Purpose").fill("identify the person in the test photo")
     screen.get_by_text("More options").click()
     screen.get_by_label("Candidates per face").select_option("10")

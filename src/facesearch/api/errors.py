@@ -99,6 +99,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "corrupt": 422,
     "no_face": 422,
     "bad_face": 422,
+    "bad_date": 422,
     "bad_decision": 422,
     "bad_expiry": 422,
     "bad_webhook": 422,

@@ -121,6 +121,12 @@ class SearchOut(_Out):
     calibration_warning: str | None = Field(
         None, description="the calibration was found off by more than 2x on people it was not built from"
     )
+    taken_after: str | None = Field(None, description="only photos taken from then (issue 13)")
+    taken_before: str | None = Field(None, description="only photos taken before then (exclusive)")
+    undated_excluded: int | None = Field(
+        None, description="faces left out for having no date in their photo (null: no date range given)"
+    )
+    probe_face_id: int | None = Field(None, description="the indexed face searched with, instead of a photo")
 
 
 class VerifyFaceOut(_Out):

@@ -54,7 +54,7 @@ EXPORT_BATCH = 1000
 
 def search(
     library: Library,
-    probe: bytes | list[bytes],
+    probe: bytes | list[bytes] | None,
     *,
     purpose: SearchPurpose | None,
     actor: User,
@@ -64,6 +64,9 @@ def search(
     max_fmr: float | None = None,
     max_fpir: float | None = None,
     same_person: bool = False,
+    taken_after: str | None = None,
+    taken_before: str | None = None,
+    probe_face_id: int | None = None,
 ) -> SearchResult:
     """Search for a stated purpose (always required over the API).
 
@@ -82,6 +85,9 @@ def search(
         purpose=purpose,
         actor=actor,
         same_person=same_person,
+        taken_after=taken_after,
+        taken_before=taken_before,
+        probe_face_id=probe_face_id,
     )
 
 

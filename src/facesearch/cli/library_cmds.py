@@ -247,7 +247,11 @@ def _print_report(report: IngestReport) -> None:
 
 
 def search(
-    probes: Annotated[list[Path], typer.Argument(help="Photo of the person to look for (several with --same-person)")],
+    probes: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Photo of the person to look for (several with --same-person; none with --face-id)"),
+    ] = None,
+    *,
     case: CaseOpt,
     purpose: PurposeOpt,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates per face")] = 20,
@@ -262,11 +266,24 @@ def search(
             "--same-person", help="The photos show one person: search with their largest faces fused into one"
         ),
     ] = False,
+    taken_after: Annotated[
+        str | None, typer.Option("--taken-after", help="Only photos taken on or after this date (YYYY-MM-DD)")
+    ] = None,
+    taken_before: Annotated[
+        str | None, typer.Option("--taken-before", help="Only photos taken on or before this date (YYYY-MM-DD)")
+    ] = None,
+    face_id: Annotated[
+        int | None, typer.Option("--face-id", min=1, help="Search with this indexed face instead of a photo")
+    ] = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
     """Find indexed photos of the person (or each person) in the probe photo.
+
+    --taken-after/--taken-before search only photos taken in that range (their EXIF date; photos without
+    one are left out, and counted). --face-id searches with an indexed face (a candidate's face id) instead
+    of a photo: the same audited search, bound to the face's collection.
 
     With several photos of one person and --same-person, the largest face of each is fused into one
     probe (their mean template), which finds the person's other photos better than any one of them;
@@ -278,7 +295,10 @@ def search(
     per comparison but not a match in a gallery this size; no match for the rest. The table shows
     each candidate's face id and image id (`remove --image` takes the image id).
     """
+    probes = probes or []
     try:
+        if bool(probes) == (face_id is not None):
+            raise FaceSearchError("give a probe photo or --face-id (one of them)", code="bad_request")
         require_files(*probes)
         if len(probes) > 1 and not same_person:
             raise FaceSearchError(
@@ -288,8 +308,11 @@ def search(
             )
         with _open(library, embedder) as lib:
             result = lib.search(
-                probes if same_person else probes[0],
+                probes if same_person or not probes else probes[0],
                 same_person=same_person,
+                taken_after=taken_after,
+                taken_before=taken_before,
+                probe_face_id=face_id,
                 top_k=top_k,
                 collection=collection,
                 face=face,
@@ -339,6 +362,14 @@ def print_search(result: SearchResult) -> None:
         if not probe_face.candidates:
             console.print("no candidates (empty library or collection)")
     console.print(operating_point(result))
+    if result.probe_face_id is not None:
+        console.print(f"probe: indexed face {result.probe_face_id} (its photo's SHA-256 {result.probe_sha256[:12]})")
+    if result.undated_excluded is not None:
+        after, before = result.taken_after or "any time", result.taken_before or "now"
+        console.print(
+            f"only photos taken from {after} to before {before}; "
+            f"{result.undated_excluded} faces without a date left out"
+        )
     if result.match_unavailable:
         console.print(f"[yellow]no result can be a match[/]: {result.match_unavailable}")
     if result.calibration_warning:

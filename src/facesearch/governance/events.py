@@ -68,6 +68,16 @@ class SearchEvent(AuditEvent):
     max_fpir: float | None = None  # the 1:N operating point the labels were set at (search/labels.py)
     probes_sha256: list[str] | None = None  # every photo of a probe, several when fused as one person (issue 13)
     calibration: str | None = None  # where the labels' calibration came from (issue 13: the case report states it)
+    # Issue 13: the date range searched and the undated faces it left out; the indexed face used as the probe
+    # (probe_sha256 is then its photo's). Recorded only when used, so other searches' entries are unchanged.
+    taken_after: str | None = None
+    taken_before: str | None = None
+    undated_excluded: int | None = None
+    probe_face_id: int | None = None
+
+    def details(self) -> dict[str, Any]:
+        optional = ("taken_after", "taken_before", "undated_excluded", "probe_face_id")
+        return {k: v for k, v in super().details().items() if k not in optional or v is not None}
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,12 @@ class SearchResult:
     match_threshold: float | None = None  # the score a match needs (None: no result can be a match)
     match_unavailable: str | None = None  # why no result can be a match here, and how to fix it
     calibration_warning: str | None = None  # the calibration was found off by more than 2x on held-out people
+    # Issue 13: the date range searched (photos taken in it; ISO bounds, before exclusive) and the faces
+    # left out for having no date (None: no range given); the indexed face searched with, if any.
+    taken_after: str | None = None
+    taken_before: str | None = None
+    undated_excluded: int | None = None
+    probe_face_id: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,6 +38,7 @@ from facesearch.media.files import read_file
 from facesearch.models.pipeline import Face
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.models.template import mean_template
+from facesearch.search.filters import DateLike, DateRange, indexed_probe, restrict_to_dates
 from facesearch.search.ranking import rank_candidates
 from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
@@ -213,8 +214,16 @@ class SearchService:
         max_fmr: float | None = None,
         max_fpir: float | None = None,
         same_person: bool = False,
+        taken_after: DateLike = None,
+        taken_before: DateLike = None,
+        probe_face_id: int | None = None,
     ) -> SearchResult:
         """Find indexed faces like each face in the probe (or only face number ``face``). Audited.
+
+        Issue 13: ``taken_after``/``taken_before`` (dates, or ISO times) search only photos taken in that
+        range (EXIF date; photos without one are left out, and the result counts them: ``undated_excluded``),
+        applied before ranking like the collection. ``probe_face_id`` searches with an indexed face's stored
+        embedding instead of a photo (search/filters.py ``indexed_probe``).
 
         ``probe`` may be several photos of one person with ``same_person=True`` (issue 13): their
         largest faces are fused into one probe face (:meth:`_fused_face`), searched, labelled, filtered
@@ -227,12 +236,18 @@ class SearchService:
         faces searched. The rest are ``no match``.
         """
         purpose = self._purpose(purpose, collection, "search", actor)
-        probes = self._probes(probe, same_person, face)
+        dates = DateRange.of(taken_after, taken_before)  # a bad date is refused before the probe is read
+        probes = self._probes(probe, same_person, face) if probe_face_id is None else []
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
-        allowed = self._collection_faces(collection)
-        if len(probes) == 1:
+        allowed, undated = restrict_to_dates(self.catalog, self._collection_faces(collection), dates)
+        if probe_face_id is not None:
+            suppressed = self.optouts.suppressed_face_ids() if self.optouts.count() else None
+            found = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed)
+            faces, digest, size = [found.face], found.image_sha256, found.size
+            digests, parts = [digest], None
+        elif len(probes) == 1:
             faces, digest, size = self._probe_faces(probes[0], face)
             digests, parts = [digest], None
         else:
@@ -286,6 +301,9 @@ class SearchService:
             match_threshold=round(point.match_threshold, 4) if point.match_threshold is not None else None,
             match_unavailable=point.match_unavailable,
             calibration_warning=self.scoring.calibration_warning(source),
+            **dates.audit(),
+            undated_excluded=undated,
+            probe_face_id=probe_face_id,
         )
         # Issue 13: a real case's report shows each probe face's crop (never the photo; none of an opted-out person)
         crops = [(f.index, f.thumbnail) for f, b in zip(faces, blocked, strict=True) if not b]
@@ -446,4 +464,8 @@ def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
         max_fpir=result.max_fpir,
         probes_sha256=list(result.probes_sha256),
         calibration=result.calibration,
+        taken_after=result.taken_after,
+        taken_before=result.taken_before,
+        undated_excluded=result.undated_excluded,
+        probe_face_id=result.probe_face_id,
     )

@@ -134,7 +134,13 @@ def case_detail(case_id: CaseId, host: Host, user: Annotated[User, permission("r
     case = get_case(host.catalog, case_id, user)
     entries = AuditLog(host.catalog).entries(action="search", case_id=case.case_id, limit=None)
     searches = [
-        {"audit_sequence": e.seq, "at": e.at, "actor": e.actor, "probe_sha256": e.details.get("probe_sha256")}
+        {
+            "audit_sequence": e.seq,
+            "at": e.at,
+            "actor": e.actor,
+            "probe_sha256": e.details.get("probe_sha256"),
+            "shown": sum(len(f.get("shown", [])) for f in e.details.get("faces", [])),  # the web's case page
+        }
         for e in entries
     ]
     decisions = case_decisions(host.catalog, case.case_id, user)

@@ -1,4 +1,9 @@
-"""Reviews: a person marks a candidate face as reviewed for a case, with a decision; kept in the audit log."""
+"""Reviews: a person marks a candidate face as reviewed for a case, with a decision; kept in the audit log.
+
+Deprecated (issue 13): decisions belong to a case, with a blind second review
+(``/v1/cases/{id}/decisions``, governance/decisions.py); the web app no longer calls these routes. They
+stay for existing API clients and are marked deprecated in the OpenAPI document.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,13 @@ def _out(entry: AuditEntry) -> ReviewOut:
     )
 
 
-@router.post("/reviews", response_model=ReviewOut, status_code=status.HTTP_201_CREATED, summary="Record a review")
+@router.post(
+    "/reviews",
+    response_model=ReviewOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a review",
+    deprecated=True,
+)
 def add_review(body: ReviewIn, host: Host, user: Annotated[User, permission("review")]) -> ReviewOut:
     """The review is an audit entry (action ``review``): it cannot be edited or deleted afterwards."""
     entry = service.review(
@@ -36,7 +47,7 @@ def add_review(body: ReviewIn, host: Host, user: Annotated[User, permission("rev
     return _out(entry)
 
 
-@router.get("/reviews", response_model=ReviewList, summary="The reviews recorded for a case")
+@router.get("/reviews", response_model=ReviewList, summary="The reviews recorded for a case", deprecated=True)
 def list_reviews(
     case_id: Annotated[str, Query(min_length=1, max_length=100, pattern=NAME_PATTERN)],
     host: Host,

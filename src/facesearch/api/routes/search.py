@@ -9,8 +9,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 from facesearch.api import service
 from facesearch.api.auth import permission
 from facesearch.api.deps import Host, Settings
-from facesearch.api.models import ERROR_RESPONSES, NAME_PATTERN, SearchOut
+from facesearch.api.models import ERROR_RESPONSES, MAX_ID, NAME_PATTERN, SearchOut
 from facesearch.api.uploads import read_limited
+from facesearch.errors import FaceSearchError
 from facesearch.governance import SearchPurpose, User
 from facesearch.governance.purpose import clean_case_id
 from facesearch.search.service import MAX_TOP_K
@@ -41,13 +42,6 @@ MaxFpir = Annotated[
 
 @router.post("/search", response_model=SearchOut, summary="Search the library with a probe photo")
 def search(
-    probe: Annotated[
-        list[UploadFile],
-        File(
-            description="the probe photo (never stored; its SHA-256 is audited); several photos of one person "
-            "with same_person=true"
-        ),
-    ],
     case_id: CaseId,
     purpose: Purpose,
     host: Host,
@@ -65,6 +59,23 @@ def search(
         bool,
         Form(description="the probe photos show one person: their largest faces are fused into one probe face"),
     ] = False,
+    probe: Annotated[
+        list[UploadFile] | None,
+        File(
+            description="the probe photo (never stored; its SHA-256 is audited); several photos of one person "
+            "with same_person=true. Required unless probe_face_id is given"
+        ),
+    ] = None,
+    probe_face_id: Annotated[
+        int | None,
+        Form(ge=1, le=MAX_ID, description="search with this indexed face instead of a photo (issue 13)"),
+    ] = None,
+    taken_after: Annotated[
+        str | None, Form(max_length=40, description="only photos taken on or after this date (YYYY-MM-DD)")
+    ] = None,
+    taken_before: Annotated[
+        str | None, Form(max_length=40, description="only photos taken on or before this date (YYYY-MM-DD)")
+    ] = None,
 ) -> SearchOut:
     """Returns every face found in the probe with its candidates (or only face ``face``): the client chooses.
     Candidates are leads for a person to review, labelled ``match`` only when the strangers expected to score
@@ -73,13 +84,19 @@ def search(
     states the operating point (gallery_size, max_fpir, match_fmr, match_threshold). Opted-out people are
     never returned. The audit log records the actor, case, purpose, the probe's SHA-256 and the face ids
     shown: never the probe itself. Several ``probe`` files with ``same_person=true`` (issue 13) search as one
-    person, their faces fused into one template; the audit entry lists every photo's SHA-256."""
-    data = [read_limited(p.file, settings.max_upload_bytes, f"probe photo {n}") for n, p in enumerate(probe, 1)]
+    person, their faces fused into one template; the audit entry lists every photo's SHA-256. Issue 13:
+    ``taken_after``/``taken_before`` search only photos taken in that range (undated photos are left out and
+    counted: ``undated_excluded``); ``probe_face_id`` searches with an indexed face instead of a photo."""
+    data = [read_limited(p.file, settings.max_upload_bytes, f"probe photo {n}") for n, p in enumerate(probe or [], 1)]
+    if not data and probe_face_id is None:
+        raise FaceSearchError(
+            "a search needs a probe photo (probe) or an indexed face (probe_face_id)", code="bad_request"
+        )
     stated = SearchPurpose(case_id, purpose, legal_basis)
     with host.reading() as library:
         result = service.search(
             library,
-            data if len(data) > 1 else data[0],  # several without same_person: refused by the search
+            data if len(data) != 1 else data[0],  # several without same_person: refused by the search
             purpose=stated,
             actor=user,
             top_k=top_k,
@@ -88,5 +105,8 @@ def search(
             max_fmr=max_fmr,
             max_fpir=max_fpir,
             same_person=same_person,
+            taken_after=taken_after,
+            taken_before=taken_before,
+            probe_face_id=probe_face_id,
         )
     return SearchOut.model_validate({**result.to_dict(), "case_id": clean_case_id(stated.case_id)})

@@ -7,11 +7,15 @@ import { searchView } from "./search.js";
 import { auditView } from "./audit.js";
 import { usersView, optoutsView } from "./admin.js";
 import { collectionsView, ingestView } from "./collections.js";
+import { casesView, caseView } from "./cases.js";
 
 const VIEWS = {
   search: { action: "search", render: searchView },
   ingest: { action: "ingest", render: ingestView },
   audit: { action: "read_audit", render: auditView },
+  // After search and audit: the page a role lands on stays its main one (investigators search, auditors audit).
+  cases: { action: "read_cases", render: casesView },
+  case: { action: "read_cases", render: caseView, hidden: true }, // #/case/<id>: one case's page
   collections: { action: "manage_collections", render: collectionsView },
   users: { action: "manage_users", render: usersView },
   optouts: { action: "optout", render: optoutsView },
@@ -53,7 +57,7 @@ function signInView(main, message) {
 }
 
 function firstView() {
-  return Object.keys(VIEWS).find((name) => me.actions.includes(VIEWS[name].action)) || "none";
+  return Object.keys(VIEWS).find((name) => !VIEWS[name].hidden && me.actions.includes(VIEWS[name].action)) || "none";
 }
 
 function updateChrome() {
@@ -63,7 +67,7 @@ function updateChrome() {
   if (!signedIn) return;
   document.getElementById("who-name").textContent = me.name;
   document.getElementById("who-role").textContent = me.role;
-  const current = location.hash.replace(/^#\//, "");
+  const current = location.hash.replace(/^#\//, "").replace(/^case\/.*/, "cases");
   for (const link of document.querySelectorAll("#nav a")) {
     link.hidden = !me.actions.includes(link.dataset.action);
     if (link.getAttribute("href") === "#/" + current) link.setAttribute("aria-current", "page");
@@ -72,14 +76,19 @@ function updateChrome() {
 }
 
 async function render(message) {
-  const main = document.getElementById("view");
-  main.replaceChildren();
+  // Each render draws into a slot of its own: a render overtaken by a newer one (sign-in sets the hash and
+  // renders; the hashchange renders again) finishes into a detached slot instead of drawing the page twice.
+  const main = h("div", { class: "view-slot" });
+  document.getElementById("view").replaceChildren(main);
   if (!me && key.get()) {
     try { me = await api.get("/me"); } catch (error) { key.clear(); }
   }
   updateChrome();
   if (!me) { signInView(main, message); return; }
-  const name = location.hash.replace(/^#\//, "");
+  // "#/case/<id>": a view and its argument (the id, URI-encoded).
+  const [name, ...rest] = location.hash.replace(/^#\//, "").split("/");
+  let arg = null;
+  try { arg = rest.length ? decodeURIComponent(rest.join("/")) : null; } catch { arg = rest.join("/"); } // a malformed %-escape
   const view = VIEWS[name];
   if (!view || !me.actions.includes(view.action)) {
     const fallback = firstView();
@@ -89,7 +98,7 @@ async function render(message) {
   }
   showError(null);
   try {
-    await view.render(main, me);
+    await view.render(main, me, arg);
   } catch (error) {
     showError(error);
   }

@@ -6,14 +6,16 @@
 import { api } from "./api.js";
 import { h, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
+import { decisionControls, statusText } from "./cases.js";
 
 let thumbnails = new Map(); // face_id -> blob: URL (each fetch is an audited view: fetch once per search)
 let photos = new Map(); // face_id -> Promise of {url, box, size, taken}: the whole photo, fetched when compared
-const reviewed = new Map(); // face_id -> decision recorded in this tab
+const reviewed = new Map(); // face_id -> its status in the case (read from the server, kept in step)
 const LAYOUT_KEY = "facesearch.results-layout";
 
-export function releaseThumbnails() {
-  for (const url of thumbnails.values()) Promise.resolve(url).then((u) => URL.revokeObjectURL(u)).catch(() => {});
+// keep: a URL still shown (the face a "search with this face" uses as its probe).
+export function releaseThumbnails(keep = null) {
+  for (const url of thumbnails.values()) Promise.resolve(url).then((u) => { if (u !== keep) URL.revokeObjectURL(u); }).catch(() => {});
   for (const shown of photos.values()) shown.then((p) => URL.revokeObjectURL(p.url)).catch(() => {});
   thumbnails = new Map();
   photos = new Map();
@@ -86,11 +88,33 @@ function operatingPoint(result) {
 
 function reviewStatus(faceId) {
   return h("span", { class: "review-status", "data-status-of": String(faceId) },
-    reviewed.has(faceId) ? `Reviewed: ${reviewed.get(faceId)}` : "");
+    reviewed.has(faceId) ? `Decided: ${statusText(reviewed.get(faceId))}` : "");
+}
+
+function markDecided(faceId, status) {
+  reviewed.set(faceId, status);
+  for (const el of document.querySelectorAll(`[data-status-of="${faceId}"]`)) el.textContent = `Decided: ${statusText(status)}`;
+}
+
+// Issue 13: decisions live on the server; the results page shows each candidate's status in the case.
+async function loadDecisions(caseId) {
+  reviewed.clear();
+  try {
+    const data = await api.get(`/cases/${encodeURIComponent(caseId)}/decisions`);
+    for (const cand of data.candidates) markDecided(cand.face_id, cand.status);
+  } catch (error) {
+    if (error.status !== 404) showError(error); // a library without cases has no decisions to show
+  }
 }
 
 // One card per photo: its best face large, the photo's other candidate faces listed under it.
-function candidateCard(group, state, caseId, open) {
+function faceButton(c, caseId, state, onFace, where) {
+  if (!onFace) return null;
+  return h("button", { type: "button", class: "use-face", "aria-label": `Search with face ${c.face_id}${where}`,
+    onclick: () => thumbnail(c.face_id, caseId, state.stated).then((url) => onFace(c, url)).catch(showError) }, "Search with this face");
+}
+
+function candidateCard(group, state, caseId, open, onFace) {
   const c = group.best;
   const img = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb" });
   thumbnail(c.face_id, caseId, state.stated).then((url) => { img.src = url; }).catch(showError);
@@ -106,13 +130,14 @@ function candidateCard(group, state, caseId, open) {
   h("div", { class: "rank" }, `#${c.rank}`),
   img, h("div", { class: "summary" }, labelBadge(c), facts(c, state.result), reviewStatus(c.face_id), more),
   h("div", { class: "actions" },
-    h("button", { type: "button", onclick: () => open(c) }, "Compare & review")),
+    h("button", { type: "button", onclick: () => open(c) }, "Compare & review"),
+    faceButton(c, caseId, state, onFace, "")),
   );
 }
 
-function cardList(candidates, state, caseId, open, label) {
+function cardList(candidates, state, caseId, open, label, onFace) {
   const grid = h("ol", { class: "grid", "aria-label": label });
-  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, open));
+  for (const group of groupByPhoto(candidates)) grid.append(candidateCard(group, state, caseId, open, onFace));
   return grid;
 }
 
@@ -174,7 +199,22 @@ function moreButton(state, face, onMore) {
     h("span", { class: "help" }, ` Only the ${topK} most similar faces were asked for; more means a new search, audited like this one.`));
 }
 
-export function renderResults(container, state, caseId, onMore) {
+// Issue 13: what narrowed the search (a date range) and what the probe was (an indexed face), said above the results.
+function searchedNotes(result) {
+  const notes = [];
+  if (result.probe_face_id !== null && result.probe_face_id !== undefined) {
+    notes.push(h("p", { class: "notice probe-face" }, `Probe: indexed face ${result.probe_face_id} (searched with its stored template).`));
+  }
+  if (result.undated_excluded !== null && result.undated_excluded !== undefined) {
+    const from = result.taken_after ? new Date(result.taken_after).toLocaleDateString() : "any date";
+    const until = result.taken_before ? `before ${new Date(result.taken_before).toLocaleString()}` : "today";
+    notes.push(h("p", { class: "notice date-filter" }, `Only photos taken from ${from} to ${until} were searched; `
+      + `${result.undated_excluded} face${result.undated_excluded === 1 ? "" : "s"} in photos without a date left out.`));
+  }
+  return notes;
+}
+
+export function renderResults(container, state, caseId, onMore, onFace) {
   const result = state.result;
   container.replaceChildren();
   if (!result.faces.length) {
@@ -182,16 +222,20 @@ export function renderResults(container, state, caseId, onMore) {
     return;
   }
   const face = result.faces[state.face];
+  loadDecisions(caseId);
   const header = h("div", { class: "results-head" },
     h("h2", {}, result.faces.length > 1 ? `Candidates for face ${state.face + 1}` : "Candidates"),
     h("p", { class: "muted" },
       `Case ${result.case_id} · audit entry #${result.audit_sequence ?? "–"} · operating point: ${operatingPoint(result)}`),
+    searchedNotes(result),
     result.match_unavailable ? h("p", { class: "notice match-unavailable", role: "note" }, `No result can be a match: ${result.match_unavailable}`) : null,
     result.calibration_warning ? h("p", { class: "notice warning", role: "alert" }, `Calibration warning: ${result.calibration_warning}`) : null,
   );
   container.append(header);
   if (!face.candidates.length) {
-    container.append(emptyState("No candidates for this face.", "The collection searched may be empty: add photos to it, or search all collections."));
+    container.append(emptyState("No candidates for this face.", result.undated_excluded !== null && result.undated_excluded !== undefined
+      ? "No photo taken in this date range could be compared: widen the range or clear it (More options)."
+      : "The collection searched may be empty: add photos to it, or search all collections."));
     return;
   }
   // Leads first; those below the lead threshold are folded away (loading their thumbnails is an audited view,
@@ -222,10 +266,10 @@ export function renderResults(container, state, caseId, onMore) {
   }
   const open = (c) => {
     const list = shown.filter(inFilter);
-    compare(state, list, list.indexOf(c), caseId);
+    compare(state, list, list.indexOf(c), caseId, onFace);
   };
   if (above.length) {
-    container.append(cardList(above, state, caseId, open, "Candidates, most similar first"));
+    container.append(cardList(above, state, caseId, open, "Candidates, most similar first", onFace));
   } else {
     container.append(emptyState("No candidate reached the operating point.",
       "Try another photo of the person (sharper, more frontal), or search all collections; the results below the threshold are most likely other people."));
@@ -236,7 +280,7 @@ export function renderResults(container, state, caseId, onMore) {
     fold.addEventListener("toggle", () => {
       if (!fold.open || fold.querySelector("ol")) return;
       shown.push(...below);
-      fold.append(cardList(below, state, caseId, open, "Candidates below the threshold, most similar first"));
+      fold.append(cardList(below, state, caseId, open, "Candidates below the threshold, most similar first", onFace));
       filter.dispatchEvent(new Event("change"));
     });
     container.append(fold);
@@ -248,6 +292,11 @@ export function renderResults(container, state, caseId, onMore) {
 function probeCrop(state) {
   // Cut the chosen face (with a margin) out of the local probe: nothing is sent to the server for this.
   const source = document.querySelector(".preview img");
+  if (state.faceProbe) { // the probe is an indexed face's thumbnail: shown whole
+    const whole = h("canvas", { width: "240", height: "240", role: "img", "aria-label": "The probe face" });
+    if (source.complete && source.naturalWidth) whole.getContext("2d").drawImage(source, 0, 0, 240, 240);
+    return whole;
+  }
   const [left, top, width, height] = state.result.faces[state.face].box;
   const [w, h0] = state.result.probe_size;
   const sx = source.naturalWidth / w;
@@ -300,7 +349,7 @@ function isTyping(target) {
 }
 
 // Issue 13: the compare view steps through the candidates shown (buttons, or the arrow keys).
-function compare(state, shown, start, caseId) {
+function compare(state, shown, start, caseId, onFace) {
   let index = start;
   const dialog = h("dialog", { class: "compare", "aria-labelledby": "compare-title" });
 
@@ -309,31 +358,29 @@ function compare(state, shown, start, caseId) {
     const c = shown[index];
     const candidate = h("img", { alt: `Indexed face ${c.face_id}`, class: "thumb large" });
     thumbnail(c.face_id, caseId, state.stated).then((url) => { candidate.src = url; }).catch(showError);
-    const decision = h("select", { id: "review-decision", name: "decision" },
-      h("option", { value: "inconclusive" }, "Inconclusive"),
-      h("option", { value: "rejected" }, "Rejected: not the same person"),
-      h("option", { value: "confirmed" }, "Confirmed: same person, after my review"));
-    const note = h("textarea", { id: "review-note", name: "note", rows: "2", maxlength: "1000" });
+    const controls = decisionControls("review");
+    const current = reviewed.get(c.face_id);
     const done = h("p", { class: "review-done", role: "status" },
-      reviewed.has(c.face_id) ? `Already reviewed in this tab: ${reviewed.get(c.face_id)}.` : "");
-    const button = h("button", { type: "submit", class: "primary" }, "Mark reviewed");
-    const form = h("form", { class: "review" },
-      h("div", { class: "field" }, h("label", { for: "review-decision" }, "Your decision"), decision),
-      h("div", { class: "field" }, h("label", { for: "review-note" }, "Note (kept in the audit log, which is never erased)"), note),
-      button, done);
+      current ? `In this case: ${statusText(current)}. A new decision replaces it.` : "");
+    const button = h("button", { type: "submit", class: "primary" }, "Record decision");
+    const form = h("form", { class: "review" }, controls.fields, button, done);
     const previous = h("button", { type: "button", class: "step", disabled: index === 0, onclick: () => show(index - 1) }, "← Previous");
     const following = h("button", { type: "button", class: "step", disabled: index === shown.length - 1, onclick: () => show(index + 1) }, "Next →");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       button.disabled = true;
       try {
-        const review = await api.post("/reviews", { case_id: caseId, face_id: c.face_id, decision: decision.value, note: note.value });
-        reviewed.set(c.face_id, review.decision);
-        for (const el of document.querySelectorAll(`[data-status-of="${c.face_id}"]`)) el.textContent = `Reviewed: ${review.decision}`;
-        done.textContent = `Recorded in the audit log as entry #${review.audit_sequence}.`;
+        // Issue 13: kept on the server, in the case (the search that showed the face is named).
+        const made = await api.post(`/cases/${encodeURIComponent(caseId)}/decisions`, { face_id: c.face_id,
+          decision: controls.decision.value, note: controls.note.value, search_seq: state.result.audit_sequence ?? undefined });
+        const status = made.decision === "confirmed lead" ? "awaiting second review" : made.decision;
+        markDecided(c.face_id, status);
+        button.disabled = false;
+        done.textContent = `Recorded in case ${made.case_id} as audit entry #${made.audit_seq}: ${statusText(status)}.`;
       } catch (error) {
         button.disabled = false;
         done.textContent = error.message;
+        controls.decision.focus();
       }
     });
     dialog.dataset.faceId = String(c.face_id);
@@ -347,7 +394,7 @@ function compare(state, shown, start, caseId) {
         h("figure", {}, probeCrop(state), h("figcaption", {}, "Probe")),
         h("figure", {}, candidate, h("figcaption", {}, `Indexed face ${c.face_id}`)),
         photoFigure(c, caseId, state.stated)),
-      labelBadge(c), facts(c, state.result), form);
+      labelBadge(c), facts(c, state.result), h("p", {}, faceButton(c, caseId, state, onFace, " (new search)")), form);
   }
 
   // On the document: a step replaces the dialog's content, and the focused button with it.

@@ -1,0 +1,153 @@
+"""What a search may look at besides the collection (issue 13): a date range, and a probe that is an indexed face.
+
+Both are applied in the one search path (search/service.py) *before* ranking: the date range narrows the
+vector store's ``allowed`` id set exactly as the collection filter does, so a photo outside the range is
+never fetched, ranked or shown; a probe face id is read from the catalog (its stored embedding), never
+from a photo, and is bound like a face view (the legal basis its collection demands; an opted-out
+person's face is no probe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+from sqlalchemy import func, select
+
+from facesearch.errors import FaceSearchError
+from facesearch.governance.errors import PurposeRequired
+from facesearch.governance.purpose import check_purpose
+from facesearch.governance.types import SearchPurpose
+from facesearch.models.pipeline import Face
+from facesearch.store.catalog import Catalog
+from facesearch.store.schema import FaceRow, ImageRow
+
+DateLike = str | date | datetime | None
+
+
+def _parse(value: DateLike, name: str, *, end: bool) -> datetime | None:
+    """A date (``YYYY-MM-DD``: the whole day) or an ISO date and time -> a naive datetime bound.
+
+    ``end``: a date alone as the upper bound means the end of that day (exclusive: the next midnight).
+    EXIF times carry no time zone (media/decode.py), so bounds are compared naive; a zone given is dropped.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime.combine(value + timedelta(days=1) if end else value, time())
+    text = str(value).strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1) if end else day, time())
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        raise FaceSearchError(
+            f"{name} {text[:40]!r} is not a date: write YYYY-MM-DD (or YYYY-MM-DDTHH:MM:SS)", code="bad_date"
+        ) from None
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Photos taken from ``after`` (inclusive) to ``before`` (exclusive); either may be open."""
+
+    after: datetime | None = None
+    before: datetime | None = None
+
+    @classmethod
+    def of(cls, taken_after: DateLike = None, taken_before: DateLike = None) -> DateRange:
+        """Checked before the probe is read: a bad date or an empty range is refused (``bad_date``)."""
+        after = _parse(taken_after, "taken_after", end=False)
+        before = _parse(taken_before, "taken_before", end=True)
+        if after is not None and before is not None and after >= before:
+            raise FaceSearchError(
+                f"taken_after ({taken_after}) must be before taken_before ({taken_before})", code="bad_date"
+            )
+        return cls(after, before)
+
+    @property
+    def active(self) -> bool:
+        return self.after is not None or self.before is not None
+
+    def audit(self) -> dict[str, str | None]:
+        """The bounds as the audit entry and the result name them (ISO text)."""
+        return {
+            "taken_after": self.after.isoformat() if self.after else None,
+            "taken_before": self.before.isoformat() if self.before else None,
+        }
+
+
+def restrict_to_dates(
+    catalog: Catalog, allowed: np.ndarray | None, dates: DateRange
+) -> tuple[np.ndarray | None, int | None]:
+    """The ids a search may return within ``dates`` (of ``allowed``, or of all faces) and how many faces
+    in that scope were left out for having no date. ``(allowed, None)`` when no range is given."""
+    if not dates.active:
+        return allowed, None
+    taken = [ImageRow.exif_time.is_not(None)]
+    if dates.after is not None:
+        taken.append(ImageRow.exif_time >= dates.after)
+    if dates.before is not None:
+        taken.append(ImageRow.exif_time < dates.before)
+    with catalog.session() as s:
+        ids = np.asarray(s.scalars(select(FaceRow.id).join(ImageRow).where(*taken)).all(), dtype=np.int64)
+        undated_ids = select(FaceRow.id).join(ImageRow).where(ImageRow.exif_time.is_(None))
+        if allowed is None:
+            undated = int(s.scalar(select(func.count()).select_from(undated_ids.subquery())) or 0)
+        else:
+            undated = int(np.isin(np.asarray(s.scalars(undated_ids).all(), dtype=np.int64), allowed).sum())
+    if allowed is not None:
+        ids = np.intersect1d(ids, allowed)
+    return ids, undated
+
+
+@dataclass(frozen=True)
+class IndexedProbe:
+    """An indexed face used as a probe: its id, its photo's SHA-256, the collection it is in."""
+
+    face_id: int
+    image_sha256: str
+    collection: str
+    face: Face
+    size: list[int]  # [width, height] of its photo
+
+
+def indexed_probe(
+    catalog: Catalog, photos: object, face_id: int, purpose: SearchPurpose, suppressed: np.ndarray | None
+) -> IndexedProbe:
+    """The stored face ``face_id`` as a probe face ("search with this face": its embedding as stored; no
+    photo is read, and none may be given too), bound like a face view:
+
+    - ``not_found`` when there is no such face or it is an opted-out person's (``suppressed``): the same
+      answer, so that the refusal tells nothing about who opted out;
+    - the legal basis its collection demands, or ``purpose_required``: a face of a collection the user
+      may not search without one is no probe without one either.
+    """
+    if photos not in (None, [], ()):
+        raise FaceSearchError("search with probe photos or with an indexed face id, not both", code="bad_request")
+    row = catalog.faces_by_ids([face_id]).get(face_id)
+    if row is None or (suppressed is not None and face_id in set(suppressed.tolist())):
+        raise FaceSearchError(f"no indexed face {face_id} to search with", code="not_found")
+    try:
+        check_purpose(catalog, purpose, row.image.collection.name)
+    except PurposeRequired as exc:
+        if exc.code != "purpose_required":
+            raise
+        raise PurposeRequired(
+            f"face {face_id} is in a collection that requires a legal_basis for every search"
+        ) from exc
+    face = Face(
+        index=0,
+        box=(row.left, row.top, row.width, row.height),
+        landmarks=np.asarray(row.landmarks, dtype=np.float32),
+        det_score=float(row.det_score),
+        quality=float(row.quality),
+        thumbnail=b"",
+        chip=np.zeros((0, 0, 3), np.uint8),
+        embedding=np.frombuffer(row.embedding, dtype=np.float32).copy(),
+    )
+    size = [int(row.image.width), int(row.image.height)]
+    return IndexedProbe(face_id, row.image.sha256, row.image.collection.name, face, size)
