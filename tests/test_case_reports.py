@@ -374,3 +374,23 @@ def test_no_crop_is_kept_of_an_opted_out_persons_probe_face(example_gallery: Pat
     assert not list((folder / CASES_DIR).rglob("*.jpg"))
     assert facts["searches"][0]["probe_faces"][0]["crop"] is None
     assert "crop not kept" in render(facts, "html").decode()
+
+
+def test_a_search_with_an_indexed_face_keeps_that_faces_crop_as_the_probes(
+    example_gallery: Path, tmp_path: Path, probe: Path
+) -> None:
+    """Issue 13: "search with this face" (a face id as the probe) has no photo to crop; the report shows the
+    indexed face's own thumbnail as the probe's crop, never an empty image."""
+    folder = copy_library(example_gallery, tmp_path / "lib")
+    with Library.open(folder) as lib:
+        create_case(lib.catalog, "C-5", WHY)
+        first = lib.search(probe, purpose=SearchPurpose("C-5", WHY), top_k=1)
+        face_id = first.faces[0].candidates[0].face_id
+        again = lib.search(None, purpose=SearchPurpose("C-5", WHY), probe_face_id=face_id, top_k=3)
+        stored = lib.catalog.faces_by_ids([face_id])[face_id]
+        thumbnail, image_sha256 = bytes(stored.thumbnail), stored.image.sha256
+        facts = build_report(lib.catalog, lib.folder, "C-5")
+    assert again.probe_sha256 == image_sha256
+    kept = crop_path(folder, "C-5", image_sha256, 0)
+    assert kept.read_bytes() == thumbnail and len(thumbnail) > 100
+    assert facts["searches"][1]["probe_faces"][0]["crop"] is not None

@@ -63,6 +63,8 @@ def keep_probe_crops(
         return []
     kept = []
     for face, jpeg in crops:
+        if not jpeg:  # nothing to keep (never an empty file a report would show as an image)
+            continue
         path = crop_path(folder, case_id, sha256, face)
         for level in (folder / CASES_DIR, path.parent.parent, path.parent):
             private_dir(level)

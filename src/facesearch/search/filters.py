@@ -145,7 +145,7 @@ def indexed_probe(
         landmarks=np.asarray(row.landmarks, dtype=np.float32),
         det_score=float(row.det_score),
         quality=float(row.quality),
-        thumbnail=b"",
+        thumbnail=bytes(row.thumbnail),  # its crop as indexed: a case report shows it as the probe's
         chip=np.zeros((0, 0, 3), np.uint8),
         embedding=np.frombuffer(row.embedding, dtype=np.float32).copy(),
     )
