@@ -83,7 +83,7 @@ class DrawnFaces:
 
     def png(self, width: int, height: int) -> bytes:
         """A smiling face of circles on a plain background, ``width`` x ``height``."""
-        width, height = max(16, min(width, 2000)), max(16, min(height, 2000))
+        width, height = max(16, min(width, 5000)), max(16, min(height, 5000))
         colour = self.PALETTE[self.count % len(self.PALETTE)]
         self.count += 1
         image = Image.new("RGB", (width, height), (236, 239, 243))
