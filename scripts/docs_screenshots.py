@@ -37,11 +37,13 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from facesearch import Library
@@ -55,11 +57,12 @@ CHROMIUM = "/usr/bin/chromium"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 MAX_PNG_BYTES = 300_000
-MAX_HEIGHT = 2600  # px of a full-page screenshot kept (the report's audit table runs on)
+MAX_HEIGHT = 3400  # px of a full-page screenshot kept (the report's audit table runs on)
 TIMEOUT_MS = 30_000
 
 PERSON = "barack_obama"  # the person the case looks for: one photo is the probe, the others are found
 PROBE = "obama1.jpg"
+LATER = "obama2.jpg"  # kept out of the library: uploaded after the watch is added, it raises the alert
 CASE = "2026-0173"
 PURPOSE = "identify the man in the CCTV stills of the 12 May burglary"
 LEGAL_BASIS = "warrant 24/117"
@@ -117,15 +120,17 @@ class DrawnFaces:
 
 
 def build_library(folder: Path, data: Path) -> tuple[Path, dict[str, str]]:
-    """Copies of the example portraits under neutral names (no one's name in a path), indexed; users."""
+    """Copies of the example portraits under neutral names (no one's name in a path), indexed; users.
+
+    Two photos of the person are left out: the probe, and ``intake-0977.jpg``, uploaded later."""
     photos = folder / "photos" / "archive"
     photos.mkdir(parents=True)
     examples = data / "face_recognition_examples" / "by_identity"
     probe = folder / "photos" / "still-0412.jpg"
     n = 0
     for source in sorted(examples.glob("*/*")):
-        if source.parent.name == PERSON and source.name == PROBE:
-            shutil.copyfile(source, probe)
+        if source.parent.name == PERSON and source.name in (PROBE, LATER):
+            shutil.copyfile(source, probe if source.name == PROBE else folder / "photos" / "intake-0977.jpg")
             continue
         n += 1
         shutil.copyfile(source, photos / f"photo-{n:03d}{source.suffix.lower()}")
@@ -270,6 +275,49 @@ def first_investigator(browser: Browser, url: str, keys: dict[str, str], probe: 
     context.close()
 
 
+def watch_and_alert(playwright: Playwright, url: str, keys: dict[str, str], folder: Path) -> None:
+    """j.doe watches for the person (API); an admin then uploads a new photo of him, which raises an alert.
+
+    Through the API rather than the page: the watch form is still changing, and the screenshots only
+    need the case to hold a watch and an alert."""
+    api = playwright.request.new_context(base_url=url)
+    probe = (folder / "photos" / "still-0412.jpg").read_bytes()
+    expires = (date.today() + timedelta(days=180)).isoformat()
+    answer = api.post(
+        f"/v1/cases/{CASE}/watches",
+        headers={"Authorization": f"Bearer {keys[FIRST]}"},
+        multipart={
+            "photo": {"name": "still-0412.jpg", "mimeType": "image/jpeg", "buffer": probe},
+            "expires": expires,
+            "label": "suspect A",
+        },
+    )
+    if not answer.ok:
+        raise SystemExit(f"the watch could not be added: {answer.status} {answer.text()[:200]}")
+    later = (folder / "photos" / "intake-0977.jpg").read_bytes()
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    job = api.post(
+        "/v1/ingest/uploads",
+        headers=admin,
+        multipart={
+            "files": {"name": "intake-0977.jpg", "mimeType": "image/jpeg", "buffer": later},
+            "collection": "archive",
+        },
+    )
+    if not job.ok:
+        raise SystemExit(f"the upload was refused: {job.status} {job.text()[:200]}")
+    deadline = time.monotonic() + 120
+    status = job.json()
+    while status["status"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)  # polling the job's own status, with a deadline
+        status = api.get(f"/v1/jobs/{status['id']}", headers=admin).json()
+    alerts = api.get("/v1/alerts", headers={"Authorization": f"Bearer {keys[FIRST]}"}).json().get("alerts", [])
+    if status["status"] != "done" or not alerts:
+        raise SystemExit(f"the upload raised no alert (job {status['status']}, {len(alerts)} alerts)")
+    log.info("watch added; the upload raised %d alert(s)", len(alerts))
+    api.dispose()
+
+
 def second_investigator(browser: Browser, url: str, keys: dict[str, str], faces: DrawnFaces, out: Path) -> bytes:
     """a.smith reviews one lead blind; the case page is shot with the other still awaiting them; the report."""
     context = new_context(browser, url, DESKTOP, faces)
@@ -377,6 +425,7 @@ def main() -> None:
         with serving(app) as url, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
             first_investigator(browser, url, keys, probe, faces)
+            watch_and_alert(playwright, url, keys, folder)
             report = second_investigator(browser, url, keys, faces, args.out)
             shoot_report(browser, report, faces, folder, args.out)
             browser.close()
