@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CORE := $(VENV)/.installed-core
 EXTRAS := $(VENV)/.installed-extras
 
-.PHONY: demo test lint browser postgres bench-ingest bench-search clean
+.PHONY: demo test lint browser docs-screenshots postgres bench-ingest bench-search clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 browser:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+
+# docs/img/case-*.png: a case driven through the real server and web app, every face drawn (no real pixels).
+docs-screenshots: $(EXTRAS) browser
+	$(PY) -m scripts.docs_screenshots
 
 # The catalog tests on PostgreSQL start a private server (tests/pg_cluster.py) from Debian's programs.
 postgres:
