@@ -141,6 +141,7 @@ def case_detail(case_id: CaseId, host: Host, user: Annotated[User, permission("r
             "actor": e.actor,
             "probe_sha256": e.details.get("probe_sha256"),
             "shown": sum(len(f.get("shown", [])) for f in e.details.get("faces", [])),  # the web's case page
+            "probe_faces": [f.get("face") for f in e.details.get("faces", [])],  # their crops: .../probe/{face}
         }
         for e in entries
     ]
