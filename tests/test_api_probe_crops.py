@@ -26,7 +26,9 @@ def test_the_probe_crop_is_served_to_the_case_audited_and_refused_to_outsiders(t
     face_id = found["faces"][0]["candidates"][0]["face_id"]
     lead = {"face_id": face_id, "decision": "confirmed lead", "note": "same ears", "search_seq": seq}
     assert two.post("/v1/cases/C-9/decisions", "investigator", json=lead).status_code == 201
-    # The blind reviewer's task names the probe face whose crop it shows.
+    # The case page's searches and the blind reviewer's task name the probe face whose crop they show.
+    searches = two.get("/v1/cases/C-9", "investigator").json()["searches"]
+    assert [(s["audit_sequence"], s["probe_faces"]) for s in searches] == [(seq, [0])]
     task = two.get("/v1/cases/C-9/second-reviews", "investigator2").json()["tasks"][0]
     assert (task["search_seq"], task["probe_face"]) == (seq, 0)
 

@@ -19,6 +19,7 @@ server, shared by the steps of the story, and asserts after every page it visits
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from facesearch.web import mount_web
 from facesearch.web.background import serving
 from tests.helpers import copy_library, run_cli
 from tests.test_web import PROBE, TIMEOUT_MS, Site, browser, sign_in  # noqa: F401 (fixtures)
-from tests.test_web_mobile import SIZES, assert_fits
+from tests.test_web_mobile import SIZES, assert_fits, drawn_photo
 
 CASE = "2026-0042"
 PURPOSE_TEXT = "identify the person in the test photo"
@@ -61,10 +62,15 @@ class Investigation:
     def role_of(self, who: str) -> str:
         return USERS[who].rsplit("-", 1)[0]
 
+    signed_in: bool = False
+
     def sign_in(self, who: str) -> None:
-        if self.page.locator("#signout").is_visible():
+        """Sign out whoever is signed in (once the page shows them: a page may still be loading), then in."""
+        if self.signed_in:
             self.page.get_by_role("button", name="Sign out").click()
+            self.page.get_by_label("API key").wait_for()
         sign_in(self.page, self.site, who, as_role=self.role_of(who))
+        self.signed_in = True
 
     def alerts(self, who: str) -> dict:
         headers = {"Authorization": f"Bearer {self.site.keys[who]}"}
@@ -97,7 +103,16 @@ def investigation(
         page.set_default_timeout(TIMEOUT_MS)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        # Errors the page logs; not the browser's note of a refused request (the test provokes one refusal and
+        # checks how it is shown).
+        page.on(
+            "console",
+            lambda msg: (
+                errors.append(msg.text)
+                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
         yield Investigation(Site(url, keys, examples), folder, shared_data, page, errors)
         context.close()
     assert not errors, f"the browser logged errors: {errors}"
@@ -172,6 +187,11 @@ def test_an_investigation_from_case_to_report_and_alert(investigation: Investiga
     expect(page.locator(".report-sha")).to_have_text(hashlib.sha256(data).hexdigest())
     assert b"same mole under the left eye" in data and b"<script" not in data
     assert_fits(page, "report downloaded")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download report (JSON)").click()
+    as_json = json.loads(Path(download_info.value.path()).read_bytes())
+    assert [(c["face_id"], c["status"]) for c in as_json["candidates"]] == [(int(face_id), "confirmed")]
+    expect(page.locator(".report-saved")).to_contain_text("The JSON report was saved")
     accepted = run_cli("case", "verify-report", str(report), "-l", str(inv.folder))
     assert accepted.exit_code == 0, accepted.output
     assert CASE in accepted.stdout
@@ -196,6 +216,12 @@ def test_an_investigation_from_case_to_report_and_alert(investigation: Investiga
     page.goto(f"{inv.site.url}/#/case/{CASE}")
     watches = page.locator(".case-watches")
     add = watches.get_by_role("form", name="Add a watch")
+    # A photo with no face: refused, the error in view and focused, nothing added.
+    add.get_by_label("Photos of the person").set_input_files(str(drawn_photo(tmp_path / "shapes.jpg")))
+    add.get_by_role("button", name="Add watch").click()
+    expect(page.locator("#error")).to_be_focused()
+    expect(page.locator("#error")).to_contain_text("face")
+    expect(watches).to_contain_text("No watch in this case.")
     add.get_by_label("Photos of the person").set_input_files(str(inv.site.examples / WATCH_PHOTO))
     add.get_by_label("Label").fill("suspect one")
     expect(add.get_by_label("Webhook (optional)")).to_be_visible()
