@@ -118,6 +118,7 @@ export async function alertsView(main, me) {
   const showFace = (a) => {
     const c = byCase.get(a.case_id);
     if (!c) return "";
+    if (c.status !== "open") return h("span", { class: "muted" }, "case closed: no face views");
     const button = h("button", { type: "button", class: "show-face", onclick: async () => {
       const query = { case_id: c.case_id, purpose: c.purpose };
       if (c.legal_basis) query.legal_basis = c.legal_basis;
