@@ -82,7 +82,12 @@ def shown_in(catalog: Catalog, case: Case, face_id: int, search_seq: int | None)
             continue
         for face in entry.details.get("faces", []):
             if face_id in face.get("shown", []):
-                return {"search_seq": entry.seq, "probe_sha256": entry.details.get("probe_sha256"), "box": face["box"]}
+                return {
+                    "search_seq": entry.seq,
+                    "probe_sha256": entry.details.get("probe_sha256"),
+                    "box": face["box"],
+                    "probe_face": face.get("face"),  # its kept crop: GET /v1/cases/{id}/searches/{seq}/probe/{face}
+                }
     where = f"search {search_seq}" if search_seq is not None else "any search"
     raise CaseError(f"face {face_id} was not shown by {where} of case {case.case_id!r}", "not_a_candidate")
 

@@ -103,6 +103,18 @@ class FaceViewEvent(AuditEvent):
 
 
 @dataclass(frozen=True)
+class ProbeViewEvent(AuditEvent):
+    """The kept crop of a case search's probe face looked at (issue 13: a blind second reviewer "sees the
+    probe"): like a face view, a look at a face, audited; the search and probe face it belongs to."""
+
+    action: ClassVar[str] = "probe_view"
+    case_id: str
+    search_seq: int
+    face: int
+    probe_sha256: str
+
+
+@dataclass(frozen=True)
 class ReviewEvent(AuditEvent):
     """A person's conclusion about a candidate face, for a case."""
 

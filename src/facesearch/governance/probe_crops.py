@@ -23,7 +23,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from facesearch.governance.cases import case_key
+from facesearch.governance.audit import AuditLog
+from facesearch.governance.cases import CaseError, case_key, get_case
+from facesearch.governance.events import ProbeViewEvent, record
+from facesearch.governance.types import User
 from facesearch.store.catalog import Catalog
 from facesearch.store.governance_schema import CaseRow
 from facesearch.store.private_files import private_dir, write_private
@@ -80,3 +83,20 @@ def read_probe_crop(folder: Path, case_id: str, sha256: str, face: int) -> bytes
         return crop_path(folder, case_id, sha256, face).read_bytes()
     except (OSError, ValueError):
         return None
+
+
+def view_probe_crop(
+    catalog: Catalog, folder: Path, case_id: str, search_seq: int, face: int, user: str | User | None
+) -> bytes:
+    """Issue 13: the kept crop of probe face ``face`` of the case's search ``search_seq``, for a user who may
+    see the case (``forbidden`` otherwise; ``no_case``). ``not_found`` when that search is not the case's or
+    no crop was kept (before crops were kept, an opted-out person's face, a face-id probe's missing
+    thumbnail). Each look is audited (``probe_view``), as a face view is: it shows a face."""
+    case = get_case(catalog, case_id, user)
+    found = AuditLog(catalog).entries(action="search", case_id=case.case_id, after=search_seq - 1, limit=1)
+    digest = found[0].details.get("probe_sha256") if found and found[0].seq == search_seq else None
+    crop = read_probe_crop(folder, case.case_id, digest, face) if digest else None
+    if crop is None:
+        raise CaseError(f"no probe crop {face} is kept for search {search_seq} of case {case.case_id!r}", "not_found")
+    record(catalog, ProbeViewEvent(case.case_id, search_seq, face, digest), user)
+    return crop

@@ -23,6 +23,7 @@ from facesearch.governance.case_report import MEDIA_TYPES, export_report, verify
 from facesearch.governance.cases import Case, close_case, create_case, get_case, list_cases, may_see
 from facesearch.governance.decisions import case_decisions, decide, second_review, second_review_tasks
 from facesearch.governance.errors import PermissionDenied
+from facesearch.governance.probe_crops import view_probe_crop
 
 router = APIRouter(tags=["cases"], responses=ERROR_RESPONSES)
 
@@ -140,6 +141,7 @@ def case_detail(case_id: CaseId, host: Host, user: Annotated[User, permission("r
             "actor": e.actor,
             "probe_sha256": e.details.get("probe_sha256"),
             "shown": sum(len(f.get("shown", [])) for f in e.details.get("faces", [])),  # the web's case page
+            "probe_faces": [f.get("face") for f in e.details.get("faces", [])],  # their crops: .../probe/{face}
         }
         for e in entries
     ]
@@ -221,6 +223,26 @@ def report(
         "X-Audit-Sequence": str(made.audit_seq),
     }
     return Response(made.data, media_type=MEDIA_TYPES[format], headers=headers)
+
+
+@router.get(
+    "/cases/{case_id}/searches/{search_seq}/probe/{face}",
+    response_class=Response,
+    summary="The kept crop of a case search's probe face",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def probe_crop(
+    case_id: CaseId,
+    search_seq: Annotated[int, Path(ge=1, le=MAX_ID, description="the search's audit sequence number")],
+    face: Annotated[int, Path(ge=0, le=1000, description="the probe face's number in that search")],
+    host: Host,
+    user: Annotated[User, permission("read_cases")],
+) -> Response:
+    """Issue 13: what the probe face looked like (a thumbnail, never the probe photo), so that a blind second
+    reviewer sees the probe beside the candidate. Only for users who may see the case (403); 404 when no crop
+    was kept. Each look is audited (``probe_view``)."""
+    data = view_probe_crop(host.catalog, host.path, case_id, search_seq, face, user)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/cases/verify-report", response_model=ReportVerdict, summary="Check a report against the audit log")

@@ -47,15 +47,19 @@ export const api = {
   post: (path, body) => request("POST", path, { body }),
   put: (path, body) => request("PUT", path, { body }),
   del: (path, query) => request("DELETE", path, { query }),
-  // A file the API streams (the audit export): saved through a blob: URL, since a plain link cannot send the key.
+  // A file the API streams (the audit export, a case report): saved through a blob: URL, since a plain link
+  // cannot send the key. Without a filename, the one the server names (Content-Disposition). Resolves to the
+  // response's headers (a case report's SHA-256 and audit number are in them).
   async download(path, filename, query) {
     const response = await request("GET", path, { query, raw: true });
+    const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
     const url = URL.createObjectURL(await response.blob());
-    const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+    const link = Object.assign(document.createElement("a"), { href: url, download: filename || (named && named[1]) || "download" });
     document.body.append(link);
     link.click();
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    return response.headers;
   },
   // Thumbnails need the key too, which an <img src> cannot send: fetch them and show a blob: URL.
   async imageUrl(path, query) {

@@ -8,6 +8,7 @@ import { auditView } from "./audit.js";
 import { usersView, optoutsView } from "./admin.js";
 import { collectionsView, ingestView } from "./collections.js";
 import { casesView, caseView } from "./cases.js";
+import { alertsView, refreshAlertBadge } from "./watches.js";
 
 const VIEWS = {
   search: { action: "search", render: searchView },
@@ -16,6 +17,7 @@ const VIEWS = {
   // After search and audit: the page a role lands on stays its main one (investigators search, auditors audit).
   cases: { action: "read_cases", render: casesView },
   case: { action: "read_cases", render: caseView, hidden: true }, // #/case/<id>: one case's page
+  alerts: { action: "watch", render: alertsView },
   collections: { action: "manage_collections", render: collectionsView },
   users: { action: "manage_users", render: usersView },
   optouts: { action: "optout", render: optoutsView },
@@ -73,6 +75,7 @@ function updateChrome() {
     if (link.getAttribute("href") === "#/" + current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  refreshAlertBadge(me); // issue 13: the unseen alerts of the cases the user watches, on every page
 }
 
 async function render(message) {

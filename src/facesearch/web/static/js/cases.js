@@ -7,6 +7,8 @@ import { api } from "./api.js";
 import { h, field, table, when, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
 import { confirmAction } from "./confirm.js";
+import { reportDownloads, reportCheck } from "./reports.js";
+import { watchesSection } from "./watches.js";
 
 export const DECISIONS = [
   ["confirmed lead", "Confirmed lead: same person, after my review"],
@@ -102,6 +104,7 @@ export async function casesView(main, me) {
       h("h2", { class: "spaced" }, `Closed cases (${closed.length})`), table(columns, closed, "No closed case."));
   }
   await load();
+  main.append(reportCheck());
 }
 
 function createForm(me, shown, reload) {
@@ -171,6 +174,8 @@ export async function caseView(main, me, caseId) {
       ["By", (s) => s.actor],
       ["Probe fingerprint", (s) => h("code", { class: "path", title: s.probe_sha256 || "" }, (s.probe_sha256 || "").slice(0, 16) + "…")],
       ["Candidates shown", (s) => String(s.shown ?? "")],
+      ["Probe face", (s) => h("span", { class: "probe-crops" }, (s.probe_faces || []).map((face) =>
+        probeCrop(c.case_id, s.audit_sequence, face, "probe-thumb")))],
     ], detail.searches, "No search in this case yet.",
     isOpen ? "Search with a probe photo from the Search page, with this case chosen." : "The case is closed: no new searches."));
   main.append(searches);
@@ -196,6 +201,11 @@ export async function caseView(main, me, caseId) {
   main.append(decided);
 
   if (mayReview) main.append(await secondReviews(c, () => rerender()));
+  main.append(reportDownloads(c.case_id));
+  if (me.actions.includes("watch") && (me.role === "admin" || c.users.includes(me.name))) {
+    main.append(await watchesSection(c, me));
+  }
+  main.append(reportCheck());
 
   function rerender() {
     main.replaceChildren();
@@ -218,7 +228,16 @@ function changeForm(caseId, cand, done) {
   return h("details", { class: "change-decision" }, h("summary", {}, "Record a new decision"), form);
 }
 
-// The blind second reviews: the probe's fingerprint and face box, the candidate's face; no first decision.
+/** The kept crop of a search's probe face (fetched with the key; each look is audited as a view). */
+function probeCrop(caseId, seq, face, cls) {
+  const img = h("img", { alt: `Probe face ${face} of search #${seq}`, class: `thumb ${cls}` });
+  if (face === null || face === undefined) return h("span", { class: "muted" }, "no crop");
+  api.imageUrl(`/cases/${encodeURIComponent(caseId)}/searches/${seq}/probe/${face}`).then((url) => { img.src = url; })
+    .catch((error) => img.replaceWith(h("span", { class: "muted" }, error.status === 404 ? "no crop kept" : error.message)));
+  return img;
+}
+
+// The blind second reviews: the probe's crop, fingerprint and face box beside the candidate's face; no first decision.
 async function secondReviews(c, done) {
   const tasks = (await api.get(`/cases/${encodeURIComponent(c.case_id)}/second-reviews`)).tasks;
   const section = h("section", { class: "card wide second-reviews", "aria-labelledby": "second-title" },
@@ -247,7 +266,10 @@ async function secondReviews(c, done) {
       } catch (error) { showError(error); }
     });
     list.append(h("li", { class: "decided-item task", "data-face-id": String(task.face_id) },
-      h("div", { class: "task-body" }, img, h("dl", { class: "facts" },
+      h("div", { class: "task-body" },
+        h("figure", { class: "task-face" }, probeCrop(c.case_id, task.search_seq, task.probe_face, "task-probe"),
+          h("figcaption", {}, "Probe")),
+        h("figure", { class: "task-face" }, img, h("figcaption", {}, "Candidate")), h("dl", { class: "facts" },
         h("dt", {}, "Candidate"), h("dd", {}, `face ${task.face_id}`),
         h("dt", {}, "Probe"), h("dd", {}, h("code", { class: "path-full" }, task.probe_sha256 || "unknown")),
         h("dt", {}, "Probe face box"), h("dd", {}, (task.box || []).join(", ")),
