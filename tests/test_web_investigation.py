@@ -72,9 +72,11 @@ class Investigation:
         sign_in(self.page, self.site, who, as_role=self.role_of(who))
         self.signed_in = True
 
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.site.keys[who]}"}
+
     def alerts(self, who: str) -> dict:
-        headers = {"Authorization": f"Bearer {self.site.keys[who]}"}
-        response = httpx.get(f"{self.site.url}/v1/alerts", headers=headers)
+        response = httpx.get(f"{self.site.url}/v1/alerts", headers=self.headers(who))
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -175,6 +177,12 @@ def test_an_investigation_from_case_to_report_and_alert(investigation: Investiga
     done = page.locator(f'.decided-item[data-face-id="{face_id}"]').first
     expect(done).to_have_attribute("data-status", "confirmed")
     expect(done).to_contain_text(f"Second review: confirmed lead by {USERS['colleague']}")
+    # The page was drawn twice and shows the probe's crop in two places: one audited look, not one per drawing.
+    expect(page.locator("img.probe-thumb").first).to_have_attribute("src", re.compile("^blob:"))
+    looks = httpx.get(
+        f"{inv.site.url}/v1/audit", params={"action": "probe_view"}, headers=inv.headers("admin")
+    ).json()["entries"]
+    assert [e["details"]["face"] for e in looks if e["actor"] == USERS["colleague"]] == [0], looks
 
     # 3. The report downloads; the CLI and the page accept it, and refuse it with one byte changed.
     with page.expect_download() as download_info:

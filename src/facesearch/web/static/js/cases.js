@@ -3,7 +3,7 @@
 // reviews awaiting the signed-in user. Everything is read from and written to the server
 // (/v1/cases...), so a reload loses nothing. A second reviewer is shown the probe's fingerprint and
 // the candidate, never the first decision: the server hides it, and this page never asks for it.
-import { api } from "./api.js";
+import { api, key } from "./api.js";
 import { h, field, table, when, emptyState } from "./dom.js";
 import { showError } from "./notify.js";
 import { confirmAction } from "./confirm.js";
@@ -228,11 +228,26 @@ function changeForm(caseId, cand, done) {
   return h("details", { class: "change-decision" }, h("summary", {}, "Record a new decision"), form);
 }
 
+// Crops already fetched by this key in this tab: the case page is drawn again after every decision, and
+// each fetch is an audited look, so a crop is asked for once per key, not once per redraw. Another key
+// (a sign-out, then someone else) starts afresh and is checked by the server again.
+const fetchedCrops = { key: null, urls: new Map() };
+
+function cropUrl(path) {
+  if (fetchedCrops.key !== key.get()) Object.assign(fetchedCrops, { key: key.get(), urls: new Map() });
+  if (!fetchedCrops.urls.has(path)) {
+    const pending = api.imageUrl(path);
+    pending.catch(() => fetchedCrops.urls.delete(path)); // a failure is asked again next time
+    fetchedCrops.urls.set(path, pending);
+  }
+  return fetchedCrops.urls.get(path);
+}
+
 /** The kept crop of a search's probe face (fetched with the key; each look is audited as a view). */
 function probeCrop(caseId, seq, face, cls) {
   const img = h("img", { alt: `Probe face ${face} of search #${seq}`, class: `thumb ${cls}` });
   if (face === null || face === undefined) return h("span", { class: "muted" }, "no crop");
-  api.imageUrl(`/cases/${encodeURIComponent(caseId)}/searches/${seq}/probe/${face}`).then((url) => { img.src = url; })
+  cropUrl(`/cases/${encodeURIComponent(caseId)}/searches/${seq}/probe/${face}`).then((url) => { img.src = url; })
     .catch((error) => img.replaceWith(h("span", { class: "muted" }, error.status === 404 ? "no crop kept" : error.message)));
   return img;
 }
