@@ -29,7 +29,7 @@ import numpy as np
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance.cases import bind_search
 from facesearch.governance.errors import PurposeRequired
-from facesearch.governance.events import FaceViewEvent, SearchEvent, VerifyEvent, record
+from facesearch.governance.events import FaceViewEvent, VerifyEvent, record
 from facesearch.governance.probe_crops import keep_probe_crops
 from facesearch.governance.purpose import check_purpose, validate_purpose
 from facesearch.governance.types import SearchPurpose, User
@@ -42,6 +42,7 @@ from facesearch.search.filters import DateLike, DateRange, indexed_probe, restri
 from facesearch.search.ranking import rank_candidates
 from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
+from facesearch.search.search_event import search_event
 from facesearch.store.catalog import Catalog
 from facesearch.store.live_index import LiveIndex, live_ids
 from facesearch.store.schema import FaceRow
@@ -430,42 +431,3 @@ def verify_label(same: bool, calibrated: bool) -> str:
     if not same:
         return LABEL_NO_MATCH
     return LABEL_MATCH if calibrated else LABEL_LEAD
-
-
-def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
-    """What the audit log keeps of a search: the probe's hash and what was shown, never the probe.
-
-    For each probe face: its box, the face ids shown (in rank order), how many were labelled match and
-    how many possible lead, and (issue 13) each shown face's fmr and label, parallel to ``shown``, with the
-    calibration's source: what a case report states, so that ``audit export`` alone rebuilds it.
-    """
-    return SearchEvent(
-        stated=purpose,
-        probe_sha256=result.probe_sha256,
-        collection=result.collection,
-        top_k=result.top_k,
-        max_fmr=result.max_fmr,
-        threshold=result.threshold,
-        score=result.score,
-        model=result.model,
-        gallery_size=result.gallery_size,
-        faces=[
-            {
-                "face": f.face,
-                "box": list(f.box),
-                "shown": [c.face_id for c in f.candidates],
-                "matches": sum(1 for c in f.candidates if c.label == LABEL_MATCH),
-                "leads": sum(1 for c in f.candidates if c.label == LABEL_LEAD),
-                "fmr": [c.fmr for c in f.candidates],
-                "labels": [c.label for c in f.candidates],
-            }
-            for f in result.faces
-        ],
-        max_fpir=result.max_fpir,
-        probes_sha256=list(result.probes_sha256),
-        calibration=result.calibration,
-        taken_after=result.taken_after,
-        taken_before=result.taken_before,
-        undated_excluded=result.undated_excluded,
-        probe_face_id=result.probe_face_id,
-    )
