@@ -16,10 +16,9 @@ import numpy as np
 from sqlalchemy import func, select
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.errors import PurposeRequired
-from facesearch.governance.purpose import check_purpose
 from facesearch.governance.types import SearchPurpose
 from facesearch.models.pipeline import Face
+from facesearch.search.purposes import purpose_for_face
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import FaceRow, ImageRow
 
@@ -131,14 +130,7 @@ def indexed_probe(
     row = catalog.faces_by_ids([face_id]).get(face_id)
     if row is None or (suppressed is not None and face_id in set(suppressed.tolist())):
         raise FaceSearchError(f"no indexed face {face_id} to search with", code="not_found")
-    try:
-        check_purpose(catalog, purpose, row.image.collection.name)
-    except PurposeRequired as exc:
-        if exc.code != "purpose_required":
-            raise
-        raise PurposeRequired(
-            f"face {face_id} is in a collection that requires a legal_basis for every search"
-        ) from exc
+    purpose_for_face(catalog, purpose, face_id, row.image.collection.name, "every search")
     face = Face(
         index=0,
         box=(row.left, row.top, row.width, row.height),

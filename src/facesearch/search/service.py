@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -31,20 +30,29 @@ from facesearch.governance.cases import bind_search
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import FaceViewEvent, VerifyEvent, record
 from facesearch.governance.probe_crops import keep_probe_crops
-from facesearch.governance.purpose import check_purpose, validate_purpose
+from facesearch.governance.purpose import validate_purpose
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.media.decode import decode_image, sha256_hex
 from facesearch.media.files import read_file
 from facesearch.models.pipeline import Face
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.models.template import mean_template
+from facesearch.search.exclusions import (
+    OptOuts,
+    blocked_probe_faces,
+    collection_faces,
+    is_suppressed,
+    suppressed_ids,
+    without_opted_out,
+)
 from facesearch.search.filters import DateLike, DateRange, indexed_probe, restrict_to_dates
+from facesearch.search.purposes import bound_purpose, purpose_for_face
 from facesearch.search.ranking import rank_candidates
 from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
 from facesearch.search.search_event import search_event
 from facesearch.store.catalog import Catalog
-from facesearch.store.live_index import LiveIndex, live_ids
+from facesearch.store.live_index import LiveIndex
 from facesearch.store.schema import FaceRow
 
 MAX_TOP_K = 1000
@@ -52,16 +60,6 @@ RERANK_DEPTH = 50  # raw candidates re-ranked when scores are normalised
 MAX_PROBE_PHOTOS = 10  # photos fused into one same-person probe (issue 13)
 
 Probe = str | Path | bytes
-
-
-class OptOuts(Protocol):
-    """What search needs of the opt-outs (governance/optout.py)."""
-
-    def count(self) -> int: ...
-
-    def is_opted_out(self, embeddings: np.ndarray) -> np.ndarray: ...
-
-    def suppressed_face_ids(self) -> np.ndarray: ...
 
 
 class SearchService:
@@ -118,7 +116,7 @@ class SearchService:
         Issue 13 (multi-photo probes). The fused face keeps the first photo's box, size and face number
         (what a result shows beside the probe); its quality is the lowest of the photos'. A photo
         without a face is refused by its name (or its number), before anything is compared; the same photo
-        twice counts once. Also returns each photo's embedding, for the opt-out check (:meth:`_blocked`).
+        twice counts once. Also returns each photo's embedding, for the opt-out check (search/exclusions.py).
         """
         largest: list[Face] = []
         digests: list[str] = []
@@ -142,17 +140,6 @@ class SearchService:
             raise FaceSearchError("the probe photos' faces cancel out: search them one at a time", code="bad_request")
         fused = replace(largest[0], index=0, embedding=template, quality=min(f.quality for f in largest))
         return [fused], digests, size, parts
-
-    def _blocked(self, queries: np.ndarray, parts: np.ndarray | None) -> np.ndarray:
-        """Which probe faces are an opted-out person's (they are shown nobody). A fused probe is blocked
-        when the template or any one of its photos is: adding a photo of someone else to an opted-out
-        person's photo must not get a search past the opt-out (issue 13)."""
-        if not self.optouts.count():
-            return np.zeros(len(queries), bool)
-        blocked = self.optouts.is_opted_out(queries)
-        if parts is not None and bool(self.optouts.is_opted_out(parts).any()):
-            blocked = np.ones(len(queries), bool)
-        return blocked
 
     def _probes(self, probe: Probe | Sequence[Probe], same_person: bool, face: int | None) -> list[Probe]:
         """The probe photos of one search: one, or several only when the caller says they show one person."""
@@ -190,17 +177,6 @@ class SearchService:
         largest = max(faces, key=lambda f: f.box[2] * f.box[3])
         return np.asarray(largest.embedding, dtype=np.float32), digest
 
-    # the purpose ----------------------------------------------------------------------------------
-
-    def _purpose(
-        self, purpose: SearchPurpose | None, collection: str | None, what: str, actor: str | User | None = None
-    ) -> SearchPurpose:
-        """The checked purpose, bound to its case: a closed case, or (once a library has cases) an unknown
-        one, or one ``actor`` does not work, is refused here, for every interface (issue 13)."""
-        if purpose is None:
-            raise PurposeRequired(f"a {what} needs a case id and a purpose")
-        return bind_search(self.catalog, check_purpose(self.catalog, purpose, collection), actor)
-
     # search ---------------------------------------------------------------------------------------
 
     def search(
@@ -236,16 +212,15 @@ class SearchService:
         also expects at most ``max_fpir`` (default: the library's, 0.01) strangers as high among the
         faces searched. The rest are ``no match``.
         """
-        purpose = self._purpose(purpose, collection, "search", actor)
+        purpose = bound_purpose(self.catalog, purpose, collection, "search", actor)
         dates = DateRange.of(taken_after, taken_before)  # a bad date is refused before the probe is read
         probes = self._probes(probe, same_person, face) if probe_face_id is None else []
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
-        allowed, undated = restrict_to_dates(self.catalog, self._collection_faces(collection), dates)
+        allowed, undated = restrict_to_dates(self.catalog, collection_faces(self.catalog, collection), dates)
         if probe_face_id is not None:
-            suppressed = self.optouts.suppressed_face_ids() if self.optouts.count() else None
-            found = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed)
+            found = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed_ids(self.optouts))
             faces, digest, size = [found.face], found.image_sha256, found.size
             digests, parts = [digest], None
         elif len(probes) == 1:
@@ -256,12 +231,12 @@ class SearchService:
             digest = digests[0]
         self.index.refresh(repair=False)  # another process saved a newer index: answer from it
         index = self.index.current
-        allowed = self._without_opted_out(allowed, index)
+        allowed = without_opted_out(self.optouts, allowed, index)
         normalizer = self.scoring.normalizer
         kind = "snorm" if normalizer else "cosine"
         self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
         queries = np.stack([f.embedding for f in faces])
-        blocked = self._blocked(queries, parts)
+        blocked = blocked_probe_faces(self.optouts, queries, parts)
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
             ids = np.zeros((len(faces), 0), np.int64)
             scores = np.zeros((len(faces), 0), np.float32)
@@ -312,24 +287,6 @@ class SearchService:
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
 
-    def _collection_faces(self, collection: str | None) -> np.ndarray | None:
-        if collection is None:
-            return None
-        cid = self.catalog.collection_id(collection, create=False)
-        if cid is None:
-            raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
-        return self.catalog.face_ids_in_collection(cid)
-
-    def _without_opted_out(self, allowed: np.ndarray | None, index: object) -> np.ndarray | None:
-        """The ids the vector search may return: the collection's (or all), minus opted-out people's."""
-        if not self.optouts.count():
-            return allowed
-        suppressed = self.optouts.suppressed_face_ids()
-        if not len(suppressed):
-            return allowed
-        base = allowed if allowed is not None else live_ids(index)  # type: ignore[arg-type]
-        return np.setdiff1d(base, suppressed)
-
     # verify ---------------------------------------------------------------------------------------
 
     def verify(
@@ -342,7 +299,7 @@ class SearchService:
         max_fmr: float | None = None,
     ) -> VerifyResult:
         """Are the largest faces in two photos the same person (cosine; a 1:1 question has no cohort)? Audited."""
-        purpose = self._purpose(purpose, None, "comparison", actor)
+        purpose = bound_purpose(self.catalog, purpose, None, "comparison", actor)
         table, threshold, max_fmr, source = self.scoring.operating_point("cosine", max_fmr)
         faces_a, sha_a, _ = self._probe_faces(a)
         faces_b, sha_b, _ = self._probe_faces(b)
@@ -410,16 +367,11 @@ class SearchService:
         row = self.catalog.faces_by_ids([face_id]).get(face_id)
         if row is None:
             return None
-        if self.optouts.count() and face_id in set(self.optouts.suppressed_face_ids().tolist()):
+        if is_suppressed(self.optouts, face_id):
             return None  # an opted-out person's face is never shown
-        try:
-            purpose = check_purpose(self.catalog, purpose, row.image.collection.name)
-        except PurposeRequired as exc:
-            if exc.code != "purpose_required":
-                raise
-            raise PurposeRequired(
-                f"face {face_id} is in a collection that requires a legal_basis for every search and face view"
-            ) from exc
+        purpose = purpose_for_face(
+            self.catalog, purpose, face_id, row.image.collection.name, "every search and face view"
+        )
         what = "photo" if photo else "thumbnail" if thumbnail else "metadata"  # photo: the whole original (issue 13)
         record(self.catalog, FaceViewEvent(purpose, face_id, what), actor)
         return row
