@@ -3,40 +3,37 @@
 Whichever interface asks (Python, CLI, REST API, web app), :class:`SearchService`:
 
 1. requires a stated purpose (case id and purpose, plus what the collections demand) before it
-   looks at the probe;
-2. decodes the probe (media/), finds and embeds its faces (a pipeline borrowed from the pool);
+   looks at the probe (search/purposes.py);
+2. decodes the probe (media/), finds and embeds its faces (a pipeline borrowed from the pool;
+   search/probes.py: one photo, several fused as one person, or an indexed face);
 3. gives a probe face that is itself an opted-out person no candidates, and excludes indexed faces
    of opted-out people and faces outside the chosen collection from the vector search itself, so
-   ranking never sees them (no "slack" candidates fetched and filtered afterwards);
-4. scores the candidates against the library's calibration (search/scoring.py);
-5. appends the audit entry (who, case, purpose, the probe's SHA-256, the faces shown) and returns
-   the result naming it.
+   ranking never sees them (search/exclusions.py; no "slack" candidates fetched and filtered afterwards);
+4. scores the candidates against the library's calibration (search/scoring.py, search/ranking.py);
+5. appends the audit entry (who, case, purpose, the probe's SHA-256, the faces shown;
+   search/search_event.py) and returns the result naming it.
 
-It takes narrow collaborators (catalog, live index, pipelines, scoring, opt-outs) rather than the
-library, so nothing here imports the facade above it. The index is refreshed from disk first when
-another process saved a newer one, so a long-running server never answers from a stale copy.
+A 1:1 verify and a face view are governed the same way; this class is their one entry point. It
+takes narrow collaborators (catalog, live index, pipelines, scoring, opt-outs) rather than the library,
+so nothing here imports the facade above it. The index is refreshed from disk first when another
+process saved a newer one, so a long-running server never answers from a stale copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.errors import FaceSearchError
 from facesearch.governance.cases import bind_search
 from facesearch.governance.errors import PurposeRequired
 from facesearch.governance.events import FaceViewEvent, VerifyEvent, record
 from facesearch.governance.probe_crops import keep_probe_crops
 from facesearch.governance.purpose import validate_purpose
 from facesearch.governance.types import SearchPurpose, User
-from facesearch.media.decode import decode_image, sha256_hex
-from facesearch.media.files import read_file
-from facesearch.models.pipeline import Face
 from facesearch.models.pipeline_pool import PipelinePool
-from facesearch.models.template import mean_template
 from facesearch.search.exclusions import (
     OptOuts,
     blocked_probe_faces,
@@ -45,7 +42,8 @@ from facesearch.search.exclusions import (
     suppressed_ids,
     without_opted_out,
 )
-from facesearch.search.filters import DateLike, DateRange, indexed_probe, restrict_to_dates
+from facesearch.search.filters import DateLike, DateRange, restrict_to_dates
+from facesearch.search.probes import Probe, ProbeReader, indexed_probe, probe_photos
 from facesearch.search.purposes import bound_purpose, purpose_for_face
 from facesearch.search.ranking import rank_candidates
 from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
@@ -57,9 +55,6 @@ from facesearch.store.schema import FaceRow
 
 MAX_TOP_K = 1000
 RERANK_DEPTH = 50  # raw candidates re-ranked when scores are normalised
-MAX_PROBE_PHOTOS = 10  # photos fused into one same-person probe (issue 13)
-
-Probe = str | Path | bytes
 
 
 class SearchService:
@@ -83,85 +78,13 @@ class SearchService:
         self.scoring = scoring
         self.optouts = optouts
         self.model_key = model_key
-        self.max_bytes = max_bytes
-        self.max_pixels = max_pixels
+        self.probes = ProbeReader(pipelines, max_bytes=max_bytes, max_pixels=max_pixels)
 
-    # probes ---------------------------------------------------------------------------------------
+    # probes, not compared with the library (nothing to audit) -------------------------------------
 
     def load(self, probe: Probe) -> tuple[np.ndarray, str]:
         """Decode a probe given as a path or as bytes; returns RGB pixels and the SHA-256 of the bytes."""
-        data = probe if isinstance(probe, bytes) else read_file(Path(probe), self.max_bytes)
-        return decode_image(data, max_pixels=self.max_pixels).rgb, sha256_hex(data)
-
-    def _probe_faces(self, probe: Probe, face: int | None = None) -> tuple[list[Face], str, list[int]]:
-        rgb, digest = self.load(probe)
-        with self.pipelines.borrow() as pipeline:
-            faces = pipeline.find_faces(rgb)
-            if not faces:
-                where = probe if not isinstance(probe, bytes) else ""
-                raise NoFaceFound(f"no face found in the probe {where}".strip())
-            if face is not None:
-                if not 0 <= face < len(faces):
-                    raise FaceSearchError(
-                        f"the probe has {len(faces)} face(s): choose a face from 0 to {len(faces) - 1}",
-                        code="bad_face",
-                    )
-                faces = [faces[face]]
-            return pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
-
-    def _fused_face(self, probes: list[Probe]) -> tuple[list[Face], list[str], list[int], np.ndarray]:
-        """Several photos of one person -> one probe face: the largest face of each photo, embedded, and
-        the L2-normalised mean of those embeddings (models/template.py, as the opt-out's mean template).
-
-        Issue 13 (multi-photo probes). The fused face keeps the first photo's box, size and face number
-        (what a result shows beside the probe); its quality is the lowest of the photos'. A photo
-        without a face is refused by its name (or its number), before anything is compared; the same photo
-        twice counts once. Also returns each photo's embedding, for the opt-out check (search/exclusions.py).
-        """
-        largest: list[Face] = []
-        digests: list[str] = []
-        size: list[int] = []
-        for number, probe in enumerate(probes, start=1):
-            rgb, digest = self.load(probe)
-            if digest in digests:
-                continue  # the same photo twice counts once
-            with self.pipelines.borrow() as pipeline:
-                found = pipeline.find_faces(rgb)
-                if not found:
-                    name = str(probe) if not isinstance(probe, bytes) else f"photo {number}"
-                    raise NoFaceFound(f"no face found in {name} (probe photo {number} of {len(probes)})")
-                face = max(found, key=lambda f: f.box[2] * f.box[3])
-                largest.extend(pipeline.embed_faces([face]))
-            digests.append(digest)
-            size = size or [int(rgb.shape[1]), int(rgb.shape[0])]
-        parts = np.stack([f.embedding for f in largest])  # type: ignore[misc]
-        template = mean_template(parts)
-        if template is None:
-            raise FaceSearchError("the probe photos' faces cancel out: search them one at a time", code="bad_request")
-        fused = replace(largest[0], index=0, embedding=template, quality=min(f.quality for f in largest))
-        return [fused], digests, size, parts
-
-    def _probes(self, probe: Probe | Sequence[Probe], same_person: bool, face: int | None) -> list[Probe]:
-        """The probe photos of one search: one, or several only when the caller says they show one person."""
-        listed = [probe] if isinstance(probe, str | Path | bytes) else list(probe)
-        if not listed:
-            raise FaceSearchError("a search needs a probe photo", code="bad_request")
-        if len(listed) > 1 and not same_person:
-            raise FaceSearchError(
-                f"{len(listed)} probe photos: several photos are searched together only as one person "
-                "(same_person=True, CLI --same-person); otherwise search them one at a time",
-                code="bad_request",
-            )
-        if len(listed) > MAX_PROBE_PHOTOS:
-            raise FaceSearchError(
-                f"at most {MAX_PROBE_PHOTOS} photos per same-person probe; got {len(listed)}", code="bad_request"
-            )
-        if len(listed) > 1 and face is not None:
-            raise FaceSearchError(
-                "face= picks a face of one probe photo; a same-person probe uses each photo's largest face",
-                code="bad_request",
-            )
-        return listed
+        return self.probes.load(probe)
 
     def largest_face(self, photo: Probe) -> tuple[np.ndarray, str]:
         """The embedding of the largest face in a photo and the photo's SHA-256 (for opt-out requests).
@@ -169,13 +92,11 @@ class SearchService:
         Not a search: nothing is compared with the library, so nothing is audited here; the caller
         (an opt-out) audits what it does with it.
         """
-        rgb, digest = self.load(photo)
-        with self.pipelines.borrow() as pipeline:
-            faces = pipeline.analyse(rgb)
-        if not faces:
-            raise NoFaceFound("no face found in the photo")
-        largest = max(faces, key=lambda f: f.box[2] * f.box[3])
-        return np.asarray(largest.embedding, dtype=np.float32), digest
+        return self.probes.largest_face(photo)
+
+    def faces(self, image: Probe) -> list[dict]:
+        """The faces detected in a photo (box, landmarks, scores): nothing is compared with the library."""
+        return self.probes.detected(image)
 
     # search ---------------------------------------------------------------------------------------
 
@@ -200,12 +121,12 @@ class SearchService:
         Issue 13: ``taken_after``/``taken_before`` (dates, or ISO times) search only photos taken in that
         range (EXIF date; photos without one are left out, and the result counts them: ``undated_excluded``),
         applied before ranking like the collection. ``probe_face_id`` searches with an indexed face's stored
-        embedding instead of a photo (search/filters.py ``indexed_probe``).
+        embedding instead of a photo (search/probes.py ``indexed_probe``).
 
         ``probe`` may be several photos of one person with ``same_person=True`` (issue 13): their
-        largest faces are fused into one probe face (:meth:`_fused_face`), searched, labelled, filtered
-        and audited exactly as one photo's face, the audit entry listing every photo's SHA-256
-        (``probes_sha256``; ``probe_sha256`` is the first photo's).
+        largest faces are fused into one probe face (search/probes.py ``ProbeReader.fused``), searched,
+        labelled, filtered and audited exactly as one photo's face, the audit entry listing every photo's
+        SHA-256 (``probes_sha256``; ``probe_sha256`` is the first photo's).
 
         The labels are set for the gallery searched (search/labels.py): ``max_fmr`` (default: the
         library's, 1e-3) is the false match rate per comparison of a ``possible lead``; a ``match``
@@ -214,21 +135,16 @@ class SearchService:
         """
         purpose = bound_purpose(self.catalog, purpose, collection, "search", actor)
         dates = DateRange.of(taken_after, taken_before)  # a bad date is refused before the probe is read
-        probes = self._probes(probe, same_person, face) if probe_face_id is None else []
+        photos = probe_photos(probe, same_person, face) if probe_face_id is None else []
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
         allowed, undated = restrict_to_dates(self.catalog, collection_faces(self.catalog, collection), dates)
         if probe_face_id is not None:
-            found = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed_ids(self.optouts))
-            faces, digest, size = [found.face], found.image_sha256, found.size
-            digests, parts = [digest], None
-        elif len(probes) == 1:
-            faces, digest, size = self._probe_faces(probes[0], face)
-            digests, parts = [digest], None
+            read = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed_ids(self.optouts))
         else:
-            faces, digests, size, parts = self._fused_face(probes)
-            digest = digests[0]
+            read = self.probes.read(photos, face)
+        faces = read.faces
         self.index.refresh(repair=False)  # another process saved a newer index: answer from it
         index = self.index.current
         allowed = without_opted_out(self.optouts, allowed, index)
@@ -236,7 +152,7 @@ class SearchService:
         kind = "snorm" if normalizer else "cosine"
         self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
         queries = np.stack([f.embedding for f in faces])
-        blocked = blocked_probe_faces(self.optouts, queries, parts)
+        blocked = blocked_probe_faces(self.optouts, queries, read.parts)
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
             ids = np.zeros((len(faces), 0), np.int64)
             scores = np.zeros((len(faces), 0), np.float32)
@@ -266,9 +182,9 @@ class SearchService:
             gallery_size=gallery_size,
             top_k=top_k,
             collection=collection,
-            probe_sha256=digest,
-            probes_sha256=digests,
-            probe_size=size,
+            probe_sha256=read.digest,
+            probes_sha256=read.digests,
+            probe_size=read.size,
             score=kind,
             max_fmr=point.max_fmr,
             calibration=source,
@@ -283,7 +199,7 @@ class SearchService:
         )
         # Issue 13: a real case's report shows each probe face's crop (never the photo; none of an opted-out person)
         crops = [(f.index, f.thumbnail) for f, b in zip(faces, blocked, strict=True) if not b]
-        keep_probe_crops(self.catalog, self.index.folder, purpose.case_id, digest, crops)
+        keep_probe_crops(self.catalog, self.index.folder, purpose.case_id, read.digest, crops)
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
 
@@ -301,9 +217,8 @@ class SearchService:
         """Are the largest faces in two photos the same person (cosine; a 1:1 question has no cohort)? Audited."""
         purpose = bound_purpose(self.catalog, purpose, None, "comparison", actor)
         table, threshold, max_fmr, source = self.scoring.operating_point("cosine", max_fmr)
-        faces_a, sha_a, _ = self._probe_faces(a)
-        faces_b, sha_b, _ = self._probe_faces(b)
-        face_a, face_b = faces_a[0], faces_b[0]
+        photo_a, photo_b = self.probes.photo(a), self.probes.photo(b)
+        face_a, face_b = photo_a.faces[0], photo_b.faces[0]
         similarity = float(np.dot(face_a.embedding, face_b.embedding))
         same = bool(similarity >= threshold)
         estimate = table.fmr_at(similarity) if table else None
@@ -317,31 +232,13 @@ class SearchService:
             fmr_upper_bound=estimate.upper_bound if estimate else False,
             max_fmr=max_fmr,
             label=verify_label(same, table is not None),
-            photos_sha256=[sha_a, sha_b],
+            photos_sha256=[photo_a.digest, photo_b.digest],
             calibration=source,
             calibration_warning=self.scoring.calibration_warning(source),
         )
         event = VerifyEvent(purpose, result.photos_sha256, result.same_person, result.similarity, result.fmr)
         entry = record(self.catalog, event, actor)
         return replace(result, audit_sequence=entry.seq)
-
-    # faces ----------------------------------------------------------------------------------------
-
-    def faces(self, image: Probe) -> list[dict]:
-        """The faces detected in a photo (box, landmarks, scores): nothing is compared with the library."""
-        rgb, _ = self.load(image)
-        with self.pipelines.borrow() as pipeline:
-            found = pipeline.analyse(rgb)  # embedded too: the quality score includes stability
-        return [
-            {
-                "face": f.index,
-                "box": list(f.box),
-                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
-                "det_score": round(f.det_score, 4),
-                "quality": f.quality,
-            }
-            for f in found
-        ]
 
     def view_face(
         self,
