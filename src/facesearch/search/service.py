@@ -13,10 +13,11 @@ Whichever interface asks (Python, CLI, REST API, web app), :class:`SearchService
 5. appends the audit entry (who, case, purpose, the probe's SHA-256, the faces shown;
    search/search_event.py) and returns the result naming it.
 
-A 1:1 verify and a face view are governed the same way; this class is their one entry point. It
-takes narrow collaborators (catalog, live index, pipelines, scoring, opt-outs) rather than the library,
-so nothing here imports the facade above it. The index is refreshed from disk first when another
-process saved a newer one, so a long-running server never answers from a stale copy.
+A 1:1 verify (search/verify.py) and a face view (search/face_views.py) are governed the same way;
+this class is their one entry point. It takes narrow collaborators (catalog, live index, pipelines,
+scoring, opt-outs) rather than the library, so nothing here imports the facade above it. The index is
+refreshed from disk first when another process saved a newer one, so a long-running server never
+answers from a stale copy.
 """
 
 from __future__ import annotations
@@ -27,28 +28,26 @@ from dataclasses import replace
 import numpy as np
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.cases import bind_search
-from facesearch.governance.errors import PurposeRequired
-from facesearch.governance.events import FaceViewEvent, VerifyEvent, record
+from facesearch.governance.events import record
 from facesearch.governance.probe_crops import keep_probe_crops
-from facesearch.governance.purpose import validate_purpose
 from facesearch.governance.types import SearchPurpose, User
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.search.exclusions import (
     OptOuts,
     blocked_probe_faces,
     collection_faces,
-    is_suppressed,
     suppressed_ids,
     without_opted_out,
 )
+from facesearch.search.face_views import view_face
 from facesearch.search.filters import DateLike, DateRange, restrict_to_dates
 from facesearch.search.probes import Probe, ProbeReader, indexed_probe, probe_photos
-from facesearch.search.purposes import bound_purpose, purpose_for_face
+from facesearch.search.purposes import bound_purpose
 from facesearch.search.ranking import rank_candidates
-from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
+from facesearch.search.results import ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
 from facesearch.search.search_event import search_event
+from facesearch.search.verify import Verifier
 from facesearch.store.catalog import Catalog
 from facesearch.store.live_index import LiveIndex
 from facesearch.store.schema import FaceRow
@@ -79,6 +78,7 @@ class SearchService:
         self.optouts = optouts
         self.model_key = model_key
         self.probes = ProbeReader(pipelines, max_bytes=max_bytes, max_pixels=max_pixels)
+        self.verifier = Verifier(catalog, self.probes, scoring, model_key=model_key)
 
     # probes, not compared with the library (nothing to audit) -------------------------------------
 
@@ -203,7 +203,7 @@ class SearchService:
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
 
-    # verify ---------------------------------------------------------------------------------------
+    # verify and face views ------------------------------------------------------------------------
 
     def verify(
         self,
@@ -216,29 +216,7 @@ class SearchService:
     ) -> VerifyResult:
         """Are the largest faces in two photos the same person (cosine; a 1:1 question has no cohort)? Audited."""
         purpose = bound_purpose(self.catalog, purpose, None, "comparison", actor)
-        table, threshold, max_fmr, source = self.scoring.operating_point("cosine", max_fmr)
-        photo_a, photo_b = self.probes.photo(a), self.probes.photo(b)
-        face_a, face_b = photo_a.faces[0], photo_b.faces[0]
-        similarity = float(np.dot(face_a.embedding, face_b.embedding))
-        same = bool(similarity >= threshold)
-        estimate = table.fmr_at(similarity) if table else None
-        result = VerifyResult(
-            same_person=same,
-            similarity=round(similarity, 4),
-            threshold=round(threshold, 4),
-            model=self.model_key,
-            faces=[{"box": list(f.box), "quality": f.quality} for f in (face_a, face_b)],
-            fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
-            fmr_upper_bound=estimate.upper_bound if estimate else False,
-            max_fmr=max_fmr,
-            label=verify_label(same, table is not None),
-            photos_sha256=[photo_a.digest, photo_b.digest],
-            calibration=source,
-            calibration_warning=self.scoring.calibration_warning(source),
-        )
-        event = VerifyEvent(purpose, result.photos_sha256, result.same_person, result.similarity, result.fmr)
-        entry = record(self.catalog, event, actor)
-        return replace(result, audit_sequence=entry.seq)
+        return self.verifier.verify(a, b, purpose=purpose, actor=actor, max_fmr=max_fmr)
 
     def view_face(
         self,
@@ -251,32 +229,7 @@ class SearchService:
     ) -> FaceRow | None:
         """An indexed face's row, for its metadata or thumbnail (None: no such face, or an opted-out person's).
 
-        Bound like a search: a case and a purpose (checked before anything is read), and the legal
-        basis the face's collection demands, or :class:`PurposeRequired`; audited, so that browsing
-        faces outside a case shows in the log. Why the collection's rule applies here too: face ids
-        are sequential, so without it anyone allowed to search could walk a protected collection
-        one id at a time (issue 12 §3). The refusal does not name the collection.
+        Bound like a search and audited (search/face_views.py): browsing faces outside a case shows in the log.
         """
-        if purpose is None:
-            raise PurposeRequired("a face view needs a case id and a purpose")
-        # Before anything is read; bound to its case like a search: a closed case shows no more faces.
-        purpose = bind_search(self.catalog, validate_purpose(purpose), actor)
-        row = self.catalog.faces_by_ids([face_id]).get(face_id)
-        if row is None:
-            return None
-        if is_suppressed(self.optouts, face_id):
-            return None  # an opted-out person's face is never shown
-        purpose = purpose_for_face(
-            self.catalog, purpose, face_id, row.image.collection.name, "every search and face view"
-        )
         what = "photo" if photo else "thumbnail" if thumbnail else "metadata"  # photo: the whole original (issue 13)
-        record(self.catalog, FaceViewEvent(purpose, face_id, what), actor)
-        return row
-
-
-def verify_label(same: bool, calibrated: bool) -> str:
-    """A 1:1 comparison's label: ``match`` at fmr <= max_fmr, else ``no match``; without a calibration the
-    fallback threshold gives at most a ``possible lead`` (no false match rate backs it)."""
-    if not same:
-        return LABEL_NO_MATCH
-    return LABEL_MATCH if calibrated else LABEL_LEAD
+        return view_face(self.catalog, self.optouts, face_id, purpose, actor, what)
