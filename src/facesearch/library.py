@@ -37,9 +37,10 @@ from facesearch.models.embed.info import DLIB_RESNET_KEY
 from facesearch.models.pipeline import FacePipeline
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.recipe import LibraryRecipe
+from facesearch.search.probes import Probe
 from facesearch.search.results import SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
-from facesearch.search.service import Probe, SearchService
+from facesearch.search.service import SearchService
 from facesearch.settings import CATALOG_NAME, LibrarySpec
 from facesearch.store.catalog import Catalog, RemovalReceipt
 from facesearch.store.live_index import LiveIndex

@@ -3,7 +3,7 @@
 The mean of several photos of a person lies nearer the person's other photos than any single one
 (pose, light and expression average out), as Rekognition's user vectors do. Shared by the opt-out
 (governance/optout.py: a person's photos plus their mean) and the multi-photo search probe
-(search/service.py, issue 13), so both fuse a person's photos the same way.
+(search/probes.py, issue 13), so both fuse a person's photos the same way.
 """
 
 from __future__ import annotations

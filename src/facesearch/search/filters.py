@@ -1,10 +1,9 @@
-"""What a search may look at besides the collection (issue 13): a date range, and a probe that is an indexed face.
+"""What a search may look at besides the collection (issue 13): photos taken in a date range.
 
-Both are applied in the one search path (search/service.py) *before* ranking: the date range narrows the
-vector store's ``allowed`` id set exactly as the collection filter does, so a photo outside the range is
-never fetched, ranked or shown; a probe face id is read from the catalog (its stored embedding), never
-from a photo, and is bound like a face view (the legal basis its collection demands; an opted-out
-person's face is no probe).
+Applied in the one search path (search/service.py) *before* ranking: the date range narrows the
+vector store's ``allowed`` id set exactly as the collection filter does (search/exclusions.py), so a
+photo outside the range is never fetched, ranked or shown. (An indexed face as the probe is read with
+the other probes, in search/probes.py.)
 """
 
 from __future__ import annotations
@@ -16,10 +15,6 @@ import numpy as np
 from sqlalchemy import func, select
 
 from facesearch.errors import FaceSearchError
-from facesearch.governance.errors import PurposeRequired
-from facesearch.governance.purpose import check_purpose
-from facesearch.governance.types import SearchPurpose
-from facesearch.models.pipeline import Face
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import FaceRow, ImageRow
 
@@ -102,52 +97,3 @@ def restrict_to_dates(
     if allowed is not None:
         ids = np.intersect1d(ids, allowed)
     return ids, undated
-
-
-@dataclass(frozen=True)
-class IndexedProbe:
-    """An indexed face used as a probe: its id, its photo's SHA-256, the collection it is in."""
-
-    face_id: int
-    image_sha256: str
-    collection: str
-    face: Face
-    size: list[int]  # [width, height] of its photo
-
-
-def indexed_probe(
-    catalog: Catalog, photos: object, face_id: int, purpose: SearchPurpose, suppressed: np.ndarray | None
-) -> IndexedProbe:
-    """The stored face ``face_id`` as a probe face ("search with this face": its embedding as stored; no
-    photo is read, and none may be given too), bound like a face view:
-
-    - ``not_found`` when there is no such face or it is an opted-out person's (``suppressed``): the same
-      answer, so that the refusal tells nothing about who opted out;
-    - the legal basis its collection demands, or ``purpose_required``: a face of a collection the user
-      may not search without one is no probe without one either.
-    """
-    if photos not in (None, [], ()):
-        raise FaceSearchError("search with probe photos or with an indexed face id, not both", code="bad_request")
-    row = catalog.faces_by_ids([face_id]).get(face_id)
-    if row is None or (suppressed is not None and face_id in set(suppressed.tolist())):
-        raise FaceSearchError(f"no indexed face {face_id} to search with", code="not_found")
-    try:
-        check_purpose(catalog, purpose, row.image.collection.name)
-    except PurposeRequired as exc:
-        if exc.code != "purpose_required":
-            raise
-        raise PurposeRequired(
-            f"face {face_id} is in a collection that requires a legal_basis for every search"
-        ) from exc
-    face = Face(
-        index=0,
-        box=(row.left, row.top, row.width, row.height),
-        landmarks=np.asarray(row.landmarks, dtype=np.float32),
-        det_score=float(row.det_score),
-        quality=float(row.quality),
-        thumbnail=bytes(row.thumbnail),  # its crop as indexed: a case report shows it as the probe's
-        chip=np.zeros((0, 0, 3), np.uint8),
-        embedding=np.frombuffer(row.embedding, dtype=np.float32).copy(),
-    )
-    size = [int(row.image.width), int(row.image.height)]
-    return IndexedProbe(face_id, row.image.sha256, row.image.collection.name, face, size)

@@ -3,64 +3,57 @@
 Whichever interface asks (Python, CLI, REST API, web app), :class:`SearchService`:
 
 1. requires a stated purpose (case id and purpose, plus what the collections demand) before it
-   looks at the probe;
-2. decodes the probe (media/), finds and embeds its faces (a pipeline borrowed from the pool);
+   looks at the probe (search/purposes.py);
+2. decodes the probe (media/), finds and embeds its faces (a pipeline borrowed from the pool;
+   search/probes.py: one photo, several fused as one person, or an indexed face);
 3. gives a probe face that is itself an opted-out person no candidates, and excludes indexed faces
    of opted-out people and faces outside the chosen collection from the vector search itself, so
-   ranking never sees them (no "slack" candidates fetched and filtered afterwards);
-4. scores the candidates against the library's calibration (search/scoring.py);
-5. appends the audit entry (who, case, purpose, the probe's SHA-256, the faces shown) and returns
-   the result naming it.
+   ranking never sees them (search/exclusions.py; no "slack" candidates fetched and filtered afterwards);
+4. scores the candidates against the library's calibration (search/scoring.py, search/ranking.py);
+5. appends the audit entry (who, case, purpose, the probe's SHA-256, the faces shown;
+   search/search_event.py) and returns the result naming it.
 
-It takes narrow collaborators (catalog, live index, pipelines, scoring, opt-outs) rather than the
-library, so nothing here imports the facade above it. The index is refreshed from disk first when
-another process saved a newer one, so a long-running server never answers from a stale copy.
+A 1:1 verify (search/verify.py) and a face view (search/face_views.py) are governed the same way;
+this class is their one entry point. It takes narrow collaborators (catalog, live index, pipelines,
+scoring, opt-outs) rather than the library, so nothing here imports the facade above it. The index is
+refreshed from disk first when another process saved a newer one, so a long-running server never
+answers from a stale copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from facesearch.errors import FaceSearchError, NoFaceFound
-from facesearch.governance.cases import bind_search
-from facesearch.governance.errors import PurposeRequired
-from facesearch.governance.events import FaceViewEvent, SearchEvent, VerifyEvent, record
+from facesearch.errors import FaceSearchError
+from facesearch.governance.events import record
 from facesearch.governance.probe_crops import keep_probe_crops
-from facesearch.governance.purpose import check_purpose, validate_purpose
 from facesearch.governance.types import SearchPurpose, User
-from facesearch.media.decode import decode_image, sha256_hex
-from facesearch.media.files import read_file
-from facesearch.models.pipeline import Face
 from facesearch.models.pipeline_pool import PipelinePool
-from facesearch.models.template import mean_template
-from facesearch.search.filters import DateLike, DateRange, indexed_probe, restrict_to_dates
+from facesearch.search.exclusions import (
+    OptOuts,
+    blocked_probe_faces,
+    collection_faces,
+    suppressed_ids,
+    without_opted_out,
+)
+from facesearch.search.face_views import view_face
+from facesearch.search.filters import DateLike, DateRange, restrict_to_dates
+from facesearch.search.probes import Probe, ProbeReader, indexed_probe, probe_photos
+from facesearch.search.purposes import bound_purpose
 from facesearch.search.ranking import rank_candidates
-from facesearch.search.results import LABEL_LEAD, LABEL_MATCH, LABEL_NO_MATCH, ProbeFace, SearchResult, VerifyResult
+from facesearch.search.results import ProbeFace, SearchResult, VerifyResult
 from facesearch.search.scoring import Scoring
+from facesearch.search.search_event import search_event
+from facesearch.search.verify import Verifier
 from facesearch.store.catalog import Catalog
-from facesearch.store.live_index import LiveIndex, live_ids
+from facesearch.store.live_index import LiveIndex
 from facesearch.store.schema import FaceRow
 
 MAX_TOP_K = 1000
 RERANK_DEPTH = 50  # raw candidates re-ranked when scores are normalised
-MAX_PROBE_PHOTOS = 10  # photos fused into one same-person probe (issue 13)
-
-Probe = str | Path | bytes
-
-
-class OptOuts(Protocol):
-    """What search needs of the opt-outs (governance/optout.py)."""
-
-    def count(self) -> int: ...
-
-    def is_opted_out(self, embeddings: np.ndarray) -> np.ndarray: ...
-
-    def suppressed_face_ids(self) -> np.ndarray: ...
 
 
 class SearchService:
@@ -84,96 +77,14 @@ class SearchService:
         self.scoring = scoring
         self.optouts = optouts
         self.model_key = model_key
-        self.max_bytes = max_bytes
-        self.max_pixels = max_pixels
+        self.probes = ProbeReader(pipelines, max_bytes=max_bytes, max_pixels=max_pixels)
+        self.verifier = Verifier(catalog, self.probes, scoring, model_key=model_key)
 
-    # probes ---------------------------------------------------------------------------------------
+    # probes, not compared with the library (nothing to audit) -------------------------------------
 
     def load(self, probe: Probe) -> tuple[np.ndarray, str]:
         """Decode a probe given as a path or as bytes; returns RGB pixels and the SHA-256 of the bytes."""
-        data = probe if isinstance(probe, bytes) else read_file(Path(probe), self.max_bytes)
-        return decode_image(data, max_pixels=self.max_pixels).rgb, sha256_hex(data)
-
-    def _probe_faces(self, probe: Probe, face: int | None = None) -> tuple[list[Face], str, list[int]]:
-        rgb, digest = self.load(probe)
-        with self.pipelines.borrow() as pipeline:
-            faces = pipeline.find_faces(rgb)
-            if not faces:
-                where = probe if not isinstance(probe, bytes) else ""
-                raise NoFaceFound(f"no face found in the probe {where}".strip())
-            if face is not None:
-                if not 0 <= face < len(faces):
-                    raise FaceSearchError(
-                        f"the probe has {len(faces)} face(s): choose a face from 0 to {len(faces) - 1}",
-                        code="bad_face",
-                    )
-                faces = [faces[face]]
-            return pipeline.embed_faces(faces), digest, [int(rgb.shape[1]), int(rgb.shape[0])]
-
-    def _fused_face(self, probes: list[Probe]) -> tuple[list[Face], list[str], list[int], np.ndarray]:
-        """Several photos of one person -> one probe face: the largest face of each photo, embedded, and
-        the L2-normalised mean of those embeddings (models/template.py, as the opt-out's mean template).
-
-        Issue 13 (multi-photo probes). The fused face keeps the first photo's box, size and face number
-        (what a result shows beside the probe); its quality is the lowest of the photos'. A photo
-        without a face is refused by its name (or its number), before anything is compared; the same photo
-        twice counts once. Also returns each photo's embedding, for the opt-out check (:meth:`_blocked`).
-        """
-        largest: list[Face] = []
-        digests: list[str] = []
-        size: list[int] = []
-        for number, probe in enumerate(probes, start=1):
-            rgb, digest = self.load(probe)
-            if digest in digests:
-                continue  # the same photo twice counts once
-            with self.pipelines.borrow() as pipeline:
-                found = pipeline.find_faces(rgb)
-                if not found:
-                    name = str(probe) if not isinstance(probe, bytes) else f"photo {number}"
-                    raise NoFaceFound(f"no face found in {name} (probe photo {number} of {len(probes)})")
-                face = max(found, key=lambda f: f.box[2] * f.box[3])
-                largest.extend(pipeline.embed_faces([face]))
-            digests.append(digest)
-            size = size or [int(rgb.shape[1]), int(rgb.shape[0])]
-        parts = np.stack([f.embedding for f in largest])  # type: ignore[misc]
-        template = mean_template(parts)
-        if template is None:
-            raise FaceSearchError("the probe photos' faces cancel out: search them one at a time", code="bad_request")
-        fused = replace(largest[0], index=0, embedding=template, quality=min(f.quality for f in largest))
-        return [fused], digests, size, parts
-
-    def _blocked(self, queries: np.ndarray, parts: np.ndarray | None) -> np.ndarray:
-        """Which probe faces are an opted-out person's (they are shown nobody). A fused probe is blocked
-        when the template or any one of its photos is: adding a photo of someone else to an opted-out
-        person's photo must not get a search past the opt-out (issue 13)."""
-        if not self.optouts.count():
-            return np.zeros(len(queries), bool)
-        blocked = self.optouts.is_opted_out(queries)
-        if parts is not None and bool(self.optouts.is_opted_out(parts).any()):
-            blocked = np.ones(len(queries), bool)
-        return blocked
-
-    def _probes(self, probe: Probe | Sequence[Probe], same_person: bool, face: int | None) -> list[Probe]:
-        """The probe photos of one search: one, or several only when the caller says they show one person."""
-        listed = [probe] if isinstance(probe, str | Path | bytes) else list(probe)
-        if not listed:
-            raise FaceSearchError("a search needs a probe photo", code="bad_request")
-        if len(listed) > 1 and not same_person:
-            raise FaceSearchError(
-                f"{len(listed)} probe photos: several photos are searched together only as one person "
-                "(same_person=True, CLI --same-person); otherwise search them one at a time",
-                code="bad_request",
-            )
-        if len(listed) > MAX_PROBE_PHOTOS:
-            raise FaceSearchError(
-                f"at most {MAX_PROBE_PHOTOS} photos per same-person probe; got {len(listed)}", code="bad_request"
-            )
-        if len(listed) > 1 and face is not None:
-            raise FaceSearchError(
-                "face= picks a face of one probe photo; a same-person probe uses each photo's largest face",
-                code="bad_request",
-            )
-        return listed
+        return self.probes.load(probe)
 
     def largest_face(self, photo: Probe) -> tuple[np.ndarray, str]:
         """The embedding of the largest face in a photo and the photo's SHA-256 (for opt-out requests).
@@ -181,24 +92,11 @@ class SearchService:
         Not a search: nothing is compared with the library, so nothing is audited here; the caller
         (an opt-out) audits what it does with it.
         """
-        rgb, digest = self.load(photo)
-        with self.pipelines.borrow() as pipeline:
-            faces = pipeline.analyse(rgb)
-        if not faces:
-            raise NoFaceFound("no face found in the photo")
-        largest = max(faces, key=lambda f: f.box[2] * f.box[3])
-        return np.asarray(largest.embedding, dtype=np.float32), digest
+        return self.probes.largest_face(photo)
 
-    # the purpose ----------------------------------------------------------------------------------
-
-    def _purpose(
-        self, purpose: SearchPurpose | None, collection: str | None, what: str, actor: str | User | None = None
-    ) -> SearchPurpose:
-        """The checked purpose, bound to its case: a closed case, or (once a library has cases) an unknown
-        one, or one ``actor`` does not work, is refused here, for every interface (issue 13)."""
-        if purpose is None:
-            raise PurposeRequired(f"a {what} needs a case id and a purpose")
-        return bind_search(self.catalog, check_purpose(self.catalog, purpose, collection), actor)
+    def faces(self, image: Probe) -> list[dict]:
+        """The faces detected in a photo (box, landmarks, scores): nothing is compared with the library."""
+        return self.probes.detected(image)
 
     # search ---------------------------------------------------------------------------------------
 
@@ -223,44 +121,38 @@ class SearchService:
         Issue 13: ``taken_after``/``taken_before`` (dates, or ISO times) search only photos taken in that
         range (EXIF date; photos without one are left out, and the result counts them: ``undated_excluded``),
         applied before ranking like the collection. ``probe_face_id`` searches with an indexed face's stored
-        embedding instead of a photo (search/filters.py ``indexed_probe``).
+        embedding instead of a photo (search/probes.py ``indexed_probe``).
 
         ``probe`` may be several photos of one person with ``same_person=True`` (issue 13): their
-        largest faces are fused into one probe face (:meth:`_fused_face`), searched, labelled, filtered
-        and audited exactly as one photo's face, the audit entry listing every photo's SHA-256
-        (``probes_sha256``; ``probe_sha256`` is the first photo's).
+        largest faces are fused into one probe face (search/probes.py ``ProbeReader.fused``), searched,
+        labelled, filtered and audited exactly as one photo's face, the audit entry listing every photo's
+        SHA-256 (``probes_sha256``; ``probe_sha256`` is the first photo's).
 
         The labels are set for the gallery searched (search/labels.py): ``max_fmr`` (default: the
         library's, 1e-3) is the false match rate per comparison of a ``possible lead``; a ``match``
         also expects at most ``max_fpir`` (default: the library's, 0.01) strangers as high among the
         faces searched. The rest are ``no match``.
         """
-        purpose = self._purpose(purpose, collection, "search", actor)
+        purpose = bound_purpose(self.catalog, purpose, collection, "search", actor)
         dates = DateRange.of(taken_after, taken_before)  # a bad date is refused before the probe is read
-        probes = self._probes(probe, same_person, face) if probe_face_id is None else []
+        photos = probe_photos(probe, same_person, face) if probe_face_id is None else []
         if not 1 <= top_k <= MAX_TOP_K:
             raise FaceSearchError(f"top_k must be between 1 and {MAX_TOP_K}", code="bad_request")
         max_fpir = self.scoring.max_fpir(max_fpir)  # a bad value is refused before the probe is read
-        allowed, undated = restrict_to_dates(self.catalog, self._collection_faces(collection), dates)
+        allowed, undated = restrict_to_dates(self.catalog, collection_faces(self.catalog, collection), dates)
         if probe_face_id is not None:
-            suppressed = self.optouts.suppressed_face_ids() if self.optouts.count() else None
-            found = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed)
-            faces, digest, size = [found.face], found.image_sha256, found.size
-            digests, parts = [digest], None
-        elif len(probes) == 1:
-            faces, digest, size = self._probe_faces(probes[0], face)
-            digests, parts = [digest], None
+            read = indexed_probe(self.catalog, probe, probe_face_id, purpose, suppressed_ids(self.optouts))
         else:
-            faces, digests, size, parts = self._fused_face(probes)
-            digest = digests[0]
+            read = self.probes.read(photos, face)
+        faces = read.faces
         self.index.refresh(repair=False)  # another process saved a newer index: answer from it
         index = self.index.current
-        allowed = self._without_opted_out(allowed, index)
+        allowed = without_opted_out(self.optouts, allowed, index)
         normalizer = self.scoring.normalizer
         kind = "snorm" if normalizer else "cosine"
         self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
         queries = np.stack([f.embedding for f in faces])
-        blocked = self._blocked(queries, parts)
+        blocked = blocked_probe_faces(self.optouts, queries, read.parts)
         if len(index) == 0 or (allowed is not None and len(allowed) == 0):
             ids = np.zeros((len(faces), 0), np.int64)
             scores = np.zeros((len(faces), 0), np.float32)
@@ -290,9 +182,9 @@ class SearchService:
             gallery_size=gallery_size,
             top_k=top_k,
             collection=collection,
-            probe_sha256=digest,
-            probes_sha256=digests,
-            probe_size=size,
+            probe_sha256=read.digest,
+            probes_sha256=read.digests,
+            probe_size=read.size,
             score=kind,
             max_fmr=point.max_fmr,
             calibration=source,
@@ -307,29 +199,11 @@ class SearchService:
         )
         # Issue 13: a real case's report shows each probe face's crop (never the photo; none of an opted-out person)
         crops = [(f.index, f.thumbnail) for f, b in zip(faces, blocked, strict=True) if not b]
-        keep_probe_crops(self.catalog, self.index.folder, purpose.case_id, digest, crops)
+        keep_probe_crops(self.catalog, self.index.folder, purpose.case_id, read.digest, crops)
         entry = record(self.catalog, search_event(result, purpose), actor)
         return replace(result, audit_sequence=entry.seq)
 
-    def _collection_faces(self, collection: str | None) -> np.ndarray | None:
-        if collection is None:
-            return None
-        cid = self.catalog.collection_id(collection, create=False)
-        if cid is None:
-            raise FaceSearchError(f"no collection named {collection!r}", code="not_found")
-        return self.catalog.face_ids_in_collection(cid)
-
-    def _without_opted_out(self, allowed: np.ndarray | None, index: object) -> np.ndarray | None:
-        """The ids the vector search may return: the collection's (or all), minus opted-out people's."""
-        if not self.optouts.count():
-            return allowed
-        suppressed = self.optouts.suppressed_face_ids()
-        if not len(suppressed):
-            return allowed
-        base = allowed if allowed is not None else live_ids(index)  # type: ignore[arg-type]
-        return np.setdiff1d(base, suppressed)
-
-    # verify ---------------------------------------------------------------------------------------
+    # verify and face views ------------------------------------------------------------------------
 
     def verify(
         self,
@@ -341,49 +215,8 @@ class SearchService:
         max_fmr: float | None = None,
     ) -> VerifyResult:
         """Are the largest faces in two photos the same person (cosine; a 1:1 question has no cohort)? Audited."""
-        purpose = self._purpose(purpose, None, "comparison", actor)
-        table, threshold, max_fmr, source = self.scoring.operating_point("cosine", max_fmr)
-        faces_a, sha_a, _ = self._probe_faces(a)
-        faces_b, sha_b, _ = self._probe_faces(b)
-        face_a, face_b = faces_a[0], faces_b[0]
-        similarity = float(np.dot(face_a.embedding, face_b.embedding))
-        same = bool(similarity >= threshold)
-        estimate = table.fmr_at(similarity) if table else None
-        result = VerifyResult(
-            same_person=same,
-            similarity=round(similarity, 4),
-            threshold=round(threshold, 4),
-            model=self.model_key,
-            faces=[{"box": list(f.box), "quality": f.quality} for f in (face_a, face_b)],
-            fmr=float(f"{estimate.fmr:.3g}") if estimate else None,
-            fmr_upper_bound=estimate.upper_bound if estimate else False,
-            max_fmr=max_fmr,
-            label=verify_label(same, table is not None),
-            photos_sha256=[sha_a, sha_b],
-            calibration=source,
-            calibration_warning=self.scoring.calibration_warning(source),
-        )
-        event = VerifyEvent(purpose, result.photos_sha256, result.same_person, result.similarity, result.fmr)
-        entry = record(self.catalog, event, actor)
-        return replace(result, audit_sequence=entry.seq)
-
-    # faces ----------------------------------------------------------------------------------------
-
-    def faces(self, image: Probe) -> list[dict]:
-        """The faces detected in a photo (box, landmarks, scores): nothing is compared with the library."""
-        rgb, _ = self.load(image)
-        with self.pipelines.borrow() as pipeline:
-            found = pipeline.analyse(rgb)  # embedded too: the quality score includes stability
-        return [
-            {
-                "face": f.index,
-                "box": list(f.box),
-                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
-                "det_score": round(f.det_score, 4),
-                "quality": f.quality,
-            }
-            for f in found
-        ]
+        purpose = bound_purpose(self.catalog, purpose, None, "comparison", actor)
+        return self.verifier.verify(a, b, purpose=purpose, actor=actor, max_fmr=max_fmr)
 
     def view_face(
         self,
@@ -396,76 +229,7 @@ class SearchService:
     ) -> FaceRow | None:
         """An indexed face's row, for its metadata or thumbnail (None: no such face, or an opted-out person's).
 
-        Bound like a search: a case and a purpose (checked before anything is read), and the legal
-        basis the face's collection demands, or :class:`PurposeRequired`; audited, so that browsing
-        faces outside a case shows in the log. Why the collection's rule applies here too: face ids
-        are sequential, so without it anyone allowed to search could walk a protected collection
-        one id at a time (issue 12 §3). The refusal does not name the collection.
+        Bound like a search and audited (search/face_views.py): browsing faces outside a case shows in the log.
         """
-        if purpose is None:
-            raise PurposeRequired("a face view needs a case id and a purpose")
-        # Before anything is read; bound to its case like a search: a closed case shows no more faces.
-        purpose = bind_search(self.catalog, validate_purpose(purpose), actor)
-        row = self.catalog.faces_by_ids([face_id]).get(face_id)
-        if row is None:
-            return None
-        if self.optouts.count() and face_id in set(self.optouts.suppressed_face_ids().tolist()):
-            return None  # an opted-out person's face is never shown
-        try:
-            purpose = check_purpose(self.catalog, purpose, row.image.collection.name)
-        except PurposeRequired as exc:
-            if exc.code != "purpose_required":
-                raise
-            raise PurposeRequired(
-                f"face {face_id} is in a collection that requires a legal_basis for every search and face view"
-            ) from exc
         what = "photo" if photo else "thumbnail" if thumbnail else "metadata"  # photo: the whole original (issue 13)
-        record(self.catalog, FaceViewEvent(purpose, face_id, what), actor)
-        return row
-
-
-def verify_label(same: bool, calibrated: bool) -> str:
-    """A 1:1 comparison's label: ``match`` at fmr <= max_fmr, else ``no match``; without a calibration the
-    fallback threshold gives at most a ``possible lead`` (no false match rate backs it)."""
-    if not same:
-        return LABEL_NO_MATCH
-    return LABEL_MATCH if calibrated else LABEL_LEAD
-
-
-def search_event(result: SearchResult, purpose: SearchPurpose) -> SearchEvent:
-    """What the audit log keeps of a search: the probe's hash and what was shown, never the probe.
-
-    For each probe face: its box, the face ids shown (in rank order), how many were labelled match and
-    how many possible lead, and (issue 13) each shown face's fmr and label, parallel to ``shown``, with the
-    calibration's source: what a case report states, so that ``audit export`` alone rebuilds it.
-    """
-    return SearchEvent(
-        stated=purpose,
-        probe_sha256=result.probe_sha256,
-        collection=result.collection,
-        top_k=result.top_k,
-        max_fmr=result.max_fmr,
-        threshold=result.threshold,
-        score=result.score,
-        model=result.model,
-        gallery_size=result.gallery_size,
-        faces=[
-            {
-                "face": f.face,
-                "box": list(f.box),
-                "shown": [c.face_id for c in f.candidates],
-                "matches": sum(1 for c in f.candidates if c.label == LABEL_MATCH),
-                "leads": sum(1 for c in f.candidates if c.label == LABEL_LEAD),
-                "fmr": [c.fmr for c in f.candidates],
-                "labels": [c.label for c in f.candidates],
-            }
-            for f in result.faces
-        ],
-        max_fpir=result.max_fpir,
-        probes_sha256=list(result.probes_sha256),
-        calibration=result.calibration,
-        taken_after=result.taken_after,
-        taken_before=result.taken_before,
-        undated_excluded=result.undated_excluded,
-        probe_face_id=result.probe_face_id,
-    )
+        return view_face(self.catalog, self.optouts, face_id, purpose, actor, what)
