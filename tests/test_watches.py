@@ -292,7 +292,7 @@ def test_the_cli_adds_lists_and_removes_watches_and_an_index_raises_alerts(tmp_p
     dry = cli_ok("watch", "remove", str(added["id"]), "--dry-run", "-l", folder)
     assert "suspect 1" in dry.output and "dry run" in dry.output
     refused = run_cli("watch", "remove", str(added["id"]), "-l", folder)  # not a terminal, no --yes
-    assert refused.exit_code == 2
+    assert refused.exit_code == 2 and "nothing was removed" in refused.stderr and "--yes" in refused.stderr
     assert json.loads(cli_ok("watch", "list", "--json", "-l", folder).stdout)["watches"][0]["status"] == "active"
     cli_ok("watch", "remove", str(added["id"]), "--yes", "-l", folder)
     assert json.loads(cli_ok("watch", "list", "--json", "-l", folder).stdout)["watches"][0]["status"] == "removed"

@@ -10,7 +10,6 @@ Closing is not undone, so ``case close`` shows what it will close, asks on a ter
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -18,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from facesearch.cli.case_reports import case_report, case_verify_report
-from facesearch.cli.confirm import DryRunOpt
-from facesearch.cli.support import JsonOpt, LibraryOpt, console, err, fail, json_out, open_library
+from facesearch.cli.confirm import DryRunOpt, confirm
+from facesearch.cli.support import JsonOpt, LibraryOpt, console, fail, json_out, open_library
 from facesearch.errors import FaceSearchError
 
 case_app = typer.Typer(
@@ -149,15 +148,7 @@ def case_close(
                 return
             if not as_json:
                 console.print(f"closing case [bold]{escape(case.case_id)}[/]: {searches} searches, no new ones after")
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise FaceSearchError(
-                        "nothing was closed: standard input is not a terminal; pass --yes to close the case",
-                        code="confirmation_required",
-                    )
-                if not typer.confirm("close it for good?", default=False, err=True):
-                    err.print("nothing was closed")
-                    raise typer.Exit(code=1)
+            confirm("close it for good?", yes=yes, done="closed", flag="close the case")
             closed = close_case(lib.catalog, case.case_id)
     except FaceSearchError as exc:
         fail(exc, as_json)

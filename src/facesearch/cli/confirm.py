@@ -61,18 +61,21 @@ def show_plan(plan: DeletionPlan, *, title: str, as_json: bool, dry_run: bool) -
         console.print("[dim]dry run: nothing was deleted[/]")
 
 
-def confirm(question: str, *, yes: bool) -> None:
-    """Go on with ``--yes`` or a "y" typed at a terminal; refuse off a terminal; exit 1 on "no"."""
+def confirm(question: str, *, yes: bool, done: str = "deleted", flag: str = "delete what is shown") -> None:
+    """Go on with ``--yes`` or a "y" typed at a terminal; refuse off a terminal; exit 1 on "no".
+
+    ``done`` names what did not happen ("nothing was closed"), ``flag`` what ``--yes`` does.
+    """
     if yes:
         return
     if not sys.stdin.isatty():
         raise FaceSearchError(
-            "nothing was deleted: standard input is not a terminal, so nobody can confirm; "
-            "pass --yes to delete what is shown, or --dry-run to only show it",
+            f"nothing was {done}: standard input is not a terminal, so nobody can confirm; "
+            f"pass --yes to {flag}, or --dry-run to only show it",
             code="confirmation_required",
         )
     if not typer.confirm(question, default=False, err=True):
-        err.print("nothing was deleted")
+        err.print(f"nothing was {done}")
         raise typer.Exit(code=1)
 
 

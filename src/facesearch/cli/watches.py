@@ -10,7 +10,6 @@ will stop, asks on a terminal (or takes ``--yes``) and has ``--dry-run``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +17,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facesearch.cli.confirm import DryRunOpt, require_files
-from facesearch.cli.support import JsonOpt, LibraryOpt, console, err, fail, json_out, open_library
+from facesearch.cli.confirm import DryRunOpt, confirm, require_files
+from facesearch.cli.support import JsonOpt, LibraryOpt, console, fail, json_out, open_library
 from facesearch.errors import FaceSearchError
 
 watch_app = typer.Typer(
@@ -99,15 +98,7 @@ def watch_remove(
                 return
             if not as_json:
                 console.print(f"removing {shown}: no alerts from it afterwards")
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise FaceSearchError(
-                        "nothing was removed: standard input is not a terminal; pass --yes to remove the watch",
-                        code="confirmation_required",
-                    )
-                if not typer.confirm("remove it?", default=False, err=True):
-                    err.print("nothing was removed")
-                    raise typer.Exit(code=1)
+            confirm("remove it?", yes=yes, done="removed", flag="remove the watch")
             removed = lib.watches.remove(watch.id)
     except FaceSearchError as exc:
         fail(exc, as_json)

@@ -47,6 +47,7 @@ from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance.audit import utc_iso
 from facesearch.governance.db import ensure_governance_tables
 from facesearch.governance.events import GovernanceEvent, record
+from facesearch.governance.person_photos import Photo, embed_each
 from facesearch.governance.types import User, actor_name
 from facesearch.models.template import mean_template
 from facesearch.store.catalog import Catalog
@@ -63,8 +64,6 @@ NOTHING_TO_REMOVE = (
     "no indexed face matches these photos: nothing will be removed now (the opt-out still keeps the person "
     "out of later ingests and searches); check that the photos show the person's face clearly, or add more photos"
 )
-
-Photo = bytes | str | Path
 
 
 @dataclass(frozen=True)
@@ -224,20 +223,7 @@ class OptOutRegistry:
 
     def embed_photos(self, photos: Photo | Sequence[Photo]) -> list[tuple[np.ndarray, str]]:
         """The largest face's embedding and the SHA-256 of each photo (the same photo twice counts once)."""
-        listed = [photos] if isinstance(photos, bytes | str | Path) else list(photos)
-        if not listed:
-            raise FaceSearchError("an opt-out needs at least one photo of the person", code="bad_request")
-        if len(listed) > MAX_PHOTOS:
-            raise FaceSearchError(f"at most {MAX_PHOTOS} photos per opt-out; got {len(listed)}", code="bad_request")
-        found: dict[str, np.ndarray] = {}
-        for number, photo in enumerate(listed, start=1):
-            try:
-                embedding, digest = self.embed(photo)
-            except NoFaceFound as exc:
-                name = photo if isinstance(photo, str | Path) else f"photo {number}"
-                raise NoFaceFound(f"no face found in {name}: send a clear photo of the person's face") from exc
-            found.setdefault(digest, embedding)
-        return [(embedding, digest) for digest, embedding in found.items()]
+        return embed_each(self.embed, photos, what="opt-out", max_photos=MAX_PHOTOS)
 
     def preview(self, photos: Photo | Sequence[Photo], *, actor: str | User | None = None) -> OptOutPreview:
         """What :meth:`add` with these photos would remove now; changes nothing but the audit log.

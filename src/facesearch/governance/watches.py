@@ -26,17 +26,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
 
-from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.errors import FaceSearchError
 from facesearch.governance.cases import OPEN, Case, CaseError, get_case, list_cases, open_case
 from facesearch.governance.db import immediate
 from facesearch.governance.errors import PermissionDenied
 from facesearch.governance.events import WatchEvent, record
+from facesearch.governance.person_photos import Photo, embed_each
 from facesearch.governance.types import User, actor_name
 from facesearch.governance.webhooks import WebhookSender, check_webhook
 from facesearch.models.template import mean_template
@@ -51,7 +51,6 @@ MAX_PHOTOS = 10  # probe photos per watch, as a same-person search allows
 MAX_DAYS = 366
 MAX_LABEL = 200
 ALERT_ACTOR = "system:watchlist"  # no user name holds ':' (governance/users.py), so none can be this
-Photo = bytes | str | Path
 
 
 class EmbedLargestFace(Protocol):
@@ -200,20 +199,8 @@ class WatchRegistry:
     # adding and removing --------------------------------------------------------------------------
 
     def _embed_photos(self, photos: Photo | Sequence[Photo]) -> tuple[np.ndarray, list[str]]:
-        listed = [photos] if isinstance(photos, bytes | str | Path) else list(photos)
-        if not listed:
-            raise FaceSearchError("a watch needs at least one photo of the person", code="bad_request")
-        if len(listed) > MAX_PHOTOS:
-            raise FaceSearchError(f"at most {MAX_PHOTOS} photos per watch; got {len(listed)}", code="bad_request")
-        found: dict[str, np.ndarray] = {}
-        for number, photo in enumerate(listed, start=1):
-            try:
-                embedding, digest = self.embed(photo)
-            except NoFaceFound as exc:
-                name = str(photo) if not isinstance(photo, bytes) else f"photo {number}"
-                raise NoFaceFound(f"no face found in {name} (watch photo {number} of {len(listed)})") from exc
-            found.setdefault(digest, np.asarray(embedding, dtype=np.float32))
-        return np.stack(list(found.values())), list(found)
+        found = embed_each(self.embed, photos, what="watch", max_photos=MAX_PHOTOS)
+        return np.stack([embedding for embedding, _ in found]), [digest for _, digest in found]
 
     def add(
         self,
