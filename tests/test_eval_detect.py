@@ -176,6 +176,29 @@ def test_each_hog_detector_has_its_own_copy_of_dlibs_model(pascal: Path, hog: Ho
     assert len(rects) == 3 and list(mine) == list(rects) and my_scores == scores
 
 
+def test_landmarkers_share_one_shape_model_and_agree_from_several_threads(pascal: Path, hog: HogFaceDetector) -> None:
+    """Issue 11 (test suite speed): dlib's 5-point model is loaded once per process (~50 ms each) and
+    shared, as dlib documents it usable from several threads at once: landmarks found from four threads
+    at the same time are exactly the ones found one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facesearch.models.detect.landmarks import FivePointLandmarker
+
+    first, second = FivePointLandmarker(), FivePointLandmarker()
+    assert first._shape is second._shape
+    rgb = np.asarray(Image.open(pascal / "2007_007763.jpg").convert("RGB"))
+    boxes = [d.box for d in hog.detect(rgb)]
+    assert len(boxes) >= 5
+
+    def landmarks(landmarker: FivePointLandmarker) -> list[list[float]]:
+        return [landmarker.in_box(rgb, box).landmarks.tolist() for box in boxes for _ in range(10)]
+
+    alone = landmarks(first)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(landmarks, [first, second, first, second]))
+    assert all(result == alone for result in together)
+
+
 def test_recall_and_precision_move_with_the_detector_settings(pascal: Path) -> None:
     # Without upsampling, HOG's 80-pixel window misses the ~37-pixel faces: 11 of 43 found.
     coarse = evaluate_boxes(HogFaceDetector(DetectorSettings(upsample=0)), pascal / "face_boxes.csv", pascal)
