@@ -176,6 +176,30 @@ def test_each_hog_detector_has_its_own_copy_of_dlibs_model(pascal: Path, hog: Ho
     assert len(rects) == 3 and list(mine) == list(rects) and my_scores == scores
 
 
+def test_a_models_folder_keeps_dlibs_hog_model_for_other_processes(pascal: Path, tmp_path: Path) -> None:
+    """Issue 11 (test suite speed): with a models folder, dlib's HOG model is written there once (owner-only,
+    like the ONNX conversions) so that worker processes and later commands load it in ~1 ms instead of
+    rebuilding it; what is loaded finds exactly what dlib's own detector finds. A damaged file is no
+    failure: the detector is built in memory."""
+    import stat
+
+    import dlib
+
+    folder = tmp_path / "models"
+    HogFaceDetector(cache_dir=folder)
+    [saved] = list(folder.iterdir())
+    assert saved.suffix == ".svm" and stat.S_IMODE(saved.stat().st_mode) == 0o600
+    rgb = np.asarray(Image.open(pascal / "2008_001322.jpg").convert("RGB"))
+    rects, scores, _ = dlib.get_frontal_face_detector().run(rgb, 1, 0.0)
+    loaded, loaded_scores, _ = dlib.fhog_object_detector(str(saved)).run(rgb, 1, 0.0)  # as another process does
+    assert len(rects) == 3 and list(loaded) == list(rects) and loaded_scores == scores
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / saved.name).write_bytes(b"not a detector")
+    found, found_scores, _ = HogFaceDetector(cache_dir=damaged)._detector.run(rgb, 1, 0.0)
+    assert list(found) == list(rects) and found_scores == scores
+
+
 def test_landmarkers_share_one_shape_model_and_agree_from_several_threads(pascal: Path, hog: HogFaceDetector) -> None:
     """Issue 11 (test suite speed): dlib's 5-point model is loaded once per process (~50 ms each) and
     shared, as dlib documents it usable from several threads at once: landmarks found from four threads
