@@ -14,12 +14,14 @@ catalog on PostgreSQL run as a private cluster for the session (tests/pg_cluster
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -85,6 +87,34 @@ def shared_data() -> Path:
     return path
 
 
+T = TypeVar("T")
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]) -> T:
+    """What ``build(folder)`` makes, made once per test run even when pytest-xdist runs several workers.
+
+    A session fixture lives in one process: each xdist worker would build it again (an example library
+    costs ~8 s of CPU). Here the first worker to ask builds it in a folder of the whole run (the parent
+    of the workers' own temporary folders, as pytest-xdist's documentation shows) while holding an
+    exclusive lock; a worker that asks meanwhile waits for the lock, then reuses the folder and the
+    value ``build`` returned (pickled beside it). A build that failed leaves no value: the next worker
+    tries again. What is built here must only ever be read or copied, never changed by a test.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent
+    folder, value = root / name, root / f"{name}.pickle"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, even if build raises
+        if value.is_file():
+            return pickle.loads(value.read_bytes())
+        shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+        folder.mkdir()
+        built = build(folder)
+        value.write_bytes(pickle.dumps(built))
+        return built
+
+
 # The collection every new library has (created with it): ingest tests into new libraries need no admin step.
 EXAMPLES_COLLECTION = "default"
 
@@ -93,14 +123,15 @@ EXAMPLES_COLLECTION = "default"
 def example_inputs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> list[Path]:
     """20 real photos (17 portraits, 3 group photos), a truncated JPEG and a copy of one portrait:
     what every ingest engine is compared on (tests/test_ray_ingest.py, tests/test_batched_ingest.py)."""
-    import shutil
-
     examples = shared_data / "face_recognition_examples"
-    extra = tmp_path_factory.mktemp("extra")
-    obama = examples / "by_identity" / "barack_obama" / "obama.jpg"
-    (extra / "truncated.jpg").write_bytes(obama.read_bytes()[:5000])
-    shutil.copy(obama, extra / "same_bytes_as_obama.jpg")
-    return [examples / "by_identity", examples / "multi_face", extra]
+
+    def build(extra: Path) -> list[Path]:  # one folder for every worker: the libraries name these paths
+        obama = examples / "by_identity" / "barack_obama" / "obama.jpg"
+        (extra / "truncated.jpg").write_bytes(obama.read_bytes()[:5000])
+        shutil.copy(obama, extra / "same_bytes_as_obama.jpg")
+        return [examples / "by_identity", examples / "multi_face", extra]
+
+    return built_once(tmp_path_factory, "extra", build)
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +139,14 @@ def local_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: lis
     """The examples indexed by the local engine in this process (flip-only recipe): the reference."""
     from facesearch import Library
 
-    folder = tmp_path_factory.mktemp("local") / "lib"
-    with Library.open(folder, jitter=0) as lib:
-        report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=1)
-        assert len(lib.vector_index) == lib.catalog.face_count()
-    return folder, report
+    def build(root: Path) -> tuple[Path, Any]:
+        folder = root / "lib"
+        with Library.open(folder, jitter=0) as lib:
+            report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=1)
+            assert len(lib.vector_index) == lib.catalog.face_count()
+        return folder, report
+
+    return built_once(tmp_path_factory, "local", build)
 
 
 GALLERY_PROBE = "by_identity/barack_obama/obama.jpg"  # never in example_gallery: a new photo of someone in it
@@ -132,16 +166,20 @@ def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     from facesearch import Library
 
     examples = shared_data / "face_recognition_examples"
-    folder = tmp_path_factory.mktemp("gallery") / "lib"
     portraits = [p for p in sorted((examples / "by_identity").rglob("*")) if p.is_file()]
-    with Library.open(folder, jitter=0) as lib:
-        photos = [str(p) for p in portraits if p != examples / GALLERY_PROBE]
-        for name in GALLERY_COLLECTIONS:
-            lib.create_collection(name)  # ingest never creates one (issue 12 §3)
-        report = lib.index(photos, collection="examples", workers=1)
-        assert report.indexed == GALLERY_COLLECTIONS["examples"] and not report.rejected
-        assert lib.index([examples / "multi_face"], collection="groups", workers=1).indexed == 3
-    return folder
+
+    def build(root: Path) -> Path:
+        folder = root / "lib"
+        with Library.open(folder, jitter=0) as lib:
+            photos = [str(p) for p in portraits if p != examples / GALLERY_PROBE]
+            for name in GALLERY_COLLECTIONS:
+                lib.create_collection(name)  # ingest never creates one (issue 12 §3)
+            report = lib.index(photos, collection="examples", workers=1)
+            assert report.indexed == GALLERY_COLLECTIONS["examples"] and not report.rejected
+            assert lib.index([examples / "multi_face"], collection="groups", workers=1).indexed == 3
+        return folder
+
+    return built_once(tmp_path_factory, "gallery", build)
 
 
 @pytest.fixture(scope="module")

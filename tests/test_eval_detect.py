@@ -162,6 +162,67 @@ def test_hog_on_the_pascal_boxes(pascal: Path, hog: HogFaceDetector, hog_report:
     assert (strict.true_positives, strict.false_positives, strict.missed) == (41, 2, 2)
 
 
+def test_each_hog_detector_has_its_own_copy_of_dlibs_model(pascal: Path, hog: HogFaceDetector) -> None:
+    """Issue 11 (test suite speed): detectors restore dlib's model from bytes serialised once per process
+    instead of rebuilding it (~0.5 s each). Each still gets its own object (dlib's keeps scratch state
+    between calls, so pipelines never share one), and it finds exactly what dlib's own detector finds."""
+    import dlib
+
+    other = HogFaceDetector()
+    assert other._detector is not hog._detector
+    rgb = np.asarray(Image.open(pascal / "2008_001322.jpg").convert("RGB"))
+    rects, scores, _ = dlib.get_frontal_face_detector().run(rgb, 1, 0.0)
+    mine, my_scores, _ = other._detector.run(rgb, 1, 0.0)
+    assert len(rects) == 3 and list(mine) == list(rects) and my_scores == scores
+
+
+def test_a_models_folder_keeps_dlibs_hog_model_for_other_processes(pascal: Path, tmp_path: Path) -> None:
+    """Issue 11 (test suite speed): with a models folder, dlib's HOG model is written there once (owner-only,
+    like the ONNX conversions) so that worker processes and later commands load it in ~1 ms instead of
+    rebuilding it; what is loaded finds exactly what dlib's own detector finds. A damaged file is no
+    failure: the detector is built in memory."""
+    import stat
+
+    import dlib
+
+    folder = tmp_path / "models"
+    HogFaceDetector(cache_dir=folder)
+    [saved] = list(folder.iterdir())
+    assert saved.suffix == ".svm" and stat.S_IMODE(saved.stat().st_mode) == 0o600
+    rgb = np.asarray(Image.open(pascal / "2008_001322.jpg").convert("RGB"))
+    rects, scores, _ = dlib.get_frontal_face_detector().run(rgb, 1, 0.0)
+    loaded, loaded_scores, _ = dlib.fhog_object_detector(str(saved)).run(rgb, 1, 0.0)  # as another process does
+    assert len(rects) == 3 and list(loaded) == list(rects) and loaded_scores == scores
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / saved.name).write_bytes(b"not a detector")
+    found, found_scores, _ = HogFaceDetector(cache_dir=damaged)._detector.run(rgb, 1, 0.0)
+    assert list(found) == list(rects) and found_scores == scores
+
+
+def test_landmarkers_share_one_shape_model_and_agree_from_several_threads(pascal: Path, hog: HogFaceDetector) -> None:
+    """Issue 11 (test suite speed): dlib's 5-point model is loaded once per process (~50 ms each) and
+    shared, as dlib documents it usable from several threads at once: landmarks found from four threads
+    at the same time are exactly the ones found one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facesearch.models.detect.landmarks import FivePointLandmarker
+
+    first, second = FivePointLandmarker(), FivePointLandmarker()
+    assert first._shape is second._shape
+    rgb = np.asarray(Image.open(pascal / "2007_007763.jpg").convert("RGB"))
+    boxes = [d.box for d in hog.detect(rgb)]
+    assert len(boxes) >= 5
+
+    def landmarks(landmarker: FivePointLandmarker) -> list[list[float]]:
+        return [landmarker.in_box(rgb, box).landmarks.tolist() for box in boxes for _ in range(10)]
+
+    alone = landmarks(first)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(landmarks, [first, second, first, second]))
+    assert all(result == alone for result in together)
+
+
 def test_recall_and_precision_move_with_the_detector_settings(pascal: Path) -> None:
     # Without upsampling, HOG's 80-pixel window misses the ~37-pixel faces: 11 of 43 found.
     coarse = evaluate_boxes(HogFaceDetector(DetectorSettings(upsample=0)), pascal / "face_boxes.csv", pascal)

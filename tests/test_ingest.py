@@ -311,3 +311,20 @@ def test_a_start_up_error_in_a_worker_is_raised_as_itself(tmp_path: Path, exampl
             run.run(collection, IngestReport(collection="c", total=len(sources)), sources, None)
         assert caught.value.code == "bad_embedder" and lib.catalog.image_count() == 0
     assert children() == []
+
+
+def test_a_run_of_one_photo_or_none_starts_no_worker_process(tmp_path: Path, shared_data: Path) -> None:
+    """Issue 11 (test suite speed): with the default worker count (one per core), a run never starts more
+    processes than it has photos. One photo, or none left to read, is read in this process: a pool would
+    cost ~2.4 s of CPU to start. The progress callback runs while the run's processes are alive."""
+    photo = shared_data / "face_recognition_examples" / "by_identity" / "joe_biden" / "biden.jpg"
+    processes: list[int] = []
+
+    def progress(event: str, count: int, report: IngestReport) -> None:
+        processes.append(len(children()))
+
+    with Library.open(tmp_path / "lib", jitter=0) as lib:
+        first = lib.index([photo], progress=progress)
+        again = lib.index([photo], progress=progress)  # already indexed: nothing to read
+    assert first.indexed == 1 and again.already_indexed == 1 and again.indexed == 0
+    assert len(processes) >= 3 and processes == [0] * len(processes)

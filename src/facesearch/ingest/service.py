@@ -128,6 +128,10 @@ class Ingester:
                     known.add(source.location)
                     sources.append(source)
             report.total = len(sources) + report.already_indexed
+            if workers is None and engine == "local":
+                # One process per core, but never more processes than photos: starting one (imports and
+                # models, ~2.4 s of CPU) to read a single photo, or none, costs more than reading it here.
+                workers = min(os.cpu_count() or 1, max(1, len(sources)))
             self.recipe.prepare()  # convert once, before the workers start
             settings = replace(
                 self.worker_settings(allow_private_urls, workers), min_quality=min_quality, device=device

@@ -21,11 +21,11 @@ def create_detector(
 ) -> FaceDetector:
     """The detector called ``kind``: ``"hog"`` (dlib's HOG, the default) or ``"cnn"`` (dlib's MMOD CNN via ONNX).
 
-    ``cache_dir`` (a library's models folder) keeps the CNN's ONNX conversion on disk; without it the
-    small model is converted in memory. ``threads`` is ONNX Runtime's thread count (0: all cores).
+    ``cache_dir`` (a library's models folder) keeps the CNN's ONNX conversion and the HOG model on disk;
+    without it they are built in memory. ``threads`` is ONNX Runtime's thread count (0: all cores).
     """
     if kind == "hog":
-        return HogFaceDetector(settings)
+        return HogFaceDetector(settings, cache_dir=cache_dir)
     if kind == "cnn":
         from facesearch.models.detect.cnn import CnnFaceDetector
 

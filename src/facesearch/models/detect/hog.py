@@ -3,10 +3,20 @@ detector finds at several times the cost (see ``bench/speed/detector.py``)."""
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from facesearch.models.detect.base import Detection, DetectorSettings, downscale
 from facesearch.models.detect.landmarks import FivePointLandmarker
+
+log = logging.getLogger(__name__)
 
 
 class HogFaceDetector:
@@ -14,11 +24,10 @@ class HogFaceDetector:
 
     name = "dlib_hog_frontal"
 
-    def __init__(self, settings: DetectorSettings | None = None) -> None:
+    def __init__(self, settings: DetectorSettings | None = None, *, cache_dir: Path | None = None) -> None:
+        """``cache_dir`` (a library's models folder) keeps dlib's model as a file that any process loads fast."""
         self.settings = settings or DetectorSettings()
-        import dlib  # imported when a detector is built, not with the module
-
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector(cache_dir)
         self._landmarks = FivePointLandmarker()
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
@@ -31,3 +40,44 @@ class HogFaceDetector:
     def landmarks_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
         """Landmarks for a face assumed to be in ``box`` (a fallback when the detector finds none)."""
         return self._landmarks.in_box(rgb, box)
+
+
+@lru_cache(maxsize=4)
+def _frontal_face_detector_state(cache_dir: Path | None) -> bytes:
+    """dlib's frontal face detector, serialised by dlib itself, once per process (and models folder).
+
+    ``dlib.get_frontal_face_detector()`` rebuilds the model from dlib's embedded description: ~0.5 s of
+    CPU for every pipeline a library, a server's pool or a test builds, and again in every worker process
+    and command. Restoring the same model from its serialised state takes ~1 ms. With a ``cache_dir``,
+    the model is also kept there in dlib's own file format (written once, atomically, owner-only like the
+    ONNX conversions beside it; named by dlib's version), so that worker processes and later commands
+    load it instead of rebuilding it. Only bytes made in this process are ever unpickled.
+    """
+    import dlib  # imported when a detector is built, not with the module
+
+    if cache_dir is not None:
+        path = cache_dir / f"dlib_frontal_face_detector-{dlib.__version__}.svm"
+        try:
+            if not path.is_file():
+                _save(dlib.get_frontal_face_detector(), path)
+            return pickle.dumps(dlib.fhog_object_detector(str(path)))
+        except (OSError, RuntimeError) as error:  # unwritable folder, damaged file: build it in memory
+            log.warning("cannot keep dlib's face detector in %s (%s): built in memory", cache_dir, error)
+    return pickle.dumps(dlib.get_frontal_face_detector())
+
+
+def _save(detector: Any, path: Path) -> None:
+    """Write beside the target (created 0600 by mkstemp) then rename: no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        detector.save(partial)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
+def frontal_face_detector(cache_dir: Path | None = None) -> Any:
+    """A detector of its own (dlib's keeps scratch state between calls: one per pipeline, never shared)."""
+    return pickle.loads(_frontal_face_detector_state(cache_dir))  # noqa: S301 - our own bytes, made by this process

@@ -4,11 +4,26 @@ CNN detector's boxes, so landmarks (and the chips aligned from them) agree which
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from facesearch.models.detect.base import Detection, clip_box
 from facesearch.models.weights import DLIB_SHAPE_5, dlib_model_path
+
+
+@lru_cache(maxsize=4)
+def shape_predictor(path: str) -> Any:
+    """dlib's shape predictor in ``path``, loaded once per process and shared by every landmarker.
+
+    Loading it costs ~50 ms of CPU, and a library builds four (HOG and CNN detectors, for search and for
+    ingest); a test run builds hundreds. Sharing is safe: dlib documents a ``shape_predictor`` as usable
+    from several threads at once without synchronisation (its prediction is const).
+    """
+    import dlib
+
+    return dlib.shape_predictor(path)
 
 
 class FivePointLandmarker:
@@ -18,7 +33,7 @@ class FivePointLandmarker:
         import dlib  # imported when the predictor is built, not with the module
 
         self._dlib = dlib
-        self._shape = dlib.shape_predictor(str(dlib_model_path(DLIB_SHAPE_5)))
+        self._shape = shape_predictor(str(dlib_model_path(DLIB_SHAPE_5)))
 
     def points(self, rgb: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
         """The 5 landmarks (x, y) for the face in dlib rectangle (left, top, right, bottom), float32."""
