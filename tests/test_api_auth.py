@@ -92,6 +92,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ),
     ("GET", "/v1/cases/{case_id}/second-reviews"): ("/v1/cases/none-such/second-reviews", {}),
     ("GET", "/v1/cases/{case_id}/report"): ("/v1/cases/none-such/report", {}),
+    ("GET", "/v1/cases/{case_id}/searches/{search_seq}/probe/{face}"): ("/v1/cases/none-such/searches/1/probe/0", {}),
     ("POST", "/v1/cases/verify-report"): ("/v1/cases/verify-report", {"files": {"file": ("r.html", b"<p>")}}),
     ("POST", "/v1/cases/{case_id}/second-reviews/{task_id}"): (
         "/v1/cases/none-such/second-reviews/1",

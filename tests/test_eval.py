@@ -122,29 +122,31 @@ def identify_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def probe_faces_seen() -> dict[tuple[str, str, int | None], Any]:
+def probe_faces_seen() -> dict[tuple, Any]:
     """What the probe photos of the identify runs held: their faces, detected and embedded once."""
     return {}
 
 
 @pytest.fixture
-def probe_faces_once(
-    probe_faces_seen: dict[tuple[str, str, int | None], Any], monkeypatch: pytest.MonkeyPatch
-) -> dict[tuple[str, str, int | None], Any]:
+def probe_faces_once(probe_faces_seen: dict[tuple, Any], monkeypatch: pytest.MonkeyPatch) -> dict[tuple, Any]:
     """Both identify runs search the same 550 probe photos with the same recipe on the same library; only
     the score differs (cosine, s-norm). A probe's faces (decode, HOG, landmarks, alignment, embedding: ~80%
     of a search, and a deterministic function of the photo and the recipe) are computed by the real
     pipeline the first time and reused by the second run, which still ranks, normalises, audits and measures.
-    The key holds the library's model key (model and recipe): another recipe computes its own."""
+    The key holds the recipe (model key, flip, jitter): another recipe computes its own."""
     from facesearch.errors import NoFaceFound
-    from facesearch.search.service import SearchService
+    from facesearch.search.probes import ProbeReader
 
-    compute = SearchService._probe_faces
+    compute = ProbeReader.photo
 
-    def probe_faces(self: SearchService, probe: Any, face: int | None = None) -> Any:
+    def recipe(reader: ProbeReader) -> tuple[str, bool, int]:
+        with reader.pipelines.borrow() as pipeline:
+            return pipeline.embedder.info.key, pipeline.flip, pipeline.jitter
+
+    def photo(self: ProbeReader, probe: Any, face: int | None = None) -> Any:
         if not isinstance(probe, (str, Path)):
             return compute(self, probe, face)
-        key = (self.model_key, str(Path(probe).resolve()), face)
+        key = (*recipe(self), str(Path(probe).resolve()), face)
         if key not in probe_faces_seen:
             try:
                 probe_faces_seen[key] = compute(self, probe, face)
@@ -153,10 +155,9 @@ def probe_faces_once(
         seen = probe_faces_seen[key]
         if isinstance(seen, NoFaceFound):
             raise NoFaceFound(str(seen))
-        faces, digest, size = seen
-        return list(faces), digest, list(size)
+        return seen  # frozen: the faces' arrays are only read
 
-    monkeypatch.setattr(SearchService, "_probe_faces", probe_faces)
+    monkeypatch.setattr(ProbeReader, "photo", photo)
     return probe_faces_seen
 
 

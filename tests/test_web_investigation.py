@@ -179,9 +179,9 @@ def test_an_investigation_from_case_to_report_and_alert(investigation: Investiga
     expect(done).to_contain_text(f"Second review: confirmed lead by {USERS['colleague']}")
     # The page was drawn twice and shows the probe's crop in two places: one audited look, not one per drawing.
     expect(page.locator("img.probe-thumb").first).to_have_attribute("src", re.compile("^blob:"))
-    looks = httpx.get(
-        f"{inv.site.url}/v1/audit", params={"action": "probe_view"}, headers=inv.headers("admin")
-    ).json()["entries"]
+    looks = httpx.get(f"{inv.site.url}/v1/audit", params={"action": "probe_view"}, headers=inv.headers("admin")).json()[
+        "entries"
+    ]
     assert [e["details"]["face"] for e in looks if e["actor"] == USERS["colleague"]] == [0], looks
 
     # 3. The report downloads; the CLI and the page accept it, and refuse it with one byte changed.
