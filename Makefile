@@ -21,7 +21,7 @@ $(CORE): pyproject.toml | $(PY)
 # After the core: a changed pyproject.toml re-runs both steps.
 $(EXTRAS): $(CORE)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,gpu,ray,milvus,postgres]'
+	$(PY) -m pip install --quiet -e '.[dev,gpu,ray,milvus,postgres,eval]'
 	touch $(EXTRAS)
 
 demo: $(CORE)
