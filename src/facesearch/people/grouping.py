@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -43,6 +44,9 @@ from facesearch.store.people_schema import (
 from facesearch.store.schema import utcnow
 
 DEFAULT_MAX_FMR = 1e-4
+# Grouped faces read per new face for assign(): its nearest by the vector index. assign() joins a new face
+# to its most similar grouped face that passes the threshold, which is among these (no forbidden sets on ingest).
+CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -127,17 +131,37 @@ def full_cluster(session: Session, optouts: OptOuts, threshold: float, audit_seq
     return Outcome(len(ids), persons, len(mapped), persons - len(mapped), len(before - set(mapped.values())))
 
 
+class Neighbours(Protocol):
+    def __call__(self, queries: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """The ids of the indexed faces among ``allowed`` nearest to any of ``queries`` (the vector index)."""
+        ...
+
+
 def assign_new(
-    session: Session, optouts: OptOuts, face_ids: Sequence[int], threshold: float, audit_seq: int
+    session: Session,
+    optouts: OptOuts,
+    face_ids: Sequence[int],
+    threshold: float,
+    audit_seq: int,
+    near: Neighbours | None = None,
 ) -> Outcome | None:
-    """Place newly stored faces into the existing persons or new ones (None: no face grouping may see)."""
+    """Place newly stored faces into the existing persons or new ones (None: no face grouping may see).
+
+    ``near``: the vector index's nearest grouped faces of the new ones; only those are read from the
+    catalog and given to :func:`assign` (which looks no further than its own nearest neighbours), so an
+    ingest batch costs a search, not a read of every grouped face. Without it every grouped face is read.
+    """
     new_ids, new_vectors = eligible(session, optouts, list(face_ids))
     fresh = [i for i, face in enumerate(new_ids.tolist()) if session.get(PersonFaceRow, face) is None]
     if not fresh:
         return None
     new_ids, new_vectors = new_ids[fresh], new_vectors[fresh]
     now = current(session)
-    known_ids, known_vectors = eligible(session, optouts, list(now.person_of))
+    candidates = list(now.person_of)
+    if near is not None and candidates:
+        found = near(new_vectors, np.asarray(sorted(candidates), np.int64))
+        candidates = sorted({int(i) for i in found.tolist()} & set(candidates))
+    known_ids, known_vectors = eligible(session, optouts, candidates)
     known_labels = np.asarray([now.person_of[int(f)] for f in known_ids.tolist()], np.int64)
     joined = assign(new_vectors, known_vectors, known_labels, threshold) if len(known_ids) else None
     if joined is None:

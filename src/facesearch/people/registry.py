@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, select, update
 
 from facesearch.errors import FaceSearchError
@@ -27,7 +28,7 @@ from facesearch.governance.events import PeopleEvent, record
 from facesearch.governance.types import SearchPurpose, User, actor_name, require
 from facesearch.people import corrections
 from facesearch.people.faces import PEOPLE_SETTING
-from facesearch.people.grouping import DEFAULT_MAX_FMR, Outcome, assign_new, full_cluster, last_run
+from facesearch.people.grouping import CANDIDATES, DEFAULT_MAX_FMR, Outcome, assign_new, full_cluster, last_run
 from facesearch.people.views import Person, export_rows, get_person, list_persons
 from facesearch.search.purposes import bound_purpose
 from facesearch.search.service import SearchService
@@ -91,7 +92,7 @@ class People:
             run = last_run(s)
             if run is None:
                 return None
-            outcome = assign_new(s, self.optouts, stored.face_ids.tolist(), run.threshold, 0)
+            outcome = assign_new(s, self.optouts, stored.face_ids.tolist(), run.threshold, 0, self._near)
             if outcome is None:
                 return None
             facts = {**outcome.to_dict(), "run": run.id, "face_ids": [int(i) for i in stored.face_ids.tolist()]}
@@ -99,6 +100,11 @@ class People:
             s.execute(update(PersonRow).where(PersonRow.audit_seq == 0).values(audit_seq=entry.seq))
         log.info("people: %d new faces, %d into known persons, %d new", outcome.faces, outcome.kept, outcome.new)
         return outcome
+
+    def _near(self, queries: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """The grouped faces nearest the new ones, by the library's vector index (exact on Flat)."""
+        _, ids = self.searches.index.current.search(queries, CANDIDATES, allowed=allowed)
+        return np.unique(ids[ids >= 0])
 
     def clustered(self) -> bool:
         with self.catalog.session() as s:
