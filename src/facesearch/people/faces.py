@@ -64,24 +64,22 @@ def current(session: Session) -> Assignment:
 
 
 def eligible(session: Session, optouts: OptOuts, face_ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(face ids, embeddings) of the faces grouping may see (``face_ids``: only among those), by id."""
+    """(face ids, embeddings) of the faces grouping may see (``face_ids``: only among those), by id.
+
+    Given ids are read by primary key in chunks (no ORDER BY: SQLite would then walk every face row to
+    keep the order, thumbnails and all, which made each ingest batch cost a scan of the library)."""
     allowed = grouped_collections(session)
     hidden = suppressed(optouts)
-    query = (
-        select(FaceRow.id, FaceRow.embedding)
-        .join(ImageRow, ImageRow.id == FaceRow.image_id)
-        .where(ImageRow.collection_id.in_(sorted(allowed)))
-        .order_by(FaceRow.id)
-    )
-    if face_ids is not None:
-        query = query.where(FaceRow.id.in_(sorted({int(i) for i in face_ids})))
-    ids: list[int] = []
-    vectors: list[np.ndarray] = []
-    for face_id, blob in session.execute(query):
-        if int(face_id) in hidden:
-            continue
-        ids.append(int(face_id))
-        vectors.append(np.frombuffer(blob, dtype=np.float32))
-    if not ids:
+    base = select(FaceRow.id, FaceRow.embedding, ImageRow.collection_id).join(ImageRow, ImageRow.id == FaceRow.image_id)
+    if face_ids is None:
+        rows = list(session.execute(base))
+    else:
+        wanted = sorted({int(i) for i in face_ids})
+        rows = []
+        for start in range(0, len(wanted), 900):  # under SQLite's bound-parameter limit
+            rows += session.execute(base.where(FaceRow.id.in_(wanted[start : start + 900]))).all()
+    kept = sorted((int(f), blob) for f, blob, collection in rows if collection in allowed and int(f) not in hidden)
+    if not kept:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    return np.asarray(ids, np.int64), np.stack(vectors)
+    ids = np.fromiter((f for f, _ in kept), dtype=np.int64, count=len(kept))
+    return ids, np.frombuffer(b"".join(blob for _, blob in kept), dtype=np.float32).reshape(len(kept), -1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from facesearch.people.clustering import NEW, assign, cluster
@@ -89,6 +89,15 @@ def constraints(
     return [m for m in must if len(m) > 1], [(a, b) for a, b in cannot if a and b]
 
 
+def new_persons(session: Session, labels: Sequence[int], audit_seq: int) -> dict[int, int]:
+    """A new person for each label (one bulk INSERT: a first clustering creates one per face that links to none)."""
+    stamp = utcnow()
+    persons = [PersonRow(audit_seq=audit_seq, created_at=stamp, updated_at=stamp, hidden=False) for _ in labels]
+    session.add_all(persons)
+    session.flush()
+    return {int(label): person.id for label, person in zip(labels, persons, strict=True)}
+
+
 def _map_groups(labels: np.ndarray, ids: np.ndarray, now: Assignment) -> dict[int, int]:
     """New group -> the existing person it continues: largest overlap first, each person at most once."""
     overlap: Counter[tuple[int, int]] = Counter()
@@ -113,19 +122,16 @@ def full_cluster(session: Session, optouts: OptOuts, threshold: float, audit_seq
     labels = cluster(vectors, threshold, must_link=must, cannot_link=cannot) if len(ids) else np.zeros(0, np.int64)
     mapped = _map_groups(labels, ids, now)
     person_for: dict[int, int] = dict(mapped)
-    stamp = utcnow()
-    for label in sorted(set(labels.tolist()) - set(mapped)):
-        person = PersonRow(audit_seq=audit_seq, created_at=stamp, updated_at=stamp, hidden=False)
-        session.add(person)
-        session.flush()
-        person_for[int(label)] = person.id
+    person_for.update(new_persons(session, sorted(set(labels.tolist()) - set(mapped)), audit_seq))
     before = set(now.faces_of())
     session.execute(delete(PersonFaceRow))
+    rows = []
     for label, face in zip(labels.tolist(), ids.tolist(), strict=True):
         person = person_for[int(label)]
         kept_manual = now.how.get(face) == MANUAL and now.person_of.get(face) == person
-        session.add(PersonFaceRow(face_id=int(face), person_id=person, how=MANUAL if kept_manual else AUTO))
-    session.flush()
+        rows.append({"face_id": int(face), "person_id": person, "how": MANUAL if kept_manual else AUTO})
+    if rows:
+        session.execute(insert(PersonFaceRow), rows)
     drop_empty_persons(session)
     persons = len(person_for)
     return Outcome(len(ids), persons, len(mapped), persons - len(mapped), len(before - set(mapped.values())))
@@ -168,19 +174,14 @@ def assign_new(
         joined = np.full(len(new_ids), NEW, np.int64)
     left = np.flatnonzero(joined == NEW)
     groups = cluster(new_vectors[left], threshold) if len(left) else np.zeros(0, np.int64)
-    stamp = utcnow()
-    person_for: dict[int, int] = {}
-    for label in sorted(set(groups.tolist())):
-        person = PersonRow(audit_seq=audit_seq, created_at=stamp, updated_at=stamp, hidden=False)
-        session.add(person)
-        session.flush()
-        person_for[int(label)] = person.id
+    person_for = new_persons(session, sorted(set(groups.tolist())), audit_seq)
+    rows = []
     for row, face in enumerate(new_ids.tolist()):
         person = int(joined[row])
         if person == NEW:
             person = person_for[int(groups[int(np.searchsorted(left, row))])]
-        session.add(PersonFaceRow(face_id=int(face), person_id=person, how=AUTO))
-    session.flush()
+        rows.append({"face_id": int(face), "person_id": person, "how": AUTO})
+    session.execute(insert(PersonFaceRow), rows)
     kept = len({int(p) for p in joined.tolist() if p != NEW})
     return Outcome(len(new_ids), kept + len(person_for), kept, len(person_for), 0)
 
