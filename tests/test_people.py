@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -22,7 +23,7 @@ from facesearch.governance.cases import create_case
 from facesearch.governance.errors import PermissionDenied, PurposeRequired
 from facesearch.governance.types import SearchPurpose
 from facesearch.people.registry import ASSIGN_ACTOR
-from facesearch.store.people_schema import PersonRow
+from facesearch.store.people_schema import PersonFaceRow, PersonRow
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow
 from tests.helpers import PURPOSE, copy_library
 
@@ -236,3 +237,74 @@ def test_grouping_needs_a_purpose_an_open_case_and_the_permission(lib: Library) 
         lib.people.cluster(purpose=stated, actor=other)  # does not work the case
     assert lib.people.cluster(purpose=stated, actor=ivy)["persons"] >= 6
     assert not [e for e in AuditLog(lib.catalog).entries() if e.action == "people_cluster" and e.actor != "ivy"]
+
+
+# Incremental assignment links what a full clustering links (synthetic unit vectors, no person's face) -----
+
+
+def unit(angle: float) -> np.ndarray:
+    """A unit vector at ``angle`` (radians) from the first axis, in the plane of the first two (128-d)."""
+    v = np.zeros(128, np.float32)
+    v[0], v[1] = np.cos(angle), np.sin(angle)
+    return v
+
+
+def store(lib: Library, vectors: list[np.ndarray], first: int) -> list[int]:
+    """Store one synthetic photo per vector through the writer (what every ingest path does); its face ids."""
+    from facesearch.ingest.sources import Source
+    from facesearch.ingest.worker import ItemResult
+    from facesearch.store.catalog import NewFace, NewImage
+
+    batch = []
+    for i, v in enumerate(vectors, first):
+        image = NewImage(sha256=f"{i:064x}", source=f"/synthetic/{i}.jpg", source_kind="file", page_url=None, meta={},
+                         format="JPEG", width=250, height=250, size_bytes=1000, exif_time=None)  # fmt: skip
+        face = NewFace(face_index=0, box=(60, 60, 120, 120), landmarks=[[100.0, 100.0]] * 5, det_score=1.0,
+                       quality=0.8, embedding=v, thumbnail=bytes(10))  # fmt: skip
+        batch.append(ItemResult(Source(image.source, "file"), "indexed", image=image, faces=[face]))
+    collection = lib.catalog.collection_id("examples", create=False)
+    with lib.writer.locked():
+        stored = lib.ingester.store(collection, batch)
+    return [f for row in stored if row is not None for f in row[1]]
+
+
+def person_ids(lib: Library, faces: list[int]) -> list[int | None]:
+    with lib.catalog.session() as s:
+        found = dict(s.execute(select(PersonFaceRow.face_id, PersonFaceRow.person_id)).all())
+    return [found.get(f) for f in faces]
+
+
+@pytest.fixture
+def half_angle(lib: Library) -> float:
+    """An angle whose cosine passes the clustering threshold while twice it does not: a, a+h, a+2h chain."""
+    threshold, _, _ = lib.people.threshold()
+    half = float(np.arccos(threshold)) * 0.9
+    assert np.cos(half) >= threshold > np.cos(2 * half)
+    return half
+
+
+def test_a_new_face_reaching_a_person_only_through_another_new_face_joins_it(lib: Library, half_angle: float) -> None:
+    """Issue 14 (incremental gives the persons a full re-cluster gives): in one ingest batch, b links to the
+    person of a only through the new face m; both join that person, as a full clustering would place them."""
+    (a,) = store(lib, [unit(0.0)], 1000)
+    lib.people.cluster(purpose=PURPOSE)
+    m, b = store(lib, [unit(half_angle), unit(2 * half_angle)], 2000)
+    assert person_ids(lib, [a, m, b]) == [person_ids(lib, [a])[0]] * 3
+    lib.people.cluster(purpose=PURPOSE)
+    assert len(set(person_ids(lib, [a, m, b]))) == 1
+
+
+def test_a_new_face_linking_two_untouched_persons_merges_them_but_never_a_named_one(
+    lib: Library, half_angle: float
+) -> None:
+    """Issue 14: a new face linking two persons at the threshold makes them one, as a full clustering would,
+    unless a user has touched one of them (here: named it): then only a full re-cluster may."""
+    a, b = store(lib, [unit(0.0), unit(2 * half_angle)], 1000)
+    c, d = store(lib, [unit(np.pi / 2), unit(np.pi / 2 + 2 * half_angle)], 3000)
+    lib.people.cluster(purpose=PURPOSE)
+    assert len(set(person_ids(lib, [a, b, c, d]))) == 4
+    (m,) = store(lib, [unit(half_angle)], 2000)
+    assert len(set(person_ids(lib, [a, m, b]))) == 1
+    lib.people.name(person_ids(lib, [c])[0], "Named", purpose=PURPOSE)  # type: ignore[arg-type]
+    (n,) = store(lib, [unit(np.pi / 2 + half_angle)], 4000)
+    assert len(set(person_ids(lib, [c, n, d]))) == 2

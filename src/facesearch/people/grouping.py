@@ -8,7 +8,9 @@ links what passes without anyone looking, and single links chain; merging two pe
 children, twins: the most reported failure of other tools) is the worse error, so a merge needs
 stronger evidence. At 1e-4, plain linking reached pairwise precision 0.998 on lfw-dev (the issue's
 figures). The threshold a full run used is kept (``people_runs``) and every later ingest assigns at it,
-so incremental persons and a full re-cluster agree.
+so incremental persons and a full re-cluster agree: a new face joins the person of its nearest grouped face
+(``assign``), the batch's own links are followed (a face that reaches a person through another new face joins
+it too) and a new face that links two persons nobody has touched merges them, as a full run's links would.
 
 A full run keeps what users decided: faces a merge or split placed (``manual``) stay together
 (must-link), split persons stay apart and a face marked "not this person" never joins that person
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from facesearch.people.clustering import NEW, assign, cluster
@@ -172,18 +174,63 @@ def assign_new(
     joined = assign(new_vectors, known_vectors, known_labels, threshold) if len(known_ids) else None
     if joined is None:
         joined = np.full(len(new_ids), NEW, np.int64)
-    left = np.flatnonzero(joined == NEW)
-    groups = cluster(new_vectors[left], threshold) if len(left) else np.zeros(0, np.int64)
-    person_for = new_persons(session, sorted(set(groups.tolist())), audit_seq)
-    rows = []
-    for row, face in enumerate(new_ids.tolist()):
-        person = int(joined[row])
-        if person == NEW:
-            person = person_for[int(groups[int(np.searchsorted(left, row))])]
-        rows.append({"face_id": int(face), "person_id": person, "how": AUTO})
+    # The batch's own links: a new face that reaches a person only through another new face joins it too,
+    # as a full clustering would link it. Faces joined to one person stay together, to two stay apart.
+    rows_of: dict[int, list[int]] = {}
+    for row, person in enumerate(joined.tolist()):
+        if person != NEW:
+            rows_of.setdefault(int(person), []).append(row)
+    sides = list(rows_of.values())
+    apart = [(a, b) for i, a in enumerate(sides) for b in sides[i + 1 :]]
+    groups = cluster(new_vectors, threshold, must_link=sides, cannot_link=apart)
+    person_of_group: dict[int, int] = {}
+    for row, group in enumerate(groups.tolist()):
+        if joined[row] != NEW:
+            person_of_group[int(group)] = int(joined[row])
+    fresh_groups = sorted(set(groups.tolist()) - set(person_of_group))
+    person_of_group.update(new_persons(session, fresh_groups, audit_seq))
+    rows = [{"face_id": int(face), "person_id": person_of_group[int(groups[row])], "how": AUTO}
+            for row, face in enumerate(new_ids.tolist())]  # fmt: skip
     session.execute(insert(PersonFaceRow), rows)
-    kept = len({int(p) for p in joined.tolist() if p != NEW})
-    return Outcome(len(new_ids), kept + len(person_for), kept, len(person_for), 0)
+    merged = _bridge(session, new_vectors, known_vectors, known_labels, threshold, joined)
+    kept = len(rows_of)
+    return Outcome(len(new_ids), kept + len(fresh_groups), kept, len(fresh_groups), merged)
+
+
+def _bridge(
+    session: Session, new: np.ndarray, known: np.ndarray, labels: np.ndarray, threshold: float, joined: np.ndarray
+) -> int:
+    """Persons a new face links at the threshold to two of: merged, as a full clustering would link them.
+
+    Only persons nobody has touched (every face ``auto``, no name, not hidden, no mark between them): a
+    user's person changes only by the user's hand or a full re-cluster. Returns how many persons went.
+    """
+    if not len(known) or not (joined != NEW).any():
+        return 0
+    forbidden = [{int(p)} if p != NEW else set(labels.tolist()) for p in joined.tolist()]
+    second = assign(new, known, labels, threshold, forbidden=forbidden)
+    merged = 0
+    for first, other in zip(joined.tolist(), second.tolist(), strict=True):
+        if NEW in (first, other) or first == other:
+            continue
+        a, b = session.get(PersonRow, int(first)), session.get(PersonRow, int(other))
+        if a is None or b is None or not (_untouched(session, a) and _untouched(session, b)):
+            continue
+        session.execute(update(PersonFaceRow).where(PersonFaceRow.person_id == b.id).values(person_id=a.id))
+        session.delete(b)
+        session.flush()
+        merged += 1
+    return merged
+
+
+def _untouched(session: Session, person: PersonRow) -> bool:
+    if person.name is not None or person.hidden:
+        return False
+    manual = select(PersonFaceRow.face_id).where(PersonFaceRow.person_id == person.id, PersonFaceRow.how == MANUAL)
+    marks = select(PersonMarkRow.id).where(
+        or_(PersonMarkRow.person_id == person.id, PersonMarkRow.other_id == person.id)
+    )
+    return session.scalar(manual.limit(1)) is None and session.scalar(marks.limit(1)) is None
 
 
 def last_run(session: Session) -> PeopleRunRow | None:
