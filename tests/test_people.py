@@ -308,3 +308,29 @@ def test_a_new_face_linking_two_untouched_persons_merges_them_but_never_a_named_
     lib.people.name(person_ids(lib, [c])[0], "Named", purpose=PURPOSE)  # type: ignore[arg-type]
     (n,) = store(lib, [unit(np.pi / 2 + half_angle)], 4000)
     assert len(set(person_ids(lib, [c, n, d]))) == 2
+
+
+def test_people_on_both_catalog_databases(catalog_target: str | Path, tmp_path: Path) -> None:
+    """Issue 14 on SQLite and PostgreSQL (migration 0007's tables in use): a split kept by a re-cluster, a
+    "not this person" mark kept, and a removed photo's face leaving its person (an emptied person goes)."""
+    url = str(catalog_target) if isinstance(catalog_target, str) else None
+    with Library.open(tmp_path / "lib", catalog_url=url) as lib:
+        lib.create_collection("examples")
+        threshold, _, _ = lib.people.threshold()
+        half = float(np.arccos(threshold)) * 0.9
+        a, m, b = store(lib, [unit(0.0), unit(half), unit(2 * half)], 1000)
+        (z,) = store(lib, [unit(np.pi / 2)], 5000)
+        lib.people.cluster(purpose=PURPOSE)
+        (person,) = set(person_ids(lib, [a, m, b]))
+        new = lib.people.split(person, [b], purpose=PURPOSE)["new_person_id"]  # type: ignore[arg-type]
+        lib.people.not_this_person(m, purpose=PURPOSE)
+        lib.people.cluster(purpose=PURPOSE)
+        pa, pm, pb = person_ids(lib, [a, m, b])
+        assert pa == person and pb == new and pm != person  # m may join b: it is only not person a's
+        with lib.catalog.session() as s:
+            image = s.scalar(select(FaceRow.image_id).where(FaceRow.id == z))
+        lonely = person_ids(lib, [z])[0]
+        lib.remove(image_id=image)
+        with lib.catalog.session() as s:
+            assert s.get(PersonRow, lonely) is None and s.get(PersonFaceRow, z) is None
+        assert len(lib.people.list_persons(purpose=PURPOSE)) == len({pa, pm, pb})
