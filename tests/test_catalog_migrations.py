@@ -302,7 +302,7 @@ def test_a_catalog_at_revision_0005_gains_watches_keeping_its_cases(catalog_targ
         catalog.close()
     again = Catalog(catalog_target)
     try:
-        assert again.schema_change == "upgraded" and stamped(again) == [head_revision()] == ["0006"]
+        assert again.schema_change == "upgraded" and stamped(again) == [head_revision()]
         assert {"watches", "alerts", "alert_marks"} <= set(inspect(again.engine).get_table_names())
         assert get_case(again, "c-9") == case
         with again.session() as s, s.begin():
@@ -319,5 +319,35 @@ def test_a_catalog_at_revision_0005_gains_watches_keeping_its_cases(catalog_targ
             )
         with again.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT case_pk, model_key FROM watches").all() == [(1, "m")]
+    finally:
+        again.close()
+
+
+def test_a_catalog_at_revision_0006_gains_people_keeping_its_watches(catalog_target: str | Path) -> None:
+    """Issue 14 (people): 0006 -> 0007 adds ``persons``, ``person_faces``, ``person_marks`` and
+    ``people_runs``; the rows of 0006's tables are kept, and a person can be stored."""
+    from facesearch.governance.cases import create_case, get_case
+    from facesearch.store.people_schema import PersonFaceRow, PersonRow
+
+    people = {"persons", "person_faces", "person_marks", "people_runs"}
+    catalog = Catalog(catalog_target)
+    case = create_case(catalog, "C-7", "find who is in the archive of the club", actor="op")
+    try:
+        with catalog.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0006")
+        assert not people & set(inspect(catalog.engine).get_table_names())
+    finally:
+        catalog.close()
+    again = Catalog(catalog_target)
+    try:
+        assert again.schema_change == "upgraded" and stamped(again) == [head_revision()] == ["0007"]
+        assert people <= set(inspect(again.engine).get_table_names())
+        assert get_case(again, "c-7") == case
+        with again.session() as s, s.begin():
+            s.add(PersonRow(id=1, name="Ann", audit_seq=case.audit_seq))
+            s.add(PersonFaceRow(face_id=5, person_id=1, how="manual"))
+        with again.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT p.name, f.how FROM persons p JOIN person_faces f "
+                                        "ON f.person_id = p.id").all() == [("Ann", "manual")]  # fmt: skip
     finally:
         again.close()

@@ -104,6 +104,7 @@ def test_role_table_and_require(catalog: Catalog) -> None:
     expected = {
         "search", "verify", "ingest", "remove", "erase", "optout", "read_audit", "export_audit",
         "manage_users", "manage_collections", "review", "open_case", "read_cases", "watch",  # the last 3: issue 13
+        "people",  # issue 14
     }  # fmt: skip
     assert set(ROLE_PERMISSIONS) == expected
     assert all(roles <= set(ROLES) and "admin" in roles for roles in ROLE_PERMISSIONS.values())

@@ -4,14 +4,12 @@
     lib.index(["/photos/2024"], collection="archive")
     purpose = SearchPurpose("case-17", "identify the person in the CCTV still")
     result = lib.search("probe.jpg", purpose=purpose, top_k=20)
-    lib.verify("a.jpg", "b.jpg", purpose=purpose)
     lib.remove(source="/photos/2024/x.jpg")
 
-A thin composition root: it builds each part with only the collaborators that part needs and
-delegates. Changes go through one writer (store/writer.py: the write lock, the index reloaded
-under it, opt-out screening); searches through one entry point (search/service.py: a purpose
-required, opt-outs and collection filters applied before ranking, the audit entry written).
-Nothing below this module imports it.
+A thin composition root: it builds each part with only the collaborators that part needs and delegates. Changes go
+through one writer (store/writer.py: the write lock, the index reloaded under it, opt-out screening); searches
+through one entry point (search/service.py: a purpose required, opt-outs and collection filters applied before
+ranking, the audit entry written). Nothing below this module imports it.
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from facesearch.models.embed.base import Embedder
 from facesearch.models.embed.info import DLIB_RESNET_KEY
 from facesearch.models.pipeline import FacePipeline
 from facesearch.models.pipeline_pool import PipelinePool
+from facesearch.people.registry import People
 from facesearch.recipe import LibraryRecipe
 from facesearch.search.probes import Probe
 from facesearch.search.results import SearchResult, VerifyResult
@@ -90,6 +89,7 @@ class Library:
         self.ingester = Ingester(self.catalog, self.writer, self.recipe)
         watching = {"model_key": key, "rule": self.scoring, "optouts": self.optouts}  # alerts on every stored batch
         self.watches = WatchRegistry(self.catalog, self.writer, embed=self.searches.largest_face, **watching)
+        self.people = People(self.searches, self.writer)  # persons (issue 14): incremental on every stored batch
 
     @classmethod
     def open(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facesearch.cli import cases, governance, library_cmds, watches
+from facesearch.cli import cases, governance, library_cmds, people, watches
 from facesearch.cli import eval as eval_cmds
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(governance.optout_app, name="optout")
 app.add_typer(governance.collections_app, name="collections")
 app.add_typer(cases.case_app, name="case")
 app.add_typer(watches.watch_app, name="watch")
+app.add_typer(people.people_app, name="people")
 
 
 @app.callback()

@@ -312,3 +312,40 @@ class WatchEvent(AuditEvent):
 
     def details(self) -> dict[str, Any]:
         return dict(self.facts)
+
+
+@dataclass(frozen=True)
+class PeopleEvent(AuditEvent):
+    """People in the archive (issue 14): grouping faces into persons is biometric processing of everyone in
+    it, so each full clustering, incremental assignment, reading and correction is an entry. ``kind`` names
+    it; ``stated`` the case and purpose (None only for ``people_assign``, which an ingest's writer runs);
+    ``facts`` ids and counts (never a name a person was given before, an embedding or a photo)."""
+
+    kind: str
+    stated: SearchPurpose | None
+    facts: dict[str, Any]
+
+    KINDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "people_cluster",
+            "people_assign",
+            "people_read",
+            "people_name",
+            "people_merge",
+            "people_split",
+            "people_hide",
+            "people_not_person",
+            "people_collection",
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown people event {self.kind!r}")
+
+    @property
+    def action(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.facts)

@@ -29,6 +29,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "open_case": frozenset({"admin", "investigator"}),  # create and close cases (issue 13)
     "read_cases": frozenset({"admin", "investigator", "auditor"}),  # investigators: the cases they work
     "watch": frozenset({"admin", "investigator"}),  # a case's watches and alerts (issue 13): those working it
+    "people": frozenset({"admin", "investigator"}),  # persons found in the archive (issue 14), for a case
     "ingest": frozenset({"admin", "ingester"}),
     "remove": frozenset({"admin", "ingester"}),
     "erase": frozenset({"admin"}),

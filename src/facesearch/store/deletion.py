@@ -39,6 +39,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facesearch.store.catalog import Catalog
+from facesearch.store.people_schema import forget_faces
 from facesearch.store.schema import FaceRow, ImageRow
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def delete_images(session: Session, image_ids: Iterable[int]) -> Removed:
         session.execute(delete(FaceRow).where(FaceRow.image_id.in_(chunk)))
         session.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
     removed.face_ids.sort()
+    forget_faces(session, removed.face_ids)  # issue 14: deleted faces leave their persons
     return removed
 
 
@@ -108,6 +110,7 @@ def delete_faces(session: Session, face_ids: Iterable[int]) -> Removed:
             session.execute(delete(ImageRow).where(ImageRow.id == image_id))
             removed.image_ids.append(image_id)
     removed.face_ids.sort()
+    forget_faces(session, removed.face_ids)  # issue 14: deleted faces leave their persons
     return removed
 
 
@@ -143,7 +146,16 @@ def checkpoint(catalog: Catalog) -> bool:
 
 
 # The tables whose rows erasure, opt-out, retention and removal delete (personal data).
-VACUUMED_TABLES = ("faces", "images", "rejections", "optouts", "collections", "governance_users")
+VACUUMED_TABLES = (
+    "faces",
+    "images",
+    "rejections",
+    "optouts",
+    "collections",
+    "governance_users",
+    "persons",
+    "person_faces",
+)
 
 
 def reclaim_space(catalog: Catalog) -> dict[str, object]:

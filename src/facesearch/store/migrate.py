@@ -51,7 +51,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # the first) costs one read and no import of Alembic (~0.3 s, in every CLI run and ingest worker).
 # tests/test_catalog_migrations.py checks it against the scripts; if it were stale, opens would
 # only take the slower path, which asks Alembic.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 VERSION_TABLE = "alembic_version"  # Alembic's default name
 # pg_advisory_xact_lock key held while a catalog is migrated ("fsmigrat" in ASCII): any constant
 # works as long as nothing else in the database uses it.
@@ -61,6 +61,7 @@ MIGRATION_LOCK_KEY = 0x66736D6967726174
 def catalog_metadata() -> MetaData:
     """Every table of the catalog: the store's and the governance layer's (declared on one ``Base``)."""
     import facesearch.store.governance_schema  # noqa: F401  (registers the governance tables)
+    import facesearch.store.people_schema  # noqa: F401  (and the people tables, issue 14)
     from facesearch.store.schema import Base
 
     return Base.metadata

@@ -1,0 +1,238 @@
+"""Grouping the library's faces into persons (issue 14): a full clustering and the incremental one.
+
+Both decide "same person" with people/clustering.py at one cosine threshold, derived from the
+library's calibration (search/scoring.py, the same tables that label search results) at a false match
+rate per comparison, 1e-4 by default (:data:`DEFAULT_MAX_FMR`). Why lower than search's 1e-3: a search
+shows candidates for a person to review, but clustering compares every face with its neighbours and
+links what passes without anyone looking, and single links chain; merging two people (relatives,
+children, twins: the most reported failure of other tools) is the worse error, so a merge needs
+stronger evidence. At 1e-4, plain linking reached pairwise precision 0.998 on lfw-dev (the issue's
+figures). The threshold a full run used is kept (``people_runs``) and every later ingest assigns at it,
+so incremental persons and a full re-cluster agree: a new face joins the person of its nearest grouped face
+(``assign``), the batch's own links are followed (a face that reaches a person through another new face joins
+it too) and a new face that links two persons nobody has touched merges them, as a full run's links would.
+
+A full run keeps what users decided: faces a merge or split placed (``manual``) stay together
+(must-link), split persons stay apart and a face marked "not this person" never joins that person
+again (cannot-link); a new group keeps the id, name and hidden flag of the person most of whose faces
+it holds (largest overlap first), so names survive.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from facesearch.people.clustering import NEW, assign, cluster
+from facesearch.people.faces import Assignment, current, eligible
+from facesearch.search.exclusions import OptOuts
+from facesearch.store.people_schema import (
+    APART,
+    AUTO,
+    MANUAL,
+    NOT_PERSON,
+    PeopleRunRow,
+    PersonFaceRow,
+    PersonMarkRow,
+    PersonRow,
+    drop_empty_persons,
+)
+from facesearch.store.schema import utcnow
+
+DEFAULT_MAX_FMR = 1e-4
+# Grouped faces read per new face for assign(): its nearest by the vector index. assign() joins a new face
+# to its most similar grouped face that passes the threshold, which is among these (no forbidden sets on ingest).
+CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one grouping did (counts and ids; what the audit entry holds)."""
+
+    faces: int
+    persons: int
+    kept: int  # persons that kept their id
+    new: int  # persons created
+    gone: int  # persons no group kept
+
+    def to_dict(self) -> dict[str, int]:
+        return {"faces": self.faces, "persons": self.persons, "kept": self.kept, "new": self.new, "gone": self.gone}
+
+
+def _marks(session: Session) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(not_person: (face, person)), (apart: (person, other))."""
+    not_person, apart = [], []
+    for kind, person, face, other in session.execute(
+        select(PersonMarkRow.kind, PersonMarkRow.person_id, PersonMarkRow.face_id, PersonMarkRow.other_id)
+    ):
+        if kind == NOT_PERSON and face is not None:
+            not_person.append((int(face), int(person)))
+        elif kind == APART and other is not None:
+            apart.append((int(person), int(other)))
+    return not_person, apart
+
+
+def constraints(
+    session: Session, ids: np.ndarray, now: Assignment
+) -> tuple[list[list[int]], list[tuple[list[int], list[int]]]]:
+    """The must-link and cannot-link index groups that keep the users' decisions through a re-cluster."""
+    row = {int(face): i for i, face in enumerate(ids.tolist())}
+    faces_of = {p: [row[f] for f in fs if f in row] for p, fs in now.faces_of().items()}
+    must = [[row[f] for f in fs if f in row] for fs in now.manual_of().values()]
+    not_person, apart = _marks(session)
+    cannot = [(faces_of.get(p, []), faces_of.get(q, [])) for p, q in apart]
+    cannot += [([row[f]], faces_of.get(p, [])) for f, p in not_person if f in row]
+    return [m for m in must if len(m) > 1], [(a, b) for a, b in cannot if a and b]
+
+
+def new_persons(session: Session, labels: Sequence[int], audit_seq: int) -> dict[int, int]:
+    """A new person for each label (one bulk INSERT: a first clustering creates one per face that links to none)."""
+    stamp = utcnow()
+    persons = [PersonRow(audit_seq=audit_seq, created_at=stamp, updated_at=stamp, hidden=False) for _ in labels]
+    session.add_all(persons)
+    session.flush()
+    return {int(label): person.id for label, person in zip(labels, persons, strict=True)}
+
+
+def _map_groups(labels: np.ndarray, ids: np.ndarray, now: Assignment) -> dict[int, int]:
+    """New group -> the existing person it continues: largest overlap first, each person at most once."""
+    overlap: Counter[tuple[int, int]] = Counter()
+    for label, face in zip(labels.tolist(), ids.tolist(), strict=True):
+        person = now.person_of.get(int(face))
+        if person is not None:
+            overlap[(int(label), person)] += 1
+    mapped: dict[int, int] = {}
+    taken: set[int] = set()
+    for (label, person), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0])):
+        if label not in mapped and person not in taken:
+            mapped[label] = person
+            taken.add(person)
+    return mapped
+
+
+def full_cluster(session: Session, optouts: OptOuts, threshold: float, audit_seq: int) -> Outcome:
+    """Cluster every face grouping may see and rewrite the persons (in the caller's transaction)."""
+    ids, vectors = eligible(session, optouts)
+    now = current(session)
+    must, cannot = constraints(session, ids, now)
+    labels = cluster(vectors, threshold, must_link=must, cannot_link=cannot) if len(ids) else np.zeros(0, np.int64)
+    mapped = _map_groups(labels, ids, now)
+    person_for: dict[int, int] = dict(mapped)
+    person_for.update(new_persons(session, sorted(set(labels.tolist()) - set(mapped)), audit_seq))
+    before = set(now.faces_of())
+    session.execute(delete(PersonFaceRow))
+    rows = []
+    for label, face in zip(labels.tolist(), ids.tolist(), strict=True):
+        person = person_for[int(label)]
+        kept_manual = now.how.get(face) == MANUAL and now.person_of.get(face) == person
+        rows.append({"face_id": int(face), "person_id": person, "how": MANUAL if kept_manual else AUTO})
+    if rows:
+        session.execute(insert(PersonFaceRow), rows)
+    drop_empty_persons(session)
+    persons = len(person_for)
+    return Outcome(len(ids), persons, len(mapped), persons - len(mapped), len(before - set(mapped.values())))
+
+
+class Neighbours(Protocol):
+    def __call__(self, queries: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """The ids of the indexed faces among ``allowed`` nearest to any of ``queries`` (the vector index)."""
+        ...
+
+
+def assign_new(
+    session: Session,
+    optouts: OptOuts,
+    face_ids: Sequence[int],
+    threshold: float,
+    audit_seq: int,
+    near: Neighbours | None = None,
+) -> Outcome | None:
+    """Place newly stored faces into the existing persons or new ones (None: no face grouping may see).
+
+    ``near``: the vector index's nearest grouped faces of the new ones; only those are read from the
+    catalog and given to :func:`assign` (which looks no further than its own nearest neighbours), so an
+    ingest batch costs a search, not a read of every grouped face. Without it every grouped face is read.
+    """
+    new_ids, new_vectors = eligible(session, optouts, list(face_ids))
+    fresh = [i for i, face in enumerate(new_ids.tolist()) if session.get(PersonFaceRow, face) is None]
+    if not fresh:
+        return None
+    new_ids, new_vectors = new_ids[fresh], new_vectors[fresh]
+    now = current(session)
+    candidates = list(now.person_of)
+    if near is not None and candidates:
+        found = near(new_vectors, np.asarray(sorted(candidates), np.int64))
+        candidates = sorted({int(i) for i in found.tolist()} & set(candidates))
+    known_ids, known_vectors = eligible(session, optouts, candidates)
+    known_labels = np.asarray([now.person_of[int(f)] for f in known_ids.tolist()], np.int64)
+    joined = assign(new_vectors, known_vectors, known_labels, threshold) if len(known_ids) else None
+    if joined is None:
+        joined = np.full(len(new_ids), NEW, np.int64)
+    # The batch's own links: a new face that reaches a person only through another new face joins it too,
+    # as a full clustering would link it. Faces joined to one person stay together, to two stay apart.
+    rows_of: dict[int, list[int]] = {}
+    for row, person in enumerate(joined.tolist()):
+        if person != NEW:
+            rows_of.setdefault(int(person), []).append(row)
+    sides = list(rows_of.values())
+    apart = [(a, b) for i, a in enumerate(sides) for b in sides[i + 1 :]]
+    groups = cluster(new_vectors, threshold, must_link=sides, cannot_link=apart)
+    person_of_group: dict[int, int] = {}
+    for row, group in enumerate(groups.tolist()):
+        if joined[row] != NEW:
+            person_of_group[int(group)] = int(joined[row])
+    fresh_groups = sorted(set(groups.tolist()) - set(person_of_group))
+    person_of_group.update(new_persons(session, fresh_groups, audit_seq))
+    rows = [{"face_id": int(face), "person_id": person_of_group[int(groups[row])], "how": AUTO}
+            for row, face in enumerate(new_ids.tolist())]  # fmt: skip
+    session.execute(insert(PersonFaceRow), rows)
+    merged = _bridge(session, new_vectors, known_vectors, known_labels, threshold, joined)
+    kept = len(rows_of)
+    return Outcome(len(new_ids), kept + len(fresh_groups), kept, len(fresh_groups), merged)
+
+
+def _bridge(
+    session: Session, new: np.ndarray, known: np.ndarray, labels: np.ndarray, threshold: float, joined: np.ndarray
+) -> int:
+    """Persons a new face links at the threshold to two of: merged, as a full clustering would link them.
+
+    Only persons nobody has touched (every face ``auto``, no name, not hidden, no mark between them): a
+    user's person changes only by the user's hand or a full re-cluster. Returns how many persons went.
+    """
+    if not len(known) or not (joined != NEW).any():
+        return 0
+    forbidden = [{int(p)} if p != NEW else set(labels.tolist()) for p in joined.tolist()]
+    second = assign(new, known, labels, threshold, forbidden=forbidden)
+    merged = 0
+    for first, other in zip(joined.tolist(), second.tolist(), strict=True):
+        if NEW in (first, other) or first == other:
+            continue
+        a, b = session.get(PersonRow, int(first)), session.get(PersonRow, int(other))
+        if a is None or b is None or not (_untouched(session, a) and _untouched(session, b)):
+            continue
+        session.execute(update(PersonFaceRow).where(PersonFaceRow.person_id == b.id).values(person_id=a.id))
+        session.delete(b)
+        session.flush()
+        merged += 1
+    return merged
+
+
+def _untouched(session: Session, person: PersonRow) -> bool:
+    if person.name is not None or person.hidden:
+        return False
+    manual = select(PersonFaceRow.face_id).where(PersonFaceRow.person_id == person.id, PersonFaceRow.how == MANUAL)
+    marks = select(PersonMarkRow.id).where(
+        or_(PersonMarkRow.person_id == person.id, PersonMarkRow.other_id == person.id)
+    )
+    return session.scalar(manual.limit(1)) is None and session.scalar(marks.limit(1)) is None
+
+
+def last_run(session: Session) -> PeopleRunRow | None:
+    """The newest full clustering (None: the library was never clustered; nothing is assigned then)."""
+    return session.scalars(select(PeopleRunRow).order_by(PeopleRunRow.id.desc()).limit(1)).first()
