@@ -215,13 +215,15 @@ def assign(
     forbidden: Sequence[set[int]] | None = None,
     support: float = SUPPORT,
     neighbours: int = NEIGHBOURS,
+    average: float | None = None,
 ) -> np.ndarray:
     """For each row of ``new``: the label of the existing person it joins, or ``NEW``.
 
     ``known`` are the existing persons' faces and ``known_labels`` their persons; ``forbidden[i]`` the
     persons new face ``i`` must never join. A new face joins a person by the rule :func:`cluster` uses
     for a one-face group: among its ``neighbours`` nearest known faces at or above ``threshold``, that
-    person's must number ``required_links(1, person's size)``; of the persons that qualify (and are not
+    person's must number ``required_links(1, person's size)``, and its mean similarity to all that
+    person's faces must reach ``average`` (default: the threshold); of the persons that qualify (and are not
     forbidden) the one with the most such faces wins, then the stronger best match. The caller groups
     the ``NEW`` ones with :func:`cluster`.
     """
@@ -230,10 +232,16 @@ def assign(
     if len(q) == 0 or len(known) == 0:
         return out
     labels = np.asarray(known_labels, dtype=np.int64)
-    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, np.int64)
-    index = faiss.IndexFlatIP(known.shape[1])
-    index.add(np.ascontiguousarray(known, dtype=np.float32))
-    scores, ids = index.search(q, min(neighbours, len(known)))
+    k = np.ascontiguousarray(known, dtype=np.float32)
+    valid = labels >= 0
+    persons = int(labels[valid].max()) + 1 if valid.any() else 0
+    sizes = np.bincount(labels[valid], minlength=persons)
+    sums = np.zeros((persons, k.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels[valid], k[valid])
+    index = faiss.IndexFlatIP(k.shape[1])
+    index.add(k)
+    scores, ids = index.search(q, min(neighbours, len(k)))
+    bar = threshold - AVERAGE_MARGIN if average is None else average
     for i, (row_s, row_j) in enumerate(zip(scores, ids, strict=True)):
         banned = forbidden[i] if forbidden is not None else set()
         votes: dict[int, list[float]] = {}  # person -> [links, best score]
@@ -243,12 +251,12 @@ def assign(
             label = int(labels[j])
             if label < 0 or label in banned:
                 continue
-            vote = votes.setdefault(label, [0, s])
-            vote[0] += 1
+            votes.setdefault(label, [0, s])[0] += 1
         qualified = [
             (count, best, label)
             for label, (count, best) in votes.items()
             if count >= required_links(1, int(sizes[label]), support, neighbours)
+            and float(q[i] @ sums[label]) / sizes[label] >= bar
         ]
         if qualified:
             out[i] = max(qualified)[2]
