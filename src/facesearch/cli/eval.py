@@ -390,6 +390,10 @@ def eval_cluster(
         Path | None,
         typer.Option("--cache", help="Keep the embeddings here between runs (biometric data: keep private)"),
     ] = None,
+    indexed: Annotated[
+        bool,
+        typer.Option("--indexed", help="Score the faces --library has already indexed from DIR (embeds nothing)"),
+    ] = False,
     report_dir: ReportOpt = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
@@ -398,20 +402,27 @@ def eval_cluster(
     """Group the faces of one-face photos into persons and score it (pairwise, BCubed) against the folder
     names, with dlib's Chinese Whispers and Immich's DBSCAN on the same embeddings (issue 14)."""
     from facesearch.eval.cluster import evaluate
-    from facesearch.eval.cluster_embed import one_face_embeddings
+    from facesearch.eval.cluster_embed import indexed_embeddings, one_face_embeddings
     from facesearch.eval.inputs import calibration_photos, eval_pipeline, verify_operating_point
 
     try:
         if not 0 < max_fmr < 1:
             raise FaceSearchError(f"--max-fmr must be between 0 and 1, got {max_fmr:g}", code="bad_request")
         paths = calibration_photos(images, None)
-        pipeline, key = eval_pipeline(library, embedder)
-        _, threshold, _ = verify_operating_point(library, embedder, max_fmr)
-        with _progress("embedding", as_json) as bar:
-            task = bar.add_task("embed", total=len(paths))
-            x, people, skipped = one_face_embeddings(
-                pipeline, key, paths, cache=cache, progress=lambda n: bar.advance(task, n)
-            )
+        pipeline, threshold, _ = verify_operating_point(library, embedder, max_fmr)
+        if indexed:
+            from facesearch.config import default_library_path
+            from facesearch.library import Library
+
+            with Library.open(library or default_library_path(), embedder=embedder, create=False) as lib:
+                x, people, skipped = indexed_embeddings(lib, paths)
+        else:
+            _, key = eval_pipeline(library, embedder)
+            with _progress("embedding", as_json) as bar:
+                task = bar.add_task("embed", total=len(paths))
+                x, people, skipped = one_face_embeddings(
+                    pipeline, key, paths, cache=cache, progress=lambda n: bar.advance(task, n)
+                )
         if len(x) < 2:
             raise FaceSearchError(f"{images}: fewer than 2 photos with exactly one face", code="bad_request")
         report = evaluate(x, people, threshold, max_fmr, len(paths), skipped, batches=batches)

@@ -157,7 +157,7 @@ def evaluate(
     x = np.ascontiguousarray(x, dtype=np.float32)
     runs: dict[str, Callable[[], np.ndarray]] = {
         "facesearch": lambda: cluster(x, threshold),
-        "single_linkage": lambda: cluster(x, threshold, support=0.0),
+        "single_linkage": lambda: cluster(x, threshold, support=0.0, average=-1.0),
         "chinese_whispers": lambda: chinese_whispers(x),
         "dbscan_immich": lambda: dbscan_immich(x, threshold),
     }

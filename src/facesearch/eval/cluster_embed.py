@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesearch.errors import FaceSearchError
 from facesearch.ingest.lifeline import die_with_parent
 from facesearch.media.decode import decode_image
 from facesearch.models.pipeline import FacePipeline, PipelineRecipe
@@ -84,4 +85,43 @@ def one_face_embeddings(
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, vectors=vectors, people=people, **counts)
+    return vectors, people, counts
+
+
+def indexed_embeddings(library, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:  # type: ignore[no-untyped-def]
+    """The same faces read from a library that has already indexed the photos (nothing embedded again):
+    the stored embedding of each photo with exactly one face. Every photo must be in the library, so
+    that the figures are those of the whole folder."""
+    from sqlalchemy import select
+
+    from facesearch.store.schema import FaceRow, ImageRow
+
+    wanted = {str(p.resolve()): p for p in paths}
+    stored: dict[str, tuple[int, list[bytes]]] = {}
+    with library.catalog.session() as s:
+        rows = s.execute(
+            select(ImageRow.source, ImageRow.face_count, FaceRow.embedding).join(
+                FaceRow, FaceRow.image_id == ImageRow.id, isouter=True
+            )
+        ).all()
+    for source, count, embedding in rows:
+        if source in wanted:
+            entry = stored.setdefault(source, (count, []))
+            if embedding is not None:
+                entry[1].append(embedding)
+    missing = [p for key, p in wanted.items() if key not in stored]
+    if missing:
+        raise FaceSearchError(
+            f"{len(missing)} of {len(paths)} photos are not indexed in this library, e.g. {missing[0]}",
+            code="bad_request",
+        )
+    kept = [key for key in wanted if stored[key][0] == 1 and len(stored[key][1]) == 1]
+    if not kept:
+        return np.zeros((0, 0), np.float32), np.array([]), {"no_face": 0, "several": 0}
+    vectors = np.stack([np.frombuffer(stored[k][1][0], dtype=np.float32) for k in kept])
+    people = np.array([wanted[k].parent.name for k in kept])
+    counts = {
+        "no_face": sum(stored[k][0] == 0 for k in wanted),
+        "several": sum(stored[k][0] > 1 for k in wanted),
+    }
     return vectors, people, counts

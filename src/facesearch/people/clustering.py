@@ -36,7 +36,7 @@ NEW = -1  # assign(): a new face that joins no existing person
 NEIGHBOURS = 32  # candidate links per face: a person's faces link through their nearest neighbours
 SUPPORT = 0.5  # links two groups need, as a share of their sizes' geometric mean (see required_links)
 AVERAGE_MARGIN = 0.0  # two groups join only if their mean pair similarity reaches threshold - this
-EXACT_UP_TO = 200_000  # exact neighbour search up to here; above, an approximate (IVF) index
+EXACT_UP_TO = 50_000  # exact neighbour search up to here; above, an approximate (IVF) index
 
 
 class _Groups:
