@@ -15,7 +15,7 @@ import pytest
 
 from facesearch.eval.cluster import bcubed, incremental, pairwise
 from facesearch.people.clustering import cluster
-from tests.helpers import cli_ok, run_cli
+from tests.helpers import cli_ok, copy_library, run_cli
 
 DIM = 128
 
@@ -110,3 +110,25 @@ def test_eval_cluster_refuses_a_bad_operating_point(few_people: Path) -> None:
     """Issue 14: a false match rate outside (0, 1) is refused with its code before anything is embedded."""
     result = run_cli("eval", "cluster", "--images", str(few_people), "--max-fmr", "2", "--json")
     assert result.exit_code != 0 and "max-fmr" in result.output
+
+
+def test_eval_cluster_indexed_reads_the_faces_a_library_holds_and_refuses_photos_it_lacks(
+    example_gallery: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """Issue 14: `eval cluster --indexed` scores the stored faces of the folder's photos (nothing embedded:
+    an archive already indexed is measured in seconds); a folder with a photo the library never indexed is
+    refused with a clear error, since the figures would silently be those of part of the folder."""
+    library = copy_library(example_gallery, tmp_path / "lib")
+    by_identity = shared_data / "face_recognition_examples" / "by_identity"
+    folder = tmp_path / "people"
+    for photo in sorted(p for p in by_identity.rglob("*") if p.is_file() and p.name != "obama.jpg"):
+        (folder / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        (folder / photo.parent.name / photo.name).symlink_to(photo)
+    args = ["eval", "cluster", "--images", str(folder), "--library", str(library), "--indexed", "--json"]
+    report = json.loads(cli_ok(*args).stdout)
+    assert report["photos"] == 16 and report["faces"] + sum(report["skipped_photos"].values()) == 16
+    assert report["methods"]["facesearch"]["persons_true"] >= 5
+    assert report["methods"]["facesearch"]["pairwise"]["precision"] == 1.0
+    (folder / "barack_obama" / "obama.jpg").symlink_to(by_identity / "barack_obama" / "obama.jpg")
+    refused = run_cli(*args)
+    assert refused.exit_code != 0 and "not indexed" in refused.output
