@@ -19,8 +19,13 @@ would show: ``ceil(SUPPORT * min(sqrt(size_a * size_b), NEIGHBOURS))`` links. A 
 most of that person's faces (FNMR at the default operating point is ~0.16), a stranger matches one
 by chance (probability f per face), so a false join needs many independent false matches at once.
 Small groups (a person with 2 photos) still join on one link, where the risk is small (a merge of a
-2-face group costs few pairs). The counts between groups are kept and summed as groups merge, so
-the rule is an average-linkage-like test computed only on the sparse link graph.
+2-face group costs few pairs). The counts between groups are kept and summed as groups merge.
+
+Second test, average linkage: the mean similarity of all pairs of faces across the two groups must
+reach the threshold too (from kept sums of vectors: O(dim) per test). Links alone let two people the
+model confuses (siblings; people of a group the model separates poorly) join through many good-enough
+pairs; on lfw-dev this test raised pairwise precision from 0.69 to 0.994 (docs/accuracy.md). A group
+holding a must-link (a user's merge) skips it: the mean of two unlike halves says nothing.
 """
 
 from __future__ import annotations
