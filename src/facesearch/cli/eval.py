@@ -381,7 +381,7 @@ def eval_cluster(
     max_fmr: Annotated[
         float,
         typer.Option("--max-fmr", help="Operating point: the false match rate per comparison that links two faces"),
-    ] = 1e-4,
+    ] = 1e-4,  # people.clustering.MAX_FMR (not imported here: --help stays fast)
     batches: Annotated[
         int,
         typer.Option("--batches", min=1, help="Also cluster incrementally, faces arriving in this many batches"),

@@ -35,7 +35,9 @@ from collections.abc import Iterable, Sequence
 import faiss
 import numpy as np
 
-__all__ = ["NEW", "assign", "cluster"]
+__all__ = ["MAX_FMR", "NEW", "assign", "cluster"]
+
+MAX_FMR = 1e-4  # the operating point to derive ``threshold`` from: measured on lfw-dev (docs/accuracy.md, People)
 
 NEW = -1  # assign(): a new face that joins no existing person
 NEIGHBOURS = 32  # candidate links per face: a person's faces link through their nearest neighbours
