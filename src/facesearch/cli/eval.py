@@ -373,3 +373,82 @@ def eval_detect(
     if _json_out(as_json, {**report.to_dict(), "detector_kind": detector, "upsample": upsample}):
         return
     console.print(detection_table(report))
+
+
+@eval_app.command("cluster")
+def eval_cluster(
+    images: Annotated[Path, typer.Option("--images", help="Folder in LFW layout: DIR/<Name>/<Name>_NNNN.jpg")],
+    max_fmr: Annotated[
+        float,
+        typer.Option("--max-fmr", help="Operating point: the false match rate per comparison that links two faces"),
+    ] = 1e-4,  # people.clustering.MAX_FMR (not imported here: --help stays fast)
+    batches: Annotated[
+        int,
+        typer.Option("--batches", min=1, help="Also cluster incrementally, faces arriving in this many batches"),
+    ] = 1,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Keep the embeddings here between runs (biometric data: keep private)"),
+    ] = None,
+    indexed: Annotated[
+        bool,
+        typer.Option("--indexed", help="Score the faces --library has already indexed from DIR (embeds nothing)"),
+    ] = False,
+    report_dir: ReportOpt = None,
+    library: LibraryOpt = None,
+    embedder: EmbedderOpt = "onnx",
+    as_json: JsonOpt = False,
+) -> None:
+    """Group the faces of one-face photos into persons and score it (pairwise, BCubed) against the folder
+    names, with dlib's Chinese Whispers and Immich's DBSCAN on the same embeddings (issue 14)."""
+    from facesearch.eval.cluster import evaluate
+    from facesearch.eval.cluster_embed import indexed_embeddings, one_face_embeddings
+    from facesearch.eval.inputs import calibration_photos, eval_pipeline, verify_operating_point
+
+    try:
+        if not 0 < max_fmr < 1:
+            raise FaceSearchError(f"--max-fmr must be between 0 and 1, got {max_fmr:g}", code="bad_request")
+        paths = calibration_photos(images, None)
+        pipeline, threshold, _ = verify_operating_point(library, embedder, max_fmr)
+        if indexed:
+            from facesearch.config import default_library_path
+            from facesearch.library import Library
+
+            with Library.open(library or default_library_path(), embedder=embedder, create=False) as lib:
+                x, people, skipped = indexed_embeddings(lib, paths)
+        else:
+            _, key = eval_pipeline(library, embedder)
+            with _progress("embedding", as_json) as bar:
+                task = bar.add_task("embed", total=len(paths))
+                x, people, skipped = one_face_embeddings(
+                    pipeline, key, paths, cache=cache, progress=lambda n: bar.advance(task, n)
+                )
+        if len(x) < 2:
+            raise FaceSearchError(f"{images}: fewer than 2 photos with exactly one face", code="bad_request")
+        report = evaluate(x, people, threshold, max_fmr, len(paths), skipped, batches=batches)
+        if report_dir is not None:
+            from facesearch.eval.cluster_report import write_cluster_report
+
+            summary = {"command": _command_line(), **report.to_dict()}
+            written = write_cluster_report(report_dir, summary, report.sizes, f"Clustering of {images}")
+            err.print(f"report: {', '.join(str(p) for p in written)}")
+    except FaceSearchError as exc:
+        _fail(exc, as_json)
+        return
+    if _json_out(as_json, report.to_dict()):
+        return
+    title = (
+        f"Clustering {report.faces} faces of {report.photos} photos at max FMR {max_fmr:g} (cosine >= {threshold:.4f})"
+    )
+    table = Table("method", "pairwise P", "pairwise R", "BCubed P", "BCubed R", "BCubed F1", "persons", title=title)
+    rows = dict(report.methods)
+    if report.incremental is not None:
+        rows[f"facesearch, {batches} batches"] = report.incremental
+    for name, m in rows.items():
+        pw, bc = m["pairwise"], m["bcubed"]
+        table.add_row(
+            name,
+            *(f"{v:.4f}" for v in (pw["precision"], pw["recall"], bc["precision"], bc["recall"], bc["f1"])),
+            f"{m['persons_found']} / {m['persons_true']}",
+        )
+    console.print(table)
