@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.people.clustering import NEW, assign, cluster
+from facesearch.people.clustering import MAX_FMR, NEW, assign, cluster
 from facesearch.people.faces import Assignment, current, eligible
 from facesearch.search.exclusions import OptOuts
 from facesearch.store.people_schema import (
@@ -45,7 +45,7 @@ from facesearch.store.people_schema import (
 )
 from facesearch.store.schema import utcnow
 
-DEFAULT_MAX_FMR = 1e-4
+DEFAULT_MAX_FMR = MAX_FMR  # the operating point the clustering was measured at (people/clustering.py)
 # Grouped faces read per new face for assign(): its nearest by the vector index. assign() joins a new face
 # to its most similar grouped face that passes the threshold, which is among these (no forbidden sets on ingest).
 CANDIDATES = 64
