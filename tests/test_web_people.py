@@ -101,13 +101,6 @@ def card(screen, person: int):  # noqa: ANN201 (a Playwright locator)
     return screen.locator(f'.people-grid .person-card[data-person-id="{person}"]')
 
 
-def open_person(screen, people: People, person: int) -> None:
-    from playwright.sync_api import expect
-
-    screen.goto(f"{people.site.url}/#/person/{person}")
-    expect(screen.locator("#person-title")).to_contain_text(f"Person {person}")
-
-
 def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, people: People) -> None:
     """Issue 14 ("Done when": Chromium tests of the People page: merge, split, name, hide; an opted-out person never
     appears; a manual split survives a re-cluster), at both widths, every page and dialog without sideways scrolling."""
@@ -149,12 +142,25 @@ def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, pe
     expect(screen.get_by_role("status")).to_contain_text("Named “Kit H.”")
     screen.reload()
     expect(screen.locator("#person-title")).to_have_text(f"Person {kit}: Kit H.")
+    # From here on (no reload) each face thumbnail, an audited face view, is fetched once, however often it is drawn.
+    thumbnails: list[str] = []
+    screen.on("request", lambda r: thumbnails.append(r.url.split("?")[0]) if "/thumbnail" in r.url else None)
+
+    # "Not this person": the face leaves the person (asked first) and is never put back there.
+    assert found[kit]["face_count"] >= 2
+    stranger = found[kit]["faces"][-1]["face_id"]
+    screen.get_by_role("button", name=f"Face {stranger} is not this person").click()
+    expect(confirm).to_contain_text("no later grouping puts it back here")
+    confirm.get_by_role("button", name="Not this person").click()
+    expect(screen.get_by_role("status")).to_contain_text(f"Face {stranger} was taken out of this person.")
+    expect(screen.locator(".face-card")).to_have_count(found[kit]["face_count"] - 1)
 
     # Hide: gone from the grid until "Show hidden persons"; unhidden, back.
     screen.get_by_role("button", name="Hide", exact=True).click()
     expect(screen.get_by_role("status")).to_contain_text("hidden from the grid")
     screen.get_by_role("link", name="← All people").click()
-    expect(screen.locator(".people-grid .person-card")).to_have_count(len(found) - 1)
+    # (one person more: the stranger's face is a person of its own; one fewer: Kit's, hidden)
+    expect(screen.locator(".people-grid .person-card")).to_have_count(len(found))
     expect(card(screen, kit)).to_have_count(0)
     screen.get_by_label(re.compile(r"Show hidden persons \(1\)")).check()
     expect(card(screen, kit)).to_have_attribute("data-hidden", "true")
@@ -198,6 +204,13 @@ def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, pe
     split_off = int(re.search(r"#/person/(\d+)", screen.url).group(1))
     assert split_off != rose
     assert_fits(screen, "split-off person")
+    # Merging it back is refused (the split keeps them apart): the error is shown where the user looks, focused.
+    screen.get_by_label("Merge with").select_option(str(rose))
+    screen.get_by_role("button", name="Merge…").click()
+    expect(screen.locator("#error")).to_be_focused()
+    expect(screen.locator("#error")).to_contain_text("split apart by a correction")
+    expect(confirm).to_have_count(0)
+    assert_fits(screen, "refused merge")
 
     # Barack Obama opts out (an admin, through the API); the archive is grouped again (API): the split, the merge
     # (less the face split off) and the name hold, and no person of him is in the grid.
@@ -210,6 +223,7 @@ def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, pe
     assert [f["face_id"] for f in held[split_off]["faces"]] == [moved]
     assert moved not in {f["face_id"] for f in held[rose]["faces"]}
     assert held[rose]["face_count"] == total - 1 and held[kit]["name"] == "Kit H."
+    assert stranger not in {f["face_id"] for f in held[kit]["faces"]}
     assert not persons_of(people, OBAMA)
     screen.get_by_role("link", name="People", exact=True).click()
     screen.get_by_label(re.compile(r"Show hidden persons")).check()
@@ -217,7 +231,9 @@ def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, pe
     for gone in obama:
         expect(card(screen, gone)).to_have_count(0)
     expect(card(screen, kit)).to_contain_text("Kit H.")
+    expect(screen.locator(".people-grid img[src^='blob:']")).to_have_count(len(held))
     assert_fits(screen, "grid after re-grouping")
+    assert thumbnails and len(thumbnails) == len(set(thumbnails)), f"a face was fetched twice: {thumbnails}"
 
 
 def test_an_ingester_has_no_people_page_and_is_refused_by_the_api(screen, people: People) -> None:
