@@ -77,6 +77,7 @@ def people(
     with Library.open(folder) as lib:
         for role in ("investigator", "admin", "ingester"):
             _, keys[role] = add_user(lib.catalog, f"{role}-1", role)
+        _, keys["investigator-2"] = add_user(lib.catalog, "investigator-2", "investigator")  # works no case
         create_case(lib.catalog, CASE, STATED["purpose"], users=["investigator-1"])
     app = create_app(folder, rate_limit_per_minute=0, ingest_workers=1)
     mount_web(app, "/v1")
@@ -249,3 +250,18 @@ def test_an_ingester_has_no_people_page_and_is_refused_by_the_api(screen, people
     assert_fits(screen, "ingester's page")
     refused = people.api("GET", "/people", "ingester", params=STATED)
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+
+
+def test_without_an_open_case_the_people_page_says_what_to_do(screen, people: People) -> None:
+    """Issue 14: grouping is done for a case; an investigator with no open case is told so (nothing is grouped or
+    shown, no button to group) and pointed to the cases page."""
+    from playwright.sync_api import expect
+
+    sign_in(screen, people.site, "investigator-2", as_role="investigator")
+    screen.get_by_role("link", name="People", exact=True).click()
+    expect(screen.locator(".no-case")).to_contain_text("You have no open case.")
+    expect(screen.get_by_role("button", name="Group faces into people")).to_have_count(0)
+    expect(screen.locator(".people-grid")).to_have_count(0)
+    assert_fits(screen, "people without a case")
+    screen.locator(".no-case").get_by_role("link", name="Go to cases").click()
+    expect(screen.get_by_role("heading", name="Cases", exact=True)).to_be_visible()
