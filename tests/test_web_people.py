@@ -2,10 +2,12 @@
 
 One library of the example portraits and one live server per width, shared by the steps: an investigator
 groups the archive from the web (after a confirmation that says it is biometric processing of everyone),
-names a person (kept after a reload), hides and unhides one, merges two (the dry-run plan in the confirmation,
-the counts adding up), splits a face out into a new person; the archive is grouped again through the API and
-the split, the merge and the name hold; Barack Obama opts out (through the API) and no person of him is in the
-grid afterwards; an ingester has no People entry and is refused by the API. Same browser as tests/test_web.py.
+names a person (kept after a reload), marks a face "not this person", hides and unhides one, merges two (the
+dry-run plan in the confirmation, the counts adding up), splits a face out into a new person (merging it back is
+refused, the error shown focused); Barack Obama opts out (through the API), the archive is grouped again (API) and
+the split, the merge, the mark and the name hold, no person of him is in the grid or the CSV export, and each face
+thumbnail (an audited view) was fetched once. An ingester has no People entry and is refused by the API; a user
+with no open case is told what to do. Same browser as tests/test_web.py.
 """
 
 from __future__ import annotations
@@ -234,6 +236,15 @@ def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, pe
     expect(card(screen, kit)).to_contain_text("Kit H.")
     expect(screen.locator(".people-grid img[src^='blob:']")).to_have_count(len(held))
     assert_fits(screen, "grid after re-grouping")
+    with screen.expect_download() as download:
+        screen.get_by_role("button", name="Export CSV").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0] == "face_id,image_path,person_id" and len(rows) > 1
+    assert not [r for r in rows if f"/{OBAMA}/" in r]
+    assert [r.split(",")[-1] for r in rows if r.startswith(f"{moved},")] == [str(split_off)]
+    card(screen, rose).get_by_role("link").click()
+    expect(screen.locator(".face-card img[src^='blob:']")).to_have_count(total - 1)
+    assert_fits(screen, "merged person's faces")
     assert thumbnails and len(thumbnails) == len(set(thumbnails)), f"a face was fetched twice: {thumbnails}"
 
 
