@@ -190,6 +190,11 @@ def test_people_from_grouping_to_corrections_that_hold_and_an_opt_out(screen, pe
     expect(screen.locator(".face-card")).to_have_count(total)
     after = people.persons()
     assert biden not in after and after[rose]["face_count"] == total
+    screen.goto(f"{people.site.url}/#/person/{biden}")  # an old link to the merged person
+    expect(screen.locator(".person-page.gone")).to_contain_text(f"There is no person {biden}.")
+    screen.get_by_role("link", name="← All people").click()
+    expect(card(screen, biden)).to_have_count(0)
+    card(screen, rose).get_by_role("link").click()
 
     # Split: select a face (one of Joe Biden's, merged in above), move it to a new person (confirmed first).
     moved = found[biden]["faces"][0]["face_id"]

@@ -140,8 +140,17 @@ export async function personView(main, me, id) {
   const picked = await pickCase(main, me, () => rerender());
   if (!picked) return;
   const stated = statedFor(picked.c);
-  const [person, all] = await Promise.all([api.get(`/people/${encodeURIComponent(id)}`, stated),
-    api.get("/people", { ...stated, include_hidden: "true" })]);
+  let person, all;
+  try {
+    [person, all] = await Promise.all([api.get(`/people/${encodeURIComponent(id)}`, stated),
+      api.get("/people", { ...stated, include_hidden: "true" })]);
+  } catch (error) {
+    if (error.code !== "no_person") throw error;
+    // A merged or emptied person, or one whose faces may no longer be shown (an opt-out): said plainly.
+    main.append(h("section", { class: "card wide person-page gone" }, h("p", {}, h("a", { href: "#/people" }, "← All people")),
+      emptyState(`There is no person ${id}.`, "It was merged into another, lost its last face, or may not be shown.")));
+    return;
+  }
   const title = `Person ${person.id}${person.name ? ": " + person.name : " (unnamed)"}`;
 
   function rerender(banner) {
