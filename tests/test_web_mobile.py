@@ -18,9 +18,9 @@ from tests.test_web import CASE, PROBE, TIMEOUT_MS, Site, browser, sign_in, site
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 PAGES = {
-    "investigator": ["search", "cases", "alerts"],
+    "investigator": ["search", "cases", "alerts", "people"],
     "auditor": ["audit", "cases"],
-    "admin": ["search", "cases", "alerts", "ingest", "audit", "collections", "users", "optouts"],
+    "admin": ["search", "cases", "alerts", "people", "ingest", "audit", "collections", "users", "optouts"],
 }
 NO_SIDEWAYS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 OFF_SCREEN = """() => [...document.querySelectorAll('#nav a:not([hidden]), .topbar button, .topbar .brand')]

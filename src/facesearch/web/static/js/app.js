@@ -9,6 +9,7 @@ import { usersView, optoutsView } from "./admin.js";
 import { collectionsView, ingestView } from "./collections.js";
 import { casesView, caseView } from "./cases.js";
 import { alertsView, refreshAlertBadge } from "./watches.js";
+import { peopleView, personView } from "./people.js";
 
 const VIEWS = {
   search: { action: "search", render: searchView },
@@ -18,6 +19,8 @@ const VIEWS = {
   cases: { action: "read_cases", render: casesView },
   case: { action: "read_cases", render: caseView, hidden: true }, // #/case/<id>: one case's page
   alerts: { action: "watch", render: alertsView },
+  people: { action: "people", render: peopleView }, // issue 14
+  person: { action: "people", render: personView, hidden: true }, // #/person/<id>: one person's page
   collections: { action: "manage_collections", render: collectionsView },
   users: { action: "manage_users", render: usersView },
   optouts: { action: "optout", render: optoutsView },
@@ -69,7 +72,7 @@ function updateChrome() {
   if (!signedIn) return;
   document.getElementById("who-name").textContent = me.name;
   document.getElementById("who-role").textContent = me.role;
-  const current = location.hash.replace(/^#\//, "").replace(/^case\/.*/, "cases");
+  const current = location.hash.replace(/^#\//, "").replace(/^case\/.*/, "cases").replace(/^person\/.*/, "people");
   for (const link of document.querySelectorAll("#nav a")) {
     link.hidden = !me.actions.includes(link.dataset.action);
     if (link.getAttribute("href") === "#/" + current) link.setAttribute("aria-current", "page");
