@@ -78,8 +78,12 @@ def browser() -> Iterator[object]:
             f"Chromium not found at {CHROMIUM}: the web tests need a real browser. Install it with "
             "`make browser` (or `sudo apt-get install -y chromium`); Playwright's own browsers are not used."
         )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Issue 11 (never flaky): Playwright's assertions wait 5 s by default, whatever the page's default timeout; a
+    # search on a 2-core machine busy with the rest of the suite took longer, and a web test failed by the clock.
+    # Assertions get the same patience as the page's actions (they still fail, at 20 s, when nothing comes).
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
         yield browser

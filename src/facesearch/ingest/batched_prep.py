@@ -21,7 +21,7 @@ import numpy as np
 
 from facesearch.ingest.sources import Source
 from facesearch.ingest.worker import ItemResult, SourceLoader, WorkerSettings, rejection
-from facesearch.models.convert.mmod_onnx import MmodSettings
+from facesearch.models.convert.mmod_settings import MmodSettings
 from facesearch.models.detect.base import DetectorSettings, FaceDetector, downscale
 from facesearch.models.detect.factory import create_detector
 from facesearch.models.detect.landmarks import FivePointLandmarker

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesearch.models.convert.mmod_onnx import MmodSettings
+from facesearch.models.convert.mmod_settings import MmodSettings
 from facesearch.models.detect.mmod_pyramid import Rect, TiledPyramid, lround, rect_down_2
 
 log = logging.getLogger(__name__)

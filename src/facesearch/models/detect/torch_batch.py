@@ -24,7 +24,7 @@ import torch
 
 from facesearch.errors import ModelError
 from facesearch.models.convert.dlib_format import DlibNetwork
-from facesearch.models.convert.mmod_onnx import MmodSettings
+from facesearch.models.convert.mmod_settings import MmodSettings
 from facesearch.models.detect.base import Detection, DetectorSettings, as_rgb, downscale
 from facesearch.models.detect.landmarks import FivePointLandmarker
 from facesearch.models.detect.mmod_boxes import MmodBox, ScoreCells, boxes_from_scores
