@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from facesearch.cli.case_reports import case_report, case_verify_report
-from facesearch.cli.confirm import DryRunOpt, confirm
+from facesearch.cli.confirm import DryRunOpt, go_ahead
 from facesearch.cli.support import JsonOpt, LibraryOpt, console, fail, json_out, open_library
 from facesearch.errors import FaceSearchError
 
@@ -142,13 +142,18 @@ def case_close(
                 raise FaceSearchError(f"case {case.case_id!r} is closed already", code="case_closed")
             searches = len(_searches(lib.catalog, case.case_id))
             plan = {"case_id": case.case_id, "searches": searches, "users": case.users}
-            if dry_run:
-                if not json_out(as_json, {"dry_run": True, **plan}):
-                    console.print(f"would close case {escape(case.case_id)} ({searches} searches); nothing changed")
+            if not go_ahead(
+                plan,
+                would=f"would close case {escape(case.case_id)} ({searches} searches); nothing changed",
+                doing=f"closing case [bold]{escape(case.case_id)}[/]: {searches} searches, no new ones after",
+                question="close it for good?",
+                done="closed",
+                flag="close the case",
+                yes=yes,
+                dry_run=dry_run,
+                as_json=as_json,
+            ):
                 return
-            if not as_json:
-                console.print(f"closing case [bold]{escape(case.case_id)}[/]: {searches} searches, no new ones after")
-            confirm("close it for good?", yes=yes, done="closed", flag="close the case")
             closed = close_case(lib.catalog, case.case_id)
     except FaceSearchError as exc:
         fail(exc, as_json)

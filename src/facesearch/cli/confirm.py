@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from facesearch.cli.support import console, err
+from facesearch.cli.support import console, err, json_out
 from facesearch.errors import FaceSearchError
 
 if TYPE_CHECKING:
@@ -77,6 +77,21 @@ def confirm(question: str, *, yes: bool, done: str = "deleted", flag: str = "del
     if not typer.confirm(question, default=False, err=True):
         err.print(f"nothing was {done}")
         raise typer.Exit(code=1)
+
+
+def go_ahead(
+    plan: dict, *, would: str, doing: str, question: str, done: str, flag: str, yes: bool, dry_run: bool, as_json: bool
+) -> bool:
+    """The steps every planned change shares: with ``--dry-run`` show the plan (``would``, or the plan as JSON)
+    and answer False (nothing changes); otherwise say what is being done (``doing``) and :func:`confirm`."""
+    if dry_run:
+        if not json_out(as_json, {"dry_run": True, **plan}):
+            console.print(would)
+        return False
+    if not as_json:
+        console.print(doing)
+    confirm(question, yes=yes, done=done, flag=flag)
+    return True
 
 
 def require_files(*paths: Path) -> None:

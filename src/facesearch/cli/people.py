@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facesearch.cli.confirm import DryRunOpt, confirm
+from facesearch.cli.confirm import DryRunOpt, go_ahead
 from facesearch.cli.support import (
     CaseOpt,
     JsonOpt,
@@ -188,13 +188,18 @@ def people_merge(
             stated = _stated(case, purpose, legal_basis)
             plan = lib.people.plan_merge(into, other, purpose=stated)
             shown = f"person {plan['merged']} ({plan['faces_moved']} faces) into person {plan['into']}"
-            if dry_run:
-                if not json_out(as_json, {"dry_run": True, **plan}):
-                    console.print(f"would merge {shown}; dry run: nothing changed")
+            if not go_ahead(
+                plan,
+                would=f"would merge {shown}; dry run: nothing changed",
+                doing=f"merging {shown}: one person from now on, through every re-cluster",
+                question="merge them?",
+                done="merged",
+                flag="merge them",
+                yes=yes,
+                dry_run=dry_run,
+                as_json=as_json,
+            ):
                 return
-            if not as_json:
-                console.print(f"merging {shown}: one person from now on, through every re-cluster")
-            confirm("merge them?", yes=yes, done="merged", flag="merge them")
             done = lib.people.merge(into, other, purpose=stated)
     except FaceSearchError as exc:
         fail(exc, as_json)
@@ -222,13 +227,18 @@ def people_split(
             plan = lib.people.plan_split(person_id, face_ids, purpose=stated)
             faces = ", ".join(str(f) for f in plan["faces_moved"])
             shown = f"faces {faces} out of person {plan['person_id']} ({plan['faces_left']} faces stay)"
-            if dry_run:
-                if not json_out(as_json, {"dry_run": True, **plan}):
-                    console.print(f"would move {shown}; dry run: nothing changed")
+            if not go_ahead(
+                plan,
+                would=f"would move {shown}; dry run: nothing changed",
+                doing=f"moving {shown} into a new person, kept apart from it from now on",
+                question="split them?",
+                done="split",
+                flag="split the person",
+                yes=yes,
+                dry_run=dry_run,
+                as_json=as_json,
+            ):
                 return
-            if not as_json:
-                console.print(f"moving {shown} into a new person, kept apart from it from now on")
-            confirm("split them?", yes=yes, done="split", flag="split the person")
             done = lib.people.split(person_id, face_ids, purpose=stated)
     except FaceSearchError as exc:
         fail(exc, as_json)

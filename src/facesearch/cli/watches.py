@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from facesearch.cli.confirm import DryRunOpt, confirm, require_files
+from facesearch.cli.confirm import DryRunOpt, go_ahead, require_files
 from facesearch.cli.support import JsonOpt, LibraryOpt, console, fail, json_out, open_library
 from facesearch.errors import FaceSearchError
 
@@ -92,13 +92,18 @@ def watch_remove(
                 raise FaceSearchError(f"watch {watch_id} was removed already", code="watch_removed")
             name = escape(watch.label) or "no label"
             shown = f"watch {watch.id} of case {escape(watch.case_id)} ({name}, {watch.status})"
-            if dry_run:
-                if not json_out(as_json, {"dry_run": True, **watch.to_dict()}):
-                    console.print(f"would remove {shown}; dry run: nothing changed")
+            if not go_ahead(
+                watch.to_dict(),
+                would=f"would remove {shown}; dry run: nothing changed",
+                doing=f"removing {shown}: no alerts from it afterwards",
+                question="remove it?",
+                done="removed",
+                flag="remove the watch",
+                yes=yes,
+                dry_run=dry_run,
+                as_json=as_json,
+            ):
                 return
-            if not as_json:
-                console.print(f"removing {shown}: no alerts from it afterwards")
-            confirm("remove it?", yes=yes, done="removed", flag="remove the watch")
             removed = lib.watches.remove(watch.id)
     except FaceSearchError as exc:
         fail(exc, as_json)
