@@ -50,7 +50,7 @@ def test_two_dense_groups_joined_by_a_thin_bridge_stay_two_persons() -> None:
     a[0], b[0], b[1] = 1.0, np.cos(np.pi / 3), np.sin(np.pi / 3)
     bridge = np.array([[np.cos(t), np.sin(t)] + [0.0] * (DIM - 2) for t in (np.pi / 9, 2 * np.pi / 9)])
     x = np.concatenate([_group(a, 20, rng), _group(b, 20, rng), _unit(bridge)])
-    chained = cluster(x, 0.9, support=0.0, average=-1.0)
+    chained = cluster(x, 0.9, support=0.0, average=-1.0, cohesion=np.inf)
     assert len(set(chained)) == 1  # the case bites: one link at a time, everything joins
     labels = cluster(x, 0.9)
     assert len(set(labels[:20])) == 1 and len(set(labels[20:40])) == 1 and labels[0] != labels[20]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facesearch.people.clustering import NEW, assign, cluster
+from facesearch.people.clustering import NEW, cluster, place
 
 CW_DISTANCE = 0.5  # dlib's face_clustering.py example
 IMMICH_MIN_FACES = 3  # Immich server config.ts: machineLearning.facialRecognition.minFaces
@@ -97,17 +97,17 @@ def dbscan_immich(x: np.ndarray, threshold: float, min_faces: int = IMMICH_MIN_F
 
 
 def incremental(x: np.ndarray, threshold: float, batches: int, seed: int = 0) -> np.ndarray:
-    """Labels when the faces arrive in ``batches`` (fixed-seed order): assign, then cluster the rest."""
+    """Labels when the faces arrive in ``batches`` (fixed-seed order), each placed by
+    :func:`~facesearch.people.clustering.place`, the one incremental rule the library's ingest uses too."""
     order = np.random.default_rng(seed).permutation(len(x))
     labels = np.full(len(x), NEW, dtype=np.int64)
     for chunk in np.array_split(order, batches):
         known = np.flatnonzero(labels != NEW)
-        placed = assign(x[chunk], x[known], labels[known], threshold) if len(known) else np.full(len(chunk), NEW)
-        labels[chunk] = placed
-        rest = chunk[placed == NEW]
-        if len(rest):
-            start = int(labels.max()) + 1 if (labels != NEW).any() else 0
-            labels[rest] = start + cluster(x[rest], threshold)
+        placed = place(x[chunk], x[known], labels[known], threshold, mergeable=np.unique(labels[known]))
+        for gone, kept in placed.merged.items():
+            labels[labels == gone] = kept
+        start = int(labels.max()) + 1 if (labels != NEW).any() else 0
+        labels[chunk] = np.where(placed.joined != NEW, placed.joined, start + placed.groups)
     return labels
 
 
@@ -157,7 +157,7 @@ def evaluate(
     x = np.ascontiguousarray(x, dtype=np.float32)
     runs: dict[str, Callable[[], np.ndarray]] = {
         "facesearch": lambda: cluster(x, threshold),
-        "single_linkage": lambda: cluster(x, threshold, support=0.0, average=-1.0),
+        "single_linkage": lambda: cluster(x, threshold, support=0.0, average=-1.0, cohesion=np.inf),
         "chinese_whispers": lambda: chinese_whispers(x),
         "dbscan_immich": lambda: dbscan_immich(x, threshold),
     }
