@@ -44,7 +44,7 @@ NEW = -1  # assign(): a new face that joins no existing person
 NEIGHBOURS = 32  # candidate links per face: a person's faces link through their nearest neighbours
 SUPPORT = 0.5  # links two groups need, as a share of their sizes' geometric mean (see required_links)
 AVERAGE_MARGIN = 0.0  # two groups join only if their mean pair similarity reaches threshold - this
-COHESION = 0.025  # ... and no further than this below the larger group's own mean pair similarity (bar)
+COHESION = 0.03  # ... and no further than this below the larger group's own mean pair similarity (bar)
 COHESIVE_FROM = 3  # groups from this size have a mean pair similarity worth comparing with
 SATURATION = 0.6  # ... or links reaching this share of what the two groups can show (possible_links)
 EXACT_UP_TO = 50_000  # exact neighbour search up to here; above, an approximate (IVF) index
@@ -90,24 +90,26 @@ class _Groups:
             self.join(ra, rb)
 
     def ready(self, ra: int, rb: int, count: int, support: float, cap: int) -> bool:
-        """Enough links, and the two groups alike on average (mean similarity of all their face pairs)."""
+        """Enough links; the two groups as alike on average (mean similarity of all their face pairs) as
+        the larger one's own faces are, less ``cohesion``; and that mean at the threshold, or the links
+        saturating what the two groups can show (a varied person's faces: all of a face's nearest are
+        theirs, yet its mean to all of them is lower than the threshold)."""
         a, b = int(self.size[ra]), int(self.size[rb])
         if count < required_links(a, b, support, cap):
             return False
         if self.manual[ra] or self.manual[rb]:  # a user's merge of unlike photos: its mean says nothing
             return True
-        if float(self.sum[ra] @ self.sum[rb]) / (a * b) >= self.bar(ra if a >= b else rb):
-            return True
-        return count >= self.saturation * possible_links(a, b, cap)
+        mean = float(self.sum[ra] @ self.sum[rb]) / (a * b)
+        if mean < self.own(ra if a >= b else rb) - self.cohesion:
+            return False
+        return mean >= self.average or count >= self.saturation * possible_links(a, b, cap)
 
-    def bar(self, big: int) -> float:
-        """The mean similarity a group must reach to join ``big``: the threshold, and no further than
-        ``cohesion`` below ``big``'s own mean pair similarity (a tight person takes in only the alike)."""
-        n = int(self.size[big])
+    def own(self, root: int) -> float:
+        """A group's mean pair similarity, how alike its own faces are (-inf below ``COHESIVE_FROM`` faces)."""
+        n = int(self.size[root])
         if n < COHESIVE_FROM:
-            return self.average
-        own = (float(self.sum[big] @ self.sum[big]) - n) / (n * (n - 1))
-        return max(self.average, own - self.cohesion)
+            return -np.inf
+        return (float(self.sum[root] @ self.sum[root]) - n) / (n * (n - 1))
 
     def join(self, a: int, b: int) -> bool:
         ra, rb = self.root(a), self.root(b)
