@@ -47,8 +47,8 @@ from facesearch.store.people_schema import (
 from facesearch.store.schema import utcnow
 
 DEFAULT_MAX_FMR = MAX_FMR  # the operating point the clustering was measured at (people/clustering.py)
-# Grouped faces read per new face for assign(): its nearest by the vector index. assign() joins a new face
-# to its most similar grouped face that passes the threshold, which is among these (no forbidden sets on ingest).
+# Grouped faces found per new face by the vector index: the persons place() may join it to are theirs (its
+# links come from its 32 nearest faces, people/clustering.NEIGHBOURS, which are among these).
 CANDIDATES = 64
 
 
@@ -156,10 +156,11 @@ def assign_new(
 ) -> Outcome | None:
     """Place newly stored faces into the existing persons or new ones (None: no face grouping may see).
 
-    ``near``: the vector index's nearest grouped faces of the new ones; only those are read from the
-    catalog and given to :func:`~facesearch.people.clustering.place` (which looks no further than its own
-    nearest neighbours), so an ingest batch costs a search, not a read of every grouped face. Without it
-    every grouped face is read. ``place`` is the one incremental rule; ``facesearch eval cluster --batches``
+    ``near``: the vector index's nearest grouped faces of the new ones; all faces of their persons (and
+    only those) are read from the catalog and given to :func:`~facesearch.people.clustering.place`, so an
+    ingest batch costs a search and its persons, not a read of every grouped face, and ``place`` sees
+    each person whole (its size and how alike its faces are enter the join test, as in a full run).
+    Without it every grouped face is read. ``place`` is the one incremental rule; ``facesearch eval cluster --batches``
     measures exactly it. Persons nobody has touched may be joined by the new evidence (pieces of one
     person that arrived apart), as a full clustering would join them.
     """
@@ -172,7 +173,8 @@ def assign_new(
     candidates = list(now.person_of)
     if near is not None and candidates:
         found = near(new_vectors, np.asarray(sorted(candidates), np.int64))
-        candidates = sorted({int(i) for i in found.tolist()} & set(candidates))
+        persons = {now.person_of[int(i)] for i in found.tolist() if int(i) in now.person_of}
+        candidates = sorted(face for face, person in now.person_of.items() if person in persons)
     known_ids, known_vectors = eligible(session, optouts, candidates)
     known_labels = np.asarray([now.person_of[int(f)] for f in known_ids.tolist()], np.int64)
     mergeable = _untouched(session, sorted(set(known_labels.tolist())))
