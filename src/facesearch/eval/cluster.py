@@ -23,8 +23,9 @@ cluster_embed.py), every method runs on the same embeddings in the same run:
 Measured: pairwise precision / recall / F1 (over all pairs of faces: put together vs truly the same),
 BCubed precision / recall / F1 (per face, the share of its cluster that is its person and of its
 person that is in its cluster, averaged), and persons found vs true. With ``batches`` > 1 our method
-is also run incrementally: the faces in that many batches (fixed-seed order), the first clustered,
-each later one placed with :func:`assign` and its leftovers clustered, as ingest does.
+is also run incrementally: the faces in that many batches (fixed-seed order), each placed with
+:func:`~facesearch.people.clustering.place` exactly as the library's ingest places them (no person
+is touched by a user here, so every person may be rejoined).
 """
 
 from __future__ import annotations
