@@ -160,9 +160,9 @@ def assign_new(
     only those) are read from the catalog and given to :func:`~facesearch.people.clustering.place`, so an
     ingest batch costs a search and its persons, not a read of every grouped face, and ``place`` sees
     each person whole (its size and how alike its faces are enter the join test, as in a full run).
-    Without it every grouped face is read. ``place`` is the one incremental rule; ``facesearch eval cluster --batches``
-    measures exactly it. Persons nobody has touched may be joined by the new evidence (pieces of one
-    person that arrived apart), as a full clustering would join them.
+    Without it every grouped face is read. ``place`` is the one incremental rule (``facesearch eval
+    cluster --batches`` measures exactly it). Persons nobody has touched may be joined by the new
+    evidence (pieces of one person that arrived apart), as a full clustering would join them.
     """
     new_ids, new_vectors = eligible(session, optouts, list(face_ids))
     fresh = [i for i, face in enumerate(new_ids.tolist()) if session.get(PersonFaceRow, face) is None]
