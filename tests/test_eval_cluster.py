@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesearch.eval.cluster import bcubed, incremental, pairwise
+from facesearch.eval.cluster import bcubed, chinese_whispers, incremental, pairwise
 from facesearch.people.clustering import MAX_FMR, cluster
 from tests.helpers import cli_ok, copy_library, run_cli
 
@@ -50,7 +50,7 @@ def test_two_dense_groups_joined_by_a_thin_bridge_stay_two_persons() -> None:
     a[0], b[0], b[1] = 1.0, np.cos(np.pi / 3), np.sin(np.pi / 3)
     bridge = np.array([[np.cos(t), np.sin(t)] + [0.0] * (DIM - 2) for t in (np.pi / 9, 2 * np.pi / 9)])
     x = np.concatenate([_group(a, 20, rng), _group(b, 20, rng), _unit(bridge)])
-    chained = cluster(x, 0.9, support=0.0, average=-1.0)
+    chained = cluster(x, 0.9, support=0.0, average=-1.0, cohesion=np.inf)
     assert len(set(chained)) == 1  # the case bites: one link at a time, everything joins
     labels = cluster(x, 0.9)
     assert len(set(labels[:20])) == 1 and len(set(labels[20:40])) == 1 and labels[0] != labels[20]
@@ -132,3 +132,17 @@ def test_eval_cluster_indexed_reads_the_faces_a_library_holds_and_refuses_photos
     (folder / "barack_obama" / "obama.jpg").symlink_to(by_identity / "barack_obama" / "obama.jpg")
     refused = run_cli(*args)
     assert refused.exit_code != 0 and "not indexed" in refused.output
+
+
+def test_chinese_whispers_runs_at_the_scale_of_dlibs_raw_descriptors() -> None:
+    """Issue 14 (a fair baseline): dlib's 0.5 is a distance between raw descriptors (length ~1.41), not between
+    unit vectors. Two people whose faces are at cosine 0.9 across (distance 0.45 as unit vectors, 0.63 at
+    dlib's scale) are two persons for Chinese Whispers as a dlib user runs it; on unit vectors unscaled the
+    same threshold makes them one, the mismatch that had collapsed lfw-dev into one person."""
+    rng = np.random.default_rng(7)
+    a, b = np.zeros(DIM), np.zeros(DIM)
+    a[0], b[0], b[1] = 1.0, 0.9, np.sqrt(1 - 0.9**2)
+    x = np.concatenate([_group(a, 10, rng, noise=0.005), _group(b, 10, rng, noise=0.005)])
+    truth = np.repeat([0, 1], 10)
+    assert pairwise(truth, chinese_whispers(x)) == pytest.approx({"precision": 1.0, "recall": 1.0, "f1": 1.0})
+    assert len(set(chinese_whispers(x, scale=1.0).tolist())) == 1

@@ -313,6 +313,22 @@ def test_a_new_face_linking_two_untouched_persons_merges_them_but_never_a_named_
     assert len(set(person_ids(lib, [c, n, d]))) == 2
 
 
+def test_an_ingested_stranger_does_not_join_a_tight_person_it_merely_passes_the_threshold_to(lib: Library) -> None:
+    """Issue 14: the ingest's assignment is the full clustering's rule (people/clustering.place, the one the
+    eval's --batches simulation measures), cohesion bar included: 12 faces of one person alike at ~0.9999, then
+    a stranger at the threshold + 0.01 to every one of them. It starts a person of its own; a face alike to the
+    person (cosine 0.999) joins it."""
+    threshold, _, _ = lib.people.threshold()
+    rng = np.random.default_rng(11)
+    person = [unit(0.0) + rng.normal(scale=0.001, size=128).astype(np.float32) for _ in range(12)]
+    faces = store(lib, [v / np.linalg.norm(v) for v in person], 1000)
+    lib.people.cluster(purpose=PURPOSE)
+    (known,) = set(person_ids(lib, faces))
+    stranger, alike = store(lib, [unit(float(np.arccos(threshold + 0.01))), unit(float(np.arccos(0.999)))], 2000)
+    assert person_ids(lib, [alike]) == [known]
+    assert person_ids(lib, [stranger])[0] not in (None, known)
+
+
 def test_people_on_both_catalog_databases(catalog_target: str | Path, tmp_path: Path) -> None:
     """Issue 14 on SQLite and PostgreSQL (migration 0007's tables in use): a split kept by a re-cluster, a
     "not this person" mark kept, and a removed photo's face leaving its person (an emptied person goes)."""

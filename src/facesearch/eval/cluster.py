@@ -8,7 +8,12 @@ cluster_embed.py), every method runs on the same embeddings in the same run:
 * ``single_linkage``: the same links joined on one link each (``support=0``: connected components of
   the nearest-neighbour graph), the naive method, to show what the support rule buys;
 * ``chinese_whispers``: dlib's ``chinese_whispers_clustering`` at dlib's usual threshold, Euclidean
-  distance 0.5 (its face-clustering example), here on the unit-length embeddings;
+  distance 0.5 (its face-clustering example), at the scale of dlib's raw descriptors: that threshold is a
+  distance between ``compute_face_descriptor`` outputs, which are not unit length (their norm is ~1.41:
+  median 1.413, range 1.19 to 1.64, measured on 59 lfw-dev faces with this project's dlib ResNet), while
+  our embeddings are unit length. On unit vectors 0.5 means cosine 0.875, far below where dlib's
+  strangers sit (~0.8 to 0.93 cosine), and put nearly every face into one person (pairwise precision
+  0.005 on lfw-dev); scaled by the raw norm it is cosine ~0.937, what a dlib user's 0.5 means;
 * ``dbscan_immich``: scikit-learn's DBSCAN with Immich's defaults (``minFaces`` 3 as ``min_samples``),
   at the same cosine threshold as ours: Immich's ``maxDistance`` 0.5 is a cosine distance for its
   ArcFace model, where strangers score near 0; on dlib's embeddings strangers score ~0.8, so 0.5 would
@@ -18,8 +23,9 @@ cluster_embed.py), every method runs on the same embeddings in the same run:
 Measured: pairwise precision / recall / F1 (over all pairs of faces: put together vs truly the same),
 BCubed precision / recall / F1 (per face, the share of its cluster that is its person and of its
 person that is in its cluster, averaged), and persons found vs true. With ``batches`` > 1 our method
-is also run incrementally: the faces in that many batches (fixed-seed order), the first clustered,
-each later one placed with :func:`assign` and its leftovers clustered, as ingest does.
+is also run incrementally: the faces in that many batches (fixed-seed order), each placed with
+:func:`~facesearch.people.clustering.place` exactly as the library's ingest places them (no person
+is touched by a user here, so every person may be rejoined).
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facesearch.people.clustering import NEW, assign, cluster
+from facesearch.people.clustering import NEW, cluster, place
 
-CW_DISTANCE = 0.5  # dlib's face_clustering.py example
+CW_DISTANCE = 0.5  # dlib's face_clustering.py example: a distance between raw dlib descriptors
+DLIB_DESCRIPTOR_NORM = 1.41  # median length of dlib's raw face descriptor (see the module's docstring)
 IMMICH_MIN_FACES = 3  # Immich server config.ts: machineLearning.facialRecognition.minFaces
 IMMICH_MAX_DISTANCE = 0.5  # its maxDistance (cosine distance, for ArcFace buffalo_l): not portable, see above
 
@@ -79,11 +86,14 @@ def scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-def chinese_whispers(x: np.ndarray, distance: float = CW_DISTANCE) -> np.ndarray:
-    """dlib's Chinese Whispers on the embeddings (edges between faces closer than ``distance``)."""
+def chinese_whispers(x: np.ndarray, distance: float = CW_DISTANCE, scale: float = DLIB_DESCRIPTOR_NORM) -> np.ndarray:
+    """dlib's Chinese Whispers on the embeddings (edges between faces closer than ``distance``), the unit
+    embeddings first brought to the length of dlib's raw descriptors (``scale``), where ``distance`` is
+    meant (issue 14: the baseline as a dlib user runs it)."""
     import dlib
 
-    return np.asarray(dlib.chinese_whispers_clustering([dlib.vector(v.tolist()) for v in x], distance))
+    raw = np.asarray(x, dtype=np.float64) * scale
+    return np.asarray(dlib.chinese_whispers_clustering([dlib.vector(v.tolist()) for v in raw], distance))
 
 
 def dbscan_immich(x: np.ndarray, threshold: float, min_faces: int = IMMICH_MIN_FACES) -> np.ndarray:
@@ -97,17 +107,17 @@ def dbscan_immich(x: np.ndarray, threshold: float, min_faces: int = IMMICH_MIN_F
 
 
 def incremental(x: np.ndarray, threshold: float, batches: int, seed: int = 0) -> np.ndarray:
-    """Labels when the faces arrive in ``batches`` (fixed-seed order): assign, then cluster the rest."""
+    """Labels when the faces arrive in ``batches`` (fixed-seed order), each placed by
+    :func:`~facesearch.people.clustering.place`, the one incremental rule the library's ingest uses too."""
     order = np.random.default_rng(seed).permutation(len(x))
     labels = np.full(len(x), NEW, dtype=np.int64)
     for chunk in np.array_split(order, batches):
         known = np.flatnonzero(labels != NEW)
-        placed = assign(x[chunk], x[known], labels[known], threshold) if len(known) else np.full(len(chunk), NEW)
-        labels[chunk] = placed
-        rest = chunk[placed == NEW]
-        if len(rest):
-            start = int(labels.max()) + 1 if (labels != NEW).any() else 0
-            labels[rest] = start + cluster(x[rest], threshold)
+        placed = place(x[chunk], x[known], labels[known], threshold, mergeable=np.unique(labels[known]))
+        for gone, kept in placed.merged.items():
+            labels[labels == gone] = kept
+        start = int(labels.max()) + 1 if (labels != NEW).any() else 0
+        labels[chunk] = np.where(placed.joined != NEW, placed.joined, start + placed.groups)
     return labels
 
 
@@ -157,7 +167,7 @@ def evaluate(
     x = np.ascontiguousarray(x, dtype=np.float32)
     runs: dict[str, Callable[[], np.ndarray]] = {
         "facesearch": lambda: cluster(x, threshold),
-        "single_linkage": lambda: cluster(x, threshold, support=0.0, average=-1.0),
+        "single_linkage": lambda: cluster(x, threshold, support=0.0, average=-1.0, cohesion=np.inf),
         "chinese_whispers": lambda: chinese_whispers(x),
         "dbscan_immich": lambda: dbscan_immich(x, threshold),
     }
@@ -187,8 +197,11 @@ def evaluate(
         report_inc["pairwise_f1_difference"] = round(abs(report_inc["pairwise"]["f1"] - full_f1), 5)
     settings = {
         "support": clustering.SUPPORT,
+        "cohesion": clustering.COHESION,
+        "saturation": clustering.SATURATION,
         "neighbours": clustering.NEIGHBOURS,
         "chinese_whispers_distance": CW_DISTANCE,
+        "chinese_whispers_scale": DLIB_DESCRIPTOR_NORM,
         "dbscan_min_samples": IMMICH_MIN_FACES,
         "dbscan_eps_cosine": round(1.0 - threshold, 5),
     }

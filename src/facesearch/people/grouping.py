@@ -9,8 +9,9 @@ children, twins: the most reported failure of other tools) is the worse error, s
 stronger evidence. At 1e-4, plain linking reached pairwise precision 0.998 on lfw-dev (the issue's
 figures). The threshold a full run used is kept (``people_runs``) and every later ingest assigns at it,
 so incremental persons and a full re-cluster agree: a new face joins the person of its nearest grouped face
-(``assign``), the batch's own links are followed (a face that reaches a person through another new face joins
-it too) and a new face that links two persons nobody has touched merges them, as a full run's links would.
+(``place``: the full clustering's join rule, the batch's new faces grouped among themselves first, a group
+joining a person when the group-to-person evidence passes), and new evidence that two persons nobody has
+touched are one merges them, as a full run's links would.
 
 A full run keeps what users decided: faces a merge or split placed (``manual``) stay together
 (must-link), split persons stay apart and a face marked "not this person" never joins that person
@@ -29,7 +30,7 @@ import numpy as np
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.people.clustering import MAX_FMR, NEW, assign, cluster
+from facesearch.people.clustering import MAX_FMR, NEW, cluster, place
 from facesearch.people.faces import Assignment, current, eligible
 from facesearch.search.exclusions import OptOuts
 from facesearch.store.people_schema import (
@@ -46,8 +47,8 @@ from facesearch.store.people_schema import (
 from facesearch.store.schema import utcnow
 
 DEFAULT_MAX_FMR = MAX_FMR  # the operating point the clustering was measured at (people/clustering.py)
-# Grouped faces read per new face for assign(): its nearest by the vector index. assign() joins a new face
-# to its most similar grouped face that passes the threshold, which is among these (no forbidden sets on ingest).
+# Grouped faces found per new face by the vector index: the persons place() may join it to are theirs (its
+# links come from its 32 nearest faces, people/clustering.NEIGHBOURS, which are among these).
 CANDIDATES = 64
 
 
@@ -155,9 +156,13 @@ def assign_new(
 ) -> Outcome | None:
     """Place newly stored faces into the existing persons or new ones (None: no face grouping may see).
 
-    ``near``: the vector index's nearest grouped faces of the new ones; only those are read from the
-    catalog and given to :func:`assign` (which looks no further than its own nearest neighbours), so an
-    ingest batch costs a search, not a read of every grouped face. Without it every grouped face is read.
+    ``near``: the vector index's nearest grouped faces of the new ones; all faces of their persons (and
+    only those) are read from the catalog and given to :func:`~facesearch.people.clustering.place`, so an
+    ingest batch costs a search and its persons, not a read of every grouped face, and ``place`` sees
+    each person whole (its size and how alike its faces are enter the join test, as in a full run).
+    Without it every grouped face is read. ``place`` is the one incremental rule (``facesearch eval
+    cluster --batches`` measures exactly it). Persons nobody has touched may be joined by the new
+    evidence (pieces of one person that arrived apart), as a full clustering would join them.
     """
     new_ids, new_vectors = eligible(session, optouts, list(face_ids))
     fresh = [i for i, face in enumerate(new_ids.tolist()) if session.get(PersonFaceRow, face) is None]
@@ -168,69 +173,43 @@ def assign_new(
     candidates = list(now.person_of)
     if near is not None and candidates:
         found = near(new_vectors, np.asarray(sorted(candidates), np.int64))
-        candidates = sorted({int(i) for i in found.tolist()} & set(candidates))
+        persons = {now.person_of[int(i)] for i in found.tolist() if int(i) in now.person_of}
+        candidates = sorted(face for face, person in now.person_of.items() if person in persons)
     known_ids, known_vectors = eligible(session, optouts, candidates)
     known_labels = np.asarray([now.person_of[int(f)] for f in known_ids.tolist()], np.int64)
-    joined = assign(new_vectors, known_vectors, known_labels, threshold) if len(known_ids) else None
-    if joined is None:
-        joined = np.full(len(new_ids), NEW, np.int64)
-    # The batch's own links: a new face that reaches a person only through another new face joins it too,
-    # as a full clustering would link it. Faces joined to one person stay together, to two stay apart.
-    rows_of: dict[int, list[int]] = {}
-    for row, person in enumerate(joined.tolist()):
-        if person != NEW:
-            rows_of.setdefault(int(person), []).append(row)
-    sides = list(rows_of.values())
-    apart = [(a, b) for i, a in enumerate(sides) for b in sides[i + 1 :]]
-    groups = cluster(new_vectors, threshold, must_link=sides, cannot_link=apart)
+    mergeable = _untouched(session, sorted(set(known_labels.tolist())))
+    placed = place(new_vectors, known_vectors, known_labels, threshold, mergeable=mergeable)
     person_of_group: dict[int, int] = {}
-    for row, group in enumerate(groups.tolist()):
-        if joined[row] != NEW:
-            person_of_group[int(group)] = int(joined[row])
-    fresh_groups = sorted(set(groups.tolist()) - set(person_of_group))
+    for row, group in enumerate(placed.groups.tolist()):
+        if placed.joined[row] != NEW:
+            person_of_group[int(group)] = int(placed.joined[row])
+    fresh_groups = sorted(set(placed.groups.tolist()) - set(person_of_group))
     person_of_group.update(new_persons(session, fresh_groups, audit_seq))
-    rows = [{"face_id": int(face), "person_id": person_of_group[int(groups[row])], "how": AUTO}
+    rows = [{"face_id": int(face), "person_id": person_of_group[int(placed.groups[row])], "how": AUTO}
             for row, face in enumerate(new_ids.tolist())]  # fmt: skip
     session.execute(insert(PersonFaceRow), rows)
-    merged = _bridge(session, new_vectors, known_vectors, known_labels, threshold, joined)
-    kept = len(rows_of)
-    return Outcome(len(new_ids), kept + len(fresh_groups), kept, len(fresh_groups), merged)
+    for gone, kept in placed.merged.items():  # pieces of one person the new faces showed to be one
+        session.execute(update(PersonFaceRow).where(PersonFaceRow.person_id == gone).values(person_id=kept))
+        session.execute(delete(PersonRow).where(PersonRow.id == gone))
+    session.flush()
+    kept = len(set(placed.joined.tolist()) - {NEW})
+    return Outcome(len(new_ids), kept + len(fresh_groups), kept, len(fresh_groups), len(placed.merged))
 
 
-def _bridge(
-    session: Session, new: np.ndarray, known: np.ndarray, labels: np.ndarray, threshold: float, joined: np.ndarray
-) -> int:
-    """Persons a new face links at the threshold to two of: merged, as a full clustering would link them.
-
-    Only persons nobody has touched (every face ``auto``, no name, not hidden, no mark between them): a
-    user's person changes only by the user's hand or a full re-cluster. Returns how many persons went.
-    """
-    if not len(known) or not (joined != NEW).any():
-        return 0
-    forbidden = [{int(p)} if p != NEW else set(labels.tolist()) for p in joined.tolist()]
-    second = assign(new, known, labels, threshold, forbidden=forbidden)
-    merged = 0
-    for first, other in zip(joined.tolist(), second.tolist(), strict=True):
-        if NEW in (first, other) or first == other:
-            continue
-        a, b = session.get(PersonRow, int(first)), session.get(PersonRow, int(other))
-        if a is None or b is None or not (_untouched(session, a) and _untouched(session, b)):
-            continue
-        session.execute(update(PersonFaceRow).where(PersonFaceRow.person_id == b.id).values(person_id=a.id))
-        session.delete(b)
-        session.flush()
-        merged += 1
-    return merged
-
-
-def _untouched(session: Session, person: PersonRow) -> bool:
-    if person.name is not None or person.hidden:
-        return False
-    manual = select(PersonFaceRow.face_id).where(PersonFaceRow.person_id == person.id, PersonFaceRow.how == MANUAL)
-    marks = select(PersonMarkRow.id).where(
-        or_(PersonMarkRow.person_id == person.id, PersonMarkRow.other_id == person.id)
-    )
-    return session.scalar(manual.limit(1)) is None and session.scalar(marks.limit(1)) is None
+def _untouched(session: Session, persons: Sequence[int]) -> set[int]:
+    """The persons among ``persons`` nobody has touched (every face ``auto``, no name, not hidden, no mark):
+    the only ones an ingest may join together; a user's person changes only by the user's hand or a full
+    re-cluster."""
+    if not persons:
+        return set()
+    touched = set(session.scalars(select(PersonRow.id).where(
+        PersonRow.id.in_(persons), or_(PersonRow.name.is_not(None), PersonRow.hidden.is_(True)))))  # fmt: skip
+    touched |= set(session.scalars(select(PersonFaceRow.person_id).where(
+        PersonFaceRow.person_id.in_(persons), PersonFaceRow.how == MANUAL).distinct()))  # fmt: skip
+    for a, b in session.execute(select(PersonMarkRow.person_id, PersonMarkRow.other_id).where(
+            or_(PersonMarkRow.person_id.in_(persons), PersonMarkRow.other_id.in_(persons)))):  # fmt: skip
+        touched |= {a, b}
+    return set(persons) - touched
 
 
 def last_run(session: Session) -> PeopleRunRow | None:
