@@ -167,7 +167,9 @@ def evaluate(
     x = np.ascontiguousarray(x, dtype=np.float32)
     runs: dict[str, Callable[[], np.ndarray]] = {
         "facesearch": lambda: cluster(x, threshold),
-        "single_linkage": lambda: cluster(x, threshold, support=0.0, average=-1.0, cohesion=np.inf),
+        "single_linkage": lambda: cluster(
+            x, threshold, support=0.0, average=-1.0, cohesion=np.inf, lone_cohesion=np.inf
+        ),
         "chinese_whispers": lambda: chinese_whispers(x),
         "dbscan_immich": lambda: dbscan_immich(x, threshold),
     }
@@ -198,6 +200,8 @@ def evaluate(
     settings = {
         "support": clustering.SUPPORT,
         "cohesion": clustering.COHESION,
+        "lone_cohesion": clustering.LONE_COHESION,
+        "lone_into": clustering.LONE_INTO,
         "saturation": clustering.SATURATION,
         "neighbours": clustering.NEIGHBOURS,
         "chinese_whispers_distance": CW_DISTANCE,
