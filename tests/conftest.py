@@ -55,6 +55,49 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_OWN_MODEL_CACHE] = folder
 
 
+# Issue 11 (the suite's speed): the modules that take longest, longest first. `make test` runs pytest-xdist with
+# `--dist loadscope --no-loadscope-reorder`: each module goes to one worker, handed out in collection order, and
+# a worker takes its next module while its last two tests run. xdist's own order (most tests first) put these
+# modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
+# Longest first, the last modules handed out are short ones and the workers finish together. Measured: CPU
+# seconds of each module run alone (tests/test_conftest_order.py checks that every name is a module).
+LONGEST_FIRST = (
+    "test_eval_identify.py",
+    "test_batched_cnn.py",
+    "test_eval.py",
+    "test_batched_ingest.py",
+    "test_ingest.py",
+    "test_lfw_search.py",
+    "test_dlib_conversion.py",
+    "test_api_fuzz.py",
+    "test_torch_parity.py",
+    "test_postgres_library.py",
+    "test_multi_probe.py",
+    "test_ray_ingest.py",
+    "test_search.py",
+    "test_web_investigation.py",
+    "test_milvus_index.py",
+    "test_library.py",
+    "test_governance_library.py",
+    "test_watches.py",
+    "test_eval_groups.py",
+    "test_disk_traces.py",
+    "test_index_freshness.py",
+    "test_web_cases.py",
+    "test_api.py",
+    "test_cnn_detector.py",
+    "test_api_serve.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules of ``LONGEST_FIRST`` first, in its order; the others after them, in pytest's order.
+
+    A stable sort on the module alone: each module's tests keep their order and stay together."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(_OWN_MODEL_CACHE, None)
     if folder is not None:
