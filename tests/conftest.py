@@ -28,6 +28,14 @@ import pytest
 from tests.helpers import missing
 from tests.pg_cluster import INSTALL, PostgresCluster, find_bindir
 
+# Issue 11 (the suite's speed): OpenMP threads (PyTorch's and FAISS's own libgomp) sleep as soon as they are idle
+# instead of spinning ~300,000 rounds after every parallel region. Two xdist workers share two cores here, so a
+# spinning thread takes a core from the other worker's tests: tests/test_batched_cnn.py used 42-48 s of CPU with
+# the default, 26-27 s with this (`/usr/bin/time pytest tests/test_batched_cnn.py`, twice each), and its wall time
+# halved. libgomp reads it when loaded: set before any test imports torch or faiss, and inherited by every
+# process a test starts (ingest workers, CLI subprocesses). A value the caller set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR_STORES = ["faiss", "milvus"]
 CATALOG_DATABASES = ["sqlite", "postgresql"]
@@ -60,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # a worker takes its next module while its last two tests run. xdist's own order (most tests first) put these
 # modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
 # Longest first, the last modules handed out are short ones and the workers finish together. Measured: CPU
-# seconds of each module run alone (tests/test_conftest_order.py checks that every name is a module).
+# seconds of each module run alone (tests/test_suite_speed.py checks that every name is a module).
 LONGEST_FIRST = (
     "test_eval_identify.py",
     "test_batched_cnn.py",
