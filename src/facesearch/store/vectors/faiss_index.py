@@ -292,9 +292,10 @@ def one_thread_for(queries: int) -> Iterator[None]:
 
     FAISS runs parts of every search (the id translation of IndexIDMap, selectors) in OpenMP parallel
     regions, so each single-face search wakes the team and its idle threads then spin. Measured on the
-    shared 2-core machine, a 1-query top-20 search of a Flat index: 500 faces 1.0 ms wall, 0.36 ms CPU with
-    two threads, 0.02 / 0.01 ms with one; 20k faces 21 ms wall, 7.6 ms CPU against 0.8 / 0.24 ms (issue 11:
-    the test suite's ~2,000 searches; every user search too). Batches (clustering, bench) keep the team.
+    shared 2-core machine (load ~7), a 1-query top-20 search of a Flat index: 500 faces 1.0 ms wall, 0.36 ms
+    CPU with two threads, 0.02 / 0.01 ms with one; 20k faces 21 ms wall, 7.6 ms CPU against 0.8 / 0.24 ms.
+    The eval identify tests (~1,700 searches) went from 101 to 75 s of CPU (issue 11); every user search
+    gains too. Batches (clustering, bench) keep the team.
     ``omp_set_num_threads`` sets the calling thread's own value (libgomp), so the previous value is put back
     and other threads (a server's pool) are unaffected.
     """
