@@ -68,34 +68,36 @@ def pytest_configure(config: pytest.Config) -> None:
 # a worker takes its next module while its last two tests run. xdist's own order (most tests first) put these
 # modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
 # Longest first, the last modules handed out are short ones and the workers finish together. The order: CPU
-# seconds of each module run alone on the 2-core machine (`/usr/bin/time pytest tests/<module>`), e.g. 75 s
-# for eval identify, 50 s test_eval, 44 s test_batched_ingest, 17 s test_torch_parity; refresh it from a run
-# with `--durations=0` when modules grow (tests/test_suite_speed.py checks that every name is a module).
+# seconds of each module run alone on the 2-core machine (`/usr/bin/time pytest tests/<module>`, with the
+# session libraries it builds), e.g. 75 s for eval identify, 50 s test_eval and test_search, 44 s batched
+# ingest, 27 s the web investigation (and 47 s of wall time: a browser); the modules not listed took less.
+# Refresh it from a run with `--durations=0` when modules grow (tests/test_suite_speed.py checks the names).
 LONGEST_FIRST = (
     "test_eval_identify.py",
     "test_eval.py",
     "test_search.py",
     "test_batched_ingest.py",
     "test_ingest.py",
-    "test_api_fuzz.py",
     "test_lfw_search.py",
-    "test_cnn_detector.py",
+    "test_api.py",
+    "test_web_investigation.py",
     "test_multi_probe.py",
     "test_batched_cnn.py",
-    "test_postgres_library.py",
+    "test_watches.py",
+    "test_api_fuzz.py",
     "test_ray_ingest.py",
-    "test_web_investigation.py",
+    "test_postgres_library.py",
+    "test_cnn_detector.py",
     "test_dlib_conversion.py",
     "test_torch_parity.py",
     "test_milvus_index.py",
     "test_library.py",
     "test_governance_library.py",
-    "test_watches.py",
+    "test_people.py",
     "test_eval_groups.py",
     "test_disk_traces.py",
     "test_index_freshness.py",
     "test_web_cases.py",
-    "test_api.py",
     "test_api_serve.py",
 )
 
