@@ -43,11 +43,13 @@ postgres:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 # The suite runs on every core (at most 4 workers): each test module stays on one worker (loadscope),
-# so a module's fixtures are built once. A single file or test: `.venv/bin/python -m pytest tests/x.py`.
+# so a module's fixtures are built once; modules are handed out longest first (tests/conftest.py LONGEST_FIRST,
+# not xdist's reordering by test count), so the workers finish together.
+# A single file or test: `.venv/bin/python -m pytest tests/x.py`.
 test: $(EXTRAS) browser postgres
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadscope
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 lint: $(EXTRAS)
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -28,6 +28,14 @@ import pytest
 from tests.helpers import missing
 from tests.pg_cluster import INSTALL, PostgresCluster, find_bindir
 
+# Issue 11 (the suite's speed): OpenMP threads (PyTorch's and FAISS's own libgomp) sleep as soon as they are idle
+# instead of spinning ~300,000 rounds after every parallel region. Two xdist workers share two cores here, so a
+# spinning thread takes a core from the other worker's tests: tests/test_batched_cnn.py used 42-48 s of CPU with
+# the default, 26-27 s with this (`/usr/bin/time pytest tests/test_batched_cnn.py`, twice each), and its wall time
+# halved. libgomp reads it when loaded: set before any test imports torch or faiss, and inherited by every
+# process a test starts (ingest workers, CLI subprocesses). A value the caller set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR_STORES = ["faiss", "milvus"]
 CATALOG_DATABASES = ["sqlite", "postgresql"]
@@ -53,6 +61,53 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = tempfile.mkdtemp(prefix="facesearch-test-models-")
     os.environ[MODEL_CACHE_ENV] = folder
     config.stash[_OWN_MODEL_CACHE] = folder
+
+
+# Issue 11 (the suite's speed): the modules that take longest, longest first. `make test` runs pytest-xdist with
+# `--dist loadscope --no-loadscope-reorder`: each module goes to one worker, handed out in collection order, and
+# a worker takes its next module while its last two tests run. xdist's own order (most tests first) put these
+# modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
+# Longest first, the last modules handed out are short ones and the workers finish together. The order: CPU
+# seconds of each module run alone on the 2-core machine (`/usr/bin/time pytest tests/<module>`, with the
+# session libraries it builds), e.g. 75 s for eval identify, 50 s test_eval and test_search, 44 s batched
+# ingest, 27 s the web investigation (and 47 s of wall time: a browser); the modules not listed took less.
+# Refresh it from a run with `--durations=0` when modules grow (tests/test_suite_speed.py checks the names).
+LONGEST_FIRST = (
+    "test_eval_identify.py",
+    "test_eval.py",
+    "test_search.py",
+    "test_batched_ingest.py",
+    "test_ingest.py",
+    "test_lfw_search.py",
+    "test_api.py",
+    "test_web_investigation.py",
+    "test_multi_probe.py",
+    "test_batched_cnn.py",
+    "test_watches.py",
+    "test_api_fuzz.py",
+    "test_ray_ingest.py",
+    "test_postgres_library.py",
+    "test_cnn_detector.py",
+    "test_dlib_conversion.py",
+    "test_torch_parity.py",
+    "test_milvus_index.py",
+    "test_library.py",
+    "test_governance_library.py",
+    "test_people.py",
+    "test_eval_groups.py",
+    "test_disk_traces.py",
+    "test_index_freshness.py",
+    "test_web_cases.py",
+    "test_api_serve.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules of ``LONGEST_FIRST`` first, in its order; the others after them, in pytest's order.
+
+    A stable sort on the module alone: each module's tests keep their order and stay together."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from facesearch import Library
+from tests.conftest import GALLERY_PROBE
+from tests.helpers import copy_library
 
 # Heavy or optional packages: importing any of them costs from tens of milliseconds to seconds.
 MODEL_AND_WEB = ("onnxruntime", "onnx", "dlib", "torch", "PIL", "matplotlib", "fastapi", "uvicorn", "httpx")
@@ -60,3 +62,19 @@ def test_stats_imports_no_model_runtime(tmp_path: Path, command: tuple[str, ...]
     assert "0 faces" in output or json.loads(output)["faces"] == 0  # stats really opened the library
     assert "facesearch.library" in modules
     assert modules.isdisjoint(MODEL_AND_WEB + OPTIONAL), sorted(modules & {*MODEL_AND_WEB, *OPTIONAL})
+
+
+def test_a_search_with_converted_models_imports_no_converter(
+    example_gallery: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """Issue 11 (the suite's speed, every command and worker process): a search builds the default pipeline (HOG,
+    the CNN fallback, the ResNet) from models converted before, so it needs ONNX Runtime but never the converters
+    and the ``onnx`` package they import (~0.6 s of CPU in every ingest worker, command and server)."""
+    folder = copy_library(example_gallery, tmp_path / "lib")
+    probe = shared_data / "face_recognition_examples" / GALLERY_PROBE
+    output, modules = run_cli(
+        "search", str(probe), "--case", "T-1", "--purpose", "check what a search imports", "--json", "-l", str(folder)
+    )
+    assert json.loads(output)["faces"][0]["candidates"]  # it really embedded the probe and searched
+    assert "onnxruntime" in modules and "facesearch.models.detect.cnn" in modules
+    assert "onnx" not in modules and "facesearch.models.convert.mmod_onnx" not in modules

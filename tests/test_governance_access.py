@@ -165,3 +165,33 @@ def test_purpose_validation_and_collection_requirements(catalog: Catalog) -> Non
     assert err.value.code == "bad_settings"
     set_requirements(catalog, "sensitive", [])
     assert "require" not in catalog.collections()[1].settings
+
+
+def test_a_key_that_matched_is_not_derived_again_and_rotation_and_revocation_still_refuse(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 (suite speed; every API request): scrypt runs once per key and process, not on every request.
+    The attack to resist: a rotated or revoked key, or a wrong one with a known key id, must still be refused."""
+    import hashlib
+
+    from facesearch.governance import users
+
+    derived: list[bytes] = []
+    real = hashlib.scrypt
+
+    def counted(password: bytes, **kwargs: object) -> bytes:
+        derived.append(password)
+        return real(password, **kwargs)
+
+    monkeypatch.setattr(users.hashlib, "scrypt", counted)
+    _, key = add_user(catalog, "ana", "investigator")
+    derived.clear()
+    assert all(authenticate(catalog, key).name == "ana" for _ in range(5))
+    assert len(derived) == 1  # derived once, then remembered
+    wrong = key[:-1] + ("A" if key[-1] != "A" else "B")  # the same key id, another secret
+    assert authenticate(catalog, wrong) is None and authenticate(catalog, wrong) is None
+    assert len(derived) == 3  # a key that did not match is never remembered
+    _, new_key = rotate_key(catalog, "ana")
+    assert authenticate(catalog, key) is None and authenticate(catalog, new_key).name == "ana"
+    revoke_user(catalog, "ana", actor="boss")
+    assert authenticate(catalog, new_key) is None  # remembered as matching, refused as revoked

@@ -313,11 +313,17 @@ def test_a_start_up_error_in_a_worker_is_raised_as_itself(tmp_path: Path, exampl
     assert children() == []
 
 
-def test_a_run_of_one_photo_or_none_starts_no_worker_process(tmp_path: Path, shared_data: Path) -> None:
+def test_a_run_of_one_chunk_of_photos_or_none_starts_no_worker_process(tmp_path: Path, shared_data: Path) -> None:
     """Issue 11 (test suite speed): with the default worker count (one per core), a run never starts more
-    processes than it has photos. One photo, or none left to read, is read in this process: a pool would
-    cost ~2.4 s of CPU to start. The progress callback runs while the run's processes are alive."""
-    photo = shared_data / "face_recognition_examples" / "by_identity" / "joe_biden" / "biden.jpg"
+    processes than it has chunks of photos (CHUNK_SIZE photos each). One chunk, or none left to read, is read
+    in this process: a pool would cost ~2.4 s of CPU per process to start. The progress callback runs while
+    the run's processes are alive."""
+    from facesearch.ingest.runner import CHUNK_SIZE
+
+    people = shared_data / "face_recognition_examples" / "by_identity"
+    photo = people / "joe_biden" / "biden.jpg"
+    others = [people / "barack_obama" / "obama2.jpg", people / "joe_biden" / "biden2.jpg"]
+    assert 1 + len(others) <= CHUNK_SIZE
     processes: list[int] = []
 
     def progress(event: str, count: int, report: IngestReport) -> None:
@@ -326,5 +332,7 @@ def test_a_run_of_one_photo_or_none_starts_no_worker_process(tmp_path: Path, sha
     with Library.open(tmp_path / "lib", jitter=0) as lib:
         first = lib.index([photo], progress=progress)
         again = lib.index([photo], progress=progress)  # already indexed: nothing to read
+        several = lib.index([photo, *others], progress=progress)  # one chunk to read
     assert first.indexed == 1 and again.already_indexed == 1 and again.indexed == 0
-    assert len(processes) >= 3 and processes == [0] * len(processes)
+    assert several.indexed == len(others) and several.already_indexed == 1
+    assert len(processes) >= 5 and processes == [0] * len(processes)

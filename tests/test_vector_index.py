@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import faiss
 import numpy as np
 import pytest
 
@@ -153,3 +156,51 @@ def test_a_large_filter_uses_a_bitmap_and_stays_exact(engine: str) -> None:
     sims = vectors[:20] @ vectors[1::2].T
     expected = allowed[np.argsort(-sims, axis=1)[:, :5]]
     assert (found == expected).mean() >= 0.99 and np.isin(found, allowed).all()
+
+
+class _ThreadsSeen:
+    """The real FAISS index, noting how many OpenMP threads each search could use (and letting another
+    thread look at its own setting while a search runs)."""
+
+    def __init__(self, index: object, searching: threading.Event, looked: threading.Event) -> None:
+        self.index, self.threads, self.searching, self.looked = index, [], searching, looked
+
+    def search(self, *args: object, **kwargs: object) -> object:
+        self.threads.append(faiss.omp_get_max_threads())
+        self.searching.set()
+        assert self.looked.wait(10), "the other thread never looked"
+        return self.index.search(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.index, name)
+
+
+def test_a_probe_search_runs_on_one_thread_and_a_batch_on_the_team() -> None:
+    """Issue 11 (suite speed; user searches too): one probe's search wakes no OpenMP team (~30x less CPU
+    per search measured); a batch keeps it; the caller's setting is put back and other threads keep theirs."""
+    from facesearch.store.vectors.faiss_index import ONE_THREAD_BELOW
+
+    faiss.omp_set_num_threads(2)  # this thread's team, whatever the machine's cores
+    vectors = unit_vectors(500)
+    index = VectorIndex(128, "Flat")
+    index.add(np.arange(500, dtype=np.int64), vectors)
+    searching, looked = threading.Event(), threading.Event()
+    seen = _ThreadsSeen(index._index, searching, looked)
+    index._index = seen
+    elsewhere: list[int] = []
+
+    def other_thread() -> None:
+        faiss.omp_set_num_threads(3)
+        if searching.wait(10):
+            elsewhere.append(faiss.omp_get_max_threads())
+        looked.set()
+
+    other = threading.Thread(target=other_thread)
+    other.start()
+    scores, found = index.search(vectors[:1], 5)
+    other.join()
+    assert found[0, 0] == 0 and np.isclose(scores[0, 0], 1.0, atol=1e-5)
+    assert elsewhere == [3]  # a server's other threads keep their own setting during a probe's search
+    index.search(vectors[:ONE_THREAD_BELOW], 5)
+    assert seen.threads == [1, 2]
+    assert faiss.omp_get_max_threads() == 2

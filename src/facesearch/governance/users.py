@@ -30,7 +30,9 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import unicodedata
+from collections import OrderedDict
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -73,8 +75,26 @@ def hash_key(key: str, salt: bytes | None = None, n: int = _SCRYPT["n"], r: int 
     return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
 
 
+# (stored hash, SHA-256 of the key) pairs that check_key found to match, most recent last (see check_key).
+_VERIFIED: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+_VERIFIED_MAX = 1024
+_VERIFIED_LOCK = threading.Lock()
+
+
 def check_key(key: str, stored: str) -> bool:
-    """Constant-time check of a key against a stored hash."""
+    """Constant-time check of a key against a stored hash.
+
+    A server checks the same few keys on every request: scrypt costs ~10 ms of CPU each time (the API fuzz
+    test's ~2,000 requests: ~20 s; issue 11). A pair that matched once is remembered in this process, by the
+    stored hash and the key's SHA-256 (never the key), so it is not derived again. Nothing is weakened: a
+    rotated key has another stored hash (the pair no longer applies), a revoked user is refused before this
+    check (:func:`authenticate` reads the row on every request), and only keys that matched are remembered.
+    """
+    memo = (stored, hashlib.sha256(key.encode()).digest())
+    with _VERIFIED_LOCK:
+        if memo in _VERIFIED:
+            _VERIFIED.move_to_end(memo)
+            return True
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
@@ -82,7 +102,13 @@ def check_key(key: str, stored: str) -> bool:
         again = hashlib.scrypt(key.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32)
     except (ValueError, TypeError):
         return False
-    return hmac.compare_digest(again, base64.b64decode(digest))
+    if not hmac.compare_digest(again, base64.b64decode(digest)):
+        return False
+    with _VERIFIED_LOCK:
+        _VERIFIED[memo] = None
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return True
 
 
 def key_id_of(key: str) -> str | None:

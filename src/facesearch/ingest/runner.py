@@ -36,6 +36,7 @@ from facesearch.ingest.worker import ItemResult, Worker, WorkerSettings, init_wo
 log = logging.getLogger(__name__)
 
 SAVE_EVERY_SECONDS = 30.0
+CHUNK_SIZE = 8  # photos handed to a worker process at a time
 START_DEATHS_TO_FAIL = 3  # worker processes dying while starting, in a row, before the run gives up
 
 Initializer = tuple[Callable[..., None], tuple[Any, ...]]
@@ -88,7 +89,7 @@ class IngestRun:
         store: Callable[[list[ItemResult]], list[tuple[int, list[int]] | None]],
         checkpoint: Callable[[], None],
         workers: int,
-        chunk_size: int = 8,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.settings = settings
         self.store = store

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from facesearch.errors import FaceSearchError, NoCollection
-from facesearch.ingest.runner import IngestReport, IngestRun, ProgressCallback
+from facesearch.ingest.runner import CHUNK_SIZE, IngestReport, IngestRun, ProgressCallback
 from facesearch.ingest.sources import Source, check_inputs, expand
 from facesearch.ingest.worker import ItemResult, WorkerSettings
 from facesearch.recipe import LibraryRecipe
@@ -129,9 +129,10 @@ class Ingester:
                     sources.append(source)
             report.total = len(sources) + report.already_indexed
             if workers is None and engine == "local":
-                # One process per core, but never more processes than photos: starting one (imports and
-                # models, ~2.4 s of CPU) to read a single photo, or none, costs more than reading it here.
-                workers = min(os.cpu_count() or 1, max(1, len(sources)))
+                # One process per core, but never more processes than chunks of photos: starting one
+                # (imports and models, ~2.4 s of CPU) costs more than reading a chunk (CHUNK_SIZE photos)
+                # here, and a process beyond the chunks would only start and wait. Up to one chunk: this process.
+                workers = min(os.cpu_count() or 1, max(1, -(-len(sources) // CHUNK_SIZE)))
             self.recipe.prepare()  # convert once, before the workers start
             settings = replace(
                 self.worker_settings(allow_private_urls, workers), min_quality=min_quality, device=device

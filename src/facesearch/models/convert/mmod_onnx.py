@@ -31,15 +31,12 @@ from onnx import TensorProto, helper, numpy_helper
 from facesearch.errors import ModelError
 from facesearch.models.convert.dlib_format import CONV_MODE, DlibLayer, DlibNetwork, read_dlib_network
 from facesearch.models.convert.dlib_resnet_onnx import IR_VERSION, OPSET
-from facesearch.models.convert.mmod_settings import MmodSettings
+from facesearch.models.convert.mmod_settings import INPUT_NAME, MMOD_KEY, OUTPUT_NAME, MmodSettings
 from facesearch.models.convert.onnx_files import cached_conversion, save_model
 from facesearch.models.weights import DLIB_MMOD, dlib_model_path
 
 log = logging.getLogger(__name__)
 
-MMOD_KEY = "dlib_mmod_human_face_v1"
-INPUT_NAME = "image"
-OUTPUT_NAME = "scores"
 
 MODEL_METADATA = {
     "name": "mmod_human_face_detector",

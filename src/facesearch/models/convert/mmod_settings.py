@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from facesearch.errors import ModelError
 
+MMOD_KEY = "dlib_mmod_human_face_v1"  # the converted file's name (with the weights' sha256)
+INPUT_NAME = "image"  # the graph's input and output, which the runner (models/detect/cnn.py) feeds and reads
+OUTPUT_NAME = "scores"
+
 PYRAMID_DOWN_N = 6
 """``input_rgb_image_pyramid<pyramid_down<6>>``: each level is 5/6 of the previous (fixed in C++, not stored)."""
 

@@ -37,12 +37,14 @@ from typing import Protocol
 
 import numpy as np
 
-from facesearch.models.convert.mmod_onnx import INPUT_NAME, MmodSettings, converted_mmod, mmod_onnx_bytes
+from facesearch.models.convert.mmod_settings import INPUT_NAME, MMOD_KEY, MmodSettings
+from facesearch.models.convert.onnx_files import cached_conversion
 from facesearch.models.detect.base import Detection, DetectorSettings, as_rgb, downscale
 from facesearch.models.detect.landmarks import FivePointLandmarker
 from facesearch.models.detect.mmod_boxes import MmodBox, boxes_from_scores
 from facesearch.models.detect.mmod_pyramid import MIN_CANVAS, pyramid_canvas, pyramid_up, tile_pyramid
 from facesearch.models.runtime import onnx_session
+from facesearch.models.weights import DLIB_MMOD
 
 
 class MmodRunner(Protocol):
@@ -65,12 +67,31 @@ class OnnxMmodRunner:
     """
 
     def __init__(self, cache_dir: Path | None = None, threads: int = 0) -> None:
-        model = converted_mmod(cache_dir) if cache_dir is not None else mmod_onnx_bytes()
+        model = _mmod_model(cache_dir)
         self.session = onnx_session(model, threads=threads, what="the converted MMOD detector")
         self.mmod = MmodSettings.from_metadata(self.session.metadata)
 
     def __call__(self, canvas: np.ndarray) -> np.ndarray:
         return self.session.run({INPUT_NAME: canvas})[0]
+
+
+def _mmod_model(cache_dir: Path | None) -> Path | bytes:
+    """The converted network: its file in ``cache_dir`` (converted there the first time), else converted in memory.
+
+    The converter, and with it ``onnx`` (~0.6 s of CPU to import), is imported only when a conversion runs:
+    an ingest worker, a command or a server whose models folder holds the file never imports it (issue 11).
+    """
+    if cache_dir is None:
+        from facesearch.models.convert.mmod_onnx import mmod_onnx_bytes
+
+        return mmod_onnx_bytes()
+    return cached_conversion(cache_dir, DLIB_MMOD, MMOD_KEY, _convert_mmod)
+
+
+def _convert_mmod(dat_path: Path, onnx_path: Path) -> Path:
+    from facesearch.models.convert.mmod_onnx import convert_mmod
+
+    return convert_mmod(dat_path, onnx_path)
 
 
 class CnnFaceDetector:

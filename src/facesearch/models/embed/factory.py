@@ -22,10 +22,17 @@ from facesearch.models.weights import DLIB_RESNET
 
 
 def converted_dlib_resnet(cache_dir: Path) -> Path:
-    """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder)."""
+    """Convert dlib's ResNet to ONNX once and cache it in ``cache_dir`` (the library's models folder).
+
+    The converter, and with it ``onnx`` (~0.6 s of CPU to import), is imported only when the file is not there
+    yet: every ingest worker and command builds an embedder, and the conversion happens once (issue 11)."""
+    return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, _convert_resnet)
+
+
+def _convert_resnet(dat_path: Path, onnx_path: Path) -> Path:
     from facesearch.models.convert.dlib_resnet_onnx import convert_resnet
 
-    return cached_conversion(cache_dir, DLIB_RESNET, DLIB_RESNET_KEY, convert_resnet)
+    return convert_resnet(dat_path, onnx_path)
 
 
 def create_embedder(
