@@ -105,7 +105,7 @@ def fold_affine(model: onnx.ModelProto) -> onnx.ModelProto:
             return users[0]
         return None
 
-    drop: set[int] = set()
+    drop: set[tuple[str, str]] = set()  # (op type, output) of the Mul and Add nodes folded away
     for conv in graph.node:
         if conv.op_type != "Conv":
             continue
@@ -126,8 +126,8 @@ def fold_affine(model: onnx.ModelProto) -> onnx.ModelProto:
         del conv.input[2:]
         conv.input.append(bias_name)
         conv.output[0] = add.output[0]
-        drop.update((id(mul), id(add)))
-    kept = [node for node in graph.node if id(node) not in drop]
+        drop.update((("Mul", mul.output[0]), ("Add", add.output[0])))
+    kept = [node for node in graph.node if (node.op_type, node.output[0]) not in drop]
     del graph.node[:]
     graph.node.extend(kept)
     used = {name for node in graph.node for name in node.input}
