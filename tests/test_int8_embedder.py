@@ -177,3 +177,21 @@ def test_cli_creates_an_int8_library_and_refuses_the_option_later(tmp_path: Path
     assert json.loads((folder / "config.json").read_text())["model"] == DLIB_RESNET_INT8_KEY
     again = run_cli("index", str(photo), "--library", str(folder), "--model", DLIB_RESNET_KEY)
     assert again.exit_code != 0 and "--model can only be set when a library is created" in again.output
+
+
+def test_evaluations_measure_the_int8_model_without_a_library(
+    monkeypatch: pytest.MonkeyPatch, xdg_cache: Path, tmp_path: Path
+) -> None:
+    """`facesearch eval verify|identify|calibrate --model dlib_resnet_v1_int8`: the evaluation embeds with the
+    int8 model and names its recipe key (the calibration it writes is for that key, not the float one's)."""
+    from facesearch.eval.inputs import eval_pipeline
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg_cache))
+    pipeline, key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_INT8_KEY)
+    assert key == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
+    assert pipeline.embedder.info.key == DLIB_RESNET_INT8_KEY
+    _, float_key = eval_pipeline(tmp_path / "none", "onnx")
+    assert float_key == f"{DLIB_RESNET_KEY}+flip+jitter2.5"
+    Library.open(tmp_path / "lib").close()
+    with pytest.raises(FaceSearchError, match="drop model"):
+        eval_pipeline(tmp_path / "lib", "onnx", model=DLIB_RESNET_INT8_KEY)
