@@ -195,3 +195,20 @@ def test_evaluations_measure_the_int8_model_without_a_library(
     Library.open(tmp_path / "lib").close()
     with pytest.raises(FaceSearchError, match="drop model"):
         eval_pipeline(tmp_path / "lib", "onnx", model=DLIB_RESNET_INT8_KEY)
+
+
+def test_the_int8_recipe_has_its_own_shipped_calibration(tmp_path: Path) -> None:
+    """A new model key needs its own score calibration: an int8 library's searches get FMRs from the table
+    measured with the int8 model (all of lfw-dev), whose operating points sit where the float model's do."""
+    from facesearch.search.calibration import default_calibration
+
+    with Library.open(tmp_path / "lib", model=DLIB_RESNET_INT8_KEY) as lib:
+        calibration = lib.scoring.calibration
+        assert calibration is not None and calibration.model == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
+    reference = default_calibration(f"{DLIB_RESNET_KEY}+flip+jitter2.5")
+    assert reference is not None
+    for kind, tolerance in (("cosine", 0.005), ("snorm", 0.05)):
+        mine, theirs = calibration.table(kind), reference.table(kind)
+        assert mine is not None and theirs is not None
+        for fmr in (1e-2, 1e-3, 1e-4):
+            assert abs(mine.threshold_for(fmr) - theirs.threshold_for(fmr)) < tolerance, (kind, fmr)
