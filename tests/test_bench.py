@@ -102,7 +102,7 @@ def test_ship_calibration_add_keeps_the_other_recipes(
     shipped = json.loads(ship_calibration.TARGET.read_text())
     target = tmp_path / "default_calibration.json"
     target.write_text(json.dumps(shipped))
-    new = dict(shipped[0], model="dlib_resnet_v1_int8+flip+jitter2.5")
+    new = dict(shipped[0], model="a_new_model+flip+jitter2.5")
     (tmp_path / "new.json").write_text(json.dumps(new))
     monkeypatch.setattr(ship_calibration, "TARGET", target)
     monkeypatch.setattr(sys, "argv", ["ship_calibration", "--add", str(tmp_path / "new.json")])
