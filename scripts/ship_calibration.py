@@ -5,6 +5,7 @@ for one embedding recipe (the default, and older recipes that existing libraries
 aggregate figures go into the package: score thresholds and error rates, never embeddings.
 
     .venv/bin/python scripts/ship_calibration.py bench/out/calibration-*.json
+    .venv/bin/python scripts/ship_calibration.py --add bench/out/calibration-int8.json   # keep the others
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ TARGET = Path(__file__).resolve().parents[1] / "src" / "facesearch" / "search" /
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument(
+        "--add", action="store_true", help="Keep the shipped entries of other recipes (replace only those given)"
+    )
     args = parser.parse_args()
     entries = {}
+    if args.add:
+        entries = {entry["model"]: entry for entry in json.loads(TARGET.read_text())}
     for path in args.files:
         calibration = Calibration.load(path)  # validates the tables
         entries[calibration.model] = calibration.to_dict()

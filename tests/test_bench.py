@@ -18,7 +18,7 @@ import bench
 from bench import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["scripts.device_bundle", "scripts.ship_calibration"]
+SCRIPTS = ["scripts.device_bundle", "scripts.ship_calibration", "scripts.int8_ranges"]
 
 
 def script_modules() -> list[str]:
@@ -88,3 +88,27 @@ def test_missing_data_names_the_path_and_the_variable(monkeypatch: pytest.Monkey
         datasets.lfw_photos()
     with pytest.raises(SystemExit, match=r"face_recognition's example photos not found"):
         datasets.examples_dir()
+
+
+def test_ship_calibration_add_keeps_the_other_recipes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: a new model key's table is added to the shipped file (--add) without the tables of the
+    recipes already shipped, whose inputs are not at hand; without --add the file holds only those given."""
+    import json
+
+    from scripts import ship_calibration
+
+    shipped = json.loads(ship_calibration.TARGET.read_text())
+    target = tmp_path / "default_calibration.json"
+    target.write_text(json.dumps(shipped))
+    new = dict(shipped[0], model="a_new_model+flip+jitter2.5")
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    monkeypatch.setattr(ship_calibration, "TARGET", target)
+    monkeypatch.setattr(sys, "argv", ["ship_calibration", "--add", str(tmp_path / "new.json")])
+    ship_calibration.main()
+    models = [entry["model"] for entry in json.loads(target.read_text())]
+    assert models == [entry["model"] for entry in shipped] + [new["model"]]
+    monkeypatch.setattr(sys, "argv", ["ship_calibration", str(tmp_path / "new.json")])
+    ship_calibration.main()
+    assert [entry["model"] for entry in json.loads(target.read_text())] == [new["model"]]

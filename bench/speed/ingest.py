@@ -8,6 +8,8 @@ It also times the embedder alone per face (dlib-bin vs ONNX Runtime) on the same
 
     .venv/bin/python -m bench.speed.ingest                 # all of lfw-dev (9,525 photos)
     .venv/bin/python -m bench.speed.ingest --limit 1000    # a spread-out subset, for a quick look
+    .venv/bin/python -m bench.speed.ingest --limit 2000 --models dlib_resnet_v1,dlib_resnet_v1_int8
+                                                        # issue 15: the int8 model too, same run
 
 Writes bench/out/ingest.json and keeps the library in bench/out/lfw-library for bench/scale/search.py.
 """
@@ -30,7 +32,8 @@ from bench.speed.embedder import BATCH, time_dlib, time_onnx
 from facesearch import Library
 from facesearch.models.convert.dlib_format import read_dlib_network
 from facesearch.models.convert.dlib_resnet_onnx import build_resnet_onnx
-from facesearch.models.embed.factory import converted_dlib_resnet
+from facesearch.models.embed.factory import converted_builtin
+from facesearch.models.embed.info import DLIB_RESNET_KEY
 from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path
 
 
@@ -49,11 +52,11 @@ def baseline(photos: list[Path]) -> dict:
     return {"seconds": time.perf_counter() - start, "faces": faces}
 
 
-def facesearch_ingest(photos: list[Path], workers: int) -> dict:
-    library = LFW_LIBRARY
+def facesearch_ingest(photos: list[Path], workers: int, model: str = DLIB_RESNET_KEY) -> dict:
+    library = LFW_LIBRARY if model == DLIB_RESNET_KEY else LFW_LIBRARY.with_name(f"lfw-library-{model}")
     shutil.rmtree(library, ignore_errors=True)
-    with Library.open(library) as lib:
-        converted_dlib_resnet(lib.models_dir)  # one-time conversion, not part of ingest speed
+    with Library.open(library, model=model) as lib:
+        converted_builtin(lib.models_dir, model)  # one-time conversion, not part of ingest speed
         lib.create_collection("lfw-dev")
         start = time.perf_counter()
         report = lib.index([str(p) for p in photos], collection="lfw-dev", workers=workers)
@@ -65,6 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="Use a spread-out subset of this many photos")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--models", default=DLIB_RESNET_KEY, help="Comma-separated built-in model keys, each ingested in turn"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     photos = lfw_photos(args.limit)
@@ -77,7 +83,9 @@ def main() -> None:
     onnx_ms = time_onnx(model, chips, 0, 3)
     onnx_1t_ms = time_onnx(model, chips, 1, 3)
 
-    ours = facesearch_ingest(photos, args.workers)
+    models = args.models.split(",")
+    runs = {model: facesearch_ingest(photos, args.workers, model) for model in models}
+    ours = runs[models[0]]
     base = baseline(photos)
 
     def rates(run: dict) -> tuple[float, float]:
@@ -93,6 +101,7 @@ def main() -> None:
         "baseline": {**base, "images_per_s": base_ips, "faces_per_s": base_fps},
         "facesearch": {**ours, "images_per_s": ours_ips, "faces_per_s": ours_fps},
         "ingest_speedup": ours_ips / base_ips,
+        "models": {model: {**run, "ingest_speedup": rates(run)[0] / base_ips} for model, run in runs.items()},
     }
     print(
         f"\nembedder per face: dlib-bin {dlib_ms:.1f} ms, ONNX {onnx_ms:.1f} ms (all threads, batch {BATCH}), "
@@ -102,9 +111,11 @@ def main() -> None:
     print(
         f"{'(a) dlib-bin, one process':38s} {base_ips:9.1f} {base_fps:9.1f} {base['faces']:7d} {base['seconds']:8.1f}"
     )
-    label = f"(b) facesearch ONNX, {args.workers} workers"
-    print(f"{label:38s} {ours_ips:9.1f} {ours_fps:9.1f} {ours['faces']:7d} {ours['seconds']:8.1f}")
-    print(f"ingest speed-up (b)/(a): x{ours_ips / base_ips:.2f}")
+    for letter, (model, run) in zip("bcdef", runs.items(), strict=False):
+        ips, fps = rates(run)
+        label = f"({letter}) facesearch {model}, {args.workers} workers"
+        print(f"{label:38s} {ips:9.1f} {fps:9.1f} {run['faces']:7d} {run['seconds']:8.1f}")
+        print(f"ingest speed-up ({letter})/(a): x{ips / base_ips:.2f}")
     (OUT / "ingest.json").write_text(json.dumps(result, indent=2))
 
 

@@ -31,7 +31,7 @@ from facesearch.governance.watches import WatchRegistry
 from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.service import Ingester
 from facesearch.models.embed.base import Embedder
-from facesearch.models.embed.info import DLIB_RESNET_KEY
+from facesearch.models.embed.info import BUILTIN_KEYS
 from facesearch.models.pipeline import FacePipeline
 from facesearch.models.pipeline_pool import PipelinePool
 from facesearch.people.registry import People
@@ -61,7 +61,7 @@ class Library:
         # Built on first use; a server raises the pool's size to embed several probes at once.
         self.recipe = LibraryRecipe(folder, config, embedder_backend)
         self.pipelines = PipelinePool(lambda threads: self.recipe.pipeline().build(threads))
-        builtin = config.model == DLIB_RESNET_KEY and config.onnx_model is None
+        builtin = config.model in BUILTIN_KEYS and config.onnx_model is None
         self.model_info = self.recipe.model_info(None if builtin else self.embedder)
         self.model_id = self.catalog.ensure_model(self.model_info)
         keys = {m.key for m in self.catalog.models()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facesearch.config import LibraryConfig
 from facesearch.models.embed.base import Embedder
-from facesearch.models.embed.info import DLIB_RESNET_KEY, ModelInfo, dlib_resnet_info
+from facesearch.models.embed.info import BUILTIN_KEYS, DLIB_RESNET_KEY, ModelInfo, dlib_resnet_info
 from facesearch.models.pipeline import PipelineRecipe
 
 MODELS_DIR = "models"
@@ -40,14 +40,15 @@ class LibraryRecipe:
             models_dir=str(self.models_dir),
             model_spec=spec.to_dict() if spec else None,
             options=self.config.pipeline_options(),
+            model=self.config.model if spec is None else DLIB_RESNET_KEY,
         )
 
     def model_info(self, embedder: Embedder | None = None) -> ModelInfo:
         """The model and how it is applied (``embedder``: the built one, needed for an operator's ONNX model)."""
-        builtin = self.config.model == DLIB_RESNET_KEY and self.config.onnx_model is None
+        builtin = self.config.model in BUILTIN_KEYS and self.config.onnx_model is None
         if not builtin and embedder is None:
             raise ValueError("an operator's ONNX model is described by its built embedder")
-        info = dlib_resnet_info() if builtin else embedder.info  # type: ignore[union-attr]
+        info = dlib_resnet_info(key=self.config.model) if builtin else embedder.info  # type: ignore[union-attr]
         key = self.config.recipe_key(info.key)
         if key == info.key:
             return info
@@ -57,6 +58,6 @@ class LibraryRecipe:
     def prepare(self) -> None:
         """Convert the built-in model once, before worker processes start (they would race to do it)."""
         if self.config.onnx_model is None and self.backend == "onnx":
-            from facesearch.models.embed.factory import converted_dlib_resnet
+            from facesearch.models.embed.factory import converted_builtin
 
-            converted_dlib_resnet(self.models_dir)
+            converted_builtin(self.models_dir, self.config.model)

@@ -15,6 +15,7 @@ from typing import Any
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
+from facesearch.models.embed.info import BUILTIN_KEYS
 from facesearch.search.labels import check_max_fpir
 from facesearch.store.database import server_catalog_url
 from facesearch.store.vectors.factory import check_engine
@@ -36,11 +37,17 @@ class LibrarySpec:
     catalog_url: str | None = None
     detector: str | None = None
     max_fpir: float | None = None  # the library's default max FPIR (search/labels.py); a search may override it
+    model: str | None = None  # a built-in model key (embed/info.py BUILTIN_KEYS); issue 15: the int8 ResNet
 
     def check_existing(self, config: LibraryConfig, folder: Path) -> None:
         """Refuse options that contradict what ``folder`` was created with."""
         if self.onnx_model is not None and config.onnx_model != self.onnx_model:
             raise LibraryError(f"{folder} was built with another model; an index never mixes models")
+        if self.model is not None and config.model != self.model:
+            raise LibraryError(
+                f"{folder} embeds with {config.model}, fixed when it was created; an index never mixes models",
+                code="bad_request",
+            )
         if self.vector_store is not None and config.vector_store != self.vector_store:
             raise LibraryError(f"{folder} keeps its vectors in {config.vector_store}, fixed when it was created")
         if self.max_fpir is not None and self.max_fpir != config.max_fpir:
@@ -75,6 +82,13 @@ class LibrarySpec:
             config.jitter = self.jitter
         if self.detector == "cnn":
             config.detector_kind, config.detector_fallback = "cnn", "none"
+        if self.model is not None:
+            if self.model not in BUILTIN_KEYS or self.onnx_model is not None:
+                raise LibraryError(
+                    f"unknown model {self.model!r}: choose {' or '.join(BUILTIN_KEYS)} (or give an ONNX model file)",
+                    code="bad_request",
+                )
+            config.model = self.model
         if self.onnx_model is not None:
             config.model = self.onnx_model["key"]
         if self.vector_store is not None:

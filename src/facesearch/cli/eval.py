@@ -45,6 +45,14 @@ FlipOpt = Annotated[
 JitterOpt = Annotated[
     float | None, typer.Option("--jitter", help="Jitter shift in chip pixels, 0 = off [default: the library's]")
 ]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Built-in model without a library: dlib_resnet_v1 or dlib_resnet_v1_int8 (issue 15) [default: the "
+        "library's]",
+    ),
+]
 FallbackOpt = Annotated[str | None, typer.Option("--detector-fallback", help="cnn or none [default: the library's]")]
 
 
@@ -58,6 +66,7 @@ def eval_verify(
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
     detector_fallback: FallbackOpt = None,
+    model: ModelOpt = None,
     report_dir: ReportOpt = None,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
@@ -73,7 +82,7 @@ def eval_verify(
     try:
         pair_list = read_pairs(pairs, images)
         pipeline, _ = eval_pipeline(
-            library, embedder, flip_average=flip, jitter=jitter, detector_fallback=detector_fallback
+            library, embedder, flip_average=flip, jitter=jitter, detector_fallback=detector_fallback, model=model
         )
         paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
         with _progress("embedding", as_json) as bar:
@@ -122,6 +131,7 @@ def eval_identify(
     ] = None,
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
+    model: ModelOpt = None,
     report_dir: ReportOpt = None,
     probe_photos: Annotated[
         int,
@@ -149,7 +159,7 @@ def eval_identify(
         with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
             folder = work_dir or Path(tmp) / "library"
             with (
-                Library.open(folder, embedder=embedder, flip_average=flip, jitter=jitter) as lib,
+                Library.open(folder, embedder=embedder, flip_average=flip, jitter=jitter, model=model) as lib,
                 _progress("enrolling and searching", as_json) as bar,
             ):
                 if normalize is not None:
@@ -203,6 +213,7 @@ def calibrate(
     ] = None,
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
+    model: ModelOpt = None,
     max_comparisons: Annotated[
         int, typer.Option(help="Sample this many different-person pairs when there are more")
     ] = 60_000_000,
@@ -235,7 +246,7 @@ def calibrate(
             if lib is not None:
                 pipeline, model_key = lib.pipeline, lib.model_info.key
             else:
-                pipeline, model_key = eval_pipeline(None, embedder, flip_average=flip, jitter=jitter)
+                pipeline, model_key = eval_pipeline(None, embedder, flip_average=flip, jitter=jitter, model=model)
             with _progress("embedding", as_json) as bar:
                 task = bar.add_task("embed", total=len(paths))
                 embeddings, no_face = embed_images(pipeline, paths, "reject", lambda n: bar.advance(task, n))

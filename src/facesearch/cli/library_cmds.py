@@ -119,6 +119,15 @@ def index(
             "a search may give its own --max-fpir)",
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Only when this command creates the library: dlib_resnet_v1 (default, float) or "
+            "dlib_resnet_v1_int8 (dlib's ResNet quantised to int8: faster on the CPU, its own "
+            "calibration; docs/benchmarks.md)",
+        ),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -176,6 +185,7 @@ def index(
             index_engine=index_engine,
             detector=detector,
             max_fpir=max_fpir,
+            model=model,
         ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),

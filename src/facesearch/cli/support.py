@@ -73,6 +73,7 @@ def open_library(
     index_engine: str | None = None,
     detector: str | None = None,
     max_fpir: float | None = None,
+    model: str | None = None,
 ) -> Library:
     """Open the library; the creation-only options are refused for one that exists (they were fixed then)."""
     from facesearch.config import default_library_path
@@ -87,6 +88,7 @@ def open_library(
         "--index-engine": index_engine,
         "--detector": detector,
         "--max-fpir": max_fpir,
+        "--model": model,
     }
     given = [name for name, value in creation.items() if value is not None]
     if given and (folder / "config.json").is_file():
@@ -107,6 +109,7 @@ def open_library(
         index_engine=index_engine,
         detector=detector,
         max_fpir=max_fpir,
+        model=model,
     )
 
 

@@ -16,8 +16,9 @@ from facesearch.errors import FaceSearchError
 def eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # type: ignore[no-untyped-def]
     """The pipeline of an existing library (its model and settings), or the defaults, and its recipe key.
 
-    ``overrides`` (``flip_average``, ``jitter``, ``detector_fallback``; None = keep) apply to the
-    defaults, for measuring a recipe before creating a library with it.
+    ``overrides`` (``flip_average``, ``jitter``, ``detector_fallback``, ``model``: a built-in model key such as
+    the int8 ResNet of issue 15; None = keep) apply to the defaults, for measuring a recipe before creating a
+    library with it.
     """
     from dataclasses import replace
 
@@ -37,8 +38,14 @@ def eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # 
             return lib.pipeline, lib.model_info.key
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
     config = replace(LibraryConfig(), **changes)
-    recipe = PipelineRecipe(backend=embedder, models_dir=str(cache), model_spec=None, options=config.pipeline_options())
-    return recipe.build(), config.recipe_key(dlib_resnet_info().key)
+    recipe = PipelineRecipe(
+        backend=embedder,
+        models_dir=str(cache),
+        model_spec=None,
+        options=config.pipeline_options(),
+        model=config.model,
+    )
+    return recipe.build(), config.recipe_key(dlib_resnet_info(key=config.model).key)
 
 
 def verify_operating_point(library: Path | None, embedder: str, max_fmr: float | None):  # type: ignore[no-untyped-def]

@@ -157,7 +157,13 @@ class BatchedIngestRun(IngestRun):
         settings = self.settings
         spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
         embedder = create_embedder(
-            settings.backend, Path(settings.models_dir), spec, threads=0, device=settings.device, dtype=self.dtype
+            settings.backend,
+            Path(settings.models_dir),
+            spec,
+            threads=0,
+            device=settings.device,
+            dtype=self.dtype,
+            model=settings.model,
         )
         detector = None
         if self.device_detects:

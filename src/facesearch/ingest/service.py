@@ -48,6 +48,7 @@ class Ingester:
             models_dir=str(self.recipe.models_dir),
             backend=self.recipe.backend,
             model_spec=config.onnx_model,
+            model=self.recipe.pipeline().model,
             pipeline_options=config.pipeline_options(),
             max_pixels=config.max_pixels,
             max_download_bytes=config.max_download_bytes,

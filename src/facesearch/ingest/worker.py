@@ -18,7 +18,7 @@ from facesearch.ingest.duplicates import DigestLookup
 from facesearch.ingest.sources import Source
 from facesearch.media.files import read_file
 from facesearch.models.embed.factory import create_embedder
-from facesearch.models.embed.info import OnnxModelSpec
+from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec
 from facesearch.models.pipeline import Face, build_pipeline
 from facesearch.store.catalog import NewFace, NewImage
 
@@ -40,6 +40,7 @@ class WorkerSettings:
     min_quality: float = 0.0  # faces below this quality score are not indexed (counted in the report)
     device: str = "cpu"  # "cuda"...: the ResNet (and CNN detector) run by PyTorch there (models/pipeline.py)
     catalog_url: str | None = None  # a PostgreSQL catalog (no password in it: libpq reads the environment)
+    model: str = DLIB_RESNET_KEY  # the built-in model when model_spec is None (issue 15: or its int8 quantisation)
 
 
 @dataclass
@@ -131,7 +132,12 @@ class Worker(SourceLoader):
         super().__init__(settings)
         spec = OnnxModelSpec(**settings.model_spec) if settings.model_spec else None
         embedder = create_embedder(
-            settings.backend, Path(settings.models_dir), spec, threads=settings.embed_threads, device=settings.device
+            settings.backend,
+            Path(settings.models_dir),
+            spec,
+            threads=settings.embed_threads,
+            device=settings.device,
+            model=settings.model,
         )
         self.pipeline = build_pipeline(
             embedder,

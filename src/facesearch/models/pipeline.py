@@ -12,6 +12,7 @@ from facesearch.models.align import face_chips, quality_score, quality_with_stab
 from facesearch.models.detect.base import Detection, DetectorSettings, FaceDetector
 from facesearch.models.detect.factory import create_detector
 from facesearch.models.embed.base import Embedder
+from facesearch.models.embed.info import DLIB_RESNET_KEY
 from facesearch.models.runtime import TORCH, runtime_for, torch_part
 
 
@@ -180,13 +181,16 @@ class PipelineRecipe:
     model_spec: dict | None
     options: dict
     device: str = "cpu"  # "cuda"...: dlib's ResNet and the CNN detector run by PyTorch there (same model)
+    model: str = DLIB_RESNET_KEY  # the built-in model when model_spec is None: embed/info.py BUILTIN_KEYS
 
     def build(self, threads: int = 0) -> FacePipeline:
         from facesearch.models.embed.factory import create_embedder
         from facesearch.models.embed.info import OnnxModelSpec
 
         spec = OnnxModelSpec(**self.model_spec) if self.model_spec else None
-        embedder = create_embedder(self.backend, Path(self.models_dir), spec, threads=threads, device=self.device)
+        embedder = create_embedder(
+            self.backend, Path(self.models_dir), spec, threads=threads, device=self.device, model=self.model
+        )
         pipeline = build_pipeline(
             embedder, cache_dir=Path(self.models_dir), threads=threads, device=self.device, **self.options
         )

