@@ -357,11 +357,12 @@ def is_ivf(engine: str) -> bool:
 
 
 def refined_engine(n: int) -> str:
-    """The refined IVF AUTO_IVFPQ builds at n faces: ~4 sqrt(n) lists as a power of two (4096 at 1M,
-    16384 at 10M), with a flat coarse quantiser: at the eighth of the lists a search visits, scanning
-    16k centroids costs less than an HNSW walk that must find thousands of them."""
-    nlist = 1 << int(round(np.log2(4 * np.sqrt(max(n, 1)))))
-    return f"IVF{nlist},PQ64x4fsr,Refine(SQfp16)"
+    """The refined IVF that AUTO_IVFPQ builds at n faces: ~4 sqrt(n) lists as a power of two, at most 8192
+    (k-means on 2 cores; 4096 at 1M, 8192 at 10M), and an HNSW coarse quantiser past 4096 lists, so that
+    adding 10M faces does not scan every centroid (as bench/scale/engines.py's ivf_engine)."""
+    nlist = min(8192, 1 << int(round(np.log2(4 * np.sqrt(max(n, 1))))))
+    quantizer = "_HNSW32" if nlist > 4096 else ""
+    return f"IVF{nlist}{quantizer},PQ64x4fsr,Refine(SQfp16)"
 
 
 def ivf_nlist(engine: str) -> int:
