@@ -127,12 +127,14 @@ def test_auto_ivfpq_goes_flat_hnsw_then_refined_and_retrains_as_it_grows(tmp_pat
     assert index.engine == "HNSW32"
     index.remove(ids[:5])  # a tombstone in the graph must not come back to life in the new engine
     index.add(ids[1000:2005], vectors[1000:2005])
-    assert index.engine == refined_engine(2000) == "IVF128,PQ64x4fsr,Refine(SQfp16)"
+    assert index.engine == refined_engine(2000) == "IVF16,PQ64x4fsr,Refine(SQfp16)" and index.trained_at == 2000
     assert len(index) == 2000 and not np.isin(ids[:5], index.ids()).any()
     index.add(ids[2005:7000], vectors[2005:7000])
-    assert index.engine == "IVF128,PQ64x4fsr,Refine(SQfp16)"  # 6,995 < 4 x 2,000: not yet
+    assert index.trained_at == 2000  # 6,995 < 4 x 2,000: not yet
     index.add(ids[7000:], vectors[7000:])
-    assert index.engine == refined_engine(8995) == "IVF512,PQ64x4fsr,Refine(SQfp16)" and len(index) == 8995
+    assert index.trained_at == 8995 and len(index) == 8995  # retrained on all of them
+    assert refined_engine(1_000_000) == "IVF1024,PQ64x4fsr,Refine(SQfp16)"
+    assert refined_engine(10_000_000) == "IVF8192_HNSW32,PQ64x4fsr,Refine(SQfp16)"
     scores, found = index.search(vectors[100:130], 3)
     assert (found[:, 0] == ids[100:130]).mean() >= 0.95  # adaptive nprobe: an eighth of the lists
 
