@@ -13,7 +13,8 @@ Engines (FAISS, inner product on unit vectors = cosine similarity):
 * ``"auto"`` (the default before issue 15; libraries created with it keep it): Flat until
   ``auto_threshold`` faces, then converted to HNSW32 as it grows.
 * ``"IVF<nlist>[_HNSW<M>],PQ<m>x4fsr,Refine(SQfp16)"``: fast-scan PQ lists re-ranked on float16 rows
-  (:mod:`facesearch.store.vectors.refined`): 10M faces at a few ms a query in ~3 GB. Flat until trained.
+  (:mod:`facesearch.store.vectors.refined`): 1.7 ms a query at 1M faces, 10M faces in 3.3 GB (but no faster
+  than ``IVF8192_HNSW32,SQfp16`` there at recall 0.99; docs/benchmarks.md). Flat until trained.
 * ``"IVF<nlist>,SQ8"`` (any FAISS IVF factory string, e.g. ``IVF16384_HNSW32,SQ8``): a compressed
   index for galleries that outgrow memory as float32 (10M faces in ~1.4 GB with SQ8 instead of ~8 GB
   with HNSW32; bench/scale/engines.py). IVF must be trained on real vectors, so the index stays Flat (exact)
@@ -57,7 +58,7 @@ BITMAP_FILTER_FROM = 4_096  # allowed ids from which a bitmap selector is cheape
 
 
 class VectorIndex:
-    """A VectorStore in a FAISS index (Flat, HNSW, IVF); Compactable, for HNSW's tombstones."""
+    """A VectorStore in a FAISS index (Flat, HNSW, IVF); Compactable, for HNSW's and the refined IVF's tombstones."""
 
     def __init__(
         self, dim: int, engine: str = "auto", auto_threshold: int = AUTO_THRESHOLD, refined_from: int = REFINED_FROM
