@@ -157,3 +157,19 @@ def test_libraries_created_before_keep_their_engine(tmp_path) -> None:
     data.pop("index_engine")  # a config from before the setting was written keeps the old engine too
     config_file.write_text(json.dumps(data))
     assert LibraryConfig.load(tmp_path).index_engine == "auto"
+
+
+def test_faces_added_after_a_removal_are_found() -> None:
+    """FAISS 1.15's fast-scan remove_ids broke later adds (a face added after it was not found): the
+    engine must not lean on it. Remove, add new faces, and each new face must find itself."""
+    vectors = unit_vectors(3000, seed=6)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    index = VectorIndex(128, ENGINE)
+    index.add(ids[:2000], vectors[:2000])
+    index.nprobe = 16
+    assert index.remove(ids[:300]) == 300
+    index.add(ids[2000:], vectors[2000:])
+    _, found = index.search(vectors[2000:2200], 1)
+    assert (found[:, 0] == ids[2000:2200]).all()
+    _, old = index.search(vectors[:300], 5)
+    assert not np.isin(old, ids[:300]).any()
