@@ -134,7 +134,7 @@ def test_auto_ivfpq_goes_flat_hnsw_then_refined_and_retrains_as_it_grows(tmp_pat
     index.add(ids[7000:], vectors[7000:])
     assert index.trained_at == 8995 and len(index) == 8995  # retrained on all of them
     assert refined_engine(1_000_000) == "IVF1024,PQ64x4fsr,Refine(SQfp16)"
-    assert refined_engine(10_000_000) == "IVF8192_HNSW32,PQ64x4fsr,Refine(SQfp16)"
+    assert refined_engine(10_000_000) == "IVF8192,PQ64x4fsr,Refine(SQfp16)"
     scores, found = index.search(vectors[100:130], 3)
     assert (found[:, 0] == ids[100:130]).mean() >= 0.95  # adaptive nprobe: an eighth of the lists
 
