@@ -6,16 +6,16 @@ Why this shape, measured on LFW faces plus matched distractors (bench/scale/engi
   quarter of its lists for recall@10 >= 0.99, whatever its codes. What costs is scanning those
   lists; 4-bit fast-scan PQ (``PQ64x4fsr``: 32 bytes a face, SIMD table look-ups) scans several times
   faster than 16-bit scalar codes (256 bytes a face, ``IVF…,SQfp16``, the engine before this one):
-  at 10M faces and nprobe 1024 of 8192 lists, 10.8 ms of CPU a query against 18.8 ms.
+  at 10M faces and nprobe 1024 of 8192 lists, 8.3 ms of CPU a query against 18.8 ms.
 * PQ codes alone rank too coarsely to keep the true top 10, so the best ``k x REFINE_FACTOR`` candidates
   are re-ranked exactly on float16 copies of the vectors (256 bytes a face: 10M faces in ~3 GB).
 * Unit vectors rank the same by L2 distance as by inner product, and k-means in L2 splits the narrow
   cone of face embeddings better than inner-product k-means (recall 0.99 at nprobe 512 of 4096 lists at
   1M faces instead of 1024): the lists are trained and searched in L2, the re-ranking is by inner product.
 
-Measured (docs/benchmarks.md): 1.8 ms a query at recall@10 0.994 at 1M faces (HNSW32: 7.0 ms); at 10M,
-recall 0.99 needs a quarter of 8192 lists and 20.6 ms of CPU, no faster than ``IVF8192_HNSW32,SQfp16``
-(18.8 ms): the issue's 5 ms at 10M is not reached by this engine.
+Measured (docs/benchmarks.md): 1.7-2.1 ms a query at recall@10 0.990 at 1M faces (IVF4096,SQfp16: 2.6 ms,
+HNSW32: 7.0 ms); at 10M, recall 0.99 needs a quarter of 8192 lists: 15.1 ms of CPU against 18.8 ms for
+``IVF8192_HNSW32,SQfp16``, in 3.3 GB. The issue's 5 ms at 10M is not reached by this engine.
 
 Removal: the float16 row is zeroed at once and the id is dropped from every result from then on; the
 32-byte PQ code stays in its list as a tombstone until :meth:`RefinedIVF.compact` re-encodes the live rows
