@@ -14,7 +14,7 @@ Why this shape, measured on LFW faces plus matched distractors (bench/scale/engi
   1M faces instead of 1024): the lists are trained and searched in L2, the re-ranking is by inner product.
 
 Measured (docs/benchmarks.md): 1.7-2.1 ms a query at recall@10 0.990 at 1M faces (IVF4096,SQfp16: 2.6 ms,
-HNSW32: 7.0 ms); at 10M, recall 0.99 needs a quarter of 8192 lists: 15.1 ms of CPU against 18.8 ms for
+HNSW32: 7.0 ms); at 10M, recall 0.99 needs a quarter of 8192 lists: 15.1 ms of CPU against 18.6 ms (same run) for
 ``IVF8192_HNSW32,SQfp16``, in 3.3 GB. The issue's 5 ms at 10M is not reached by this engine.
 
 Removal: the float16 row is zeroed at once and the id is dropped from every result from then on; the
