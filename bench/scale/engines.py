@@ -19,10 +19,16 @@ Engines (``--engines``): ``hnsw`` (FAISS HNSW32, the library's default past 100k
 default: a 10M graph needs ~8 GB and over an hour to build on 2 cores), ``ivf-sq8`` and ``ivf-fp16``
 (FAISS IVF with 8-bit or 16-bit scalar codes: the compressed engines, ``index_engine`` ``IVF<n>,SQ8``
 or ``IVF<n>,SQfp16``), ``milvus`` (Milvus Lite through facesearch's MilvusIndex; 1M only by default:
-it inserts ~1k rows per request and searches FLAT).
+it inserts ~1k rows per request and searches FLAT), ``ivf-pqfs`` (issue 15: the refined fast-scan IVF,
+``IVF<n>[_HNSW32],PQ64x4fsr,Refine(SQfp16)``, lists for the size as ``auto-ivfpq`` builds them:
+store/vectors/refined.py).
+
+Latency is wall-clock per query and, beside it, the search thread's CPU time: on a shared machine the
+wall clock also counts time the thread waited for a core, the CPU time only what the search cost.
 
     .venv/bin/python -m bench.scale.engines                              # 1M and 10M (about an hour on 2 cores)
     .venv/bin/python -m bench.scale.engines --sizes 100000 --queries 100 # a quick look
+    .venv/bin/python -m bench.scale.engines --sizes 10000000 --engines ivf-fp16,ivf-pqfs  # issue 15's run
 
 Writes bench/out/scale.json. Real embeddings stay in memory; nothing about real people is written.
 """
@@ -42,7 +48,7 @@ import numpy as np
 
 from bench.datasets import LFW_LIBRARY, OUT, library_faces
 from bench.scale import search as base  # the galleries, distractors and timing helpers
-from facesearch.store.vectors.faiss_index import VectorIndex
+from facesearch.store.vectors.faiss_index import VectorIndex, refined_engine
 
 K = 10
 TARGET_RECALL = 0.99
@@ -52,6 +58,7 @@ SWEEPS = {
     "hnsw": ("ef_search", [128, 256, 512, 1024, 2048]),
     "ivf-sq8": ("nprobe", [32, 64, 128, 256, 512, 1024, 2048]),
     "ivf-fp16": ("nprobe", [32, 64, 128, 256, 512, 1024, 2048, 4096]),
+    "ivf-pqfs": ("nprobe", [64, 128, 256, 512, 1024, 2048]),
     "milvus": (None, [0]),  # Milvus Lite searches FLAT (exact): nothing to sweep
 }
 # hnsw: a 10M graph needs ~8 GB and over an hour to build on 2 cores; milvus: Lite inserts ~1k rows a
@@ -63,7 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", type=Path, default=LFW_LIBRARY, help="facesearch library with LFW faces")
     parser.add_argument("--sizes", default="1000000,10000000")
-    parser.add_argument("--engines", default="hnsw,ivf-sq8,ivf-fp16,milvus")
+    parser.add_argument("--engines", default="hnsw,ivf-sq8,ivf-fp16,ivf-pqfs,milvus")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--no-limits", action="store_true", help="run every engine at every size")
     parser.add_argument("--seed", type=int, default=1234)
@@ -84,7 +91,19 @@ def ivf_engine(n: int, codec: str) -> str:
 def exact_top_k(
     vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None = None
 ) -> np.ndarray:
-    """Brute force in chunks (no copy of the gallery): the ids of the exact top-K per query."""
+    """The ids of the exact top-K per query: FAISS brute force over the gallery (or the allowed part of it)."""
+    rows = np.arange(len(ids)) if allowed is None else np.flatnonzero(np.isin(ids, allowed))
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    for start in range(0, len(rows), 1_000_000):  # copied a million rows at a time
+        flat.add(np.ascontiguousarray(vectors[rows[start : start + 1_000_000]]))
+    _, found = flat.search(np.ascontiguousarray(queries, dtype=np.float32), K)
+    return ids[rows[found]]
+
+
+def exact_top_k_numpy(
+    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Brute force in chunks with NumPy (no copy of the gallery): the reference exact_top_k is checked against."""
     best_scores = np.full((len(queries), K), -np.inf, np.float32)
     best_ids = np.full((len(queries), K), -1, np.int64)
     mask = None if allowed is None else np.isin(ids, allowed)
@@ -117,6 +136,8 @@ class Engine:
             self.store = VectorIndex(dim, ivf_engine(n, "SQ8"))
         elif name == "ivf-fp16":
             self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
+        elif name == "ivf-pqfs":
+            self.store = VectorIndex(dim, refined_engine(n))
         elif name == "milvus":
             from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 
@@ -149,18 +170,29 @@ class Engine:
 def single_queries(
     store: object, queries: np.ndarray, allowed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One query per call on one thread (as a user's search runs): latencies in ms and the top-K ids."""
+    """One query per call on one thread (as a user's search runs): wall-clock and thread-CPU latencies in ms
+    and the top-K ids."""
     faiss.omp_set_num_threads(1)
     for q in queries[:10]:
         store.search(q[None, :], K, allowed=allowed)  # type: ignore[attr-defined]
-    latencies = np.empty(len(queries))
+    latencies = np.empty((len(queries), 2))
     found = np.empty((len(queries), K), np.int64)
     for row, q in enumerate(queries):
-        start = time.perf_counter()
+        cpu, start = time.thread_time(), time.perf_counter()
         _, ids = store.search(q[None, :], K, allowed=allowed)  # type: ignore[attr-defined]
-        latencies[row] = (time.perf_counter() - start) * 1000
+        latencies[row] = (time.perf_counter() - start) * 1000, (time.thread_time() - cpu) * 1000
         found[row] = ids[0]
     return latencies, found
+
+
+def latency_cells(latencies: np.ndarray) -> dict:
+    """p50/p99 of the wall clock and of the search thread's CPU time."""
+    cpu = latencies[:, 1]
+    return {
+        **base.latency_row(latencies[:, 0]),
+        "cpu_p50_ms": float(np.percentile(cpu, 50)),
+        "cpu_p99_ms": float(np.percentile(cpu, 99)),
+    }
 
 
 def bench_engine(
@@ -193,11 +225,11 @@ def bench_engine(
             engine.set_breadth(value)
             latencies, found = single_queries(engine.store, queries)
             recall = base.recall_at_k(found, truth["all"])
-            step = {"breadth": value, **base.latency_row(latencies), "recall_at_10": round(recall, 4)}
+            step = {"breadth": value, **latency_cells(latencies), "recall_at_10": round(recall, 4)}
             row["sweep"].append(step)
             print(
-                f"    {knob or 'exact'}={value}: p50 {step['p50_ms']:.2f} ms, p99 {step['p99_ms']:.2f} ms, "
-                f"recall@10 {recall:.4f}",
+                f"    {knob or 'exact'}={value}: p50 {step['p50_ms']:.2f} ms, p99 {step['p99_ms']:.2f} ms "
+                f"(CPU {step['cpu_p50_ms']:.2f} / {step['cpu_p99_ms']:.2f}), recall@10 {recall:.4f}",
                 flush=True,
             )
             if recall >= TARGET_RECALL:
@@ -209,7 +241,7 @@ def bench_engine(
         latencies, found = single_queries(engine.store, queries, allowed=truth["allowed"])
         row["filtered"] = {
             "allowed_share": FILTER_SHARE,
-            **base.latency_row(latencies),
+            **latency_cells(latencies),
             "all_results_allowed": bool(np.isin(found[found >= 0], truth["allowed"]).all()),
             "recall_at_10": round(base.recall_at_k(found, truth["filtered"]), 4),
         }
@@ -226,7 +258,8 @@ def bench_engine(
             "none_returned_after": bool(not np.isin(after, doomed).any()),
         }
         print(
-            f"    filtered ({FILTER_SHARE:.0%} allowed): p50 {row['filtered']['p50_ms']:.2f} ms, recall@10 "
+            f"    filtered ({FILTER_SHARE:.0%} allowed): p50 {row['filtered']['p50_ms']:.2f} ms "
+            f"(CPU {row['filtered']['cpu_p50_ms']:.2f}), recall@10 "
             f"{row['filtered']['recall_at_10']:.4f}; delete {len(doomed)} faces: {delete_s:.2f} s, "
             f"gone from results: {row['delete']['none_returned_after']}",
             flush=True,

@@ -42,7 +42,10 @@ class LibraryConfig:
     format: int = FORMAT
     model: str = DLIB_RESNET_KEY
     onnx_model: dict[str, Any] | None = None
-    index_engine: str = "auto"
+    # Issue 15: new libraries go Flat, HNSW32, then fast-scan IVF-PQ re-ranked on float16 rows past 500k faces
+    # (store/vectors/faiss_index.py AUTO_IVFPQ; config sits below the store: not imported). Libraries created
+    # before wrote "auto" (Flat, then HNSW32) into their config and keep it.
+    index_engine: str = "auto-ivfpq"
     # Embed each face and its mirror image and average them (fixed when the library is created):
     # on lfw-dev 1:N it lifted rank-1 from 0.901 to 0.921 and cut FNIR at FPIR 0.01 from 0.567 to 0.483.
     flip_average: bool = True
@@ -121,6 +124,7 @@ class LibraryConfig:
         data.setdefault("flip_average", False)
         data.setdefault("jitter", 0.0)
         data.setdefault("detector_fallback", "none")
+        data.setdefault("index_engine", "auto")  # issue 15: the engine before auto-ivfpq
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

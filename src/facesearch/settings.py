@@ -72,7 +72,9 @@ class LibrarySpec:
             # Refuse an engine FAISS cannot build (dim: dlib's 128 unless the model says otherwise).
             VectorIndex(int((self.onnx_model or {}).get("dim", 128)), self.index_engine)
         config = LibraryConfig(
-            onnx_model=self.onnx_model, index_engine=self.index_engine or "auto", catalog_url=checked_url
+            onnx_model=self.onnx_model,
+            index_engine=self.index_engine or LibraryConfig.index_engine,
+            catalog_url=checked_url,
         )
         if self.max_fpir is not None:
             config.max_fpir = check_max_fpir(self.max_fpir)

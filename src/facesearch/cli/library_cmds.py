@@ -98,9 +98,10 @@ def index(
         str | None,
         typer.Option(
             "--index-engine",
-            help="Only when this command creates the library, with the FAISS store: auto (default: exact, "
-            "then HNSW32 past 100k faces), Flat, HNSW32, or a compressed IVF such as IVF8192_HNSW32,SQfp16 "
-            "(10M faces in ~3.7 GB; docs/benchmarks.md)",
+            help="Only when this command creates the library, with the FAISS store: auto-ivfpq (default: exact, "
+            "HNSW32 past 100k faces, fast-scan IVF-PQ re-ranked on float16 rows past 500k), auto (exact, then "
+            "HNSW32: libraries created before keep it), Flat, HNSW32, IVF4096,PQ64x4fsr,Refine(SQfp16), or a "
+            "compressed IVF such as IVF8192_HNSW32,SQfp16 (docs/benchmarks.md)",
         ),
     ] = None,
     detector: Annotated[

@@ -7,7 +7,14 @@ Engines (FAISS, inner product on unit vectors = cosine similarity):
   HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search (and
   from :meth:`VectorIndex.ids`) at once, and dropped for good by :meth:`VectorIndex.compact` (rebuild):
   the index is :class:`~facesearch.store.vectors.protocol.Compactable`.
-* ``"auto"`` (the default): Flat until ``auto_threshold`` faces, then converted to HNSW32 as it grows.
+* ``"auto-ivfpq"`` (the default for new libraries, issue 15): as ``"auto"``, then, from ``REFINED_FROM``
+  faces, the refined fast-scan IVF below with lists for its size (:func:`refined_engine`), retrained with
+  more lists each time the gallery grows 4-fold.
+* ``"auto"`` (the default before issue 15; libraries created with it keep it): Flat until
+  ``auto_threshold`` faces, then converted to HNSW32 as it grows.
+* ``"IVF<nlist>[_HNSW<M>],PQ<m>x4fsr,Refine(SQfp16)"``: fast-scan PQ lists re-ranked on float16 rows
+  (:mod:`facesearch.store.vectors.refined`): 1.7 ms a query at 1M faces, 10M faces in 3.3 GB (but no faster
+  than ``IVF8192_HNSW32,SQfp16`` there at recall 0.99; docs/benchmarks.md). Flat until trained.
 * ``"IVF<nlist>,SQ8"`` (any FAISS IVF factory string, e.g. ``IVF16384_HNSW32,SQ8``): a compressed
   index for galleries that outgrow memory as float32 (10M faces in ~1.4 GB with SQ8 instead of ~8 GB
   with HNSW32; bench/scale/engines.py). IVF must be trained on real vectors, so the index stays Flat (exact)
@@ -32,10 +39,21 @@ import numpy as np
 from facesearch.errors import LibraryError
 from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, adaptive_ef_search
 from facesearch.store.vectors.protocol import checked_batch
+from facesearch.store.vectors.refined import (
+    ROWS_SUFFIX,
+    RefinedIVF,
+    adaptive_refined_nprobe,
+    check_refined,
+    is_refined,
+)
 
 log = logging.getLogger(__name__)
 
 AUTO_THRESHOLD = 100_000
+AUTO_IVFPQ = "auto-ivfpq"  # issue 15's default: Flat, HNSW32, then the refined IVF (see refined_engine)
+AUTO_ENGINES = ("auto", AUTO_IVFPQ)
+REFINED_FROM = 500_000  # faces from which AUTO_IVFPQ leaves HNSW32 for the refined IVF (docs/benchmarks.md)
+REFINED_GROWTH = 4  # AUTO_IVFPQ retrains its lists (more of them) each time the gallery grows this much
 IVF_NPROBE = 0  # 0: adaptive_nprobe(nlist)
 EXACT_FILTER_LIMIT = 20_000
 BITMAP_FILTER_FROM = 4_096  # allowed ids from which a bitmap selector is cheaper than a hash set
@@ -43,30 +61,38 @@ ONE_THREAD_BELOW = 20  # queries: fewer are searched on the calling thread alone
 
 
 class VectorIndex:
-    """A VectorStore in a FAISS index (Flat, HNSW, IVF); Compactable, for HNSW's tombstones."""
+    """A VectorStore in a FAISS index (Flat, HNSW, IVF); Compactable, for HNSW's and the refined IVF's tombstones."""
 
-    def __init__(self, dim: int, engine: str = "auto", auto_threshold: int = AUTO_THRESHOLD) -> None:
+    def __init__(
+        self, dim: int, engine: str = "auto", auto_threshold: int = AUTO_THRESHOLD, refined_from: int = REFINED_FROM
+    ) -> None:
         self.dim = dim
         self.requested = engine
         self.auto_threshold = auto_threshold
+        self.refined_from = refined_from
         self.ef_search = HNSW_EF_SEARCH
         self.nprobe = IVF_NPROBE
         self.tombstones: set[int] = set()
+        self._refined: RefinedIVF | None = None
+        self.trained_at = 0  # faces the refined IVF was trained on (AUTO_IVFPQ retrains as it grows)
         self._index = self._new(self._initial_engine())
         self.max_id = 0
 
     # construction -------------------------------------------------------------------------------
 
     def _initial_engine(self) -> str:
+        if is_refined(self.requested):
+            check_refined(self.requested, self.dim)
+            return "Flat"
         if is_ivf(self.requested):
             check_ivf(self.requested, self.dim)
             return "Flat"
-        return "Flat" if self.requested == "auto" else self.requested
+        return "Flat" if self.requested in AUTO_ENGINES else self.requested
 
     @property
     def ivf(self) -> bool:
-        """Whether the live index is IVF (it keeps its own ids: no IDMap, deletes in place)."""
-        return is_ivf(self.engine)
+        """Whether the live index is a scalar-code IVF (it keeps its own ids: no IDMap, deletes in place)."""
+        return is_ivf(self.engine) and self._refined is None
 
     def _new(self, engine: str) -> faiss.Index:
         if engine == "Flat":
@@ -79,23 +105,33 @@ class VectorIndex:
             inner = faiss.IndexHNSWFlat(self.dim, m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         else:
-            raise LibraryError(f"unknown index engine {engine!r}: choose auto, Flat, HNSW<M> or IVF<nlist>,SQ8")
+            raise LibraryError(
+                f"unknown index engine {engine!r}: choose {AUTO_IVFPQ}, auto, Flat, HNSW<M>, IVF<nlist>,SQfp16 "
+                "or IVF<nlist>,PQ64x4fsr,Refine(SQfp16)"
+            )
         self.engine = engine
         return faiss.IndexIDMap2(inner)
 
     # the interface ------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        if self._refined is not None:
+            return len(self._refined)
         return int(self._index.ntotal) - len(self.tombstones)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids, vectors = checked_batch(ids, vectors, self.dim)
         if len(ids) == 0:
             return
-        self._index.add_with_ids(vectors, ids)
+        if self._refined is not None:
+            self._refined.add(ids, vectors)
+        else:
+            self._index.add_with_ids(vectors, ids)
         self.max_id = max(self.max_id, int(ids.max()))
-        if self.engine == "Flat":
-            if self.requested == "auto" and self._index.ntotal >= self.auto_threshold:
+        if self.requested == AUTO_IVFPQ and len(self) >= max(self.refined_from, REFINED_GROWTH * self.trained_at):
+            self._convert(refined_engine(len(self)))  # straight from Flat too: no graph built to be dropped
+        elif self.engine == "Flat":
+            if self.requested in AUTO_ENGINES and self._index.ntotal >= self.auto_threshold:
                 self._convert("HNSW32")
             elif is_ivf(self.requested) and self._index.ntotal >= ivf_train_size(self.requested):
                 self._convert(self.requested)
@@ -107,6 +143,10 @@ class VectorIndex:
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, max(1, len(self))))
+        if self._refined is not None:
+            selector = None if allowed is None else id_selector(np.ascontiguousarray(allowed, dtype=np.int64))
+            nprobe = self.nprobe or adaptive_refined_nprobe(self._refined.nlist)
+            return self._refined.search(queries, k, nprobe, selector)
         if allowed is not None and self.engine.startswith("HNSW") and len(allowed) <= EXACT_FILTER_LIMIT:
             return self._exact_among(queries, k, allowed)
         params = self._params(allowed)
@@ -120,6 +160,8 @@ class VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return 0
+        if self._refined is not None:
+            return self._refined.remove(ids)
         if self.ivf:  # its hash-table id map removes only by an explicit id array
             return int(self._index.remove_ids(faiss.IDSelectorArray(ids)))
         if self.engine == "Flat":
@@ -131,22 +173,32 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         """Every id a search can reach (tombstones left out)."""
+        if self._refined is not None:
+            return self._refined.ids()
         ids = self._all_ids()
         return ids[self._live(ids)] if self.tombstones else ids
 
     def vectors(self) -> np.ndarray:
         """The vectors of :meth:`ids`, in that order (decoded, hence approximate, for SQ/PQ codes)."""
+        if self._refined is not None:
+            return self._refined.vectors()
         if not self.tombstones:
             return self._all_vectors()
         return self._all_vectors()[self._live(self._all_ids())]
 
     @property
     def uncompacted(self) -> int:
-        """Removed vectors still held as tombstones (HNSW), until :meth:`compact`."""
+        """Removed vectors still held as tombstones (HNSW; PQ codes in the refined IVF), until :meth:`compact`."""
+        if self._refined is not None:
+            return self._refined.uncompacted
         return len(self.tombstones)
 
     def compact(self) -> None:
-        """Rebuild without tombstones (HNSW), so removed vectors are gone from memory and disk."""
+        """Rebuild without tombstones (HNSW, refined IVF), so removed vectors are gone from memory and disk."""
+        if self._refined is not None:
+            self._refined.compact()
+            self._index = self._refined.index
+            return
         if not self.tombstones:
             return
         ids, vectors = self._all_ids(), self._all_vectors()
@@ -161,7 +213,12 @@ class VectorIndex:
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Write atomically (temp file + rename): a crash never leaves half an index behind."""
         tmp = path.with_suffix(".tmp")
-        faiss.write_index(self._index, str(tmp))
+        if self._refined is not None:  # the rows first: a crash between the renames fails load()'s check
+            rows_tmp = path.with_suffix(".rows.tmp")
+            self._refined.write(tmp, rows_tmp)
+            os.replace(rows_tmp, rows_path(path))
+        else:
+            faiss.write_index(self._index, str(tmp))
         os.replace(tmp, path)
         meta = {
             "dim": self.dim,
@@ -170,6 +227,9 @@ class VectorIndex:
             "ntotal": int(self._index.ntotal),
             "max_id": self.max_id,
             "tombstones": sorted(self.tombstones),
+            "trained_at": self.trained_at,
+            "auto_threshold": self.auto_threshold,
+            "refined_from": self.refined_from,
             **(extra or {}),
         }
         meta_tmp = path.with_suffix(".json.tmp")
@@ -195,7 +255,10 @@ class VectorIndex:
         index.engine = meta["engine"]
         index.tombstones = set(int(i) for i in meta.get("tombstones", []))
         index.max_id = int(meta["max_id"])
+        index.trained_at = int(meta.get("trained_at", 0))
+        index.refined_from = int(meta.get("refined_from", REFINED_FROM))
         index._index = raw
+        index._refined = RefinedIVF.read(raw, rows_path(path)) if is_refined(index.engine) else None
         return index, meta
 
     # internals ----------------------------------------------------------------------------------
@@ -276,8 +339,16 @@ class VectorIndex:
         return scores, ids
 
     def _convert(self, engine: str) -> None:
-        log.info("vector index reached %d faces: converting Flat to %s", self._index.ntotal, engine)
-        ids, vectors = self._all_ids(), self._all_vectors()  # Flat: no tombstones
+        log.info("vector index reached %d faces: converting %s to %s", len(self), self.engine, engine)
+        ids, vectors = self.ids(), self.vectors()  # tombstones left out
+        self.tombstones = set()
+        if is_refined(engine):
+            self._refined = RefinedIVF.trained(engine, vectors)
+            self._refined.add(ids, vectors)
+            self._index = self._refined.index
+            self.engine = engine
+            self.trained_at = len(ids)
+            return
         if is_ivf(engine):
             self._index = train_ivf(engine, vectors)
             self.engine = engine
@@ -312,6 +383,15 @@ def one_thread_for(queries: int) -> Iterator[None]:
 
 def is_ivf(engine: str) -> bool:
     return engine.startswith("IVF")
+
+
+def refined_engine(n: int) -> str:
+    """The refined IVF that AUTO_IVFPQ builds at n faces: about a thousand faces a list, as a power of two
+    (1024 lists at 1M, as measured), at least 16 and at most 8192 (k-means on 2 cores; 10M faces). The
+    coarse quantiser is flat: a search visits a quarter of the lists, and finding 2048 of 8192 centroids
+    through HNSW took 6.8 ms of one thread against 0.45 ms for scanning them all (docs/benchmarks.md)."""
+    nlist = min(8192, max(16, 1 << int(round(np.log2(max(n, 1) / 1000)))))
+    return f"IVF{nlist},PQ64x4fsr,Refine(SQfp16)"
 
 
 def ivf_nlist(engine: str) -> int:
@@ -397,3 +477,8 @@ def id_selector(allowed: np.ndarray) -> faiss.IDSelector:
 
 def meta_path(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+def rows_path(path: Path) -> Path:
+    """The refined engine's float16 rows beside its index (``index.faiss`` -> ``index.rows.npy``)."""
+    return path.with_suffix(ROWS_SUFFIX)

@@ -1,0 +1,175 @@
+"""Issue 15: "A 10M index that answers in under 5 ms": the refined fast-scan IVF engine and the new auto engine.
+
+Synthetic unit vectors only (no faces): the engine's contract (find, filter, remove, persist) on small
+galleries, the auto engine's switch to it, and libraries created before keeping their engine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from facesearch.config import CONFIG_NAME, LibraryConfig
+from facesearch.errors import LibraryError
+from facesearch.settings import LibrarySpec
+from facesearch.store.vectors.faiss_index import AUTO_IVFPQ, VectorIndex, refined_engine, rows_path
+from facesearch.store.vectors.protocol import Compactable, VectorStore
+
+ENGINE = "IVF16,PQ64x4fsr,Refine(SQfp16)"
+
+
+def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_refined_engine_finds_filters_removes_and_reloads(tmp_path) -> None:
+    vectors = unit_vectors(2000, seed=1)
+    ids = np.arange(100, 2100, dtype=np.int64)
+    index = VectorIndex(128, ENGINE)
+    index.add(ids[:300], vectors[:300])
+    assert index.engine == "Flat"  # 300 < 39 x 16: too few to train on, exact meanwhile
+    index.add(ids[300:], vectors[300:])
+    assert index.engine == ENGINE and len(index) == 2000 and isinstance(index, VectorStore)
+    assert isinstance(index, Compactable) and index.uncompacted == 0
+
+    index.nprobe = 16  # every list: the PQ codes pick candidates, the float16 rows rank them
+    scores, found = index.search(vectors[:50], 5)
+    assert (found[:, 0] == ids[:50]).all()
+    assert np.allclose(scores[:, 0], 1.0, atol=2e-3)  # inner products from float16 rows, not PQ distances
+    exact = ids[np.argsort(-(vectors[:50] @ vectors.T), axis=1)[:, :5]]
+    assert (found == exact).mean() >= 0.98
+
+    assert index.remove(ids[:10]) == 10 and len(index) == 1990
+    _, found = index.search(vectors[:10], 5)
+    assert not np.isin(found, ids[:10]).any()
+    assert not np.isin(ids[:10], index.ids()).any() and len(index.vectors()) == 1990
+    assert index.uncompacted == 10 and not index._refined._rows[:10].any()  # the vectors left memory at once
+
+    for allowed in (ids[10::7], ids[10::2]):
+        _, found = index.search(vectors[10:40], 5, allowed=allowed)
+        assert np.isin(found[found >= 0], allowed).all()
+        own = np.isin(ids[10:40], allowed)
+        assert own.sum() >= 5 and (found[own, 0] == ids[10:40][own]).all()  # an allowed probe finds itself first
+
+    index.save(tmp_path / "i.faiss")
+    with open(rows_path(tmp_path / "i.faiss"), "rb") as f:
+        saved_ids, saved_rows = np.load(f), np.load(f)
+    assert not saved_rows[np.isin(saved_ids, ids[:10])].any()  # removed rows are zeros on disk too
+    loaded, meta = VectorIndex.load(tmp_path / "i.faiss")
+    assert loaded.uncompacted == 10
+    loaded.compact()  # erasure: the codes and ids go too
+    assert loaded.uncompacted == 0 and int(loaded._index.ntotal) == 1990 and len(loaded) == 1990
+    loaded.save(tmp_path / "i.faiss")
+    with open(rows_path(tmp_path / "i.faiss"), "rb") as f:
+        assert not np.isin(ids[:10], np.load(f)).any()
+    loaded, meta = VectorIndex.load(tmp_path / "i.faiss")
+    assert meta["engine"] == ENGINE and len(loaded) == 1990
+    loaded.nprobe = 16
+    _, again = loaded.search(vectors[10:60], 1)
+    assert (again[:, 0] == ids[10:60]).all()
+    assert loaded.remove(ids[10:12]) == 2
+    _, gone = loaded.search(vectors[10:12], 5)
+    assert not np.isin(gone, ids[10:12]).any()
+    loaded.add(ids[:3], vectors[:3])  # ids below the newest ones go back in (rows merged in order)
+    _, back = loaded.search(vectors[:3], 1)
+    assert (back[:, 0] == ids[:3]).all()
+
+
+def test_a_large_filter_on_the_refined_engine_uses_a_bitmap_and_only_allowed_ids() -> None:
+    vectors = unit_vectors(12000, seed=5)
+    ids = np.arange(3, 12003, dtype=np.int64)
+    index = VectorIndex(128, "IVF64,PQ64x4fsr,Refine(SQfp16)")
+    index.add(ids, vectors)
+    index.nprobe = 64
+    allowed = ids[1::2]  # 6,000 ids: past BITMAP_FILTER_FROM
+    _, found = index.search(vectors[:20], 5, allowed=allowed)
+    sims = vectors[:20] @ vectors[1::2].T
+    expected = allowed[np.argsort(-sims, axis=1)[:, :5]]
+    assert np.isin(found, allowed).all() and (found == expected).mean() >= 0.95
+
+
+def test_rows_that_do_not_match_the_index_are_refused_on_load(tmp_path) -> None:
+    """A crash between writing the rows and the index must not load a store whose rows lie."""
+    vectors = unit_vectors(1000, seed=2)
+    index = VectorIndex(128, ENGINE)
+    index.add(np.arange(1, 1001, dtype=np.int64), vectors)
+    index.save(tmp_path / "i.faiss")
+    rows = rows_path(tmp_path / "i.faiss")
+    with open(rows, "wb") as f:
+        np.save(f, np.arange(1, 11, dtype=np.int64))
+        np.save(f, vectors[:10].astype(np.float16))
+        np.save(f, np.ones(10, bool))
+    with pytest.raises(LibraryError, match="do not match"):
+        VectorIndex.load(tmp_path / "i.faiss")
+    rows.unlink()
+    with pytest.raises(LibraryError, match="missing or unreadable"):
+        VectorIndex.load(tmp_path / "i.faiss")
+
+
+def test_bad_refined_engines_are_refused_before_any_face() -> None:
+    with pytest.raises(LibraryError, match="bad refined engine"):
+        VectorIndex(128, "IVF16,PQ48x4fsr,Refine(SQfp16)")  # 48 sub-quantisers do not divide 128 dims
+    with pytest.raises(LibraryError, match="bad refined engine"):
+        VectorIndex(128, "IVF16,SQ8,Refine(SQfp16)")
+
+
+def test_auto_ivfpq_goes_flat_hnsw_then_refined_and_retrains_as_it_grows(tmp_path) -> None:
+    vectors = unit_vectors(9000, seed=3)
+    ids = np.arange(1, 9001, dtype=np.int64)
+    index = VectorIndex(128, AUTO_IVFPQ, auto_threshold=500, refined_from=2000)
+    index.add(ids[:400], vectors[:400])
+    assert index.engine == "Flat"
+    index.add(ids[400:1000], vectors[400:1000])
+    assert index.engine == "HNSW32"
+    index.remove(ids[:5])  # a tombstone in the graph must not come back to life in the new engine
+    index.add(ids[1000:2005], vectors[1000:2005])
+    assert index.engine == refined_engine(2000) == "IVF16,PQ64x4fsr,Refine(SQfp16)" and index.trained_at == 2000
+    assert len(index) == 2000 and not np.isin(ids[:5], index.ids()).any()
+    index.add(ids[2005:7000], vectors[2005:7000])
+    assert index.trained_at == 2000  # 6,995 < 4 x 2,000: not yet
+    index.add(ids[7000:], vectors[7000:])
+    assert index.trained_at == 8995 and len(index) == 8995  # retrained on all of them
+    assert refined_engine(1_000_000) == "IVF1024,PQ64x4fsr,Refine(SQfp16)"
+    assert refined_engine(10_000_000) == "IVF8192,PQ64x4fsr,Refine(SQfp16)"
+    scores, found = index.search(vectors[100:130], 3)
+    assert (found[:, 0] == ids[100:130]).mean() >= 0.95  # adaptive nprobe: an eighth of the lists
+
+    index.save(tmp_path / "i.faiss")
+    loaded, _ = VectorIndex.load(tmp_path / "i.faiss")
+    assert loaded.requested == AUTO_IVFPQ and loaded.refined_from == 2000 and loaded.trained_at == 8995
+
+
+def test_libraries_created_before_keep_their_engine(tmp_path) -> None:
+    """Libraries that wrote "auto" (Flat, then HNSW32) keep it; only new ones get auto-ivfpq."""
+    assert LibrarySpec().new_config().index_engine == AUTO_IVFPQ
+    old = VectorIndex(128, "auto", auto_threshold=500, refined_from=1000)
+    old.add(np.arange(1, 3001, dtype=np.int64), unit_vectors(3000, seed=4))
+    assert old.engine == "HNSW32"  # past refined_from, still the graph it was created with
+
+    LibraryConfig(index_engine="auto").save(tmp_path)
+    assert LibraryConfig.load(tmp_path).index_engine == "auto"
+    config_file = tmp_path / CONFIG_NAME
+    data = json.loads(config_file.read_text())
+    data.pop("index_engine")  # a config from before the setting was written keeps the old engine too
+    config_file.write_text(json.dumps(data))
+    assert LibraryConfig.load(tmp_path).index_engine == "auto"
+
+
+def test_faces_added_after_a_removal_are_found() -> None:
+    """FAISS 1.15's fast-scan remove_ids broke later adds (a face added after it was not found): the
+    engine must not lean on it. Remove, add new faces, and each new face must find itself."""
+    vectors = unit_vectors(3000, seed=6)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    index = VectorIndex(128, ENGINE)
+    index.add(ids[:2000], vectors[:2000])
+    index.nprobe = 16
+    assert index.remove(ids[:300]) == 300
+    index.add(ids[2000:], vectors[2000:])
+    _, found = index.search(vectors[2000:2200], 1)
+    assert (found[:, 0] == ids[2000:2200]).all()
+    _, old = index.search(vectors[:300], 5)
+    assert not np.isin(old, ids[:300]).any()
