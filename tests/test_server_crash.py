@@ -2,7 +2,7 @@
 
 Seen: it left 8 photos in ``uploads/`` that no row refers to and nothing ever removes, and its worker
 processes outlived it at 350-600 MB each, holding the catalog open. Here ``facesearch serve`` runs as
-a real process, gets 8 photos, and is killed by SIGKILL once its ingest workers are running: the
+a real process, gets 9 photos (more than one chunk, so ingest workers start), and is killed by SIGKILL once its ingest workers are running: the
 workers must be gone within a bounded (polled) wait, and the next server start removes the orphaned
 uploads and says so in the audit log.
 """
@@ -23,6 +23,7 @@ from sqlalchemy import select
 from facesearch import Library
 from facesearch.api import create_app
 from facesearch.governance import add_user
+from facesearch.ingest.runner import CHUNK_SIZE
 from facesearch.store.catalog import Catalog
 from facesearch.store.schema import ImageRow
 from tests.process_helpers import wait_for
@@ -32,7 +33,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = 8
+# More than one chunk: a run of one chunk is read in the server's own process (no workers to kill).
+PHOTOS = CHUNK_SIZE + 1
 
 
 def free_port() -> int:
