@@ -2,9 +2,9 @@
 
 Seen: it left 8 photos in ``uploads/`` that no row refers to and nothing ever removes, and its worker
 processes outlived it at 350-600 MB each, holding the catalog open. Here ``facesearch serve`` runs as
-a real process, gets 9 photos (more than one chunk, so ingest workers start), and is killed by SIGKILL once its ingest workers are running: the
-workers must be gone within a bounded (polled) wait, and the next server start removes the orphaned
-uploads and says so in the audit log.
+a real process, gets 9 photos (more than one chunk, so ingest workers start), and is killed by SIGKILL
+once its ingest workers are running: the workers must be gone within a bounded (polled) wait, and the
+next server start removes the orphaned uploads and says so in the audit log.
 """
 
 from __future__ import annotations
