@@ -20,7 +20,7 @@ Every figure is also given for each half of the people (CRC-32 of the name even 
 bench/accuracy/accuracy_variants.py and docs/accuracy.md split them). Descriptors of real people go
 to ``bench/out/`` only (ignored by git). Central face only: a guide, not the real commands' figures.
 
-    nice -n 5 .venv/bin/python -m bench.accuracy.probe_views embed      # ~35 min on one core
+    nice -n 5 .venv/bin/python -m bench.accuracy.probe_views embed      # 41 min on one shared core
     .venv/bin/python -m bench.accuracy.probe_views score
 """
 
