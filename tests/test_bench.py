@@ -12,6 +12,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bench
@@ -112,3 +113,25 @@ def test_ship_calibration_add_keeps_the_other_recipes(
     monkeypatch.setattr(sys, "argv", ["ship_calibration", str(tmp_path / "new.json")])
     ship_calibration.main()
     assert [entry["model"] for entry in json.loads(target.read_text())] == [new["model"]]
+
+
+def test_probe_views_cuts_the_gallery_views_as_ingest_does(shared_data: Path) -> None:
+    """Issue 16 (probe-side views): the measuring script's variants 0-4 must be exactly the chips the
+    default recipe embeds (models/align.py face_chips with jitter_shifts(2.5)), or its "gallery" side
+    would not be the gallery's and every probe-vs-gallery figure it reports would be off."""
+    from bench.accuracy.probe_views import GALLERY, VARIANTS, chips_for
+    from facesearch.media.decode import decode_image
+    from facesearch.models.align import face_chips
+    from facesearch.models.detect.base import DetectorSettings
+    from facesearch.models.detect.hog import HogFaceDetector
+    from facesearch.models.pipeline import jitter_shifts
+
+    photo = next((shared_data / "face_recognition_examples" / "by_identity").rglob("*.jpg"))
+    rgb = decode_image(photo.read_bytes()).rgb
+    detection = HogFaceDetector(DetectorSettings(upsample=1)).detect(rgb)[0]
+    ours = chips_for(rgb, detection, [VARIANTS[i] for i in GALLERY], 150, 0.25)
+    ingest = face_chips(rgb, detection, 150, 0.25, jitter_shifts(2.5))
+    assert ours.shape == ingest.shape == (5, 150, 150, 3)
+    assert np.array_equal(ours, ingest)
+    scaled = chips_for(rgb, detection, [VARIANTS[-1]], 150, 0.25)  # a probe-only view really differs
+    assert not np.array_equal(scaled[0], ingest[0])
