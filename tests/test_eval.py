@@ -121,7 +121,7 @@ def test_calibrate_into_a_library_then_search_uses_it(calibration_photos: Path, 
     Library.open(folder).close()
     out = cli_ok("calibrate", "--images", str(calibration_photos), "--json", "-l", str(folder))
     summary = json.loads(out.stdout)
-    assert summary["model"] == "dlib_resnet_v1+flip+jitter2.5" and summary["written"] == str(
+    assert summary["model"] == "dlib_resnet_v1_int8+flip+jitter2.5" and summary["written"] == str(
         folder / "calibration.json"
     )
     assert {row["score"] for row in summary["operating_points"]} == {"cosine"}  # an empty library has no cohort yet

@@ -190,7 +190,9 @@ def test_evaluations_measure_the_int8_model_without_a_library(
     pipeline, key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_INT8_KEY)
     assert key == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
     assert pipeline.embedder.info.key == DLIB_RESNET_INT8_KEY
-    _, float_key = eval_pipeline(tmp_path / "none", "onnx")
+    _, default_key = eval_pipeline(tmp_path / "none", "onnx")
+    assert default_key == key, "int8 is the default for new libraries, so for evaluations without one"
+    _, float_key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_KEY)
     assert float_key == f"{DLIB_RESNET_KEY}+flip+jitter2.5"
     Library.open(tmp_path / "lib").close()
     with pytest.raises(FaceSearchError, match="drop model"):

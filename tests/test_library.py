@@ -118,7 +118,7 @@ def test_doctor_rebuilds_a_missing_or_corrupt_index(
 def test_dlib_backend_gives_the_same_answers(tmp_path: Path, people: Path, gallery: list[str]) -> None:
     folder = tmp_path / "lib"
     probe = people / "barack_obama" / "obama.jpg"
-    with Library.open(folder, embedder="onnx") as lib:
+    with Library.open(folder, embedder="onnx", model="dlib_resnet_v1") as lib:  # the float model, which dlib runs
         lib.index(gallery[:3], workers=1)
         onnx_result = lib.search(probe, purpose=PURPOSE)
     with Library.open(folder, embedder="dlib") as lib:
@@ -207,7 +207,7 @@ def test_a_library_keeps_the_recipe_it_was_created_with(tmp_path: Path) -> None:
 
     with Library.open(tmp_path / "new") as lib:
         assert lib.config.flip_average is True and lib.config.jitter == 2.5
-        assert lib.model_info.key == "dlib_resnet_v1+flip+jitter2.5"
+        assert lib.model_info.key == "dlib_resnet_v1_int8+flip+jitter2.5"  # issue 15: int8 for new libraries
         assert lib.pipeline.fallback is not None and lib.pipeline.fallback.name == "dlib_cnn_mmod"
     with Library.open(tmp_path / "plain", flip_average=False, jitter=0) as lib:
         assert lib.model_info.key == "dlib_resnet_v1"

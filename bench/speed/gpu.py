@@ -301,7 +301,8 @@ def bench_end_to_end(args: argparse.Namespace, clock: Clock, device: Any, name: 
                 done = (stamps[-1][1] if stamps else 0) + count
                 stamps.append((time.perf_counter(), done, report.faces))
 
-        with Library.open(Path(tmp) / "library", jitter=args.jitter, detector="cnn") as lib:
+        # device: a new library for a GPU gets the float model (issue 15: int8 runs on the CPU only)
+        with Library.open(Path(tmp) / "library", jitter=args.jitter, detector="cnn", device=str(device)) as lib:
             lib.create_collection("bench")
             begun = time.perf_counter()
             report = lib.index(

@@ -8,10 +8,13 @@ It also times the embedder alone per face (dlib-bin vs ONNX Runtime) on the same
 
     .venv/bin/python -m bench.speed.ingest                 # all of lfw-dev (9,525 photos)
     .venv/bin/python -m bench.speed.ingest --limit 1000    # a spread-out subset, for a quick look
-    .venv/bin/python -m bench.speed.ingest --limit 2000 --models dlib_resnet_v1,dlib_resnet_v1_int8
-                                                        # issue 15: the int8 model too, same run
+    .venv/bin/python -m bench.speed.ingest --limit 2000 --models default,dlib_resnet_v1
+                                                        # issue 15: the default recipe (int8) and float, same run
 
-Writes bench/out/ingest.json and keeps the library in bench/out/lfw-library for bench/scale/search.py.
+``--models`` (default ``default``): ``default`` is the model a new library gets today (settings.default_model:
+the int8 ResNet since issue 15), the others built-in keys; the first is the headline ``facesearch`` figure.
+Writes bench/out/ingest.json and keeps the default recipe's library in bench/out/lfw-library for
+bench/scale/search.py (another model's in bench/out/lfw-library-<model>).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from facesearch import Library
 from facesearch.models.convert.dlib_format import read_dlib_network
 from facesearch.models.convert.dlib_resnet_onnx import build_resnet_onnx
 from facesearch.models.embed.factory import converted_builtin
-from facesearch.models.embed.info import DLIB_RESNET_KEY
 from facesearch.models.weights import DLIB_RESNET, DLIB_SHAPE_68, dlib_model_path
+from facesearch.settings import LibrarySpec
+
+DEFAULT = "default"
 
 
 def baseline(photos: list[Path]) -> dict:
@@ -52,16 +57,25 @@ def baseline(photos: list[Path]) -> dict:
     return {"seconds": time.perf_counter() - start, "faces": faces}
 
 
-def facesearch_ingest(photos: list[Path], workers: int, model: str = DLIB_RESNET_KEY) -> dict:
-    library = LFW_LIBRARY if model == DLIB_RESNET_KEY else LFW_LIBRARY.with_name(f"lfw-library-{model}")
+def facesearch_ingest(photos: list[Path], workers: int, model: str = DEFAULT) -> dict:
+    """``model``: a built-in key, or ``default`` for what a new library gets (no --model)."""
+    library = LFW_LIBRARY if model == DEFAULT else LFW_LIBRARY.with_name(f"lfw-library-{model}")
     shutil.rmtree(library, ignore_errors=True)
-    with Library.open(library, model=model) as lib:
-        converted_builtin(lib.models_dir, model)  # one-time conversion, not part of ingest speed
+    with Library.open(library, model=None if model == DEFAULT else model) as lib:
+        model_path = converted_builtin(lib.models_dir, lib.config.model)  # once, not part of ingest speed
         lib.create_collection("lfw-dev")
         start = time.perf_counter()
         report = lib.index([str(p) for p in photos], collection="lfw-dev", workers=workers)
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "faces": report.faces, "indexed": report.indexed, "rejected": len(report.rejected)}
+        recipe = lib.model_info.key
+    return {
+        "recipe": recipe,
+        "model_path": str(model_path),
+        "seconds": seconds,
+        "faces": report.faces,
+        "indexed": report.indexed,
+        "rejected": len(report.rejected),
+    }
 
 
 def main() -> None:
@@ -69,12 +83,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Use a spread-out subset of this many photos")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
-        "--models", default=DLIB_RESNET_KEY, help="Comma-separated built-in model keys, each ingested in turn"
+        "--models",
+        default=DEFAULT,
+        help="Comma-separated: 'default' (what a new library gets: the int8 ResNet) and/or built-in model keys "
+        "(dlib_resnet_v1 for float), each ingested in turn; the first is the headline figure",
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     photos = lfw_photos(args.limit)
     print(f"{len(photos)} lfw-dev photos, {os.cpu_count()} CPUs, facesearch with {args.workers} workers")
+    print(f"default model of a new library: {LibrarySpec().new_config().model}")
 
     chips = johns_chips()
     chips = np.concatenate([chips] * -(-2 * BATCH // len(chips)))[: 2 * BATCH]
@@ -86,6 +104,8 @@ def main() -> None:
     models = args.models.split(",")
     runs = {model: facesearch_ingest(photos, args.workers, model) for model in models}
     ours = runs[models[0]]
+    for run in runs.values():  # each model's ResNet alone, all threads, same chips as the dlib figure
+        run["embedder_ms_per_face"] = time_onnx(Path(run["model_path"]).read_bytes(), chips, 0, 3)
     base = baseline(photos)
 
     def rates(run: dict) -> tuple[float, float]:
@@ -115,7 +135,10 @@ def main() -> None:
         ips, fps = rates(run)
         label = f"({letter}) facesearch {model}, {args.workers} workers"
         print(f"{label:38s} {ips:9.1f} {fps:9.1f} {run['faces']:7d} {run['seconds']:8.1f}")
-        print(f"ingest speed-up ({letter})/(a): x{ips / base_ips:.2f}")
+        print(
+            f"ingest speed-up ({letter})/(a): x{ips / base_ips:.2f}  [{run['recipe']}; ResNet alone "
+            f"{run['embedder_ms_per_face']:.1f} ms/face]"
+        )
     (OUT / "ingest.json").write_text(json.dumps(result, indent=2))
 
 

@@ -99,11 +99,11 @@ def _drop_if_outdated(library_path: Path) -> None:
     import shutil
 
     from facesearch.config import LibraryConfig
-    from facesearch.models.embed.info import dlib_resnet_info
+    from facesearch.settings import LibrarySpec
 
     if (library_path / "config.json").is_file():
-        key = dlib_resnet_info().key
-        if LibraryConfig.load(library_path).recipe_key(key) != LibraryConfig().recipe_key(key):
+        old, today = LibraryConfig.load(library_path), LibrarySpec().new_config()
+        if old.recipe_key(old.model) != today.recipe_key(today.model):  # the model too (issue 15: int8)
             console.print("the demo library was made with an older recipe: rebuilding it")
             shutil.rmtree(library_path)
 

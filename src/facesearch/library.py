@@ -103,10 +103,10 @@ class Library:
     ) -> Library:
         """Open (or create) the library in ``path`` (default: $FACESEARCH_LIBRARY or ./facesearch-library).
 
-        ``embedder`` picks the runtime for dlib's ResNet: ``onnx`` (fast) or ``dlib`` (reference).
-        ``options`` are the creation options of :class:`~facesearch.settings.LibrarySpec` (``onnx_model``,
-        ``index_engine``, ``flip_average``, ``jitter``, ``vector_store``, ``milvus_uri``, ``catalog_url``,
-        ``detector``, ``max_fpir``): applied when the library is created, refused when they contradict an existing one.
+        ``embedder``: the runtime for dlib's ResNet, ``onnx`` (fast) or ``dlib`` (reference; a new library then
+        gets a model it runs). ``options``: :class:`~facesearch.settings.LibrarySpec`'s creation options (``model``,
+        ``device``, ``onnx_model``, ``index_engine``, ``flip_average``, ``jitter``, ``vector_store``, ``milvus_uri``,
+        ``catalog_url``, ``detector``, ``max_fpir``): applied when a library is created, refused if one contradicts it.
         ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
         --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """
@@ -121,7 +121,7 @@ class Library:
         elif create:
             if folder.exists() and any(folder.iterdir()):
                 raise LibraryError(f"{folder} is not empty and is not a facesearch library")
-            config = spec.new_config()  # refuses bad options before anything is written
+            config = spec.new_config(embedder)  # refuses bad options before anything is written
             private_dir(folder)  # 0700 before anything is written in it (issue 12 §6)
             config.save(folder)
             library = cls(folder, config, embedder, repair_index)

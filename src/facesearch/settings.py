@@ -15,13 +15,31 @@ from typing import Any
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
-from facesearch.models.embed.info import BUILTIN_KEYS
+from facesearch.models.embed.info import BUILTIN_KEYS, DLIB_RESNET_INT8_KEY, DLIB_RESNET_KEY
 from facesearch.search.labels import check_max_fpir
 from facesearch.store.database import server_catalog_url
 from facesearch.store.vectors.factory import check_engine
 
 DETECTORS = ("hog", "cnn")
 CATALOG_NAME = "catalog.sqlite"
+
+
+def default_model(config: LibraryConfig, embedder: str = "onnx", device: str = "cpu") -> str:
+    """Issue 15: the built-in model of a new library for which none was asked (``config``: its recipe so far).
+
+    dlib's ResNet quantised to int8 (as accurate on lfw-dev, faster on the CPU) wherever it can serve the
+    library as well as the float model: only ONNX Runtime on the CPU runs it (``--embedder dlib`` and a GPU
+    run the float weights), and only a recipe with a shipped int8 calibration gives calibrated labels from
+    the first search (the float model has tables for more recipes, e.g. ``--jitter 0``). Otherwise the float
+    model, as before. Libraries created before keep theirs (config.py).
+    """
+    from facesearch.models.runtime import ONNXRUNTIME, runtime_for
+    from facesearch.search.calibration import default_calibration
+
+    if embedder != "onnx" or runtime_for(device) != ONNXRUNTIME:
+        return DLIB_RESNET_KEY
+    calibrated = default_calibration(config.recipe_key(DLIB_RESNET_INT8_KEY)) is not None
+    return DLIB_RESNET_INT8_KEY if calibrated else DLIB_RESNET_KEY
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,9 @@ class LibrarySpec:
     detector: str | None = None
     max_fpir: float | None = None  # the library's default max FPIR (search/labels.py); a search may override it
     model: str | None = None  # a built-in model key (embed/info.py BUILTIN_KEYS); issue 15: the int8 ResNet
+    # Where a new library embeds first ("cpu", "cuda:0"): only picks the default model (a GPU runs float weights).
+    # Not a setting of the library: never stored, never compared with an existing one.
+    device: str | None = None
 
     def check_existing(self, config: LibraryConfig, folder: Path) -> None:
         """Refuse options that contradict what ``folder`` was created with."""
@@ -61,8 +82,11 @@ class LibrarySpec:
                 f"{folder} keeps its catalog in {config.catalog_url or CATALOG_NAME}, fixed when it was created"
             )
 
-    def new_config(self) -> LibraryConfig:
-        """The configuration of a new library with these options; raises before anything is written."""
+    def new_config(self, embedder: str = "onnx") -> LibraryConfig:
+        """The configuration of a new library with these options; raises before anything is written.
+
+        ``embedder`` (``onnx`` or ``dlib``) and :attr:`device`, what will embed into it first, pick the model when
+        none is asked for (:func:`default_model`)."""
         checked_url = server_catalog_url(self.catalog_url) if self.catalog_url is not None else None
         if self.detector not in (None, *DETECTORS):
             raise LibraryError(f"unknown detector {self.detector!r}: choose 'hog' or 'cnn'", code="bad_request")
@@ -91,8 +115,10 @@ class LibrarySpec:
                     code="bad_request",
                 )
             config.model = self.model
-        if self.onnx_model is not None:
+        elif self.onnx_model is not None:
             config.model = self.onnx_model["key"]
+        else:
+            config.model = default_model(config, embedder, self.device or "cpu")
         if self.vector_store is not None:
             config.vector_store = self.vector_store
             config.milvus_uri = self.milvus_uri

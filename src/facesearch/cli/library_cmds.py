@@ -124,9 +124,10 @@ def index(
         str | None,
         typer.Option(
             "--model",
-            help="Only when this command creates the library: dlib_resnet_v1 (default, float) or "
-            "dlib_resnet_v1_int8 (dlib's ResNet quantised to int8: faster on the CPU, its own "
-            "calibration; docs/benchmarks.md)",
+            help="Only when this command creates the library: dlib_resnet_v1_int8 (default: dlib's ResNet "
+            "quantised to int8, faster on the CPU, its own calibration; docs/benchmarks.md) or dlib_resnet_v1 "
+            "(float: the default with --device cuda, --embedder dlib or a recipe int8 has no calibration for, "
+            "e.g. --jitter 0; libraries created before keep it)",
         ),
     ] = None,
     engine: Annotated[
@@ -187,6 +188,7 @@ def index(
             detector=detector,
             max_fpir=max_fpir,
             model=model,
+            device=device,
         ) as lib:
             columns = (
                 TextColumn("[bold]indexing"),

@@ -74,8 +74,11 @@ def open_library(
     detector: str | None = None,
     max_fpir: float | None = None,
     model: str | None = None,
+    device: str | None = None,
 ) -> Library:
-    """Open the library; the creation-only options are refused for one that exists (they were fixed then)."""
+    """Open the library; the creation-only options are refused for one that exists (they were fixed then).
+
+    ``device`` (where this command embeds) only picks a new library's default model (issue 15)."""
     from facesearch.config import default_library_path
     from facesearch.library import Library
 
@@ -110,6 +113,7 @@ def open_library(
         detector=detector,
         max_fpir=max_fpir,
         model=model,
+        device=device,
     )
 
 

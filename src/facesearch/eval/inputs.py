@@ -18,13 +18,15 @@ def eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # 
 
     ``overrides`` (``flip_average``, ``jitter``, ``detector_fallback``, ``model``: a built-in model key such as
     the int8 ResNet of issue 15; None = keep) apply to the defaults, for measuring a recipe before creating a
-    library with it.
+    library with it. Without ``model``, the model a new library with these options would get (issue 15:
+    settings.default_model, the int8 ResNet unless ``embedder`` or the recipe calls for the float one).
     """
     from dataclasses import replace
 
     from facesearch.library import Library
     from facesearch.models.embed.info import dlib_resnet_info
     from facesearch.models.pipeline import PipelineRecipe
+    from facesearch.settings import default_model
 
     folder = library or default_library_path()
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -38,6 +40,8 @@ def eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # 
             return lib.pipeline, lib.model_info.key
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
     config = replace(LibraryConfig(), **changes)
+    if "model" not in changes:
+        config.model = default_model(config, embedder)
     recipe = PipelineRecipe(
         backend=embedder,
         models_dir=str(cache),
