@@ -14,15 +14,18 @@ from tests.helpers import PURPOSE, cli_ok
 
 @pytest.fixture(scope="module")
 def lfw_subset(shared_data: Path) -> tuple[list[Path], list[Path]]:
-    """People with 3+ photos among the first folders: one probe each held out, the rest indexed,
-    plus one-photo people as distractors."""
+    """People with 3+ photos among the first folders: one probe each held out, two other photos of them
+    indexed, plus one-photo people as distractors (~400 photos indexed, 98 probes).
+
+    Two photos a person (issue 11, the suite's speed): all of them made 825 photos to index, half of them
+    of a few people with 20-77 photos; the probes and the rank-1 they must reach are the same."""
     people = sorted((shared_data / "lfw-dev" / "images").iterdir())[:600]
     probes, gallery = [], []
     for person in people:
         photos = sorted(person.glob("*.jpg"))
         if len(photos) >= 3:
             probes.append(photos[0])
-            gallery.extend(photos[1:])
+            gallery.extend(photos[1:3])
         elif len(photos) == 1 and len(gallery) < 400:
             gallery.append(photos[0])
     return probes, gallery
