@@ -25,7 +25,7 @@ from facesearch import Library
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.runner import IngestReport, IngestRun
 from facesearch.ingest.sources import expand
-from tests.conftest import EXAMPLES_COLLECTION
+from tests.conftest import EXAMPLES_COLLECTION, new_engine_library
 from tests.helpers import PURPOSE, cli_ok, comparable_report, library_contents, png_header_only
 from tests.process_helpers import HeldPhoto, children, start_when_allowed, wait_for
 
@@ -240,7 +240,10 @@ def test_a_local_worker_killed_while_starting_is_replaced_and_no_photo_is_blamed
     killer = threading.Thread(target=kill_one_while_starting, daemon=True)
     killer.start()
     folder = tmp_path / "lib"
-    with caplog.at_level(logging.WARNING, logger="facesearch.ingest.runner"), Library.open(folder, jitter=0) as lib:
+    with (
+        caplog.at_level(logging.WARNING, logger="facesearch.ingest.runner"),
+        Library.open(new_engine_library(folder)) as lib,
+    ):
         report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=2)
     killer.join()
     assert killed and any("died while starting" in r.getMessage() for r in caplog.records)
@@ -257,7 +260,7 @@ def test_a_local_worker_killed_mid_chunk_loses_and_duplicates_nothing(
     killer = threading.Thread(target=held.kill_first_reader_then_serve, daemon=True)
     killer.start()
     folder = tmp_path / "lib"
-    with Library.open(folder, jitter=0) as lib:
+    with Library.open(new_engine_library(folder)) as lib:
         report = lib.index([*example_inputs, held.path], collection=EXAMPLES_COLLECTION, workers=2)
     killer.join()
     assert held.killed, "no worker process read the held photo"
