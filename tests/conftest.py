@@ -69,23 +69,26 @@ def pytest_configure(config: pytest.Config) -> None:
 # modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
 # Longest first, the last modules handed out are short ones and the workers finish together. The order: CPU
 # seconds of each module run alone on the 2-core machine (`/usr/bin/time pytest tests/<module>`, with the
-# session libraries it builds), e.g. 75 s for eval identify, 50 s test_eval and test_search, 44 s batched
-# ingest, 27 s the web investigation (and 47 s of wall time: a browser); the modules not listed took less.
+# session libraries it builds; measured 2026-12-06 after the fourth suite-speed pass, on a loaded machine), e.g.
+# 55 s for eval identify, 47 s test_search, 46 s test_eval, 40 s test_ingest, 38 s test_api, 31 s the web
+# investigation (and 54 s of wall time: a browser, hence its place), 31 s batched ingest, 13 s Ray (its own
+# processes not counted; 35 s of wall time), 24 s test_lfw_search; those after it keep their earlier order
+# (each under ~25 s), and the modules not listed took less.
 # Refresh it from a run with `--durations=0` when modules grow (tests/test_suite_speed.py checks the names).
 LONGEST_FIRST = (
     "test_eval_identify.py",
-    "test_eval.py",
     "test_search.py",
-    "test_batched_ingest.py",
+    "test_eval.py",
     "test_ingest.py",
-    "test_lfw_search.py",
-    "test_api.py",
     "test_web_investigation.py",
+    "test_api.py",
     "test_multi_probe.py",
-    "test_batched_cnn.py",
-    "test_watches.py",
     "test_api_fuzz.py",
+    "test_watches.py",
+    "test_batched_ingest.py",
     "test_ray_ingest.py",
+    "test_batched_cnn.py",
+    "test_lfw_search.py",
     "test_postgres_library.py",
     "test_cnn_detector.py",
     "test_dlib_conversion.py",
