@@ -69,23 +69,26 @@ def pytest_configure(config: pytest.Config) -> None:
 # modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
 # Longest first, the last modules handed out are short ones and the workers finish together. The order: CPU
 # seconds of each module run alone on the 2-core machine (`/usr/bin/time pytest tests/<module>`, with the
-# session libraries it builds), e.g. 75 s for eval identify, 50 s test_eval and test_search, 44 s batched
-# ingest, 27 s the web investigation (and 47 s of wall time: a browser); the modules not listed took less.
+# session libraries it builds; measured 2026-12-06 after the fourth suite-speed pass, on a loaded machine), e.g.
+# 55 s for eval identify, 47 s test_search, 46 s test_eval, 40 s test_ingest, 38 s test_api, 31 s the web
+# investigation (and 54 s of wall time: a browser, hence its place), 31 s batched ingest, 13 s Ray (its own
+# processes not counted; 35 s of wall time), 24 s test_lfw_search; those after it keep their earlier order
+# (each under ~25 s), and the modules not listed took less.
 # Refresh it from a run with `--durations=0` when modules grow (tests/test_suite_speed.py checks the names).
 LONGEST_FIRST = (
     "test_eval_identify.py",
-    "test_eval.py",
     "test_search.py",
-    "test_batched_ingest.py",
+    "test_eval.py",
     "test_ingest.py",
-    "test_lfw_search.py",
-    "test_api.py",
     "test_web_investigation.py",
+    "test_api.py",
     "test_multi_probe.py",
-    "test_batched_cnn.py",
-    "test_watches.py",
     "test_api_fuzz.py",
+    "test_watches.py",
+    "test_batched_ingest.py",
     "test_ray_ingest.py",
+    "test_batched_cnn.py",
+    "test_lfw_search.py",
     "test_postgres_library.py",
     "test_cnn_detector.py",
     "test_dlib_conversion.py",
@@ -189,14 +192,34 @@ def example_inputs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) 
     return built_once(tmp_path_factory, "extra", build)
 
 
+def new_engine_library(folder: Path) -> Path:
+    """A new library for the ingest engines' tests: the flip-only recipe (no jitter) and HOG without upsampling.
+
+    Issue 11 (the suite's speed): ``example_inputs`` are full-size photos (up to 2333 pixels high). HOG with
+    one upsampling (the default) took 7.4 s of CPU per ingest of them, without it 2.6 s, and it finds the
+    same 24 faces (they are large). The engines (local, worker pool, batched, Ray) ingest these photos ~9
+    times a run, each compared with ``local_examples``: every such library is made here, so they share the
+    setting, which the library's config carries to each worker process and actor like any other.
+    """
+    from facesearch import Library
+    from facesearch.config import LibraryConfig
+
+    Library.open(folder, jitter=0).close()
+    config = LibraryConfig.load(folder)
+    config.detector = {**config.detector, "upsample": 0}
+    config.save(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def local_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: list[Path]) -> tuple[Path, Any]:
-    """The examples indexed by the local engine in this process (flip-only recipe): the reference."""
+    """The examples indexed by the local engine in this process (flip-only recipe, HOG without upsampling:
+    ``new_engine_library``): the reference."""
     from facesearch import Library
 
     def build(root: Path) -> tuple[Path, Any]:
         folder = root / "lib"
-        with Library.open(folder, jitter=0) as lib:
+        with Library.open(new_engine_library(folder)) as lib:
             report = lib.index(example_inputs, collection=EXAMPLES_COLLECTION, workers=1)
             assert len(lib.vector_index) == lib.catalog.face_count()
         return folder, report

@@ -25,6 +25,7 @@ from facesearch.ingest.batched_engine import BatchedIngestRun, BatchSizes
 from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.sources import expand
 from tests.conftest import EXAMPLES_COLLECTION as COLLECTION
+from tests.conftest import new_engine_library
 from tests.helpers import comparable_report, library_contents
 from tests.process_helpers import HeldPhoto, children, start_when_allowed, wait_for
 
@@ -32,7 +33,7 @@ from tests.process_helpers import HeldPhoto, children, start_when_allowed, wait_
 @pytest.fixture(scope="module")
 def batched_examples(tmp_path_factory: pytest.TempPathFactory, example_inputs: list[Path]) -> tuple[Path, IngestReport]:
     folder = tmp_path_factory.mktemp("batched") / "lib"
-    with Library.open(folder, jitter=0) as lib:
+    with Library.open(new_engine_library(folder)) as lib:
         report = lib.index(example_inputs, collection=COLLECTION, workers=2, engine="batched")
         assert len(lib.vector_index) == lib.catalog.face_count()
     return folder, report
@@ -50,7 +51,8 @@ def assert_same_library(folder: Path, reference: Path) -> None:
 def test_batched_ingest_equals_local_ingest(
     local_examples: tuple[Path, IngestReport], batched_examples: tuple[Path, IngestReport]
 ) -> None:
-    """The default recipe: HOG in the workers, the CNN only where HOG finds no face, flip-averaged embeddings."""
+    """The default recipe (but jitter and HOG's upsampling: ``new_engine_library``): HOG in the workers, the CNN
+    only where HOG finds no face, flip-averaged embeddings."""
     report = batched_examples[1]
     assert comparable_report(report) == comparable_report(local_examples[1])
     assert report.indexed == 20 and report.faces >= 20 and report.duplicates == 1
@@ -90,7 +92,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
     folder = tmp_path / "lib"
     with (
         caplog.at_level(logging.WARNING, logger="facesearch.ingest.batched_engine"),
-        Library.open(folder, jitter=0) as lib,
+        Library.open(new_engine_library(folder)) as lib,
     ):
         report = lib.index([*example_inputs, held.path], collection=COLLECTION, workers=2, engine="batched")
         assert len(lib.vector_index) == lib.catalog.face_count()
@@ -132,7 +134,7 @@ def test_a_worker_killed_while_starting_is_replaced_and_no_photo_is_blamed(
     folder = tmp_path / "lib"
     with (
         caplog.at_level(logging.WARNING, logger="facesearch.ingest.batched_engine"),
-        Library.open(folder, jitter=0) as lib,
+        Library.open(new_engine_library(folder)) as lib,
     ):
         report = lib.index(example_inputs, collection=COLLECTION, workers=2, engine="batched")
     killer.join()

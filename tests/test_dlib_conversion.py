@@ -58,14 +58,17 @@ def _johns_chips(shared_data: Path) -> list[np.ndarray]:
 
 
 def _example_chips(shared_data: Path) -> list[np.ndarray]:
-    """Chips aligned the way the face pipeline does it: HOG detector, 5 landmarks, get_face_chip."""
+    """Chips aligned the way the face pipeline does it: HOG detector, 5 landmarks, get_face_chip.
+
+    The detector without upsampling (issue 11, the suite's speed): these full-size photos' faces are large, and
+    it finds the same 24 faces in ~1.9 s of CPU where one upsampling took ~7 s; the alignment is the same."""
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(dlib_model_path(DLIB_SHAPE_5)))
     chips = []
     root = shared_data / "face_recognition_examples"
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".png")):
         image = _load_rgb(path)
-        for rect in detector(image, 1):
+        for rect in detector(image, 0):
             shape = predictor(image, rect)
             chips.append(np.asarray(dlib.get_face_chip(image, shape, size=150, padding=0.25), dtype=np.uint8))
     return chips
@@ -177,7 +180,7 @@ def test_onnx_matches_dlib_on_real_chips(onnx_session: ort.InferenceSession, sha
     johns = _johns_chips(shared_data)
     examples = _example_chips(shared_data)
     assert len(johns) == 55
-    assert len(examples) >= 10
+    assert len(examples) >= 20
     chips = np.stack(johns + examples)
     recognizer = dlib.face_recognition_model_v1(str(dlib_model_path(DLIB_RESNET)))
     expected = np.stack([np.asarray(recognizer.compute_face_descriptor(chip)) for chip in chips])

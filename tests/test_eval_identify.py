@@ -24,11 +24,15 @@ def lfw(shared_data: Path) -> Path:
 @pytest.fixture(scope="module")
 def small_lfw(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another LFW-layout folder (links to 950 lfw-dev people): the commands work on any such folder.
-    Its gallery holds 500+ faces, enough for the s-norm cohort."""
+    Its gallery holds 500+ faces, enough for the s-norm cohort.
+
+    The 50 enrolled people have 3 or 4 photos each: 125 mated searches, enough for the asserted rank-1 and
+    FNIR bounds to fail on a broken ranking (issue 11, the suite's speed: the first 50 people with 3+
+    photos had 381, a third of them of four people with 36-77 photos, which added ~35% to the searches)."""
     root = tmp_path_factory.mktemp("small-lfw") / "images"
     root.mkdir()
     people = sorted((lfw / "images").iterdir())
-    multi = [p for p in people if len(list(p.glob("*.jpg"))) >= 3][:50]
+    multi = [p for p in people if 3 <= len(list(p.glob("*.jpg"))) <= 4][:50]
     singles = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:900]
     for person in multi + singles:
         (root / person.name).symlink_to(person, target_is_directory=True)
@@ -97,6 +101,14 @@ def test_eval_identify_through_the_library(
         normalize,
         "--jitter",
         "0",  # the recipe is tested elsewhere; 10 views per face would triple this test's time
+        # The int8 embedder (issue 15: 2.6x faster per face, the same rank-1 on lfw-dev): the evaluation's
+        # protocol is the subject here; the float model stays the reference of the conversion and parity tests.
+        "--model",
+        "dlib_resnet_v1_int8",
+        # Ingest in this process: worker processes are tested in tests/test_batched_ingest.py; here two more
+        # processes would each load the models to share two cores with the other pytest-xdist worker.
+        "--workers",
+        "1",
         "--json",
         "--work-dir",
         str(identify_work_dir),
@@ -107,7 +119,7 @@ def test_eval_identify_through_the_library(
     assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
     assert set(report) >= {"rank1", "rank5", "fnir_at_fpir", "gallery_size", "mated", "non_mated"}
     assert set(report["fnir_at_fpir"]) == {"0.01", "0.003"}
-    assert report["non_mated"] == 450 and report["mated"] >= 100
+    assert report["non_mated"] == 450 and report["mated"] == 125
     assert report["gallery_size"] >= 500  # 50 enrolled + 450 distractors (some photos hold 2 faces)
     assert report["score"] == normalize.replace("none", "cosine")
     assert report["rank1"] >= 0.9 and report["rank5"] >= report["rank1"]

@@ -14,15 +14,18 @@ from tests.helpers import PURPOSE, cli_ok
 
 @pytest.fixture(scope="module")
 def lfw_subset(shared_data: Path) -> tuple[list[Path], list[Path]]:
-    """People with 3+ photos among the first folders: one probe each held out, the rest indexed,
-    plus one-photo people as distractors."""
+    """People with 3+ photos among the first folders: one probe each held out, two other photos of them
+    indexed, plus one-photo people as distractors (~400 photos indexed, 98 probes).
+
+    Two photos a person (issue 11, the suite's speed): all of them made 825 photos to index, half of them
+    of a few people with 20-77 photos; the probes and the rank-1 they must reach are the same."""
     people = sorted((shared_data / "lfw-dev" / "images").iterdir())[:600]
     probes, gallery = [], []
     for person in people:
         photos = sorted(person.glob("*.jpg"))
         if len(photos) >= 3:
             probes.append(photos[0])
-            gallery.extend(photos[1:])
+            gallery.extend(photos[1:3])
         elif len(photos) == 1 and len(gallery) < 400:
             gallery.append(photos[0])
     return probes, gallery
@@ -33,8 +36,14 @@ def test_lfw_probes_find_their_person_first(tmp_path: Path, lfw_subset: tuple[li
     assert len(probes) >= 15 and len(gallery) >= 300
     folder = tmp_path / "lfw"
     # No jitter: the recipe is not the subject (jitter costs four more alignments per face, and 400 photos).
+    # Nor is the model: the int8 embedder (issue 15: 2.6x faster per face, the same rank-1 on lfw-dev); the
+    # float model stays the reference of the conversion and parity tests. Ingest in this process (one
+    # worker): worker processes are tested in tests/test_batched_ingest.py, here each would load the models.
     indexed = cli_ok(
-        "index", *map(str, gallery), "-c", "lfw", "--create-collection", "--jitter", "0", "-l", str(folder), "--json"
+        "index",
+        *map(str, gallery),
+        *("-c", "lfw", "--create-collection", "--jitter", "0", "--model", "dlib_resnet_v1_int8", "--workers", "1"),
+        *("-l", str(folder), "--json"),
     )
     assert json.loads(indexed.stdout)["indexed"] == len(gallery)
     for probe in probes[:2]:  # the CLI's JSON, as other tools read it

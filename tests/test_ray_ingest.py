@@ -22,6 +22,7 @@ from facesearch import Library
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.runner import IngestReport
 from tests.conftest import EXAMPLES_COLLECTION as COLLECTION
+from tests.conftest import new_engine_library
 from tests.helpers import comparable_report, library_contents, missing
 
 
@@ -46,7 +47,7 @@ def ray_runtime() -> Iterator[None]:
 
 
 def ingest(folder: Path, inputs: list[Path], engine: str, workers: int) -> IngestReport:
-    with Library.open(folder, jitter=0) as lib:
+    with Library.open(new_engine_library(folder)) as lib:  # the settings of local_examples, the reference
         report = lib.index(inputs, collection=COLLECTION, workers=workers, engine=engine)
         assert len(lib.vector_index) == lib.catalog.face_count()
     return report

@@ -128,9 +128,22 @@ def test_verify_same_and_different(library: Library, examples: Path) -> None:
     assert entry.details["photos_sha256"] == different.photos_sha256 and len(different.photos_sha256[1]) == 64
 
 
+# The two negatives whose CNN fallback pass costs most (issue 11, the suite's speed): a 1411x1411 fundus photo
+# and a 1000x872 deep field, 4x the pixels once upsampled: 11 s of the 25 s this test took. HOG is checked on
+# them with the other negatives (tests/test_eval_detect.py). The street photo wider than the detector's working
+# size stays (its downscaling path), as do the animal faces, greyscale and RGBA images, textures and text.
+COSTLY_NEGATIVES = {"retina.jpg", "hubble_deep_field.jpg"}
+
+
 def test_no_face_in_negatives(library: Library, shared_data: Path) -> None:
-    negatives = sorted(p for p in (shared_data / "negatives").rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+    """The library's detector (HOG, then the CNN where HOG finds none) finds no face in photos without one."""
+    negatives = sorted(
+        p
+        for p in (shared_data / "negatives").rglob("*")
+        if p.suffix.lower() in {".jpg", ".png"} and p.name not in COSTLY_NEGATIVES
+    )
     assert len(negatives) >= 20
+    assert {"chelsea.png", "dog.jpg", "mmod_cars_test_image2.jpg"} <= {p.name for p in negatives}
     found = {p.name: len(library.faces(p)) for p in negatives}
     assert sum(found.values()) == 0, found
     with pytest.raises(NoFaceFound):
