@@ -1,0 +1,302 @@
+"""Issue 16, normalisation computed once: s-norm vs AS-norm vs quality-aware variants, on cached descriptors.
+
+Today's search (search/normalize.py) takes the top 50 cosine candidates and re-ranks them by s-norm:
+each score in standard deviations above the mean of the top-100 scores of probe and candidate against
+a cohort of 2,000 library faces, averaged over both sides. A gallery face's statistics depend only on
+its vector and the cohort, so they could be computed once at ingest and stored (two floats per face);
+then re-ranking could cover every top candidate, not only 50. This script measures whether that, or
+an adaptive variant (AS-norm: top-k of the cohort with k 50/100/200) or a quality-aware one, is worth
+building, before anything is built.
+
+``embed`` caches, per lfw-dev photo, the embedding of its central face exactly as a default library
+computes it (``build_pipeline``: HOG upsample 1, CNN where HOG finds none, flip + 4 shifts of 2.5 chip
+pixels = 10 views averaged; the model given, int8 by default as for new libraries), with the face's
+detector score, quality, jitter stability and box size. ``score`` computes, from the cache:
+
+* verify: pairsDevTrain 10-fold accuracy (and d'), cosine or normalised against a cohort of 2,000
+  faces drawn (seed 0) from the seed-0 identify gallery *with the pair's own people left out* (a
+  cohort holding the compared person would pull their score down; a library's cohort holds the
+  gallery, not the probe's other photos);
+* 1:N: the split of ``facesearch eval identify`` seed 0 (central face only), rank-1 and FNIR at FPIR
+  0.01, cohort of 2,000 gallery faces (seed 0) as search draws it.
+
+Every figure is also given for each half of the people (CRC-32 of the name even / odd, as the other
+scripts in bench/accuracy split them). Embeddings of real people go to ``bench/out/`` only (ignored
+by git). A guide, not the real commands' figures.
+
+    nice -n 5 .venv/bin/python -m bench.accuracy.asnorm embed     # all 9,525 photos, one core
+    .venv/bin/python -m bench.accuracy.asnorm score
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.datasets import OUT, dev_pairs, lfw_images
+from facesearch.eval.identify import split_people
+from facesearch.eval.metrics import kfold_accuracy
+from facesearch.search.normalize import CohortNormalizer
+
+CACHE = OUT / "asnorm-{model}.npz"
+
+
+def half_of(name: str) -> int:
+    return zlib.crc32(name.encode()) % 2
+
+
+def photo_order() -> list[Path]:
+    """Every lfw-dev photo once: verify photos, gallery, non-mated, then mated (a partial cache is still useful)."""
+    root = lfw_images()
+    split = split_people(root, 0)
+    verify = sorted({p for pair in dev_pairs() for p in (pair.a, pair.b)})
+    return list(dict.fromkeys([*verify, *split.gallery, *split.non_mated, *split.mated]))
+
+
+def embed(model: str, out: Path, limit: int | None = None) -> None:
+    from facesearch.eval.verify import central_face, centre_box
+    from facesearch.media.decode import decode_image
+    from facesearch.models.embed.factory import create_embedder
+    from facesearch.models.pipeline import build_pipeline
+
+    root = lfw_images()
+    todo = photo_order()[:limit] if limit else photo_order()
+    models = Path(tempfile.gettempdir()) / "facesearch-bench-cache"
+    embedder = create_embedder("onnx", models, threads=1, model=model)
+    pipeline = build_pipeline(embedder, detector_fallback="cnn", flip=True, jitter=2.5, cache_dir=models, threads=1)
+    emb = np.zeros((len(todo), 128), np.float32)
+    found = np.zeros(len(todo), bool)
+    det_score = np.zeros(len(todo), np.float32)
+    quality = np.zeros(len(todo), np.float32)
+    stability = np.zeros(len(todo), np.float32)
+    box = np.zeros(len(todo), np.float32)  # the face box's side in image pixels
+    start = time.perf_counter()
+
+    def save(upto: int) -> None:
+        np.savez(
+            out,
+            paths=np.array([str(p.relative_to(root)) for p in todo[:upto]]),
+            emb=emb[:upto],
+            found=found[:upto],
+            det_score=det_score[:upto],
+            quality=quality[:upto],
+            stability=stability[:upto],
+            box=box[:upto],
+            model=model,
+        )
+
+    for n, path in enumerate(todo):
+        rgb = decode_image(path.read_bytes()).rgb
+        face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
+        found[n] = face is not None
+        if face is None:
+            face = pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0]))
+        face = pipeline.embed_faces([face])[0]
+        emb[n] = face.embedding
+        det_score[n], quality[n] = face.det_score, face.quality
+        stability[n] = face.stability if face.stability is not None else np.nan
+        box[n] = float(np.sqrt(face.box[2] * face.box[3]))
+        if (n + 1) % 500 == 0:
+            save(n + 1)
+            print(f"{n + 1}/{len(todo)} photos, {time.perf_counter() - start:.0f} s", flush=True)
+    save(len(todo))
+    print(f"{len(todo)} photos in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
+
+
+# ---- scoring functions (pure: tested on synthetic vectors in tests/test_bench_asnorm.py) ------------------
+
+
+def cohort_stats(vectors: np.ndarray, cohort: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread of each vector's top-``k`` scores against ``cohort`` (self-matches left out).
+
+    What a gallery face would store at ingest (two floats); ``k`` >= the cohort's size is plain s-norm
+    (every cohort score), a smaller ``k`` the adaptive (AS-norm) variant search uses today with k = 100.
+    """
+    return CohortNormalizer(cohort, top=k).stats(vectors)
+
+
+def snorm(raw: np.ndarray, mu_p: np.ndarray, sd_p: np.ndarray, mu_c: np.ndarray, sd_c: np.ndarray) -> np.ndarray:
+    """Symmetric normalisation of raw scores (probes x candidates), each side's statistics broadcast."""
+    return ((raw - mu_p[:, None]) / sd_p[:, None] + (raw - mu_c) / sd_c) / 2
+
+
+def top1(scores: np.ndarray, raw: np.ndarray, depth: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(index, score) of each probe's best candidate by ``scores`` among its ``depth`` best by ``raw``.
+
+    ``depth`` None re-ranks every candidate (possible once each gallery face's statistics are stored).
+    """
+    rows = np.arange(len(raw))
+    if depth is None or depth >= raw.shape[1]:
+        best = np.argmax(scores, axis=1)
+        return best, scores[rows, best]
+    cand = np.argpartition(-raw, depth - 1, axis=1)[:, :depth]
+    chosen = np.take_along_axis(scores, cand, axis=1)
+    pick = np.argmax(chosen, axis=1)
+    return cand[rows, pick], chosen[rows, pick]
+
+
+def quality_term(q_probe: np.ndarray, q_gallery: np.ndarray, weight: float) -> np.ndarray:
+    """``weight`` x the lower of the two faces' quality (z-scores): a pair's score moved by its weaker face."""
+    return weight * np.minimum(q_probe[:, None], q_gallery[None, :])
+
+
+def fnir_at_fpir(hit: np.ndarray, mated_score: np.ndarray, non_mated_score: np.ndarray, fpir: float = 0.01) -> float:
+    """Share of mated searches whose top candidate is not the mate or is at or below the FPIR threshold."""
+    threshold = np.quantile(non_mated_score, 1 - fpir, method="higher")
+    return float(np.mean(~hit | (mated_score <= threshold)))
+
+
+def d_prime(scores: np.ndarray, same: np.ndarray) -> float:
+    """Separation of genuine and impostor scores (a continuous figure where accuracy moves by whole pairs)."""
+    g, i = scores[same], scores[~same]
+    return float((g.mean() - i.mean()) / np.sqrt((g.var() + i.var()) / 2))
+
+
+# ---- the measurement -----------------------------------------------------------------------------------
+
+KS = (50, 100, 200, 2000)  # 2000: the whole cohort (plain s-norm)
+QUALITY_WEIGHTS = (-0.5, -0.25, 0.25, 0.5)
+# Per-face quality figures the cache holds: jitter stability (mean cosine of the 10 views with their
+# average: how sure the model is) and the detector's score.
+QUALITY_FEATURES = ("stability", "det_score")
+
+
+def zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return (values - np.median(reference)) / max(float(np.std(reference)), 1e-6)
+
+
+Cache = Any  # the loaded .npz (NumPy's NpzFile)
+Known = Callable[[list[Path]], list[Path]]  # the photos of a list that the cache holds
+Index = Callable[[list[Path]], np.ndarray]  # their rows in the cache
+
+
+def score(cache: Path) -> None:
+    data = np.load(cache)
+    root = lfw_images()
+    emb = data["emb"]
+    index = {p: i for i, p in enumerate(data["paths"])}
+    print(f"{cache.name}: {len(index)} photos ({data['model']}), {int((~data['found']).sum())} without a detected face")
+
+    def known(paths: list[Path]) -> list[Path]:
+        return [p for p in paths if str(p.relative_to(root)) in index]
+
+    def ix(paths: list[Path]) -> np.ndarray:
+        return np.array([index[str(p.relative_to(root))] for p in paths], dtype=int)
+
+    rng = np.random.default_rng(0)
+    verify_part(data, emb, known, ix, rng)
+    identify_part(data, emb, known, ix)
+
+
+def verify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index, rng: np.random.Generator) -> None:
+    root = lfw_images()
+    pairs = [p for p in dev_pairs() if len(known([p.a, p.b])) == 2]
+    a, b = ix([p.a for p in pairs]), ix([p.b for p in pairs])
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    half = np.array([half_of(p.a.parent.name) for p in pairs])
+    pair_people = {x.parent.name for p in pairs for x in (p.a, p.b)}
+    others = [p for p in known(sorted(root.glob("*/*.jpg"))) if p.parent.name not in pair_people]
+    cohort = emb[ix(others)][np.sort(rng.choice(len(others), size=min(2000, len(others)), replace=False))]
+    print(f"\nverify: {len(pairs)} pairs; cohort {len(cohort)} photos of people in no pair (seed 0)")
+    rows: list[tuple[str, np.ndarray]] = [("cosine", np.einsum("ij,ij->i", emb[a], emb[b]))]
+    for k in KS:
+        mu, sd = cohort_stats(emb, cohort, k)
+        raw = np.einsum("ij,ij->i", emb[a], emb[b])
+        s = ((raw - mu[a]) / sd[a] + (raw - mu[b]) / sd[b]) / 2
+        rows.append((f"s-norm top-{k}" + (" (today)" if k == 100 else "") + (" = all" if k == 2000 else ""), s))
+        if k == 100:
+            base = s
+    for feature in QUALITY_FEATURES:
+        zq = zscore(data[feature], data[feature][ix(others)])
+        for w in QUALITY_WEIGHTS:
+            rows.append((f"top-100 {w:+} x min {feature} z", base + w * np.minimum(zq[a], zq[b])))
+    print("variant".ljust(40) + "10-fold accuracy whole / half 0 / half 1 | d'")
+    for name, s in rows:
+        cells = []
+        for keep in (np.ones(len(pairs), bool), half == 0, half == 1):
+            mean, std, _ = kfold_accuracy(s[keep], same[keep], folds[keep])
+            cells.append(f"{mean * 100:.2f}")
+        print(f"{name:40s}" + " / ".join(cells) + f" | {d_prime(s, same):.3f}", flush=True)
+
+
+def identify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index) -> None:
+    root = lfw_images()
+    split = split_people(root, 0)
+    gallery, mated, non_mated = known(split.gallery), known(split.mated), known(split.non_mated)
+    g, m, n = ix(gallery), ix(mated), ix(non_mated)
+    gallery_people = np.array([p.parent.name for p in gallery])
+    mated_people = np.array([p.parent.name for p in mated])
+    mh = np.array([half_of(p) for p in mated_people])
+    nh = np.array([half_of(p.parent.name) for p in non_mated])
+    cohort_ix = np.sort(np.random.default_rng(0).choice(len(g), size=min(2000, len(g)), replace=False))
+    cohort = emb[g][cohort_ix]
+    other_ix = np.sort(np.random.default_rng(1).choice(len(g), size=min(500, len(g)), replace=False))
+    print(f"\n1:N (seed-0 split, central face): gallery {len(g)}, {len(m)} mated, {len(n)} non-mated; cohort 2,000")
+    raw_m, raw_n = emb[m] @ emb[g].T, emb[n] @ emb[g].T
+
+    def report(name: str, s_m: np.ndarray, s_n: np.ndarray, depth: int | None) -> None:
+        best_m, score_m = top1(s_m, raw_m, depth)
+        _, score_n = top1(s_n, raw_n, depth)
+        hit = gallery_people[best_m] == mated_people
+        cells_r, cells_f = [], []
+        for keep_m, keep_n in ((mh >= 0, nh >= 0), (mh == 0, nh == 0), (mh == 1, nh == 1)):
+            cells_r.append(f"{hit[keep_m].mean():.4f}")
+            cells_f.append(f"{fnir_at_fpir(hit[keep_m], score_m[keep_m], score_n[keep_n]):.4f}")
+        print(f"{name:44s}" + " / ".join(cells_r) + " | " + " / ".join(cells_f), flush=True)
+
+    print("variant".ljust(44) + "rank-1 whole / h0 / h1 | FNIR @ FPIR 0.01 whole / h0 / h1")
+    report("cosine", raw_m, raw_n, None)
+    stats = {k: cohort_stats(emb[g], cohort, k) for k in KS}
+    probe_m = {k: cohort_stats(emb[m], cohort, k) for k in KS}
+    probe_n = {k: cohort_stats(emb[n], cohort, k) for k in KS}
+    for k in KS:
+        s_m = snorm(raw_m, *probe_m[k], *stats[k])
+        s_n = snorm(raw_n, *probe_n[k], *stats[k])
+        label = f"top-{k}" + (" = all" if k == 2000 else "")
+        for depth in (50, 200, None):
+            today = " (today)" if k == 100 and depth == 50 else ""
+            report(f"s-norm {label}, re-rank {depth or 'all'}{today}", s_m, s_n, depth)
+    # Stored statistics go stale: a face's were computed against the cohort its library had at ingest.
+    small = cohort_stats(emb[g], emb[g][other_ix], 100)
+    for label, (mu_g, sd_g) in (("gallery stats from a 500-face cohort (seed 1)", small),):
+        s_m = snorm(raw_m, *probe_m[100], mu_g, sd_g)
+        s_n = snorm(raw_n, *probe_n[100], mu_g, sd_g)
+        report(f"top-100, all, {label}", s_m, s_n, None)
+    base_m = snorm(raw_m, *probe_m[100], *stats[100])
+    base_n = snorm(raw_n, *probe_n[100], *stats[100])
+    for feature in QUALITY_FEATURES:
+        zq = zscore(data[feature], data[feature][g])
+        for w in QUALITY_WEIGHTS:
+            report(
+                f"top-100, all, {w:+} x min {feature} z",
+                base_m + quality_term(zq[m], zq[g], w),
+                base_n + quality_term(zq[n], zq[g], w),
+                None,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["embed", "score"])
+    parser.add_argument("--model", default="dlib_resnet_v1_int8")
+    parser.add_argument("--cache", type=Path, default=None, help="default bench/out/asnorm-<model>.npz")
+    parser.add_argument("--limit", type=int, default=None, help="embed only this many photos (a smoke test)")
+    args = parser.parse_args()
+    cache = args.cache or Path(str(CACHE).format(model=args.model))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if args.step == "embed":
+        embed(args.model, cache, args.limit)
+    else:
+        score(cache)
+
+
+if __name__ == "__main__":
+    main()
