@@ -216,6 +216,8 @@ def verify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index, rng: np.r
         rows.append((f"s-norm top-{k}" + (" (today)" if k == 100 else "") + (" = all" if k == 2000 else ""), s))
         if k == 100:
             base = s
+            rows.append(("top-100, one side: probe (T-norm)", (raw - mu[a]) / sd[a]))
+            rows.append(("top-100, one side: stored (Z-norm)", (raw - mu[b]) / sd[b]))
     for feature in QUALITY_FEATURES:
         zq = zscore(data[feature], data[feature][ix(others)])
         for w in QUALITY_WEIGHTS:
@@ -243,6 +245,8 @@ def identify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index) -> None
     print(f"\n1:N (seed-0 split, central): gallery {len(g)}, {len(m)} mated, {len(n)} non-mated, cohort {len(cohort)}")
     raw_m, raw_n = emb[m] @ emb[g].T, emb[n] @ emb[g].T
 
+    outcomes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
     def report(name: str, s_m: np.ndarray, s_n: np.ndarray, depth: int | None) -> np.ndarray:
         """Print one row; returns the top candidate of every search (mated, then non-mated)."""
         best_m, score_m = top1(s_m, raw_m, depth)
@@ -253,6 +257,7 @@ def identify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index) -> None
             cells_r.append(f"{hit[keep_m].mean():.4f}")
             cells_f.append(f"{fnir_at_fpir(hit[keep_m], score_m[keep_m], score_n[keep_n]):.4f}")
         print(f"{name:56s}" + " / ".join(cells_r) + " | " + " / ".join(cells_f), flush=True)
+        outcomes[name] = (hit, score_m, score_n)
         return np.concatenate([best_m, best_n])
 
     print("variant".ljust(56) + "rank-1 whole / h0 / h1 | FNIR @ FPIR 0.01 whole / h0 / h1")
@@ -285,6 +290,20 @@ def identify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index) -> None
         s_m = snorm(raw_m, *probe_m[100], mu_g, sd_g)
         s_n = snorm(raw_n, *probe_n[100], mu_g, sd_g)
         report(f"top-100, all; gallery: {size}-face cohort seed 1, top-{k}", s_m, s_n, None)
+    mu_p, sd_p = probe_m[100]
+    mu_q, sd_q = probe_n[100]
+    report(
+        "top-100, all, probe side only (T-norm)",
+        (raw_m - mu_p[:, None]) / sd_p[:, None],
+        (raw_n - mu_q[:, None]) / sd_q[:, None],
+        None,
+    )
+    report(
+        "top-100, all, gallery side only (Z-norm, stored)",
+        (raw_m - stats[100][0]) / stats[100][1],
+        (raw_n - stats[100][0]) / stats[100][1],
+        None,
+    )
     base_m = snorm(raw_m, *probe_m[100], *stats[100])
     base_n = snorm(raw_n, *probe_n[100], *stats[100])
     for feature in QUALITY_FEATURES:
@@ -296,6 +315,33 @@ def identify_part(data: Cache, emb: np.ndarray, known: Known, ix: Index) -> None
                 base_n + quality_term(zq[n], zq[g], w),
                 None,
             )
+    today = "s-norm top-100, re-rank 50 (today)"
+    print(f"\nchange from '{today}', paired bootstrap over searches (1,000 resamples): 90% interval")
+    for name, outcome in outcomes.items():
+        if name != today:
+            r1, fn = paired_bootstrap(outcomes[today], outcome)
+            print(f"{name:56s}rank-1 {r1[0]:+.4f} .. {r1[1]:+.4f} | FNIR {fn[0]:+.4f} .. {fn[1]:+.4f}")
+
+
+def paired_bootstrap(
+    base: tuple[np.ndarray, np.ndarray, np.ndarray],
+    other: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rounds: int = 1000,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """90% intervals of (other - base) in rank-1 and in FNIR at FPIR 0.01, the same searches drawn for both:
+    how much of a difference the choice of searches alone could make."""
+    rng = np.random.default_rng(0)
+    n_m, n_n = len(base[0]), len(base[2])
+    d_rank, d_fnir = [], []
+    for _ in range(rounds):
+        i, j = rng.integers(0, n_m, n_m), rng.integers(0, n_n, n_n)
+        d_rank.append(other[0][i].mean() - base[0][i].mean())
+        d_fnir.append(
+            fnir_at_fpir(other[0][i], other[1][i], other[2][j]) - fnir_at_fpir(base[0][i], base[1][i], base[2][j])
+        )
+    lo_r, hi_r = np.quantile(d_rank, [0.05, 0.95])
+    lo_f, hi_f = np.quantile(d_fnir, [0.05, 0.95])
+    return (float(lo_r), float(hi_r)), (float(lo_f), float(hi_f))
 
 
 def distractor_part(emb: np.ndarray, known: Known, ix: Index, count: int) -> None:
