@@ -242,7 +242,7 @@ def run(
                 snorm=library.config.score_normalization == "snorm",
                 seed=seed,
                 depth=SEARCH_DEPTH,
-                baseline=measured.to_dict(),
+                library=(measured.mated_ranks, measured.mated_scores, measured.non_mated_top),
             )
         return measured
     fused = _measure(gallery, split.mated, split.non_mated, progress)
