@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.helpers import cli_ok, run_cli
@@ -136,7 +137,7 @@ def _check_sweep(report: dict, normalize: str, markdown: str) -> None:
     reference, sizes = sweep["reference"], sweep["sizes"]
     # Scored the library's way: on the real gallery alone, the sweep gives the library's own searches' figures.
     assert reference["distractors"] == 0 and reference["gallery_size"] == report["gallery_size"]
-    assert reference["matches_library_search"] is True and reference["searches_differing_from_library"] == 0
+    assert reference["matches_library_search"] is True and reference["searches_differing_beyond_rounding"] == 0
     assert {k: reference[k] for k in ("rank1", "rank5", "fnir_at_fpir")} == {
         k: report[k] for k in ("rank1", "rank5", "fnir_at_fpir")
     }
@@ -218,3 +219,19 @@ def test_eval_identify_small_sample_warning(lfw: Path, tmp_path: Path, probe_fac
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "**Warning:** FNIR at FPIR 0.003 rests on 30 non-mated searches" in markdown
     assert "## Gallery-size sweep" in markdown and "| 300 |" in markdown and "| yes |" in markdown
+
+
+def test_sweep_reference_tells_rounding_from_a_different_search() -> None:
+    """Issue 16: the sweep's reference run is compared search by search with the library's; a score one
+    rounding step away (s-norm statistics computed in another batch shape) is told from a real difference."""
+    from facesearch.eval.gallery_sweep import differing
+
+    inf = -np.inf
+    library = (np.array([1, 2, 0]), np.array([5.1234, inf, inf]), np.array([4.0001, inf]))
+    assert differing(library, library) == (0, 0)
+    rounded = (np.array([1, 2, 0]), np.array([5.1235, inf, inf]), np.array([4.0000, inf]))
+    assert differing(rounded, library) == (2, 0)
+    other_rank = (np.array([2, 2, 0]), np.array([inf, inf, inf]), np.array([4.0001, inf]))
+    assert differing(other_rank, library) == (1, 1)
+    other_score = (np.array([1, 2, 0]), np.array([5.1234, inf, inf]), np.array([4.0001, 3.9]))
+    assert differing(other_score, library) == (1, 1)

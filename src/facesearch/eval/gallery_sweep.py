@@ -41,6 +41,7 @@ from facesearch.store.vectors.faiss_index import VectorIndex
 MAX_GALLERY = 1_000_000  # 512 MB of float32 vectors and a 5-minute HNSW build: beyond, use bench/scale/
 MATCH_PERCENTILE = 99.9  # distractor pairs match real different-person pairs here (as bench/scale/ does)
 CHECK_PAIRS = 400_000
+ROUNDING = 1.5e-4  # a result's score has 4 decimals: a neighbouring rounding is within this
 WARM_CHUNK = 10_000  # candidates whose cohort statistics one product computes (10k x 2,000 float32: 80 MB)
 
 
@@ -250,10 +251,17 @@ def measure(padded: PaddedGallery, probes: SweepProbes, depth: int) -> tuple[dic
     }, outcome
 
 
-def differing(a: Outcomes, b: Outcomes) -> int:
-    """Searches whose outcome (the mate's rank, the scores that decide FNIR and FPIR) is not the same in both."""
-    ranks = np.asarray(a[0] != b[0])
-    return int(np.sum(ranks | (a[1] != b[1])) + np.sum(a[2] != b[2]))
+def differing(a: Outcomes, b: Outcomes) -> tuple[int, int]:
+    """Searches whose outcome (the mate's rank, the scores that decide FNIR and FPIR) is not the same in both,
+    and of those, the ones that differ by more than the last digit of a result's score (0.0001).
+
+    An s-norm score's cohort statistics computed for many candidates at once (:meth:`PaddedGallery.warm`) and
+    for one search's 50 can differ in the last bits of a float: a score then rounds to the neighbouring 4th
+    decimal (measured on lfw-dev: 4 of 1,500 searches, never more than that digit)."""
+    mated = (a[0] != b[0]) | (a[1] != b[1])
+    beyond = (a[0] != b[0]) | ~np.isclose(a[1], b[1], rtol=0, atol=ROUNDING)
+    any_differ = int(np.sum(mated) + np.sum(a[2] != b[2]))
+    return any_differ, int(np.sum(beyond) + np.sum(~np.isclose(a[2], b[2], rtol=0, atol=ROUNDING)))
 
 
 def sweep(
@@ -273,8 +281,20 @@ def sweep(
     made, check = make_distractors(gallery, max(sizes) - len(gallery.ids), seed)
     check["non_mated_probes_vs"] = probe_check(gallery, made, probes)
     reference, outcome = measure(PaddedGallery(gallery, made, 0, engine, snorm), probes, depth)
-    reference["searches_differing_from_library"] = differing(outcome, library)
-    reference["matches_library_search"] = reference["searches_differing_from_library"] == 0
+    figures_of_library = figures(
+        [int(r) or None for r in library[0]],
+        [None if not np.isfinite(t) else float(t) for t in library[1]],
+        library[2],
+    )
+    same_figures = (round(figures_of_library.rank1, 5), round(figures_of_library.rank5, 5)) == (
+        reference["rank1"],
+        reference["rank5"],
+    ) and {k: round(v, 5) for k, v in figures_of_library.fnir_at_fpir.items()} == reference["fnir_at_fpir"]
+    anywhere, beyond = differing(outcome, library)
+    reference["searches_differing_from_library"] = anywhere
+    reference["searches_differing_beyond_rounding"] = beyond
+    # The library's figures, and no search further from the library's than the rounding of a score.
+    reference["matches_library_search"] = same_figures and beyond == 0
     results = [
         measure(PaddedGallery(gallery, made, s - len(gallery.ids), engine, snorm), probes, depth)[0] for s in sizes
     ]
