@@ -182,8 +182,9 @@ class PaddedGallery:
 
     def warm(self, ids: np.ndarray) -> None:
         """Compute the cohort statistics of these candidates in a few large products instead of one small
-        product per search (the same numbers, kept in the normaliser's per-face cache; many small products
-        are slow where BLAS threads contend for a loaded machine's cores)."""
+        product per search, into the normaliser's per-face cache: many small products are slow where BLAS
+        threads contend for a loaded machine's cores. The same statistics up to a float's last bits, which can
+        move a score's 4th decimal (:func:`differing` tells that from a different search)."""
         if self.normalizer is None:
             return
         unique = np.unique(ids)

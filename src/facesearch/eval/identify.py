@@ -44,14 +44,15 @@ from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.eval.gallery_sweep import SweepProbes, check_sizes, real_gallery, sweep
-from facesearch.eval.identify_metrics import FPIRS, figures, fpir_sample, small_sample_warnings, threshold_at_fpir
+from facesearch.eval.identify_metrics import FPIRS as FPIRS  # re-exported: defined here before issue 16
+from facesearch.eval.identify_metrics import figures, fpir_sample, small_sample_warnings
+from facesearch.eval.identify_metrics import threshold_at_fpir as threshold_at_fpir  # re-exported, as FPIRS
 from facesearch.governance.types import SearchPurpose
 from facesearch.library import Library
 from facesearch.search.probes import ProbeFaces, ProbeReader
 from facesearch.search.results import ProbeFace, SearchResult
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow
 
-__all__ = ["FPIRS", "threshold_at_fpir"]  # re-exported: where they were defined before issue 16
 SEARCH_DEPTH = 20  # candidates fetched, so that 5 remain after skipping unlabelled background faces
 GALLERY = "eval-identify-gallery"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
