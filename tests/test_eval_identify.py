@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from tests.helpers import cli_ok
+from tests.helpers import cli_ok, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,8 @@ def probe_faces_once(probe_faces_seen: dict[tuple, Any], monkeypatch: pytest.Mon
 def test_eval_identify_through_the_library(
     small_lfw: Path, tmp_path: Path, identify_work_dir: Path, normalize: str, probe_faces_once: dict
 ) -> None:
+    """Issue 16 rides along (its sweep reuses these searches' faces, so it costs seconds, not a run):
+    ``--gallery-sizes`` pads the ~510-face gallery with ~490 and ~2,490 distractors."""
     out = cli_ok(
         "eval",
         "identify",
@@ -114,6 +117,8 @@ def test_eval_identify_through_the_library(
         str(identify_work_dir),
         "--report",
         str(tmp_path / "report"),
+        "--gallery-sizes",
+        "3000,1000",
     )
     report = json.loads(out.stdout)
     assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
@@ -126,3 +131,119 @@ def test_eval_identify_through_the_library(
     assert 0.0 <= report["fnir_at_fpir"]["0.01"] <= 0.6
     # The library it built is a normal library: its gallery collection is there.
     assert (identify_work_dir / "catalog.sqlite").is_file()
+    # Issue 16: 450 non-mated searches are enough: each figure says so, and no warning is shown anywhere.
+    for fpir in ("0.01", "0.003"):
+        assert report["fpir_sample"][fpir] == {
+            "non_mated_searches": 450,
+            "smallest_nonzero_fpir": round(1 / 450, 6),
+            "small_sample": False,
+        }
+    assert report["warnings"] == []
+    assert "Warning" not in (tmp_path / "report" / "report.md").read_text()
+    _check_sweep(report, normalize, (tmp_path / "report" / "report.md").read_text())
+
+
+def _check_sweep(report: dict, normalize: str, markdown: str) -> None:
+    """Issue 16: the gallery-size sweep on the searches of ``report`` (sizes 1000 and 3000)."""
+    sweep = report["gallery_sweep"]
+    reference, sizes = sweep["reference"], sweep["sizes"]
+    # Scored the library's way: on the real gallery alone, the sweep gives the library's own searches' figures.
+    assert reference["distractors"] == 0 and reference["gallery_size"] == report["gallery_size"]
+    assert reference["matches_library_search"] is True and reference["searches_differing_beyond_rounding"] == 0
+    assert {k: reference[k] for k in ("rank1", "rank5", "fnir_at_fpir")} == {
+        k: report[k] for k in ("rank1", "rank5", "fnir_at_fpir")
+    }
+    # One entry per size, ascending, each the real gallery plus distractors up to the size.
+    assert [e["gallery_size"] for e in sizes] == [1000, 3000]
+    assert [e["distractors"] for e in sizes] == [1000 - report["gallery_size"], 3000 - report["gallery_size"]]
+    assert all(e["score"] == normalize.replace("none", "cosine") and e["index"] == "Flat" for e in sizes)
+    assert all(e["small_sample"] is False and e["fpir_sample"]["0.01"]["non_mated_searches"] == 450 for e in sizes)
+    # The distractors look like strangers to each other: their pairs reach real different-person pairs' tail.
+    check = sweep["distractor_check"]
+    assert abs(check["distractor_pairs"]["p99.9"] - check["real_different_person"]["p99.9"]) < 0.01
+    if normalize == "none":
+        # Cosine on exact search: each size only adds strangers to the same searches, so no figure improves ...
+        rows = [reference, *sizes]
+        for fpir in ("0.01", "0.003"):
+            fnir = [r["fnir_at_fpir"][fpir] for r in rows]
+            assert fnir == sorted(fnir), (fpir, fnir)
+        rank1 = [r["rank1"] for r in rows]
+        assert rank1 == sorted(rank1, reverse=True)
+        # ... and the distractors are searched: more of them take the top spot as the gallery grows.
+        on_top = [r["distractor_on_top"]["mated"] + r["distractor_on_top"]["non_mated"] for r in rows]
+        assert on_top[0] == 0 and 0 < on_top[1] <= on_top[2], on_top
+    probes_vs = check["non_mated_probes_vs"]
+    assert probes_vs["equal_counts"] > 400  # the labelled gallery faces, against as many distractors
+    assert probes_vs["real_strangers"]["pairs"] == probes_vs["distractors"]["pairs"] > 400 * 400
+    assert "## Gallery-size sweep" in markdown and "| 3,000 |" in markdown
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ("0", "0 is not a gallery size"),
+        ("-5000", "-5000 is not a gallery size"),
+        ("ten", "'ten' is not a whole number"),
+        ("10000,1e5", "'1e5' is not a whole number"),
+        ("10000,", "'' is not a whole number"),
+        ("5000000", "over the sweep's limit"),
+        ("100,10000", "100: smaller than the real gallery (500 photos)"),  # 50 enrolled + 450 distractor photos
+    ],
+)
+def test_eval_identify_gallery_sizes_refused(small_lfw: Path, tmp_path: Path, sizes: str, message: str) -> None:
+    """Issue 16: a bad ``--gallery-sizes`` is refused with a clear error before anything is indexed or searched."""
+    work_dir = tmp_path / "lib"
+    result = run_cli(
+        "eval", "identify", "--images", str(small_lfw), "--gallery-sizes", sizes, "--work-dir", str(work_dir)
+    )
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split())
+    assert not work_dir.exists()  # nothing was built
+
+
+def test_eval_identify_small_sample_warning(lfw: Path, tmp_path: Path, probe_faces_once: dict) -> None:
+    """Issue 16: on a tiny run (30 non-mated searches) every FPIR figure is flagged, in the JSON, the human
+    output and the report, with the number it rests on and the FPIR resolution that gives (1/30)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    people = sorted((lfw / "images").iterdir())
+    multi = [p for p in people if len(list(p.glob("*.jpg"))) >= 3][:4]
+    singles = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:60]  # 30 enrolled, 30 non-mated
+    for person in multi + singles:
+        (root / person.name).symlink_to(person, target_is_directory=True)
+    args = ["eval", "identify", "--images", str(root), "--jitter", "0", "--work-dir", str(tmp_path / "lib")]
+    report = json.loads(cli_ok(*args, "--json").stdout)
+    assert report["non_mated"] == 30
+    for fpir in ("0.01", "0.003"):
+        assert report["fpir_sample"][fpir] == {
+            "non_mated_searches": 30,
+            "smallest_nonzero_fpir": round(1 / 30, 6),
+            "small_sample": True,
+        }
+    assert len(report["warnings"]) == 2 and all("rests on 30 non-mated searches" in w for w in report["warnings"])
+    # The human output and the report say it too (the second run finds the gallery indexed: it only searches),
+    # also for a gallery-size sweep's figures, which rest on the same 30 non-mated searches.
+    shown = " ".join(cli_ok(*args, "--report", str(tmp_path / "report"), "--gallery-sizes", "300").stdout.split())
+    assert "Gallery-size sweep" in shown and "│ 300 │" in shown
+    assert "warning: FNIR at FPIR 0.01 rests on 30 non-mated searches (fewer than 100)" in shown
+    assert "the smallest non-zero FPIR they can show is 1/30 = 0.0333" in shown
+    assert "so FPIR 0.01 cannot be told from 0" in shown
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "**Warning:** FNIR at FPIR 0.003 rests on 30 non-mated searches" in markdown
+    assert "## Gallery-size sweep" in markdown and "| 300 |" in markdown and "| yes |" in markdown
+
+
+def test_sweep_reference_tells_rounding_from_a_different_search() -> None:
+    """Issue 16: the sweep's reference run is compared search by search with the library's; a score one
+    rounding step away (s-norm statistics computed in another batch shape) is told from a real difference."""
+    from facesearch.eval.gallery_sweep import differing
+
+    inf = -np.inf
+    library = (np.array([1, 2, 0]), np.array([5.1234, inf, inf]), np.array([4.0001, inf]))
+    assert differing(library, library) == (0, 0)
+    rounded = (np.array([1, 2, 0]), np.array([5.1235, inf, inf]), np.array([4.0000, inf]))
+    assert differing(rounded, library) == (2, 0)
+    other_rank = (np.array([2, 2, 0]), np.array([inf, inf, inf]), np.array([4.0001, inf]))
+    assert differing(other_rank, library) == (1, 1)
+    other_score = (np.array([1, 2, 0]), np.array([5.1234, inf, inf]), np.array([4.0001, 3.9]))
+    assert differing(other_score, library) == (1, 1)

@@ -1,7 +1,7 @@
 """Clustering at scale (issue 14): real lfw-dev faces mixed with synthetic distractors, time and memory.
 
 The real faces (one-face photos, embedded once by ``facesearch eval cluster --cache bench/out``, or any
-``.npz`` with ``vectors`` and ``people``) keep their truth; the distractors (bench/scale/distractors.py:
+``.npz`` with ``vectors`` and ``people``) keep their truth; the distractors (facesearch/eval/distractors.py:
 a Gaussian fitted to the real faces, its spread calibrated so that distractor pairs match real
 different-person pairs at the 99.9th percentile) are each a person of their own. Reported per size:
 seconds, peak memory (ru_maxrss), quality on the real faces (pairwise / BCubed, as eval cluster), how
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.scale import distractors
+from facesearch.eval import distractors
 from facesearch.eval.cluster import bcubed, pairwise
 from facesearch.people.clustering import cluster
 from facesearch.search.calibration import default_calibration

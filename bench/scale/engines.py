@@ -3,7 +3,7 @@
 Galleries are built as in bench/scale/search.py: the real lfw-dev face embeddings of a facesearch library
 (the mated identities: each query's other photos stay in the gallery) plus synthetic distractors drawn
 from a Gaussian fitted to the real embeddings, its covariance scaled so that distractor pairs score
-like real different-person pairs (bench/scale/distractors.py; the check is printed). Queries are real faces
+like real different-person pairs (facesearch/eval/distractors.py; the check is printed). Queries are real faces
 held out of the gallery. Ground truth is exact top-10 by brute force over the float32 gallery.
 
 For each size and engine it reports:

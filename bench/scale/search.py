@@ -1,7 +1,7 @@
 """Search benchmark: build time, memory, single-query latency and recall of facesearch's vector index.
 
 Galleries of 10k, 100k and 1M faces are the real LFW embeddings of a facesearch library plus
-synthetic distractors (bench/scale/distractors.py: a Gaussian fitted to the real embeddings, covariance
+synthetic distractors (facesearch/eval/distractors.py: a Gaussian fitted to the real embeddings, covariance
 scaled so that distractor pairs score like real different-person pairs; the check is printed).
 Queries are real LFW faces of people with 2+ single-face photos, one photo per person, *held out*
 of the gallery: the gallery keeps that person's other photos, as when a user searches with a new
@@ -40,7 +40,7 @@ import faiss
 import numpy as np
 
 from bench.datasets import LFW_LIBRARY, OUT, RealFaces, library_faces
-from bench.scale import distractors
+from facesearch.eval import distractors
 from facesearch.store.vectors.faiss_index import AUTO_THRESHOLD, VectorIndex
 from facesearch.store.vectors.hnsw import adaptive_ef_search
 

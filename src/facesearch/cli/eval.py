@@ -144,18 +144,33 @@ def eval_identify(
             "first photo alone, on the same gallery and people, to show what the other photos are worth",
         ),
     ] = 1,
+    gallery_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--gallery-sizes",
+            help="Also measure the same searches with the gallery padded with synthetic distractors up to each of "
+            "these sizes in faces, e.g. 10000,100000 (issue 16; none below the real gallery)",
+        ),
+    ] = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
     """1:N search with distractors through the real ingest and search path: rank-1/5, FNIR at FPIR."""
     import tempfile
 
+    from facesearch.eval.gallery_sweep import check_sizes, parse_sizes
     from facesearch.eval.identify import run as run_identify
     from facesearch.eval.identify import split_groups, split_people
     from facesearch.library import Library
 
     try:
+        sizes = parse_sizes(gallery_sizes) if gallery_sizes is not None else []  # refused before anything is read
+        if sizes and probe_photos != 1:
+            raise FaceSearchError(
+                "--gallery-sizes measures one photo per search: leave out --probe-photos", code="bad_request"
+            )
         split = split_people(images, seed) if probe_photos == 1 else split_groups(images, seed, probe_photos)
+        check_sizes(sizes, len(split.gallery), "photos")  # and against its faces once they are indexed
         searches = (len(split.mated) + len(split.non_mated)) * (1 if probe_photos == 1 else 2)
         with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
             folder = work_dir or Path(tmp) / "library"
@@ -168,11 +183,12 @@ def eval_identify(
                         raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
                     lib.config.score_normalization = normalize
                 task = bar.add_task("enrolling and searching", total=len(split.gallery) + searches)
-                report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers)
+                report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers, sizes)
         if report_dir is not None:
-            from facesearch.eval.report import write_identification_report
+            from facesearch.eval.report import sweep_markdown, write_identification_report
 
             summary = {"command": _command_line(), **report.to_dict()}
+            summary.pop("gallery_sweep", None)  # a table of its own below, not rows of the summary
             written = write_identification_report(
                 report_dir,
                 report.mated_scores,
@@ -181,6 +197,8 @@ def eval_identify(
                 title=f"1:N identification on {images} (seed {seed})",
                 mated_ranks=report.mated_ranks,
                 threshold=report.thresholds.get("0.01"),
+                warnings=report.warnings,
+                notes=sweep_markdown(report.gallery_sweep) if report.gallery_sweep else [],
             )
             err.print(f"report: {', '.join(str(p) for p in written)}")
     except FaceSearchError as exc:
@@ -202,6 +220,47 @@ def eval_identify(
         for fpir, fnir in single["fnir_at_fpir"].items():
             table.add_row(f"1 photo: FNIR at FPIR {fpir}", f"{fnir:.4f} (threshold {single['thresholds'][fpir]:.4f})")
     console.print(table)
+    if report.gallery_sweep:
+        console.print(_sweep_table(report.gallery_sweep))
+    for warning in report.warnings:  # issue 16: an FPIR figure on too few non-mated searches says so
+        console.print(f"[bold yellow]warning[/]: {warning}")
+
+
+def _sweep_table(result: dict) -> Table:
+    """Issue 16: the figures at each gallery size, the real gallery first."""
+    check = result["distractor_check"]
+    real, fake = check["real_different_person"], check["distractor_pairs"]
+    table = Table(
+        "gallery",
+        "distractors",
+        "index",
+        "score",
+        "rank-1",
+        "rank-5",
+        *(f"FNIR @ FPIR {fpir}" for fpir in result["reference"]["fnir_at_fpir"]),
+        "small sample",
+        title="Gallery-size sweep: the same searches, the gallery padded with synthetic distractors "
+        f"(pairs p99.9: real {real['p99.9']:.4f}, distractors {fake['p99.9']:.4f})",
+    )
+    probes_vs = check.get("non_mated_probes_vs") or {}
+    if probes_vs:
+        top = probes_vs["top_score_median"]
+        table.caption = (
+            f"non-mated probes' median top score: {top['real_strangers']:.4f} against "
+            f"{probes_vs['equal_counts']:,} real strangers, {top['distractors']:.4f} against as many distractors"
+        )
+    for row in [result["reference"], *result["sizes"]]:
+        table.add_row(
+            f"{row['gallery_size']:,}",
+            f"{row['distractors']:,}",
+            row["index"],
+            row["score"],
+            f"{row['rank1']:.4f}",
+            f"{row['rank5']:.4f}",
+            *(f"{v:.4f}" for v in row["fnir_at_fpir"].values()),
+            "yes" if row["small_sample"] else "no",
+        )
+    return table
 
 
 def calibrate(

@@ -25,12 +25,17 @@ and each of them with N more photos is one mated search; the second half is not 
 of them is one non-mated search with N of their photos; one-photo people are all distractors. Every
 search is run twice, with the first photo alone and with all N fused (``Library.search(...,
 same_person=True)``); each person counts once.
+
+Issue 16: every FPIR figure says how many non-mated searches it rests on (``fpir_sample``), and fewer than
+100 are flagged with a warning (eval/identify_metrics.py); ``gallery_sizes`` also measures the same searches
+against the gallery padded with synthetic distractors up to each size (eval/gallery_sweep.py), reusing the
+face each search embedded (:class:`KeptProbes`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +43,16 @@ import numpy as np
 from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.eval.gallery_sweep import SweepProbes, check_sizes, real_gallery, sweep
+from facesearch.eval.identify_metrics import FPIRS as FPIRS  # re-exported: defined here before issue 16
+from facesearch.eval.identify_metrics import figures, fpir_sample, small_sample_warnings
+from facesearch.eval.identify_metrics import threshold_at_fpir as threshold_at_fpir  # re-exported, as FPIRS
 from facesearch.governance.types import SearchPurpose
 from facesearch.library import Library
+from facesearch.search.probes import ProbeFaces, ProbeReader
 from facesearch.search.results import ProbeFace, SearchResult
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow
 
-FPIRS = (0.01, 0.003)
 SEARCH_DEPTH = 20  # candidates fetched, so that 5 remain after skipping unlabelled background faces
 GALLERY = "eval-identify-gallery"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -84,15 +93,33 @@ class IdentifyReport:
     mated_ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
     probe_photos: int = 1  # photos per search, fused into one probe when several
     single_photo: dict | None = None  # with probe_photos > 1: the same searches with their first photo alone
+    probes: SweepProbes | None = field(default=None, repr=False)  # the searched faces (not in the JSON)
+    gallery_sweep: dict | None = None  # issue 16: the figures with the gallery padded to each size
+
+    @property
+    def warnings(self) -> list[str]:
+        """Issue 16: the FPIR figures resting on too few non-mated searches, said in words (and a sweep whose
+        reference run does not reproduce the library's searches)."""
+        warnings = small_sample_warnings(self.non_mated)
+        if self.gallery_sweep is not None and not self.gallery_sweep["reference"]["matches_library_search"]:
+            warnings.append(
+                "the gallery-size sweep's reference run (no distractors) does not reproduce the library's searches: "
+                "its padded figures are not the library's"
+            )
+        return warnings
 
     def to_dict(self) -> dict:
         extra = {"single_photo": self.single_photo} if self.single_photo is not None else {}
+        if self.gallery_sweep is not None:
+            extra["gallery_sweep"] = self.gallery_sweep
         return {
             "probe_photos": self.probe_photos,
             **extra,
             "rank1": round(self.rank1, 5),
             "rank5": round(self.rank5, 5),
             "fnir_at_fpir": {k: round(v, 5) for k, v in self.fnir_at_fpir.items()},
+            "fpir_sample": fpir_sample(self.non_mated),
+            "warnings": self.warnings,
             "gallery_size": self.gallery_size,
             "mated": self.mated,
             "non_mated": self.non_mated,
@@ -184,18 +211,41 @@ def run(
     seed: int,
     progress: Callable[[str, int], None] | None = None,
     workers: int | None = None,
+    gallery_sizes: Sequence[int] = (),
 ) -> IdentifyReport:
     """Enrol the gallery, run every search, measure. A :class:`GroupSplit` of N photos per search is
-    measured fused (the report) and with each search's first photo alone (``single_photo``)."""
+    measured fused (the report) and with each search's first photo alone (``single_photo``).
+
+    Issue 16: ``gallery_sizes`` (faces, ascending) also measures the same searches with the gallery padded
+    with synthetic distractors to each size (``gallery_sweep``; one photo per search only). A size below the
+    enrolled gallery is refused as soon as the gallery is indexed, before any search."""
+    if gallery_sizes and not isinstance(split, Split):
+        raise FaceSearchError(
+            "--gallery-sizes measures one photo per search: leave out --probe-photos", code="bad_request"
+        )
+    check_sizes(gallery_sizes, len(split.gallery), "photos")
     library.create_collection(GALLERY, exist_ok=True)  # the evaluation's own library: its operator is its admin
     report = library.index([str(p) for p in split.gallery], collection=GALLERY, workers=workers)
     if progress:
         progress("indexed", len(split.gallery))
     gallery_size = library.stats()["collections"]
     gallery_faces = next((c["faces"] for c in gallery_size if c["name"] == GALLERY), 0)
+    check_sizes(gallery_sizes, int(gallery_faces), "faces")
     gallery = Gallery(library, subject_face_ids(library), int(gallery_faces), len(report.rejected), seed)
     if isinstance(split, Split):
-        return _measure(gallery, [[p] for p in split.mated], [[p] for p in split.non_mated], progress)
+        measured = _measure(gallery, [[p] for p in split.mated], [[p] for p in split.non_mated], progress)
+        if gallery_sizes and measured.probes is not None:
+            measured.gallery_sweep = sweep(
+                real_gallery(library.catalog, GALLERY, gallery.subjects),
+                measured.probes,
+                gallery_sizes,
+                engine=library.config.index_engine,
+                snorm=library.config.score_normalization == "snorm",
+                seed=seed,
+                depth=SEARCH_DEPTH,
+                library=(measured.mated_ranks, measured.mated_scores, measured.non_mated_top),
+            )
+        return measured
     fused = _measure(gallery, split.mated, split.non_mated, progress)
     single = _measure(gallery, [g[:1] for g in split.mated], [g[:1] for g in split.non_mated], progress)
     fused.probe_photos, fused.single_photo = len(split.mated[0]), single.to_dict()
@@ -221,55 +271,44 @@ def _measure(
 ) -> IdentifyReport:
     """Run the mated and non-mated searches (each a group of one person's photos) and measure."""
     library, subjects = gallery.library, gallery.subjects
+    kept = KeptProbes.install(library)
     mated_ranks, mated_top, non_mated_top = [], [], []
+    probes = SweepProbes(mated=[], mated_persons=[person_of(p[0]) for p in mated], non_mated=[])
     no_face = {"gallery_rejected": 0, "mated": 0, "non_mated": 0}
     for path in mated:
-        rank, top = _search(library, path, subjects)
+        rank, top, face = _search(library, path, subjects, kept)
         if rank is None and top is None:
             no_face["mated"] += 1
         mated_ranks.append(rank)
         mated_top.append(top if rank == 1 else None)
+        probes.mated.append(face)
         if progress:
             progress("searched", 1)
     for path in non_mated:
-        rank, top = _search(library, path, subjects)
+        rank, top, face = _search(library, path, subjects, kept)
         if top is None:
             no_face["non_mated"] += 1
         non_mated_top.append(top if top is not None else -np.inf)
+        probes.non_mated.append(face)
         if progress:
             progress("searched", 1)
-    rank1 = float(np.mean([r == 1 for r in mated_ranks]))
-    rank5 = float(np.mean([r is not None and r <= 5 for r in mated_ranks]))
-    fnir, thresholds = {}, {}
-    for fpir in FPIRS:
-        threshold = threshold_at_fpir(np.asarray(non_mated_top, dtype=np.float64), fpir)
-        thresholds[str(fpir)] = threshold
-        hits = [score is not None and score >= threshold for score in mated_top]
-        fnir[str(fpir)] = 1.0 - float(np.mean(hits))
+    found = figures(mated_ranks, mated_top, np.asarray(non_mated_top, dtype=np.float64))
     return IdentifyReport(
-        rank1=rank1,
-        rank5=rank5,
-        fnir_at_fpir=fnir,
+        rank1=found.rank1,
+        rank5=found.rank5,
+        fnir_at_fpir=found.fnir_at_fpir,
         gallery_size=gallery.faces,
         mated=len(mated),
         non_mated=len(non_mated),
         seed=gallery.seed,
         no_face={**no_face, "gallery_rejected": gallery.rejected},
-        thresholds=thresholds,
+        thresholds=found.thresholds,
         score="snorm" if library.scoring.normalizer else "cosine",
         mated_scores=np.array([-np.inf if t is None else t for t in mated_top], dtype=np.float64),
         non_mated_top=np.asarray(non_mated_top, dtype=np.float64),
         mated_ranks=np.array([0 if r is None else r for r in mated_ranks], dtype=int),
+        probes=probes,
     )
-
-
-def threshold_at_fpir(non_mated_top: np.ndarray, fpir: float) -> float:
-    """The lowest threshold at which at most ``fpir`` of non-mated searches return a candidate."""
-    ordered = np.sort(non_mated_top)[::-1]
-    allowed = int(np.floor(fpir * len(ordered)))
-    if allowed >= len(ordered):
-        return -np.inf
-    return float(np.nextafter(ordered[allowed], np.inf))
 
 
 def subject_face_ids(library: Library) -> set[int]:
@@ -298,8 +337,11 @@ def subject_face_ids(library: Library) -> set[int]:
     return {face_id for _, face_id in subjects.values()}
 
 
-def _search(library: Library, photos: list[Path], subjects: set[int]) -> tuple[int | None, float | None]:
-    """Rank of the mate among the top 5 (None if absent) and the top candidate's score (None: no face).
+def _search(
+    library: Library, photos: list[Path], subjects: set[int], kept: KeptProbes
+) -> tuple[int | None, float | None, np.ndarray | None]:
+    """Rank of the mate among the top 5 (None if absent), the top candidate's score (None: no face), and
+    the searched face's embedding (None: no face; for the gallery-size sweep).
 
     Several photos are one person's, searched fused into one probe (a photo without a face: no face)."""
     probe: Path | list[Path] = photos[0] if len(photos) == 1 else photos
@@ -308,11 +350,42 @@ def _search(library: Library, photos: list[Path], subjects: set[int]) -> tuple[i
             probe, top_k=SEARCH_DEPTH, collection=GALLERY, purpose=EVAL_PURPOSE, same_person=len(photos) > 1
         )
     except NoFaceFound:
-        return None, None
+        return None, None, None
     path = photos[0]
-    candidates = [c for c in subject_face(result).candidates if c.face_id in subjects][:5]
+    searched = subject_face(result)
+    face = kept.embedding(searched.face)
+    candidates = [c for c in searched.candidates if c.face_id in subjects][:5]
     if not candidates:
-        return None, None
+        return None, None, face
     person = person_of(path)
     rank = next((i for i, c in enumerate(candidates, start=1) if person_of(c.image.path or "") == person), None)
-    return rank, candidates[0].score
+    return rank, candidates[0].score, face
+
+
+class KeptProbes(ProbeReader):
+    """The library's probe reader, keeping the faces of the last probe it read (issue 16).
+
+    The gallery-size sweep searches again with the very face each library search embedded, so the
+    probes are embedded once (detection and embedding are most of a search's time). Installed in the
+    evaluation's own library only; it reads exactly as the reader it replaces.
+    """
+
+    last: ProbeFaces | None = None
+
+    @classmethod
+    def install(cls, library: Library) -> KeptProbes:
+        reader = library.searches.probes
+        if not isinstance(reader, KeptProbes):
+            reader = cls(reader.pipelines, max_bytes=reader.max_bytes, max_pixels=reader.max_pixels)
+            library.searches.probes = reader
+        return reader
+
+    def read(self, photos: list, face: int | None) -> ProbeFaces:
+        self.last = None  # a probe without a face leaves nothing behind from the one before
+        self.last = super().read(photos, face)
+        return self.last
+
+    def embedding(self, index: int) -> np.ndarray | None:
+        """The embedding of face number ``index`` of the last probe read."""
+        faces = self.last.faces if self.last is not None else []
+        return next((np.asarray(f.embedding, dtype=np.float32) for f in faces if f.index == index), None)

@@ -16,7 +16,7 @@ zero cannot sit on a log axis, so curves are clipped at the measurement's resolu
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -284,8 +284,13 @@ def write_identification_report(
     title: str = "Identification report",
     mated_ranks: np.ndarray | None = None,
     threshold: float | None = None,
+    warnings: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> list[Path]:
     """Write ``det.png`` (FNIR vs FPIR), ``scores.png``, ``cmc.png`` (with ranks) and ``report.md`` for 1:N.
+
+    ``warnings`` (issue 16: FPIR figures on too few non-mated searches) are shown as warning lines above
+    the plots; ``notes``, Markdown lines, after them (e.g. :func:`sweep_markdown`'s table).
 
     One entry per search, as NIST's rank-1 FNIR/FPIR definitions need them:
 
@@ -328,10 +333,60 @@ def write_identification_report(
         cmc = _cmc(out_dir / "cmc.png", ranks)
         images.append(("CMC", cmc))
         written.append(cmc)
-    notes = [
+    lines = [
         f"{len(mated):,} mated searches ({int(np.sum(~np.isfinite(mated))):,} without the mate at rank 1), "
         f"{len(non_mated):,} non-mated searches ({int(np.sum(~np.isfinite(non_mated))):,} without a face).",
         "",
     ]
-    written.append(_write_markdown(out_dir, _markdown(title, summary, images, notes)))
+    for warning in warnings:
+        lines += [f"**Warning:** {warning}.", ""]
+    lines += [*notes, ""] if notes else []
+    written.append(_write_markdown(out_dir, _markdown(title, summary, images, lines)))
     return written
+
+
+def sweep_markdown(result: Mapping) -> list[str]:
+    """Issue 16: the gallery-size sweep of ``eval identify`` (``gallery_sweep`` of its JSON) as a Markdown table."""
+    reference = result["reference"]
+    fpirs = list(reference["fnir_at_fpir"])
+    check = result["distractor_check"]
+    lines = [
+        "## Gallery-size sweep",
+        "",
+        "The same searches with the gallery padded with synthetic distractors (a Gaussian fitted to the gallery's "
+        f"labelled faces; pairs at p99.9: real different people {check['real_different_person']['p99.9']:.4f}, "
+        f"distractors {check['distractor_pairs']['p99.9']:.4f}). The first row is the real gallery alone, "
+        f"scored the sweep's way (reproduces the library's searches: {reference['matches_library_search']}).",
+        *_probe_check_line(check.get("non_mated_probes_vs") or {}),
+        "",
+        "| gallery | distractors | index | score | rank-1 | rank-5 | "
+        + " | ".join(f"FNIR @ FPIR {f}" for f in fpirs)
+        + " | distractor on top (mated / non-mated) | small sample |",
+        "| ---: | ---: | --- | --- | ---: | ---: | " + " | ".join("---:" for _ in fpirs) + " | ---: | --- |",
+    ]
+    for row in [reference, *result["sizes"]]:
+        cells = [
+            f"{row['gallery_size']:,}",
+            f"{row['distractors']:,}",
+            row["index"],
+            row["score"],
+            f"{row['rank1']:.4f}",
+            f"{row['rank5']:.4f}",
+            *(f"{row['fnir_at_fpir'][f]:.4f}" for f in fpirs),
+            f"{row['distractor_on_top']['mated']:,} / {row['distractor_on_top']['non_mated']:,}",
+            "yes" if row["small_sample"] else "no",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _probe_check_line(probes_vs: Mapping) -> list[str]:
+    """How the non-mated probes see real strangers and as many distractors (their median top score)."""
+    if not probes_vs:
+        return []
+    top = probes_vs["top_score_median"]
+    return [
+        f"Non-mated probes against {probes_vs['equal_counts']:,} real strangers and as many distractors: median top "
+        f"score {top['real_strangers']:.4f} vs {top['distractors']:.4f}; pairs at p99.9 "
+        f"{probes_vs['real_strangers']['p99.9']:.4f} vs {probes_vs['distractors']['p99.9']:.4f}."
+    ]

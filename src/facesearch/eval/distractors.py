@@ -1,4 +1,8 @@
-"""Synthetic distractor faces for the search benchmark: embeddings that look like real ones to an index.
+"""Synthetic distractor faces: embeddings that look like real ones to an index.
+
+Used by the search and clustering benchmarks (bench/scale/) and by ``eval identify --gallery-sizes``
+(issue 16: the gallery-size sweep pads the real gallery with them; moved here from bench/scale/ so that
+the package never imports bench/).
 
 A 1M-face gallery cannot be built from LFW (about 13k photos), and filling it with uniform random
 unit vectors would be far too easy: uniform vectors in 128-d are almost orthogonal to every face,
