@@ -207,11 +207,14 @@ def test_eval_identify_small_sample_warning(lfw: Path, tmp_path: Path, probe_fac
     root = tmp_path / "images"
     root.mkdir()
     people = sorted((lfw / "images").iterdir())
-    multi = [p for p in people if len(list(p.glob("*.jpg"))) >= 3][:4]
+    # People with 3-4 photos (the first with 3+ include one with 19), the int8 model and ingest in this process:
+    # the warning is the subject, not the recipe or the workers (issue 11, the suite's speed).
+    multi = [p for p in people if 3 <= len(list(p.glob("*.jpg"))) <= 4][:4]
     singles = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:60]  # 30 enrolled, 30 non-mated
     for person in multi + singles:
         (root / person.name).symlink_to(person, target_is_directory=True)
-    args = ["eval", "identify", "--images", str(root), "--jitter", "0", "--work-dir", str(tmp_path / "lib")]
+    args = ["eval", "identify", "--images", str(root), "--jitter", "0", "--model", "dlib_resnet_v1_int8"]
+    args += ["--workers", "1", "--work-dir", str(tmp_path / "lib")]
     report = json.loads(cli_ok(*args, "--json").stdout)
     assert report["non_mated"] == 30
     for fpir in ("0.01", "0.003"):
