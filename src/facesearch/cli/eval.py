@@ -249,17 +249,11 @@ def _sweep_table(result: dict) -> Table:
             f"non-mated probes' median top score: {top['real_strangers']:.4f} against "
             f"{probes_vs['equal_counts']:,} real strangers, {top['distractors']:.4f} against as many distractors"
         )
+    from facesearch.eval.report import sweep_cells
+
+    fpirs = list(result["reference"]["fnir_at_fpir"])
     for row in [result["reference"], *result["sizes"]]:
-        table.add_row(
-            f"{row['gallery_size']:,}",
-            f"{row['distractors']:,}",
-            row["index"],
-            row["score"],
-            f"{row['rank1']:.4f}",
-            f"{row['rank5']:.4f}",
-            *(f"{v:.4f}" for v in row["fnir_at_fpir"].values()),
-            "yes" if row["small_sample"] else "no",
-        )
+        table.add_row(*sweep_cells(row, fpirs, on_top=False))
     return table
 
 

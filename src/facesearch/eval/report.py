@@ -345,6 +345,23 @@ def write_identification_report(
     return written
 
 
+def sweep_cells(row: Mapping, fpirs: list[str], on_top: bool) -> list[str]:
+    """One gallery size of the sweep as table cells, the same in the terminal and in report.md (``on_top``: with
+    the count of searches whose top candidate is a distractor, which the terminal's narrower table leaves out)."""
+    cells = [
+        f"{row['gallery_size']:,}",
+        f"{row['distractors']:,}",
+        row["index"],
+        row["score"],
+        f"{row['rank1']:.4f}",
+        f"{row['rank5']:.4f}",
+        *(f"{row['fnir_at_fpir'][f]:.4f}" for f in fpirs),
+    ]
+    if on_top:
+        cells.append(f"{row['distractor_on_top']['mated']:,} / {row['distractor_on_top']['non_mated']:,}")
+    return [*cells, "yes" if row["small_sample"] else "no"]
+
+
 def sweep_markdown(result: Mapping) -> list[str]:
     """Issue 16: the gallery-size sweep of ``eval identify`` (``gallery_sweep`` of its JSON) as a Markdown table."""
     reference = result["reference"]
@@ -365,17 +382,7 @@ def sweep_markdown(result: Mapping) -> list[str]:
         "| ---: | ---: | --- | --- | ---: | ---: | " + " | ".join("---:" for _ in fpirs) + " | ---: | --- |",
     ]
     for row in [reference, *result["sizes"]]:
-        cells = [
-            f"{row['gallery_size']:,}",
-            f"{row['distractors']:,}",
-            row["index"],
-            row["score"],
-            f"{row['rank1']:.4f}",
-            f"{row['rank5']:.4f}",
-            *(f"{row['fnir_at_fpir'][f]:.4f}" for f in fpirs),
-            f"{row['distractor_on_top']['mated']:,} / {row['distractor_on_top']['non_mated']:,}",
-            "yes" if row["small_sample"] else "no",
-        ]
+        cells = sweep_cells(row, fpirs, on_top=True)
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
