@@ -192,7 +192,7 @@ def example_inputs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) 
     return built_once(tmp_path_factory, "extra", build)
 
 
-def new_engine_library(folder: Path) -> Path:
+def new_engine_library(folder: Path, **options: Any) -> Path:
     """A new library for the ingest engines' tests: the flip-only recipe (no jitter) and HOG without upsampling.
 
     Issue 11 (the suite's speed): ``example_inputs`` are full-size photos (up to 2333 pixels high). HOG with
@@ -204,7 +204,7 @@ def new_engine_library(folder: Path) -> Path:
     from facesearch import Library
     from facesearch.config import LibraryConfig
 
-    Library.open(folder, jitter=0).close()
+    Library.open(folder, jitter=0, **options).close()  # options: other creation settings (e.g. the model)
     config = LibraryConfig.load(folder)
     config.detector = {**config.detector, "upsample": 0}
     config.save(folder)
@@ -238,6 +238,8 @@ def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     The 16 portraits of face_recognition_examples/by_identity but ``GALLERY_PROBE`` in collection
     "examples", the 3 group photos in "groups", embedded without jitter (the recipe is not what these
     tests are about, and jitter costs four more alignments per face) in this process (no worker start-up).
+    HOG runs without upsampling (``new_engine_library``): these are full-size photos of large faces, and every
+    search of a copy detects its probe with the copy's settings (issue 11, the suite's speed).
     Searching writes to the audit log, so every test, even one that only searches, uses a copy:
     ``tests.helpers.copy_library(example_gallery, tmp_path / "lib")`` (a folder copy: milliseconds).
     """
@@ -247,8 +249,8 @@ def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     portraits = [p for p in sorted((examples / "by_identity").rglob("*")) if p.is_file()]
 
     def build(root: Path) -> Path:
-        folder = root / "lib"
-        with Library.open(folder, jitter=0) as lib:
+        folder = new_engine_library(root / "lib")  # no jitter, HOG without upsampling (its docstring says why)
+        with Library.open(folder) as lib:
             photos = [str(p) for p in portraits if p != examples / GALLERY_PROBE]
             for name in GALLERY_COLLECTIONS:
                 lib.create_collection(name)  # ingest never creates one (issue 12 §3)

@@ -23,7 +23,7 @@ from facesearch.models.embed.factory import converted_builtin, create_embedder
 from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY, DLIB_RESNET_KEY
 from facesearch.models.runtime import onnx_session
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path
-from tests.conftest import GALLERY_PROBE
+from tests.conftest import GALLERY_PROBE, new_engine_library
 from tests.helpers import cli_ok, library_contents, run_cli
 
 
@@ -137,7 +137,7 @@ def test_an_int8_library_indexes_with_the_int8_model(tmp_path: Path, shared_data
     portraits = [
         p for p in sorted((examples / "by_identity").rglob("*")) if p.is_file() and p != examples / GALLERY_PROBE
     ]
-    with Library.open(tmp_path / "lib", jitter=0, model=DLIB_RESNET_INT8_KEY) as lib:
+    with Library.open(new_engine_library(tmp_path / "lib", model=DLIB_RESNET_INT8_KEY)) as lib:
         lib.create_collection("examples")
         assert lib.index([str(p) for p in portraits], collection="examples", workers=1).indexed == len(portraits)
         assert lib.model_info.key == f"{DLIB_RESNET_INT8_KEY}+flip"

@@ -165,7 +165,9 @@ def test_an_opted_out_person_in_a_fused_probe_is_shown_nobody(pristine: Path, tm
         for photos in (his, mixed):
             assert lib.search(photos, same_person=True, purpose=PURPOSE, top_k=5).faces[0].candidates == []
         biden = lib.search([examples / p for p in BIDEN], same_person=True, purpose=PURPOSE, top_k=5)
-        assert "/joe_biden/" in (biden.faces[0].candidates[0].image.path or "")
+        # His photos are found among the first three (the first may be his face in a group photo: a tie at 0.989).
+        top3 = {candidate.image.path for candidate in biden.faces[0].candidates[:3]}
+        assert {str(examples / p) for p in BIDEN} <= top3
 
 
 # eval identify --probe-photos ---------------------------------------------------------------------
