@@ -33,7 +33,7 @@ import numpy as np
 from facesearch.errors import FaceSearchError
 from facesearch.eval import distractors
 from facesearch.eval.identify_metrics import figures, fpir_sample
-from facesearch.search.normalize import COHORT_SIZE, MIN_LIBRARY_FACES, CohortNormalizer
+from facesearch.search.normalize import MIN_LIBRARY_FACES, CohortNormalizer, cohort_ids
 from facesearch.search.service import RERANK_DEPTH
 from facesearch.store.catalog import Catalog
 from facesearch.store.vectors.faiss_index import VectorIndex
@@ -170,8 +170,7 @@ class PaddedGallery:
 
     def _cohort(self) -> CohortNormalizer:
         """The cohort ``CohortNormalizer.from_catalog`` would draw from a library holding these faces."""
-        chosen = np.sort(np.random.default_rng(0).choice(self.ids, size=min(COHORT_SIZE, len(self.ids)), replace=False))
-        return CohortNormalizer(self.vectors[np.searchsorted(self.ids, chosen)])
+        return CohortNormalizer(self.vectors[np.searchsorted(self.ids, cohort_ids(self.ids))])
 
     def nearest(self, probe: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw candidates of one probe face: one query per search, as the library's search asks its index."""

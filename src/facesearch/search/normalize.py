@@ -29,6 +29,12 @@ SELF_MATCH = 0.9999
 STATS_CACHE = 1_000_000
 
 
+def cohort_ids(ids: np.ndarray, size: int = COHORT_SIZE, seed: int = 0) -> np.ndarray:
+    """The faces of a library's cohort: a fixed-seed sample of its face ids, sorted (the one rule, also used by
+    ``eval identify --gallery-sizes`` to draw the cohort a larger library would have)."""
+    return np.sort(np.random.default_rng(seed).choice(ids, size=min(size, len(ids)), replace=False))
+
+
 class CohortNormalizer:
     def __init__(self, cohort: np.ndarray, top: int = COHORT_TOP) -> None:
         self.cohort = np.ascontiguousarray(cohort, dtype=np.float32)
@@ -43,8 +49,7 @@ class CohortNormalizer:
         ids = catalog.all_face_ids()
         if len(ids) < MIN_LIBRARY_FACES:
             return None
-        chosen = np.sort(np.random.default_rng(seed).choice(ids, size=min(size, len(ids)), replace=False))
-        vectors = catalog.embeddings_of(chosen)
+        vectors = catalog.embeddings_of(cohort_ids(ids, size, seed))
         return cls(vectors)
 
     def stats(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
