@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import facesearch.search.normalize as normalize_module
 from facesearch import Library
 from facesearch.search.normalize import MIN_LIBRARY_FACES, ONE_THREAD_ROWS, CohortNormalizer, cohort_scores
 from facesearch.store.catalog import NewFace, NewImage
@@ -64,6 +65,22 @@ def test_the_statistics_of_a_search_s_rows_match_the_batch_ones() -> None:
     assert np.allclose(np.concatenate([p[1] for p in parts]), sd_batch, atol=1e-6)
     alone, _ = CohortNormalizer(cohort[1:]).stats(cohort[:1])  # member 0 against a cohort without it
     assert np.isclose(mu_batch[0], alone[0], atol=1e-6) and np.isclose(parts[0][0][0], alone[0], atol=1e-6)
+
+
+def test_a_full_cache_is_replaced_without_losing_the_faces_a_search_still_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: when a search's new candidates overflow the per-face cache it starts an empty one; its
+    candidates that were in the old one must be computed again, not looked up in the new one (a KeyError
+    that failed the search; with concurrent searches another search can replace the cache at any moment)."""
+    monkeypatch.setattr(normalize_module, "STATS_CACHE", 3)
+    normalizer = CohortNormalizer(unit(300, 5))
+    faces = unit(3, 6)
+    mu_first, _ = normalizer.face_stats(np.array([1, 2]), faces[:2])
+    normalizer.face_stats(np.array([2, 3]), faces[1:])  # 1 known + 1 new: 3 faces, the cache stays
+    mu, _ = normalizer.face_stats(np.array([2, 3, 4]), np.vstack([faces[1:], faces[:1]]))  # 2 + 1 > 3: a new cache
+    assert np.isclose(mu[0], mu_first[1]) and np.isclose(mu[2], mu_first[0])
+    assert set(normalizer._face_stats) == {2, 3, 4}
 
 
 def test_vectors_of_another_dimension_are_refused() -> None:

@@ -91,14 +91,17 @@ class CohortNormalizer:
 
     def face_stats(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`stats` of indexed faces (``ids`` with their ``vectors``), each computed once per normaliser."""
-        missing = [i for i, face in enumerate(ids) if int(face) not in self._face_stats]
+        # One dict throughout: a concurrent search may replace a full cache meanwhile (issue 15).
+        cache = self._face_stats
+        missing = [i for i, face in enumerate(ids) if int(face) not in cache]
         if missing:
-            if len(self._face_stats) + len(missing) > STATS_CACHE:
-                self._face_stats = {}
+            if len(cache) + len(missing) > STATS_CACHE:  # a new, empty cache: every face is missing from it
+                cache = self._face_stats = {}
+                missing = list(range(len(ids)))
             mu, sd = self.stats(vectors[missing])
             for i, m, s in zip(missing, mu, sd, strict=True):
-                self._face_stats[int(ids[i])] = (float(m), float(s))
-        known = np.array([self._face_stats[int(face)] for face in ids], dtype=np.float32).reshape(len(ids), 2)
+                cache[int(ids[i])] = (float(m), float(s))
+        known = np.array([cache[int(face)] for face in ids], dtype=np.float32).reshape(len(ids), 2)
         return known[:, 0], known[:, 1]
 
     def normalize(
