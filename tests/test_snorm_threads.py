@@ -38,8 +38,8 @@ class SeenCohort(np.ndarray):
 
 def test_a_search_s_rows_are_scored_without_blas_and_batches_with_it() -> None:
     """Issue 15: a search's probe face and its uncached candidates (1..64 rows) are scored on the calling
-    thread, not handed to BLAS (which split a 51-row product over its threads: 32 ms p50 under load against
-    1.6 ms, docs/benchmarks.md); a calibration's batch still goes to BLAS. Both give the plain product's
+    thread, not handed to BLAS (which split a 51-row product over its threads: 37 ms p50 under load against
+    1.8 ms, docs/benchmarks.md); a calibration's batch still goes to BLAS. Both give the plain product's
     scores to float rounding."""
     cohort = unit(2000, 0).view(SeenCohort)
     for rows, blas_calls in ((1, 0), (51, 0), (ONE_THREAD_ROWS, 0), (ONE_THREAD_ROWS + 1, 1), (500, 1)):

@@ -29,7 +29,9 @@ real indexed faces of it:
 - ``cold``: the statistics of 51 rows (the probe and 50 candidates no search has met yet).
 - ``search``: the real search path, ``Library.search(probe_face_id=...)`` (vector search, s-norm,
   labels, the audit entry in SQLite; no photo decoding or embedding, which would bury the difference
-  under ~300 ms of detection).
+  under ~300 ms of detection), every candidate's statistics cached (a server's steady state).
+- ``search-cold``: the same with the per-face cache emptied before each search: every search meets 50
+  candidates no search has met, as in a large library.
 
 Load: ``--load N`` busy processes (pure-Python loops) beside the benchmark, e.g. ``--load 0 3`` (idle,
 then 3 busy processes on a 2-core machine). ``--threads``: concurrent callers in this process (a server
@@ -69,6 +71,7 @@ from facesearch.search.purposes import SearchPurpose
 Stats = Callable[[CohortNormalizer, np.ndarray], tuple[np.ndarray, np.ndarray]]
 PRODUCT_STATS = CohortNormalizer.stats  # as this checkout has it, taken before any variant is swapped in
 PURPOSE = SearchPurpose("snorm-bench", "benchmark of s-norm under load")
+LEVELS = ["snorm", "cold", "search", "search-cold"]
 DEPTH = 50  # search/service.py RERANK_DEPTH: the raw candidates a search re-ranks
 
 
@@ -195,6 +198,8 @@ class Workload:
         self.cand_ids = found
         self.candidates = [self.lib.catalog.embeddings_of(row) for row in found]
         served = self.lib.searches.scoring.normalizer  # the normaliser the search level's searches use
+        assert served is not None
+        self.served = served
         for i in range(len(self.probes)):  # fill the per-face caches: a server's steady state
             self.norm.normalize(self.raw[i], self.probes[i], self.candidates[i], self.cand_ids[i])
             served.face_stats(self.cand_ids[i], self.candidates[i])
@@ -206,6 +211,8 @@ class Workload:
         elif level == "cold":
             self.norm.stats(np.vstack([self.probes[i][None], self.candidates[i]]))
         else:
+            if level == "search-cold":  # as when a search meets faces no search has met (a large library)
+                self.served._face_stats = {}
             self.lib.search(None, purpose=PURPOSE, probe_face_id=int(self.face_ids[i]), top_k=20)
 
 
@@ -272,7 +279,7 @@ def run_phase(work: Workload, level: str, variants: list[str], threads: int, rou
 
 def check_same(work: Workload, variants: list[str]) -> dict[str, float]:
     """Each variant's largest difference from today's statistics on the probes (they must agree to float error)."""
-    rows = np.vstack([work.probes[:20], work.candidates[0]])
+    rows = np.vstack([work.probes[:1], work.candidates[0]])  # a search's 51 rows
     mu0, sd0 = stats_today(work.norm, rows)
     out = {}
     for v in variants:
@@ -285,7 +292,7 @@ def check_same(work: Workload, variants: list[str]) -> dict[str, float]:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", type=Path, default=LFW_LIBRARY, help="a library of >= 500 faces")
-    parser.add_argument("--levels", nargs="+", default=["snorm", "cold", "search"], choices=["snorm", "cold", "search"])
+    parser.add_argument("--levels", nargs="+", default=LEVELS, choices=LEVELS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--load", type=int, nargs="+", default=[0, 3], help="busy processes, one phase per value")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="concurrent callers")
@@ -313,7 +320,7 @@ def main() -> None:
             with busy_processes(load):
                 load_avg = os.getloadavg()[0]
                 for level in args.levels:
-                    block = max(1, args.block // {"snorm": 1, "cold": 2, "search": 5}[level])
+                    block = max(1, args.block // {"snorm": 1, "cold": 2, "search": 5, "search-cold": 5}[level])
                     for threads in args.threads:
                         rows = run_phase(work, level, args.variants, threads, args.rounds, block)
                         for variant, row in rows.items():

@@ -45,11 +45,11 @@ def cohort_scores(vectors: np.ndarray, cohort: np.ndarray) -> np.ndarray:
     Issue 15: a search's rows (its probe face; its <= 50 candidates not yet cached) are scored on the calling
     thread by FAISS's SIMD inner products, one row at a time, never by NumPy's BLAS. OpenBLAS splits a
     51x128 @ 128x2000 product over its threads and the caller spins until the other thread has had a core:
-    on this loaded 2-core machine that took 32 ms p50 and 12 ms of CPU per call against 1.6 ms and 1.6 ms
-    here (bench/speed/snorm_threads.py, docs/benchmarks.md). Limiting BLAS to one thread per call is no
-    way out: its thread count is process-global, and with NumPy's OpenBLAS 0.3.31 a count set from a
-    server's worker thread was not applied at all. Batches (calibration: every face of a library) keep
-    BLAS and its threads. The two ways agree to float rounding (~2e-7).
+    on this loaded 2-core machine that took 37-104 ms p50 and 12-14 ms of CPU per call, against 1.8-12 ms
+    and 1.7-1.9 ms here (bench/speed/snorm_threads.py, docs/benchmarks.md). Limiting BLAS to one thread
+    per call is no way out: its thread count is process-global, and with NumPy's OpenBLAS 0.3.31 a count
+    set from a server's worker thread was not applied at all. Batches (calibration: every face of a
+    library) keep BLAS and its threads. The two ways agree to float rounding (~2e-7).
     """
     rows = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
     if len(rows) > ONE_THREAD_ROWS:
