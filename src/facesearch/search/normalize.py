@@ -14,6 +14,7 @@ face compared with itself (similarity ~1) is left out of its own cohort statisti
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 
 from facesearch.store.catalog import Catalog
@@ -27,12 +28,41 @@ SELF_MATCH = 0.9999
 # Gallery faces whose cohort statistics a normaliser keeps (two floats each): enough for the faces a
 # server's searches keep meeting, bounded for a 10M-face library (the cache is emptied when full).
 STATS_CACHE = 1_000_000
+# Issue 15: up to this many rows (a search's probe face, its <= 50 uncached candidates) are scored on the calling
+# thread alone (cohort_scores); larger batches (calibration: every face of a library) keep BLAS's threads.
+ONE_THREAD_ROWS = 64
 
 
 def cohort_ids(ids: np.ndarray, size: int = COHORT_SIZE, seed: int = 0) -> np.ndarray:
     """The faces of a library's cohort: a fixed-seed sample of its face ids, sorted (the one rule, also used by
     ``eval identify --gallery-sizes`` to draw the cohort a larger library would have)."""
     return np.sort(np.random.default_rng(seed).choice(ids, size=min(size, len(ids)), replace=False))
+
+
+def cohort_scores(vectors: np.ndarray, cohort: np.ndarray) -> np.ndarray:
+    """Each row's similarity with every cohort face (float32 rows; ``cohort`` C-contiguous float32).
+
+    Issue 15: a search's rows (its probe face; its <= 50 candidates not yet cached) are scored on the calling
+    thread by FAISS's SIMD inner products, one row at a time, never by NumPy's BLAS. OpenBLAS splits a
+    51x128 @ 128x2000 product over its threads and the caller spins until the other thread has had a core:
+    on this loaded 2-core machine that took 37-104 ms p50 and 12-14 ms of CPU per call, against 1.8-12 ms
+    and 1.7-1.9 ms here (bench/speed/snorm_threads.py, docs/benchmarks.md). Limiting BLAS to one thread
+    per call is no way out: its thread count is process-global, and with NumPy's OpenBLAS 0.3.31 a count
+    set from a server's worker thread was not applied at all. Batches (calibration: every face of a
+    library) keep BLAS and its threads. The two ways agree to float rounding (~2e-7).
+    """
+    rows = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+    if len(rows) > ONE_THREAD_ROWS:
+        return rows @ cohort.T
+    base = np.ascontiguousarray(cohort, dtype=np.float32)
+    if rows.shape[1] != base.shape[1]:  # FAISS would read past the rows' ends
+        raise ValueError(f"vectors of {rows.shape[1]} dimensions against a cohort of {base.shape[1]}")
+    scores = np.empty((len(rows), len(base)), dtype=np.float32)
+    for row, out in zip(rows, scores, strict=True):
+        faiss.fvec_inner_products_ny(
+            faiss.swig_ptr(out), faiss.swig_ptr(row), faiss.swig_ptr(base), rows.shape[1], len(base)
+        )
+    return scores
 
 
 class CohortNormalizer:
@@ -54,21 +84,24 @@ class CohortNormalizer:
 
     def stats(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of each vector's top cohort scores (self-matches excluded)."""
-        scores = np.atleast_2d(vectors).astype(np.float32) @ self.cohort.T
+        scores = cohort_scores(vectors, self.cohort)
         scores[scores >= SELF_MATCH] = -np.inf
         top = -np.partition(-scores, self.top - 1, axis=1)[:, : self.top]
         return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
 
     def face_stats(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`stats` of indexed faces (``ids`` with their ``vectors``), each computed once per normaliser."""
-        missing = [i for i, face in enumerate(ids) if int(face) not in self._face_stats]
+        # One dict throughout: a concurrent search may replace a full cache meanwhile (issue 15).
+        cache = self._face_stats
+        missing = [i for i, face in enumerate(ids) if int(face) not in cache]
         if missing:
-            if len(self._face_stats) + len(missing) > STATS_CACHE:
-                self._face_stats = {}
+            if len(cache) + len(missing) > STATS_CACHE:  # a new, empty cache: every face is missing from it
+                cache = self._face_stats = {}
+                missing = list(range(len(ids)))
             mu, sd = self.stats(vectors[missing])
             for i, m, s in zip(missing, mu, sd, strict=True):
-                self._face_stats[int(ids[i])] = (float(m), float(s))
-        known = np.array([self._face_stats[int(face)] for face in ids], dtype=np.float32).reshape(len(ids), 2)
+                cache[int(ids[i])] = (float(m), float(s))
+        known = np.array([cache[int(face)] for face in ids], dtype=np.float32).reshape(len(ids), 2)
         return known[:, 0], known[:, 1]
 
     def normalize(
