@@ -19,3 +19,13 @@ def test_pair_similarities_in_cache_sized_chunks_are_each_pairs_dot_product() ->
     assert sims.shape == (n,) and sims.dtype == np.float32
     expected = np.array([a[x] @ b[y] for x, y in zip(i, j, strict=True)], dtype=np.float32)
     np.testing.assert_allclose(sims, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_different_person_pairs_are_of_two_labelled_people() -> None:
+    """Issue 11 (the suite's speed): the labels are compared as integer codes. Each kept pair is still of two
+    different, labelled people: a pair's similarity here is 1 exactly when both faces are one person's."""
+    rng = np.random.default_rng(3)
+    persons = np.array(["ann", "ann", "bob", "", "cy", "cy", "bob", ""])
+    one_hot = np.eye(len(persons), dtype=np.float32)[[0, 0, 2, 3, 4, 4, 2, 7]]  # one person, one vector
+    sims = distractors.different_person_similarities(one_hot, persons, 500, rng)
+    assert len(sims) == 500 and not sims.any()  # never a pair of one person's faces
