@@ -70,9 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # Longest first, the last modules handed out are short ones and the workers finish together. The order: each
 # module's seconds in a worker during a whole `make test` on the 2-core machine (from the completion times of a
 # `-v` run: the time from a worker's previous test to each of the module's tests; 2026-12-06, 905 tests, 830 s
-# of worker time), less what the fifth suite-speed pass took out of eight of them (estimated from their CPU time
+# of worker time), less what the fifth suite-speed pass took out of ten of them (estimated from their CPU time
 # before and after, each module run alone): e.g. ~66 s eval identify (was 98), 52 s test_search, ~40 s the
-# web's two sizes (was 56), 35 s test_eval, 34 s the People page in a browser, 32 s test_ingest. The browser
+# web's two sizes (was 56), 34 s the People page in a browser, ~32 s test_eval, 32 s test_ingest. The browser
 # modules were missing here (their CPU is mostly Chromium's, not pytest's): handed out last, one of them kept a
 # worker busy alone at the end. The modules not listed took under ~8 s each.
 # Refresh it from a `-v` run's completion times when modules grow (tests/test_suite_speed.py checks the names).
@@ -80,8 +80,8 @@ LONGEST_FIRST = (
     "test_eval_identify.py",
     "test_search.py",
     "test_web_mobile.py",
-    "test_eval.py",
     "test_web_people.py",
+    "test_eval.py",
     "test_ingest.py",
     "test_web_investigation.py",
     "test_library.py",
@@ -98,9 +98,9 @@ LONGEST_FIRST = (
     "test_lfw_search.py",
     "test_batched_ingest.py",
     "test_postgres_library.py",
-    "test_governance_cli.py",
     "test_batched_cnn.py",
     "test_web_cases.py",
+    "test_governance_cli.py",
     "test_torch_parity.py",
     "test_dlib_conversion.py",
     "test_governance_audit.py",
