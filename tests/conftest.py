@@ -70,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # Longest first, the last modules handed out are short ones and the workers finish together. The order: each
 # module's seconds in a worker during a whole `make test` on the 2-core machine (from the completion times of a
 # `-v` run: the time from a worker's previous test to each of the module's tests; 2026-12-06, 905 tests, 830 s
-# of worker time), less what the fifth suite-speed pass took out of ten of them (estimated from their CPU time
+# of worker time), less what the fifth suite-speed pass took out of nine of them (estimated from their CPU time
 # before and after, each module run alone): e.g. ~66 s eval identify (was 98), 52 s test_search, ~40 s the
 # web's two sizes (was 56), 34 s the People page in a browser, ~32 s test_eval, 32 s test_ingest. The browser
 # modules were missing here (their CPU is mostly Chromium's, not pytest's): handed out last, one of them kept a
