@@ -372,6 +372,7 @@ def test_a_manifest_job_reports_each_refused_url_with_its_code(api: Api) -> None
     assert refused(b'{"url": "http://x/a.jpg"\n') == "bad_manifest"
     assert refused(b"path,note\n/etc/passwd,x\n") == "path_not_allowed"
     assert refused(b"url\nfile:///etc/passwd\n") == "bad_manifest"
+    assert refused(b"url,note\n ,x\n") == "bad_manifest"  # a row with no URL (once met only by the fuzzing)
 
 
 def _jpeg_head(api: Api) -> bytes:
