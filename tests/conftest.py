@@ -67,41 +67,45 @@ def pytest_configure(config: pytest.Config) -> None:
 # `--dist loadscope --no-loadscope-reorder`: each module goes to one worker, handed out in collection order, and
 # a worker takes its next module while its last two tests run. xdist's own order (most tests first) put these
 # modules of one or two long tests last, so one worker ran a 90 s module alone while the other had finished.
-# Longest first, the last modules handed out are short ones and the workers finish together. The order: CPU
-# seconds of each module run alone on the 2-core machine (`/usr/bin/time pytest tests/<module>`, with the
-# session libraries it builds; measured 2026-12-06 after the fourth suite-speed pass, on a loaded machine), e.g.
-# 55 s for eval identify, 47 s test_search, 46 s test_eval, 40 s test_ingest, 38 s test_api, 31 s the web
-# investigation (and 54 s of wall time: a browser, hence its place), 31 s batched ingest, 13 s Ray (its own
-# processes not counted; 35 s of wall time), 24 s test_lfw_search; those after it keep their earlier order
-# (each under ~25 s), and the modules not listed took less.
-# Refresh it from a run with `--durations=0` when modules grow (tests/test_suite_speed.py checks the names).
+# Longest first, the last modules handed out are short ones and the workers finish together. The order: each
+# module's seconds in a worker during a whole `make test` on the 2-core machine (from the completion times of a
+# `-v` run: the time from a worker's previous test to each of the module's tests; 2026-12-06, 905 tests, 830 s
+# of worker time), less what the fifth suite-speed pass took out of nine of them (estimated from their CPU time
+# before and after, each module run alone): e.g. ~66 s eval identify (was 98), 52 s test_search, ~40 s the
+# web's two sizes (was 56), 34 s the People page in a browser, ~32 s test_eval, 32 s test_ingest. The browser
+# modules were missing here (their CPU is mostly Chromium's, not pytest's): handed out last, one of them kept a
+# worker busy alone at the end. The modules not listed took under ~8 s each.
+# Refresh it from a `-v` run's completion times when modules grow (tests/test_suite_speed.py checks the names).
 LONGEST_FIRST = (
     "test_eval_identify.py",
     "test_search.py",
+    "test_web_mobile.py",
+    "test_web_people.py",
     "test_eval.py",
     "test_ingest.py",
     "test_web_investigation.py",
+    "test_library.py",
+    "test_web.py",
+    "test_milvus_index.py",
+    "test_web_probe.py",
     "test_api.py",
-    "test_multi_probe.py",
+    "test_governance_library.py",
+    "test_ray_ingest.py",
+    "test_cnn_detector.py",
     "test_api_fuzz.py",
     "test_watches.py",
-    "test_batched_ingest.py",
-    "test_ray_ingest.py",
-    "test_batched_cnn.py",
+    "test_multi_probe.py",
     "test_lfw_search.py",
+    "test_batched_ingest.py",
     "test_postgres_library.py",
-    "test_cnn_detector.py",
-    "test_dlib_conversion.py",
-    "test_torch_parity.py",
-    "test_milvus_index.py",
-    "test_library.py",
-    "test_governance_library.py",
-    "test_people.py",
-    "test_eval_groups.py",
-    "test_disk_traces.py",
-    "test_index_freshness.py",
+    "test_batched_cnn.py",
     "test_web_cases.py",
-    "test_api_serve.py",
+    "test_governance_cli.py",
+    "test_torch_parity.py",
+    "test_dlib_conversion.py",
+    "test_governance_audit.py",
+    "test_int8_embedder.py",
+    "test_eval_groups.py",
 )
 
 

@@ -372,6 +372,7 @@ def test_a_manifest_job_reports_each_refused_url_with_its_code(api: Api) -> None
     assert refused(b'{"url": "http://x/a.jpg"\n') == "bad_manifest"
     assert refused(b"path,note\n/etc/passwd,x\n") == "path_not_allowed"
     assert refused(b"url\nfile:///etc/passwd\n") == "bad_manifest"
+    assert refused(b"url,note\n ,x\n") == "bad_manifest"  # a row with no URL (once met only by the fuzzing)
 
 
 def _jpeg_head(api: Api) -> bytes:
@@ -443,6 +444,9 @@ def test_malformed_requests_get_json_errors(api: Api) -> None:
     assert huge_id.status_code == 422
     nothing = api.post("/v1/erasures", json={"reason": "x"})
     assert (nothing.status_code, nothing.json()["error"]["code"]) == (400, "bad_request")
+    no_probe = api.post("/v1/search", "investigator", data=CASE)  # neither a photo nor probe_face_id
+    assert (no_probe.status_code, no_probe.json()["error"]["code"]) == (400, "bad_request"), no_probe.text
+    assert "a search needs a probe photo (probe) or an indexed face (probe_face_id)" in no_probe.text
     body = b"x" * (5 * LIMIT + 1)
     too_big = api.client.post("/v1/users", content=body, headers=api.headers("admin"))
     assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "too_large")

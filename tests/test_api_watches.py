@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from facesearch.governance.watches import MAX_PHOTOS
 from facesearch.store.schema import utcnow
 from tests import test_api, test_api_cases
 from tests.test_api import PROBE, Api
@@ -90,6 +91,12 @@ def test_a_watch_needs_a_valid_future_expiry_and_webhook(two: Api) -> None:
     # A webhook makes the server send requests to any address: an investigator may not set one.
     probing = add_watch(two, "C-1", webhook="http://127.0.0.1:5432/")
     assert (probing.status_code, probing.json()["error"]["code"]) == (403, "forbidden")
+    # More photos than a watch takes (once met only by the fuzzing): refused before any is read.
+    expires = (utcnow() + timedelta(days=30)).date().isoformat()
+    files = [("photo", (f"p{n}.jpg", b"not read", "image/jpeg")) for n in range(MAX_PHOTOS + 1)]
+    many = two.post("/v1/cases/C-1/watches", "investigator", files=files, data={"expires": expires})
+    assert (many.status_code, many.json()["error"]["code"]) == (400, "bad_request"), many.text
+    assert f"at most {MAX_PHOTOS} photos per watch" in many.text
     assert two.get("/v1/cases/C-1/watches", "investigator").json()["watches"] == []
     by_admin = add_watch(two, "C-1", role="admin", webhook="http://127.0.0.1:9/hook")
     assert by_admin.status_code == 201, by_admin.text

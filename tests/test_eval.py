@@ -10,6 +10,7 @@ import pytest
 
 from facesearch.eval.lfw import PairsFormatError, read_pairs
 from facesearch.eval.metrics import best_threshold, eer, kfold_accuracy, roc_auc, tar_at_far
+from tests.conftest import new_engine_library
 from tests.helpers import PURPOSE, cli_ok, run_cli
 
 # Issue 11 (the suite's speed): these tests are about the evaluation commands, not the model. They embed with
@@ -218,8 +219,10 @@ def test_embedding_in_worker_processes_gives_the_same_answers(lfw: Path, tmp_pat
     from facesearch.eval.verify import embed_images
 
     paths = sorted((lfw / "images").glob("A*/*.jpg"))[:100]
-    # The recipe travels to the workers all the same (int8: 2.6x faster per face than float, issue 15).
-    with Library.open(tmp_path / "lib", jitter=0, model=INT8) as lib:
+    # The recipe travels to the workers all the same (int8: 2.6x faster per face than float, issue 15), and so do
+    # the detector's settings: HOG without upsampling (``new_engine_library``; issue 11, the suite's speed: LFW's
+    # faces are large, and upsampling cost ~4 times the CPU per photo).
+    with Library.open(new_engine_library(tmp_path / "lib", model=INT8)) as lib:
         pipeline = lib.pipeline
         serial, serial_nf = embed_images(pipeline, paths, "centre", workers=1)
         parallel, parallel_nf = embed_images(pipeline, paths, "centre", workers=2)

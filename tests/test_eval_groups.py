@@ -207,6 +207,7 @@ def lfw_subset(shared_data: Path, model_cache: Path) -> tuple[Path, dict]:
     pipeline (dlib's HOG and ResNet; no flip averaging and no centre fallback, to keep it quick and to
     keep images without a detected face)."""
     from facesearch.eval.verify import embed_images
+    from facesearch.models.detect.base import DetectorSettings
     from facesearch.models.detect.hog import HogFaceDetector
     from facesearch.models.embed.factory import create_embedder
     from facesearch.models.pipeline import FacePipeline
@@ -219,7 +220,10 @@ def lfw_subset(shared_data: Path, model_cache: Path) -> tuple[Path, dict]:
             paths += photos[:8]
         if len(paths) >= 240:
             break
-    pipeline = FacePipeline(HogFaceDetector(), create_embedder("onnx", model_cache), flip=False)
+    # HOG without upsampling (issue 11, the suite's speed): LFW's faces are large, and upsampling cost ~4 times
+    # the CPU per photo (tests/test_eval_identify.py); the groups' report is the subject, not the detector.
+    detector = HogFaceDetector(DetectorSettings(upsample=0))
+    pipeline = FacePipeline(detector, create_embedder("onnx", model_cache), flip=False)
     embeddings, _ = embed_images(pipeline, paths[:240], fallback="reject")
     return images, embeddings
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from facesearch import Library
+from tests.conftest import new_engine_library
 from tests.helpers import copy_library, run_cli
 
 if TYPE_CHECKING:
@@ -40,9 +41,10 @@ def people(shared_data: Path) -> Path:
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory, people: Path) -> Path:
     """Every photo of Obama and Biden, indexed once (closed): each step below works on a copy of its own,
-    so that the accountability round trip fails step by step rather than all at once."""
-    folder = tmp_path_factory.mktemp("accountability") / "lib"
-    with Library.open(folder, jitter=0) as lib:
+    so that the accountability round trip fails step by step rather than all at once. No jitter, and HOG without
+    upsampling (``new_engine_library``; issue 11, the suite's speed): every search detects a full-size probe."""
+    folder = new_engine_library(tmp_path_factory.mktemp("accountability") / "lib")
+    with Library.open(folder) as lib:
         lib.index([people / "barack_obama", people / "joe_biden"], workers=1)
     return folder
 

@@ -20,7 +20,7 @@ from facesearch.api import create_app
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.governance import AuditLog, add_user
 from facesearch.search.results import SearchResult
-from tests.conftest import GALLERY_PROBE
+from tests.conftest import GALLERY_PROBE, new_engine_library
 from tests.helpers import PURPOSE, cli_ok, copy_library, run_cli
 
 with warnings.catch_warnings():
@@ -202,13 +202,15 @@ def test_split_groups_compares_on_the_same_people_and_never_searches_with_an_enr
     assert not {person_of(g[0]) for g in split.non_mated} & enrolled
 
 
-def test_eval_identify_probe_photos_measures_fused_and_single_on_one_gallery(few_people: Path) -> None:
+def test_eval_identify_probe_photos_measures_fused_and_single_on_one_gallery(few_people: Path, tmp_path: Path) -> None:
     """Issue 13: `eval identify --probe-photos 2` reports the fused searches and the same searches with one
     photo, on one gallery, with the probe counts."""
     args = ["eval", "identify", "--images", str(few_people), "--seed", "5", "--jitter", "0"]
     # Issue 11 (the suite's speed): the int8 model (issue 15, 2.6x faster per face; the fusion is the subject,
-    # not the model) and ingest in this process (two worker processes would each load the models).
-    args += ["--model", "dlib_resnet_v1_int8", "--workers", "1"]
+    # not the model), ingest in this process (two worker processes would each load the models), and an evaluation
+    # library made first with HOG without upsampling (LFW's faces are large: as tests/test_eval_identify.py).
+    work_dir = new_engine_library(tmp_path / "lib", model="dlib_resnet_v1_int8")
+    args += ["--model", "dlib_resnet_v1_int8", "--workers", "1", "--work-dir", str(work_dir)]
     report = json.loads(cli_ok(*args, "--probe-photos", "2", "--normalize", "none", "--json").stdout)
     single = report["single_photo"]
     assert report["probe_photos"] == 2 and single["probe_photos"] == 1

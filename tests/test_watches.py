@@ -25,6 +25,7 @@ from facesearch.governance.cases import close_case, create_case
 from facesearch.governance.errors import PermissionDenied
 from facesearch.governance.watches import ALERT_ACTOR
 from facesearch.store.schema import ImageRow, utcnow
+from tests.conftest import new_engine_library
 from tests.helpers import cli_ok, run_cli
 
 PURPOSE = "find the man seen at the bakery robbery"
@@ -45,8 +46,10 @@ def photos(shared_data: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def lib(tmp_path: Path) -> Iterator[Library]:
-    """A new library with one open case, C-1, worked by the API user ivy."""
-    with Library.open(tmp_path / "lib", jitter=0) as library:
+    """A new library with one open case, C-1, worked by the API user ivy. Made by ``new_engine_library``: no
+    jitter, and HOG without upsampling (issue 11, the suite's speed: each test detects faces in full-size photos,
+    whose faces are large; the detector's settings are not the subject)."""
+    with Library.open(new_engine_library(tmp_path / "lib")) as library:
         add_user(library.catalog, "ivy", "investigator")
         create_case(library.catalog, "C-1", PURPOSE, users=["ivy"], actor="op")
         yield library
@@ -260,8 +263,7 @@ def test_a_dead_webhook_leaves_the_ingest_successful_and_the_failure_recorded(li
 def test_the_cli_adds_lists_and_removes_watches_and_an_index_raises_alerts(tmp_path: Path, photos: dict) -> None:
     """Issue 13: ``facesearch watch add|list|remove`` and ``facesearch alerts``; ``index`` in the CLI raises
     the alert; ``watch remove`` shows what it stops, has --dry-run and needs --yes off a terminal."""
-    folder = str(tmp_path / "lib")
-    Library.open(folder, jitter=0).close()
+    folder = str(new_engine_library(tmp_path / "lib"))  # as ``lib``
     cli_ok("case", "create", "C-1", "--purpose", PURPOSE, "-l", folder)
     expires = tomorrow().isoformat()
     added = json.loads(
@@ -302,7 +304,7 @@ def test_the_cli_adds_lists_and_removes_watches_and_an_index_raises_alerts(tmp_p
 
 def test_watches_and_alerts_on_a_postgresql_catalog(tmp_path: Path, postgres_url: str, photos: dict) -> None:
     """Issue 13: the same watch and alert on a catalog in PostgreSQL (migration 0006 there, its transactions)."""
-    with Library.open(tmp_path / "pg", jitter=0, catalog_url=postgres_url) as library:
+    with Library.open(new_engine_library(tmp_path / "pg", catalog_url=postgres_url)) as library:  # as ``lib``
         create_case(library.catalog, "C-1", PURPOSE, actor="op")
         watch = library.watches.add("C-1", [photos["watch_a"]], expires=tomorrow())
         library.index([photos["person"], photos["biden"]], workers=1)

@@ -267,6 +267,9 @@ def test_admin_creates_configures_fills_and_erases_a_collection(page, site: Site
     expect(job).to_have_attribute("data-status", "done", timeout=60_000)
     expect(job).to_contain_text("1 photos indexed, 1 faces")
     expect(page.locator("tbody tr").filter(has_text="archive-2")).to_contain_text("done")
+    from tests.test_web_mobile import assert_fits  # (that module imports this one's fixtures)
+
+    assert_fits(page, "finished upload")  # at this size here; on a phone in tests/test_web_mobile.py
 
     page.get_by_role("link", name="Collections").click()
     row = page.locator("tbody tr").filter(has_text="archive-2")

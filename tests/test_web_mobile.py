@@ -1,9 +1,13 @@
 """Issue 13: every page of the web app usable at 1280x800 and at a 390x844 phone, in a real browser.
 
-Same live server and browser as tests/test_web.py (its module fixtures are reused). Each test runs at
-both sizes and asserts that no page scrolls sideways (``scrollWidth <= innerWidth``), that the
+Same live server and browser as tests/test_web.py (its module fixtures are reused). The tests of layout run at
+both sizes and assert that no page scrolls sideways (``scrollWidth <= innerWidth``), that the
 navigation stays on the screen, that the compare dialog fits (its two photos stacked on a phone), that an
 error is scrolled into view and focused, and that empty states say what to do next.
+
+Issue 11 (the suite's speed): a flow whose subject does not depend on the width (paging, the collection filter,
+the refused file of an upload, the arrow keys) runs at one size (``ONE_SIZE``); what it shows is checked to fit
+at the other size by a test that reaches the same state there (each says which).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from tests.test_web import CASE, PROBE, TIMEOUT_MS, Site, browser, sign_in, site
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 PAGES = {
-    "investigator": ["search", "cases", "alerts", "people"],
     "auditor": ["audit", "cases"],
     "admin": ["search", "cases", "alerts", "people", "ingest", "audit", "collections", "users", "optouts"],
 }
@@ -26,6 +29,11 @@ NO_SIDEWAYS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 OFF_SCREEN = """() => [...document.querySelectorAll('#nav a:not([hidden]), .topbar button, .topbar .brand')]
   .filter((el) => { const r = el.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
   .map((el) => el.textContent)"""
+
+
+def one_size(size: str) -> pytest.MarkDecorator:
+    """Run a test at ``size`` only (``screen`` is parametrized by both)."""
+    return pytest.mark.parametrize("screen", [size], ids=[size], indirect=True)
 
 
 @pytest.fixture(params=list(SIZES), ids=list(SIZES))
@@ -48,7 +56,13 @@ def assert_fits(page, where: str) -> None:
 
 
 def test_no_page_scrolls_sideways_and_the_navigation_stays_on_screen(screen, site: Site) -> None:  # noqa: F811
-    """Issue 13: on a 390 px phone the navigation ran off-screen (the page was 496-780 px wide)."""
+    """Issue 13: on a 390 px phone the navigation ran off-screen (the page was 496-780 px wide).
+
+    Every page, as the admin (whose navigation is the longest) and as the auditor (the audit log is theirs to
+    read). Issue 11 (the suite's speed): the investigator's four pages, each once more here, are checked to fit at
+    both sizes in the investigator's own flows: search (test_the_compare_dialog_fits_and_stacks_on_a_phone),
+    cases and alerts (tests/test_web_investigation.py, tests/test_web_cases.py), people (tests/test_web_people.py).
+    """
     from playwright.sync_api import expect
 
     screen.goto(site.url + "/")
@@ -126,9 +140,11 @@ def test_a_no_face_error_is_scrolled_into_view_and_focused(screen, site: Site, t
     assert_fits(screen, "error")
 
 
+@one_size("phone")
 def test_an_upload_indexes_the_good_photo_and_lists_the_refused_file(screen, site: Site, tmp_path: Path) -> None:  # noqa: F811
     """Issue 13: one unreadable file refused the whole upload. Now the page indexes the good photo and lists
-    the refused file with its reason."""
+    the refused file with its reason. At the desktop size the upload page and its finished job are checked to fit
+    in tests/test_web.py::test_admin_creates_configures_fills_and_erases_a_collection."""
     from playwright.sync_api import expect
 
     collection = f"upload-{screen.viewport_size['width']}"
@@ -188,6 +204,7 @@ def test_results_are_one_card_per_photo_and_fold_into_a_compact_list(screen, sit
     expect(cards.nth(10)).to_be_visible()
     images = cards.evaluate_all("(els) => els.map((el) => el.dataset.imageId)")
     assert len(images) == len(set(images)) >= 11  # one card per photo
+    assert_fits(screen, "every result as a card")  # also what the one-size flows below show at the other size
     heights = cards.evaluate_all("(els) => els.map((el) => el.getBoundingClientRect().height)")
     toggle = screen.get_by_role("button", name="Compact list")
     expect(toggle).to_have_attribute("aria-pressed", "false")
@@ -203,10 +220,13 @@ def test_results_are_one_card_per_photo_and_fold_into_a_compact_list(screen, sit
     screen.get_by_role("button", name="Compact list").click()  # back to cards for the other tests
 
 
+@one_size("desktop")
 def test_the_compare_view_shows_the_whole_photo_and_steps_with_the_arrow_keys(screen, site: Site) -> None:  # noqa: F811
     """Issue 13: the original photo could not be opened, its date was never shown, its path was cut; the
     compare view showed one candidate. Now it shows the whole photo with the face's box (an audited
-    ``view: photo``), its date and full source, and the arrow keys step through the candidates."""
+    ``view: photo``), its date and full source, and the arrow keys step through the candidates. At a keyboard's
+    size; on a phone the same dialog with the whole photo loaded is checked to fit (and stacked) in
+    test_the_compare_dialog_fits_and_stacks_on_a_phone."""
     from playwright.sync_api import expect
 
     search_probe(screen, site)
@@ -254,9 +274,12 @@ def test_the_compare_view_shows_the_whole_photo_and_steps_with_the_arrow_keys(sc
     assert {int(face_one), int(face_two)} <= photos
 
 
+@one_size("phone")
 def test_more_candidates_than_top_k_are_a_new_audited_search(screen, site: Site) -> None:  # noqa: F811
     """Issue 13: paging past top-k. With 10 asked for in a gallery of 15 faces the page offers more; taking
-    it runs the search again with a larger top_k (a second audited search) and shows all 15."""
+    it runs the search again with a larger top_k (a second audited search) and shows all 15. At the desktop
+    size every result as a card is checked to fit in
+    test_results_are_one_card_per_photo_and_fold_into_a_compact_list."""
     from playwright.sync_api import expect
 
     case = f"case-paging-{screen.viewport_size['width']}"
@@ -285,9 +308,11 @@ def test_more_candidates_than_top_k_are_a_new_audited_search(screen, site: Site)
     assert sorted(e["details"]["top_k"] for e in entries) == [10, 20]
 
 
+@one_size("phone")
 def test_results_can_be_filtered_by_collection(screen, site: Site) -> None:  # noqa: F811
     """Issue 13: filters by collection. A search of every collection shows where each candidate comes from;
-    choosing one hides the others, and the compare view steps only through what is shown."""
+    choosing one hides the others, and the compare view steps only through what is shown. At the desktop size
+    every result as a card is checked to fit in test_results_are_one_card_per_photo_and_fold_into_a_compact_list."""
     from playwright.sync_api import expect
 
     collection = f"second-{screen.viewport_size['width']}"
