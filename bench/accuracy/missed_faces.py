@@ -30,7 +30,11 @@ The variants (``--pad``, ``--edge``, ``--candidates`` set their parameters):
 each photo with added faces (today's boxes green, added red, numbered) and a sheet of the added faces'
 crops, to check by eye which are real faces.
 
-    PYTHONPATH=src:. python -m bench.accuracy.missed_faces [--lfw 400] [--draw /tmp/missed]
+``--ingest`` measures instead what the adopted check (models/detect/near_miss.py) costs an ingest worker: CPU
+ms per lfw photo to detect, align and embed, a new library's recipe with and without it.
+
+    PYTHONPATH=src:. python -m bench.accuracy.missed_faces [--lfw 400] [--draw /tmp/missed] [--only crops]
+    PYTHONPATH=src:. python -m bench.accuracy.missed_faces --ingest [--lfw 400]
 """
 
 from __future__ import annotations
@@ -318,6 +322,37 @@ def draw(out: Path, variant: str, group: str, photos: list[Photo], base: Tally, 
     return len(crops)
 
 
+def ingest_cost(photos: list[Photo], rounds: int = 2) -> None:
+    """CPU ms per photo of what an ingest worker does to a photo (detect, align, embed: ``FacePipeline.analyse``)
+    for a new library's recipe with the near-miss check and without, one thread, alternating, same photos."""
+    import os
+
+    from facesearch.config import LibraryConfig
+    from facesearch.models.pipeline import PipelineRecipe
+    from facesearch.settings import default_model
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
+    pipelines = {}
+    for check in ("none", "cnn"):
+        config = LibraryConfig(detector_near_misses=check)
+        config.model = default_model(config)
+        recipe = PipelineRecipe("onnx", str(cache), None, config.pipeline_options(), model=config.model)
+        pipelines[check] = recipe.build(threads=1)
+    cpu = {check: 0.0 for check in pipelines}
+    faces = dict.fromkeys(pipelines, 0)
+    for _ in range(rounds):
+        for check, pipeline in pipelines.items():
+            start = time.process_time()
+            found = [pipeline.analyse(photo.rgb) for photo in photos]
+            cpu[check] += time.process_time() - start
+            faces[check] = sum(map(len, found))
+    base = cpu["none"] / (rounds * len(photos))
+    for check in pipelines:
+        ms = 1000 * cpu[check] / (rounds * len(photos))
+        ratio = ms / 1000 / base
+        print(f"ingest work, near misses {check:4s}: {ms:6.1f} ms per photo (x{ratio:.3f}), {faces[check]} faces")
+
+
 def photo_sets(lfw: int) -> dict[str, list[Photo]]:
     pascal = pascal_dir()
     files = sorted({row.file for row in read_boxes(pascal / "face_boxes.csv")})
@@ -342,8 +377,12 @@ def main() -> None:
     parser.add_argument("--candidates", type=float, nargs="+", default=[-0.5, -0.3], help="HOG thresholds, near misses")
     parser.add_argument("--only", nargs="*", help="variants whose name contains one of these (today always runs)")
     parser.add_argument("--draw", type=Path, help="folder (outside the repository) for the drawn overlays")
+    parser.add_argument("--ingest", action="store_true", help="only the ingest work per lfw photo, with and without")
     args = parser.parse_args()
     sets = photo_sets(args.lfw)
+    if args.ingest:
+        ingest_cost(sets["lfw"])
+        return
     print(", ".join(f"{len(v)} {k}" for k, v in sets.items()), "photos; CPU ms per photo, detection only")
     print(
         f"{'variant':46s} {'lfw ms':>7s} {'x':>5s} {'lfw +':>5s} {'pascal':>7s} {'false':>5s} {'group +':>7s} "
