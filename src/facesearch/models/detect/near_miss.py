@@ -88,7 +88,7 @@ class NearMissDetector:
     def _check(self, work: np.ndarray, box: Box) -> list[Scored]:
         """The CNN's faces in a crop 3x the near miss's size around it: (left, top, right, bottom, score)."""
         height, width = work.shape[:2]
-        w, h = box[2] - box[0], box[3] - box[1]
+        w, h = box[2] - box[0] + 1, box[3] - box[1] + 1  # dlib's rectangles include both edges
         x0, y0 = max(0, round(box[0] - w)), max(0, round(box[1] - h))
         x1, y1 = min(width, round(box[2] + w)), min(height, round(box[3] + h))
         self.crops_checked += 1
