@@ -101,3 +101,18 @@ def test_new_libraries_check_near_misses_and_old_ones_keep_hog_alone(tmp_path: P
         assert len(old.pipeline.find_faces(rgb)) == 1
     with Library.open(tmp_path / "cnn", detector="cnn", jitter=0) as cnn:
         assert cnn.config.detector_near_misses == "none", "the CNN as the detector has no near misses"
+
+
+def test_the_batched_engines_cpu_workers_check_near_misses_as_the_library_says(
+    model_cache: Path, tmp_path: Path
+) -> None:
+    """Issue 16: the batched ingest's worker processes detect as the library's pipeline does (batched_prep.py)."""
+    from facesearch.config import LibraryConfig
+    from facesearch.ingest.batched_prep import PrepSettings, PrepWorker
+    from facesearch.ingest.worker import WorkerSettings
+
+    for check, kind in (("cnn", NearMissDetector), ("none", HogFaceDetector)):
+        options = LibraryConfig(detector_near_misses=check).pipeline_options()
+        worker = WorkerSettings(str(tmp_path / "catalog.sqlite"), str(model_cache), pipeline_options=options)
+        prep = PrepWorker(PrepSettings(worker, chip_size=150, chip_padding=0.25, mmod=None))
+        assert type(prep.cpu_detectors["hog"]) is kind
