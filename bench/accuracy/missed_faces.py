@@ -322,9 +322,10 @@ def draw(out: Path, variant: str, group: str, photos: list[Photo], base: Tally, 
     return len(crops)
 
 
-def ingest_cost(photos: list[Photo], rounds: int = 2) -> None:
+def ingest_cost(photos: list[Photo], rounds: int = 3) -> None:
     """CPU ms per photo of what an ingest worker does to a photo (detect, align, embed: ``FacePipeline.analyse``)
-    for a new library's recipe with the near-miss check and without, one thread, alternating, same photos."""
+    for a new library's recipe with the near-miss check and without, one thread, same photos, alternating photo
+    by photo."""
     import os
 
     from facesearch.config import LibraryConfig
@@ -338,14 +339,16 @@ def ingest_cost(photos: list[Photo], rounds: int = 2) -> None:
         config.model = default_model(config)
         recipe = PipelineRecipe("onnx", str(cache), None, config.pipeline_options(), model=config.model)
         pipelines[check] = recipe.build(threads=1)
-    cpu = {check: 0.0 for check in pipelines}
+    cpu = dict.fromkeys(pipelines, 0.0)
     faces = dict.fromkeys(pipelines, 0)
-    for _ in range(rounds):
-        for check, pipeline in pipelines.items():
-            start = time.process_time()
-            found = [pipeline.analyse(photo.rgb) for photo in photos]
-            cpu[check] += time.process_time() - start
-            faces[check] = sum(map(len, found))
+    for round_ in range(rounds):
+        for i, photo in enumerate(photos):  # alternating photo by photo: the machine's load drifts
+            order = list(pipelines) if (i + round_) % 2 else list(reversed(pipelines))
+            for check in order:
+                start = time.process_time()
+                found = pipelines[check].analyse(photo.rgb)
+                cpu[check] += time.process_time() - start
+                faces[check] += len(found) if round_ == 0 else 0
     base = cpu["none"] / (rounds * len(photos))
     for check in pipelines:
         ms = 1000 * cpu[check] / (rounds * len(photos))

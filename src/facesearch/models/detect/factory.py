@@ -14,10 +14,8 @@ from facesearch.models.detect.base import DetectorSettings, FaceDetector
 from facesearch.models.detect.hog import HogFaceDetector
 
 DETECTOR_KINDS = ("hog", "cnn")
-NEAR_MISS_CHECKS = (
-    "none",
-    "cnn",
-)  # what looks again where HOG almost found a face (LibraryConfig.detector_near_misses)
+# What looks again where HOG almost found a face (LibraryConfig.detector_near_misses; issue 16).
+NEAR_MISS_CHECKS = ("none", "cnn")
 
 
 def create_detector(
