@@ -31,10 +31,12 @@ each photo with added faces (today's boxes green, added red, numbered) and a she
 crops, to check by eye which are real faces.
 
 ``--ingest`` measures instead what the adopted check (models/detect/near_miss.py) costs an ingest worker: CPU
-ms per lfw photo to detect, align and embed, a new library's recipe with and without it.
+ms per lfw photo to detect, align and embed, a new library's recipe with and without it; ``--margins`` what
+the size of its crops (``CROP_MARGIN``) finds and costs (the "CNN on crops" variants above use margin 1).
 
     PYTHONPATH=src:. python -m bench.accuracy.missed_faces [--lfw 400] [--draw /tmp/missed] [--only crops]
     PYTHONPATH=src:. python -m bench.accuracy.missed_faces --ingest [--lfw 400]
+    PYTHONPATH=src:. python -m bench.accuracy.missed_faces --margins 1 0.5 0.25 [--lfw 400]
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from PIL import Image, ImageDraw
 from bench.datasets import data_dir, examples_dir, lfw_photos, pascal_dir
 from facesearch.eval.detect import DEFAULT_IOU, match_boxes, read_boxes
 from facesearch.media.decode import decode_image
-from facesearch.models.detect.base import DetectorSettings, downscale
+from facesearch.models.detect.base import DetectorSettings, FaceDetector, downscale
 from facesearch.models.detect.cnn import CnnFaceDetector
 
 Box = tuple[float, float, float, float]  # left, top, width, height, in the working image's pixels
@@ -356,6 +358,44 @@ def ingest_cost(photos: list[Photo], rounds: int = 3) -> None:
         print(f"ingest work, near misses {check:4s}: {ms:6.1f} ms per photo (x{ratio:.3f}), {faces[check]} faces")
 
 
+def margin_cost(photos: list[Photo], margins: list[float]) -> None:
+    """The adopted check itself (models/detect/near_miss.py) with crops of each margin: faces found on the lfw
+    photos, crops, and the CNN's CPU ms per photo (detection only; the HOG run is the same for every margin)."""
+    from facesearch.models.detect import near_miss
+    from facesearch.models.detect.factory import create_detector
+
+    detector = create_detector("hog", threads=1, near_misses="cnn")
+    if not isinstance(detector, near_miss.NearMissDetector):
+        raise SystemExit("the near-miss check is not built by create_detector")
+
+    class TimedChecker:
+        """The CNN detector, its CPU time summed."""
+
+        def __init__(self, checker: FaceDetector) -> None:
+            self.checker, self.cpu_s = checker, 0.0
+
+        def detect(self, rgb: np.ndarray) -> list:
+            start = time.process_time()
+            found = self.checker.detect(rgb)
+            self.cpu_s += time.process_time() - start
+            return found
+
+    timed = TimedChecker(detector.checker)  # built before timing
+    detector._checker = timed  # type: ignore[assignment]
+    kept = near_miss.CROP_MARGIN
+    try:
+        for margin in margins:
+            near_miss.CROP_MARGIN, timed.cpu_s, crops = margin, 0.0, detector.crops_checked
+            faces = sum(len(detector.detect(photo.rgb)) for photo in photos)
+            print(
+                f"crop margin {margin:g}: {faces} faces on {len(photos)} lfw photos (where HOG found one), "
+                f"{detector.crops_checked - crops} crops, CNN {1000 * timed.cpu_s / len(photos):.2f} ms per photo",
+                flush=True,
+            )
+    finally:
+        near_miss.CROP_MARGIN = kept
+
+
 def photo_sets(lfw: int) -> dict[str, list[Photo]]:
     pascal = pascal_dir()
     files = sorted({row.file for row in read_boxes(pascal / "face_boxes.csv")})
@@ -381,10 +421,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variants whose name contains one of these (today always runs)")
     parser.add_argument("--draw", type=Path, help="folder (outside the repository) for the drawn overlays")
     parser.add_argument("--ingest", action="store_true", help="only the ingest work per lfw photo, with and without")
+    parser.add_argument("--margins", type=float, nargs="+", help="only the adopted check's cost per crop margin")
     args = parser.parse_args()
     sets = photo_sets(args.lfw)
     if args.ingest:
         ingest_cost(sets["lfw"])
+        return
+    if args.margins:
+        margin_cost(sets["lfw"], args.margins)
         return
     print(", ".join(f"{len(v)} {k}" for k, v in sets.items()), "photos; CPU ms per photo, detection only")
     print(
