@@ -212,6 +212,11 @@ def test_eval_detect_on_the_annotated_group_photos(shared_data: Path) -> None:
     report = json.loads(out.stdout)
     assert report["detector_kind"] == "hog" and report["true_positives"] == 43 and report["recall"] == 1.0
     assert report["false_faces_per_image"] == 0.0 and report["negatives"]["images"] == 25
+    # Issue 16: by default it measures a new library's detection, the CNN checking HOG's near misses.
+    assert report["near_misses"] == "cnn" and report["detector"] == "dlib_hog_frontal+cnn_near_misses"
+    assert report["false_positives"] == 0
+    refused = run_cli("eval", "detect", "--boxes", str(pascal / "face_boxes.csv"), "--near-misses", "maybe", "--json")
+    assert refused.exit_code != 0 and "unknown near-miss check 'maybe'" in " ".join(refused.stdout.split())
 
 
 def test_embedding_in_worker_processes_gives_the_same_answers(lfw: Path, tmp_path: Path) -> None:

@@ -59,6 +59,10 @@ class LibraryConfig:
     detector_kind: str = "hog"
     # A second detector tried only on photos where the first finds no face: "cnn" or "none".
     detector_fallback: str = "cnn"
+    # Issue 16: "cnn" has dlib's CNN look at crops around HOG's near misses (scores -0.5..0) in photos where HOG
+    # found a face: turned heads, background and edge-cut faces (models/detect/near_miss.py; docs/accuracy.md
+    # "Detection"); "none": HOG alone. Libraries created before keep HOG alone.
+    detector_near_misses: str = "cnn"
     # HNSW search breadth; 0 = grows with the gallery to keep recall@10 >= 0.99 (docs/benchmarks.md).
     hnsw_ef_search: int = 0  # store/vectors/hnsw.py HNSW_EF_SEARCH (config sits below the store: not imported)
     # Where the vectors live (fixed at creation; store/vectors/factory.py): "faiss" (index.faiss in this
@@ -96,6 +100,7 @@ class LibraryConfig:
             "detector_kind": self.detector_kind,
             "detector_settings": self.detector_settings(),
             "detector_fallback": self.detector_fallback,
+            "detector_near_misses": self.detector_near_misses,
             "flip": self.flip_average,
             "jitter": self.jitter,
         }
@@ -127,6 +132,7 @@ class LibraryConfig:
         data.setdefault("flip_average", False)
         data.setdefault("jitter", 0.0)
         data.setdefault("detector_fallback", "none")
+        data.setdefault("detector_near_misses", "none")  # issue 16: HOG alone, as before
         data.setdefault("index_engine", "auto")  # issue 15: the engine before auto-ivfpq
         data.setdefault("model", DLIB_RESNET_KEY)  # issue 15: the model before the int8 default
         known = {f for f in cls.__dataclass_fields__}

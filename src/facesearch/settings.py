@@ -107,7 +107,7 @@ class LibrarySpec:
         if self.jitter is not None:
             config.jitter = self.jitter
         if self.detector == "cnn":
-            config.detector_kind, config.detector_fallback = "cnn", "none"
+            config.detector_kind, config.detector_fallback, config.detector_near_misses = "cnn", "none", "none"
         if self.model is not None:
             if self.model not in BUILTIN_KEYS or self.onnx_model is not None:
                 raise LibraryError(

@@ -421,6 +421,12 @@ def eval_detect(
     ] = None,
     detector: Annotated[str, typer.Option("--detector", help="hog or cnn")] = "hog",
     upsample: Annotated[int, typer.Option(help="Upsampling steps (finds smaller faces, slower)")] = 1,
+    near_misses: Annotated[
+        str,
+        typer.Option(
+            "--near-misses", help="cnn: dlib's CNN checks crops around HOG's near misses (a new library's), or none"
+        ),
+    ] = "cnn",
     iou: Annotated[float, typer.Option(help="Overlap needed to count a detection as the face")] = 0.3,
     as_json: JsonOpt = False,
 ) -> None:
@@ -430,12 +436,13 @@ def eval_detect(
     from facesearch.models.detect.factory import create_detector
 
     try:
-        found = create_detector(detector, DetectorSettings(upsample=upsample))
+        found = create_detector(detector, DetectorSettings(upsample=upsample), near_misses=near_misses)
         report = evaluate_detection(found, boxes, images or boxes.parent, negatives, iou)
     except FaceSearchError as exc:
         _fail(exc, as_json)
         return
-    if _json_out(as_json, {**report.to_dict(), "detector_kind": detector, "upsample": upsample}):
+    checked = {"near_misses": near_misses if detector == "hog" else "none"}
+    if _json_out(as_json, {**report.to_dict(), "detector_kind": detector, "upsample": upsample, **checked}):
         return
     console.print(detection_table(report))
 

@@ -83,7 +83,13 @@ class PrepWorker:
         self.loader = SourceLoader(self.settings.worker)
         models_dir = Path(self.settings.worker.models_dir)
         self.cpu_detectors: dict[str, FaceDetector] = {
-            kind: create_detector(kind, self.detector_settings, cache_dir=models_dir, threads=1)
+            kind: create_detector(
+                kind,
+                self.detector_settings,
+                cache_dir=models_dir,
+                threads=1,
+                near_misses=options.get("detector_near_misses", "none"),
+            )
             for kind in self.chain
             if kind != DEVICE_DETECTOR
         }

@@ -144,6 +144,7 @@ def build_pipeline(
     detector_kind: str = "hog",
     detector_settings: DetectorSettings | None = None,
     detector_fallback: str = "none",
+    detector_near_misses: str = "none",
     flip: bool = False,
     jitter: float = 0.0,
     cache_dir: Path | None = None,
@@ -153,18 +154,20 @@ def build_pipeline(
     """The pipeline a library's settings describe (see LibraryConfig.pipeline_options).
 
     ``device`` other than ``"cpu"`` runs the CNN detector's network with PyTorch there (same weights,
-    same boxes); the HOG detector always runs on the CPU.
+    same boxes); the HOG detector always runs on the CPU, and so do the CNN's looks at its near misses
+    (``detector_near_misses``: a few crops, models/detect/near_miss.py).
     """
 
-    def detector(kind: str) -> FaceDetector:
+    def detector(kind: str, near_misses: str = "none") -> FaceDetector:
         if kind == "cnn" and runtime_for(device) == TORCH:
             return _torch_cnn_detector(detector_settings, device)
-        return create_detector(kind, detector_settings, cache_dir=cache_dir, threads=threads)
+        return create_detector(kind, detector_settings, cache_dir=cache_dir, threads=threads, near_misses=near_misses)
 
     fallback = None
     if detector_fallback not in ("none", "", detector_kind):
         fallback = detector(detector_fallback)
-    return FacePipeline(detector(detector_kind), embedder, flip=flip, jitter=jitter, fallback=fallback)
+    primary = detector(detector_kind, detector_near_misses)
+    return FacePipeline(primary, embedder, flip=flip, jitter=jitter, fallback=fallback)
 
 
 def _torch_cnn_detector(settings: DetectorSettings | None, device: str) -> FaceDetector:

@@ -33,9 +33,13 @@ class HogFaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Detect every face in an RGB uint8 image, largest first."""
         work, scale = downscale(rgb, self.settings.working_size)
-        rects, scores, _ = self._detector.run(work, self.settings.upsample, self.settings.min_score)
-        found = ((r.left(), r.top(), r.right(), r.bottom(), s) for r, s in zip(rects, scores, strict=True))
-        return self._landmarks.detections(rgb, work, scale, found)
+        return self._landmarks.detections(rgb, work, scale, self.scored_boxes(work, self.settings.min_score))
+
+    def scored_boxes(self, work: np.ndarray, threshold: float) -> list[tuple[int, int, int, int, float]]:
+        """HOG's windows scoring above ``threshold`` in ``work`` (already at the working size), as
+        (left, top, right, bottom, score): below ``min_score`` they are near misses (models/detect/near_miss.py)."""
+        rects, scores, _ = self._detector.run(work, self.settings.upsample, threshold)
+        return [(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in zip(rects, scores, strict=True)]
 
     def landmarks_in_box(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detection:
         """Landmarks for a face assumed to be in ``box`` (a fallback when the detector finds none)."""
