@@ -59,3 +59,28 @@ def test_people_are_sampled_whole_across_chunks(monkeypatch) -> None:
     same = np.array([sample[a] @ sample[b] for a, b in pairs])
     between = np.array([sample[s] @ sample[t] for s, t in zip(starts[:-1], starts[1:], strict=True)])
     assert len(pairs) >= 50 and np.median(same) > np.percentile(between, 99)
+
+
+def test_the_scale_benches_fill_the_gallery_with_people_on_request() -> None:
+    """``--distractors people`` (bench/scale/engines.py, codecs.py): the gallery past the real faces is made of
+    synthetic people (several close faces each), and the check reports both models; the default stays Gaussian."""
+    import argparse
+
+    from bench.datasets import RealFaces
+    from bench.scale.search import GAUSSIAN, PEOPLE, make_workload
+
+    vectors, persons = clustered_people(n_people=300, seed=4)
+    real = RealFaces(ids=np.arange(1, len(vectors) + 1, dtype=np.int64), vectors=vectors, persons=persons)
+    size = len(vectors) + 3000
+    made = {}
+    for model in (GAUSSIAN, PEOPLE):
+        args = argparse.Namespace(queries=20, match_percentile=99.9, cov_scale=1.0, distractors=model)
+        workload, check = make_workload(real, args, size, np.random.default_rng(5))
+        assert len(workload.ids) == size and len(np.unique(workload.ids)) == size
+        assert ("people" in check) == (model == PEOPLE)
+        made[model] = workload.vectors[workload.n_real :]
+    # neighbouring rows are often the same synthetic person in the people model, never in the Gaussian
+    for model, fake in made.items():
+        neighbours = np.einsum("ij,ij->i", fake[:-1], fake[1:])
+        close = float(np.mean(neighbours > 0.9))  # real same person: p1 0.947; different: p99.9 0.82
+        assert close > 0.2 if model == PEOPLE else close < 0.01, (model, close)
