@@ -77,6 +77,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--match-percentile", type=float, default=99.9)
     parser.add_argument("--cov-scale", type=float, default=None)
+    parser.add_argument(
+        "--distractors",
+        choices=[base.GAUSSIAN, base.PEOPLE],
+        default=base.GAUSSIAN,
+        help="gaussian (one Gaussian fitted to the real faces) or people (issue 15: person centres + within-person "
+        "spread fitted on the labelled faces; bench/scale/distractor_models.py compares them with real faces)",
+    )
     parser.add_argument("--output", type=Path, default=OUT / "scale.json")
     return parser.parse_args()
 

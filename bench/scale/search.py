@@ -49,6 +49,7 @@ TARGET_SIZE = 1_000_000
 TARGET_P50_MS = 10.0
 TARGET_RECALL = 0.99
 WARMUP_QUERIES = 20
+GAUSSIAN, PEOPLE = "gaussian", "people"  # distractor models (--distractors): the default, and issue 15's option
 
 
 @dataclass
@@ -106,7 +107,11 @@ def make_workload(
     check = distractor_check(real, query_rows, args, rng)
     vectors = np.empty((max_size, real.vectors.shape[1]), dtype=np.float32)
     vectors[:n_real] = real.vectors[order[:n_real]]
-    distractors.sample(check["fit"], n_fake, check["scale"], rng, out=vectors[n_real:])
+    if getattr(args, "distractors", GAUSSIAN) == PEOPLE:
+        people_check(real, check, args, rng)
+        distractors.sample_people(check.pop("people_fit"), n_fake, check["people"]["scale"], rng, out=vectors[n_real:])
+    else:
+        distractors.sample(check["fit"], n_fake, check["scale"], rng, out=vectors[n_real:])
     first_fake = int(real.ids.max()) + 1
     ids = np.concatenate([real.ids[order[:n_real]], np.arange(first_fake, first_fake + n_fake, dtype=np.int64)])
     person_of = {int(i): str(p) for i, p in zip(real.ids, real.persons, strict=True)}
@@ -120,6 +125,31 @@ def make_workload(
     )
     del check["fit"]
     return workload, check
+
+
+def people_check(real: RealFaces, check: dict, args: argparse.Namespace, rng: np.random.Generator) -> None:
+    """Issue 15's option ``--distractors people``: fit person centres + within-person spread on the labelled
+    real faces, calibrate the centres' spread so that different synthetic people score like different real
+    people at the same percentile, and add both models' same-/different-person percentiles to ``check``."""
+    fit = distractors.fit_people(real.vectors, real.persons)
+    target = check["pairs"]["real_different_person"][f"p{args.match_percentile:g}"]
+    scale = args.cov_scale or distractors.calibrate_people_scale(fit, target, args.match_percentile, rng)
+    sample, person = distractors.sample_people(fit, 20_000, scale, rng)
+    labels = person.astype(str)
+    check["people_fit"] = fit
+    check["people"] = {
+        "scale": scale,
+        "real_same_person": distractors.summarize(
+            distractors.same_person_similarities(real.persons, real.vectors, 100_000, rng)
+        ),
+        "distractor_same_person": distractors.summarize(
+            distractors.same_person_similarities(labels, sample, 100_000, rng)
+        ),
+        "distractor_different_person": distractors.summarize(
+            distractors.different_person_similarities(sample, labels, 400_000, rng)
+        ),
+    }
+    check["distractors"] = PEOPLE
 
 
 def distractor_check(
@@ -339,6 +369,9 @@ def print_check(check: dict) -> None:
     print(f"  {'pairs':<38}" + "".join(f"{c:>9}" for c in cols))
     rows = [(f"pairs: {k}", v) for k, v in check["pairs"].items()]
     rows += [(f"queries vs {k}", v) for k, v in check["queries_vs"].items()]
+    if "people" in check:  # --distractors people: these fill the gallery, the Gaussian rows are for comparison
+        print(f"distractors: identity-structured, person-centre scale {check['people']['scale']:.3f}")
+        rows += [(f"people: {k}", v) for k, v in check["people"].items() if k != "scale"]
     for name, stats in rows:
         print(f"  {name:<38}" + "".join(f"{stats[c]:>9.4f}" for c in cols))
 

@@ -143,3 +143,135 @@ def calibrate_scale(
         else:
             hi = mid
     return float(np.sqrt(lo * hi))
+
+
+# identity-structured distractors (issue 15) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeopleFit:
+    """Person centres and the spread of one person's faces around their centre, fitted on labelled faces.
+
+    The single Gaussian above gives every distractor its own direction: nothing clusters, so an inverted
+    file cannot localise them, where real galleries hold several photos of each person close together.
+    Here a distractor person is a centre drawn from the between-person covariance, and each of their faces
+    is that centre plus a draw from the pooled within-person covariance (issue 15: "a distractor model with
+    identity structure"). ``faces_per_person`` is the empirical count of labelled faces per person.
+    """
+
+    between: GaussianFit
+    within: GaussianFit
+    faces_per_person: np.ndarray
+
+
+def fit_people(vectors: np.ndarray, persons: np.ndarray) -> PeopleFit:
+    """Within = pooled deviations of people with 2+ faces from their own mean (n/(n-1)-corrected);
+    between = the covariance of all labelled faces less the within part (negative eigenvalues cut to 0)."""
+    labelled = persons != ""
+    data, names = vectors[labelled].astype(np.float64), persons[labelled]
+    _, person_of, counts = np.unique(names, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), data.shape[1]))
+    np.add.at(sums, person_of, data)
+    means = sums / counts[:, None]
+    several = counts[person_of] >= 2
+    deviations = (data - means[person_of])[several] * np.sqrt(
+        counts[person_of][several] / (counts[person_of][several] - 1)
+    )[:, None]
+    within_cov = deviations.T @ deviations / max(1, len(deviations) - 1)
+    between_cov = np.cov(data, rowvar=False) - within_cov
+    return PeopleFit(
+        between=_fit_cov(data.mean(axis=0), between_cov),
+        within=_fit_cov(np.zeros(data.shape[1]), within_cov),
+        faces_per_person=counts.astype(np.int64),
+    )
+
+
+def _fit_cov(mean: np.ndarray, cov: np.ndarray) -> GaussianFit:
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    return GaussianFit(
+        mean=mean.astype(np.float32),
+        eigvecs=eigvecs.astype(np.float32),
+        sqrt_eigvals=np.sqrt(np.clip(eigvals, 0.0, None)).astype(np.float32),
+    )
+
+
+def _people_faces(
+    fit: PeopleFit, centre_normals: np.ndarray, face_normals: np.ndarray, person: np.ndarray, scale: float
+) -> np.ndarray:
+    """Unit faces: centre (between-person draw, covariance scaled by ``scale``) + within-person draw."""
+    centres = (centre_normals * (np.sqrt(scale) * fit.between.sqrt_eigvals)) @ fit.between.eigvecs.T + fit.between.mean
+    x = centres[person] + (face_normals * fit.within.sqrt_eigvals) @ fit.within.eigvecs.T
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32, copy=False)
+
+
+def people_layout(fit: PeopleFit, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Which synthetic person each of n faces belongs to (0, 0, 1, 2, 2, 2, ...), counts drawn from the real ones."""
+    counts = rng.choice(fit.faces_per_person, size=n)  # at least n faces: every person has >= 1
+    return np.repeat(np.arange(n), counts)[:n]
+
+
+def sample_people(
+    fit: PeopleFit, n: int, scale: float, rng: np.random.Generator, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """n faces of synthetic people (unit float32) and each face's person number, in chunks of whole people."""
+    dim = fit.between.mean.shape[0]
+    out = np.empty((n, dim), dtype=np.float32) if out is None else out
+    person = people_layout(fit, n, rng)
+    starts = np.flatnonzero(np.r_[True, person[1:] != person[:-1]])  # where each person's faces begin
+    for first in range(0, len(starts), CHUNK):
+        lo = starts[first]
+        hi = starts[first + CHUNK] if first + CHUNK < len(starts) else n
+        people = person[lo:hi] - person[lo]
+        centres = rng.standard_normal((int(people[-1]) + 1, dim), dtype=np.float32)
+        faces = rng.standard_normal((hi - lo, dim), dtype=np.float32)
+        out[lo:hi] = _people_faces(fit, centres, faces, people, scale)
+    return out, person
+
+
+def calibrate_people_scale(
+    fit: PeopleFit,
+    target: float,
+    percentile: float,
+    rng: np.random.Generator,
+    n_people: int = 20_000,
+    n_pairs: int = 400_000,
+    steps: int = 30,
+) -> float:
+    """Between-person scale whose pairs of different synthetic people reach ``target`` at ``percentile``
+    (as :func:`calibrate_scale`; the within-person spread stays as fitted)."""
+    dim = fit.between.mean.shape[0]
+    centres = rng.standard_normal((n_people, dim), dtype=np.float32)
+    faces = rng.standard_normal((n_people, dim), dtype=np.float32)
+    person = np.arange(n_people)
+    i = rng.integers(0, n_people, size=n_pairs)
+    j = (i + rng.integers(1, n_people, size=n_pairs)) % n_people
+
+    def tail(scale: float) -> float:
+        x = _people_faces(fit, centres, faces, person, scale)
+        return float(np.percentile(pair_similarities(x, x, i, j), percentile))
+
+    lo, hi = 1e-3, 1e3
+    for _ in range(steps):
+        mid = float(np.sqrt(lo * hi))
+        if tail(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.sqrt(lo * hi))
+
+
+def same_person_similarities(
+    persons: np.ndarray, vectors: np.ndarray, n_pairs: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Similarities of random pairs of two different faces of one person (the genuine distribution)."""
+    labelled = np.flatnonzero(persons != "")
+    order = labelled[np.argsort(persons[labelled], kind="stable")]
+    names = persons[order]
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    many = np.flatnonzero(sizes >= 2)
+    pick = rng.choice(many, size=n_pairs)
+    a = rng.integers(0, sizes[pick])
+    b = (a + rng.integers(1, sizes[pick])) % sizes[pick]
+    return pair_similarities(vectors, vectors, order[starts[pick] + a], order[starts[pick] + b])
