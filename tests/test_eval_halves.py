@@ -142,3 +142,86 @@ def test_eval_verify_halves_refused_before_embedding(lfw: Path, tmp_path: Path) 
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "bad_request"
     assert "half 0 of the people has 0 same-person and 2 different-person pairs" in error["message"]
+
+
+@pytest.fixture(scope="module")
+def tiny_lfw(lfw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An LFW-layout folder (links into lfw-dev) with people of both halves, chosen here by the CRC-32 of the
+    name: per half 2 people with 3 photos (enrolled, and their other photos the mated searches) and 6 with
+    one (shuffled into distractors and non-mated searches). Small: each photo is embedded (issue 11)."""
+    root = tmp_path_factory.mktemp("tiny-lfw") / "images"
+    root.mkdir()
+    people = sorted((lfw / "images").iterdir())
+    count = {p: len(list(p.glob("*.jpg"))) for p in people}
+    for h in (0, 1):
+        mine = [p for p in people if zlib.crc32(p.name.encode()) % 2 == h]
+        for person in [p for p in mine if count[p] == 3][:2] + [p for p in mine if count[p] == 1][:6]:
+            (root / person.name).symlink_to(person, target_is_directory=True)
+    return root
+
+
+IDENTIFY = ["--jitter", "0", "--model", INT8, "--workers", "1"]  # the halves are the subject, not the recipe
+
+
+def test_eval_identify_halves_each_its_own_people(tiny_lfw: Path, tmp_path: Path) -> None:
+    """Issue 16: ``eval identify --halves`` gives each half the figures of the protocol run on its people
+    alone: the same as a library enrolled with only that half's photos gives (enrolled and searched through
+    the library here), its searches are its people's only, and each figure rests on, and warns about, its own
+    non-mated searches."""
+    from facesearch.cli.eval import _identify_halves_table
+    from facesearch.eval.identify import Split, split_people
+    from facesearch.eval.identify import run as run_identify
+    from facesearch.library import Library
+
+    args = ["eval", "identify", "--images", str(tiny_lfw), "--seed", "1", *IDENTIFY, "--halves", "--json"]
+    report = json.loads(cli_ok(*args, "--work-dir", str(tmp_path / "whole")).stdout)
+    halves = report["halves"]
+    assert halves["reference"]["matches_library_search"] is True
+    split = split_people(tiny_lfw, 1)
+    for h in (0, 1):
+        figures = halves[f"half_{h}"]
+        mine = [p for p in split.mated if zlib.crc32(p.parent.name.encode()) % 2 == h]
+        strangers = [p for p in split.non_mated if zlib.crc32(p.parent.name.encode()) % 2 == h]
+        assert (figures["mated"], figures["non_mated"]) == (len(mine), len(strangers))
+        assert 0 < figures["mated"] < report["mated"] and 0 < figures["non_mated"] < report["non_mated"]
+        assert figures["people"] == 8 and figures["gallery_size"] < report["gallery_size"]
+        assert figures["fpir_sample"]["0.01"]["non_mated_searches"] == len(strangers)
+        assert figures["warnings"] and all(f"rests on {len(strangers)} non-mated" in w for w in figures["warnings"])
+        assert f"half {h} of the people: FNIR at FPIR 0.01 rests on {len(strangers)}" in " ".join(report["warnings"])
+    # Half 0 enrolled and searched through a library of its own: the same figures.
+    half0 = Split(*([p for p in ps if zlib.crc32(p.parent.name.encode()) % 2 == 0] for ps in vars(split).values()))
+    with Library.open(tmp_path / "half0", jitter=0, model=INT8) as lib:
+        alone = run_identify(lib, half0, 1, workers=1).to_dict()
+    keys = ("gallery_size", "mated", "non_mated", "rank1", "rank5", "fnir_at_fpir", "thresholds", "score")
+    assert {k: halves["half_0"][k] for k in keys} == {k: alone[k] for k in keys}
+    console = Console(file=io.StringIO(), width=200)
+    console.print(_identify_halves_table(halves))
+    shown = " ".join(console.file.getvalue().split())
+    assert (
+        f"half 0 │ 8 │ {halves['half_0']['gallery_size']} faces │ {len(half0.mated)} / {len(half0.non_mated)}" in shown
+    )
+    assert "this reproduces the library's searches: yes" in shown
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--probe-photos", "2"], "--halves measures one photo per search: leave out --probe-photos"),
+        ([], "half 1 of the people has no mated search"),
+    ],
+)
+def test_eval_identify_halves_refused(tiny_lfw: Path, tmp_path: Path, extra: list[str], message: str) -> None:
+    """Issue 16: ``--halves`` where it cannot measure (several photos per search; a half with nobody to find)
+    is refused with a clear error before anything is built."""
+    root = tmp_path / "images"
+    root.mkdir()
+    for person in tiny_lfw.iterdir():  # half 1 keeps only its one-photo people
+        if zlib.crc32(person.name.encode()) % 2 == 0 or len(list(person.glob("*.jpg"))) == 1 or extra:
+            (root / person.name).symlink_to(person.resolve(), target_is_directory=True)
+    work_dir = tmp_path / "lib"
+    args = ["eval", "identify", "--images", str(root), "--halves", *extra, "--work-dir", str(work_dir), "--json"]
+    result = run_cli(*args)
+    assert result.exit_code != 0
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "bad_request" and message in error["message"]
+    assert not work_dir.exists()  # nothing was built

@@ -195,6 +195,7 @@ def eval_identify(
             "these sizes in faces, e.g. 10000,100000 (issue 16; none below the real gallery)",
         ),
     ] = None,
+    halves: HalvesOpt = False,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
@@ -202,17 +203,21 @@ def eval_identify(
     import tempfile
 
     from facesearch.eval.gallery_sweep import check_sizes, parse_sizes
+    from facesearch.eval.identify import Split, split_groups, split_people
     from facesearch.eval.identify import run as run_identify
-    from facesearch.eval.identify import split_groups, split_people
+    from facesearch.eval.identify_halves import check_halves
     from facesearch.library import Library
 
     try:
         sizes = parse_sizes(gallery_sizes) if gallery_sizes is not None else []  # refused before anything is read
-        if sizes and probe_photos != 1:
-            raise FaceSearchError(
-                "--gallery-sizes measures one photo per search: leave out --probe-photos", code="bad_request"
-            )
+        for asked, option in ((sizes, "--gallery-sizes"), (halves, "--halves")):
+            if asked and probe_photos != 1:
+                raise FaceSearchError(
+                    f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
+                )
         split = split_people(images, seed) if probe_photos == 1 else split_groups(images, seed, probe_photos)
+        if halves and isinstance(split, Split):  # before the library is made: a bad folder builds nothing
+            check_halves(split.gallery, split.mated)
         check_sizes(sizes, len(split.gallery), "photos")  # and against its faces once they are indexed
         searches = (len(split.mated) + len(split.non_mated)) * (1 if probe_photos == 1 else 2)
         with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
@@ -226,7 +231,9 @@ def eval_identify(
                         raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
                     lib.config.score_normalization = normalize
                 task = bar.add_task("enrolling and searching", total=len(split.gallery) + searches)
-                report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers, sizes)
+                report = run_identify(
+                    lib, split, seed, lambda _event, n: bar.advance(task, n), workers, sizes, halves=halves
+                )
         if report_dir is not None:
             from facesearch.eval.report import sweep_markdown, write_identification_report
 
@@ -265,8 +272,41 @@ def eval_identify(
     console.print(table)
     if report.gallery_sweep:
         console.print(_sweep_table(report.gallery_sweep))
+    if report.halves:
+        console.print(_identify_halves_table(report.halves))
     for warning in report.warnings:  # issue 16: an FPIR figure on too few non-mated searches says so
         console.print(f"[bold yellow]warning[/]: {warning}")
+
+
+def _identify_halves_table(result: dict) -> Table:
+    """Issue 16: the 1:N figures within each half of the people (gallery and searches of its people only)."""
+    fpirs = list(result["half_0"]["fnir_at_fpir"])
+    matches = "yes" if result["reference"]["matches_library_search"] else "NO"
+    table = Table(
+        "half",
+        "people",
+        "gallery",
+        "mated / non-mated",
+        "score",
+        "rank-1 / rank-5",
+        *(f"FNIR @ FPIR {fpir}" for fpir in fpirs),
+        title="Each half of the people: gallery and searches of its people only",
+        caption=f"{result['rule']}; searched again from the faces the library's searches embedded (on the whole "
+        f"gallery this reproduces the library's searches: {matches}); * rests on fewer than 100 non-mated searches",
+    )
+    for half in ("half_0", "half_1"):
+        h = result[half]
+        small = " *" if h["warnings"] else ""
+        table.add_row(
+            half.replace("_", " "),
+            str(h["people"]),
+            f"{h['gallery_size']} faces",
+            f"{h['mated']} / {h['non_mated']}",
+            h["score"],
+            f"{h['rank1']:.4f} / {h['rank5']:.4f}",
+            *(f"{h['fnir_at_fpir'][fpir]:.4f}{small}" for fpir in fpirs),
+        )
+    return table
 
 
 def _sweep_table(result: dict) -> Table:
