@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from facesearch.eval.cluster import evaluate
+from facesearch.eval.halves import half_of
 from facesearch.eval.inputs import verify_operating_point
-
-
-def half_of(name: str) -> int:
-    return zlib.crc32(name.encode()) % 2
 
 
 def main() -> None:

@@ -132,6 +132,7 @@ def test_eval_identify_through_the_library(
         str(tmp_path / "report"),
         "--gallery-sizes",
         "3000,1000",
+        "--halves",
     )
     report = json.loads(out.stdout)
     assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
@@ -154,6 +155,13 @@ def test_eval_identify_through_the_library(
     assert report["warnings"] == []
     assert "Warning" not in (tmp_path / "report" / "report.md").read_text()
     _check_sweep(report, normalize, (tmp_path / "report" / "report.md").read_text())
+    # Issue 16, --halves (the same faces searched again: well under a second): run through the halves' code, the
+    # whole gallery gives the library's own searches, with this score; the halves share out the searches.
+    halves = report["halves"]
+    assert halves["reference"]["matches_library_search"] is True
+    assert halves["reference"]["searches_differing_beyond_rounding"] == 0
+    assert sum(halves[f"half_{h}"]["mated"] for h in (0, 1)) == 125
+    assert sum(halves[f"half_{h}"]["non_mated"] for h in (0, 1)) == 450
 
 
 def _check_sweep(report: dict, normalize: str, markdown: str) -> None:

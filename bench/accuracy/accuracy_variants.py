@@ -14,12 +14,12 @@ never the reported figure. Each figure is also given separately for two halves o
 from __future__ import annotations
 
 import argparse
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from bench.datasets import OUT, dev_pairs, lfw_images
+from facesearch.eval.halves import half_of
 from facesearch.eval.identify import split_people
 from facesearch.eval.metrics import kfold_accuracy
 from facesearch.search.normalize import CohortNormalizer
@@ -36,10 +36,6 @@ RECIPES: dict[str, list[int]] = {
     "flip+shift2+scale4+rot5": [0, 1, 2, 3, 4, 10, 11, 13, 14],
     "flip+all": list(range(15)),
 }
-
-
-def half_of(name: str) -> int:
-    return zlib.crc32(name.encode()) % 2
 
 
 def embeddings(raw: np.ndarray, variants: list[int], flip: bool) -> np.ndarray:

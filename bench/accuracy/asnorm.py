@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,15 +40,12 @@ from typing import Any
 import numpy as np
 
 from bench.datasets import OUT, dev_pairs, lfw_images
+from facesearch.eval.halves import half_of
 from facesearch.eval.identify import split_people
 from facesearch.eval.metrics import kfold_accuracy
 from facesearch.search.normalize import CohortNormalizer
 
 CACHE = OUT / "asnorm-{model}.npz"
-
-
-def half_of(name: str) -> int:
-    return zlib.crc32(name.encode()) % 2
 
 
 def photo_order() -> list[Path]:

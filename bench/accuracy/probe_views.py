@@ -30,12 +30,12 @@ import argparse
 import random
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from bench.datasets import OUT, dev_pairs, lfw_images
+from facesearch.eval.halves import half_of
 from facesearch.eval.identify import split_people
 from facesearch.eval.metrics import kfold_accuracy
 from facesearch.search.normalize import CohortNormalizer
@@ -76,10 +76,6 @@ PROBE_RECIPES: dict[str, list[int]] = {
     "all (38)": list(range(19)),
 }
 CACHE = OUT / "probe-views.npz"
-
-
-def half_of(name: str) -> int:
-    return zlib.crc32(name.encode()) % 2
 
 
 def photo_sets(mated_sample: int) -> tuple[list[Path], list[Path]]:

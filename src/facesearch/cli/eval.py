@@ -55,6 +55,14 @@ ModelOpt = Annotated[
     ),
 ]
 FallbackOpt = Annotated[str | None, typer.Option("--detector-fallback", help="cnn or none [default: the library's]")]
+HalvesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--halves",
+        help="Also give the figures for each half of the people (CRC-32 of the folder name even / odd, the split "
+        "docs/accuracy.md uses), to check that a result holds on people it was not chosen on (issue 16)",
+    ),
+]
 
 
 @eval_app.command("verify")
@@ -69,6 +77,7 @@ def eval_verify(
     detector_fallback: FallbackOpt = None,
     model: ModelOpt = None,
     report_dir: ReportOpt = None,
+    halves: HalvesOpt = False,
     library: LibraryOpt = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
@@ -76,12 +85,14 @@ def eval_verify(
     """10-fold verification accuracy, ROC AUC, EER and TAR at FAR 1e-2 / 1e-3."""
     from facesearch.eval.inputs import eval_pipeline
     from facesearch.eval.lfw import read_pairs
-    from facesearch.eval.verify import embed_images, evaluate
+    from facesearch.eval.verify import embed_images, evaluate, evaluate_halves, pairs_of_halves
 
     if fallback not in ("centre", "reject"):
         _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
     try:
         pair_list = read_pairs(pairs, images)
+        if halves:
+            pairs_of_halves(pair_list)  # a half that cannot be measured is refused before anything is embedded
         pipeline, _ = eval_pipeline(
             library, embedder, flip_average=flip, jitter=jitter, detector_fallback=detector_fallback, model=model
         )
@@ -90,6 +101,8 @@ def eval_verify(
             task = bar.add_task("embed", total=len(paths))
             embeddings, no_face = embed_images(pipeline, paths, fallback, lambda n: bar.advance(task, n))
         report = evaluate(pair_list, embeddings, no_face)
+        if halves:
+            report.halves = evaluate_halves(pair_list, embeddings)
         if report_dir is not None:
             from facesearch.eval.report import write_verification_report
 
@@ -117,6 +130,36 @@ def eval_verify(
         f"{nf['scored_as_non_match']} pairs scored as non-matches",
     )
     console.print(table)
+    if report.halves is not None:
+        console.print(_verify_halves_table(report.halves))
+
+
+def _verify_halves_table(result: dict) -> Table:
+    """Issue 16: the verification figures of each half of the people, beside the whole's."""
+    table = Table(
+        "half",
+        "pairs (same / different)",
+        "people",
+        "10-fold accuracy",
+        "ROC AUC",
+        "EER",
+        *(f"TAR at FAR {far}" for far in result["half_0"]["tar_at_far"]),
+        title="Each half of the people: the pairs whose people are all in it",
+        caption=f"{result['rule']}; {result['cross_half_pairs_left_out']} different-person pairs mix the halves "
+        "and are left out; each half's folds and thresholds are its own",
+    )
+    for half in ("half_0", "half_1"):
+        h = result[half]
+        table.add_row(
+            half.replace("_", " "),
+            f"{h['pairs']} ({h['same_pairs']} / {h['different_pairs']})",
+            str(h["people"]),
+            f"{h['accuracy'] * 100:.2f}% ± {h['accuracy_std'] * 100:.2f}",
+            f"{h['auc']:.5f}",
+            f"{h['eer'] * 100:.2f}%",
+            *(f"{tar * 100:.2f}%" for tar in h["tar_at_far"].values()),
+        )
+    return table
 
 
 @eval_app.command("identify")
@@ -152,6 +195,7 @@ def eval_identify(
             "these sizes in faces, e.g. 10000,100000 (issue 16; none below the real gallery)",
         ),
     ] = None,
+    halves: HalvesOpt = False,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
@@ -159,17 +203,21 @@ def eval_identify(
     import tempfile
 
     from facesearch.eval.gallery_sweep import check_sizes, parse_sizes
+    from facesearch.eval.identify import Split, split_groups, split_people
     from facesearch.eval.identify import run as run_identify
-    from facesearch.eval.identify import split_groups, split_people
+    from facesearch.eval.identify_halves import check_halves
     from facesearch.library import Library
 
     try:
         sizes = parse_sizes(gallery_sizes) if gallery_sizes is not None else []  # refused before anything is read
-        if sizes and probe_photos != 1:
-            raise FaceSearchError(
-                "--gallery-sizes measures one photo per search: leave out --probe-photos", code="bad_request"
-            )
+        for asked, option in ((sizes, "--gallery-sizes"), (halves, "--halves")):
+            if asked and probe_photos != 1:
+                raise FaceSearchError(
+                    f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
+                )
         split = split_people(images, seed) if probe_photos == 1 else split_groups(images, seed, probe_photos)
+        if halves and isinstance(split, Split):  # before the library is made: a bad folder builds nothing
+            check_halves(split.gallery, split.mated)
         check_sizes(sizes, len(split.gallery), "photos")  # and against its faces once they are indexed
         searches = (len(split.mated) + len(split.non_mated)) * (1 if probe_photos == 1 else 2)
         with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
@@ -183,7 +231,9 @@ def eval_identify(
                         raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
                     lib.config.score_normalization = normalize
                 task = bar.add_task("enrolling and searching", total=len(split.gallery) + searches)
-                report = run_identify(lib, split, seed, lambda _event, n: bar.advance(task, n), workers, sizes)
+                report = run_identify(
+                    lib, split, seed, lambda _event, n: bar.advance(task, n), workers, sizes, halves=halves
+                )
         if report_dir is not None:
             from facesearch.eval.report import sweep_markdown, write_identification_report
 
@@ -222,8 +272,41 @@ def eval_identify(
     console.print(table)
     if report.gallery_sweep:
         console.print(_sweep_table(report.gallery_sweep))
+    if report.halves:
+        console.print(_identify_halves_table(report.halves))
     for warning in report.warnings:  # issue 16: an FPIR figure on too few non-mated searches says so
         console.print(f"[bold yellow]warning[/]: {warning}")
+
+
+def _identify_halves_table(result: dict) -> Table:
+    """Issue 16: the 1:N figures within each half of the people (gallery and searches of its people only)."""
+    fpirs = list(result["half_0"]["fnir_at_fpir"])
+    matches = "yes" if result["reference"]["matches_library_search"] else "NO"
+    table = Table(
+        "half",
+        "people",
+        "gallery",
+        "mated / non-mated",
+        "score",
+        "rank-1 / rank-5",
+        *(f"FNIR @ FPIR {fpir}" for fpir in fpirs),
+        title="Each half of the people: gallery and searches of its people only",
+        caption=f"{result['rule']}; searched again from the faces the library's searches embedded (on the whole "
+        f"gallery this reproduces the library's searches: {matches}); * rests on fewer than 100 non-mated searches",
+    )
+    for half in ("half_0", "half_1"):
+        h = result[half]
+        small = " *" if h["warnings"] else ""
+        table.add_row(
+            half.replace("_", " "),
+            str(h["people"]),
+            f"{h['gallery_size']} faces",
+            f"{h['mated']} / {h['non_mated']}",
+            h["score"],
+            f"{h['rank1']:.4f} / {h['rank5']:.4f}",
+            *(f"{h['fnir_at_fpir'][fpir]:.4f}{small}" for fpir in fpirs),
+        )
+    return table
 
 
 def _sweep_table(result: dict) -> Table:

@@ -15,12 +15,12 @@ with the other half compared (see _snorm_with_disjoint_cohort).
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from facesearch.eval.halves import half_of
 from facesearch.search.calibration import Calibration, CalibrationError, ScoreTable
 from facesearch.search.normalize import COHORT_SIZE, CohortNormalizer
 
@@ -106,7 +106,7 @@ def _snorm_with_disjoint_cohort(
     in the cohort, the estimate is that case, and conservative when the library holds a candidate's
     other photos (their s-norm scores then run lower still).
     """
-    half = np.array([zlib.crc32(p.encode()) % 2 for p in people.tolist()])
+    half = np.array([half_of(p) for p in people.tolist()])  # the halves of docs/accuracy.md (eval/halves.py)
     cohort_rows, pair_rows = np.flatnonzero(half == 0), np.flatnonzero(half == 1)
     if len(cohort_rows) < 200 or len(set(people[pair_rows].tolist())) < 10:
         log.info("too few photos for a disjoint s-norm cohort: no s-norm table")

@@ -29,7 +29,8 @@ same_person=True)``); each person counts once.
 Issue 16: every FPIR figure says how many non-mated searches it rests on (``fpir_sample``), and fewer than
 100 are flagged with a warning (eval/identify_metrics.py); ``gallery_sizes`` also measures the same searches
 against the gallery padded with synthetic distractors up to each size (eval/gallery_sweep.py), reusing the
-face each search embedded (:class:`KeptProbes`).
+face each search embedded (:class:`KeptProbes`). ``halves`` also measures the protocol within each half of
+the people from those same faces (eval/identify_halves.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.eval.gallery_sweep import SweepProbes, check_sizes, real_gallery, sweep
+from facesearch.eval.identify_halves import check_halves, measure_halves, photo_persons
 from facesearch.eval.identify_metrics import FPIRS as FPIRS  # re-exported: defined here before issue 16
 from facesearch.eval.identify_metrics import figures, fpir_sample, small_sample_warnings
 from facesearch.eval.identify_metrics import threshold_at_fpir as threshold_at_fpir  # re-exported, as FPIRS
@@ -95,6 +97,7 @@ class IdentifyReport:
     single_photo: dict | None = None  # with probe_photos > 1: the same searches with their first photo alone
     probes: SweepProbes | None = field(default=None, repr=False)  # the searched faces (not in the JSON)
     gallery_sweep: dict | None = None  # issue 16: the figures with the gallery padded to each size
+    halves: dict | None = None  # issue 16: the figures within each half of the people (eval/identify_halves.py)
 
     @property
     def warnings(self) -> list[str]:
@@ -106,12 +109,21 @@ class IdentifyReport:
                 "the gallery-size sweep's reference run (no distractors) does not reproduce the library's searches: "
                 "its padded figures are not the library's"
             )
+        if self.halves is not None:
+            warnings += [f"half {h} of the people: {w}" for h in (0, 1) for w in self.halves[f"half_{h}"]["warnings"]]
+            if not self.halves["reference"]["matches_library_search"]:
+                warnings.append(
+                    "the halves' searches, run again on the whole gallery, do not reproduce the library's searches: "
+                    "the halves' figures are not the library's"
+                )
         return warnings
 
     def to_dict(self) -> dict:
         extra = {"single_photo": self.single_photo} if self.single_photo is not None else {}
         if self.gallery_sweep is not None:
             extra["gallery_sweep"] = self.gallery_sweep
+        if self.halves is not None:
+            extra["halves"] = self.halves
         return {
             "probe_photos": self.probe_photos,
             **extra,
@@ -212,17 +224,24 @@ def run(
     progress: Callable[[str, int], None] | None = None,
     workers: int | None = None,
     gallery_sizes: Sequence[int] = (),
+    halves: bool = False,
 ) -> IdentifyReport:
     """Enrol the gallery, run every search, measure. A :class:`GroupSplit` of N photos per search is
     measured fused (the report) and with each search's first photo alone (``single_photo``).
 
     Issue 16: ``gallery_sizes`` (faces, ascending) also measures the same searches with the gallery padded
     with synthetic distractors to each size (``gallery_sweep``; one photo per search only). A size below the
-    enrolled gallery is refused as soon as the gallery is indexed, before any search."""
-    if gallery_sizes and not isinstance(split, Split):
-        raise FaceSearchError(
-            "--gallery-sizes measures one photo per search: leave out --probe-photos", code="bad_request"
-        )
+    enrolled gallery is refused as soon as the gallery is indexed, before any search.
+
+    Issue 16: ``halves`` also measures each half of the people (``halves``; one photo per search only), refused
+    before anything is indexed where a half has no mated search."""
+    for asked, option in ((gallery_sizes, "--gallery-sizes"), (halves, "--halves")):
+        if asked and not isinstance(split, Split):
+            raise FaceSearchError(
+                f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
+            )
+    if halves and isinstance(split, Split):
+        check_halves(split.gallery, split.mated)
     check_sizes(gallery_sizes, len(split.gallery), "photos")
     library.create_collection(GALLERY, exist_ok=True)  # the evaluation's own library: its operator is its admin
     report = library.index([str(p) for p in split.gallery], collection=GALLERY, workers=workers)
@@ -234,16 +253,29 @@ def run(
     gallery = Gallery(library, subject_face_ids(library), int(gallery_faces), len(report.rejected), seed)
     if isinstance(split, Split):
         measured = _measure(gallery, [[p] for p in split.mated], [[p] for p in split.non_mated], progress)
-        if gallery_sizes and measured.probes is not None:
+        real = real_gallery(library.catalog, GALLERY, gallery.subjects) if gallery_sizes or halves else None
+        outcomes = (measured.mated_ranks, measured.mated_scores, measured.non_mated_top)
+        if halves and real is not None and measured.probes is not None:
+            measured.halves = measure_halves(
+                real,
+                photo_persons(library.catalog, real.ids),
+                measured.probes,
+                (split.mated, split.non_mated),
+                engine=library.config.index_engine,
+                snorm=library.config.score_normalization == "snorm",
+                depth=SEARCH_DEPTH,
+                library=outcomes,
+            )
+        if gallery_sizes and real is not None and measured.probes is not None:
             measured.gallery_sweep = sweep(
-                real_gallery(library.catalog, GALLERY, gallery.subjects),
+                real,
                 measured.probes,
                 gallery_sizes,
                 engine=library.config.index_engine,
                 snorm=library.config.score_normalization == "snorm",
                 seed=seed,
                 depth=SEARCH_DEPTH,
-                library=(measured.mated_ranks, measured.mated_scores, measured.non_mated_top),
+                library=outcomes,
             )
         return measured
     fused = _measure(gallery, split.mated, split.non_mated, progress)

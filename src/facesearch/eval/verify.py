@@ -5,6 +5,10 @@ embedder that ingest and search use). LFW photos are centred on one person, so w
 several faces we take the one nearest the centre. When HOG finds no face, the pipeline falls back
 to landmarks inside the central box where LFW's face detector put the face (``fallback="centre"``,
 the default) or scores the pair as a non-match (``fallback="reject"``); the report counts both.
+
+Issue 16, ``--halves``: the same figures also for each half of the people (eval/halves.py), on the pairs
+whose people are all in that half, each half's 10 folds and thresholds its own; a different-person pair of
+one person from each half belongs to neither and is counted as left out (:func:`evaluate_halves`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facesearch.errors import FaceSearchError
+from facesearch.eval.halves import RULE, pairs_by_half
 from facesearch.eval.lfw import Pair
 from facesearch.eval.metrics import eer, kfold_accuracy, roc_auc, tar_at_far
 from facesearch.ingest.lifeline import die_with_parent
@@ -43,8 +49,10 @@ class VerifyReport:
     # Per-pair scores and truth, for plots (eval/report.py); not part of the JSON.
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     same: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
+    halves: dict | None = None  # issue 16: the figures for each half of the people (evaluate_halves)
 
     def to_dict(self) -> dict:
+        extra = {"halves": self.halves} if self.halves is not None else {}
         return {
             "accuracy": round(self.accuracy, 5),
             "accuracy_std": round(self.accuracy_std, 5),
@@ -55,6 +63,7 @@ class VerifyReport:
             "images": self.images,
             "no_face": self.no_face,
             "fold_thresholds": [round(t, 5) for t in self.thresholds],
+            **extra,
         }
 
 
@@ -171,3 +180,41 @@ def evaluate(pairs: list[Pair], embeddings: dict[Path, np.ndarray | None], no_fa
         scores=s,
         same=y,
     )
+
+
+def pairs_of_halves(pairs: list[Pair]) -> tuple[dict[int, list[Pair]], int]:
+    """Issue 16: the pairs of each half of the people and the cross-half pairs left out; refused with a clear
+    error (before anything is embedded) when a half lacks same-person or different-person pairs, which its
+    accuracy, AUC and EER all need."""
+    by_half, cross = pairs_by_half(pairs)
+    for half, chosen in by_half.items():
+        same = sum(p.same for p in chosen)
+        if same == 0 or same == len(chosen):
+            raise FaceSearchError(
+                f"--halves: half {half} of the people has {same} same-person and {len(chosen) - same} "
+                f"different-person pairs ({cross} more pairs mix the halves and belong to neither); its figures "
+                "need both kinds: use a pairs file with more pairs",
+                code="bad_request",
+            )
+    return by_half, cross
+
+
+def evaluate_halves(pairs: list[Pair], embeddings: dict[Path, np.ndarray | None]) -> dict:
+    """Issue 16: :func:`evaluate` on each half's pairs (the embeddings already computed for the whole), with
+    the counts that say what each half rests on."""
+    by_half, cross = pairs_of_halves(pairs)
+    result: dict = {"rule": RULE, "cross_half_pairs_left_out": cross}
+    for half, chosen in by_half.items():
+        no_face = {"scored_as_non_match": 0}
+        figures = evaluate(chosen, embeddings, no_face).to_dict()
+        photos = {p for pair in chosen for p in (pair.a, pair.b)}
+        same = sum(p.same for p in chosen)
+        result[f"half_{half}"] = {
+            **figures,
+            "same_pairs": same,
+            "different_pairs": len(chosen) - same,
+            "people": len({p.parent.name for p in photos}),
+            "images": len(photos),
+            "no_face": no_face,
+        }
+    return result
