@@ -266,6 +266,36 @@ def example_gallery(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     return built_once(tmp_path_factory, "gallery", build)
 
 
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 20_000  # a web test's patience for the page's actions and Playwright's assertions
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, driven by Playwright, for every web test of the run (tests/test_web*.py).
+
+    Issue 11 (the suite's speed): one browser per process, not one per module (six modules launched their own,
+    ~1 s of CPU and ~3 s of a busy machine's wall time each). Each test still gets its own context (cookies,
+    storage, viewport), closed after it, so no state passes from one test to the next.
+    """
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if executable is None:
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: the web tests need a real browser. Install it with "
+            "`make browser` (or `sudo apt-get install -y chromium`); Playwright's own browsers are not used."
+        )
+    from playwright.sync_api import expect, sync_playwright
+
+    # Issue 11 (never flaky): Playwright's assertions wait 5 s by default, whatever the page's default timeout; a
+    # search on a 2-core machine busy with the rest of the suite took longer, and a web test failed by the clock.
+    # Assertions get the same patience as the page's actions (they still fail, at 20 s, when nothing comes).
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(scope="module")
 def vector_store(request: pytest.FixtureRequest) -> str:
     """The vector store engine a test runs on: FAISS, unless the test asks for each in turn.

@@ -27,7 +27,7 @@ from facesearch.governance.cases import create_case
 from facesearch.web import mount_web
 from facesearch.web.background import serving
 from tests.helpers import copy_library
-from tests.test_web import TIMEOUT_MS, Site, browser, sign_in  # noqa: F401 (fixtures)
+from tests.test_web import TIMEOUT_MS, Site, sign_in  # noqa: F401 (fixtures)
 from tests.test_web_mobile import SIZES, assert_fits
 
 CASE = "2026-0099"
