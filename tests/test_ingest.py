@@ -370,7 +370,7 @@ def test_a_run_of_one_chunk_of_photos_or_none_starts_no_worker_process(tmp_path:
     def progress(event: str, count: int, report: IngestReport) -> None:
         processes.append(len(children()))
 
-    with Library.open(tmp_path / "lib", jitter=0) as lib:
+    with Library.open(new_engine_library(tmp_path / "lib")) as lib:  # the detector is not the subject (issue 11)
         first = lib.index([photo], progress=progress)
         again = lib.index([photo], progress=progress)  # already indexed: nothing to read
         several = lib.index([photo, *others], progress=progress)  # one chunk to read
