@@ -126,7 +126,9 @@ def test_calibrate_into_a_library_then_search_uses_it(calibration_photos: Path, 
     from facesearch.search.calibration import Calibration
 
     folder = tmp_path / "lib"
-    Library.open(folder, jitter=0, model=INT8).close()  # not the default recipe: calibrate must use the library's
+    # Not the default recipe: calibrate must use the library's (and its detector's settings: HOG without upsampling,
+    # ``new_engine_library``; issue 11, the suite's speed: LFW's faces are large).
+    new_engine_library(folder, model=INT8)
     out = cli_ok("calibrate", "--images", str(calibration_photos), "--json", "-l", str(folder))
     summary = json.loads(out.stdout)
     assert summary["model"] == f"{INT8}+flip" and summary["written"] == str(folder / "calibration.json")
@@ -176,9 +178,9 @@ def test_calibrate_to_a_file_and_clear_errors(calibration_photos: Path, tmp_path
 def test_eval_groups_with_derived_labels(calibration_photos: Path, tmp_path: Path, xdg_cache: Path) -> None:
     labels = tmp_path / "labels.csv"
     command = ["eval", "groups", "--images", str(calibration_photos)]
-    from facesearch import Library
-
-    Library.open(tmp_path / "lib", jitter=0).close()  # its recipe and shipped calibration (jitter: 4 more views)
+    # Its recipe and shipped calibration (jitter: 4 more views); HOG without upsampling (``new_engine_library``;
+    # issue 11, the suite's speed).
+    new_engine_library(tmp_path / "lib")
     out = cli_ok(
         *command,
         *["--labels", str(labels), "--derive", "brightness", "--json", "-l", str(tmp_path / "lib")],

@@ -23,6 +23,7 @@ from facesearch.config import LibraryConfig
 from facesearch.errors import FaceSearchError, LibraryError
 from facesearch.governance import AuditLog, SearchPurpose, erase
 from facesearch.store.schema import FaceRow, ImageRow
+from tests.conftest import new_engine_library
 from tests.pg_cluster import PostgresCluster
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ PURPOSE = SearchPurpose("PG-1", "test the PostgreSQL catalog")
 
 def _ingest(folder: str, url: str, files: list[str], workers: int, barrier: object, results: object) -> None:
     """One of the two concurrent ingesting processes (spawned: nothing shared but the database)."""
-    with Library.open(folder, jitter=0, catalog_url=url) as lib:
+    # No jitter, HOG without upsampling (``new_engine_library``; issue 11, the suite's speed): the catalog's
+    # concurrency is the subject, not the recipe or the detector. The library's config keeps its catalog URL.
+    with Library.open(new_engine_library(Path(folder), catalog_url=url)) as lib:
         try:
             lib.create_collection("examples")  # ingest never creates one (issue 12 §3); one of the two wins
         except FaceSearchError as exc:

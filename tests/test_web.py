@@ -13,7 +13,6 @@ browser``), so a CI machine without a browser cannot pass silently.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,12 @@ from facesearch.governance import add_user
 from facesearch.governance.cases import create_case
 from facesearch.web import mount_web
 from facesearch.web.background import serving
+from tests.conftest import TIMEOUT_MS
 from tests.helpers import copy_library
 
-CHROMIUM = "/usr/bin/chromium"
 PROBE = "by_identity/joe_biden/biden.jpg"  # not indexed: biden2.jpg is the photo to find
 EXPECTED = "joe_biden/biden2.jpg"
 CASE = "case-web-7"
-TIMEOUT_MS = 20_000
 FMR_WORDING = """async () => {
   const { fmrText } = await import("/js/results.js");
   return [fmrText({ fmr: 0.001, fmr_upper_bound: false }), fmrText({ fmr: 2e-5, fmr_upper_bound: true })];
@@ -68,26 +66,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, example_ga
     mount_web(app, "/v1")
     with serving(app) as url:
         yield Site(url, keys, examples)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            f"Chromium not found at {CHROMIUM}: the web tests need a real browser. Install it with "
-            "`make browser` (or `sudo apt-get install -y chromium`); Playwright's own browsers are not used."
-        )
-    from playwright.sync_api import expect, sync_playwright
-
-    # Issue 11 (never flaky): Playwright's assertions wait 5 s by default, whatever the page's default timeout; a
-    # search on a 2-core machine busy with the rest of the suite took longer, and a web test failed by the clock.
-    # Assertions get the same patience as the page's actions (they still fail, at 20 s, when nothing comes).
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

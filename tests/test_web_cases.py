@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.test_web import PROBE, Site, browser, sign_in, site  # noqa: F401 (fixtures)
+from tests.test_web import PROBE, Site, sign_in, site  # noqa: F401 (fixtures)
 from tests.test_web_mobile import assert_fits, screen  # noqa: F401 (fixtures)
 
 PURPOSE_TEXT = "identify the person in the test photo"

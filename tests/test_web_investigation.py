@@ -34,7 +34,7 @@ from facesearch.governance import add_user
 from facesearch.web import mount_web
 from facesearch.web.background import serving
 from tests.helpers import copy_library, run_cli
-from tests.test_web import PROBE, TIMEOUT_MS, Site, browser, sign_in  # noqa: F401 (fixtures)
+from tests.test_web import PROBE, TIMEOUT_MS, Site, sign_in  # noqa: F401 (fixtures)
 from tests.test_web_mobile import SIZES, assert_fits, drawn_photo
 
 CASE = "2026-0042"

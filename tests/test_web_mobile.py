@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.test_web import CASE, PROBE, TIMEOUT_MS, Site, browser, sign_in, site  # noqa: F401 (fixtures)
+from tests.test_web import CASE, PROBE, TIMEOUT_MS, Site, sign_in, site  # noqa: F401 (fixtures)
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 PAGES = {

@@ -6,7 +6,7 @@ in the search's audit entry. Same live server and browser as tests/test_web.py.
 
 from __future__ import annotations
 
-from tests.test_web import CASE, PROBE, Site, browser, sign_in, site  # noqa: F401 (fixtures)
+from tests.test_web import CASE, PROBE, Site, sign_in, site  # noqa: F401 (fixtures)
 from tests.test_web_mobile import assert_fits, screen  # noqa: F401 (fixtures)
 
 SECOND = "by_identity/joe_biden/biden2.jpg"
