@@ -78,15 +78,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--match-percentile", type=float, default=99.9)
-    parser.add_argument("--cov-scale", type=float, default=None)
-    parser.add_argument(
-        "--distractors",
-        choices=[base.GAUSSIAN, base.PEOPLE],
-        default=base.GAUSSIAN,
-        help="gaussian (one Gaussian fitted to the real faces) or people (issue 15: person centres + within-person "
-        "spread fitted on the labelled faces; bench/scale/distractor_models.py compares them with real faces)",
-    )
+    base.add_distractor_arguments(parser)
     parser.add_argument("--only", default="", help="comma-separated indexes into CANDIDATES")
     parser.add_argument("--output", type=Path, default=OUT / "codecs.json")
     args = parser.parse_args()

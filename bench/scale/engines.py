@@ -75,15 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-limits", action="store_true", help="run every engine at every size")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--match-percentile", type=float, default=99.9)
-    parser.add_argument("--cov-scale", type=float, default=None)
-    parser.add_argument(
-        "--distractors",
-        choices=[base.GAUSSIAN, base.PEOPLE],
-        default=base.GAUSSIAN,
-        help="gaussian (one Gaussian fitted to the real faces) or people (issue 15: person centres + within-person "
-        "spread fitted on the labelled faces; bench/scale/distractor_models.py compares them with real faces)",
-    )
+    base.add_distractor_arguments(parser)
     parser.add_argument("--output", type=Path, default=OUT / "scale.json")
     return parser.parse_args()
 

@@ -76,10 +76,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hnsw", default="HNSW32", help="HNSW engine to measure (HNSW<M>)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--match-percentile", type=float, default=99.9, help="Distractor calibration percentile")
-    parser.add_argument("--cov-scale", type=float, default=None, help="Fixed covariance scale (skips calibration)")
+    add_distractor_arguments(parser)
     parser.add_argument("--output", type=Path, default=OUT / "search.json")
     return parser.parse_args()
+
+
+def add_distractor_arguments(parser: argparse.ArgumentParser) -> None:
+    """The workload options every scale bench shares (``make_workload`` reads them): how distractors are made."""
+    parser.add_argument("--match-percentile", type=float, default=99.9, help="Distractor calibration percentile")
+    parser.add_argument("--cov-scale", type=float, default=None, help="Fixed covariance scale (skips calibration)")
+    parser.add_argument(
+        "--distractors",
+        choices=[GAUSSIAN, PEOPLE],
+        default=GAUSSIAN,
+        help="gaussian (one Gaussian fitted to the real faces) or people (issue 15: person centres + within-person "
+        "spread fitted on the labelled faces; bench/scale/distractor_models.py compares them with real faces)",
+    )
 
 
 def pick_queries(real: RealFaces, n_queries: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ whose distractor-pair similarities match real different-person pairs at a chosen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +115,19 @@ def summarize(sims: np.ndarray) -> dict[str, float]:
     return stats
 
 
+def bisect_scale(tail: Callable[[float], float], target: float, steps: int) -> float:
+    """The scale at which ``tail(scale)`` (a similarity percentile, falling as the scale grows) meets ``target``:
+    bisection in log-scale over 1e-3..1e3, shared by both distractor models' calibrations."""
+    lo, hi = 1e-3, 1e3
+    for _ in range(steps):
+        mid = float(np.sqrt(lo * hi))
+        if tail(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.sqrt(lo * hi))
+
+
 def calibrate_scale(
     fit: GaussianFit,
     target: float,
@@ -135,14 +149,7 @@ def calibrate_scale(
         x = transform(fit, normals, scale)
         return float(np.percentile(pair_similarities(x, x, i, j), percentile))
 
-    lo, hi = 1e-3, 1e3  # log-scale bracket; similarity falls as the scale grows
-    for _ in range(steps):
-        mid = float(np.sqrt(lo * hi))
-        if tail(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return float(np.sqrt(lo * hi))
+    return bisect_scale(tail, target, steps)
 
 
 # identity-structured distractors (issue 15) ---------------------------------------------------
@@ -251,14 +258,7 @@ def calibrate_people_scale(
         x = _people_faces(fit, centres, faces, person, scale)
         return float(np.percentile(pair_similarities(x, x, i, j), percentile))
 
-    lo, hi = 1e-3, 1e3
-    for _ in range(steps):
-        mid = float(np.sqrt(lo * hi))
-        if tail(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return float(np.sqrt(lo * hi))
+    return bisect_scale(tail, target, steps)
 
 
 def same_person_similarities(
