@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from bench.datasets import data_dir, examples_dir, lfw_photos, pascal_dir
+from bench.speed import small_face_gate
 from facesearch.eval.detect import evaluate_boxes, evaluate_negatives, iou_matrix
 from facesearch.media.decode import decode_image
 from facesearch.models.detect.base import DetectorSettings, downscale
@@ -143,17 +144,21 @@ def _merged(crops: list[Box]) -> list[Box]:
     return crops
 
 
-def split_with_candidates(rgb: np.ndarray, neighbours: int) -> list[Box]:
-    """Today's large faces exactly, plus upsampled HOG in crops (the candidate and half its size around it, at
-    least 96 px) around the cheap detector's candidates that are no large face; what they add must be small."""
+#: The crop around a candidate: this many times its size, and at least CROP_MIN px a side (working image).
+CROP_SCALE, CROP_MIN = 2.0, 96.0
+
+
+def split_with_candidates(rgb: np.ndarray, propose: Callable[[np.ndarray], list[Box]]) -> list[Box]:
+    """Today's large faces exactly, plus upsampled HOG in crops (CROP_SCALE times the candidate's size, at
+    least CROP_MIN px) around the cheap detector's candidates that are no large face; what they add must be small."""
     large = large_faces(rgb)
     boxes = [box for box, _ in large]
     height, width = rgb.shape[:2]
     crops = []
-    for x, y, w, h in haar_candidates(rgb, neighbours):
+    for x, y, w, h in propose(rgb):
         if any(_overlaps((x, y, w, h), b) and iou_matrix([(x, y, w, h)], [b])[0, 0] >= 0.3 for b in boxes):
             continue
-        side = max(2 * max(w, h), 96.0)
+        side = max(CROP_SCALE * max(w, h), CROP_MIN)
         cx, cy = x + w / 2, y + h / 2
         x0, y0 = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
         x1, y1 = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
@@ -185,10 +190,21 @@ VARIANTS: dict[str, Variant] = {
     "grayscale, upsample 1, threshold -0.3": lambda rgb: hog(gray(rgb), 1, -0.3),
     "PIL 2x upsample, then upsample 0": upsampled_by_pil,
     "exact split: levels 4+ only (no upsampled levels)": lambda rgb: [box for box, _ in large_faces(rgb)],
-    "levels 4+, upsampled HOG around Haar (all raw hits)": lambda rgb: split_with_candidates(rgb, 0),
-    "levels 4+, upsampled HOG around Haar (neighbours 1)": lambda rgb: split_with_candidates(rgb, 1),
+    "levels 4+, upsampled HOG around Haar (all raw hits)": lambda rgb: split_with_candidates(
+        rgb, lambda image: haar_candidates(image, 0)
+    ),
+    "levels 4+, upsampled HOG around Haar (neighbours 1)": lambda rgb: split_with_candidates(
+        rgb, lambda image: haar_candidates(image, 1)
+    ),
+    "levels 4+, upsampled HOG around MTCNN P+R (0.6, 0.7)": lambda rgb: split_with_candidates(
+        rgb, lambda image: small_face_gate.candidates(image, 0.6, 0.7)
+    ),
+    "levels 4+, upsampled HOG around MTCNN P+R (0.5, 0.5)": lambda rgb: split_with_candidates(
+        rgb, lambda image: small_face_gate.candidates(image, 0.5, 0.5)
+    ),
 }
 NEEDS_CV2 = ("Haar",)
+NEEDS_MTCNN = ("MTCNN",)
 
 
 @dataclass
@@ -248,6 +264,8 @@ def main() -> None:
     names = [n for n in VARIANTS if not args.only or any(t in n for t in args.only)]
     if not _has_cv2():
         names = [n for n in names if not any(t in n for t in NEEDS_CV2)]
+    if small_face_gate.weights_dir() is None:
+        names = [n for n in names if not any(t in n for t in NEEDS_MTCNN)]
     names = [n for n in VARIANTS if n == next(iter(VARIANTS))] + [n for n in names if n != next(iter(VARIANTS))]
     paths = lfw_photos()
     random.Random(0).shuffle(paths)
@@ -257,6 +275,8 @@ def main() -> None:
         f"{'variant':52s} {'lfw ms':>7s} {'x':>6s} {'faces':>6s} {'kept':>9s} {'same box':>9s} {'pascal ms':>9s} "
         f"{'recall':>7s} {'pascal false':>12s} {'negatives false':>15s}"
     )
+    for name in names:  # load models and convert nets once, outside the timed runs
+        VARIANTS[name](lfw[0])
     today: list[list[Box]] = []
     base_ms = 0.0
     for name in names:
@@ -282,6 +302,22 @@ def main() -> None:
             f"{same:4d}/{total:<4d} {pascal_ms:9.1f} {boxes.true_positives:3d}/{boxes.truth:<3d} "
             f"{boxes.false_positives:12d} {negatives.false_faces:15d}",
             flush=True,
+        )
+    gates: dict[str, Callable[[np.ndarray], list[Box]]] = {}
+    if _has_cv2():
+        gates["Haar, all raw hits"] = lambda rgb: haar_candidates(rgb, 0)
+    if small_face_gate.weights_dir() is not None:
+        gates["MTCNN P+R (0.6, 0.7)"] = lambda rgb: small_face_gate.candidates(rgb, 0.6, 0.7)
+    for name, gate in gates.items():  # what a gate costs by itself, on the same photos
+        gate(lfw[0])
+        start = time.process_time()
+        proposals = [gate(rgb) for rgb in lfw]
+        cpu_ms = 1000 * (time.process_time() - start) / len(lfw)
+        small = [[b for b in boxes if b[2] < SMALL_BOX] for boxes in today]  # today's faces of levels 0-3
+        hit = sum(int((iou_matrix(s, p) >= 0.3).any(axis=1).sum()) for s, p in zip(small, proposals, strict=True) if p)
+        print(
+            f"gate alone: {name:24s} {cpu_ms:6.1f} ms per lfw photo, {sum(map(len, proposals)) / len(lfw):.2f} "
+            f"candidates per photo, today's small faces proposed (IoU >= 0.3) {hit}/{sum(map(len, small))}"
         )
     full_size = [pascal_dir() / "bald_guys.jpg", *sorted((examples_dir() / "multi_face").glob("*.jpg"))]
     full_size += sorted((examples_dir() / "by_identity").glob("*/*.jpg"))
