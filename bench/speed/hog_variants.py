@@ -110,7 +110,7 @@ def haar_candidates(rgb: np.ndarray, neighbours: int) -> list[Box]:
     """OpenCV's Haar cascade, tuned for recall: 24-96 px, scale step 1.1, ``neighbours`` 0 keeps every raw hit."""
     import cv2
 
-    found = haar().detectMultiScale(  # type: ignore[attr-defined]
+    found = haar().detectMultiScale(
         cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY),
         scaleFactor=1.1,
         minNeighbors=neighbours,

@@ -120,7 +120,7 @@ def candidates(rgb: np.ndarray, p_threshold: float = 0.6, r_threshold: float = 0
         scale = 12.0 / size
         small = image.resize((int(width * scale + 1), int(height * scale + 1)), Image.Resampling.BILINEAR)
         x = ((np.asarray(small, dtype=np.float32) - 127.5) * NORM).transpose(2, 0, 1)[None]
-        prob = pnet.run(None, {"x": np.ascontiguousarray(x)})[0][0]  # type: ignore[attr-defined]
+        prob = pnet.run(None, {"x": np.ascontiguousarray(x)})[0][0]
         ys, xs = np.nonzero(prob >= p_threshold)
         found += [((2 * x + 1) / scale, (2 * y + 1) / scale, (2 * x + 12) / scale, (2 * y + 12) / scale)
                   for y, x in zip(ys, xs, strict=True)]  # fmt: skip
@@ -135,5 +135,5 @@ def candidates(rgb: np.ndarray, p_threshold: float = 0.6, r_threshold: float = 0
         crop = image.crop(box) if box[2] - box[0] > 1 and box[3] - box[1] > 1 else Image.new("RGB", (24, 24))
         crops.append(np.asarray(crop.resize((24, 24), Image.Resampling.BILINEAR), dtype=np.float32))
     batch = ((np.stack(crops) - 127.5) * NORM).transpose(0, 3, 1, 2)
-    prob = rnet.run(None, {"x": np.ascontiguousarray(batch)})[0]  # type: ignore[attr-defined]
+    prob = rnet.run(None, {"x": np.ascontiguousarray(batch)})[0]
     return [(x0, y0, x1 - x0, y1 - y0) for (x0, y0, x1, y1), p in zip(boxes, prob, strict=True) if p >= r_threshold]
