@@ -135,3 +135,37 @@ def test_probe_views_cuts_the_gallery_views_as_ingest_does(shared_data: Path) ->
     assert np.array_equal(ours, ingest)
     scaled = chips_for(rgb, detection, [VARIANTS[-1]], 150, 0.25)  # a probe-only view really differs
     assert not np.array_equal(scaled[0], ingest[0])
+
+
+def test_hog_split_at_level_4_gives_todays_large_faces_exactly(shared_data: Path) -> None:
+    """Issue 15 (faster detection, bench/speed/hog_variants.py): the documented split of today's HOG run must be
+    exact, or every "same box" figure the bench reports for a gated variant would be off. Scanning dlib's own
+    level-4 image gives today's boxes (>= 74 px) and scores; mapping its rounded boxes back naively would be 1 px
+    off on most photos, which the comparison below catches."""
+    import dlib
+
+    from bench.speed.hog_variants import PYR2, PYR6, SMALL_BOX, SPLIT_LEVEL, frontal, large_faces
+    from facesearch.media.decode import decode_image
+
+    photos = sorted((shared_data / "lfw-dev" / "images").glob("*/*.jpg"))[::400][:12]
+    photos += sorted((shared_data / "face_recognition_examples" / "by_identity").rglob("*.jpg"))[:2]
+    compared = naive_off = 0
+    for photo in photos:
+        rgb = decode_image(photo.read_bytes()).rgb
+        rects, scores, _ = frontal().run(rgb, 1, -0.5)
+        today = {
+            ((r.left(), r.top(), r.width(), r.height()), round(s, 9))
+            for r, s in zip(rects, scores, strict=True)
+            if r.width() >= SMALL_BOX
+        }
+        split = {(box, round(score, 9)) for box, score in large_faces(rgb, -0.5)}
+        assert split == today, photo.name
+        compared += len(today)
+        up = PYR2.rect_up(dlib.rectangle(0, 0, rgb.shape[1] - 1, rgb.shape[0] - 1))
+        level = dlib.resize_image(rgb, up.bottom() + 1, up.right() + 1)
+        for _ in range(SPLIT_LEVEL):
+            level = PYR6(level)
+        naive = [PYR2.rect_down(PYR6.rect_up(r, SPLIT_LEVEL)) for r in frontal().run(level, 0, -0.5)[0]]
+        naive_off += {(r.left(), r.top(), r.width(), r.height()) for r in naive} != {box for box, _ in today}
+    assert compared >= len(photos)  # every photo has a large face or a near miss: the check compared boxes
+    assert naive_off > 0  # mapping the level's rounded boxes again would not be today's: why _today_rect exists
