@@ -34,6 +34,7 @@ from facesearch.eval.halves import HALVES, half_of, pairs_by_half
 from facesearch.eval.identify import split_people
 from facesearch.eval.lfw import Pair
 from facesearch.eval.metrics import best_threshold, kfold_accuracy, roc_auc
+from facesearch.search.normalize import CohortNormalizer
 
 TOP = 100  # s-norm's top-k, as search (search/normalize.py)
 COHORT = 2000
@@ -73,12 +74,9 @@ class Faces:
 
 
 def cohort_stats(emb: np.ndarray, cohort: np.ndarray, top: int = TOP) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of each face's ``top`` best scores against the cohort (an exact self-match left out)."""
-    scores = emb @ cohort.T
-    scores[scores > 0.9999] = -np.inf
-    k = min(top, cohort.shape[0] - 1)
-    best = -np.sort(-scores, axis=1)[:, :k]
-    return best.mean(axis=1), np.maximum(best.std(axis=1), 1e-6)
+    """Mean and spread of each face's ``top`` best scores against the cohort: search's own statistics
+    (search/normalize.py), so that the ``snorm`` feature is the score search ranks by."""
+    return CohortNormalizer(cohort, top=min(top, len(cohort) - 1)).stats(emb)
 
 
 def pair_features(f: Faces, a: np.ndarray, b: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> dict[str, np.ndarray]:
