@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.accuracy.fusion import Faces, Searches, cohort_stats, outcome, pair_features
+from bench.accuracy.fusion import Faces, Searches, cohort_stats, matrix, outcome, pair_features
 from facesearch.models.embed.base import l2_normalise
 from facesearch.search.normalize import CohortNormalizer
 
@@ -69,3 +69,10 @@ def test_outcome_counts_a_mate_below_the_threshold_as_missed() -> None:
     rank1, fnir = outcome(Searches(feats={}, mate=mate, mated=mated), scores)
     assert rank1 == 2 / 3
     assert fnir == 2 / 3
+
+
+def test_matrix_keeps_each_candidates_features_on_one_row() -> None:
+    """1:N features are (searches, candidates) arrays: each row of the design matrix must be one candidate's
+    features, not neighbouring candidates' values of one feature (a bug that turned the fused ranking to noise)."""
+    feats = {"cos": np.array([[0.9, 0.1], [0.5, 0.4]]), "snorm": np.array([[9.0, 1.0], [5.0, 4.0]])}
+    np.testing.assert_array_equal(matrix(feats, ["cos", "snorm"]), [[0.9, 9.0], [0.1, 1.0], [0.5, 5.0], [0.4, 4.0]])

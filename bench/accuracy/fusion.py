@@ -83,7 +83,12 @@ def pair_features(f: Faces, a: np.ndarray, b: np.ndarray, mu: np.ndarray, sd: np
     """Features of pairs (a[i], b[i]) (rows of ``f``): the scores, then view and quality cues."""
     cos = np.einsum("ij,ij->i", f.emb[a], f.emb[b])
     snorm = ((cos - mu[a]) / sd[a] + (cos - mu[b]) / sd[b]) / 2
-    vv = np.einsum("ivd,iwd->ivw", f.views[a], f.views[b]).reshape(len(a), -1)
+    vv = np.concatenate(  # in chunks: 1:N has ~350,000 candidate pairs of 10 x 10 views
+        [
+            np.einsum("ivd,iwd->ivw", f.views[a[i : i + 20000]], f.views[b[i : i + 20000]]).reshape(-1, 100)
+            for i in range(0, len(a), 20000)
+        ]
+    )
     return {
         "cos": cos,
         "snorm": snorm,
@@ -149,7 +154,8 @@ def fit_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
 
 
 def matrix(features: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
-    return np.column_stack([features[n] for n in names])
+    """One row per pair (or per search and candidate), one column per named feature."""
+    return np.stack([features[n].reshape(-1) for n in names], axis=-1)
 
 
 # ---- verify ------------------------------------------------------------------------------------------------
@@ -307,8 +313,8 @@ def identify(f: Faces, row: dict[Path, int], kinds: list[str]) -> None:
             scores = {}
             for h in HALVES:
                 train, test = halves[1 - h], halves[h]
-                x = matrix(train.feats, names).reshape(-1, len(names))
-                _, s = fit_score(kind, x, train.mate.reshape(-1), matrix(test.feats, names).reshape(-1, len(names)))
+                x = matrix(train.feats, names)
+                _, s = fit_score(kind, x, train.mate.reshape(-1), matrix(test.feats, names))
                 scores[h] = s.reshape(test.mate.shape)
             line(f"{kind}: {set_name}", scores)
 

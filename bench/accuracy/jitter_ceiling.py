@@ -36,8 +36,11 @@ CHECKPOINTS = (1, 2, 5, 10, 20, 30, 50, 75, 100)
 
 
 def verify_photos() -> list[Path]:
-    """pairsDevTrain's 3,443 photos, in the order bench/accuracy/view_cache.py starts with."""
-    return sorted({p for pair in dev_pairs() for p in (pair.a, pair.b)})
+    """pairsDevTrain's 3,443 photos, fold by fold (a partial cache then holds whole folds: see ``score``)."""
+    photos: dict[Path, None] = {}
+    for pair in sorted(dev_pairs(), key=lambda p: p.fold):
+        photos.update({pair.a: None, pair.b: None})
+    return list(photos)
 
 
 def embed(model: str, jitters: int, out: Path) -> None:
@@ -104,10 +107,15 @@ def score(model: str) -> None:
     default = np.stack([views["raw"][view_row[p]].sum(axis=(0, 1)) for p in paths])  # the 10 views' raw sum
     pairs = [p for p in dev_pairs() if p.a in view_row and p.b in view_row]
     known = set(paths)
-    pairs = [p for p in pairs if p.a in known and p.b in known]
+    complete = [
+        fold
+        for fold in sorted({p.fold for p in pairs})
+        if all(p.a in known and p.b in known for p in pairs if p.fold == fold)
+    ]
+    pairs = [p for p in pairs if p.fold in complete]  # whole folds only, so a partial cache is a fair subset
     by_half, cross = pairs_by_half(pairs)
     sets = {"whole": pairs, **{f"half {h}": by_half[h] for h in HALVES}}
-    print(f"{model}: {len(paths)} photos, {len(pairs)} pairs ({cross} mixing the halves: whole only)")
+    print(f"{model}: {len(paths)} photos, folds {complete}: {len(pairs)} pairs ({cross} mixing the halves: whole only)")
     print("recipe | " + " | ".join(f"{name}: acc / AUC / d'" for name in sets))
 
     def row(name: str, raw: np.ndarray) -> None:
