@@ -237,12 +237,15 @@ class Searches:
     feats: dict[str, np.ndarray]  # each (searches, DEPTH)
     mate: np.ndarray  # (searches, DEPTH) bool
     mated: np.ndarray  # (searches,) bool: the probe's person is enrolled
+    half: np.ndarray | None = None  # (searches,) the probe's half of the people
 
 
-def half_searches(f: Faces, row: dict[Path, int], half: int) -> Searches:
+def half_searches(f: Faces, row: dict[Path, int], half: int | None) -> Searches:
+    """The seed-0 split's searches within one half of the people (its gallery, probes and cohort), or of the
+    whole gallery for ``half`` None."""
     split = split_people(lfw_images(), 0)
-    gallery = [p for p in split.gallery if half_of(p.parent.name) == half and p in row]
-    probes = [p for p in split.mated + split.non_mated if half_of(p.parent.name) == half and p in row]
+    gallery = [p for p in split.gallery if half in (None, half_of(p.parent.name)) and p in row]
+    probes = [p for p in split.mated + split.non_mated if half in (None, half_of(p.parent.name)) and p in row]
     g = np.array([row[p] for p in gallery])
     q = np.array([row[p] for p in probes])
     g_people = np.array([p.parent.name for p in gallery])
@@ -276,8 +279,28 @@ def half_searches(f: Faces, row: dict[Path, int], half: int) -> Searches:
     feats["snorm_gap_best_other"] = sn - np.where(sn == order[:, :1], order[:, 1:2], order[:, :1])
     mate = g_people[cand] == q_people[:, None]
     mated = np.isin(q_people, g_people)
-    print(f"  half {half}: gallery {len(g)}, cohort {len(cohort)}, {mated.sum()} mated / {(~mated).sum()} non-mated")
-    return Searches(feats=feats, mate=mate, mated=mated)
+    name = "whole" if half is None else f"half {half}"
+    print(f"  {name}: gallery {len(g)}, cohort {len(cohort)}, {mated.sum()} mated / {(~mated).sum()} non-mated")
+    return Searches(feats=feats, mate=mate, mated=mated, half=np.array([half_of(p) for p in q_people]))
+
+
+def subset(s: Searches, keep: np.ndarray) -> Searches:
+    return Searches(feats={k: v[keep] for k, v in s.feats.items()}, mate=s.mate[keep], mated=s.mated[keep])
+
+
+def bootstrap_change(s: Searches, base: np.ndarray, other: np.ndarray, rounds: int = 1000) -> tuple[list, list]:
+    """90% intervals of (other - base) in rank-1 and FNIR @ FPIR 0.01 over resampled searches (the same draw
+    for both scores, mated and non-mated searches drawn apart): how much the choice of searches could move."""
+    rng = np.random.default_rng(0)
+    mated, non = np.flatnonzero(s.mated), np.flatnonzero(~s.mated)
+    d_r, d_f = [], []
+    for _ in range(rounds):
+        keep = np.concatenate([rng.choice(mated, len(mated)), rng.choice(non, len(non))])
+        part = subset(s, keep)
+        (r0, f0), (r1, f1) = outcome(part, base[keep]), outcome(part, other[keep])
+        d_r.append(r1 - r0)
+        d_f.append(f1 - f0)
+    return list(np.quantile(d_r, [0.05, 0.95])), list(np.quantile(d_f, [0.05, 0.95]))
 
 
 def outcome(s: Searches, score: np.ndarray) -> tuple[float, float]:
@@ -298,6 +321,7 @@ ID_SETS: dict[str, list[str]] = {
 def identify(f: Faces, row: dict[Path, int], kinds: list[str]) -> None:
     print("\n1:N, seed-0 split within each half (central face, 50 candidates by cosine, s-norm as search):")
     halves = {h: half_searches(f, row, h) for h in HALVES}
+    whole = half_searches(f, row, None)
     print(
         "  variant (fitted on the other half)".ljust(48) + "rank-1 half 0 / half 1 | FNIR @ FPIR 0.01 half 0 / half 1"
     )
@@ -306,17 +330,49 @@ def identify(f: Faces, row: dict[Path, int], kinds: list[str]) -> None:
         res = {h: outcome(halves[h], scores[h]) for h in HALVES}
         print(f"  {name:46s}{res[0][0]:.4f} / {res[1][0]:.4f} | {res[0][1]:.4f} / {res[1][1]:.4f}", flush=True)
 
+    base = {h: halves[h].feats["snorm"] for h in HALVES}
     line("cosine", {h: halves[h].feats["cos"] for h in HALVES})
-    line("s-norm (search today)", {h: halves[h].feats["snorm"] for h in HALVES})
+    line("s-norm (search today)", base)
+    fused: dict[str, dict[int, np.ndarray]] = {}
     for kind in kinds:
         for set_name, names in ID_SETS.items():
             scores = {}
             for h in HALVES:
                 train, test = halves[1 - h], halves[h]
-                x = matrix(train.feats, names)
-                _, s = fit_score(kind, x, train.mate.reshape(-1), matrix(test.feats, names))
+                _, s = fit_score(kind, matrix(train.feats, names), train.mate.reshape(-1), matrix(test.feats, names))
                 scores[h] = s.reshape(test.mate.shape)
             line(f"{kind}: {set_name}", scores)
+            fused[f"{kind}: {set_name}"] = scores
+    print("  change from s-norm, paired bootstrap of the searches (1,000 resamples), 90% interval, per tested half:")
+    for name, scores in fused.items():
+        cells = []
+        for h in HALVES:
+            (r_lo, r_hi), (f_lo, f_hi) = bootstrap_change(halves[h], base[h], scores[h])
+            cells.append(f"h{h} rank-1 {r_lo:+.4f}..{r_hi:+.4f} FNIR {f_lo:+.4f}..{f_hi:+.4f}")
+        print(f"  {name:36s}" + " | ".join(cells), flush=True)
+    print("  logistic on cos + snorm, as one weight: fused ~ snorm + lambda x cos (lambda in s-norm units per cosine)")
+    for h in HALVES:
+        model = make_model("logistic").fit(matrix(halves[h].feats, ["cos", "snorm"]), halves[h].mate.reshape(-1))
+        scaler, lr = model[0], model[-1]
+        w = lr.coef_[0] / scaler.scale_
+        print(f"    fitted on half {h}: lambda = {w[0] / w[1]:.2f}")
+    print("  the whole gallery's searches (gallery 2,611, cohort 2,000), fitted on one half's own searches:")
+    print("  variant".ljust(48) + "rank-1 whole / probes h0 / probes h1 | FNIR @ FPIR 0.01 whole / h0 / h1")
+    parts = {"whole": np.ones(len(whole.mated), bool), "h0": whole.half == 0, "h1": whole.half == 1}
+
+    def whole_line(name: str, score: np.ndarray) -> None:
+        res = [outcome(subset(whole, keep), score[keep]) for keep in parts.values()]
+        r = " / ".join(f"{x[0]:.4f}" for x in res)
+        fn = " / ".join(f"{x[1]:.4f}" for x in res)
+        print(f"  {name:46s}{r} | {fn}", flush=True)
+
+    whole_line("s-norm (search today)", whole.feats["snorm"])
+    for set_name in ("cos + snorm", "all"):
+        names = ID_SETS[set_name]
+        for h in HALVES:
+            train = halves[h]
+            _, s = fit_score("logistic", matrix(train.feats, names), train.mate.reshape(-1), matrix(whole.feats, names))
+            whole_line(f"logistic: {set_name}, fitted on half {h}", s.reshape(whole.mate.shape))
 
 
 def main() -> None:
