@@ -375,11 +375,29 @@ def identify(f: Faces, row: dict[Path, int], kinds: list[str]) -> None:
             whole_line(f"logistic: {set_name}, fitted on half {h}", s.reshape(whole.mate.shape))
 
 
+LAMBDAS = (0.0, 10.0, 20.0, 30.0, 45.0, 60.0, 80.0, 120.0, 160.0, 240.0, 400.0, 1000.0)
+
+
+def lambda_sweep(f: Faces, row: dict[Path, int]) -> None:
+    """The two-feature fusion as the one coefficient a product would ship: ``snorm + lambda x cosine``, swept,
+    on each half's own searches and the whole gallery's: how sensitive the gain is to the weight chosen."""
+    print("\n1:N, snorm + lambda x cosine (lambda 0: search today), central faces, seed-0 split:")
+    sets = {f"half {h}": half_searches(f, row, h) for h in HALVES}
+    sets["whole"] = half_searches(f, row, None)
+    print("  lambda".ljust(10) + " | ".join(f"{name}: rank-1 / FNIR @ FPIR 0.01" for name in sets))
+    for lam in LAMBDAS:
+        cells = []
+        for s in sets.values():
+            rank1, fnir = outcome(s, s.feats["snorm"] + lam * s.feats["cos"])
+            cells.append(f"{rank1:.4f} / {fnir:.4f}")
+        print(f"  {lam:<8g}" + " | ".join(cells), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="dlib_resnet_v1_int8")
     parser.add_argument("--kinds", nargs="+", default=["logistic", "trees"], choices=["logistic", "trees"])
-    parser.add_argument("--part", choices=["verify", "identify", "both"], default="both")
+    parser.add_argument("--part", choices=["verify", "identify", "both", "lambda"], default="both")
     args = parser.parse_args()
     data = np.load(OUT / f"views-{args.model}.npz")
     root = lfw_images()
@@ -390,6 +408,8 @@ def main() -> None:
         verify(faces, row, args.kinds)
     if args.part in ("identify", "both"):
         identify(faces, row, args.kinds)
+    if args.part == "lambda":
+        lambda_sweep(faces, row)
 
 
 if __name__ == "__main__":
