@@ -13,7 +13,7 @@ and on each half of the people (``facesearch.eval.halves.pairs_by_half``, as ``e
 
 Descriptors of real people stay in ``bench/out/`` (ignored by git).
 
-    nice -n 5 .venv/bin/python -m bench.accuracy.jitter_ceiling embed --jitters 50   # 3,443 photos, ~25 min
+    nice -n 5 .venv/bin/python -m bench.accuracy.jitter_ceiling embed --jitters 30   # 3,443 photos, 31 min
     .venv/bin/python -m bench.accuracy.jitter_ceiling score
 """
 
@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["embed", "score"])
     parser.add_argument("--model", default="dlib_resnet_v1_int8")
-    parser.add_argument("--jitters", type=int, default=50, help="random jitters per face (dlib's num_jitters)")
+    parser.add_argument("--jitters", type=int, default=30, help="random jitters per face (dlib's num_jitters)")
     args = parser.parse_args()
     out = Path(str(CACHE).format(model=args.model))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ mirrored) with the default model (int8). Verify photos first, so a partial cache
 
 Descriptors of real people go to ``bench/out/`` only (ignored by git), never into the repository.
 
-    nice -n 5 .venv/bin/python -m bench.accuracy.view_cache        # 9,525 photos, ~15 min on one shared core
+    nice -n 5 .venv/bin/python -m bench.accuracy.view_cache        # 9,525 photos, 21 min on the loaded shared machine
 """
 
 from __future__ import annotations
