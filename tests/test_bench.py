@@ -135,3 +135,25 @@ def test_probe_views_cuts_the_gallery_views_as_ingest_does(shared_data: Path) ->
     assert np.array_equal(ours, ingest)
     scaled = chips_for(rgb, detection, [VARIANTS[-1]], 150, 0.25)  # a probe-only view really differs
     assert not np.array_equal(scaled[0], ingest[0])
+
+
+def test_gallery_views_recipes_name_the_shifts_ingest_makes() -> None:
+    """Issue 15 (fewer gallery views): the scorer's alignment indices are jitter_shifts' order (plain, then
+    left/right, then up/down), or a recipe it reports as "up/down shifts" would be another recipe; and its
+    averaging of the kept views is the embedder's (raw descriptors summed, then normalised)."""
+    from bench.accuracy.gallery_views import ALL, RECIPES, vectors
+    from facesearch.models.embed.base import l2_normalise
+    from facesearch.models.pipeline import jitter_shifts
+
+    shifts = [(0.0, 0.0), *jitter_shifts(2.5)]
+    assert len(shifts) == len(ALL)
+    for name, kept in RECIPES.items():
+        moved = [shifts[i] for i in kept]
+        if "x shifts" in name:
+            assert all(dy == 0 for _, dy in moved) and any(dx for dx, _ in moved), name
+        if "y shifts" in name:
+            assert all(dx == 0 for dx, _ in moved) and any(dy for _, dy in moved), name
+        keeps_plain = ("plain" in name and "no plain" not in name) or "today" in name
+        assert keeps_plain == (0 in kept), name
+    raw = np.random.default_rng(0).normal(size=(3, len(ALL), 2, 128)).astype(np.float32)
+    assert np.allclose(vectors(raw, ALL), l2_normalise(raw.reshape(3, -1, 128).sum(axis=1)), atol=1e-6)
