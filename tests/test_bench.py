@@ -169,3 +169,25 @@ def test_hog_split_at_level_4_gives_todays_large_faces_exactly(shared_data: Path
         naive_off += {(r.left(), r.top(), r.width(), r.height()) for r in naive} != {box for box, _ in today}
     assert compared >= len(photos)  # every photo has a large face or a near miss: the check compared boxes
     assert naive_off > 0  # mapping the level's rounded boxes again would not be today's: why _today_rect exists
+
+
+def test_gallery_views_recipes_name_the_shifts_ingest_makes() -> None:
+    """Issue 15 (fewer gallery views): the scorer's alignment indices are jitter_shifts' order (plain, then
+    left/right, then up/down), or a recipe it reports as "up/down shifts" would be another recipe; and its
+    averaging of the kept views is the embedder's (raw descriptors summed, then normalised)."""
+    from bench.accuracy.gallery_views import ALL, RECIPES, vectors
+    from facesearch.models.embed.base import l2_normalise
+    from facesearch.models.pipeline import jitter_shifts
+
+    shifts = [(0.0, 0.0), *jitter_shifts(2.5)]
+    assert len(shifts) == len(ALL)
+    for name, kept in RECIPES.items():
+        moved = [shifts[i] for i in kept]
+        if "x shifts" in name:
+            assert all(dy == 0 for _, dy in moved) and any(dx for dx, _ in moved), name
+        if "y shifts" in name:
+            assert all(dx == 0 for dx, _ in moved) and any(dy for _, dy in moved), name
+        keeps_plain = ("plain" in name and "no plain" not in name) or "today" in name
+        assert keeps_plain == (0 in kept), name
+    raw = np.random.default_rng(0).normal(size=(3, len(ALL), 2, 128)).astype(np.float32)
+    assert np.allclose(vectors(raw, ALL), l2_normalise(raw.reshape(3, -1, 128).sum(axis=1)), atol=1e-6)

@@ -56,8 +56,21 @@ class LibraryRecipe:
         return replace(info, key=key, name=f"{info.name} ({', '.join(w for w, on in applied if on)})")
 
     def prepare(self) -> None:
-        """Convert the built-in model once, before worker processes start (they would race to do it)."""
+        """Make the model files once, before worker processes start (they would each make them, at once):
+        the built-in model's conversion, and the detectors' files (issue 15: the HOG model and the CNN's
+        conversion took ~1.7 s of CPU in every worker on a library's first ingest)."""
         if self.config.onnx_model is None and self.backend == "onnx":
             from facesearch.models.embed.factory import converted_builtin
 
             converted_builtin(self.models_dir, self.config.model)
+        kinds = {self.config.detector_kind, self.config.detector_fallback}
+        if self.config.detector_near_misses == "cnn":
+            kinds.add("cnn")
+        if "hog" in kinds:
+            from facesearch.models.detect.hog import frontal_face_detector
+
+            frontal_face_detector(self.models_dir)  # keeps dlib's HOG model in models_dir
+        if "cnn" in kinds:
+            from facesearch.models.detect.cnn import converted_mmod
+
+            converted_mmod(self.models_dir)

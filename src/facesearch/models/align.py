@@ -88,11 +88,22 @@ def quality_score(chip: np.ndarray, detection: Detection) -> float:
     """
     size = min(detection.box[2], detection.box[3])
     size_factor = float(np.clip((size - 40) / 80, 0.0, 1.0))
-    gray = chip.astype(np.float32).mean(axis=2)
+    gray = grey_levels(chip)
     lap = gray[1:-1, 1:-1] * 4 - gray[:-2, 1:-1] - gray[2:, 1:-1] - gray[1:-1, :-2] - gray[1:-1, 2:]
     sharp_factor = float(np.clip(lap.var() / 300.0, 0.0, 1.0))
     pose_factor = frontalness(detection.landmarks)
     return round(size_factor * 0.3 + sharp_factor * 0.3 + pose_factor * 0.4, 4)
+
+
+def grey_levels(chip: np.ndarray) -> np.ndarray:
+    """The chip's mean of its 3 channels per pixel, float32: ``chip.astype(np.float32).mean(axis=2)`` to the bit.
+
+    Issue 15: numpy's reduction over a 3-long last axis is ~10x slower than adding the 3 planes (0.38 -> 0.03 ms
+    per chip). The same numbers: the sum of 3 uint8 values is an integer float32 holds exactly, whatever the
+    order, and both divide it by 3 once, correctly rounded.
+    """
+    planes = chip.astype(np.float32)
+    return (planes[..., 0] + planes[..., 1] + planes[..., 2]) / np.float32(3)
 
 
 # Stability (mean cosine of a face's jittered views with their average) spans ~0.993-0.998 on lfw-dev

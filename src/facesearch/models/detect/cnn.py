@@ -85,6 +85,11 @@ def _mmod_model(cache_dir: Path | None) -> Path | bytes:
         from facesearch.models.convert.mmod_onnx import mmod_onnx_bytes
 
         return mmod_onnx_bytes()
+    return converted_mmod(cache_dir)
+
+
+def converted_mmod(cache_dir: Path) -> Path:
+    """The CNN's ONNX file in ``cache_dir``, converted now if it is not there yet (LibraryRecipe.prepare)."""
     return cached_conversion(cache_dir, DLIB_MMOD, MMOD_KEY, _convert_mmod)
 
 

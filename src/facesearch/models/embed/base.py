@@ -53,7 +53,7 @@ class Embedder(ABC):
             return np.zeros((0, self.info.dim), dtype=np.float32), np.zeros(0, np.float32)
         views = [self._raw_batched(chips, batch_size)]
         if flip:
-            views.append(self._raw_batched(np.ascontiguousarray(chips[:, :, ::-1]), batch_size))
+            views.append(self._raw_batched(mirrored(chips), batch_size))
         raw = np.stack(views, axis=1).astype(np.float32)  # (N, views, dim)
         raw = raw.reshape(len(chips) // group, group * len(views), -1)  # (faces, views per face, dim)
         vectors = l2_normalise(raw.sum(axis=1))
@@ -66,6 +66,20 @@ class Embedder(ABC):
 
     def _raw_batched(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
         return np.concatenate([self._raw(chips[i : i + batch_size]) for i in range(0, len(chips), batch_size)])
+
+
+def mirrored(chips: np.ndarray) -> np.ndarray:
+    """Chips (N, H, W, 3) uint8 mirrored left-right, as a new C-contiguous array: ``chips[:, :, ::-1]``.
+
+    Issue 15: copied as whole 3-byte pixels rather than byte by byte through a reversed view, which numpy
+    does ~1.5x faster (an ingest worker mirrors every chip it embeds). Pixels are moved, never computed:
+    the result is the same array to the bit.
+    """
+    if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[3] != 3:
+        return np.ascontiguousarray(chips[:, :, ::-1])
+    source = np.ascontiguousarray(chips)
+    pixels = source.view(np.dtype("V3")).reshape(source.shape[:3])
+    return np.ascontiguousarray(pixels[:, :, ::-1]).view(np.uint8).reshape(source.shape)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
