@@ -334,7 +334,7 @@ def analyse(seeds: int, draws_only: bool = False) -> None:
         none = json.loads((out_dir("none") / "report.json").read_text())
         result["none_run"] = {k: none[k] for k in ("gallery_size", "rank1", "fnir_at_fpir")}
     (OUT / f"cohort-analysis{'-draws' if draws_only else ''}.json").write_text(json.dumps(result, indent=2))
-    log.info("written %s", OUT / "cohort-analysis.json")
+    log.info("written %s", OUT / f"cohort-analysis{'-draws' if draws_only else ''}.json")
 
 
 def main() -> None:
