@@ -343,8 +343,12 @@ def test_eval_identify_small_sample_warning(lfw: Path, tmp_path: Path, probe_fac
     assert len(report["warnings"]) == 2 and all("rests on 30 non-mated searches" in w for w in report["warnings"])
     # The human output and the report say it too (the second run finds the gallery indexed: it only searches),
     # also for a gallery-size sweep's figures, which rest on the same 30 non-mated searches.
-    shown = " ".join(cli_ok(*args, "--report", str(tmp_path / "report"), "--gallery-sizes", "300").stdout.split())
+    human = cli_ok(*args, "--report", str(tmp_path / "report"), "--gallery-sizes", "300", "--cohort-draws", "2")
+    shown = " ".join(human.stdout.split())
     assert "Gallery-size sweep" in shown and "│ 300 │" in shown
+    # Issue 16, --cohort-draws in the human output: the spread's table, and why its two draws are one search here.
+    assert "The same searches with 2 draws of the s-norm cohort (seeds 0..1)" in shown
+    assert "every draw is the same search" in shown
     assert "warning: FNIR at FPIR 0.01 rests on 30 non-mated searches (fewer than 100)" in shown
     assert "the smallest non-zero FPIR they can show is 1/30 = 0.0333" in shown
     assert "so FPIR 0.01 cannot be told from 0" in shown
