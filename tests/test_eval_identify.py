@@ -133,6 +133,8 @@ def test_eval_identify_through_the_library(
         "--gallery-sizes",
         "3000,1000",
         "--halves",
+        "--cohort-draws",
+        "3",
     )
     report = json.loads(out.stdout)
     assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
@@ -162,6 +164,100 @@ def test_eval_identify_through_the_library(
     assert halves["reference"]["searches_differing_beyond_rounding"] == 0
     assert sum(halves[f"half_{h}"]["mated"] for h in (0, 1)) == 125
     assert sum(halves[f"half_{h}"]["non_mated"] for h in (0, 1)) == 450
+    _check_cohort_draws(report, normalize)
+
+
+def _check_cohort_draws(report: dict, normalize: str) -> None:
+    """Issue 16, ``--cohort-draws 3``: the same searches with the s-norm cohort drawn with seeds 0, 1, 2. Seed 0 is
+    the library's own cohort (its searches, its figures). This ~510-face gallery is its own cohort (2,000 at most)
+    whatever the seed, and cosine has no cohort: each says so, and the three draws are one search
+    (other cohorts from a larger gallery: test_cohort_draws_move_snorm_figures)."""
+    draws = report["cohort_draws"]
+    assert [d["cohort_seed"] for d in draws["draws"]] == [0, 1, 2]
+    assert draws["reference"]["matches_library_search"] is True
+    own = draws["draws"][0]
+    assert {k: own[k] for k in ("rank1", "rank5", "fnir_at_fpir")} == {
+        k: report[k] for k in ("rank1", "rank5", "fnir_at_fpir")
+    }
+    assert draws["score"] == normalize.replace("none", "cosine")
+    thresholds = [d["thresholds"]["0.01"] for d in draws["draws"]]
+    assert len(set(thresholds)) == 1  # one search, three times
+    if normalize == "none":
+        assert draws["note"] == "the library ranks by cosine: it has no cohort to draw, every draw is the same search"
+    else:
+        assert f"the gallery's {report['gallery_size']:,} faces are all in the cohort" in draws["note"]
+    spread = draws["spread"]["fnir_at_fpir_0.01"]
+    fnir = sorted(d["fnir_at_fpir"]["0.01"] for d in draws["draws"])
+    assert (spread["min"], spread["median"], spread["max"]) == (fnir[0], fnir[1], fnir[2])
+
+
+def test_cohort_seed_draws_another_cohort_by_the_library_rule() -> None:
+    """Issue 16: ``PaddedGallery(cohort_seed=s)`` draws the cohort a library would with seed ``s``; 0 is the library's
+    (``CohortNormalizer.from_catalog``). Synthetic vectors (no faces)."""
+    from facesearch.eval.gallery_sweep import PaddedGallery, RealGallery
+    from facesearch.search.normalize import cohort_ids
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(10, 2510, dtype=np.int64)
+    gallery = RealGallery(ids=ids, vectors=vectors, persons=np.array([""] * len(ids)))
+    empty = np.zeros((0, 16), np.float32)
+    for seed in (0, 1):
+        padded = PaddedGallery(gallery, empty, 0, "auto", True, cohort_seed=seed)
+        assert padded.normalizer is not None
+        assert np.array_equal(padded.normalizer.cohort, vectors[cohort_ids(ids, seed=seed) - 10])
+    default = PaddedGallery(gallery, empty, 0, "auto", True).normalizer
+    assert default is not None and np.array_equal(default.cohort, vectors[cohort_ids(ids) - 10])
+
+
+def test_cohort_draws_move_snorm_figures() -> None:
+    """Issue 16: on a gallery larger than the cohort, ``measure_draws`` scores the same searches against other
+    cohorts (other s-norm scores, so other thresholds), its seed 0 reproduces the library's searches, and its spread
+    is that of the draws. Synthetic vectors (no faces): 2,500 gallery faces of 2,500 people, 150 mated probes
+    (noisy copies of gallery faces) and 300 non-mated ones."""
+    from facesearch.eval.cohort_draws import measure_draws
+    from facesearch.eval.gallery_sweep import PaddedGallery, RealGallery, SweepProbes, measure
+
+    rng = np.random.default_rng(5)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    vectors = unit(rng.normal(size=(2500, 32)))
+    persons = np.array([f"p{i}" for i in range(2500)])
+    gallery = RealGallery(ids=np.arange(1, 2501, dtype=np.int64), vectors=vectors, persons=persons)
+    mated = [unit(vectors[i] + 0.12 * rng.normal(size=32)) for i in range(150)]
+    probes = SweepProbes(
+        mated=mated, mated_persons=[f"p{i}" for i in range(150)], non_mated=list(unit(rng.normal(size=(300, 32))))
+    )
+    own = PaddedGallery(gallery, np.zeros((0, 32), np.float32), 0, "auto", True)
+    library_figures, library = measure(own, probes, 20)
+    result = measure_draws(gallery, probes, 3, engine="auto", snorm=True, depth=20, library=library)
+    assert result["score"] == "snorm" and result["note"] is None
+    assert result["reference"]["matches_library_search"] is True
+    assert result["draws"][0]["fnir_at_fpir"] == library_figures["fnir_at_fpir"]
+    thresholds = [d["thresholds"]["0.01"] for d in result["draws"]]
+    assert len(set(thresholds)) == 3  # other cohorts, other s-norm scores
+    rank1 = sorted(d["rank1"] for d in result["draws"])
+    assert (result["spread"]["rank1"]["min"], result["spread"]["rank1"]["max"]) == (rank1[0], rank1[-1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cohort-draws", "1"], "--cohort-draws 1: give 2 to 100 draws"),
+        (["--cohort-draws", "101"], "--cohort-draws 101: give 2 to 100 draws"),
+        (["--cohort-draws", "3", "--probe-photos", "2"], "--cohort-draws measures one photo per search"),
+    ],
+)
+def test_eval_identify_cohort_draws_refused(small_lfw: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    """Issue 16: a bad ``--cohort-draws`` is refused with a clear error before anything is indexed or searched."""
+    work_dir = tmp_path / "lib"
+    result = run_cli("eval", "identify", "--images", str(small_lfw), *args, "--work-dir", str(work_dir))
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split())
+    assert not work_dir.exists()  # nothing was built
 
 
 def _check_sweep(report: dict, normalize: str, markdown: str) -> None:
@@ -247,8 +343,12 @@ def test_eval_identify_small_sample_warning(lfw: Path, tmp_path: Path, probe_fac
     assert len(report["warnings"]) == 2 and all("rests on 30 non-mated searches" in w for w in report["warnings"])
     # The human output and the report say it too (the second run finds the gallery indexed: it only searches),
     # also for a gallery-size sweep's figures, which rest on the same 30 non-mated searches.
-    shown = " ".join(cli_ok(*args, "--report", str(tmp_path / "report"), "--gallery-sizes", "300").stdout.split())
+    human = cli_ok(*args, "--report", str(tmp_path / "report"), "--gallery-sizes", "300", "--cohort-draws", "2")
+    shown = " ".join(human.stdout.split())
     assert "Gallery-size sweep" in shown and "│ 300 │" in shown
+    # Issue 16, --cohort-draws in the human output: the spread's table, and why its two draws are one search here.
+    assert "The same searches with 2 draws of the s-norm cohort (seeds 0..1)" in shown
+    assert "every draw is the same search" in shown
     assert "warning: FNIR at FPIR 0.01 rests on 30 non-mated searches (fewer than 100)" in shown
     assert "the smallest non-zero FPIR they can show is 1/30 = 0.0333" in shown
     assert "so FPIR 0.01 cannot be told from 0" in shown

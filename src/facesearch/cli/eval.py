@@ -196,12 +196,21 @@ def eval_identify(
         ),
     ] = None,
     halves: HalvesOpt = False,
+    cohort_draws: Annotated[
+        int,
+        typer.Option(
+            "--cohort-draws",
+            help="Also measure the same searches with the s-norm cohort drawn with seeds 0..N-1 (N >= 2; seed 0 is "
+            "the library's): how far the figures move with the cohort's draw alone (issue 16)",
+        ),
+    ] = 0,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
     """1:N search with distractors through the real ingest and search path: rank-1/5, FNIR at FPIR."""
     import tempfile
 
+    from facesearch.eval.cohort_draws import check_draws
     from facesearch.eval.gallery_sweep import check_sizes, parse_sizes
     from facesearch.eval.identify import Split, split_groups, split_people
     from facesearch.eval.identify import run as run_identify
@@ -210,7 +219,9 @@ def eval_identify(
 
     try:
         sizes = parse_sizes(gallery_sizes) if gallery_sizes is not None else []  # refused before anything is read
-        for asked, option in ((sizes, "--gallery-sizes"), (halves, "--halves")):
+        if cohort_draws:
+            check_draws(cohort_draws)
+        for asked, option in ((sizes, "--gallery-sizes"), (halves, "--halves"), (cohort_draws, "--cohort-draws")):
             if asked and probe_photos != 1:
                 raise FaceSearchError(
                     f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
@@ -232,7 +243,14 @@ def eval_identify(
                     lib.config.score_normalization = normalize
                 task = bar.add_task("enrolling and searching", total=len(split.gallery) + searches)
                 report = run_identify(
-                    lib, split, seed, lambda _event, n: bar.advance(task, n), workers, sizes, halves=halves
+                    lib,
+                    split,
+                    seed,
+                    lambda _event, n: bar.advance(task, n),
+                    workers,
+                    sizes,
+                    halves=halves,
+                    cohort_draws=cohort_draws,
                 )
         if report_dir is not None:
             from facesearch.eval.report import sweep_markdown, write_identification_report
@@ -274,8 +292,30 @@ def eval_identify(
         console.print(_sweep_table(report.gallery_sweep))
     if report.halves:
         console.print(_identify_halves_table(report.halves))
+    if report.cohort_draws:
+        console.print(_cohort_draws_table(report.cohort_draws))
     for warning in report.warnings:  # issue 16: an FPIR figure on too few non-mated searches says so
         console.print(f"[bold yellow]warning[/]: {warning}")
+
+
+def _cohort_draws_table(result: dict) -> Table:
+    """Issue 16: the spread of the figures over the s-norm cohort's draws."""
+    draws = len(result["draws"])
+    table = Table(
+        "figure",
+        "min",
+        "median",
+        "max",
+        "std",
+        "seed 0 (the library's)",
+        title=f"The same searches with {draws} draws of the s-norm cohort (seeds 0..{draws - 1})",
+        caption=result["note"],
+    )
+    first = result["draws"][0]
+    for name, values in result["spread"].items():
+        own = first[name] if name in first else first["fnir_at_fpir"][name.removeprefix("fnir_at_fpir_")]
+        table.add_row(name, *(f"{values[k]:.4f}" for k in ("min", "median", "max", "std")), f"{own:.4f}")
+    return table
 
 
 def _identify_halves_table(result: dict) -> Table:

@@ -158,7 +158,11 @@ def probe_check(gallery: RealGallery, made: np.ndarray, probes: SweepProbes) -> 
 class PaddedGallery:
     """The real gallery plus the first ``extra`` distractors, indexed and scored as the library would."""
 
-    def __init__(self, gallery: RealGallery, made: np.ndarray, extra: int, engine: str, snorm: bool) -> None:
+    def __init__(
+        self, gallery: RealGallery, made: np.ndarray, extra: int, engine: str, snorm: bool, cohort_seed: int = 0
+    ) -> None:
+        """``cohort_seed``: the seed of the cohort's draw (the library's is 0; issue 16, eval/cohort_draws.py)."""
+        self.cohort_seed = cohort_seed
         first = int(gallery.ids.max(initial=0)) + 1
         self.ids = np.concatenate([gallery.ids, np.arange(first, first + extra, dtype=np.int64)])
         self.vectors = np.concatenate([gallery.vectors, made[:extra]]) if extra else gallery.vectors
@@ -170,7 +174,7 @@ class PaddedGallery:
 
     def _cohort(self) -> CohortNormalizer:
         """The cohort ``CohortNormalizer.from_catalog`` would draw from a library holding these faces."""
-        return CohortNormalizer(self.vectors[np.searchsorted(self.ids, cohort_ids(self.ids))])
+        return CohortNormalizer(self.vectors[np.searchsorted(self.ids, cohort_ids(self.ids, seed=self.cohort_seed))])
 
     def nearest(self, probe: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw candidates of one probe face: one query per search, as the library's search asks its index."""

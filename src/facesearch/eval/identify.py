@@ -30,7 +30,9 @@ Issue 16: every FPIR figure says how many non-mated searches it rests on (``fpir
 100 are flagged with a warning (eval/identify_metrics.py); ``gallery_sizes`` also measures the same searches
 against the gallery padded with synthetic distractors up to each size (eval/gallery_sweep.py), reusing the
 face each search embedded (:class:`KeptProbes`). ``halves`` also measures the protocol within each half of
-the people from those same faces (eval/identify_halves.py).
+the people from those same faces (eval/identify_halves.py). ``cohort_draws`` also measures the same searches with
+the s-norm cohort drawn with other seeds, to show how far the figures move with the draw alone
+(eval/cohort_draws.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facesearch.errors import FaceSearchError, NoFaceFound
+from facesearch.eval.cohort_draws import check_draws, measure_draws
 from facesearch.eval.gallery_sweep import SweepProbes, check_sizes, real_gallery, sweep
 from facesearch.eval.identify_halves import check_halves, measure_halves, photo_persons
 from facesearch.eval.identify_metrics import FPIRS as FPIRS  # re-exported: defined here before issue 16
@@ -98,6 +101,7 @@ class IdentifyReport:
     probes: SweepProbes | None = field(default=None, repr=False)  # the searched faces (not in the JSON)
     gallery_sweep: dict | None = None  # issue 16: the figures with the gallery padded to each size
     halves: dict | None = None  # issue 16: the figures within each half of the people (eval/identify_halves.py)
+    cohort_draws: dict | None = None  # issue 16: the figures with other s-norm cohort draws (eval/cohort_draws.py)
 
     @property
     def warnings(self) -> list[str]:
@@ -116,6 +120,11 @@ class IdentifyReport:
                     "the halves' searches, run again on the whole gallery, do not reproduce the library's searches: "
                     "the halves' figures are not the library's"
                 )
+        if self.cohort_draws is not None and not self.cohort_draws["reference"]["matches_library_search"]:
+            warnings.append(
+                "the cohort draws' seed 0 does not reproduce the library's searches: the other draws' figures are "
+                "not the library's"
+            )
         return warnings
 
     def to_dict(self) -> dict:
@@ -124,6 +133,8 @@ class IdentifyReport:
             extra["gallery_sweep"] = self.gallery_sweep
         if self.halves is not None:
             extra["halves"] = self.halves
+        if self.cohort_draws is not None:
+            extra["cohort_draws"] = self.cohort_draws
         return {
             "probe_photos": self.probe_photos,
             **extra,
@@ -225,6 +236,7 @@ def run(
     workers: int | None = None,
     gallery_sizes: Sequence[int] = (),
     halves: bool = False,
+    cohort_draws: int = 0,
 ) -> IdentifyReport:
     """Enrol the gallery, run every search, measure. A :class:`GroupSplit` of N photos per search is
     measured fused (the report) and with each search's first photo alone (``single_photo``).
@@ -234,8 +246,13 @@ def run(
     enrolled gallery is refused as soon as the gallery is indexed, before any search.
 
     Issue 16: ``halves`` also measures each half of the people (``halves``; one photo per search only), refused
-    before anything is indexed where a half has no mated search."""
-    for asked, option in ((gallery_sizes, "--gallery-sizes"), (halves, "--halves")):
+    before anything is indexed where a half has no mated search.
+
+    Issue 16: ``cohort_draws`` N (2+) also measures the same searches with the s-norm cohort drawn with seeds
+    0..N-1 (``cohort_draws``; one photo per search only): the spread the cohort's draw alone causes."""
+    if cohort_draws:
+        check_draws(cohort_draws)
+    for asked, option in ((gallery_sizes, "--gallery-sizes"), (halves, "--halves"), (cohort_draws, "--cohort-draws")):
         if asked and not isinstance(split, Split):
             raise FaceSearchError(
                 f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
@@ -253,7 +270,8 @@ def run(
     gallery = Gallery(library, subject_face_ids(library), int(gallery_faces), len(report.rejected), seed)
     if isinstance(split, Split):
         measured = _measure(gallery, [[p] for p in split.mated], [[p] for p in split.non_mated], progress)
-        real = real_gallery(library.catalog, GALLERY, gallery.subjects) if gallery_sizes or halves else None
+        wanted = gallery_sizes or halves or cohort_draws
+        real = real_gallery(library.catalog, GALLERY, gallery.subjects) if wanted else None
         outcomes = (measured.mated_ranks, measured.mated_scores, measured.non_mated_top)
         if halves and real is not None and measured.probes is not None:
             measured.halves = measure_halves(
@@ -261,6 +279,16 @@ def run(
                 photo_persons(library.catalog, real.ids),
                 measured.probes,
                 (split.mated, split.non_mated),
+                engine=library.config.index_engine,
+                snorm=library.config.score_normalization == "snorm",
+                depth=SEARCH_DEPTH,
+                library=outcomes,
+            )
+        if cohort_draws and real is not None and measured.probes is not None:
+            measured.cohort_draws = measure_draws(
+                real,
+                measured.probes,
+                cohort_draws,
                 engine=library.config.index_engine,
                 snorm=library.config.score_normalization == "snorm",
                 depth=SEARCH_DEPTH,
