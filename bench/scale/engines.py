@@ -21,7 +21,8 @@ default: a 10M graph needs ~8 GB and over an hour to build on 2 cores), ``ivf-sq
 or ``IVF<n>,SQfp16``), ``milvus`` (Milvus Lite through facesearch's MilvusIndex; 1M only by default:
 it inserts ~1k rows per request and searches FLAT), ``ivf-pqfs`` (issue 15: the refined fast-scan IVF,
 ``IVF<n>[_HNSW32],PQ64x4fsr,Refine(SQfp16)``, lists for the size as ``auto-ivfpq`` builds them:
-store/vectors/refined.py).
+store/vectors/refined.py), and the graphs over compressed codes of ``GRAPHS`` (issue 15, third pass: FAISS
+factory strings such as ``HNSW16,SQ8,Refine(SQfp16)``, swept over efSearch; bench only, not library engines).
 
 Latency is wall-clock per query and, beside it, the search thread's CPU time: on a shared machine the
 wall clock also counts time the thread waited for a core, the CPU time only what the search cost.
@@ -29,6 +30,7 @@ wall clock also counts time the thread waited for a core, the CPU time only what
     .venv/bin/python -m bench.scale.engines                              # 1M and 10M (about an hour on 2 cores)
     .venv/bin/python -m bench.scale.engines --sizes 100000 --queries 100 # a quick look
     .venv/bin/python -m bench.scale.engines --sizes 10000000 --engines ivf-fp16,ivf-pqfs  # issue 15's run
+    .venv/bin/python -m bench.scale.engines --sizes 1000000 --engines hnsw16-sq8,ivf-pqfs,ivf-fp16 --distractors people
 
 Writes bench/out/scale.json. Real embeddings stay in memory; nothing about real people is written.
 """
@@ -48,7 +50,8 @@ import numpy as np
 
 from bench.datasets import LFW_LIBRARY, OUT, library_faces
 from bench.scale import search as base  # the galleries, distractors and timing helpers
-from facesearch.store.vectors.faiss_index import VectorIndex, refined_engine
+from facesearch.store.vectors.faiss_index import VectorIndex, id_selector, refined_engine
+from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION
 
 K = 10
 TARGET_RECALL = 0.99
@@ -61,6 +64,15 @@ SWEEPS = {
     "ivf-pqfs": ("nprobe", [64, 128, 256, 512, 1024, 2048]),
     "milvus": (None, [0]),  # Milvus Lite searches FLAT (exact): nothing to sweep
 }
+# Issue 15, third pass: graphs over compressed codes, as FAISS factory strings (L2 on unit vectors ranks as inner
+# product; FAISS's HNSW over PQ is L2-only), each with how many candidates per result its refinement re-ranks.
+# HNSW<M>_PQ64 was left out: FAISS builds it by decoding a code per distance (30k faces not built in 4.5 min here).
+GRAPHS = {
+    "hnsw32-sq8": ("HNSW32,SQ8,Refine(SQfp16)", 4),  # 10M: 128 + 256 (links) + 256 (fp16) B a face: ~6.4 GB
+    "hnsw16-sq8": ("HNSW16,SQ8,Refine(SQfp16)", 4),  # 10M: 128 + 128 + 256 B a face: ~5.1 GB
+    "hnsw16-sq8-only": ("HNSW16,SQ8", 1),  # 10M: 128 + 128 B a face: ~2.6 GB, no refinement
+}
+SWEEPS.update({name: ("ef_search", [32, 64, 128, 256, 512, 1024, 2048, 4096]) for name in GRAPHS})
 # hnsw: a 10M graph needs ~8 GB and over an hour to build on 2 cores; milvus: Lite inserts ~1k rows a
 # request and searches FLAT; ivf-sq8: its 8-bit codes cap recall@10 below 0.99 already at 1M (see docs).
 LIMITS = {"hnsw": 1_000_000, "milvus": 1_000_000, "ivf-sq8": 1_000_000}
@@ -137,6 +149,8 @@ class Engine:
             self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
         elif name == "ivf-pqfs":
             self.store = VectorIndex(dim, refined_engine(n))
+        elif name in GRAPHS:
+            self.store = GraphStore(dim, *GRAPHS[name])
         elif name == "milvus":
             from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 
@@ -164,6 +178,65 @@ class Engine:
     @property
     def description(self) -> str:
         return self.store.engine if self.name != "milvus" else f"Milvus Lite {self.store.index_type}"
+
+
+class GraphStore:
+    """A raw FAISS graph index over compressed codes (``GRAPHS``) with the bench engines' interface: ids mapped to
+    row numbers here (FAISS's IndexIDMap would not translate the selector it hands a refinement's base index),
+    filters and removals as id selectors over rows, as ``VectorIndex`` builds them for its engines."""
+
+    def __init__(self, dim: int, spec: str, k_factor: int) -> None:
+        self.spec, self.k_factor = spec, k_factor
+        self.index = faiss.index_factory(dim, spec, faiss.METRIC_L2)
+        self.graph = faiss.downcast_index(self.index.base_index if k_factor > 1 else self.index)
+        self.graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        self.ef_search = 64
+        self.ids = np.zeros(0, np.int64)
+        self.row_of = np.zeros(0, np.int64)
+        self.dead = np.zeros(0, np.int64)
+
+    @property
+    def engine(self) -> str:
+        return self.spec + (f" (k x {self.k_factor})" if self.k_factor > 1 else "")
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not self.index.is_trained:  # SQ8 ranges from a sample of the first batch
+            self.index.train(np.ascontiguousarray(vectors[:100_000]))
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
+        self.row_of = np.full(int(self.ids.max()) + 1, -1, np.int64)
+        self.row_of[self.ids] = np.arange(len(self.ids))
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+        np.save(path.with_suffix(".ids.npy"), self.ids)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = self.ef_search
+        rows = None
+        if allowed is not None:
+            rows = self.row_of[allowed[allowed < len(self.row_of)]]
+            rows = rows[rows >= 0]
+        if len(self.dead):
+            rows = np.setdiff1d(np.arange(len(self.ids)) if rows is None else rows, self.dead)
+        if rows is not None:
+            params.sel = selector = id_selector(np.ascontiguousarray(rows, dtype=np.int64))
+            params.keep_alive = selector
+        if self.k_factor > 1:
+            outer = faiss.IndexRefineSearchParameters()
+            outer.k_factor = self.k_factor
+            outer.base_index_params = params
+            outer.keep_alive = params
+            params = outer
+        distances, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        return 1 - distances / 2, np.where(found >= 0, self.ids[np.maximum(found, 0)], -1)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Tombstones (HNSW cannot delete in place), excluded from every later search."""
+        rows = self.row_of[ids[ids < len(self.row_of)]]
+        self.dead = np.union1d(self.dead, rows[rows >= 0])
+        return int((rows >= 0).sum())
 
 
 def single_queries(
