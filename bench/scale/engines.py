@@ -194,6 +194,7 @@ class GraphStore:
         self.ids = np.zeros(0, np.int64)
         self.row_of = np.zeros(0, np.int64)
         self.dead = np.zeros(0, np.int64)
+        self.live = np.zeros(0, np.int64)
 
     @property
     def engine(self) -> str:
@@ -206,6 +207,7 @@ class GraphStore:
         self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
         self.row_of = np.full(int(self.ids.max()) + 1, -1, np.int64)
         self.row_of[self.ids] = np.arange(len(self.ids))
+        self.live = np.setdiff1d(np.arange(len(self.ids)), self.dead)
 
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))
@@ -219,7 +221,7 @@ class GraphStore:
             rows = self.row_of[allowed[allowed < len(self.row_of)]]
             rows = rows[rows >= 0]
         if len(self.dead):
-            rows = np.setdiff1d(np.arange(len(self.ids)) if rows is None else rows, self.dead)
+            rows = self.live if rows is None else np.setdiff1d(rows, self.dead)
         if rows is not None:
             params.sel = selector = id_selector(np.ascontiguousarray(rows, dtype=np.int64))
             params.keep_alive = selector
@@ -236,6 +238,7 @@ class GraphStore:
         """Tombstones (HNSW cannot delete in place), excluded from every later search."""
         rows = self.row_of[ids[ids < len(self.row_of)]]
         self.dead = np.union1d(self.dead, rows[rows >= 0])
+        self.live = np.setdiff1d(np.arange(len(self.ids)), self.dead)  # once, not on every search
         return int((rows >= 0).sum())
 
 
