@@ -191,3 +191,55 @@ def test_gallery_views_recipes_name_the_shifts_ingest_makes() -> None:
         assert keeps_plain == (0 in kept), name
     raw = np.random.default_rng(0).normal(size=(3, len(ALL), 2, 128)).astype(np.float32)
     assert np.allclose(vectors(raw, ALL), l2_normalise(raw.reshape(3, -1, 128).sum(axis=1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("graph", ["hnsw16-sq8", "hnsw16-sq8-only"])
+def test_graph_engines_keep_filters_and_removals(graph: str) -> None:
+    """Issue 15 (graphs over compressed codes): the scale bench's graph engines number rows themselves, so a
+    wrong id map or a selector on the wrong side of the refinement would report recall and filtered latency
+    for results no user may see. Filtered results must all be allowed ids, removed ids never come back, and
+    each face is its own nearest neighbour under its own (non-contiguous) id."""
+    from bench.scale.engines import GRAPHS, GraphStore
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3_000, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = rng.permutation(np.arange(1_000, 1_000 + 2 * len(vectors), 2, dtype=np.int64))
+    store = GraphStore(128, *GRAPHS[graph])
+    store.add(ids[:2_000], vectors[:2_000])
+    store.add(ids[2_000:], vectors[2_000:])
+    store.ef_search = 128
+    _, found = store.search(vectors[:50], 10)
+    assert (found[:, 0] == ids[:50]).mean() >= 0.98
+    allowed = np.sort(ids[::10])
+    _, found = store.search(vectors[:50], 10, allowed=allowed)
+    assert (found >= 0).all() and np.isin(found, allowed).all()
+    assert store.remove(ids[:50]) == 50
+    _, found = store.search(vectors[:50], 10)
+    assert not np.isin(found, ids[:50]).any()
+    _, found = store.search(vectors[:50], 10, allowed=allowed)
+    assert np.isin(found[found >= 0], allowed).all() and not np.isin(found, ids[:50]).any()
+
+
+def test_graph_filter_sweep_widens_until_recall_and_restores_the_breadth(tmp_path: Path) -> None:
+    """Issue 15 (graphs over compressed codes): a filter's recall at the unfiltered efSearch is not what a
+    collection search would get from a wider beam; the bench sweeps wider settings under the filter, stops at
+    recall 0.99 and leaves the engine at its operating point for the delete check that follows."""
+    from bench.scale.engines import SWEEPS, Engine, exact_top_k, widen_for_filter
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((4_000, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(4_000, dtype=np.int64)
+    queries = np.ascontiguousarray(vectors[:40] + 0.05 * rng.standard_normal((40, 128)).astype(np.float32))
+    allowed = np.sort(rng.choice(ids, 400, replace=False))
+    truth = {"allowed": allowed, "filtered": exact_top_k(vectors, ids, queries, allowed)}
+    engine = Engine("hnsw16-sq8", len(ids), 128, tmp_path)
+    engine.add(ids, vectors)
+    engine.set_breadth(32)
+    steps = widen_for_filter(engine, 32, queries, truth)
+    breadths = [step["breadth"] for step in steps]
+    assert breadths and breadths == sorted(breadths) and breadths[0] > 32
+    assert steps[-1]["recall_at_10"] >= 0.99 or breadths[-1] == SWEEPS["hnsw16-sq8"][1][-1]
+    assert all(step["recall_at_10"] < 0.99 for step in steps[:-1])
+    assert engine.store.ef_search == 32

@@ -21,7 +21,8 @@ default: a 10M graph needs ~8 GB and over an hour to build on 2 cores), ``ivf-sq
 or ``IVF<n>,SQfp16``), ``milvus`` (Milvus Lite through facesearch's MilvusIndex; 1M only by default:
 it inserts ~1k rows per request and searches FLAT), ``ivf-pqfs`` (issue 15: the refined fast-scan IVF,
 ``IVF<n>[_HNSW32],PQ64x4fsr,Refine(SQfp16)``, lists for the size as ``auto-ivfpq`` builds them:
-store/vectors/refined.py).
+store/vectors/refined.py), and the graphs over compressed codes of ``GRAPHS`` (issue 15, third pass: FAISS
+factory strings such as ``HNSW16,SQ8,Refine(SQfp16)``, swept over efSearch; bench only, not library engines).
 
 Latency is wall-clock per query and, beside it, the search thread's CPU time: on a shared machine the
 wall clock also counts time the thread waited for a core, the CPU time only what the search cost.
@@ -29,6 +30,7 @@ wall clock also counts time the thread waited for a core, the CPU time only what
     .venv/bin/python -m bench.scale.engines                              # 1M and 10M (about an hour on 2 cores)
     .venv/bin/python -m bench.scale.engines --sizes 100000 --queries 100 # a quick look
     .venv/bin/python -m bench.scale.engines --sizes 10000000 --engines ivf-fp16,ivf-pqfs  # issue 15's run
+    .venv/bin/python -m bench.scale.engines --sizes 1000000 --engines hnsw16-sq8,ivf-pqfs,ivf-fp16 --distractors people
 
 Writes bench/out/scale.json. Real embeddings stay in memory; nothing about real people is written.
 """
@@ -48,7 +50,8 @@ import numpy as np
 
 from bench.datasets import LFW_LIBRARY, OUT, library_faces
 from bench.scale import search as base  # the galleries, distractors and timing helpers
-from facesearch.store.vectors.faiss_index import VectorIndex, refined_engine
+from facesearch.store.vectors.faiss_index import VectorIndex, id_selector, refined_engine
+from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION
 
 K = 10
 TARGET_RECALL = 0.99
@@ -61,6 +64,15 @@ SWEEPS = {
     "ivf-pqfs": ("nprobe", [64, 128, 256, 512, 1024, 2048]),
     "milvus": (None, [0]),  # Milvus Lite searches FLAT (exact): nothing to sweep
 }
+# Issue 15, third pass: graphs over compressed codes, as FAISS factory strings (L2 on unit vectors ranks as inner
+# product; FAISS's HNSW over PQ is L2-only), each with how many candidates per result its refinement re-ranks.
+# HNSW<M>_PQ64 was left out: FAISS builds it by decoding a code per distance (30k faces not built in 4.5 min here).
+GRAPHS = {
+    "hnsw32-sq8": ("HNSW32,SQ8,Refine(SQfp16)", 4),  # 10M: 128 + 256 (links) + 256 (fp16) B a face: ~6.4 GB
+    "hnsw16-sq8": ("HNSW16,SQ8,Refine(SQfp16)", 4),  # 10M: 128 + 128 + 256 B a face: ~5.1 GB
+    "hnsw16-sq8-only": ("HNSW16,SQ8", 1),  # 10M: 128 + 128 B a face: ~2.6 GB, no refinement
+}
+SWEEPS.update({name: ("ef_search", [32, 64, 128, 256, 512, 1024, 2048, 4096]) for name in GRAPHS})
 # hnsw: a 10M graph needs ~8 GB and over an hour to build on 2 cores; milvus: Lite inserts ~1k rows a
 # request and searches FLAT; ivf-sq8: its 8-bit codes cap recall@10 below 0.99 already at 1M (see docs).
 LIMITS = {"hnsw": 1_000_000, "milvus": 1_000_000, "ivf-sq8": 1_000_000}
@@ -137,6 +149,8 @@ class Engine:
             self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
         elif name == "ivf-pqfs":
             self.store = VectorIndex(dim, refined_engine(n))
+        elif name in GRAPHS:
+            self.store = GraphStore(dim, *GRAPHS[name])
         elif name == "milvus":
             from facesearch.store.vectors.milvus_index import MilvusIndex, MilvusSettings
 
@@ -166,6 +180,68 @@ class Engine:
         return self.store.engine if self.name != "milvus" else f"Milvus Lite {self.store.index_type}"
 
 
+class GraphStore:
+    """A raw FAISS graph index over compressed codes (``GRAPHS``) with the bench engines' interface: ids mapped to
+    row numbers here (FAISS's IndexIDMap would not translate the selector it hands a refinement's base index),
+    filters and removals as id selectors over rows, as ``VectorIndex`` builds them for its engines."""
+
+    def __init__(self, dim: int, spec: str, k_factor: int) -> None:
+        self.spec, self.k_factor = spec, k_factor
+        self.index = faiss.index_factory(dim, spec, faiss.METRIC_L2)
+        self.graph = faiss.downcast_index(self.index.base_index if k_factor > 1 else self.index)
+        self.graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        self.ef_search = 64
+        self.ids = np.zeros(0, np.int64)
+        self.row_of = np.zeros(0, np.int64)
+        self.dead = np.zeros(0, np.int64)
+        self.live = np.zeros(0, np.int64)
+
+    @property
+    def engine(self) -> str:
+        return self.spec + (f" (k x {self.k_factor})" if self.k_factor > 1 else "")
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not self.index.is_trained:  # SQ8 ranges from a sample of the first batch
+            self.index.train(np.ascontiguousarray(vectors[:100_000]))
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
+        self.row_of = np.full(int(self.ids.max()) + 1, -1, np.int64)
+        self.row_of[self.ids] = np.arange(len(self.ids))
+        self.live = np.setdiff1d(np.arange(len(self.ids)), self.dead)
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+        np.save(path.with_suffix(".ids.npy"), self.ids)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = self.ef_search
+        rows = None
+        if allowed is not None:
+            rows = self.row_of[allowed[allowed < len(self.row_of)]]
+            rows = rows[rows >= 0]
+        if len(self.dead):
+            rows = self.live if rows is None else np.setdiff1d(rows, self.dead)
+        if rows is not None:
+            params.sel = selector = id_selector(np.ascontiguousarray(rows, dtype=np.int64))
+            params.keep_alive = selector
+        if self.k_factor > 1:
+            outer = faiss.IndexRefineSearchParameters()
+            outer.k_factor = self.k_factor
+            outer.base_index_params = params
+            outer.keep_alive = params
+            params = outer
+        distances, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        return 1 - distances / 2, np.where(found >= 0, self.ids[np.maximum(found, 0)], -1)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Tombstones (HNSW cannot delete in place), excluded from every later search."""
+        rows = self.row_of[ids[ids < len(self.row_of)]]
+        self.dead = np.union1d(self.dead, rows[rows >= 0])
+        self.live = np.setdiff1d(np.arange(len(self.ids)), self.dead)  # once, not on every search
+        return int((rows >= 0).sum())
+
+
 def single_queries(
     store: object, queries: np.ndarray, allowed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -192,6 +268,26 @@ def latency_cells(latencies: np.ndarray) -> dict:
         "cpu_p50_ms": float(np.percentile(cpu, 50)),
         "cpu_p99_ms": float(np.percentile(cpu, 99)),
     }
+
+
+def widen_for_filter(engine: Engine, start: int, queries: np.ndarray, truth: dict) -> list[dict]:
+    """A graph keeps only allowed nodes in its beam, so a 10% filter loses recall at the unfiltered efSearch:
+    the wider settings it needs, up to recall@10 >= 0.99 or the end of the sweep (issue 15, third pass)."""
+    steps = []
+    for value in [v for v in SWEEPS[engine.name][1] if v > start]:
+        engine.set_breadth(value)
+        latencies, found = single_queries(engine.store, queries, allowed=truth["allowed"])
+        recall = base.recall_at_k(found, truth["filtered"])
+        steps.append({"breadth": value, **latency_cells(latencies), "recall_at_10": round(recall, 4)})
+        print(
+            f"    filtered at {value}: p50 {steps[-1]['p50_ms']:.2f} ms (CPU {steps[-1]['cpu_p50_ms']:.2f}), "
+            f"recall@10 {recall:.4f}",
+            flush=True,
+        )
+        if recall >= TARGET_RECALL:
+            break
+    engine.set_breadth(start)
+    return steps
 
 
 def bench_engine(
@@ -244,6 +340,8 @@ def bench_engine(
             "all_results_allowed": bool(np.isin(found[found >= 0], truth["allowed"]).all()),
             "recall_at_10": round(base.recall_at_k(found, truth["filtered"]), 4),
         }
+        if name in GRAPHS and point is not None:
+            row["filtered_sweep"] = widen_for_filter(engine, point["breadth"], queries, truth)
         doomed = np.random.default_rng(args.seed).choice(ids, DELETED, replace=False)
         doomed = np.unique(np.concatenate([doomed, truth["all"][:, 0]]))  # every query's top hit goes too
         start = time.perf_counter()
