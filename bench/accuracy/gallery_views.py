@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.accuracy.probe_views import d_prime, photo_sets
+from bench.accuracy.probe_views import d_prime, face_or_centre, photo_sets, snorm_top1
 from bench.datasets import OUT, dev_pairs, lfw_images
 from facesearch.eval.halves import half_of
 from facesearch.eval.identify import split_people
@@ -49,7 +49,6 @@ RECIPES: dict[str, list[int]] = {
 
 def embed(mated_sample: int, out: Path, limit: int | None = None) -> None:
     """Cache the 10 raw views of every photo's central face (int8, one thread)."""
-    from facesearch.eval.verify import central_face, centre_box
     from facesearch.media.decode import decode_image
     from facesearch.models.embed.factory import create_embedder
     from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY
@@ -70,11 +69,7 @@ def embed(mated_sample: int, out: Path, limit: int | None = None) -> None:
         np.savez(out, paths=paths, raw=raw[:upto], found=found[:upto])
 
     for n, path in enumerate(todo):
-        rgb = decode_image(path.read_bytes()).rgb
-        face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
-        found[n] = face is not None
-        if face is None:
-            face = pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0]))
+        face, found[n] = face_or_centre(pipeline, decode_image(path.read_bytes()).rgb)
         chips = np.concatenate([face.chip[None], face.shifted_chips])
         both = embedder._raw(np.concatenate([chips, np.ascontiguousarray(chips[:, :, ::-1])]))
         raw[n, :, 0], raw[n, :, 1] = both[: len(ALL)], both[len(ALL) :]
@@ -139,16 +134,10 @@ def score(cache: Path, cohort_seeds: int = 1) -> None:
         gal: np.ndarray, probe: np.ndarray, keep_m: np.ndarray, keep_n: np.ndarray, cohort_rows: np.ndarray
     ) -> tuple[float, float]:
         norm = CohortNormalizer(gal[g][cohort_rows], top=100)
-        mu_g, sd_g = norm.stats(gal[g])
+        stats = norm.stats(gal[g])
 
         def top1(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            cos = q @ gal[g].T
-            cand = np.argsort(-cos, axis=1)[:, :50]
-            craw = np.take_along_axis(cos, cand, axis=1)
-            mu_p, sd_p = norm.stats(q)
-            snorm = ((craw - mu_p[:, None]) / sd_p[:, None] + (craw - mu_g[cand]) / sd_g[cand]) / 2
-            best = np.argmax(snorm, axis=1)
-            return cand[np.arange(len(cand)), best], snorm[np.arange(len(cand)), best]
+            return snorm_top1(norm, gal[g], stats, q)
 
         mc, ms = top1(probe[m[keep_m]])
         _, ns = top1(probe[n[keep_n]])

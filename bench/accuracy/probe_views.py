@@ -89,6 +89,32 @@ def photo_sets(mated_sample: int) -> tuple[list[Path], list[Path]]:
     return probes, [p for p in split.gallery if p not in seen]
 
 
+def face_or_centre(pipeline, rgb: np.ndarray):  # noqa: ANN001, ANN201 - a FacePipeline and its Face
+    """The photo's central face and True, or the centre box's face and False where none is found: eval verify's
+    rule, shared by the accuracy benches that cache one face per lfw-dev photo."""
+    from facesearch.eval.verify import central_face, centre_box
+
+    face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
+    if face is not None:
+        return face, True
+    return pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0])), False
+
+
+def snorm_top1(
+    norm: CohortNormalizer, gallery: np.ndarray, stats: tuple[np.ndarray, np.ndarray], probe: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's best gallery row and its s-norm score, search's way: the 50 nearest by cosine re-ranked by
+    the mean of the probe's and the candidate's z-scores against the cohort (``stats``: the gallery's)."""
+    mu_g, sd_g = stats
+    cos = probe @ gallery.T
+    cand = np.argsort(-cos, axis=1)[:, :50]
+    craw = np.take_along_axis(cos, cand, axis=1)
+    mu_p, sd_p = norm.stats(probe)
+    snorm = ((craw - mu_p[:, None]) / sd_p[:, None] + (craw - mu_g[cand]) / sd_g[cand]) / 2
+    best = np.argmax(snorm, axis=1)
+    return cand[np.arange(len(cand)), best], snorm[np.arange(len(cand)), best]
+
+
 def chips_for(rgb: np.ndarray, face, variants: list[tuple[float, float, float]], size: int, padding: float):
     """The chips of ``variants`` for one face, cut exactly as models/align.py face_chips cuts its shifts."""
     import dlib
@@ -108,7 +134,6 @@ def chips_for(rgb: np.ndarray, face, variants: list[tuple[float, float, float]],
 
 
 def embed(mated_sample: int, out: Path, limit: int | None = None) -> None:
-    from facesearch.eval.verify import central_face, centre_box
     from facesearch.media.decode import decode_image
     from facesearch.models.embed.factory import create_embedder
     from facesearch.models.pipeline import build_pipeline
@@ -135,10 +160,7 @@ def embed(mated_sample: int, out: Path, limit: int | None = None) -> None:
 
     for n, (path, count) in enumerate(todo):
         rgb = decode_image(path.read_bytes()).rgb
-        face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
-        found[n] = face is not None
-        if face is None:
-            face = pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0]))
+        face, found[n] = face_or_centre(pipeline, rgb)
         chips = chips_for(rgb, face, VARIANTS[:count], embedder.chip_size, embedder.chip_padding)
         both = embedder._raw(np.concatenate([chips, np.ascontiguousarray(chips[:, :, ::-1])]))
         raw[n, :count, 0], raw[n, :count, 1] = both[:count], both[count:]
@@ -189,16 +211,10 @@ def score(cache: Path) -> None:
     if not len(g):
         g = np.array([0])  # a partial cache (the gallery comes last): verify only
     norm = CohortNormalizer(gal[g][np.sort(rng.choice(len(g), size=min(2000, len(g)), replace=False))], top=100)
-    mu_g, sd_g = norm.stats(gal[g])
+    stats = norm.stats(gal[g])
 
     def top1(probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rawsc = probe @ gal[g].T
-        cand = np.argsort(-rawsc, axis=1)[:, :50]
-        craw = np.take_along_axis(rawsc, cand, axis=1)
-        mu_p, sd_p = norm.stats(probe)
-        snorm = ((craw - mu_p[:, None]) / sd_p[:, None] + (craw - mu_g[cand]) / sd_g[cand]) / 2
-        best = np.argmax(snorm, axis=1)
-        return cand[np.arange(len(cand)), best], snorm[np.arange(len(cand)), best]
+        return snorm_top1(norm, gal[g], stats, probe)
 
     def acc(scores: np.ndarray, keep: np.ndarray) -> str:
         mean, std, _ = kfold_accuracy(scores[keep], same[keep], folds[keep])

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.accuracy.probe_views import face_or_centre
 from bench.datasets import OUT, dev_pairs, lfw_images
 from facesearch.eval.identify import split_people
 
@@ -37,7 +38,6 @@ def photo_order() -> list[Path]:
 
 
 def embed(model: str, out: Path, limit: int | None) -> None:
-    from facesearch.eval.verify import central_face, centre_box
     from facesearch.media.decode import decode_image
     from facesearch.models.embed.factory import create_embedder
     from facesearch.models.pipeline import build_pipeline
@@ -65,11 +65,7 @@ def embed(model: str, out: Path, limit: int | None) -> None:
         )
 
     for n, path in enumerate(todo):
-        rgb = decode_image(path.read_bytes()).rgb
-        face = central_face(pipeline.find_faces(rgb), rgb.shape[1], rgb.shape[0])
-        found[n] = face is not None
-        if face is None:
-            face = pipeline.face_in_box(rgb, centre_box(rgb.shape[1], rgb.shape[0]))
+        face, found[n] = face_or_centre(pipeline, decode_image(path.read_bytes()).rgb)
         chips = np.concatenate([face.chip[None], face.shifted_chips])
         raw[n, :, 0] = embedder._raw(chips)
         raw[n, :, 1] = embedder._raw(np.ascontiguousarray(chips[:, :, ::-1]))
