@@ -35,10 +35,10 @@ def _set_kind(folder: Path, kind: str | None) -> None:
     (folder / "config.json").write_text(json.dumps(config))
 
 
-def _library(folder: Path, **options: object) -> Path:
+def _library(folder: Path, jitter: float = 0, **options: object) -> Path:
     """A library of FACES synthetic faces written by the one writer (no photo, no model run)."""
     vectors = _faces(3)
-    with Library.open(folder, jitter=0, **options) as lib:  # type: ignore[arg-type]
+    with Library.open(folder, jitter=jitter, **options) as lib:  # type: ignore[arg-type]
         lib.create_collection("synthetic")
         cid = lib.catalog.collection_id("synthetic")
         assert cid is not None
@@ -178,3 +178,41 @@ def test_the_optout_rule_scores_snorm_cos_as_search_does(tmp_path: Path) -> None
         assert result.score == "snorm_cos" and leads
         mask = lib.scoring.same_person(reference, vectors)
         assert leads <= {int(i) for i in ids[mask]}, "every face a search labels a lead is the person's for an opt-out"
+
+
+def test_the_default_recipe_ships_a_checked_snorm_cos_table(tmp_path: Path) -> None:
+    """Issue 16: the default recipe's shipped calibration (int8, flip, jitter 2.5) holds a snorm_cos table measured
+    on every pair of lfw-dev as its cosine and s-norm tables were, and checked on held-out people (within 2x at
+    FMR 1e-3..1e-5, calibration_checks.json); a snorm_cos library of that recipe reads it: calibrated rates."""
+    from importlib import resources
+
+    from facesearch.search.calibration import CHECKS_NAME, default_calibration
+
+    recipe = "dlib_resnet_v1_int8+flip+jitter2.5"
+    shipped = default_calibration(recipe)
+    assert shipped is not None
+    table, snorm = shipped.table("snorm_cos"), shipped.table("snorm")
+    assert table is not None and snorm is not None
+    assert (table.impostor_comparisons, table.genuine_comparisons) == (
+        snorm.impostor_comparisons,
+        snorm.genuine_comparisons,
+    )
+    assert 40 < table.threshold_for(1e-3) < 50, "45 x a cosine near 0.93 plus an s-norm near 3"
+    checks = json.loads(resources.files("facesearch.search").joinpath(CHECKS_NAME).read_text())
+    ratios = [
+        ratio
+        for check in checks
+        if check["model"] == recipe and check["source"] == shipped.source
+        for direction in check["ratios"].values()
+        for name, ratio in direction.items()
+        if name.startswith("snorm_cos@")
+    ]
+    assert len(ratios) == 6 and all(0.5 <= r <= 2 for r in ratios), ratios
+    folder = _library(tmp_path / "library", jitter=2.5)
+    _set_kind(folder, "snorm_cos")
+    with Library.open(folder) as lib:
+        assert lib.model_info.key == recipe
+        result = lib.search(None, purpose=PURPOSE, probe_face_id=int(lib.catalog.all_face_ids()[0]), top_k=5)
+        assert result.score == "snorm_cos" and result.calibration == shipped.source
+        assert result.threshold == pytest.approx(table.threshold_for(lib.config.max_fmr), abs=1e-4)
+        assert all(c.fmr is not None for f in result.faces for c in f.candidates)
