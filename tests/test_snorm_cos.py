@@ -216,3 +216,17 @@ def test_the_default_recipe_ships_a_checked_snorm_cos_table(tmp_path: Path) -> N
         assert result.score == "snorm_cos" and result.calibration == shipped.source
         assert result.threshold == pytest.approx(table.threshold_for(lib.config.max_fmr), abs=1e-4)
         assert all(c.fmr is not None for f in result.faces for c in f.candidates)
+
+
+def test_new_libraries_score_snorm_cos_where_its_table_is_shipped(tmp_path: Path) -> None:
+    """Issue 16: a new library of the default recipe ranks by snorm_cos (its table is shipped: calibrated labels
+    from the first search); a new library of a recipe without a snorm_cos table keeps snorm (else it could label
+    nothing a match); an existing library keeps the kind written in its config when reopened."""
+    Library.open(tmp_path / "new").close()
+    assert LibraryConfig.load(tmp_path / "new").score_normalization == "snorm_cos"
+    Library.open(tmp_path / "flip", jitter=0).close()  # dlib_resnet_v1+flip: cosine and s-norm tables only
+    assert LibraryConfig.load(tmp_path / "flip").score_normalization == "snorm"
+    _set_kind(tmp_path / "new", "snorm")
+    with Library.open(tmp_path / "new") as lib:
+        assert lib.config.score_normalization == "snorm"
+    assert LibraryConfig.load(tmp_path / "new").score_normalization == "snorm"
