@@ -230,3 +230,41 @@ def test_new_libraries_score_snorm_cos_where_its_table_is_shipped(tmp_path: Path
     with Library.open(tmp_path / "new") as lib:
         assert lib.config.score_normalization == "snorm"
     assert LibraryConfig.load(tmp_path / "new").score_normalization == "snorm"
+
+
+def test_compare_normalize_scores_the_same_searches_as_the_other_kind_and_shows_them() -> None:
+    """Issue 16, ``eval identify --compare-normalize``: the library's searches scored as another kind give that
+    kind's figures (the same as a gallery of that kind scores them), and the human output shows them. Synthetic
+    vectors: 2,500 gallery faces of 2,500 people, 150 mated probes (noisy copies) and 300 non-mated ones."""
+    from rich.console import Console
+
+    from facesearch.cli.eval import _compared_table
+    from facesearch.eval.gallery_sweep import PaddedGallery, RealGallery, SweepProbes, measure
+    from facesearch.eval.score_compare import measure_kind
+
+    rng = np.random.default_rng(5)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    vectors = unit(rng.normal(size=(2500, 32)))
+    gallery = RealGallery(
+        ids=np.arange(1, 2501, dtype=np.int64), vectors=vectors, persons=np.array([f"p{i}" for i in range(2500)])
+    )
+    probes = SweepProbes(
+        mated=[unit(vectors[i] + 0.12 * rng.normal(size=32)) for i in range(150)],
+        mated_persons=[f"p{i}" for i in range(150)],
+        non_mated=list(unit(rng.normal(size=(300, 32)))),
+    )
+    result = measure_kind(gallery, None, probes, ([], []), "snorm_cos", engine="auto", depth=20, cohort_draws=2)
+    direct, _ = measure(PaddedGallery(gallery, np.zeros((0, 32), np.float32), 0, "auto", "snorm_cos"), probes, 20)
+    snorm, _ = measure(PaddedGallery(gallery, np.zeros((0, 32), np.float32), 0, "auto", "snorm"), probes, 20)
+    assert result["whole"]["score"] == "snorm_cos" and "halves" not in result
+    assert result["whole"]["thresholds"] == direct["thresholds"] != snorm["thresholds"]
+    assert result["whole"]["fnir_at_fpir"] == direct["fnir_at_fpir"]
+    assert result["cohort_draws"]["draws"][0]["fnir_at_fpir"] == direct["fnir_at_fpir"]
+    console = Console(width=200, record=True)
+    console.print(_compared_table(result))
+    text = console.export_text()
+    assert "scored as snorm_cos" in text and "2 cohort draws" in text
+    assert f"{direct['fnir_at_fpir']['0.01']:.4f}" in text
