@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -167,9 +167,19 @@ class Scoring:
     def search_point(
         self, kind: str, max_fmr: float | None, max_fpir: float | None, gallery_size: int
     ) -> tuple[SearchPoint, str | None]:
-        """The labels' operating point of one search over ``gallery_size`` faces, and its calibration's source."""
+        """The labels' operating point of one search over ``gallery_size`` faces, and its calibration's source.
+
+        Issue 16: a score kind the model's calibration has no table for (a snorm_cos library of a recipe whose
+        shipped tables are cosine and s-norm only) says so, rather than that the model has no calibration."""
         table, threshold, max_fmr, source = self.operating_point(kind, max_fmr)
         point = search_point(table, threshold, max_fmr, gallery_size, self.max_fpir(max_fpir), source)
+        if table is None and self.calibration is not None:
+            why = (
+                f"this library scores {kind}, and its model's calibration has no {kind} table, so no score can be "
+                f"turned into a false match rate: no result is labelled match; run `facesearch calibrate` on "
+                "labelled photos of many people (it measures every score kind), or use score_normalization snorm"
+            )
+            point = replace(point, match_unavailable=why)
         return point, source
 
     def calibration_warning(self, source: str | None) -> str | None:
