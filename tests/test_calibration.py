@@ -150,3 +150,28 @@ def test_photo_cohort_never_holds_the_compared_people() -> None:
     assert cosine is not None and snorm is not None
     assert cosine.impostor_comparisons == len(people) * (len(people) - 1) // 2 - 200 * 199 // 2 - 59 * 45
     assert snorm.impostor_comparisons < cosine.impostor_comparisons / 2, "s-norm pairs come from half the people"
+
+
+def test_calibration_measures_snorm_cos_on_the_same_comparisons_as_snorm() -> None:
+    """Issue 16: a calibration has a snorm_cos table, scored on exactly the comparisons of its s-norm table as
+    s-norm + SNORM_COS_WEIGHT x cosine: a snorm_cos library's labels read rates of its own score, not another's."""
+    from facesearch.search.normalize import SNORM_COS_WEIGHT
+
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    people = np.repeat(np.arange(20), 3)
+    cohort = CohortNormalizer(rng.normal(size=(30, 8)).astype(np.float32), top=5)
+    scores = comparison_scores(vectors, people, cohort)
+    assert set(scores) == {"cosine", "snorm", "snorm_cos"}
+    for side in (0, 1):  # impostor, genuine: the same pairs in the same order in every kind
+        expected = scores["snorm"][side] + SNORM_COS_WEIGHT * scores["cosine"][side]
+        np.testing.assert_allclose(scores["snorm_cos"][side], expected, rtol=1e-5, atol=1e-4)
+    embeddings = {Path(f"p{p}/{i}.jpg"): v for i, (p, v) in enumerate(zip(people, vectors, strict=True))}
+    calibration = calibrate(embeddings, lambda p: p.parent.name, "m", "synthetic", normalizer=cohort)
+    snorm, fused = calibration.table("snorm"), calibration.table("snorm_cos")
+    assert snorm is not None and fused is not None
+    assert (fused.impostor_comparisons, fused.genuine_comparisons) == (
+        snorm.impostor_comparisons,
+        snorm.genuine_comparisons,
+    )

@@ -100,12 +100,39 @@ def probe_faces_once(probe_faces_seen: dict[tuple, Any], monkeypatch: pytest.Mon
     return probe_faces_seen
 
 
-@pytest.mark.parametrize("normalize", ["none", "snorm"])
+def _identify(images: Path, work_dir: Path, normalize: str, *extra: str) -> dict:
+    """``eval identify`` of ``images`` (seed 3, the int8 model, no jitter) on the evaluation library ``work_dir``."""
+    out = cli_ok(
+        "eval",
+        "identify",
+        "--images",
+        str(images),
+        "--seed",
+        "3",
+        "--normalize",
+        normalize,
+        "--jitter",
+        "0",
+        "--model",
+        MODEL,
+        "--workers",
+        "1",
+        "--json",
+        "--work-dir",
+        str(work_dir),
+        *extra,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("normalize", ["none", "snorm", "snorm_cos"])
 def test_eval_identify_through_the_library(
     small_lfw: Path, tmp_path: Path, identify_work_dir: Path, normalize: str, probe_faces_once: dict
 ) -> None:
     """Issue 16 rides along (its sweep reuses these searches' faces, so it costs seconds, not a run):
-    ``--gallery-sizes`` pads the ~510-face gallery with ~490 and ~2,490 distractors."""
+    ``--gallery-sizes`` pads the ~510-face gallery with ~490 and ~2,490 distractors. The snorm_cos run also scores
+    its searches as s-norm (``--compare-normalize snorm``), checked against a run of an s-norm library."""
+    compare = ["--compare-normalize", "snorm"] if normalize == "snorm_cos" else []
     out = cli_ok(
         "eval",
         "identify",
@@ -135,6 +162,7 @@ def test_eval_identify_through_the_library(
         "--halves",
         "--cohort-draws",
         "3",
+        *compare,
     )
     report = json.loads(out.stdout)
     assert {"det.png", "scores.png", "cmc.png", "report.md"} <= {p.name for p in (tmp_path / "report").iterdir()}
@@ -165,6 +193,27 @@ def test_eval_identify_through_the_library(
     assert sum(halves[f"half_{h}"]["mated"] for h in (0, 1)) == 125
     assert sum(halves[f"half_{h}"]["non_mated"] for h in (0, 1)) == 450
     _check_cohort_draws(report, normalize)
+    if compare:
+        _check_compared(report, _identify(small_lfw, identify_work_dir, "snorm", "--halves", "--cohort-draws", "3"))
+    else:
+        assert "compared" not in report
+
+
+def _check_compared(report: dict, snorm: dict) -> None:
+    """Issue 16, ``--compare-normalize snorm`` on a snorm_cos library: the same searches scored as s-norm give
+    exactly the figures of an s-norm library's own run (``snorm``: the same gallery and probe photos), whole, per
+    half and per cohort draw, while the library's own figures are snorm_cos's (another score: other thresholds)."""
+    compared = report["compared"]
+    assert compared["normalization"] == "snorm" and compared["whole"]["score"] == "snorm"
+    figures = ("rank1", "rank5", "fnir_at_fpir", "thresholds")
+    assert {k: compared["whole"][k] for k in figures} == {k: snorm[k] for k in figures}
+    assert compared["whole"]["thresholds"] != report["thresholds"]
+    for h in (0, 1):
+        half, own = compared["halves"][f"half_{h}"], snorm["halves"][f"half_{h}"]
+        # (a half of this small gallery is below MIN_LIBRARY_FACES: cosine in both, as a library of it would rank)
+        assert half["score"] == own["score"] and {k: half[k] for k in figures} == {k: own[k] for k in figures}
+    assert compared["halves"]["reference"]["matches_library_search"] is True
+    assert compared["cohort_draws"]["spread"] == snorm["cohort_draws"]["spread"]
 
 
 def _check_cohort_draws(report: dict, normalize: str) -> None:
@@ -204,10 +253,10 @@ def test_cohort_seed_draws_another_cohort_by_the_library_rule() -> None:
     gallery = RealGallery(ids=ids, vectors=vectors, persons=np.array([""] * len(ids)))
     empty = np.zeros((0, 16), np.float32)
     for seed in (0, 1):
-        padded = PaddedGallery(gallery, empty, 0, "auto", True, cohort_seed=seed)
+        padded = PaddedGallery(gallery, empty, 0, "auto", "snorm", cohort_seed=seed)
         assert padded.normalizer is not None
         assert np.array_equal(padded.normalizer.cohort, vectors[cohort_ids(ids, seed=seed) - 10])
-    default = PaddedGallery(gallery, empty, 0, "auto", True).normalizer
+    default = PaddedGallery(gallery, empty, 0, "auto", "snorm").normalizer
     assert default is not None and np.array_equal(default.cohort, vectors[cohort_ids(ids) - 10])
 
 
@@ -231,9 +280,9 @@ def test_cohort_draws_move_snorm_figures() -> None:
     probes = SweepProbes(
         mated=mated, mated_persons=[f"p{i}" for i in range(150)], non_mated=list(unit(rng.normal(size=(300, 32))))
     )
-    own = PaddedGallery(gallery, np.zeros((0, 32), np.float32), 0, "auto", True)
+    own = PaddedGallery(gallery, np.zeros((0, 32), np.float32), 0, "auto", "snorm")
     library_figures, library = measure(own, probes, 20)
-    result = measure_draws(gallery, probes, 3, engine="auto", snorm=True, depth=20, library=library)
+    result = measure_draws(gallery, probes, 3, engine="auto", normalization="snorm", depth=20, library=library)
     assert result["score"] == "snorm" and result["note"] is None
     assert result["reference"]["matches_library_search"] is True
     assert result["draws"][0]["fnir_at_fpir"] == library_figures["fnir_at_fpir"]

@@ -196,7 +196,7 @@ def measure_with(data: dict, keep: np.ndarray, rule, halves: bool = False) -> di
     gallery = subset(data["gallery"], keep)
     empty = np.zeros((0, gallery.vectors.shape[1]), np.float32)
     with cohort_rule(rule):
-        padded = PaddedGallery(gallery, empty, 0, data["engine"], True)
+        padded = PaddedGallery(gallery, empty, 0, data["engine"], "snorm")
         figures, outcome = measure(padded, data["probes"], SEARCH_DEPTH)
         anywhere, beyond = differing(outcome, data["outcomes"])
         result = {
@@ -216,7 +216,7 @@ def measure_with(data: dict, keep: np.ndarray, rule, halves: bool = False) -> di
                 data["probes"],
                 (split.mated, split.non_mated),
                 engine=data["engine"],
-                snorm=True,
+                normalization="snorm",
                 depth=SEARCH_DEPTH,
                 library=data["outcomes"],
             )

@@ -31,6 +31,17 @@ DEFAULT_MAX_FMR = 1e-3
 # in the gallery searched (search/labels.py), so the bar rises as the gallery grows.
 DEFAULT_MAX_FPIR = 0.01
 DEFAULT_SNORM_THRESHOLD = 2.09
+# The score kinds a library may rank by (``score_normalization``): "none" (cosine), "snorm", and issue 16's
+# "snorm_cos" (s-norm + 45 x cosine, search/normalize.py SNORM_COS_WEIGHT).
+SCORE_NORMALIZATIONS = ("none", "snorm", "snorm_cos")
+
+
+def check_score_normalization(value: object, where: str = "score_normalization") -> str:
+    """``value`` when it is a known score kind; else a clear error naming the kinds (a typo must not fall back to
+    plain cosine and change every score and label of the library silently)."""
+    if value not in SCORE_NORMALIZATIONS:
+        raise LibraryError(f"{where} {value!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
+    return str(value)
 
 
 def default_library_path() -> Path:
@@ -84,7 +95,8 @@ class LibraryConfig:
     # gallery searched (search/labels.py). Libraries created before this setting get the default.
     max_fpir: float = DEFAULT_MAX_FPIR
     threshold: float = DEFAULT_THRESHOLD
-    # "none" ranks by cosine similarity; "snorm" re-ranks by cohort-normalised score (search/normalize.py).
+    # "none" ranks by cosine similarity; "snorm" re-ranks by cohort-normalised score (search/normalize.py);
+    # "snorm_cos" (issue 16) by s-norm + 45 x cosine. Fixed per library: its scores and tables never change under it.
     score_normalization: str = "snorm"
     snorm_threshold: float = DEFAULT_SNORM_THRESHOLD
     detector: dict[str, Any] = field(default_factory=lambda: asdict(DetectorSettings()))
@@ -135,6 +147,8 @@ class LibraryConfig:
         data.setdefault("detector_near_misses", "none")  # issue 16: HOG alone, as before
         data.setdefault("index_engine", "auto")  # issue 15: the engine before auto-ivfpq
         data.setdefault("model", DLIB_RESNET_KEY)  # issue 15: the model before the int8 default
+        data.setdefault("score_normalization", "snorm")  # issue 16: the score before any snorm_cos default
+        check_score_normalization(data["score_normalization"], f"{path}: score_normalization")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

@@ -42,6 +42,20 @@ def default_model(config: LibraryConfig, embedder: str = "onnx", device: str = "
     return DLIB_RESNET_INT8_KEY if calibrated else DLIB_RESNET_KEY
 
 
+def default_score_normalization(recipe_key: str) -> str:
+    """Issue 16: the score kind of a new library of this embedding recipe (``LibraryConfig.recipe_key``).
+
+    ``snorm_cos`` (s-norm + 45 x cosine: lower FNIR at FPIR 0.01 on lfw-dev, docs/accuracy.md) where facesearch
+    ships a snorm_cos table for the recipe, so that its labels are calibrated from the first search; else ``snorm``
+    as before (a snorm_cos library without a table would label nothing a match). Libraries created before keep
+    theirs (config.py: a config without the setting reads "snorm").
+    """
+    from facesearch.search.calibration import default_calibration
+
+    shipped = default_calibration(recipe_key)
+    return "snorm_cos" if shipped is not None and shipped.table("snorm_cos") is not None else "snorm"
+
+
 @dataclass(frozen=True)
 class LibrarySpec:
     """Creation options; None means "the default" for a new library and "whatever it has" for an existing one."""
@@ -119,6 +133,7 @@ class LibrarySpec:
             config.model = self.onnx_model["key"]
         else:
             config.model = default_model(config, embedder, self.device or "cpu")
+        config.score_normalization = default_score_normalization(config.recipe_key(config.model))
         if self.vector_store is not None:
             config.vector_store = self.vector_store
             config.milvus_uri = self.milvus_uri

@@ -69,7 +69,9 @@ class ImageRefOut(_Out):
 class CandidateOut(_Out):
     rank: int
     similarity: float = Field(description="cosine similarity")
-    score: float = Field(description="what ranks and is compared with the threshold: cosine or s-norm")
+    score: float = Field(
+        description="what ranks and is compared with the threshold: cosine, s-norm or snorm_cos (s-norm + 45 x cosine)"
+    )
     fmr: float | None = Field(description="calibrated chance that a different person scores this high")
     fmr_upper_bound: bool
     expected_false_candidates: float | None = Field(description="fmr x gallery size")
@@ -107,7 +109,7 @@ class SearchOut(_Out):
         default_factory=list, description="every probe photo's SHA-256 (several: fused as one person)"
     )
     probe_size: list[int]
-    score: str
+    score: str = Field(description="the kind of the candidates' scores: cosine, snorm or snorm_cos (issue 16)")
     case_id: str
     audit_sequence: int | None = Field(description="the audit entry this search wrote")
     max_fpir: float | None = Field(

@@ -16,6 +16,7 @@ from facesearch.cli.support import EmbedderOpt, JsonOpt, LibraryOpt, MaxFmrOpt, 
 from facesearch.cli.support import fail as _fail
 from facesearch.cli.support import json_out as _json_out
 from facesearch.cli.support import progress_bar as _progress
+from facesearch.config import SCORE_NORMALIZATIONS
 from facesearch.errors import FaceSearchError
 
 ReportOpt = Annotated[
@@ -171,7 +172,8 @@ def eval_identify(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Ingest worker processes [default: one per core]")] = None,
     normalize: Annotated[
-        str | None, typer.Option(help="Score normalisation: none or snorm [default: the library default]")
+        str | None,
+        typer.Option(help="Score normalisation: none, snorm or snorm_cos (issue 16) [default: the library default]"),
     ] = None,
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
@@ -204,6 +206,14 @@ def eval_identify(
             "the library's): how far the figures move with the cohort's draw alone (issue 16)",
         ),
     ] = 0,
+    compare_normalize: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-normalize",
+            help="Also score the same searches as a library with this score normalisation would (none, snorm or "
+            "snorm_cos; with --halves and --cohort-draws, those too): two kinds compared on one embedding (issue 16)",
+        ),
+    ] = None,
     embedder: EmbedderOpt = "onnx",
     as_json: JsonOpt = False,
 ) -> None:
@@ -218,10 +228,16 @@ def eval_identify(
     from facesearch.library import Library
 
     try:
-        sizes = parse_sizes(gallery_sizes) if gallery_sizes is not None else []  # refused before anything is read
+        for option, kind in (("--normalize", normalize), ("--compare-normalize", compare_normalize)):
+            if kind is not None and kind not in SCORE_NORMALIZATIONS:  # refused before anything is read
+                raise FaceSearchError(
+                    f"{option} {kind!r}: one of {', '.join(SCORE_NORMALIZATIONS)}", code="bad_request"
+                )
+        sizes = parse_sizes(gallery_sizes) if gallery_sizes is not None else []
         if cohort_draws:
             check_draws(cohort_draws)
-        for asked, option in ((sizes, "--gallery-sizes"), (halves, "--halves"), (cohort_draws, "--cohort-draws")):
+        options = ((sizes, "--gallery-sizes"), (halves, "--halves"), (cohort_draws, "--cohort-draws"))
+        for asked, option in (*options, (compare_normalize, "--compare-normalize")):
             if asked and probe_photos != 1:
                 raise FaceSearchError(
                     f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
@@ -238,8 +254,6 @@ def eval_identify(
                 _progress("enrolling and searching", as_json) as bar,
             ):
                 if normalize is not None:
-                    if normalize not in ("none", "snorm"):
-                        raise FaceSearchError("--normalize must be 'none' or 'snorm'", code="bad_request")
                     lib.config.score_normalization = normalize
                 task = bar.add_task("enrolling and searching", total=len(split.gallery) + searches)
                 report = run_identify(
@@ -251,6 +265,7 @@ def eval_identify(
                     sizes,
                     halves=halves,
                     cohort_draws=cohort_draws,
+                    compare_normalize=compare_normalize,
                 )
         if report_dir is not None:
             from facesearch.eval.report import sweep_markdown, write_identification_report
@@ -294,8 +309,38 @@ def eval_identify(
         console.print(_identify_halves_table(report.halves))
     if report.cohort_draws:
         console.print(_cohort_draws_table(report.cohort_draws))
+    if report.compared:
+        console.print(_compared_table(report.compared))
     for warning in report.warnings:  # issue 16: an FPIR figure on too few non-mated searches says so
         console.print(f"[bold yellow]warning[/]: {warning}")
+
+
+def _compared_table(result: dict) -> Table:
+    """Issue 16: the same searches scored with another kind (``--compare-normalize``): whole, halves, draws."""
+    fpirs = list(result["whole"]["fnir_at_fpir"])
+    table = Table(
+        "searches",
+        "rank-1",
+        *(f"FNIR @ FPIR {f}" for f in fpirs),
+        title=f"The same searches scored as {result['whole']['score']} (--compare-normalize {result['normalization']})",
+    )
+    rows = [("whole", result["whole"])] + [
+        (f"half {h}", result["halves"][f"half_{h}"]) for h in (0, 1) if "halves" in result
+    ]
+    for name, figures in rows:
+        table.add_row(name, f"{figures['rank1']:.4f}", *(f"{figures['fnir_at_fpir'][f]:.4f}" for f in fpirs))
+    if "cohort_draws" in result:
+        spread = result["cohort_draws"]["spread"]
+        table.add_row(
+            f"{len(result['cohort_draws']['draws'])} cohort draws: median (min-max)",
+            f"{spread['rank1']['median']:.4f} ({spread['rank1']['min']:.4f}-{spread['rank1']['max']:.4f})",
+            *(
+                f"{spread[f'fnir_at_fpir_{f}']['median']:.4f} ({spread[f'fnir_at_fpir_{f}']['min']:.4f}-"
+                f"{spread[f'fnir_at_fpir_{f}']['max']:.4f})"
+                for f in fpirs
+            ),
+        )
+    return table
 
 
 def _cohort_draws_table(result: dict) -> Table:

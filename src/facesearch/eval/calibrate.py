@@ -7,7 +7,8 @@ pairs file's 1,100 impostor pairs could only measure FMRs down to 1e-3, all pair
 9.5k photos measure down to ~2e-8. Above ``max_comparisons`` impostor pairs a fixed-seed random
 sample is used instead.
 
-Cosine scores are the raw similarities. S-norm scores use the library's own cohort when a library
+Cosine scores are the raw similarities. S-norm scores (and issue 16's ``snorm_cos``, s-norm + 45 x cosine, from
+the same comparisons) use the library's own cohort when a library
 is given (what its searches use), otherwise a cohort sampled from the photos of half of the people,
 with the other half compared (see _snorm_with_disjoint_cohort).
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from facesearch.eval.halves import half_of
 from facesearch.search.calibration import Calibration, CalibrationError, ScoreTable
-from facesearch.search.normalize import COHORT_SIZE, CohortNormalizer
+from facesearch.search.normalize import COHORT_SIZE, SNORM_KINDS, CohortNormalizer, fuse
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,23 @@ def comparison_scores(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Impostor and genuine scores, per score kind: ``{"cosine": (impostor, genuine), "snorm": ...}``.
 
-    ``cosine=False`` leaves the cosine kind out (s-norm only, with a normalizer).
+    ``cosine=False`` leaves the cosine kind out (s-norm only, with a normalizer). With a normalizer both cohort
+    kinds are measured, ``snorm`` and ``snorm_cos`` (issue 16), whatever the normalizer's own weight: a library's
+    calibration then holds a table for either kind, and the shipped one describes both.
     """
     n = len(vectors)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if normalizer is not None:
         mu, sd = normalizer.stats(vectors)
-    kinds = (["cosine"] if cosine else []) + (["snorm"] if normalizer is not None else [])
+    kinds = (["cosine"] if cosine else []) + (list(SNORM_KINDS) if normalizer is not None else [])
     impostor: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
     genuine: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
 
     def add(raw: np.ndarray, rows: np.ndarray, cols: np.ndarray, same: np.ndarray) -> None:
         scores = {"cosine": raw}
         if normalizer is not None:
-            scores["snorm"] = ((raw - mu[rows]) / sd[rows] + (raw - mu[cols]) / sd[cols]) / 2
+            snorm = ((raw - mu[rows]) / sd[rows] + (raw - mu[cols]) / sd[cols]) / 2
+            scores |= {kind: fuse(snorm, raw, weight) for kind, weight in SNORM_KINDS.items()}
         for kind in kinds:
             impostor[kind].append(scores[kind][~same].astype(np.float32))
             genuine[kind].append(scores[kind][same].astype(np.float32))

@@ -41,19 +41,21 @@ def measure_draws(
     draws: int,
     *,
     engine: str,
-    snorm: bool,
+    normalization: str,
     depth: int,
     library: Outcomes,
 ) -> dict:
     """The figures with each cohort seed 0..``draws``-1, their spread, and the check that seed 0 gives the
-    ``library``'s own searches. A library ranking by cosine (``snorm`` False, or too few faces for a cohort)
+    ``library``'s own searches. A library ranking by cosine (``normalization`` "none", or too few faces for a cohort)
     has no cohort, and a gallery of at most :data:`COHORT_SIZE` faces is its own cohort whatever the seed: every
     draw is then the same search, and ``note`` says why."""
     check_draws(draws)
     empty = np.zeros((0, gallery.vectors.shape[1]), np.float32)
     results, score = [], "cosine"
     for seed in range(draws):
-        figures, outcome = measure(PaddedGallery(gallery, empty, 0, engine, snorm, cohort_seed=seed), probes, depth)
+        figures, outcome = measure(
+            PaddedGallery(gallery, empty, 0, engine, normalization, cohort_seed=seed), probes, depth
+        )
         score = figures["score"]
         if seed == 0:
             anywhere, beyond = differing(outcome, library)

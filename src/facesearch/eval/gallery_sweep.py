@@ -33,7 +33,7 @@ import numpy as np
 from facesearch.errors import FaceSearchError
 from facesearch.eval import distractors
 from facesearch.eval.identify_metrics import figures, fpir_sample
-from facesearch.search.normalize import MIN_LIBRARY_FACES, CohortNormalizer, cohort_ids
+from facesearch.search.normalize import MIN_LIBRARY_FACES, SNORM_KINDS, CohortNormalizer, cohort_ids
 from facesearch.search.service import RERANK_DEPTH
 from facesearch.store.catalog import Catalog
 from facesearch.store.vectors.faiss_index import VectorIndex
@@ -159,9 +159,17 @@ class PaddedGallery:
     """The real gallery plus the first ``extra`` distractors, indexed and scored as the library would."""
 
     def __init__(
-        self, gallery: RealGallery, made: np.ndarray, extra: int, engine: str, snorm: bool, cohort_seed: int = 0
+        self,
+        gallery: RealGallery,
+        made: np.ndarray,
+        extra: int,
+        engine: str,
+        normalization: str,
+        cohort_seed: int = 0,
     ) -> None:
-        """``cohort_seed``: the seed of the cohort's draw (the library's is 0; issue 16, eval/cohort_draws.py)."""
+        """``normalization``: the library's ``score_normalization`` ("none", "snorm" or issue 16's "snorm_cos");
+        ``cohort_seed``: the seed of the cohort's draw (the library's is 0; issue 16, eval/cohort_draws.py)."""
+        self.cos_weight = SNORM_KINDS.get(normalization, 0.0)
         self.cohort_seed = cohort_seed
         first = int(gallery.ids.max(initial=0)) + 1
         self.ids = np.concatenate([gallery.ids, np.arange(first, first + extra, dtype=np.int64)])
@@ -170,11 +178,13 @@ class PaddedGallery:
         self.real = len(gallery.ids)
         self.index = VectorIndex(self.vectors.shape[1], engine)
         self.index.add(self.ids, self.vectors)
-        self.normalizer = self._cohort() if snorm and len(self.ids) >= MIN_LIBRARY_FACES else None
+        cohort = normalization in SNORM_KINDS and len(self.ids) >= MIN_LIBRARY_FACES
+        self.normalizer = self._cohort() if cohort else None
 
     def _cohort(self) -> CohortNormalizer:
         """The cohort ``CohortNormalizer.from_catalog`` would draw from a library holding these faces."""
-        return CohortNormalizer(self.vectors[np.searchsorted(self.ids, cohort_ids(self.ids, seed=self.cohort_seed))])
+        rows = np.searchsorted(self.ids, cohort_ids(self.ids, seed=self.cohort_seed))
+        return CohortNormalizer(self.vectors[rows], cos_weight=self.cos_weight)
 
     def nearest(self, probe: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw candidates of one probe face: one query per search, as the library's search asks its index."""
@@ -244,7 +254,7 @@ def measure(padded: PaddedGallery, probes: SweepProbes, depth: int) -> tuple[dic
         "gallery_size": int(len(padded.ids)),
         "distractors": int(len(padded.ids) - padded.real),
         "index": padded.index.engine,
-        "score": "snorm" if padded.normalizer else "cosine",
+        "score": padded.normalizer.kind if padded.normalizer else "cosine",
         "rank1": round(found.rank1, 5),
         "rank5": round(found.rank5, 5),
         "fnir_at_fpir": {k: round(v, 5) for k, v in found.fnir_at_fpir.items()},
@@ -274,7 +284,7 @@ def sweep(
     sizes: Sequence[int],
     *,
     engine: str,
-    snorm: bool,
+    normalization: str,
     seed: int,
     depth: int,
     library: Outcomes,
@@ -284,7 +294,7 @@ def sweep(
     check_sizes(sizes, len(gallery.ids), "faces")
     made, check = make_distractors(gallery, max(sizes) - len(gallery.ids), seed)
     check["non_mated_probes_vs"] = probe_check(gallery, made, probes)
-    reference, outcome = measure(PaddedGallery(gallery, made, 0, engine, snorm), probes, depth)
+    reference, outcome = measure(PaddedGallery(gallery, made, 0, engine, normalization), probes, depth)
     figures_of_library = figures(
         [int(r) or None for r in library[0]],
         [None if not np.isfinite(t) else float(t) for t in library[1]],
@@ -300,6 +310,7 @@ def sweep(
     # The library's figures, and no search further from the library's than the rounding of a score.
     reference["matches_library_search"] = same_figures and beyond == 0
     results = [
-        measure(PaddedGallery(gallery, made, s - len(gallery.ids), engine, snorm), probes, depth)[0] for s in sizes
+        measure(PaddedGallery(gallery, made, s - len(gallery.ids), engine, normalization), probes, depth)[0]
+        for s in sizes
     ]
     return {"distractor_check": check, "reference": reference, "sizes": results}

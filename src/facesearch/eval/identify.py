@@ -52,6 +52,7 @@ from facesearch.eval.identify_halves import check_halves, measure_halves, photo_
 from facesearch.eval.identify_metrics import FPIRS as FPIRS  # re-exported: defined here before issue 16
 from facesearch.eval.identify_metrics import figures, fpir_sample, small_sample_warnings
 from facesearch.eval.identify_metrics import threshold_at_fpir as threshold_at_fpir  # re-exported, as FPIRS
+from facesearch.eval.score_compare import measure_kind
 from facesearch.governance.types import SearchPurpose
 from facesearch.library import Library
 from facesearch.search.probes import ProbeFaces, ProbeReader
@@ -102,6 +103,7 @@ class IdentifyReport:
     gallery_sweep: dict | None = None  # issue 16: the figures with the gallery padded to each size
     halves: dict | None = None  # issue 16: the figures within each half of the people (eval/identify_halves.py)
     cohort_draws: dict | None = None  # issue 16: the figures with other s-norm cohort draws (eval/cohort_draws.py)
+    compared: dict | None = None  # issue 16: the same searches scored with another kind (eval/score_compare.py)
 
     @property
     def warnings(self) -> list[str]:
@@ -135,6 +137,8 @@ class IdentifyReport:
             extra["halves"] = self.halves
         if self.cohort_draws is not None:
             extra["cohort_draws"] = self.cohort_draws
+        if self.compared is not None:
+            extra["compared"] = self.compared
         return {
             "probe_photos": self.probe_photos,
             **extra,
@@ -237,6 +241,7 @@ def run(
     gallery_sizes: Sequence[int] = (),
     halves: bool = False,
     cohort_draws: int = 0,
+    compare_normalize: str | None = None,
 ) -> IdentifyReport:
     """Enrol the gallery, run every search, measure. A :class:`GroupSplit` of N photos per search is
     measured fused (the report) and with each search's first photo alone (``single_photo``).
@@ -249,10 +254,19 @@ def run(
     before anything is indexed where a half has no mated search.
 
     Issue 16: ``cohort_draws`` N (2+) also measures the same searches with the s-norm cohort drawn with seeds
-    0..N-1 (``cohort_draws``; one photo per search only): the spread the cohort's draw alone causes."""
+    0..N-1 (``cohort_draws``; one photo per search only): the spread the cohort's draw alone causes.
+
+    Issue 16: ``compare_normalize`` (a score kind) also scores the same searches as a library of that kind would
+    (``compared``; whole, and halves and cohort draws when asked): two kinds compared on one embedding."""
     if cohort_draws:
         check_draws(cohort_draws)
-    for asked, option in ((gallery_sizes, "--gallery-sizes"), (halves, "--halves"), (cohort_draws, "--cohort-draws")):
+    options = (
+        (gallery_sizes, "--gallery-sizes"),
+        (halves, "--halves"),
+        (cohort_draws, "--cohort-draws"),
+        (compare_normalize, "--compare-normalize"),
+    )
+    for asked, option in options:
         if asked and not isinstance(split, Split):
             raise FaceSearchError(
                 f"{option} measures one photo per search: leave out --probe-photos", code="bad_request"
@@ -270,7 +284,7 @@ def run(
     gallery = Gallery(library, subject_face_ids(library), int(gallery_faces), len(report.rejected), seed)
     if isinstance(split, Split):
         measured = _measure(gallery, [[p] for p in split.mated], [[p] for p in split.non_mated], progress)
-        wanted = gallery_sizes or halves or cohort_draws
+        wanted = gallery_sizes or halves or cohort_draws or compare_normalize
         real = real_gallery(library.catalog, GALLERY, gallery.subjects) if wanted else None
         outcomes = (measured.mated_ranks, measured.mated_scores, measured.non_mated_top)
         if halves and real is not None and measured.probes is not None:
@@ -280,7 +294,7 @@ def run(
                 measured.probes,
                 (split.mated, split.non_mated),
                 engine=library.config.index_engine,
-                snorm=library.config.score_normalization == "snorm",
+                normalization=library.config.score_normalization,
                 depth=SEARCH_DEPTH,
                 library=outcomes,
             )
@@ -290,9 +304,20 @@ def run(
                 measured.probes,
                 cohort_draws,
                 engine=library.config.index_engine,
-                snorm=library.config.score_normalization == "snorm",
+                normalization=library.config.score_normalization,
                 depth=SEARCH_DEPTH,
                 library=outcomes,
+            )
+        if compare_normalize and real is not None and measured.probes is not None:
+            measured.compared = measure_kind(
+                real,
+                photo_persons(library.catalog, real.ids) if halves else None,
+                measured.probes,
+                (split.mated, split.non_mated),
+                compare_normalize,
+                engine=library.config.index_engine,
+                depth=SEARCH_DEPTH,
+                cohort_draws=cohort_draws,
             )
         if gallery_sizes and real is not None and measured.probes is not None:
             measured.gallery_sweep = sweep(
@@ -300,7 +325,7 @@ def run(
                 measured.probes,
                 gallery_sizes,
                 engine=library.config.index_engine,
-                snorm=library.config.score_normalization == "snorm",
+                normalization=library.config.score_normalization,
                 seed=seed,
                 depth=SEARCH_DEPTH,
                 library=outcomes,
@@ -363,7 +388,7 @@ def _measure(
         seed=gallery.seed,
         no_face={**no_face, "gallery_rejected": gallery.rejected},
         thresholds=found.thresholds,
-        score="snorm" if library.scoring.normalizer else "cosine",
+        score=library.scoring.normalizer.kind if library.scoring.normalizer else "cosine",
         mated_scores=np.array([-np.inf if t is None else t for t in mated_top], dtype=np.float64),
         non_mated_top=np.asarray(non_mated_top, dtype=np.float64),
         mated_ranks=np.array([0 if r is None else r for r in mated_ranks], dtype=int),

@@ -54,7 +54,7 @@ def measure_halves(
     searches: tuple[Sequence[Path], Sequence[Path]],
     *,
     engine: str,
-    snorm: bool,
+    normalization: str,
     depth: int,
     library: Outcomes,
 ) -> dict:
@@ -62,7 +62,7 @@ def measure_halves(
     ``searches``: the mated and non-mated searches' photos, in the order of ``probes``; ``library``: the
     library's own outcomes of those searches, for the reference check."""
     mated, non_mated = searches
-    _, outcome = measure(_gallery(gallery, np.ones(len(gallery.ids), bool), engine, snorm), probes, depth)
+    _, outcome = measure(_gallery(gallery, np.ones(len(gallery.ids), bool), engine, normalization), probes, depth)
     anywhere, beyond = differing(outcome, library)
     result: dict = {
         "rule": RULE,
@@ -81,7 +81,7 @@ def measure_halves(
             mated_persons=[probes.mated_persons[i] for i in m],
             non_mated=[probes.non_mated[i] for i in n],
         )
-        figures, _ = measure(_gallery(gallery, in_half == half, engine, snorm), chosen, depth)
+        figures, _ = measure(_gallery(gallery, in_half == half, engine, normalization), chosen, depth)
         people = {str(o) for o in owners[in_half == half]} | {Path(non_mated[i]).parent.name for i in n}
         result[f"half_{half}"] = {
             "people": len(people),
@@ -103,7 +103,7 @@ def measure_halves(
     return result
 
 
-def _gallery(gallery: RealGallery, keep: np.ndarray, engine: str, snorm: bool) -> PaddedGallery:
+def _gallery(gallery: RealGallery, keep: np.ndarray, engine: str, normalization: str) -> PaddedGallery:
     """The faces ``keep`` selects, indexed and scored as a library holding only them would (no distractors)."""
     part = RealGallery(ids=gallery.ids[keep], vectors=gallery.vectors[keep], persons=gallery.persons[keep])
-    return PaddedGallery(part, np.zeros((0, gallery.vectors.shape[1]), np.float32), 0, engine, snorm)
+    return PaddedGallery(part, np.zeros((0, gallery.vectors.shape[1]), np.float32), 0, engine, normalization)

@@ -34,7 +34,7 @@ CALIBRATION_NAME = "calibration.json"
 CHECKS_NAME = "calibration_checks.json"
 HONEST_WITHIN = 2.0
 RUNGS_PER_DECADE = 20
-SCORE_KINDS = ("cosine", "snorm")
+SCORE_KINDS = ("cosine", "snorm", "snorm_cos")  # issue 16: snorm_cos is s-norm + 45 x cosine (normalize.py)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ the mean of the *top* cohort scores of each side, averaged over both sides:
 
 The cohort is a fixed-seed sample of indexed faces (never embeddings shipped with the package). A
 face compared with itself (similarity ~1) is left out of its own cohort statistics.
+
+Issue 16: a library may instead score ``snorm_cos``, the s-norm score plus :data:`SNORM_COS_WEIGHT` times the
+raw cosine (one normaliser with ``cos_weight`` set): s-norm divides out how crowded each face's neighbourhood is,
+and near a search's FPIR 0.01 threshold the raw similarity still says something the normalised score lost.
 """
 
 from __future__ import annotations
@@ -31,6 +35,31 @@ STATS_CACHE = 1_000_000
 # Issue 15: up to this many rows (a search's probe face, its <= 50 uncached candidates) are scored on the calling
 # thread alone (cohort_scores); larger batches (calibration: every face of a library) keep BLAS's threads.
 ONE_THREAD_ROWS = 64
+# Issue 16: the weight of the cosine in the ``snorm_cos`` score, ``s-norm + SNORM_COS_WEIGHT x cosine`` (s-norm
+# units per unit of cosine). Provenance: a logistic regression on (cosine, s-norm) of each candidate of lfw-dev's
+# seed-0 1:N searches (int8 model, central faces, the 50 re-ranked candidates; bench/accuracy/fusion.py --part
+# identify, docs/accuracy.md "learned score fusion") ranks as s-norm + 55 x cosine fitted on half 0 of the
+# people and + 36 x cosine fitted on half 1; 45 is their mean, rounded, chosen before looking at any tested
+# half's best weight (the sweep's floor, ~80-120, was read off the tested searches: selection, not evidence).
+# Every weight from 10 to 240 lowered FNIR @ FPIR 0.01 on both halves and the whole there. One aggregate
+# coefficient: no embedding of anyone is shipped.
+SNORM_COS_WEIGHT = 45.0
+# The score kind a normaliser produces, by the weight of its cosine term.
+SNORM_KINDS = {"snorm": 0.0, "snorm_cos": SNORM_COS_WEIGHT}
+
+
+def cos_weight_of(normalization: str) -> float:
+    """The cosine weight of a library's ``score_normalization`` ("snorm" or "snorm_cos"; search/scoring.py)."""
+    if normalization not in SNORM_KINDS:
+        raise ValueError(f"score normalisation {normalization!r} has no cohort: one of {', '.join(SNORM_KINDS)}")
+    return SNORM_KINDS[normalization]
+
+
+def fuse(snorm: np.ndarray, raw: np.ndarray, cos_weight: float) -> np.ndarray:
+    """The score of a kind from its s-norm and raw cosine scores: ``snorm + cos_weight x raw`` (0: plain s-norm).
+
+    The one formula, shared by search (:meth:`CohortNormalizer.normalize`), the opt-out rule and calibration."""
+    return snorm + cos_weight * raw if cos_weight else snorm
 
 
 def cohort_ids(ids: np.ndarray, size: int = COHORT_SIZE, seed: int = 0) -> np.ndarray:
@@ -66,21 +95,30 @@ def cohort_scores(vectors: np.ndarray, cohort: np.ndarray) -> np.ndarray:
 
 
 class CohortNormalizer:
-    def __init__(self, cohort: np.ndarray, top: int = COHORT_TOP) -> None:
+    def __init__(self, cohort: np.ndarray, top: int = COHORT_TOP, cos_weight: float = 0.0) -> None:
+        """``cos_weight``: 0 scores s-norm, :data:`SNORM_COS_WEIGHT` the ``snorm_cos`` kind (issue 16)."""
         self.cohort = np.ascontiguousarray(cohort, dtype=np.float32)
         self.top = max(2, min(top, len(self.cohort) - 1))
+        self.cos_weight = float(cos_weight)
         # An indexed face's statistics depend only on its vector and this cohort: computed once per face.
         # A changed library draws a new cohort, hence a new normaliser and an empty cache (search/scoring.py).
         self._face_stats: dict[int, tuple[float, float]] = {}
 
+    @property
+    def kind(self) -> str:
+        """The score kind this normaliser produces: the calibration table its scores are read in."""
+        return next((k for k, w in SNORM_KINDS.items() if w == self.cos_weight), f"snorm+{self.cos_weight:g}cos")
+
     @classmethod
-    def from_catalog(cls, catalog: Catalog, size: int = COHORT_SIZE, seed: int = 0) -> CohortNormalizer | None:
+    def from_catalog(
+        cls, catalog: Catalog, size: int = COHORT_SIZE, seed: int = 0, cos_weight: float = 0.0
+    ) -> CohortNormalizer | None:
         """A fixed-seed sample of the library's faces; None when the library is too small to normalise."""
         ids = catalog.all_face_ids()
         if len(ids) < MIN_LIBRARY_FACES:
             return None
         vectors = catalog.embeddings_of(cohort_ids(ids, size, seed))
-        return cls(vectors)
+        return cls(vectors, cos_weight=cos_weight)
 
     def stats(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of each vector's top cohort scores (self-matches excluded)."""
@@ -107,11 +145,12 @@ class CohortNormalizer:
     def normalize(
         self, raw: np.ndarray, probe: np.ndarray, candidates: np.ndarray, ids: np.ndarray | None = None
     ) -> np.ndarray:
-        """Normalised scores of one probe against its candidates (raw similarities given).
+        """Normalised scores of one probe against its candidates (raw similarities given): s-norm, plus
+        ``cos_weight`` x the raw similarity for the ``snorm_cos`` kind.
 
         ``ids``: the candidates' face ids, when they are indexed faces: their statistics are then
         taken from (or kept in) the per-face cache instead of being computed at every search.
         """
         mu_p, sd_p = self.stats(probe[None])
         mu_c, sd_c = self.stats(candidates) if ids is None else self.face_stats(ids, candidates)
-        return ((raw - mu_p[0]) / sd_p[0] + (raw - mu_c) / sd_c) / 2
+        return fuse(((raw - mu_p[0]) / sd_p[0] + (raw - mu_c) / sd_c) / 2, raw, self.cos_weight)

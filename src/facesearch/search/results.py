@@ -75,7 +75,7 @@ class SearchResult:
     # Every probe photo's SHA-256, in the order given: one, or each photo fused into a same-person probe (issue 13).
     probes_sha256: list[str] = field(default_factory=list)
     probe_size: list[int] = field(default_factory=list)  # [width, height] of the decoded probe
-    score: str = "cosine"  # the kind of candidate score: "cosine" or "snorm"
+    score: str = "cosine"  # the kind of candidate score: "cosine", "snorm" or "snorm_cos" (issue 16)
     max_fmr: float | None = None  # the operating point: threshold = the score whose fmr is max_fmr
     calibration: str | None = None  # where the score → fmr table was measured
     audit_sequence: int | None = None  # the audit entry that records this search (None: not audited)

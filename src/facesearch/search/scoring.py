@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from facesearch.search.calibration import (
     heldout_warning,
 )
 from facesearch.search.labels import SearchPoint, check_max_fpir, search_point
-from facesearch.search.normalize import CohortNormalizer
+from facesearch.search.normalize import SNORM_COS_WEIGHT, SNORM_KINDS, CohortNormalizer, cos_weight_of, fuse
 from facesearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,14 @@ class SamePersonPoint:
 
     max_fmr: float | None
     cosine: float
-    snorm: float | None  # None: the library ranks by cosine (no cohort), or no s-norm table
+    snorm: float | None  # None: the library ranks by cosine (no cohort), or no table for its cohort's kind
     source: str
+    kind: str = "snorm"  # the cohort score ``snorm`` is a threshold of: "snorm" or "snorm_cos" (issue 16)
 
     def describe(self) -> str:
         at = f"FMR <= {self.max_fmr:g} per comparison" if self.max_fmr is not None else "uncalibrated"
-        snorm = f" or s-norm >= {self.snorm:.4f}" if self.snorm is not None else ""
+        name = "s-norm" if self.kind == "snorm" else self.kind
+        snorm = f" or {name} >= {self.snorm:.4f}" if self.snorm is not None else ""
         return f"{self.source}: {at} (cosine >= {self.cosine:.4f}{snorm}), as search and verify call a match"
 
 
@@ -84,12 +86,14 @@ class Scoring:
 
     @property
     def normalizer(self) -> CohortNormalizer | None:
-        """The cohort normaliser when the library uses s-norm (built on first use from indexed faces)."""
-        if self.config.score_normalization != "snorm":
+        """The cohort normaliser when the library uses s-norm or snorm_cos (built on first use from indexed faces);
+        its ``kind`` is the score kind searches report and read their table for."""
+        if self.config.score_normalization not in SNORM_KINDS:
             return None
         with self._lock:
             if self._normalizer is False:
-                self._normalizer = CohortNormalizer.from_catalog(self.catalog)
+                weight = cos_weight_of(self.config.score_normalization)
+                self._normalizer = CohortNormalizer.from_catalog(self.catalog, cos_weight=weight)
             return self._normalizer  # type: ignore[return-value]
 
     def forget_cohort(self) -> None:
@@ -141,12 +145,18 @@ class Scoring:
     ) -> tuple[ScoreTable | None, float, float | None, str | None]:
         """The FMR table for a score kind, the threshold it gives for ``max_fmr``, max_fmr and its source.
 
-        Without a calibration for the library's model, the configured fallback threshold is used.
+        Without a calibration for the library's model, the configured fallback threshold is used. Issue 16: a
+        ``snorm_cos`` score without a table falls back to the score a face reaching both fallbacks would have
+        (s-norm threshold + weight x cosine threshold), with no FMR: its labels say uncalibrated, never a rate
+        read in another kind's table.
         """
         max_fmr = self.config.max_fmr if max_fmr is None else max_fmr
         table, source = self.score_table(kind)
         if table is None:
-            threshold = self.config.snorm_threshold if kind == "snorm" else self.config.threshold
+            threshold = {
+                "snorm": self.config.snorm_threshold,
+                "snorm_cos": self.config.snorm_threshold + SNORM_COS_WEIGHT * self.config.threshold,
+            }.get(kind, self.config.threshold)
             return None, threshold, None, None
         return table, table.threshold_for(max_fmr), max_fmr, source
 
@@ -157,9 +167,19 @@ class Scoring:
     def search_point(
         self, kind: str, max_fmr: float | None, max_fpir: float | None, gallery_size: int
     ) -> tuple[SearchPoint, str | None]:
-        """The labels' operating point of one search over ``gallery_size`` faces, and its calibration's source."""
+        """The labels' operating point of one search over ``gallery_size`` faces, and its calibration's source.
+
+        Issue 16: a score kind the model's calibration has no table for (a snorm_cos library of a recipe whose
+        shipped tables are cosine and s-norm only) says so, rather than that the model has no calibration."""
         table, threshold, max_fmr, source = self.operating_point(kind, max_fmr)
         point = search_point(table, threshold, max_fmr, gallery_size, self.max_fpir(max_fpir), source)
+        if table is None and self.calibration is not None:
+            why = (
+                f"this library scores {kind}, and its model's calibration has no {kind} table, so no score can be "
+                f"turned into a false match rate: no result is labelled match; run `facesearch calibrate` on "
+                "labelled photos of many people (it measures every score kind), or use score_normalization snorm"
+            )
+            point = replace(point, match_unavailable=why)
         return point, source
 
     def calibration_warning(self, source: str | None) -> str | None:
@@ -172,15 +192,16 @@ class Scoring:
         """The rows of ``faces`` that a search with the probe ``template`` over ``gallery_size`` faces would
         label ``possible lead`` or ``match``, with their scores, fmr and labels (issue 13, watchlists).
 
-        The search operating point exactly: the library's score (s-norm when it has a cohort, as search
-        ranks; else cosine), the threshold of its ``max_fmr`` and the labels of search/labels.py.
+        The search operating point exactly: the library's score (its cohort's kind, s-norm or snorm_cos, when
+        it has a cohort, as search ranks; else cosine), the threshold of its ``max_fmr`` and the labels of
+        search/labels.py.
         """
         faces = np.atleast_2d(np.asarray(faces, dtype=np.float32))
         template = np.asarray(template, dtype=np.float32).ravel()
         if len(faces) == 0:
             return []
         normalizer = self.normalizer
-        kind = "snorm" if normalizer else "cosine"
+        kind = normalizer.kind if normalizer else "cosine"
         point, _ = self.search_point(kind, None, None, gallery_size)
         raw = faces @ template
         scores = normalizer.normalize(raw, template, faces) if normalizer else raw
@@ -198,21 +219,25 @@ class Scoring:
         """The thresholds :meth:`same_person` applies: the library's ``max_fmr``, per score kind."""
         cosine_table, cosine, max_fmr, source = self.operating_point("cosine", None)
         snorm: float | None = None
-        if self.normalizer is not None:
-            snorm_table, snorm, _, snorm_source = self.operating_point("snorm", None)
+        normalizer = self.normalizer
+        kind = normalizer.kind if normalizer is not None else "snorm"
+        if normalizer is not None:
+            snorm_table, snorm, _, snorm_source = self.operating_point(kind, None)
             if snorm_table is None:
                 snorm = None
             source = source or snorm_source
-        return SamePersonPoint(max_fmr, float(cosine), snorm, source or "library configuration (no calibration)")
+        return SamePersonPoint(
+            max_fmr, float(cosine), snorm, source or "library configuration (no calibration)", kind=kind
+        )
 
     def same_person(self, references: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Which ``faces`` (rows) are the person of any of ``references`` (rows): a boolean mask.
 
         A face is the person's when its score against any reference reaches the library's match
         operating point (false match rate <= ``max_fmr`` per comparison, in the same calibration search
-        uses): by cosine, as verify scores, or by s-norm when the library has a cohort, as search
-        ranks. Either one is enough: an opt-out must remove every face a search or a verification
-        with the person's photo would report, and the union costs at most twice ``max_fmr`` per
+        uses): by cosine, as verify scores, or by the cohort's score (s-norm, or issue 16's snorm_cos) when
+        the library has a cohort, as search ranks. Either one is enough: an opt-out must remove every face a
+        search or a verification with the person's photo would report, and the union costs at most twice ``max_fmr`` per
         comparison in strangers' faces (measured in docs/accuracy.md).
 
         S-norm is scored against the cohort as it will be once the person is gone
@@ -251,7 +276,7 @@ class Scoring:
         inside = raw.max(axis=1) >= point.cosine
         cohort = normalizer
         for _ in range(MAX_COHORT_ROUNDS):
-            cohort = CohortNormalizer(members[~inside], normalizer.top)
+            cohort = CohortNormalizer(members[~inside], normalizer.top, normalizer.cos_weight)
             grown = inside | _snorm_hits(cohort, references, members, raw, point.snorm)  # type: ignore[arg-type]
             if (grown == inside).all():
                 break
@@ -264,8 +289,10 @@ class Scoring:
 def _snorm_hits(
     cohort: CohortNormalizer, references: np.ndarray, faces: np.ndarray, raw: np.ndarray, threshold: float
 ) -> np.ndarray:
-    """Rows of ``faces`` whose s-norm score (search/normalize.py) with any reference reaches ``threshold``."""
+    """Rows of ``faces`` whose cohort score (s-norm, or snorm_cos by the cohort's ``cos_weight``; search/normalize.py)
+    with any reference reaches ``threshold``."""
     mu_r, sd_r = cohort.stats(references)
     mu_f, sd_f = cohort.stats(faces)
-    scores = ((raw - mu_r[None, :]) / sd_r[None, :] + (raw - mu_f[:, None]) / sd_f[:, None]) / 2
+    snorm = ((raw - mu_r[None, :]) / sd_r[None, :] + (raw - mu_f[:, None]) / sd_f[:, None]) / 2
+    scores = fuse(snorm, raw, cohort.cos_weight)
     return scores.max(axis=1) >= threshold

@@ -149,7 +149,7 @@ class SearchService:
         index = self.index.current
         allowed = without_opted_out(self.optouts, allowed, index)
         normalizer = self.scoring.normalizer
-        kind = "snorm" if normalizer else "cosine"
+        kind = normalizer.kind if normalizer else "cosine"  # issue 16: "snorm" or "snorm_cos" by the library
         self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
         queries = np.stack([f.embedding for f in faces])
         blocked = blocked_probe_faces(self.optouts, queries, read.parts)
