@@ -16,7 +16,6 @@ from facesearch.cli.support import EmbedderOpt, JsonOpt, LibraryOpt, MaxFmrOpt, 
 from facesearch.cli.support import fail as _fail
 from facesearch.cli.support import json_out as _json_out
 from facesearch.cli.support import progress_bar as _progress
-from facesearch.config import SCORE_NORMALIZATIONS
 from facesearch.errors import FaceSearchError
 
 ReportOpt = Annotated[
@@ -220,6 +219,7 @@ def eval_identify(
     """1:N search with distractors through the real ingest and search path: rank-1/5, FNIR at FPIR."""
     import tempfile
 
+    from facesearch.config import SCORE_NORMALIZATIONS
     from facesearch.eval.cohort_draws import check_draws
     from facesearch.eval.gallery_sweep import check_sizes, parse_sizes
     from facesearch.eval.identify import Split, split_groups, split_people
