@@ -121,3 +121,24 @@ def _purpose() -> Any:
 
 # Every search and comparison states a case and a purpose (there is no way around it): the tests' own.
 PURPOSE = _purpose()
+
+
+def store_synthetic_faces(lib: Any, collection: str, vectors: Any, stem: str = "face") -> None:
+    """One synthetic face per row of ``vectors`` (unit vectors, never a real person's), each on its own made-up
+    150x150 image in ``collection``, stored through the library's one writer and the index saved: a gallery of
+    any size without a photo or a model run."""
+    from facesearch.store.catalog import NewFace, NewImage
+
+    cid = lib.catalog.collection_id(collection)
+    if cid is None:
+        raise ValueError(f"no collection {collection!r}")
+    batch = [
+        (
+            NewImage(f"{i:064x}", f"/synthetic/{stem}-{i}.jpg", "file", None, {}, "JPEG", 150, 150, 1, None),
+            [NewFace(0, (0, 0, 150, 150), [], 1.0, 1.0, vectors[i], b"")],
+        )
+        for i in range(len(vectors))
+    ]
+    with lib.writer.locked():
+        lib.writer.store(cid, batch)
+        lib.writer.save_index()

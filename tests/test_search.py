@@ -12,7 +12,7 @@ from facesearch import Library
 from facesearch.errors import FaceSearchError, NoFaceFound
 from facesearch.search.results import Candidate, SearchResult
 from tests.conftest import GALLERY_COLLECTIONS, GALLERY_PROBE, ON_EVERY_VECTOR_STORE
-from tests.helpers import PURPOSE, cli_ok, copy_library, copy_on_vector_store, run_cli
+from tests.helpers import PURPOSE, cli_ok, copy_library, copy_on_vector_store, run_cli, store_synthetic_faces
 
 # One probe per person with several photos; the rest of their photos go into the gallery.
 PROBES = {
@@ -332,22 +332,9 @@ def add_distractors(lib: Library, count: int) -> None:
     compares the probe with them, gallery_size counts them) and never outrank a real face."""
     import numpy as np
 
-    from facesearch.store.catalog import NewFace, NewImage
-
     vectors = np.random.default_rng(12).normal(size=(count, 128)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    cid = lib.catalog.collection_id("distractors")
-    assert cid is not None
-    batch = [
-        (
-            NewImage(f"{i:064x}", f"/synthetic/distractor-{i}.jpg", "file", None, {}, "JPEG", 150, 150, 1, None),
-            [NewFace(0, (0, 0, 150, 150), [], 1.0, 1.0, vectors[i], b"")],
-        )
-        for i in range(count)
-    ]
-    with lib.writer.locked():
-        lib.writer.store(cid, batch)
-        lib.writer.save_index()
+    store_synthetic_faces(lib, "distractors", vectors, stem="distractor")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from facesearch import Library
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
 from facesearch.search.normalize import COHORT_TOP, SELF_MATCH, SNORM_COS_WEIGHT, cohort_ids
-from facesearch.store.catalog import NewFace, NewImage
-from tests.helpers import PURPOSE, run_cli
+from tests.helpers import PURPOSE, run_cli, store_synthetic_faces
 
 FACES = 600  # >= MIN_LIBRARY_FACES: searches are cohort-normalised
 
@@ -40,18 +39,7 @@ def _library(folder: Path, jitter: float = 0, **options: object) -> Path:
     vectors = _faces(3)
     with Library.open(folder, jitter=jitter, **options) as lib:  # type: ignore[arg-type]
         lib.create_collection("synthetic")
-        cid = lib.catalog.collection_id("synthetic")
-        assert cid is not None
-        batch = [
-            (
-                NewImage(f"{i:064x}", f"/synthetic/face-{i}.jpg", "file", None, {}, "JPEG", 150, 150, 1, None),
-                [NewFace(0, (0, 0, 150, 150), [], 1.0, 1.0, vectors[i], b"")],
-            )
-            for i in range(len(vectors))
-        ]
-        with lib.writer.locked():
-            lib.writer.store(cid, batch)
-            lib.writer.save_index()
+        store_synthetic_faces(lib, "synthetic", vectors)
     return folder
 
 

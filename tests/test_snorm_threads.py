@@ -16,8 +16,7 @@ import pytest
 import facesearch.search.normalize as normalize_module
 from facesearch import Library
 from facesearch.search.normalize import MIN_LIBRARY_FACES, ONE_THREAD_ROWS, CohortNormalizer, cohort_scores
-from facesearch.store.catalog import NewFace, NewImage
-from tests.helpers import PURPOSE
+from tests.helpers import PURPOSE, store_synthetic_faces
 
 
 def unit(rows: int, seed: int, dim: int = 128) -> np.ndarray:
@@ -97,18 +96,7 @@ def snorm_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vectors = unit(600, 7)
     with Library.open(folder, jitter=0) as lib:
         lib.create_collection("synthetic")
-        cid = lib.catalog.collection_id("synthetic")
-        assert cid is not None
-        batch = [
-            (
-                NewImage(f"{i:064x}", f"/synthetic/face-{i}.jpg", "file", None, {}, "JPEG", 150, 150, 1, None),
-                [NewFace(0, (0, 0, 150, 150), [], 1.0, 1.0, vectors[i], b"")],
-            )
-            for i in range(len(vectors))
-        ]
-        with lib.writer.locked():
-            lib.writer.store(cid, batch)
-            lib.writer.save_index()
+        store_synthetic_faces(lib, "synthetic", vectors)
     return folder
 
 
