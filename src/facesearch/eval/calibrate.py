@@ -23,7 +23,7 @@ import numpy as np
 
 from facesearch.eval.halves import half_of
 from facesearch.search.calibration import Calibration, CalibrationError, ScoreTable
-from facesearch.search.normalize import COHORT_SIZE, SNORM_KINDS, CohortNormalizer, fuse
+from facesearch.search.normalize import COHORT_SIZE, SNORM_KINDS, CohortNormalizer, cohort_score
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def comparison_scores(
     def add(raw: np.ndarray, rows: np.ndarray, cols: np.ndarray, same: np.ndarray) -> None:
         scores = {"cosine": raw}
         if normalizer is not None:
-            snorm = ((raw - mu[rows]) / sd[rows] + (raw - mu[cols]) / sd[cols]) / 2
-            scores |= {kind: fuse(snorm, raw, weight) for kind, weight in SNORM_KINDS.items()}
+            rows_side, cols_side = (mu[rows], sd[rows]), (mu[cols], sd[cols])
+            scores |= {kind: cohort_score(raw, rows_side, cols_side, w) for kind, w in SNORM_KINDS.items()}
         for kind in kinds:
             impostor[kind].append(scores[kind][~same].astype(np.float32))
             genuine[kind].append(scores[kind][same].astype(np.float32))

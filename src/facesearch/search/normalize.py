@@ -58,8 +58,21 @@ def cos_weight_of(normalization: str) -> float:
 def fuse(snorm: np.ndarray, raw: np.ndarray, cos_weight: float) -> np.ndarray:
     """The score of a kind from its s-norm and raw cosine scores: ``snorm + cos_weight x raw`` (0: plain s-norm).
 
-    The one formula, shared by search (:meth:`CohortNormalizer.normalize`), the opt-out rule and calibration."""
+    Applied to s-norm by :func:`cohort_score`, the one formula of search, the opt-out rule and calibration."""
     return snorm + cos_weight * raw if cos_weight else snorm
+
+
+def cohort_score(
+    raw: np.ndarray,
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    cos_weight: float = 0.0,
+) -> np.ndarray:
+    """The score of a kind for raw similarities between two sides, each given by its (mean, std) against the
+    cohort (shapes broadcasting with ``raw``): s-norm, the mean of the two z-scores, then :func:`fuse`. The one
+    formula of search, the opt-out rule and calibration."""
+    (mu_a, sd_a), (mu_b, sd_b) = a, b
+    return fuse(((raw - mu_a) / sd_a + (raw - mu_b) / sd_b) / 2, raw, cos_weight)
 
 
 def cohort_ids(ids: np.ndarray, size: int = COHORT_SIZE, seed: int = 0) -> np.ndarray:
@@ -153,4 +166,4 @@ class CohortNormalizer:
         """
         mu_p, sd_p = self.stats(probe[None])
         mu_c, sd_c = self.stats(candidates) if ids is None else self.face_stats(ids, candidates)
-        return fuse(((raw - mu_p[0]) / sd_p[0] + (raw - mu_c) / sd_c) / 2, raw, self.cos_weight)
+        return cohort_score(raw, (mu_p[0], sd_p[0]), (mu_c, sd_c), self.cos_weight)

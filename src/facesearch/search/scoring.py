@@ -30,7 +30,7 @@ from facesearch.search.calibration import (
     heldout_warning,
 )
 from facesearch.search.labels import SearchPoint, check_max_fpir, search_point
-from facesearch.search.normalize import SNORM_COS_WEIGHT, SNORM_KINDS, CohortNormalizer, cos_weight_of, fuse
+from facesearch.search.normalize import SNORM_COS_WEIGHT, SNORM_KINDS, CohortNormalizer, cohort_score, cos_weight_of
 from facesearch.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -293,6 +293,5 @@ def _snorm_hits(
     with any reference reaches ``threshold``."""
     mu_r, sd_r = cohort.stats(references)
     mu_f, sd_f = cohort.stats(faces)
-    snorm = ((raw - mu_r[None, :]) / sd_r[None, :] + (raw - mu_f[:, None]) / sd_f[:, None]) / 2
-    scores = fuse(snorm, raw, cohort.cos_weight)
+    scores = cohort_score(raw, (mu_r[None, :], sd_r[None, :]), (mu_f[:, None], sd_f[:, None]), cohort.cos_weight)
     return scores.max(axis=1) >= threshold
