@@ -16,7 +16,10 @@ raw descriptors with today's (max abs difference; 0 means the same to the bit).
   3,443 pairsDevTrain photos, cosine to today's and to the float model's per view (min / p1 / median, max abs
   difference);
 - ``verify``: 10-fold verification on pairsDevTrain (2,200 pairs, the default recipe's 10 views) and the
-  1:N check of ``bench.speed.int8`` with each ``--agree`` candidate's descriptors vs today's.
+  1:N check of ``bench.speed.int8`` with each ``--agree`` candidate's descriptors vs today's;
+- ``isa``: OpenVINO's int8 model with oneDNN's instruction set capped (``ONEDNN_MAX_CPU_ISA``, one child
+  process each): slower without VNNI means the default uses it; the descriptors' change is what a CPU without
+  VNNI might give (as far as the cap emulates one).
 
 OpenVINO candidates need ``openvino`` importable (``pip install --target /tmp/ov openvino``, then add the
 folder to PYTHONPATH after ``src:.``; the project does not depend on it). Chips come from
@@ -409,16 +412,64 @@ def agree_report(
     return report
 
 
+ISA_CAPS = ("", "AVX512_CORE", "AVX2")  # oneDNN's ISA cap: none (VNNI here), AVX-512 without VNNI, AVX2
+
+
+def ov_isa_probe(model: Path, chips: np.ndarray, out: Path) -> None:
+    """In a child process started with ``ONEDNN_MAX_CPU_ISA`` set: OpenVINO's descriptors of one batch and its
+    best CPU ms per chip, saved to ``out`` (the cap must be set before OpenVINO loads, hence a process)."""
+    run = ov_options()(model)
+    batch = np.ascontiguousarray(chips)
+    descriptors = run(batch)
+    best = np.inf
+    for _ in range(5):
+        started = time.process_time()
+        run(batch)
+        best = min(best, 1000 * (time.process_time() - started) / len(batch))
+    np.savez(out, descriptors=descriptors, cpu_ms=best)
+
+
+def isa_report(model: Path, name: str, cache: Path) -> dict:
+    """OpenVINO's int8 path under oneDNN ISA caps: whether the default uses VNNI (a cap makes it slower) and
+    how much the descriptors move on a CPU without it (as far as the cap emulates one)."""
+    import subprocess
+    import sys
+
+    out = {}
+    for cap in ISA_CAPS:
+        target = cache / f"runtime-isa-{name}-{cap or 'default'}.npz"
+        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+        if cap:
+            env["ONEDNN_MAX_CPU_ISA"] = cap
+        command = [sys.executable, "-m", "bench.speed.embed_runtime", "--isa-probe", str(model), str(target)]
+        subprocess.run(command, env=env, check=True)
+        with np.load(target) as data:
+            out[cap or "default"] = {"descriptors": data["descriptors"], "cpu_ms": float(data["cpu_ms"])}
+    reference = out["default"]["descriptors"]
+    report = {}
+    for cap, result in out.items():
+        cos = np.sum(unit(result["descriptors"]) * unit(reference), axis=1)
+        report[cap] = {"cpu_ms_per_chip": result["cpu_ms"], "min_cos_vs_default": float(cos.min())}
+        report[cap]["max_abs_vs_default"] = float(np.abs(result["descriptors"] - reference).max())
+        print(f"OpenVINO {name}, oneDNN ISA {cap}: {report[cap]}")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", default="speed", help="speed,agree,verify")
+    parser.add_argument("--what", default="speed", help="speed,agree,verify,isa")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", type=int, default=4, help="batches of 45 chips per timed round")
     parser.add_argument("--candidates", default="", help="comma-separated names (default: all)")
     parser.add_argument("--agree", default="", help="candidates to embed every pairsDevTrain view with")
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "h-ovino-models")
     parser.add_argument("--keep-models", action="store_true", help="reuse the model files already in --models")
+    parser.add_argument("--isa-probe", nargs=2, type=Path, help=argparse.SUPPRESS)  # MODEL OUT: isa_report's child
     args = parser.parse_args()
+    if args.isa_probe:
+        chips = int8_chips.load("pairs")[1]
+        ov_isa_probe(args.isa_probe[0], np.asarray(chips[:9]).reshape(-1, *chips.shape[2:]), args.isa_probe[1])
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     what = set(args.what.split(","))
     import onnxruntime as ort
@@ -438,6 +489,10 @@ def main() -> None:
         report.update(speed_report(every, wanted, paths, chips, args))
     if what & {"agree", "verify"} and agree:
         report.update(agree_report(every, agree, paths, photos, chips, "verify" in what))
+    if "isa" in what:
+        report["openvino_isa"] = {
+            m: isa_report(paths[m], m, int8_chips.cache_dir()) for m in ("int8", "int8-reduce-range")
+        }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "embed_runtime.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
 
