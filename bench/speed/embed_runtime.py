@@ -19,7 +19,10 @@ raw descriptors with today's (max abs difference; 0 means the same to the bit).
   1:N check of ``bench.speed.int8`` with each ``--agree`` candidate's descriptors vs today's;
 - ``isa``: OpenVINO's int8 model with oneDNN's instruction set capped (``ONEDNN_MAX_CPU_ISA``, one child
   process each): slower without VNNI means the default uses it; the descriptors' change is what a CPU without
-  VNNI might give (as far as the cap emulates one).
+  VNNI might give (as far as the cap emulates one);
+- ``avx2``: today's session (int8, reduce_range int8, float) on a CPU without AVX-512 or VNNI, emulated by
+  ``qemu-x86_64 -cpu Haswell`` (``apt-get install qemu-user``; ~2 s per chip, so ``--avx2-chips`` few), against
+  the same chips here: does the model give the same descriptors on such CPUs.
 
 OpenVINO candidates need ``openvino`` importable (``pip install --target /tmp/ov openvino``, then add the
 folder to PYTHONPATH after ``src:.``; the project does not depend on it). Chips come from
@@ -455,17 +458,75 @@ def isa_report(model: Path, name: str, cache: Path) -> dict:
     return report
 
 
+AVX2_CPU = "Haswell"  # the CPU qemu emulates for --what avx2: AVX2 and FMA, no AVX-512, no VNNI
+AVX2_MODELS = ("int8", "int8-reduce-range", "float")
+
+
+def ort_probe(chips: Path, out: Path, models: list[Path]) -> None:
+    """Today's session's descriptors of the chips in ``chips`` for each model, saved to ``out`` (run by
+    :func:`avx2_report` under qemu, whose emulated CPUID makes ONNX Runtime pick its AVX2 kernels)."""
+    batch = np.load(chips)
+    np.savez(out, **{model.stem: today(model)(batch) for model in models})
+
+
+def avx2_report(paths: dict[str, Path], chips: np.ndarray, count: int, cache: Path) -> dict:
+    """ONNX Runtime's int8 descriptors on an AVX2 CPU without VNNI (emulated by ``qemu-x86_64 -cpu Haswell``,
+    ~400x slower, hence few chips) against this CPU's: whether the shipped model gives the same descriptors
+    on CPUs without VNNI, where ONNX Runtime's u8 x s8 kernels can saturate (``reduce_range`` is the remedy)."""
+    import shutil
+    import subprocess
+    import sys
+
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        log.warning("qemu-x86_64 not found (apt-get install qemu-user): --what avx2 skipped")
+        return {}
+    step = max(1, len(chips) // count)
+    sample = np.ascontiguousarray(np.asarray(chips[::step][:count, 0]))  # plain chips of photos spread out
+    np.save(cache / "runtime-avx2-chips.npy", sample)
+    target = cache / "runtime-avx2.npz"
+    models = [str(paths[name]) for name in AVX2_MODELS]
+    command = [qemu, "-cpu", AVX2_CPU, sys.executable, "-m", "bench.speed.embed_runtime", "--ort-probe"]
+    started = time.perf_counter()
+    subprocess.run([*command, str(cache / "runtime-avx2-chips.npy"), str(target), *models], check=True)
+    log.info("%d chips x %d models under qemu in %.0f s", len(sample), len(models), time.perf_counter() - started)
+    native = {name: today(paths[name])(sample) for name in AVX2_MODELS}
+    report = {}
+    with np.load(target) as emulated:
+        for name in AVX2_MODELS:
+            cos = np.sum(unit(emulated[name]) * unit(native[name]), axis=1)
+            to_float = np.sum(unit(emulated[name]) * unit(native["float"]), axis=1)
+            native_float = np.sum(unit(native[name]) * unit(native["float"]), axis=1)
+            report[name] = {
+                "chips": len(sample),
+                "max_abs_avx2_vs_here": float(np.abs(emulated[name] - native[name]).max()),
+                "cos_avx2_vs_here_min": float(cos.min()),
+                "cos_avx2_vs_here_median": float(np.median(cos)),
+                "cos_to_float_here_min": float(native_float.min()),
+                "cos_to_float_here_median": float(np.median(native_float)),
+                "cos_to_float_avx2_min": float(to_float.min()),
+                "cos_to_float_avx2_median": float(np.median(to_float)),
+            }
+            print(f"AVX2 (qemu {AVX2_CPU}) vs this CPU, ORT, {name}: {report[name]}")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", default="speed", help="speed,agree,verify,isa")
+    parser.add_argument("--what", default="speed", help="speed,agree,verify,isa,avx2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", type=int, default=4, help="batches of 45 chips per timed round")
     parser.add_argument("--candidates", default="", help="comma-separated names (default: all)")
     parser.add_argument("--agree", default="", help="candidates to embed every pairsDevTrain view with")
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "h-ovino-models")
     parser.add_argument("--keep-models", action="store_true", help="reuse the model files already in --models")
+    parser.add_argument("--avx2-chips", type=int, default=60, help="chips for --what avx2 (emulated: ~2 s each)")
     parser.add_argument("--isa-probe", nargs=2, type=Path, help=argparse.SUPPRESS)  # MODEL OUT: isa_report's child
+    parser.add_argument("--ort-probe", nargs="+", type=Path, help=argparse.SUPPRESS)  # CHIPS OUT MODEL...: avx2
     args = parser.parse_args()
+    if args.ort_probe:
+        ort_probe(args.ort_probe[0], args.ort_probe[1], args.ort_probe[2:])
+        return
     if args.isa_probe:
         chips = int8_chips.load("pairs")[1]
         ov_isa_probe(args.isa_probe[0], np.asarray(chips[:9]).reshape(-1, *chips.shape[2:]), args.isa_probe[1])
@@ -493,6 +554,8 @@ def main() -> None:
         report["openvino_isa"] = {
             m: isa_report(paths[m], m, int8_chips.cache_dir()) for m in ("int8", "int8-reduce-range")
         }
+    if "avx2" in what:
+        report["avx2"] = avx2_report(paths, chips, args.avx2_chips, int8_chips.cache_dir())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "embed_runtime.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
 
