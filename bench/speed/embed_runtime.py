@@ -20,7 +20,8 @@ raw descriptors with today's (max abs difference; 0 means the same to the bit).
 - ``isa``: OpenVINO's int8 model with oneDNN's instruction set capped (``ONEDNN_MAX_CPU_ISA``, one child
   process each): slower without VNNI means the default uses it; the descriptors' change is what a CPU without
   VNNI might give (as far as the cap emulates one);
-- ``avx2``: today's session (int8, reduce_range int8, float) on a CPU without AVX-512 or VNNI, emulated by
+- ``avx2``: today's session (int8, reduce_range int8, float; and OpenVINO's int8 where it imports) on a CPU
+  without AVX-512 or VNNI, emulated by
   ``qemu-x86_64 -cpu Haswell`` (``apt-get install qemu-user``; ~2 s per chip, so ``--avx2-chips`` few), against
   the same chips here: does the model give the same descriptors on such CPUs.
 
@@ -275,9 +276,7 @@ def candidates() -> list[Candidate]:
         out.append(
             Candidate("ort-openvino-ep", "int8", "onnxruntime-openvino's OpenVINO EP, CPU, 1 thread", ort_openvino_ep)
         )
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
+    if not _openvino_importable():
         log.warning("openvino not importable: its candidates are left out")
         return out
     out += [
@@ -466,7 +465,18 @@ def ort_probe(chips: Path, out: Path, models: list[Path]) -> None:
     """Today's session's descriptors of the chips in ``chips`` for each model, saved to ``out`` (run by
     :func:`avx2_report` under qemu, whose emulated CPUID makes ONNX Runtime pick its AVX2 kernels)."""
     batch = np.load(chips)
-    np.savez(out, **{model.stem: today(model)(batch) for model in models})
+    found = {model.stem: today(model)(batch) for model in models}
+    if _openvino_importable():
+        found["ov-" + models[0].stem] = ov_options()(models[0])(batch)
+    np.savez(out, **found)
+
+
+def _openvino_importable() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def avx2_report(paths: dict[str, Path], chips: np.ndarray, count: int, cache: Path) -> dict:
@@ -493,7 +503,9 @@ def avx2_report(paths: dict[str, Path], chips: np.ndarray, count: int, cache: Pa
     native = {name: today(paths[name])(sample) for name in AVX2_MODELS}
     report = {}
     with np.load(target) as emulated:
-        for name in AVX2_MODELS:
+        if f"ov-{AVX2_MODELS[0]}" in emulated.files:  # OpenVINO's int8, where it imports (child and here)
+            native[f"ov-{AVX2_MODELS[0]}"] = ov_options()(paths[AVX2_MODELS[0]])(sample)
+        for name in native:
             cos = np.sum(unit(emulated[name]) * unit(native[name]), axis=1)
             to_float = np.sum(unit(emulated[name]) * unit(native["float"]), axis=1)
             native_float = np.sum(unit(native[name]) * unit(native["float"]), axis=1)
@@ -507,7 +519,7 @@ def avx2_report(paths: dict[str, Path], chips: np.ndarray, count: int, cache: Pa
                 "cos_to_float_avx2_min": float(to_float.min()),
                 "cos_to_float_avx2_median": float(np.median(to_float)),
             }
-            print(f"AVX2 (qemu {AVX2_CPU}) vs this CPU, ORT, {name}: {report[name]}")
+            print(f"AVX2 (qemu {AVX2_CPU}) vs this CPU, {name}: {report[name]}")
     return report
 
 
