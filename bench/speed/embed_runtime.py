@@ -8,8 +8,9 @@ whether the descriptors stay those the shipped calibration of ``dlib_resnet_v1_i
 Every candidate is timed in the same run as **today's session** (``runtime.onnx_session`` on the int8 QDQ
 model, one intra-op thread: what each of an ingest's 2 workers runs), on the same real aligned chips, in
 batches of 45 (an ingest chunk's chips of one side), runs interleaved, best of ``--repeats``; wall and CPU
-time (the process's, so a runtime's own threads count) per chip. The "same" column compares one batch's
-raw descriptors with today's (max abs difference; 0 means the same to the bit).
+time (the process's, so a runtime's own threads count) per chip. ``max|d|`` compares one batch's raw
+descriptors with today's (max abs difference; 0 means the same to the bit), ``batch|d|`` every 5th chip of it
+run alone with the same chip in the batch (0: a descriptor does not depend on the faces batched with it).
 
 - ``speed``: the table above, for every candidate in ``--candidates`` (default all that import here);
 - ``agree``: for ``--agree`` candidates, raw descriptors of every view (5 alignments x plain/mirrored) of the
@@ -302,11 +303,13 @@ def speed(runs: dict[str, Run], chips: np.ndarray, repeats: int) -> dict[str, di
     batches = [np.ascontiguousarray(chips[i : i + BATCH]) for i in range(0, len(chips) - BATCH + 1, BATCH)]
     reference = runs[BASELINE](batches[0])
     result = {}
-    for name, run in runs.items():  # warm-up, and the first batch's descriptors against today's
+    for name, run in runs.items():  # warm-up; the first batch's descriptors against today's, and one by one
         out = np.asarray(run(batches[0]), np.float32).reshape(len(batches[0]), -1)
         cos = np.sum(unit(out) * unit(reference), axis=1)
         result[name] = {"wall": np.inf, "cpu": np.inf, "max_abs": float(np.abs(out - reference).max())}
         result[name]["min_cos"] = float(cos.min())
+        alone = np.concatenate([run(batches[0][i : i + 1]) for i in range(0, len(batches[0]), 5)])
+        result[name]["batch_dependence"] = float(np.abs(alone - out[::5]).max())  # 0: a chip's batch is irrelevant
     n = sum(len(b) for b in batches)
     for _ in range(repeats):
         for name, run in runs.items():
@@ -361,13 +364,14 @@ def speed_report(every: dict[str, Candidate], wanted: list[str], paths: dict[str
     timed = speed(runs, sample, args.repeats)
     base = timed[BASELINE]
     print(f"\nms per chip, batches of {BATCH}, best of {args.repeats}, load {os.getloadavg()[0]:.1f}")
-    head = ("candidate", "wall", "cpu", "x cpu", "x wall", "max|d|", "min cos", "make ms")
+    head = ("candidate", "wall", "cpu", "x cpu", "x wall", "max|d|", "min cos", "make ms", "batch|d|")
     print(f"{head[0]:22s} " + " ".join(f"{h:>8s}" for h in head[1:]) + "  what")
     for name, r in timed.items():
         r.update(x_cpu=base["cpu"] / r["cpu"], x_wall=base["wall"] / r["wall"], make_cpu_ms=made[name])
         print(
             f"{name:22s} {r['wall']:8.2f} {r['cpu']:8.2f} {r['x_cpu']:8.2f} {r['x_wall']:8.2f} "
-            f"{r['max_abs']:8.1e} {r['min_cos']:8.5f} {made[name]:8.0f}  {every[name].what}"
+            f"{r['max_abs']:8.1e} {r['min_cos']:8.5f} {made[name]:8.0f} {r['batch_dependence']:8.1e}  "
+            f"{every[name].what}"
         )
     report: dict = {"speed": timed}
     report["ort_graph"] = {name: optimised_ops(paths[name]) for name in ("int8", "int8-qoperator")}
