@@ -73,6 +73,14 @@ HalvesOpt = Annotated[
 ]
 
 
+def _check_axes(jitter_axes: str | None) -> None:
+    """Refuse an unknown --jitter-axes before any photo or pairs file is read (imported here: --help stays fast)."""
+    if jitter_axes is not None:
+        from facesearch.config import check_jitter_axes
+
+        check_jitter_axes(jitter_axes, "--jitter-axes")
+
+
 @eval_app.command("verify")
 def eval_verify(
     pairs: Annotated[Path, typer.Option("--pairs", help="Pairs file in LFW format (View 1 'N' or View 2 'folds n')")],
@@ -99,6 +107,7 @@ def eval_verify(
     if fallback not in ("centre", "reject"):
         _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
     try:
+        _check_axes(jitter_axes)
         pair_list = read_pairs(pairs, images)
         if halves:
             pairs_of_halves(pair_list)  # a half that cannot be measured is refused before anything is embedded
@@ -244,6 +253,7 @@ def eval_identify(
     from facesearch.library import Library
 
     try:
+        _check_axes(jitter_axes)
         for option, kind in (("--normalize", normalize), ("--compare-normalize", compare_normalize)):
             if kind is not None and kind not in SCORE_NORMALIZATIONS:  # refused before anything is read
                 raise FaceSearchError(
@@ -476,6 +486,7 @@ def calibrate(
     from facesearch.library import Library
 
     try:
+        _check_axes(jitter_axes)
         paths = calibration_photos(images, pairs)
         folder = library or default_library_path()
         lib = Library.open(folder, embedder=embedder, create=False) if (folder / "config.json").is_file() else None
