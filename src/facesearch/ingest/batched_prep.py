@@ -148,9 +148,7 @@ class PrepWorker:
 
     def _faces(self, rgb: np.ndarray, detections: list) -> list[Face]:
         return [
-            align_face(
-                rgb, i, det, self.settings.chip_size, self.settings.chip_padding, self.jitter, self.jitter_axes
-            )
+            align_face(rgb, i, det, self.settings.chip_size, self.settings.chip_padding, self.jitter, self.jitter_axes)
             for i, det in enumerate(detections)
         ]
 
