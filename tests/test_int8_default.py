@@ -21,6 +21,7 @@ from tests.helpers import cli_ok, library_contents
 
 FLOAT_RECIPE = f"{DLIB_RESNET_KEY}+flip+jitter2.5"
 INT8_RECIPE = f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
+NEW_RECIPE = f"{INT8_RECIPE}y"  # issue 15: new libraries embed 6 views (jitter on y only: test_jitter_axes.py)
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,13 @@ def test_a_new_library_embeds_with_int8_and_says_so(tmp_path: Path, portraits: d
     cli_ok("index", str(portraits["obama"]), "--library", str(folder), "--workers", "1", "--json")
     assert json.loads((folder / "config.json").read_text())["model"] == DLIB_RESNET_INT8_KEY
     stats = json.loads(cli_ok("stats", "--library", str(folder), "--json").stdout)
-    assert stats["model"]["key"] == INT8_RECIPE and "int8" in stats["model"]["name"]
+    assert stats["model"]["key"] == NEW_RECIPE and "int8" in stats["model"]["name"]
     assert "int8" in " ".join(cli_ok("stats", "--library", str(folder)).stdout.split())
     with Library.open(folder) as lib:
-        assert [m.key for m in lib.catalog.models()] == [INT8_RECIPE]
+        assert [m.key for m in lib.catalog.models()] == [NEW_RECIPE]
         assert lib.embedder.info.key == DLIB_RESNET_INT8_KEY
         calibration = lib.scoring.calibration
-        assert calibration is not None and calibration.model == INT8_RECIPE
+        assert calibration is not None and calibration.model == NEW_RECIPE
         table, source = lib.scoring.score_table("snorm")
         assert table is not None and source == calibration.source
 
@@ -130,7 +131,7 @@ def test_evaluations_without_a_library_measure_what_a_new_library_gets(
     from facesearch.eval.inputs import eval_pipeline
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(xdg_cache))
-    assert eval_pipeline(tmp_path / "none", "onnx")[1] == INT8_RECIPE
+    assert eval_pipeline(tmp_path / "none", "onnx")[1] == NEW_RECIPE
     assert eval_pipeline(tmp_path / "none", "onnx", jitter=0.0)[1] == f"{DLIB_RESNET_KEY}+flip"
     pipeline, key = eval_pipeline(tmp_path / "none", "dlib")
     assert key == FLOAT_RECIPE and pipeline.embedder.info.key == DLIB_RESNET_KEY
@@ -141,7 +142,7 @@ def test_a_new_int8_library_warns_about_its_calibration_as_float_ones_do(tmp_pat
     using them carries a calibration_warning. The int8 tables were checked the same way (calibration_checks.json):
     making int8 the default must not drop that warning from new libraries' results."""
     with Library.open(tmp_path / "new") as new, Library.open(tmp_path / "old", model=DLIB_RESNET_KEY) as old:
-        for lib, recipe in ((new, INT8_RECIPE), (old, FLOAT_RECIPE)):
+        for lib, recipe in ((new, NEW_RECIPE), (old, FLOAT_RECIPE)):
             assert lib.model_info.key == recipe
             _, source = lib.scoring.score_table("cosine")
             warning = lib.scoring.calibration_warning(source)

@@ -208,11 +208,11 @@ def test_evaluations_measure_the_int8_model_without_a_library(
     from facesearch.eval.inputs import eval_pipeline
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(xdg_cache))
-    pipeline, key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_INT8_KEY)
+    pipeline, key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_INT8_KEY, jitter_axes="xy")
     assert key == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
     assert pipeline.embedder.info.key == DLIB_RESNET_INT8_KEY
     _, default_key = eval_pipeline(tmp_path / "none", "onnx")
-    assert default_key == key, "int8 is the default for new libraries, so for evaluations without one"
+    assert default_key == f"{key}y", "int8 (6 views, issue 15) is the default for new libraries, so for evaluations"
     _, float_key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_KEY)
     assert float_key == f"{DLIB_RESNET_KEY}+flip+jitter2.5"
     Library.open(tmp_path / "lib").close()
@@ -225,7 +225,7 @@ def test_the_int8_recipe_has_its_own_shipped_calibration(tmp_path: Path) -> None
     measured with the int8 model (all of lfw-dev), whose operating points sit where the float model's do."""
     from facesearch.search.calibration import default_calibration
 
-    with Library.open(tmp_path / "lib", model=DLIB_RESNET_INT8_KEY) as lib:
+    with Library.open(tmp_path / "lib", model=DLIB_RESNET_INT8_KEY, jitter_axes="xy") as lib:
         calibration = lib.scoring.calibration
         assert calibration is not None and calibration.model == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
     reference = default_calibration(f"{DLIB_RESNET_KEY}+flip+jitter2.5")

@@ -211,7 +211,7 @@ def test_a_library_keeps_the_recipe_it_was_created_with(tmp_path: Path) -> None:
 
     with Library.open(tmp_path / "new") as lib:
         assert lib.config.flip_average is True and lib.config.jitter == 2.5
-        assert lib.model_info.key == "dlib_resnet_v1_int8+flip+jitter2.5"  # issue 15: int8 for new libraries
+        assert lib.model_info.key == "dlib_resnet_v1_int8+flip+jitter2.5y"  # issue 15: int8, 6 views
         assert lib.pipeline.fallback is not None and lib.pipeline.fallback.name == "dlib_cnn_mmod"
     with Library.open(tmp_path / "plain", flip_average=False, jitter=0) as lib:
         assert lib.model_info.key == "dlib_resnet_v1"
@@ -263,7 +263,8 @@ def test_jitter_averages_shifted_alignments(tmp_path: Path, people: Path) -> Non
     with Library.open(tmp_path / "j") as jittered, Library.open(tmp_path / "p", jitter=0) as plain:
         face_j = jittered.pipeline.analyse(rgb)[0]
         face_p = plain.pipeline.analyse(rgb)[0]
-    assert face_j.shifted_chips is not None and face_j.shifted_chips.shape == (4, 150, 150, 3)
+    # issue 15: a new library shifts up and down only (jitter_axes "y"; the 4 shifts of "xy": test_jitter_axes.py)
+    assert face_j.shifted_chips is not None and face_j.shifted_chips.shape == (2, 150, 150, 3)
     assert face_p.shifted_chips is None
     assert not np.array_equal(face_j.shifted_chips[0], face_j.chip), "a shifted chip differs from the centre one"
     similarity = float(face_j.embedding @ face_p.embedding)

@@ -196,7 +196,7 @@ def test_the_default_recipe_ships_a_checked_snorm_cos_table(tmp_path: Path) -> N
         if name.startswith("snorm_cos@")
     ]
     assert len(ratios) == 6 and all(0.5 <= r <= 2 for r in ratios), ratios
-    folder = _library(tmp_path / "library", jitter=2.5)
+    folder = _library(tmp_path / "library", jitter=2.5, jitter_axes="xy")  # the 10-view recipe (y: test_jitter_axes)
     _set_kind(folder, "snorm_cos")
     with Library.open(folder) as lib:
         assert lib.model_info.key == recipe

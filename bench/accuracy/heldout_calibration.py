@@ -13,7 +13,8 @@ strangers score high more often than claimed. Both directions of the split are r
 
 Embeddings are cached in bench/out/ (ignored by git: never commit embeddings of real people).
 
-    .venv/bin/python -m bench.accuracy.heldout_calibration [--model M] [--jitter 0] [--limit N] [--workers 2] [--write]
+    .venv/bin/python -m bench.accuracy.heldout_calibration [--model M] [--jitter 0] [--jitter-axes y] [--limit N]
+        [--workers 2] [--write]
 
 Without --model it checks the model a new library gets (the int8 ResNet since issue 15; the checks recorded
 before then, without --model, were of dlib_resnet_v1: give --model dlib_resnet_v1 to repeat them).
@@ -39,14 +40,14 @@ SEED = 12
 
 
 def embed(
-    photos: list[Path], jitter: float | None, workers: int, model: str | None = None
+    photos: list[Path], jitter: float | None, workers: int, model: str | None = None, jitter_axes: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """The central face's embedding of each photo (photos without a detected face left out, as in
     ``facesearch calibrate``), its person, and the recipe key; cached by recipe and photo list."""
     from facesearch.eval.inputs import eval_pipeline
     from facesearch.eval.verify import embed_images
 
-    pipeline, key = eval_pipeline(None, "onnx", jitter=jitter, model=model)
+    pipeline, key = eval_pipeline(None, "onnx", jitter=jitter, jitter_axes=jitter_axes, model=model)
     cache = OUT / f"heldout-{key}-{len(photos)}.npz"
     if cache.is_file():
         data = np.load(cache)
@@ -116,6 +117,9 @@ def off_by(ratio: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jitter", type=float, default=None, help="embedding jitter [default: the library default]")
+    parser.add_argument(
+        "--jitter-axes", default=None, help="xy or y (issue 15: up/down shifts only) [default: the library default]"
+    )
     parser.add_argument("--limit", type=int, default=None, help="use this many photos, spread over lfw-dev")
     parser.add_argument("--model", default=None, help="built-in model key [default: what a new library gets]")
     parser.add_argument("--workers", type=int, default=2, help="embedding worker processes")
@@ -127,7 +131,7 @@ def main() -> None:
         "(results that use it then carry a calibration_warning when a ratio is off by more than 2x)",
     )
     args = parser.parse_args()
-    vectors, people, key = embed(lfw_photos(args.limit), args.jitter, args.workers, args.model)
+    vectors, people, key = embed(lfw_photos(args.limit), args.jitter, args.workers, args.model, args.jitter_axes)
     in_a = split_people(people)
     halves = {"A": (vectors[in_a], people[in_a]), "B": (vectors[~in_a], people[~in_a])}
     scores = {name: half_scores(*half) for name, half in halves.items()}
@@ -165,6 +169,7 @@ def record_check(result: dict, args: argparse.Namespace) -> None:
     if shipped is None:
         raise SystemExit(f"facesearch ships no calibration for {result['recipe']}: nothing to record the check for")
     command = "python -m bench.accuracy.heldout_calibration" + (f" --model {args.model}" if args.model else "")
+    command += f" --jitter-axes {args.jitter_axes}" if args.jitter_axes else ""
     command += "".join(
         f" --{name} {value:g}" for name, value in (("jitter", args.jitter), ("limit", args.limit)) if value is not None
     )

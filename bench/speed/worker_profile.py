@@ -12,6 +12,9 @@ results (what goes back to the parent). Then the parent's side: the writer stori
 
     PYTHONPATH=src:. .venv/bin/python -m bench.speed.worker_profile --photos 400
     PYTHONPATH=src:. .venv/bin/python -m bench.speed.worker_profile --photos 200 --cprofile
+    PYTHONPATH=src:. .venv/bin/python -m bench.speed.worker_profile --photos 200 --jitter-axes xy   # 10 views
+
+``--jitter-axes`` builds the library with those axes (default: what a new library gets; issue 15: "y", 6 views).
 """
 
 from __future__ import annotations
@@ -100,13 +103,13 @@ def staged_chunk(worker: Any, collection_id: int, sources: list, timers: Timers)
         faces = []
         for index, det in enumerate(detections):
             chips = timers(
-                "align (5 alignments)",
+                "align (all alignments)",
                 face_chips,
                 rgb,
                 det,
                 embedder.chip_size,
                 embedder.chip_padding,
-                jitter_shifts(pipeline.jitter),
+                jitter_shifts(pipeline.jitter, pipeline.jitter_axes),
             )
             quality = timers("quality", quality_score, chips[0], det)
             thumb = timers("thumbnail", thumbnail_jpeg, rgb, det.box)
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=400, help="spread-out lfw-dev photos (default 400)")
     parser.add_argument("--cprofile", action="store_true", help="cProfile Worker.process instead of stage timers")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--jitter-axes", default=None, help="xy (10 views) or y (6) [default: a new library's]")
     args = parser.parse_args()
 
     from facesearch import Library
@@ -144,7 +148,7 @@ def main() -> None:
     from facesearch.ingest.worker import Worker
 
     photos = lfw_photos(args.photos)
-    with tempfile.TemporaryDirectory() as tmp, Library.open(Path(tmp) / "lib") as lib:
+    with tempfile.TemporaryDirectory() as tmp, Library.open(Path(tmp) / "lib", jitter_axes=args.jitter_axes) as lib:
         lib.recipe.prepare()
         lib.create_collection("c")
         collection_id = lib.catalog.collection_id("c", create=False)

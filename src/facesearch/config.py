@@ -34,6 +34,10 @@ DEFAULT_SNORM_THRESHOLD = 2.09
 # The score kinds a library may rank by (``score_normalization``): "none" (cosine), "snorm", and issue 16's
 # "snorm_cos" (s-norm + 45 x cosine, search/normalize.py SNORM_COS_WEIGHT).
 SCORE_NORMALIZATIONS = ("none", "snorm", "snorm_cos")
+# Which jittered alignments a face is embedded in (models/pipeline.py jitter_shifts): "xy" the 4 shifts left, right,
+# up and down (10 views with flip); "y" (issue 15) only up and down (6 views: ~40% less of the ResNet, the same
+# accuracy on lfw-dev, docs/accuracy.md). Fixed per library: the recipe key says which (recipe_key).
+JITTER_AXES = ("xy", "y")
 
 
 def check_score_normalization(value: object, where: str = "score_normalization") -> str:
@@ -41,6 +45,14 @@ def check_score_normalization(value: object, where: str = "score_normalization")
     plain cosine and change every score and label of the library silently)."""
     if value not in SCORE_NORMALIZATIONS:
         raise LibraryError(f"{where} {value!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
+    return str(value)
+
+
+def check_jitter_axes(value: object, where: str = "jitter_axes") -> str:
+    """``value`` when it is a known set of jitter axes; else a clear error naming them (a typo must not embed a
+    library in a recipe nobody asked for)."""
+    if value not in JITTER_AXES:
+        raise LibraryError(f"{where} {value!r} is not one of {', '.join(JITTER_AXES)}", code="bad_request")
     return str(value)
 
 
@@ -63,9 +75,14 @@ class LibraryConfig:
     # Embed each face and its mirror image and average them (fixed when the library is created):
     # on lfw-dev 1:N it lifted rank-1 from 0.901 to 0.921 and cut FNIR at FPIR 0.01 from 0.567 to 0.483.
     flip_average: bool = True
-    # Also average 4 alignments shifted by this many chip pixels (0: off; fixed at creation). On lfw-dev
-    # it lifted 1:N rank-1 and verification (docs/accuracy.md) at 5x the embedding cost per face.
+    # Also average alignments shifted by this many chip pixels (0: off; fixed at creation; which ones: jitter_axes).
+    # On lfw-dev it lifted 1:N rank-1 and verification (docs/accuracy.md) at 5x (4 shifts) or 3x (2) the embedding
+    # cost per face.
     jitter: float = 2.5
+    # The directions of those shifts (JITTER_AXES; fixed at creation): "xy" all 4, "y" (issue 15) up and down only.
+    # New libraries get "y" where its recipe has a shipped calibration (settings.py default_jitter_axes); configs
+    # without the setting read "xy", the recipe before. No effect with jitter 0 (no shifted views).
+    jitter_axes: str = "xy"
     # Face detector: "hog" (fast) or "cnn" (dlib's MMOD CNN: finds turned and small faces, slower).
     detector_kind: str = "hog"
     # A second detector tried only on photos where the first finds no face: "cnn" or "none".
@@ -115,11 +132,13 @@ class LibraryConfig:
             "detector_near_misses": self.detector_near_misses,
             "flip": self.flip_average,
             "jitter": self.jitter,
+            "jitter_axes": self.jitter_axes,
         }
 
     def recipe_key(self, model_key: str) -> str:
         """The key of the embedding recipe: the model plus how it is applied (an index never mixes recipes)."""
-        return model_key + ("+flip" if self.flip_average else "") + (f"+jitter{self.jitter:g}" if self.jitter else "")
+        jitter = f"+jitter{self.jitter:g}{'' if self.jitter_axes == 'xy' else self.jitter_axes}" if self.jitter else ""
+        return model_key + ("+flip" if self.flip_average else "") + jitter
 
     def model_spec(self) -> OnnxModelSpec | None:
         """The operator's ONNX model, or None for the built-in dlib ResNet."""
@@ -143,12 +162,14 @@ class LibraryConfig:
         # Libraries written before these settings existed embedded without them: keep their recipe.
         data.setdefault("flip_average", False)
         data.setdefault("jitter", 0.0)
+        data.setdefault("jitter_axes", "xy")  # issue 15: the 4 shifts, before the up/down-only recipe
         data.setdefault("detector_fallback", "none")
         data.setdefault("detector_near_misses", "none")  # issue 16: HOG alone, as before
         data.setdefault("index_engine", "auto")  # issue 15: the engine before auto-ivfpq
         data.setdefault("model", DLIB_RESNET_KEY)  # issue 15: the model before the int8 default
         data.setdefault("score_normalization", "snorm")  # issue 16: the score before any snorm_cos default
         check_score_normalization(data["score_normalization"], f"{path}: score_normalization")
+        check_jitter_axes(data["jitter_axes"], f"{path}: jitter_axes")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

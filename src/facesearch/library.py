@@ -105,8 +105,9 @@ class Library:
 
         ``embedder``: the runtime for dlib's ResNet, ``onnx`` (fast) or ``dlib`` (reference; a new library then
         gets a model it runs). ``options``: :class:`~facesearch.settings.LibrarySpec`'s creation options (``model``,
-        ``device``, ``onnx_model``, ``index_engine``, ``flip_average``, ``jitter``, ``vector_store``, ``milvus_uri``,
-        ``catalog_url``, ``detector``, ``max_fpir``): applied when a library is created, refused if one contradicts it.
+        ``device``, ``onnx_model``, ``index_engine``, ``flip_average``, ``jitter``, ``jitter_axes``, ``vector_store``,
+        ``milvus_uri``, ``catalog_url``, ``detector``, ``max_fpir``): applied when a library is created, refused if
+        one contradicts it.
         ``repair_index=False`` leaves a missing, corrupt or stale vector index as it is (for ``doctor
         --check-only``); by default it is rebuilt or reconciled from the catalog on open.
         """

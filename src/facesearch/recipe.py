@@ -52,7 +52,8 @@ class LibraryRecipe:
         key = self.config.recipe_key(info.key)
         if key == info.key:
             return info
-        applied = (("flip-averaged", self.config.flip_average), ("jittered", self.config.jitter))
+        jittered = "jittered" if self.config.jitter_axes == "xy" else f"jittered on {self.config.jitter_axes} only"
+        applied = (("flip-averaged", self.config.flip_average), (jittered, self.config.jitter))
         return replace(info, key=key, name=f"{info.name} ({', '.join(w for w, on in applied if on)})")
 
     def prepare(self) -> None:

@@ -9,11 +9,12 @@ cannot work before anything is written (a refused catalog URL leaves no folder b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from facesearch.config import LibraryConfig
+from facesearch.config import LibraryConfig, check_jitter_axes
 from facesearch.errors import LibraryError
 from facesearch.models.embed.info import BUILTIN_KEYS, DLIB_RESNET_INT8_KEY, DLIB_RESNET_KEY
 from facesearch.search.labels import check_max_fpir
@@ -42,6 +43,23 @@ def default_model(config: LibraryConfig, embedder: str = "onnx", device: str = "
     return DLIB_RESNET_INT8_KEY if calibrated else DLIB_RESNET_KEY
 
 
+def default_jitter_axes(config: LibraryConfig, pick_model: Callable[[LibraryConfig], str]) -> str:
+    """Issue 15: the jitter axes of a new library for which none were asked (``config``: its recipe so far).
+
+    "y" (plain + up/down shifts, each mirrored: 6 views instead of 10, ~40% less of the ResNet per face, the same
+    accuracy on lfw-dev: docs/accuracy.md) where facesearch ships a calibration for that recipe with the model the
+    library would then get (``pick_model``), so that its labels are calibrated from the first search; else "xy",
+    the 4 shifts as before (and always with jitter 0, where no shifted view exists). Libraries created before keep
+    theirs (config.py: a config without the setting reads "xy").
+    """
+    from facesearch.search.calibration import default_calibration
+
+    if not config.jitter:
+        return "xy"
+    trial = replace(config, jitter_axes="y")
+    return "y" if default_calibration(trial.recipe_key(pick_model(trial))) is not None else "xy"
+
+
 def default_score_normalization(recipe_key: str) -> str:
     """Issue 16: the score kind of a new library of this embedding recipe (``LibraryConfig.recipe_key``).
 
@@ -64,6 +82,7 @@ class LibrarySpec:
     index_engine: str | None = None
     flip_average: bool | None = None
     jitter: float | None = None
+    jitter_axes: str | None = None  # "xy" or "y" (config.py JITTER_AXES); None: settings.default_jitter_axes
     vector_store: str | None = None
     milvus_uri: str | None = None
     catalog_url: str | None = None
@@ -81,6 +100,12 @@ class LibrarySpec:
         if self.model is not None and config.model != self.model:
             raise LibraryError(
                 f"{folder} embeds with {config.model}, fixed when it was created; an index never mixes models",
+                code="bad_request",
+            )
+        if self.jitter_axes is not None and config.jitter and check_jitter_axes(self.jitter_axes) != config.jitter_axes:
+            raise LibraryError(
+                f"{folder} embeds with jitter axes {config.jitter_axes!r}, fixed when it was created; an index never "
+                "mixes recipes",
                 code="bad_request",
             )
         if self.vector_store is not None and config.vector_store != self.vector_store:
@@ -102,6 +127,8 @@ class LibrarySpec:
         ``embedder`` (``onnx`` or ``dlib``) and :attr:`device`, what will embed into it first, pick the model when
         none is asked for (:func:`default_model`)."""
         checked_url = server_catalog_url(self.catalog_url) if self.catalog_url is not None else None
+        if self.jitter_axes is not None:
+            check_jitter_axes(self.jitter_axes)
         if self.detector not in (None, *DETECTORS):
             raise LibraryError(f"unknown detector {self.detector!r}: choose 'hog' or 'cnn'", code="bad_request")
         if self.index_engine is not None:
@@ -122,17 +149,13 @@ class LibrarySpec:
             config.jitter = self.jitter
         if self.detector == "cnn":
             config.detector_kind, config.detector_fallback, config.detector_near_misses = "cnn", "none", "none"
-        if self.model is not None:
-            if self.model not in BUILTIN_KEYS or self.onnx_model is not None:
-                raise LibraryError(
-                    f"unknown model {self.model!r}: choose {' or '.join(BUILTIN_KEYS)} (or give an ONNX model file)",
-                    code="bad_request",
-                )
-            config.model = self.model
-        elif self.onnx_model is not None:
-            config.model = self.onnx_model["key"]
-        else:
-            config.model = default_model(config, embedder, self.device or "cpu")
+        if self.model is not None and (self.model not in BUILTIN_KEYS or self.onnx_model is not None):
+            raise LibraryError(
+                f"unknown model {self.model!r}: choose {' or '.join(BUILTIN_KEYS)} (or give an ONNX model file)",
+                code="bad_request",
+            )
+        config.jitter_axes = self.jitter_axes or default_jitter_axes(config, lambda c: self._model(c, embedder))
+        config.model = self._model(config, embedder)
         config.score_normalization = default_score_normalization(config.recipe_key(config.model))
         if self.vector_store is not None:
             config.vector_store = self.vector_store
@@ -143,3 +166,11 @@ class LibrarySpec:
                 config.milvus_collection = new_collection_name()  # a server may hold many libraries
         check_engine(config)
         return config
+
+    def _model(self, config: LibraryConfig, embedder: str) -> str:
+        """The model key of a new library with the recipe ``config`` (the one asked, else :func:`default_model`)."""
+        if self.model is not None:
+            return self.model
+        if self.onnx_model is not None:
+            return str(self.onnx_model["key"])
+        return default_model(config, embedder, self.device or "cpu")

@@ -45,6 +45,14 @@ FlipOpt = Annotated[
 JitterOpt = Annotated[
     float | None, typer.Option("--jitter", help="Jitter shift in chip pixels, 0 = off [default: the library's]")
 ]
+JitterAxesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--jitter-axes",
+        help="Directions of the jitter shifts: xy (left, right, up, down: 10 views with flip) or y (up and down: 6 "
+        "views, issue 15) [default: the library's; without one, what a new library gets]",
+    ),
+]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -65,6 +73,14 @@ HalvesOpt = Annotated[
 ]
 
 
+def _check_axes(jitter_axes: str | None) -> None:
+    """Refuse an unknown --jitter-axes before any photo or pairs file is read (imported here: --help stays fast)."""
+    if jitter_axes is not None:
+        from facesearch.config import check_jitter_axes
+
+        check_jitter_axes(jitter_axes, "--jitter-axes")
+
+
 @eval_app.command("verify")
 def eval_verify(
     pairs: Annotated[Path, typer.Option("--pairs", help="Pairs file in LFW format (View 1 'N' or View 2 'folds n')")],
@@ -74,6 +90,7 @@ def eval_verify(
     ] = "centre",
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
+    jitter_axes: JitterAxesOpt = None,
     detector_fallback: FallbackOpt = None,
     model: ModelOpt = None,
     report_dir: ReportOpt = None,
@@ -90,11 +107,18 @@ def eval_verify(
     if fallback not in ("centre", "reject"):
         _fail(FaceSearchError("--fallback must be 'centre' or 'reject'", code="bad_request"), as_json)
     try:
+        _check_axes(jitter_axes)
         pair_list = read_pairs(pairs, images)
         if halves:
             pairs_of_halves(pair_list)  # a half that cannot be measured is refused before anything is embedded
         pipeline, _ = eval_pipeline(
-            library, embedder, flip_average=flip, jitter=jitter, detector_fallback=detector_fallback, model=model
+            library,
+            embedder,
+            flip_average=flip,
+            jitter=jitter,
+            jitter_axes=jitter_axes,
+            detector_fallback=detector_fallback,
+            model=model,
         )
         paths = sorted({p for pair in pair_list for p in (pair.a, pair.b)})
         with _progress("embedding", as_json) as bar:
@@ -176,6 +200,7 @@ def eval_identify(
     ] = None,
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
+    jitter_axes: JitterAxesOpt = None,
     model: ModelOpt = None,
     report_dir: ReportOpt = None,
     probe_photos: Annotated[
@@ -228,6 +253,7 @@ def eval_identify(
     from facesearch.library import Library
 
     try:
+        _check_axes(jitter_axes)
         for option, kind in (("--normalize", normalize), ("--compare-normalize", compare_normalize)):
             if kind is not None and kind not in SCORE_NORMALIZATIONS:  # refused before anything is read
                 raise FaceSearchError(
@@ -250,7 +276,9 @@ def eval_identify(
         with tempfile.TemporaryDirectory(prefix="facesearch-eval-") as tmp:
             folder = work_dir or Path(tmp) / "library"
             with (
-                Library.open(folder, embedder=embedder, flip_average=flip, jitter=jitter, model=model) as lib,
+                Library.open(
+                    folder, embedder=embedder, flip_average=flip, jitter=jitter, jitter_axes=jitter_axes, model=model
+                ) as lib,
                 _progress("enrolling and searching", as_json) as bar,
             ):
                 if normalize is not None:
@@ -435,6 +463,7 @@ def calibrate(
     ] = None,
     flip: FlipOpt = None,
     jitter: JitterOpt = None,
+    jitter_axes: JitterAxesOpt = None,
     model: ModelOpt = None,
     max_comparisons: Annotated[
         int, typer.Option(help="Sample this many different-person pairs when there are more")
@@ -457,6 +486,7 @@ def calibrate(
     from facesearch.library import Library
 
     try:
+        _check_axes(jitter_axes)
         paths = calibration_photos(images, pairs)
         folder = library or default_library_path()
         lib = Library.open(folder, embedder=embedder, create=False) if (folder / "config.json").is_file() else None
@@ -468,7 +498,9 @@ def calibrate(
             if lib is not None:
                 pipeline, model_key = lib.pipeline, lib.model_info.key
             else:
-                pipeline, model_key = eval_pipeline(None, embedder, flip_average=flip, jitter=jitter, model=model)
+                pipeline, model_key = eval_pipeline(
+                    None, embedder, flip_average=flip, jitter=jitter, jitter_axes=jitter_axes, model=model
+                )
             with _progress("embedding", as_json) as bar:
                 task = bar.add_task("embed", total=len(paths))
                 embeddings, no_face = embed_images(pipeline, paths, "reject", lambda n: bar.advance(task, n))

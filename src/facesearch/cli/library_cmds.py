@@ -70,6 +70,15 @@ def index(
             "0 embeds ~2.5x faster at some accuracy cost, see docs/accuracy.md)",
         ),
     ] = None,
+    jitter_axes: Annotated[
+        str | None,
+        typer.Option(
+            "--jitter-axes",
+            help="Only when this command creates the library: the directions of the jitter shifts, y (up and "
+            "down: 6 views per face with flip, issue 15) or xy (left, right, up, down: 10 views, the recipe "
+            "before) [default: y where facesearch ships its calibration, else xy; docs/accuracy.md]",
+        ),
+    ] = None,
     vector_store: Annotated[
         str | None,
         typer.Option(
@@ -181,6 +190,7 @@ def index(
             embedder,
             create=True,
             jitter=jitter,
+            jitter_axes=jitter_axes,
             vector_store=vector_store,
             milvus_uri=milvus_uri,
             catalog_url=catalog_url,

@@ -67,6 +67,7 @@ def open_library(
     create: bool = False,
     repair: bool = True,
     jitter: float | None = None,
+    jitter_axes: str | None = None,
     vector_store: str | None = None,
     milvus_uri: str | None = None,
     catalog_url: str | None = None,
@@ -85,6 +86,7 @@ def open_library(
     folder = library or default_library_path()
     creation = {
         "--jitter": jitter,
+        "--jitter-axes": jitter_axes,
         "--vector-store": vector_store,
         "--milvus-uri": milvus_uri,
         "--catalog-url": catalog_url,
@@ -106,6 +108,7 @@ def open_library(
         create=create,
         repair_index=repair,
         jitter=jitter,
+        jitter_axes=jitter_axes,
         vector_store=vector_store,
         milvus_uri=milvus_uri,
         catalog_url=catalog_url,

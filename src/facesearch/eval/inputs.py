@@ -16,20 +16,24 @@ from facesearch.errors import FaceSearchError
 def eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # type: ignore[no-untyped-def]
     """The pipeline of an existing library (its model and settings), or the defaults, and its recipe key.
 
-    ``overrides`` (``flip_average``, ``jitter``, ``detector_fallback``, ``model``: a built-in model key such as
-    the int8 ResNet of issue 15; None = keep) apply to the defaults, for measuring a recipe before creating a
-    library with it. Without ``model``, the model a new library with these options would get (issue 15:
-    settings.default_model, the int8 ResNet unless ``embedder`` or the recipe calls for the float one).
+    ``overrides`` (``flip_average``, ``jitter``, ``jitter_axes``, ``detector_fallback``, ``model``: a built-in
+    model key such as the int8 ResNet of issue 15; None = keep) apply to the defaults, for measuring a recipe before
+    creating a library with it. Without ``model``, the model a new library with these options would get (issue 15:
+    settings.default_model, the int8 ResNet unless ``embedder`` or the recipe calls for the float one); without
+    ``jitter_axes``, the axes it would get (settings.default_jitter_axes: "y" where its calibration ships).
     """
     from dataclasses import replace
 
+    from facesearch.config import check_jitter_axes
     from facesearch.library import Library
     from facesearch.models.embed.info import dlib_resnet_info
     from facesearch.models.pipeline import PipelineRecipe
-    from facesearch.settings import default_model
+    from facesearch.settings import default_jitter_axes, default_model
 
     folder = library or default_library_path()
     changes = {k: v for k, v in overrides.items() if v is not None}
+    if "jitter_axes" in changes:  # refused before any library or model is opened
+        check_jitter_axes(changes["jitter_axes"], "--jitter-axes")
     if (folder / "config.json").is_file():
         if changes:
             raise FaceSearchError(
@@ -40,8 +44,13 @@ def eval_pipeline(library: Path | None, embedder: str, **overrides: object):  # 
             return lib.pipeline, lib.model_info.key
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesearch" / "models"
     config = replace(LibraryConfig(), **changes)
-    if "model" not in changes:
-        config.model = default_model(config, embedder)
+
+    def pick_model(recipe: LibraryConfig) -> str:
+        return str(changes["model"]) if "model" in changes else default_model(recipe, embedder)
+
+    if "jitter_axes" not in changes:
+        config.jitter_axes = default_jitter_axes(config, pick_model)
+    config.model = pick_model(config)
     recipe = PipelineRecipe(
         backend=embedder,
         models_dir=str(cache),

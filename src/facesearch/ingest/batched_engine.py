@@ -10,7 +10,7 @@ the local engine's per-photo work:
 - this process batches the working copies of same-size photos through the CNN face detector on the
   device (``TorchBatchDetector``), sends each photo's cells above the threshold back to the worker
   holding that photo, and embeds the aligned faces of many photos in one batch (``embed_faces``, the
-  pipeline's own recipe: flip, jitter, stability);
+  pipeline's own recipe: flip, jitter and its axes, stability);
 - it is also the writer, on a thread of its own (:class:`WriterThread`: the device's waits and
   SQLite's steps release the GIL, so writing overlaps the device work): results reach the same
   ``handle`` as every engine's (ingest/runner.py), in input order, so storing, duplicates, opt-outs,
@@ -149,6 +149,7 @@ class BatchedIngestRun(IngestRun):
         self.device_detects = DEVICE_DETECTOR in kinds
         self.flip = bool(options.get("flip", False))
         self.jitter = float(options.get("jitter", 0.0))
+        self.jitter_axes = str(options.get("jitter_axes", "xy"))  # the library's recipe (config.py JITTER_AXES)
         self.timings = {"detect_s": 0.0, "embed_s": 0.0, "wait_s": 0.0}
 
     # ------------------------------------------------------------------ models on the device
@@ -433,7 +434,8 @@ class BatchedIngestRun(IngestRun):
         started = time.perf_counter()
         batch, state.to_embed, state.faces_to_embed = state.to_embed, [], 0
         try:
-            embed_faces(embedder, [face for _, faces in batch for face in faces], flip=self.flip, jitter=self.jitter)
+            every = [face for _, faces in batch for face in faces]
+            embed_faces(embedder, every, flip=self.flip, jitter=self.jitter, jitter_axes=self.jitter_axes)
         except Exception:
             # A batch failing as a whole (out of device memory, say) is retried photo by photo, so one
             # photo's failure stays that photo's rejection.
@@ -448,7 +450,7 @@ class BatchedIngestRun(IngestRun):
     def _embed_one(self, state: _State, embedder: Embedder, seq: int, faces: list[Face]) -> None:
         item = state.items[seq]
         try:
-            embed_faces(embedder, faces, flip=self.flip, jitter=self.jitter)
+            embed_faces(embedder, faces, flip=self.flip, jitter=self.jitter, jitter_axes=self.jitter_axes)
         except Exception as exc:
             self._finish(state, seq, rejection(item.source, exc))
         else:

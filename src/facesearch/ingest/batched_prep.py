@@ -80,6 +80,7 @@ class PrepWorker:
         fallback = options.get("detector_fallback", "none")
         self.chain = [primary] + ([fallback] if fallback not in ("none", "", primary) else [])
         self.jitter = float(options.get("jitter", 0.0))
+        self.jitter_axes = str(options.get("jitter_axes", "xy"))  # aligned as the library's pipeline does
         self.loader = SourceLoader(self.settings.worker)
         models_dir = Path(self.settings.worker.models_dir)
         self.cpu_detectors: dict[str, FaceDetector] = {
@@ -147,7 +148,7 @@ class PrepWorker:
 
     def _faces(self, rgb: np.ndarray, detections: list) -> list[Face]:
         return [
-            align_face(rgb, i, det, self.settings.chip_size, self.settings.chip_padding, self.jitter)
+            align_face(rgb, i, det, self.settings.chip_size, self.settings.chip_padding, self.jitter, self.jitter_axes)
             for i, det in enumerate(detections)
         ]
 

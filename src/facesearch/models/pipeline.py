@@ -32,20 +32,30 @@ class Face:
     stability: float | None = None  # mean cosine of the jittered views with their average (after embedding)
 
 
-def jitter_shifts(shift: float) -> tuple[tuple[float, float], ...]:
-    """The four alignments moved left, right, up and down by ``shift`` chip pixels (none for 0)."""
+def jitter_shifts(shift: float, axes: str = "xy") -> tuple[tuple[float, float], ...]:
+    """The alignments moved by ``shift`` chip pixels (none for 0): ``axes`` "xy" left, right, up and down;
+    "y" (issue 15) up and down only, the same two shifts as the last two of "xy" (config.py JITTER_AXES)."""
+    if axes not in ("xy", "y"):
+        raise ModelError(f"unknown jitter axes {axes!r}: 'xy' or 'y'")
     if shift <= 0:
         return ()
-    return ((shift, 0.0), (-shift, 0.0), (0.0, shift), (0.0, -shift))
+    vertical = ((0.0, shift), (0.0, -shift))
+    return ((shift, 0.0), (-shift, 0.0), *vertical) if axes == "xy" else vertical
 
 
 def align_face(
-    rgb: np.ndarray, index: int, det: Detection, chip_size: int, chip_padding: float, jitter: float = 0.0
+    rgb: np.ndarray,
+    index: int,
+    det: Detection,
+    chip_size: int,
+    chip_padding: float,
+    jitter: float = 0.0,
+    jitter_axes: str = "xy",
 ) -> Face:
     """One detected face -> its :class:`Face` record, not yet embedded: aligned chip (and the jittered
     alignments), quality and thumbnail. A free function so that processes without an embedder (the
     batched ingest's CPU workers, ingest/batched_prep.py) align exactly as the pipeline does."""
-    chips = face_chips(rgb, det, chip_size, chip_padding, jitter_shifts(jitter))
+    chips = face_chips(rgb, det, chip_size, chip_padding, jitter_shifts(jitter, jitter_axes))
     chip = chips[0]
     return Face(
         index=index,
@@ -59,11 +69,14 @@ def align_face(
     )
 
 
-def embed_faces(embedder: Embedder, faces: list[Face], *, flip: bool, jitter: float) -> list[Face]:
+def embed_faces(
+    embedder: Embedder, faces: list[Face], *, flip: bool, jitter: float, jitter_axes: str = "xy"
+) -> list[Face]:
     """Fill in the embeddings of faces (from one or many images) in one batch, as a pipeline with this
-    ``flip`` and ``jitter`` does (also used by the batched ingest, which embeds apart from detecting)."""
+    ``flip``, ``jitter`` and ``jitter_axes`` does (also used by the batched ingest, which embeds apart from
+    detecting)."""
     if faces:
-        group = 1 + len(jitter_shifts(jitter))
+        group = 1 + len(jitter_shifts(jitter, jitter_axes))
         chips = []
         for face in faces:
             chips.append(face.chip[None])
@@ -90,11 +103,14 @@ class FacePipeline:
         flip: bool = False,
         jitter: float = 0.0,
         fallback: FaceDetector | None = None,
+        jitter_axes: str = "xy",
     ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.flip = flip  # average each face's embedding with its mirror image's (see Embedder.embed)
-        self.jitter = jitter  # also average 4 alignments shifted by this many chip pixels (0: off)
+        self.jitter = jitter  # also average alignments shifted by this many chip pixels (0: off)
+        jitter_shifts(jitter, jitter_axes)  # refuses unknown axes now, not at the first face
+        self.jitter_axes = jitter_axes  # which shifts: "xy" (4) or "y" (up and down: 2)
         self.fallback = fallback  # a second detector, tried only on photos where the first finds no face
         self.recipe: PipelineRecipe | None = None  # set when built from one: lets evaluations fan out to processes
 
@@ -128,11 +144,13 @@ class FacePipeline:
         return self._face(rgb, 0, self.detector.landmarks_in_box(rgb, box))
 
     def _face(self, rgb: np.ndarray, index: int, det: Detection) -> Face:
-        return align_face(rgb, index, det, self.embedder.chip_size, self.embedder.chip_padding, self.jitter)
+        return align_face(
+            rgb, index, det, self.embedder.chip_size, self.embedder.chip_padding, self.jitter, self.jitter_axes
+        )
 
     def embed_faces(self, faces: list[Face]) -> list[Face]:
         """Fill in the embeddings of faces (from one or many images) in one batch."""
-        return embed_faces(self.embedder, faces, flip=self.flip, jitter=self.jitter)
+        return embed_faces(self.embedder, faces, flip=self.flip, jitter=self.jitter, jitter_axes=self.jitter_axes)
 
     def analyse(self, rgb: np.ndarray) -> list[Face]:
         return self.embed_faces(self.find_faces(rgb))
@@ -147,6 +165,7 @@ def build_pipeline(
     detector_near_misses: str = "none",
     flip: bool = False,
     jitter: float = 0.0,
+    jitter_axes: str = "xy",
     cache_dir: Path | None = None,
     threads: int = 0,
     device: str = "cpu",
@@ -167,7 +186,7 @@ def build_pipeline(
     if detector_fallback not in ("none", "", detector_kind):
         fallback = detector(detector_fallback)
     primary = detector(detector_kind, detector_near_misses)
-    return FacePipeline(primary, embedder, flip=flip, jitter=jitter, fallback=fallback)
+    return FacePipeline(primary, embedder, flip=flip, jitter=jitter, fallback=fallback, jitter_axes=jitter_axes)
 
 
 def _torch_cnn_detector(settings: DetectorSettings | None, device: str) -> FaceDetector:
