@@ -75,6 +75,27 @@ def test_int8_descriptors_agree_with_the_float_ones(float_model, johns) -> None:
     assert np.abs(sa - sb)[sa > -1].max() < 0.03
 
 
+def test_per_tensor_quantisation_has_one_weight_scale_per_convolution(float_model) -> None:  # type: ignore[no-untyped-def]
+    """``per_channel=False`` (measured by bench/speed/embed_runtime.py, not used by the model key) gives each
+    convolution's weights one scale; the default gives one per output channel."""
+    from onnx import numpy_helper
+
+    def conv_weight_scales(model) -> list[int]:  # type: ignore[no-untyped-def]
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        producers = {out: node for node in model.graph.node for out in node.output}
+        sizes = []
+        for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+            dequant = producers[conv.input[1]]
+            sizes.append(inits[dequant.input[1]].size)
+        return sizes
+
+    per_tensor = conv_weight_scales(quantise_resnet(float_model, shipped_ranges(), per_channel=False))
+    per_channel = conv_weight_scales(quantise_resnet(float_model, shipped_ranges()))
+    assert len(per_tensor) == len(per_channel) == 29
+    assert set(per_tensor) == {1}
+    assert min(per_channel) >= 32
+
+
 def test_ranges_for_other_weights_are_refused(float_model) -> None:  # type: ignore[no-untyped-def]
     """Shipped ranges belong to one weights file: another would be quantised with the wrong scales."""
     wrong = dataclasses.replace(shipped_ranges(), weights_sha256="0" * 64)

@@ -140,13 +140,19 @@ def fold_affine(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantise_resnet(
-    float_model: onnx.ModelProto, ranges: Int8Ranges, *, quant_format: str = "qdq", reduce_range: bool = False
+    float_model: onnx.ModelProto,
+    ranges: Int8Ranges,
+    *,
+    quant_format: str = "qdq",
+    reduce_range: bool = False,
+    per_channel: bool = True,
 ) -> onnx.ModelProto:
     """dlib's converted ResNet quantised to int8 (static, per-channel weights) with the given ranges.
 
     ``quant_format``: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs, fused by ONNX Runtime into integer
     kernels when the session is made) or ``"qoperator"`` (QLinearConv and friends written out). The ranges
     must be for these weights (ModelError ``model_mismatch`` otherwise), and for every tensor quantised.
+    ``per_channel=False`` (one weight scale per tensor) exists for ``bench/speed/embed_runtime.py`` only.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -175,7 +181,7 @@ def quantise_resnet(
                 calibration_cache_path=folder / "ranges.json",
                 quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
                 op_types_to_quantize=OP_TYPES,
-                per_channel=True,
+                per_channel=per_channel,
                 reduce_range=reduce_range,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
