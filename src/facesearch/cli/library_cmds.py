@@ -550,6 +550,8 @@ def stats(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
         f"model {data['model']['name']} "
         f"({data['model']['licence']}); index {data['index']['engine']}, {data['index']['vectors']} vectors"
     )
+    for warning in data.get("warnings", []):
+        console.print(f"[bold red]warning[/]: {warning}")
 
 
 def doctor(
