@@ -246,7 +246,7 @@ def test_evaluations_measure_the_int8_model_without_a_library(
     assert key == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
     assert pipeline.embedder.info.key == DLIB_RESNET_INT8_KEY
     _, default_key = eval_pipeline(tmp_path / "none", "onnx")
-    assert default_key == f"{key}y", "int8 (6 views, issue 15) is the default for new libraries, so for evaluations"
+    assert default_key == f"{DLIB_RESNET_INT8R_KEY}+flip+jitter2.5y", "what a new library gets: so for evaluations"
     _, float_key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_KEY)
     assert float_key == f"{DLIB_RESNET_KEY}+flip+jitter2.5"
     Library.open(tmp_path / "lib").close()
