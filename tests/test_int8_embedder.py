@@ -269,3 +269,14 @@ def test_the_int8_recipe_has_its_own_shipped_calibration(tmp_path: Path) -> None
         assert mine is not None and theirs is not None
         for fmr in (1e-2, 1e-3, 1e-4):
             assert abs(mine.threshold_for(fmr) - theirs.threshold_for(fmr)) < tolerance, (kind, fmr)
+    # The 7-bit-weight model's own table (the y recipe, new libraries' default) sits where the 8-bit model's does.
+    with Library.open(tmp_path / "portable", model=DLIB_RESNET_INT8R_KEY) as lib:
+        portable = lib.scoring.calibration
+        assert portable is not None and portable.model == f"{DLIB_RESNET_INT8R_KEY}+flip+jitter2.5y"
+    eight_bit = default_calibration(f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5y")
+    assert eight_bit is not None
+    for kind, tolerance in (("cosine", 0.005), ("snorm", 0.05), ("snorm_cos", 0.25)):
+        mine, theirs = portable.table(kind), eight_bit.table(kind)
+        assert mine is not None and theirs is not None
+        for fmr in (1e-2, 1e-3, 1e-4):
+            assert abs(mine.threshold_for(fmr) - theirs.threshold_for(fmr)) < tolerance, (kind, fmr)
