@@ -75,8 +75,9 @@ class LibraryConfig:
     # Embed each face and its mirror image and average them (fixed when the library is created):
     # on lfw-dev 1:N it lifted rank-1 from 0.901 to 0.921 and cut FNIR at FPIR 0.01 from 0.567 to 0.483.
     flip_average: bool = True
-    # Also average 4 alignments shifted by this many chip pixels (0: off; fixed at creation). On lfw-dev
-    # it lifted 1:N rank-1 and verification (docs/accuracy.md) at 5x the embedding cost per face.
+    # Also average alignments shifted by this many chip pixels (0: off; fixed at creation; which ones: jitter_axes).
+    # On lfw-dev it lifted 1:N rank-1 and verification (docs/accuracy.md) at 5x (4 shifts) or 3x (2) the embedding
+    # cost per face.
     jitter: float = 2.5
     # The directions of those shifts (JITTER_AXES; fixed at creation): "xy" all 4, "y" (issue 15) up and down only.
     # New libraries get "y" where its recipe has a shipped calibration (settings.py default_jitter_axes); configs
