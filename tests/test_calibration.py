@@ -134,6 +134,30 @@ def test_shipped_default_is_for_the_default_recipe_and_holds_only_numbers() -> N
     assert default_calibration("someone-elses-model") is None
 
 
+def test_every_shipped_calibration_validates_and_was_checked_on_held_out_people() -> None:
+    """Each recipe's shipped entry (default_calibration.json) loads as a calibration (validated tables), measures
+    cosine and s-norm over millions of comparisons, and has a held-out check recorded for the same source
+    (calibration_checks.json): a table added without its check would give labels no one measured the honesty of."""
+    import json
+    from importlib import resources
+
+    from facesearch.search.calibration import CHECKS_NAME
+
+    package = resources.files("facesearch.search")
+    entries = json.loads(package.joinpath("default_calibration.json").read_text())
+    checks = json.loads(package.joinpath(CHECKS_NAME).read_text())
+    assert "dlib_resnet_v1_int8r+flip+jitter2.5y" in [entry["model"] for entry in entries]
+    for entry in entries:
+        calibration = default_calibration(entry["model"])
+        assert calibration is not None and calibration.model == entry["model"]
+        for kind in ("cosine", "snorm"):
+            table = calibration.table(kind)
+            assert table is not None and table.impostor_comparisons > 1_000_000, (entry["model"], kind)
+            assert all(a >= b for a, b in zip(table.fmr, table.fmr[1:], strict=False)), (entry["model"], kind)
+        checked = [c for c in checks if c["model"] == entry["model"] and c["source"] == calibration.source]
+        assert checked, f"no held-out check recorded for {entry['model']}"
+
+
 def test_photo_cohort_never_holds_the_compared_people() -> None:
     # 60 people, one of them with 200 photos: a cohort holding his other photos would push his
     # s-norm scores down; the cohort is drawn from one half of the people, pairs from the other.

@@ -20,7 +20,7 @@ from facesearch.models.convert.dlib_format import read_dlib_network
 from facesearch.models.convert.dlib_resnet_onnx import INPUT_NAME, build_resnet_onnx
 from facesearch.models.convert.resnet_int8 import Int8Ranges, fold_affine, quantise_resnet, shipped_ranges
 from facesearch.models.embed.factory import converted_builtin, create_embedder
-from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY, DLIB_RESNET_KEY
+from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY, DLIB_RESNET_KEY
 from facesearch.models.runtime import onnx_session
 from facesearch.models.weights import DLIB_RESNET, dlib_model_path
 from tests.conftest import GALLERY_PROBE, new_engine_library
@@ -57,12 +57,14 @@ def test_folding_the_affine_layers_keeps_the_function(float_model) -> None:  # t
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_int8_descriptors_agree_with_the_float_ones(float_model, johns) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("reduce_range", [False, True], ids=["int8", "int8r"])
+def test_int8_descriptors_agree_with_the_float_ones(float_model, johns, reduce_range: bool) -> None:  # type: ignore[no-untyped-def]
     """Same faces, both models: each descriptor within cosine 0.99 of the float one, every score between
     two chips within 0.03, and every chip's nearest other chip of the same person under both (the 1:N
-    answer). Not equal either: the int8 model is really used."""
+    answer). Not equal either: the int8 model is really used. The same for the 7-bit weights of
+    dlib_resnet_v1_int8r (``reduce_range``)."""
     chips, people = johns
-    int8 = quantise_resnet(float_model, shipped_ranges())
+    int8 = quantise_resnet(float_model, shipped_ranges(), reduce_range=reduce_range)
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     a, b = raw(float_model.SerializeToString(), chips), raw(int8.SerializeToString(), chips)
     cosines = np.sum(a * b, axis=1)
@@ -94,6 +96,24 @@ def test_per_tensor_quantisation_has_one_weight_scale_per_convolution(float_mode
     assert len(per_tensor) == len(per_channel) == 29
     assert set(per_tensor) == {1}
     assert min(per_channel) >= 32
+
+
+def test_the_portable_model_has_7_bit_weights(tmp_path: Path) -> None:
+    """dlib_resnet_v1_int8r is quantised with ``reduce_range``: every int8 weight of its convolutions within
+    [-64, 64] (two u8 x s8 products, 2 x 255 x 64, then fit the int16 sums of ONNX Runtime's kernels on CPUs without
+    VNNI), where dlib_resnet_v1_int8's use the full [-127, 127]. Read from the converted files themselves."""
+    import onnx
+    from onnx import numpy_helper
+
+    def largest_weight(path: Path) -> int:
+        model = onnx.load_model(path)
+        weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+        assert len(weights) >= 29  # one per convolution at least
+        return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+    portable = converted_builtin(tmp_path, DLIB_RESNET_INT8R_KEY)
+    assert largest_weight(portable) <= 64
+    assert largest_weight(converted_builtin(tmp_path, DLIB_RESNET_INT8_KEY)) > 100
 
 
 def test_ranges_for_other_weights_are_refused(float_model) -> None:  # type: ignore[no-untyped-def]
@@ -135,6 +155,9 @@ def test_conversion_is_cached_beside_the_float_model(tmp_path: Path) -> None:
     assert again == first and again.stat().st_mtime_ns == stamp
     assert first.name.startswith(f"{DLIB_RESNET_INT8_KEY}-r")
     assert converted_builtin(tmp_path, DLIB_RESNET_KEY) != first
+    portable = converted_builtin(tmp_path, DLIB_RESNET_INT8R_KEY)  # its own file: both coexist in one folder
+    assert portable.name.startswith(f"{DLIB_RESNET_INT8R_KEY}-r") and portable != first
+    assert first.stat().st_mtime_ns == stamp and portable.read_bytes() != first.read_bytes()
 
 
 def test_the_int8_model_runs_only_where_it_exists(model_cache: Path) -> None:
@@ -146,8 +169,14 @@ def test_the_int8_model_runs_only_where_it_exists(model_cache: Path) -> None:
     with pytest.raises(ModelError) as caught:
         create_embedder("onnx", model_cache, model="dlib_resnet_v2")
     assert caught.value.code == "bad_model"
+    with pytest.raises(ModelError) as caught:
+        create_embedder("onnx", model_cache, model=DLIB_RESNET_INT8R_KEY, device="cuda")
+    assert caught.value.code == "bad_embedder"
     embedder = create_embedder("onnx", model_cache, model=DLIB_RESNET_INT8_KEY)
     assert embedder.info.key == DLIB_RESNET_INT8_KEY and "int8" in embedder.info.name
+    portable = create_embedder("onnx", model_cache, model=DLIB_RESNET_INT8R_KEY)
+    assert portable.info.key == DLIB_RESNET_INT8R_KEY and portable.info.version == "1-int8r"
+    assert "7-bit" in portable.info.name and portable.info.weights_sha256 == embedder.info.weights_sha256
 
 
 def test_an_int8_library_indexes_with_the_int8_model(tmp_path: Path, shared_data: Path, example_gallery: Path) -> None:
@@ -179,7 +208,10 @@ def test_a_library_keeps_its_model(tmp_path: Path) -> None:
     assert not (tmp_path / "other").exists()
 
 
-def test_cli_creates_an_int8_library_and_refuses_the_option_later(tmp_path: Path, shared_data: Path) -> None:
+@pytest.mark.parametrize("model", [DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY])
+def test_cli_creates_an_int8_library_and_refuses_the_option_later(
+    tmp_path: Path, shared_data: Path, model: str
+) -> None:
     photo = shared_data / "face_recognition_examples" / "by_identity" / "barack_obama" / "obama.jpg"
     folder = tmp_path / "lib"
     cli_ok(
@@ -188,14 +220,16 @@ def test_cli_creates_an_int8_library_and_refuses_the_option_later(tmp_path: Path
         "--library",
         str(folder),
         "--model",
-        DLIB_RESNET_INT8_KEY,
+        model,
         "--jitter",
         "0",
         "--create-collection",
         "--workers",
         "1",
     )
-    assert json.loads((folder / "config.json").read_text())["model"] == DLIB_RESNET_INT8_KEY
+    assert json.loads((folder / "config.json").read_text())["model"] == model
+    with Library.open(folder) as lib:
+        assert lib.embedder.info.key == model and [m.key for m in lib.catalog.models()] == [f"{model}+flip"]
     again = run_cli("index", str(photo), "--library", str(folder), "--model", DLIB_RESNET_KEY)
     assert again.exit_code != 0 and "--model can only be set when a library is created" in again.output
 
@@ -212,7 +246,7 @@ def test_evaluations_measure_the_int8_model_without_a_library(
     assert key == f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5"
     assert pipeline.embedder.info.key == DLIB_RESNET_INT8_KEY
     _, default_key = eval_pipeline(tmp_path / "none", "onnx")
-    assert default_key == f"{key}y", "int8 (6 views, issue 15) is the default for new libraries, so for evaluations"
+    assert default_key == f"{DLIB_RESNET_INT8R_KEY}+flip+jitter2.5y", "what a new library gets: so for evaluations"
     _, float_key = eval_pipeline(tmp_path / "none", "onnx", model=DLIB_RESNET_KEY)
     assert float_key == f"{DLIB_RESNET_KEY}+flip+jitter2.5"
     Library.open(tmp_path / "lib").close()
@@ -232,6 +266,17 @@ def test_the_int8_recipe_has_its_own_shipped_calibration(tmp_path: Path) -> None
     assert reference is not None
     for kind, tolerance in (("cosine", 0.005), ("snorm", 0.05)):
         mine, theirs = calibration.table(kind), reference.table(kind)
+        assert mine is not None and theirs is not None
+        for fmr in (1e-2, 1e-3, 1e-4):
+            assert abs(mine.threshold_for(fmr) - theirs.threshold_for(fmr)) < tolerance, (kind, fmr)
+    # The 7-bit-weight model's own table (the y recipe, new libraries' default) sits where the 8-bit model's does.
+    with Library.open(tmp_path / "portable", model=DLIB_RESNET_INT8R_KEY) as lib:
+        portable = lib.scoring.calibration
+        assert portable is not None and portable.model == f"{DLIB_RESNET_INT8R_KEY}+flip+jitter2.5y"
+    eight_bit = default_calibration(f"{DLIB_RESNET_INT8_KEY}+flip+jitter2.5y")
+    assert eight_bit is not None
+    for kind, tolerance in (("cosine", 0.005), ("snorm", 0.05), ("snorm_cos", 0.25)):
+        mine, theirs = portable.table(kind), eight_bit.table(kind)
         assert mine is not None and theirs is not None
         for fmr in (1e-2, 1e-3, 1e-4):
             assert abs(mine.threshold_for(fmr) - theirs.threshold_for(fmr)) < tolerance, (kind, fmr)

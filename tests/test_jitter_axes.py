@@ -17,7 +17,7 @@ import pytest
 from facesearch import Library
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError, ModelError
-from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY, DLIB_RESNET_KEY
+from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY, DLIB_RESNET_KEY
 from facesearch.models.pipeline import FacePipeline, jitter_shifts
 from facesearch.settings import LibrarySpec
 from tests.helpers import library_contents, run_cli
@@ -109,16 +109,20 @@ def test_a_config_without_jitter_axes_keeps_the_four_shifts(tmp_path: Path, port
 
 
 def test_a_new_library_gets_y_where_its_calibration_ships() -> None:
-    """The y recipe of the int8 model has a shipped calibration: new libraries get it (labels calibrated from the
-    first search, s-norm + cosine scores). Recipes without one keep the 4 shifts: the float model (dlib's embedder,
-    a GPU, or asked for) and jitter 0 (no shifted views at all)."""
+    """The y recipe of the int8 models has a shipped calibration: new libraries get it (labels calibrated from the
+    first search, s-norm + cosine scores), with the 7-bit-weight model (the same descriptors on every CPU). Recipes
+    without one keep the 4 shifts: the float model (dlib's embedder, a GPU, or asked for) and jitter 0 (no shifted
+    views at all); the 4 shifts asked for get the 8-bit model, the int8 model calibrated for them."""
     from facesearch.search.calibration import default_calibration
 
-    shipped = default_calibration(Y_KEY)
-    assert shipped is not None and shipped.table("snorm_cos") is not None
+    portable = f"{DLIB_RESNET_INT8R_KEY}+flip+jitter2.5y"
+    for key in (Y_KEY, portable):
+        shipped = default_calibration(key)
+        assert shipped is not None and shipped.table("snorm_cos") is not None, key
+    assert default_calibration(f"{DLIB_RESNET_INT8R_KEY}+flip+jitter2.5") is None
     config = LibrarySpec().new_config()
-    assert (config.jitter_axes, config.model, config.score_normalization) == ("y", DLIB_RESNET_INT8_KEY, "snorm_cos")
-    assert config.recipe_key(config.model) == Y_KEY
+    assert (config.jitter_axes, config.model, config.score_normalization) == ("y", DLIB_RESNET_INT8R_KEY, "snorm_cos")
+    assert config.recipe_key(config.model) == portable
     for spec, embedder in ((LibrarySpec(), "dlib"), (LibrarySpec(device="cuda"), "onnx")):
         float_config = spec.new_config(embedder)
         assert float_config.model == DLIB_RESNET_KEY and float_config.jitter_axes == "xy"

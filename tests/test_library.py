@@ -211,7 +211,7 @@ def test_a_library_keeps_the_recipe_it_was_created_with(tmp_path: Path) -> None:
 
     with Library.open(tmp_path / "new") as lib:
         assert lib.config.flip_average is True and lib.config.jitter == 2.5
-        assert lib.model_info.key == "dlib_resnet_v1_int8+flip+jitter2.5y"  # issue 15: int8, 6 views
+        assert lib.model_info.key == "dlib_resnet_v1_int8r+flip+jitter2.5y"  # issue 15: int8 (7-bit weights), 6 views
         assert lib.pipeline.fallback is not None and lib.pipeline.fallback.name == "dlib_cnn_mmod"
     with Library.open(tmp_path / "plain", flip_average=False, jitter=0) as lib:
         assert lib.model_info.key == "dlib_resnet_v1"

@@ -30,6 +30,7 @@ from facesearch.governance.types import SearchPurpose, User
 from facesearch.governance.watches import WatchRegistry
 from facesearch.ingest.runner import IngestReport
 from facesearch.ingest.service import Ingester
+from facesearch.models.cpu_features import int8_cpu_warning
 from facesearch.models.embed.base import Embedder
 from facesearch.models.embed.info import BUILTIN_KEYS
 from facesearch.models.pipeline import FacePipeline
@@ -239,6 +240,7 @@ class Library:
             "catalog": self.catalog.url,  # a file or a server (never a password)
             "model": asdict(self.model_info),
             "index": self.live_index.describe(),
+            "warnings": [w for w in (int8_cpu_warning(self.model_info.key),) if w],
         }
 
     def doctor(self, repair: bool = True) -> dict:

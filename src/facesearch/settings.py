@@ -16,7 +16,7 @@ from typing import Any
 
 from facesearch.config import LibraryConfig, check_jitter_axes
 from facesearch.errors import LibraryError
-from facesearch.models.embed.info import BUILTIN_KEYS, DLIB_RESNET_INT8_KEY, DLIB_RESNET_KEY
+from facesearch.models.embed.info import BUILTIN_KEYS, DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY, DLIB_RESNET_KEY
 from facesearch.search.labels import check_max_fpir
 from facesearch.store.database import server_catalog_url
 from facesearch.store.vectors.factory import check_engine
@@ -33,14 +33,20 @@ def default_model(config: LibraryConfig, embedder: str = "onnx", device: str = "
     run the float weights), and only a recipe with a shipped int8 calibration gives calibrated labels from
     the first search (the float model has tables for more recipes, e.g. ``--jitter 0``). Otherwise the float
     model, as before. Libraries created before keep theirs (config.py).
+
+    Of the int8 models, the one with 7-bit weights (``dlib_resnet_v1_int8r``: the same descriptors on every x86
+    CPU, VNNI or not; models/cpu_features.py) where its calibration ships for the recipe, else
+    ``dlib_resnet_v1_int8`` (whose descriptors move on CPUs without VNNI).
     """
     from facesearch.models.runtime import ONNXRUNTIME, runtime_for
     from facesearch.search.calibration import default_calibration
 
     if embedder != "onnx" or runtime_for(device) != ONNXRUNTIME:
         return DLIB_RESNET_KEY
-    calibrated = default_calibration(config.recipe_key(DLIB_RESNET_INT8_KEY)) is not None
-    return DLIB_RESNET_INT8_KEY if calibrated else DLIB_RESNET_KEY
+    for int8 in (DLIB_RESNET_INT8R_KEY, DLIB_RESNET_INT8_KEY):
+        if default_calibration(config.recipe_key(int8)) is not None:
+            return int8
+    return DLIB_RESNET_KEY
 
 
 def default_jitter_axes(config: LibraryConfig, pick_model: Callable[[LibraryConfig], str]) -> str:

@@ -57,9 +57,9 @@ ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="Built-in model without a library: dlib_resnet_v1_int8 or dlib_resnet_v1 (float) [default: the "
-        "library's; without one, what a new library with these options gets: int8 (issue 15), float with "
-        "--embedder dlib or a recipe int8 has no calibration for]",
+        help="Built-in model without a library: dlib_resnet_v1_int8r (7-bit weights), dlib_resnet_v1_int8 or "
+        "dlib_resnet_v1 (float) [default: the library's; without one, what a new library with these options "
+        "gets: an int8 model with a calibration for the recipe (issue 15), else float]",
     ),
 ]
 FallbackOpt = Annotated[str | None, typer.Option("--detector-fallback", help="cnn or none [default: the library's]")]

@@ -133,10 +133,12 @@ def index(
         str | None,
         typer.Option(
             "--model",
-            help="Only when this command creates the library: dlib_resnet_v1_int8 (default: dlib's ResNet "
-            "quantised to int8, faster on the CPU, its own calibration; docs/benchmarks.md) or dlib_resnet_v1 "
-            "(float: the default with --device cuda, --embedder dlib or a recipe int8 has no calibration for, "
-            "e.g. --jitter 0; libraries created before keep it)",
+            help="Only when this command creates the library: dlib_resnet_v1_int8r (default: dlib's ResNet "
+            "quantised to int8 with 7-bit weights, faster on the CPU, the same descriptors on every CPU, its own "
+            "calibration; docs/benchmarks.md), dlib_resnet_v1_int8 (8-bit weights: its descriptors move on x86 "
+            "CPUs without VNNI; the default for recipes only it has a calibration for, e.g. --jitter-axes xy) or "
+            "dlib_resnet_v1 (float: the default with --device cuda, --embedder dlib or a recipe neither int8 model "
+            "has a calibration for, e.g. --jitter 0; libraries created before keep theirs)",
         ),
     ] = None,
     engine: Annotated[
@@ -550,6 +552,8 @@ def stats(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
         f"model {data['model']['name']} "
         f"({data['model']['licence']}); index {data['index']['engine']}, {data['index']['vectors']} vectors"
     )
+    for warning in data.get("warnings", []):
+        console.print(f"[bold red]warning[/]: {warning}")
 
 
 def doctor(

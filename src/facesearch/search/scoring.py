@@ -22,6 +22,7 @@ import numpy as np
 
 from facesearch.config import LibraryConfig
 from facesearch.errors import LibraryError
+from facesearch.models.cpu_features import int8_cpu_warning
 from facesearch.search.calibration import (
     CALIBRATION_NAME,
     Calibration,
@@ -183,8 +184,13 @@ class Scoring:
         return point, source
 
     def calibration_warning(self, source: str | None) -> str | None:
-        """Said in every result that uses a calibration found off by more than 2x on held-out people."""
-        return heldout_warning(self.model_key, source) if source is not None else None
+        """Said in every result that uses a calibration found off by more than 2x on held-out people, or whose
+        descriptors this CPU computes otherwise than the calibration's did (``dlib_resnet_v1_int8`` on a CPU
+        without VNNI: models/cpu_features.py)."""
+        if source is None:
+            return None
+        said = [heldout_warning(self.model_key, source), int8_cpu_warning(self.model_key)]
+        return "; ".join(w for w in said if w) or None
 
     # watchlists -----------------------------------------------------------------------------------
 

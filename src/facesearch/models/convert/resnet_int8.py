@@ -237,13 +237,18 @@ def _without_preprocess_advice() -> Iterator[None]:
         root.removeFilter(advice)
 
 
-def convert_resnet_int8(dat_path: Path, onnx_path: Path, ranges: Int8Ranges | None = None) -> Path:
-    """Convert ``dlib_face_recognition_resnet_model_v1.dat`` to an int8 ONNX file at ``onnx_path``."""
+def convert_resnet_int8(
+    dat_path: Path, onnx_path: Path, ranges: Int8Ranges | None = None, *, reduce_range: bool = False
+) -> Path:
+    """Convert ``dlib_face_recognition_resnet_model_v1.dat`` to an int8 ONNX file at ``onnx_path``.
+
+    ``reduce_range``: 7-bit weights (model ``dlib_resnet_v1_int8r``), whose integer products cannot saturate
+    the int16 sums of ONNX Runtime's AVX2 kernels, so the descriptors do not depend on the CPU's VNNI."""
     from facesearch.models.convert.dlib_format import read_dlib_network
     from facesearch.models.convert.dlib_resnet_onnx import build_resnet_onnx
 
     float_model = build_resnet_onnx(read_dlib_network(Path(dat_path)))
-    model = quantise_resnet(float_model, ranges or shipped_ranges())
+    model = quantise_resnet(float_model, ranges or shipped_ranges(), reduce_range=reduce_range)
     try:
         write_atomically(model.SerializeToString(), Path(onnx_path))
     except OSError as exc:

@@ -18,7 +18,9 @@ from facesearch.models.embed.dlib_embedder import DlibEmbedder
 from facesearch.models.embed.info import (
     BUILTIN_KEYS,
     DLIB_RESNET_INT8_KEY,
+    DLIB_RESNET_INT8R_KEY,
     DLIB_RESNET_KEY,
+    INT8_KEYS,
     OnnxModelSpec,
     dlib_resnet_info,
 )
@@ -41,22 +43,29 @@ def _convert_resnet(dat_path: Path, onnx_path: Path) -> Path:
     return convert_resnet(dat_path, onnx_path)
 
 
-def converted_dlib_resnet_int8(cache_dir: Path) -> Path:
+def converted_dlib_resnet_int8(cache_dir: Path, model: str = DLIB_RESNET_INT8_KEY) -> Path:
     """Quantise dlib's ResNet to int8 once (issue 15) and cache it in ``cache_dir`` beside the float one.
 
-    The file name carries the shipped ranges' hash as well as the weights', so a release with new ranges
-    never reuses an int8 model quantised with the old ones.
+    ``model`` :data:`DLIB_RESNET_INT8_KEY` (8-bit weights) or :data:`DLIB_RESNET_INT8R_KEY` (7-bit weights,
+    ``reduce_range``: the same descriptors on every x86 CPU); the model key starts the file name, so both
+    coexist in one models folder. The name carries the shipped ranges' hash as well as the weights', so a
+    release with new ranges never reuses an int8 model quantised with the old ones.
     """
     from facesearch.models.convert.resnet_int8 import convert_resnet_int8, shipped_ranges_sha256
 
-    key = f"{DLIB_RESNET_INT8_KEY}-r{shipped_ranges_sha256()[:8]}"
-    return cached_conversion(cache_dir, DLIB_RESNET, key, convert_resnet_int8)
+    reduce_range = model == DLIB_RESNET_INT8R_KEY
+
+    def convert(dat_path: Path, onnx_path: Path) -> Path:
+        return convert_resnet_int8(dat_path, onnx_path, reduce_range=reduce_range)
+
+    key = f"{model}-r{shipped_ranges_sha256()[:8]}"
+    return cached_conversion(cache_dir, DLIB_RESNET, key, convert)
 
 
 def converted_builtin(cache_dir: Path, model: str = DLIB_RESNET_KEY) -> Path:
     """The converted ONNX file of built-in model ``model`` (one of BUILTIN_KEYS), converting it the first time."""
-    if model == DLIB_RESNET_INT8_KEY:
-        return converted_dlib_resnet_int8(cache_dir)
+    if model in INT8_KEYS:
+        return converted_dlib_resnet_int8(cache_dir, model)
     if model != DLIB_RESNET_KEY:
         raise ModelError(f"unknown built-in model {model!r}: choose {' or '.join(BUILTIN_KEYS)}", code="bad_model")
     return converted_dlib_resnet(cache_dir)
@@ -74,8 +83,9 @@ def create_embedder(
 ) -> Embedder:
     """The embedder for a library: ``onnx``/``dlib`` run dlib's ResNet; ``spec`` a configured ONNX model.
 
-    ``model`` picks the built-in model: dlib's ResNet (float, the reference) or its int8 quantisation
-    (:data:`DLIB_RESNET_INT8_KEY`, issue 15), which only ONNX Runtime on the CPU runs.
+    ``model`` picks the built-in model: dlib's ResNet (float, the reference) or one of its int8 quantisations
+    (:data:`DLIB_RESNET_INT8_KEY`, issue 15; :data:`DLIB_RESNET_INT8R_KEY`, its portable form), which only
+    ONNX Runtime on the CPU runs.
 
     ``device`` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) runs dlib's ResNet with PyTorch there, in
     ``dtype`` (:class:`facesearch.models.embed.torch_embedder.TorchEmbedder`, the optional ``gpu`` extra): the
@@ -83,7 +93,7 @@ def create_embedder(
     """
     if spec is None and model not in BUILTIN_KEYS:
         raise ModelError(f"unknown built-in model {model!r}: choose {' or '.join(BUILTIN_KEYS)}", code="bad_model")
-    if spec is None and model == DLIB_RESNET_INT8_KEY and (backend != "onnx" or runtime_for(device) == TORCH):
+    if spec is None and model in INT8_KEYS and (backend != "onnx" or runtime_for(device) == TORCH):
         raise ModelError(
             f"the int8 model {model} runs only with the 'onnx' embedder on the CPU, not {backend!r} on {device!r}",
             code="bad_embedder",

