@@ -7,6 +7,16 @@ one thread (wall and thread CPU), filtered (10% allowed) at that point, and resi
 Candidates are ``IVF<n>,<codes>`` lists (L2, as store/vectors/refined.py trains them) whose best
 ``k x factor`` hits are re-ranked by inner product on float16 rows, as the engine re-ranks them.
 
+Rotations (issue 15, fourth pass): a candidate may start with a FAISS pre-transform, ``OPQ<m>_128`` (a
+rotation learnt so that PQ's sub-quantisers fit: FAISS trains it for 8-bit sub-quantisers on the raw
+vectors) or ``PCAR128`` (principal axes, then a random rotation that spreads their variance over the
+sub-vectors). Two variants are this bench's own: ``OPQ<m>x4_128`` learns the rotation for the 4-bit
+sub-quantisers the fast-scan codes use, and ``OPQ<m>x4r_128`` learns it on the residuals to the coarse
+lists, which is what ``PQ…fsr`` codes encode (raw vectors and residuals spread differently). The lists are
+trained and searched in the rotated space (a rotation keeps L2 distances, so k-means finds the same lists
+up to its randomness); the ids the index returns are re-ranked on the float16 rows of the original
+vectors, so the rotation only changes which candidates reach the re-rank.
+
     PYTHONPATH=src:. nice -n 5 .venv/bin/python -m bench.scale.codecs --library LIBRARY --size 1000000
 
 Writes bench/out/codecs.json. Real embeddings stay in memory; nothing about real people is written.
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -38,7 +49,25 @@ CANDIDATES = [
     ("IVF{n4},PQ64x4fsr", 16),
     ("IVF{n},PQ64x4fsr", 32),
     ("IVF{n4},PQ64x4fsr", 32),
+    # 9-: rotations before the codes (issue 15, fourth pass), most promising first: run beside index 0
+    ("OPQ64x4_128,IVF{n},PQ64x4fs", 32),  # no residuals: 2.3 ns a code against 4.0, no per-list tables
+    ("OPQ32x4r_128,IVF{n},PQ32x4fsr", 64),  # half the code
+    ("OPQ64x4r_128,IVF{n},PQ64x4fsr", 16),  # today's codes, rotated
+    ("PCAR128,IVF{n},PQ32x4fsr", 64),
+    ("OPQ32x4_128,IVF{n},PQ32x4fs", 64),
+    ("PCAR128,IVF{n},PQ64x4fs", 32),
+    ("OPQ64x4_128,IVF{n},PQ64x4fs", 16),
+    ("OPQ32_128,IVF{n},PQ32x4fsr", 64),  # FAISS's own OPQ (rotation learnt for 8-bit sub-quantisers)
+    ("OPQ64_128,IVF{n},PQ64x4fs", 32),
+    ("OPQ32_128,IVF{n},PQ32x4fsr", 32),
+    ("OPQ32_128,IVF{n},PQ32x4fs", 64),
+    ("OPQ64_128,IVF{n},PQ64x4fsr", 16),
 ]
+# this bench's own OPQ: the rotation learnt for 4-bit sub-quantisers, on raw vectors or (r) on residuals
+_OPQ4 = re.compile(r"^OPQ(\d+)x4(r?)_(\d+),")
+# OPQ's alternating training (a PQ, then the rotation, niter times) on fewer points and rounds than FAISS's
+# defaults (65,536 and 50): at those, FAISS's 8-bit OPQ took ~800 s of CPU here, the 4-bit ~140 s
+OPQ_TRAIN_POINTS, OPQ_NITER = 16_384, 25
 SHARES = [1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2]
 
 
@@ -47,15 +76,41 @@ class Candidate:
 
     def __init__(self, spec: str, factor: int, vectors: np.ndarray) -> None:
         self.spec, self.factor = spec, factor
-        self.index = faiss.index_factory(vectors.shape[1], spec, faiss.METRIC_L2)
+        opq4 = _OPQ4.match(spec)
+        factory = _OPQ4.sub(lambda m: f"OPQ{m.group(1)}_{m.group(3)},", spec)
+        self.index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_L2)
         self.ivf = faiss.extract_index_ivf(self.index)
         rows = np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * self.ivf.nlist), replace=False)
-        self.index.train(np.ascontiguousarray(vectors[np.sort(rows)]))
+        sample = np.ascontiguousarray(vectors[np.sort(rows)])
+        if spec.startswith("OPQ"):
+            opq = faiss.downcast_VectorTransform(faiss.downcast_index(self.index).chain.at(0))
+            opq.niter, opq.max_train_points = OPQ_NITER, OPQ_TRAIN_POINTS
+        if opq4:
+            self._train_opq4(sample, int(opq4.group(1)), residuals=bool(opq4.group(2)))
+        self.index.train(sample)
         for start in range(0, len(vectors), 500_000):
             self.index.add(vectors[start : start + 500_000])
         self.rows = vectors.astype(np.float16)
         self.rabitq = "RaBitQ" in spec
         self.nprobe = 1
+
+    def _train_opq4(self, sample: np.ndarray, m: int, residuals: bool) -> None:
+        """Train the OPQ rotation for ``m`` 4-bit sub-quantisers before the rest of the index; with
+        ``residuals``, on the sample less its nearest coarse centroid, and those centroids (rotated)
+        become the lists, so that the codes' residuals are the ones the rotation was learnt on."""
+        chain = faiss.downcast_index(self.index).chain
+        opq = faiss.downcast_VectorTransform(chain.at(0))
+        self._pq4 = faiss.ProductQuantizer(sample.shape[1], m, 4)  # OPQMatrix.pq is borrowed: keep it alive
+        opq.pq = self._pq4
+        if not residuals:
+            opq.train(sample)  # OPQMatrix.train samples max_train_points of them
+            return
+        kmeans = faiss.Kmeans(sample.shape[1], self.ivf.nlist, niter=10, seed=1234)
+        kmeans.train(sample)
+        _, assign = kmeans.index.search(sample, 1)
+        opq.train(np.ascontiguousarray(sample - kmeans.centroids[assign[:, 0]]))
+        # a trained quantiser holding nlist centroids is kept by IndexIVF.train: the rotated centroids
+        self.ivf.quantizer.add(opq.apply(kmeans.centroids))
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         params = faiss.IVFRaBitQSearchParameters() if self.rabitq else faiss.SearchParametersIVF()
