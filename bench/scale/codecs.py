@@ -28,6 +28,7 @@ import argparse
 import json
 import re
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import faiss
@@ -62,6 +63,10 @@ CANDIDATES = [
     ("OPQ32_128,IVF{n},PQ32x4fsr", 32),
     ("OPQ32_128,IVF{n},PQ32x4fs", 64),
     ("OPQ64_128,IVF{n},PQ64x4fsr", 16),
+    # 21-: the same codes without a rotation (controls for the rows above)
+    ("IVF{n},PQ64x4fs", 16),
+    ("IVF{n},PQ64x4fs", 32),
+    ("IVF{n},PQ32x4fs", 64),
 ]
 # this bench's own OPQ: the rotation learnt for 4-bit sub-quantisers, on raw vectors or (r) on residuals
 _OPQ4 = re.compile(r"^OPQ(\d+)x4(r?)_(\d+),")
@@ -135,6 +140,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     base.add_distractor_arguments(parser)
     parser.add_argument("--only", default="", help="comma-separated indexes into CANDIDATES")
+    parser.add_argument(
+        "--shares",
+        default="",
+        help="comma-separated shares of the lists to probe, e.g. 1/4,5/16,3/8 (default: 1/32 to 1/2, to recall 0.99)",
+    )
+    parser.add_argument(
+        "--all-shares",
+        action="store_true",
+        help="measure every share, filtered too, rather than stopping at recall 0.99 (for equal-nprobe comparisons)",
+    )
     parser.add_argument("--output", type=Path, default=OUT / "codecs.json")
     args = parser.parse_args()
     real = library_faces(args.library)
@@ -147,6 +162,7 @@ def main() -> None:
     truth, truth_filtered = exact_top_k(vectors, rows, queries), exact_top_k(vectors, rows, queries, allowed)
     nlist = 1 << int(round(np.log2(args.size / 1000)))
     picked = [CANDIDATES[int(i)] for i in args.only.split(",")] if args.only else CANDIDATES
+    shares = [float(Fraction(x)) for x in args.shares.split(",")] if args.shares else SHARES
     report: list[dict] = []
     for spec, factor in picked:
         spec = spec.format(n=nlist, n4=4 * nlist)
@@ -160,7 +176,7 @@ def main() -> None:
             "sweep": [],
         }
         print(f"{row['index']}: built in {row['build_s']} s, {row['rss_bytes_per_face']} B/face", flush=True)
-        for share in SHARES:
+        for share in shares:
             cand.nprobe = max(1, int(cand.ivf.nlist * share))
             latencies, found = single_queries(cand, queries)
             recall = base.recall_at_k(found, truth)
@@ -171,15 +187,18 @@ def main() -> None:
                 f"(CPU {step['cpu_p50_ms']:.2f} / {step['cpu_p99_ms']:.2f}), recall@10 {recall:.4f}",
                 flush=True,
             )
-            if recall >= TARGET_RECALL:
+            if recall >= TARGET_RECALL or args.all_shares:
                 latencies, found = single_queries(cand, queries, allowed)
-                row["filtered"] = {**latency_cells(latencies), "recall_at_10": base.recall_at_k(found, truth_filtered)}
+                step["filtered"] = {**latency_cells(latencies), "recall_at_10": base.recall_at_k(found, truth_filtered)}
+                if recall >= TARGET_RECALL and "filtered" not in row:
+                    row["filtered"] = {"nprobe": cand.nprobe, **step["filtered"]}
                 print(
-                    f"  filtered: p50 {row['filtered']['p50_ms']:.2f} ms (CPU {row['filtered']['cpu_p50_ms']:.2f}),"
-                    f" recall@10 {row['filtered']['recall_at_10']:.4f}",
+                    f"  filtered: p50 {step['filtered']['p50_ms']:.2f} ms (CPU {step['filtered']['cpu_p50_ms']:.2f}),"
+                    f" recall@10 {step['filtered']['recall_at_10']:.4f}",
                     flush=True,
                 )
-                break
+                if not args.all_shares:
+                    break
         report.append(row)
         del cand
         args.output.parent.mkdir(parents=True, exist_ok=True)
