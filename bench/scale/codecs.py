@@ -252,7 +252,7 @@ def interleaved(
 ) -> list:
     """Build every candidate first, then measure them in turn at each share, ``rounds`` times: on a shared
     machine whose load drifts, candidates measured minutes apart are not comparable (the same index gave
-    1.54 and 2.61 ms of CPU at nprobe 256 in two runs half an hour apart), candidates measured in one round are."""
+    1.54 and 2.61 ms of CPU at nprobe 256 in two runs ten minutes apart), candidates measured in one round are."""
     built = [build(spec, factor, vectors) for spec, factor in specs]
     for round_ in range(rounds):
         print(f"round {round_ + 1} of {rounds}", flush=True)
