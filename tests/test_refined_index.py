@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 
 from facesearch.config import CONFIG_NAME, LibraryConfig
 from facesearch.errors import LibraryError
 from facesearch.settings import LibrarySpec
-from facesearch.store.vectors.faiss_index import AUTO_IVFPQ, VectorIndex, refined_engine, rows_path
+from facesearch.store.vectors.faiss_index import AUTO_IVFPQ, AUTO_OPQ, VectorIndex, refined_engine, rows_path
 from facesearch.store.vectors.protocol import Compactable, VectorStore
 
 ENGINE = "IVF16,PQ64x4fsr,Refine(SQfp16)"
+ROTATED = "OPQ64,IVF16,PQ64x4fs,Refine(SQfp16)"  # issue 15, fourth pass: what AUTO_OPQ builds
 
 
 def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
@@ -26,14 +28,17 @@ def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_refined_engine_finds_filters_removes_and_reloads(tmp_path) -> None:
+@pytest.mark.parametrize("engine", [ENGINE, ROTATED])
+def test_refined_engine_finds_filters_removes_and_reloads(tmp_path, engine: str) -> None:
     vectors = unit_vectors(2000, seed=1)
     ids = np.arange(100, 2100, dtype=np.int64)
-    index = VectorIndex(128, ENGINE)
+    index = VectorIndex(128, engine)
     index.add(ids[:300], vectors[:300])
     assert index.engine == "Flat"  # 300 < 39 x 16: too few to train on, exact meanwhile
     index.add(ids[300:], vectors[300:])
-    assert index.engine == ENGINE and len(index) == 2000 and isinstance(index, VectorStore)
+    assert index.engine == engine and len(index) == 2000 and isinstance(index, VectorStore)
+    rotation = index._refined.rotation()
+    assert (rotation is None) == (engine == ENGINE)
     assert isinstance(index, Compactable) and index.uncompacted == 0
 
     index.nprobe = 16  # every list: the PQ codes pick candidates, the float16 rows rank them
@@ -67,7 +72,9 @@ def test_refined_engine_finds_filters_removes_and_reloads(tmp_path) -> None:
     with open(rows_path(tmp_path / "i.faiss"), "rb") as f:
         assert not np.isin(ids[:10], np.load(f)).any()
     loaded, meta = VectorIndex.load(tmp_path / "i.faiss")
-    assert meta["engine"] == ENGINE and len(loaded) == 1990
+    assert meta["engine"] == engine and len(loaded) == 1990
+    if rotation is not None:  # the learnt rotation survives compaction and the file
+        assert np.array_equal(loaded._refined.rotation(), rotation)
     loaded.nprobe = 16
     _, again = loaded.search(vectors[10:60], 1)
     assert (again[:, 0] == ids[10:60]).all()
@@ -114,6 +121,10 @@ def test_bad_refined_engines_are_refused_before_any_face() -> None:
     with pytest.raises(LibraryError, match="bad refined engine"):
         VectorIndex(128, "IVF16,PQ48x4fsr,Refine(SQfp16)")  # 48 sub-quantisers do not divide 128 dims
     with pytest.raises(LibraryError, match="bad refined engine"):
+        VectorIndex(128, "OPQ48,IVF16,PQ64x4fs,Refine(SQfp16)")  # nor 48 rotation blocks
+    with pytest.raises(LibraryError, match="bad refined engine"):
+        VectorIndex(128, "PCAR128,IVF16,PQ64x4fs,Refine(SQfp16)")  # only an OPQ rotation is built
+    with pytest.raises(LibraryError, match="bad refined engine"):
         VectorIndex(128, "IVF16,SQ8,Refine(SQfp16)")
 
 
@@ -143,9 +154,46 @@ def test_auto_ivfpq_goes_flat_hnsw_then_refined_and_retrains_as_it_grows(tmp_pat
     assert loaded.requested == AUTO_IVFPQ and loaded.refined_from == 2000 and loaded.trained_at == 8995
 
 
+def test_the_rotation_is_learnt_for_the_codes_and_orthonormal() -> None:
+    """OPQ64 before PQ64x4fs: a rotation (distances kept, so the lists are the same), learnt rather than the
+    identity, whose 4-bit codes of the rotated vectors rank each face's own vector first."""
+    vectors = unit_vectors(3000, seed=7) * np.linspace(3.0, 0.3, 128, dtype=np.float32)  # uneven variance
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(128, ROTATED)
+    index.add(np.arange(1, 3001, dtype=np.int64), vectors)
+    rotation = index._refined.rotation()
+    assert rotation.shape == (128, 128) and np.allclose(rotation @ rotation.T, np.eye(128), atol=1e-4)
+    assert not np.allclose(np.abs(rotation), np.eye(128), atol=0.1)  # learnt: not the identity (or a sign flip)
+    opq = faiss.downcast_VectorTransform(index._refined.index.chain.at(0))
+    assert opq.pq is None  # the borrowed 4-bit quantiser is not left pointed at
+    index.nprobe = 16
+    scores, found = index.search(vectors[:200], 1)
+    assert (found[:, 0] == np.arange(1, 201)).all() and np.allclose(scores[:, 0], 1.0, atol=2e-3)
+
+
+def test_auto_opq_builds_the_rotated_engine_and_auto_ivfpq_keeps_its_own() -> None:
+    vectors = unit_vectors(2100, seed=8)
+    ids = np.arange(1, 2101, dtype=np.int64)
+    index = VectorIndex(128, AUTO_OPQ, auto_threshold=500, refined_from=2000)
+    index.add(ids[:1000], vectors[:1000])
+    assert index.engine == "HNSW32"
+    index.add(ids[1000:], vectors[1000:])
+    assert index.engine == refined_engine(2000, rotated=True) == ROTATED and index.trained_at == 2100
+    assert refined_engine(1_000_000, rotated=True) == "OPQ64,IVF1024,PQ64x4fs,Refine(SQfp16)"
+    assert refined_engine(10_000_000, rotated=True) == "OPQ64,IVF8192,PQ64x4fs,Refine(SQfp16)"
+    scores, found = index.search(vectors[:30], 3)
+    assert (found[:, 0] == ids[:30]).mean() >= 0.95
+    before = VectorIndex(128, AUTO_IVFPQ, auto_threshold=500, refined_from=2000)
+    before.add(ids, vectors)
+    assert before.engine == ENGINE and before._refined.rotation() is None  # created before: unrotated
+
+
 def test_libraries_created_before_keep_their_engine(tmp_path) -> None:
-    """Libraries that wrote "auto" (Flat, then HNSW32) keep it; only new ones get auto-ivfpq."""
-    assert LibrarySpec().new_config().index_engine == AUTO_IVFPQ
+    """Libraries that wrote "auto" (Flat, then HNSW32) or "auto-ivfpq" keep it; only new ones get auto-opq."""
+    assert LibrarySpec().new_config().index_engine == AUTO_OPQ
+    (tmp_path / "ivfpq").mkdir()
+    LibraryConfig(index_engine=AUTO_IVFPQ).save(tmp_path / "ivfpq")
+    assert LibraryConfig.load(tmp_path / "ivfpq").index_engine == AUTO_IVFPQ
     old = VectorIndex(128, "auto", auto_threshold=500, refined_from=1000)
     old.add(np.arange(1, 3001, dtype=np.int64), unit_vectors(3000, seed=4))
     assert old.engine == "HNSW32"  # past refined_from, still the graph it was created with

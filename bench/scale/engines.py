@@ -21,8 +21,10 @@ default: a 10M graph needs ~8 GB and over an hour to build on 2 cores), ``ivf-sq
 or ``IVF<n>,SQfp16``), ``milvus`` (Milvus Lite through facesearch's MilvusIndex; 1M only by default:
 it inserts ~1k rows per request and searches FLAT), ``ivf-pqfs`` (issue 15: the refined fast-scan IVF,
 ``IVF<n>[_HNSW32],PQ64x4fsr,Refine(SQfp16)``, lists for the size as ``auto-ivfpq`` builds them:
-store/vectors/refined.py), and the graphs over compressed codes of ``GRAPHS`` (issue 15, third pass: FAISS
-factory strings such as ``HNSW16,SQ8,Refine(SQfp16)``, swept over efSearch; bench only, not library engines).
+store/vectors/refined.py), ``ivf-opq`` (issue 15, fourth pass: the same lists behind an OPQ rotation, codes
+without residuals, ``OPQ64,IVF<n>,PQ64x4fs,Refine(SQfp16)``, as ``auto-opq`` builds them), and the graphs
+over compressed codes of ``GRAPHS`` (issue 15, third pass: FAISS factory strings such as
+``HNSW16,SQ8,Refine(SQfp16)``, swept over efSearch; bench only, not library engines).
 
 Latency is wall-clock per query and, beside it, the search thread's CPU time: on a shared machine the
 wall clock also counts time the thread waited for a core, the CPU time only what the search cost.
@@ -31,6 +33,7 @@ wall clock also counts time the thread waited for a core, the CPU time only what
     .venv/bin/python -m bench.scale.engines --sizes 100000 --queries 100 # a quick look
     .venv/bin/python -m bench.scale.engines --sizes 10000000 --engines ivf-fp16,ivf-pqfs  # issue 15's run
     .venv/bin/python -m bench.scale.engines --sizes 1000000 --engines hnsw16-sq8,ivf-pqfs,ivf-fp16 --distractors people
+    .venv/bin/python -m bench.scale.engines --sizes 1000000 --engines ivf-pqfs,ivf-opq  # fourth pass
 
 Writes bench/out/scale.json. Real embeddings stay in memory; nothing about real people is written.
 """
@@ -61,7 +64,8 @@ SWEEPS = {
     "hnsw": ("ef_search", [128, 256, 512, 1024, 2048]),
     "ivf-sq8": ("nprobe", [32, 64, 128, 256, 512, 1024, 2048]),
     "ivf-fp16": ("nprobe", [32, 64, 128, 256, 512, 1024, 2048, 4096]),
-    "ivf-pqfs": ("nprobe", [64, 128, 256, 512, 1024, 2048]),
+    "ivf-pqfs": ("nprobe", [64, 128, 256, 320, 384, 512, 1024, 1536, 2048]),
+    "ivf-opq": ("nprobe", [64, 128, 256, 320, 384, 512, 1024, 1536, 2048]),
     "milvus": (None, [0]),  # Milvus Lite searches FLAT (exact): nothing to sweep
 }
 # Issue 15, third pass: graphs over compressed codes, as FAISS factory strings (L2 on unit vectors ranks as inner
@@ -149,6 +153,8 @@ class Engine:
             self.store = VectorIndex(dim, ivf_engine(n, "SQfp16"))
         elif name == "ivf-pqfs":
             self.store = VectorIndex(dim, refined_engine(n))
+        elif name == "ivf-opq":
+            self.store = VectorIndex(dim, refined_engine(n, rotated=True))
         elif name in GRAPHS:
             self.store = GraphStore(dim, *GRAPHS[name])
         elif name == "milvus":

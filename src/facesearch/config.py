@@ -69,9 +69,10 @@ class LibraryConfig:
     model: str = DLIB_RESNET_INT8_KEY
     onnx_model: dict[str, Any] | None = None
     # Issue 15: new libraries go Flat, HNSW32, then fast-scan IVF-PQ re-ranked on float16 rows past 500k faces
-    # (store/vectors/faiss_index.py AUTO_IVFPQ; config sits below the store: not imported). Libraries created
-    # before wrote "auto" (Flat, then HNSW32) into their config and keep it.
-    index_engine: str = "auto-ivfpq"
+    # (store/vectors/faiss_index.py AUTO_OPQ: its codes behind an OPQ rotation, since the fourth pass; config
+    # sits below the store: not imported). Libraries created before wrote "auto" (Flat, then HNSW32) or
+    # "auto-ivfpq" (unrotated codes with residuals) into their config and keep it.
+    index_engine: str = "auto-opq"
     # Embed each face and its mirror image and average them (fixed when the library is created):
     # on lfw-dev 1:N it lifted rank-1 from 0.901 to 0.921 and cut FNIR at FPIR 0.01 from 0.567 to 0.483.
     flip_average: bool = True

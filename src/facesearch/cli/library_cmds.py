@@ -107,10 +107,11 @@ def index(
         str | None,
         typer.Option(
             "--index-engine",
-            help="Only when this command creates the library, with the FAISS store: auto-ivfpq (default: exact, "
-            "HNSW32 past 100k faces, fast-scan IVF-PQ re-ranked on float16 rows past 500k), auto (exact, then "
-            "HNSW32: libraries created before keep it), Flat, HNSW32, IVF4096,PQ64x4fsr,Refine(SQfp16), or a "
-            "compressed IVF such as IVF8192_HNSW32,SQfp16 (docs/benchmarks.md)",
+            help="Only when this command creates the library, with the FAISS store: auto-opq (default: exact, "
+            "HNSW32 past 100k faces, OPQ-rotated fast-scan IVF-PQ re-ranked on float16 rows past 500k), "
+            "auto-ivfpq (the same without the rotation, with residual codes), auto (exact, then HNSW32), Flat, "
+            "HNSW32, OPQ64,IVF4096,PQ64x4fs,Refine(SQfp16), IVF4096,PQ64x4fsr,Refine(SQfp16), or a compressed IVF "
+            "such as IVF8192_HNSW32,SQfp16 (docs/benchmarks.md); libraries created before keep theirs",
         ),
     ] = None,
     detector: Annotated[

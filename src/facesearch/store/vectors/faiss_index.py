@@ -7,13 +7,16 @@ Engines (FAISS, inner product on unit vectors = cosine similarity):
   HNSW cannot delete in place, so removed ids are kept as tombstones, excluded from every search (and
   from :meth:`VectorIndex.ids`) at once, and dropped for good by :meth:`VectorIndex.compact` (rebuild):
   the index is :class:`~facesearch.store.vectors.protocol.Compactable`.
-* ``"auto-ivfpq"`` (the default for new libraries, issue 15): as ``"auto"``, then, from ``REFINED_FROM``
-  faces, the refined fast-scan IVF below with lists for its size (:func:`refined_engine`), retrained with
-  more lists each time the gallery grows 4-fold.
+* ``"auto-opq"`` (the default for new libraries, issue 15's fourth pass): as ``"auto-ivfpq"``, with the
+  rotated refined IVF, ``OPQ64,IVF<n>,PQ64x4fs,Refine(SQfp16)`` (:func:`refined_engine` with
+  ``rotated``): the same recall at x0.58-0.65 of the CPU time at 1M faces (docs/benchmarks.md).
+* ``"auto-ivfpq"`` (the default from issue 15 until its fourth pass; libraries created with it keep it): as
+  ``"auto"``, then, from ``REFINED_FROM`` faces, the refined fast-scan IVF below with lists for its size
+  (:func:`refined_engine`), retrained with more lists each time the gallery grows 4-fold.
 * ``"auto"`` (the default before issue 15; libraries created with it keep it): Flat until
   ``auto_threshold`` faces, then converted to HNSW32 as it grows.
-* ``"IVF<nlist>[_HNSW<M>],PQ<m>x4fsr,Refine(SQfp16)"``: fast-scan PQ lists re-ranked on float16 rows
-  (:mod:`facesearch.store.vectors.refined`): 1.7 ms a query at 1M faces, 10M faces in 3.3 GB (but no faster
+* ``"[OPQ<m>,]IVF<nlist>[_HNSW<M>],PQ<m>x4fs[r],Refine(SQfp16)"``: fast-scan PQ lists re-ranked on float16
+  rows (:mod:`facesearch.store.vectors.refined`): 1.7 ms a query at 1M faces, 10M faces in 3.3 GB (but no faster
   than ``IVF8192_HNSW32,SQfp16`` there at recall 0.99; docs/benchmarks.md). Flat until trained.
 * ``"IVF<nlist>,SQ8"`` (any FAISS IVF factory string, e.g. ``IVF16384_HNSW32,SQ8``): a compressed
   index for galleries that outgrow memory as float32 (10M faces in ~1.4 GB with SQ8 instead of ~8 GB
@@ -50,8 +53,10 @@ from facesearch.store.vectors.refined import (
 log = logging.getLogger(__name__)
 
 AUTO_THRESHOLD = 100_000
-AUTO_IVFPQ = "auto-ivfpq"  # issue 15's default: Flat, HNSW32, then the refined IVF (see refined_engine)
-AUTO_ENGINES = ("auto", AUTO_IVFPQ)
+AUTO_IVFPQ = "auto-ivfpq"  # issue 15: Flat, HNSW32, then the refined IVF (see refined_engine)
+AUTO_OPQ = "auto-opq"  # issue 15, fourth pass, the default: as AUTO_IVFPQ with the rotated refined IVF
+AUTO_REFINED = (AUTO_IVFPQ, AUTO_OPQ)
+AUTO_ENGINES = ("auto", *AUTO_REFINED)
 REFINED_FROM = 500_000  # faces from which AUTO_IVFPQ leaves HNSW32 for the refined IVF (docs/benchmarks.md)
 REFINED_GROWTH = 4  # AUTO_IVFPQ retrains its lists (more of them) each time the gallery grows this much
 IVF_NPROBE = 0  # 0: adaptive_nprobe(nlist)
@@ -106,8 +111,8 @@ class VectorIndex:
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         else:
             raise LibraryError(
-                f"unknown index engine {engine!r}: choose {AUTO_IVFPQ}, auto, Flat, HNSW<M>, IVF<nlist>,SQfp16 "
-                "or IVF<nlist>,PQ64x4fsr,Refine(SQfp16)"
+                f"unknown index engine {engine!r}: choose {AUTO_OPQ}, {AUTO_IVFPQ}, auto, Flat, HNSW<M>, "
+                "IVF<nlist>,SQfp16 or [OPQ64,]IVF<nlist>,PQ64x4fs[r],Refine(SQfp16)"
             )
         self.engine = engine
         return faiss.IndexIDMap2(inner)
@@ -128,12 +133,15 @@ class VectorIndex:
         else:
             self._index.add_with_ids(vectors, ids)
         self.max_id = max(self.max_id, int(ids.max()))
-        if self.requested == AUTO_IVFPQ and len(self) >= max(self.refined_from, REFINED_GROWTH * self.trained_at):
-            self._convert(refined_engine(len(self)))  # straight from Flat too: no graph built to be dropped
+        if self.requested in AUTO_REFINED and len(self) >= max(self.refined_from, REFINED_GROWTH * self.trained_at):
+            # straight from Flat too: no graph built to be dropped
+            self._convert(refined_engine(len(self), rotated=self.requested == AUTO_OPQ))
         elif self.engine == "Flat":
             if self.requested in AUTO_ENGINES and self._index.ntotal >= self.auto_threshold:
                 self._convert("HNSW32")
-            elif is_ivf(self.requested) and self._index.ntotal >= ivf_train_size(self.requested):
+            elif (is_ivf(self.requested) or is_refined(self.requested)) and (
+                self._index.ntotal >= ivf_train_size(self.requested)
+            ):
                 self._convert(self.requested)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -385,18 +393,24 @@ def is_ivf(engine: str) -> bool:
     return engine.startswith("IVF")
 
 
-def refined_engine(n: int) -> str:
-    """The refined IVF that AUTO_IVFPQ builds at n faces: about a thousand faces a list, as a power of two
-    (1024 lists at 1M, as measured), at least 16 and at most 8192 (k-means on 2 cores; 10M faces). The
-    coarse quantiser is flat: a search visits a quarter of the lists, and finding 2048 of 8192 centroids
-    through HNSW took 6.8 ms of one thread against 0.45 ms for scanning them all (docs/benchmarks.md)."""
+def refined_engine(n: int, rotated: bool = False) -> str:
+    """The refined IVF that AUTO_IVFPQ (``rotated``: AUTO_OPQ) builds at n faces: about a thousand faces a
+    list, as a power of two (1024 lists at 1M, as measured), at least 16 and at most 8192 (k-means on 2
+    cores; 10M faces). The coarse quantiser is flat: a search visits a quarter of the lists, and finding
+    2048 of 8192 centroids through HNSW took 6.8 ms of one thread against 0.45 ms for scanning them all.
+    Rotated: an OPQ rotation learnt for the 4-bit codes, which then need no residuals (no look-up table
+    per list): the same recall for x0.58-0.65 of the CPU time at 1M faces (docs/benchmarks.md)."""
     nlist = min(8192, max(16, 1 << int(round(np.log2(max(n, 1) / 1000)))))
+    if rotated:
+        return f"OPQ64,IVF{nlist},PQ64x4fs,Refine(SQfp16)"
     return f"IVF{nlist},PQ64x4fsr,Refine(SQfp16)"
 
 
 def ivf_nlist(engine: str) -> int:
-    """The number of lists an IVF factory string asks for (``IVF16384_HNSW32,SQ8`` -> 16384)."""
-    head = engine.split(",", 1)[0][3:].split("_", 1)[0]
+    """The number of lists an IVF factory string asks for (``IVF16384_HNSW32,SQ8`` -> 16384; a rotation
+    before the lists, ``OPQ64,IVF1024,...``, is skipped)."""
+    lists = engine.split(",", 1)[1] if engine.startswith("OPQ") and "," in engine else engine
+    head = lists.split(",", 1)[0][3:].split("_", 1)[0]
     try:
         nlist = int(head)
     except ValueError as exc:
