@@ -17,6 +17,7 @@ from facesearch.errors import LibraryError
 from facesearch.settings import LibrarySpec
 from facesearch.store.vectors.faiss_index import AUTO_IVFPQ, AUTO_OPQ, VectorIndex, refined_engine, rows_path
 from facesearch.store.vectors.protocol import Compactable, VectorStore
+from facesearch.store.vectors.refined import adaptive_refined_nprobe
 
 ENGINE = "IVF16,PQ64x4fsr,Refine(SQfp16)"
 ROTATED = "OPQ64,IVF16,PQ64x4fs,Refine(SQfp16)"  # issue 15, fourth pass: what AUTO_OPQ builds
@@ -186,6 +187,21 @@ def test_auto_opq_builds_the_rotated_engine_and_auto_ivfpq_keeps_its_own() -> No
     before = VectorIndex(128, AUTO_IVFPQ, auto_threshold=500, refined_from=2000)
     before.add(ids, vectors)
     assert before.engine == ENGINE and before._refined.rotation() is None  # created before: unrotated
+    assert index._refined.rotated and not before._refined.rotated
+
+
+def test_the_rotated_engine_visits_a_falling_share_of_lists_past_1m_faces() -> None:
+    """The probe count per gallery size (issue 15): a quarter of the lists for the unrotated engine at every size;
+    for the rotated one a quarter up to 1024 lists (1M faces), 3/16 at 8192 (10M: 1536 lists, measured), in between
+    a share that falls steadily while the count still grows."""
+    for nlist in (256, 1024, 4096, 8192):
+        assert adaptive_refined_nprobe(nlist) == nlist // 4
+    assert [adaptive_refined_nprobe(n) for n in (8, 16, 64)] == [8, 16, 16]  # at least 16, at most every list
+    assert [adaptive_refined_nprobe(n, rotated=True) for n in (16, 256, 1024)] == [16, 64, 256]
+    assert adaptive_refined_nprobe(8192, rotated=True) == 1536
+    counts = [adaptive_refined_nprobe(1 << p, rotated=True) for p in range(10, 14)]
+    shares = [c / (1 << p) for c, p in zip(counts, range(10, 14), strict=True)]
+    assert counts == sorted(counts) and shares == sorted(shares, reverse=True) and len(set(shares)) == 4
 
 
 def test_libraries_created_before_keep_their_engine(tmp_path) -> None:

@@ -153,7 +153,7 @@ class VectorIndex:
         k = max(1, min(k, max(1, len(self))))
         if self._refined is not None:
             selector = None if allowed is None else id_selector(np.ascontiguousarray(allowed, dtype=np.int64))
-            nprobe = self.nprobe or adaptive_refined_nprobe(self._refined.nlist)
+            nprobe = self.nprobe or adaptive_refined_nprobe(self._refined.nlist, self._refined.rotated)
             return self._refined.search(queries, k, nprobe, selector)
         if allowed is not None and self.engine.startswith("HNSW") and len(allowed) <= EXACT_FILTER_LIMIT:
             return self._exact_among(queries, k, allowed)

@@ -50,6 +50,9 @@ _PATTERN = re.compile(r"^(?:OPQ(\d+),)?IVF(\d+)(_HNSW\d+)?,PQ(\d+)x4fsr?" + re.e
 # OPQ's alternating training (a PQ, then the rotation) on fewer points and rounds than FAISS's defaults
 # (65,536 points, 50 rounds): 16 centroids a sub-quantiser need few points (bench/scale/codecs.py, the same)
 OPQ_TRAIN_POINTS, OPQ_NITER = 16_384, 25
+# The rotated engine visits a quarter of the lists up to this many (1M faces), then a share falling to 3/16 at
+# 8192 lists (10M faces), and 3/16 beyond (adaptive_refined_nprobe)
+ROTATED_FULL_SHARE_UPTO, ROTATED_SHARE_AT_8192 = 1024, 3 / 16
 _NO_SCORE = np.float32(-np.finfo(np.float32).max)  # what FAISS reports where fewer than k were found
 
 
@@ -71,12 +74,22 @@ def check_refined(engine: str, dim: int) -> None:
         raise LibraryError(f"bad refined engine {engine!r}: nlist must be positive and OPQ<m>, PQ<m> divide {dim}")
 
 
-def adaptive_refined_nprobe(nlist: int) -> int:
-    """Lists visited per query: a quarter of them, at least 16. With about a thousand faces a list
-    (:func:`~facesearch.store.vectors.faiss_index.refined_engine`) recall@10 >= 0.99 needed 256 of 1024
-    lists at 1M faces (0.994; 128: 0.978) and 2048 of 8192 at 10M (0.991; 1024: 0.988), on LFW faces plus
-    matched distractors (bench/scale/engines.py, docs/benchmarks.md)."""
-    return int(min(nlist, max(16, nlist // 4)))
+def adaptive_refined_nprobe(nlist: int, rotated: bool = False) -> int:
+    """Lists visited per query, at least 16. With about a thousand faces a list
+    (:func:`~facesearch.store.vectors.faiss_index.refined_engine`) recall@10 >= 0.99 needed a quarter of them:
+    256 of 1024 lists at 1M faces (0.994; 128: 0.978) and 2048 of 8192 at 10M (0.991; 1024: 0.988), on LFW
+    faces plus matched distractors (bench/scale/engines.py, docs/benchmarks.md).
+
+    ``rotated`` (the OPQ engine, issue 15's fourth pass): a quarter up to 1024 lists (1M faces: 0.990 at 256),
+    then a share falling geometrically with the number of lists to 3/16 at 8192 (10M faces: two runs on
+    different distractors gave 0.9917 and 0.9893 at 1024 lists, an eighth, and 0.9920 at 1536 in the second;
+    1536 instead of 2048 is ~x0.75 of the CPU time). Between 1024 and 8192 lists the share is interpolated,
+    not measured."""
+    share = 0.25
+    if rotated and nlist > ROTATED_FULL_SHARE_UPTO:
+        octaves = np.log2(nlist / ROTATED_FULL_SHARE_UPTO) / np.log2(8192 / ROTATED_FULL_SHARE_UPTO)
+        share *= (ROTATED_SHARE_AT_8192 / 0.25) ** min(1.0, octaves)
+    return int(min(nlist, max(16, round(nlist * share))))
 
 
 class RefinedIVF:
@@ -109,6 +122,11 @@ class RefinedIVF:
             _train_rotation(faiss.downcast_VectorTransform(index.chain.at(0)), sample)
         index.train(sample)  # the lists and codebooks, in the rotated space (the trained rotation is kept)
         return cls(index, vectors.shape[1])
+
+    @property
+    def rotated(self) -> bool:
+        """True for the OPQ engine (a rotation before the lists)."""
+        return isinstance(self.index, faiss.IndexPreTransform)
 
     @property
     def nlist(self) -> int:
