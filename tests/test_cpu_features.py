@@ -11,8 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from facesearch import Library
+from facesearch.api import create_app
+from facesearch.governance import add_user
 from facesearch.models import cpu_features
 from facesearch.models.cpu_features import has_vnni, int8_cpu_warning
 from facesearch.models.embed.info import DLIB_RESNET_INT8_KEY, DLIB_RESNET_INT8R_KEY, DLIB_RESNET_KEY
@@ -59,7 +62,8 @@ def test_an_int8_library_on_a_cpu_without_vnni_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
     """An existing dlib_resnet_v1_int8 library (its shipped calibration) on a CPU without VNNI: the warning is in
-    every result's calibration_warning (beside the held-out one, which stays) and in `stats`, JSON and text.
+    every result's calibration_warning (beside the held-out one, which stays) and in `stats`, `doctor` and the API's
+    collection list, JSON and text (doctor still passes: nothing to repair).
     A portable library on the same CPU, and the int8 library on a VNNI CPU, carry no CPU warning."""
     photo = shared_data / "face_recognition_examples" / "by_identity" / "barack_obama" / "obama.jpg"
     folder = tmp_path / "int8"
@@ -79,5 +83,17 @@ def test_an_int8_library_on_a_cpu_without_vnni_says_so(
     stats = json.loads(cli_ok("stats", "--library", str(folder), "--json").stdout)
     assert len(stats["warnings"]) == 1 and "no VNNI" in stats["warnings"][0]
     assert "no VNNI" in " ".join(cli_ok("stats", "--library", str(folder)).stdout.split())
+    doctor = json.loads(cli_ok("doctor", "--library", str(folder), "--json").stdout)
+    assert (
+        doctor["ok"] and len(doctor["warnings"]) == 1 and "no VNNI" in doctor["warnings"][0]
+    )  # a warning, not a failure
+    assert "no VNNI" in " ".join(cli_ok("doctor", "--library", str(folder)).stdout.split())
+    with Library.open(folder) as lib:
+        _, key = add_user(lib.catalog, "admin-1", "admin")
+    with TestClient(create_app(folder, rate_limit_per_minute=0, ingest_workers=1)) as client:
+        listed = client.get("/v1/collections", headers={"X-API-Key": key})
+    assert (
+        listed.status_code == 200 and len(listed.json()["warnings"]) == 1 and "no VNNI" in listed.json()["warnings"][0]
+    )
     with Library.open(tmp_path / "portable", model=DLIB_RESNET_INT8R_KEY) as portable:
         assert portable.stats()["warnings"] == []

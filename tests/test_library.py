@@ -109,7 +109,14 @@ def test_doctor_rebuilds_a_missing_or_corrupt_index(
     fixed = cli_ok("doctor", "--json", "-l", str(folder))
     assert json.loads(fixed.stdout)["repaired"] is True
     with Library.open(folder) as lib:
-        assert lib.doctor(repair=False) == {"ok": True, "problems": [], "repaired": False, "faces": 5, "vectors": 5}
+        assert lib.doctor(repair=False) == {
+            "ok": True,
+            "problems": [],
+            "repaired": False,
+            "faces": 5,
+            "vectors": 5,
+            "warnings": [],
+        }
 
     (folder / "index.faiss").write_bytes(b"\x00" * 100)  # corrupt: opening rebuilds it from the catalog
     with Library.open(folder) as lib:

@@ -240,13 +240,25 @@ class Library:
             "catalog": self.catalog.url,  # a file or a server (never a password)
             "model": asdict(self.model_info),
             "index": self.live_index.describe(),
-            "warnings": [w for w in (int8_cpu_warning(self.model_info.key),) if w],
+            "warnings": self.warnings(),
         }
 
+    def warnings(self) -> list[str]:
+        """What an operator should know about this library on this machine, though nothing is broken: today,
+        an 8-bit int8 model on a CPU whose int8 kernels give other descriptors (models/cpu_features.py)."""
+        return [w for w in (int8_cpu_warning(self.model_info.key),) if w]
+
     def doctor(self, repair: bool = True) -> dict:
-        """Check that the vector index holds exactly the catalog's faces; repair if asked."""
+        """Check that the vector index holds exactly the catalog's faces; repair if asked. ``warnings`` are
+        what no repair can change (:meth:`warnings`): reported, never a failure."""
         problems = self.live_index.check_file()
         if problems and repair:
             self.writer.rebuild_index()
         counts = {"faces": int(self.catalog.face_count()), "vectors": len(self.vector_index)}
-        return {"ok": not problems, "problems": problems, "repaired": bool(problems and repair), **counts}
+        return {
+            "ok": not problems,
+            "problems": problems,
+            "repaired": bool(problems and repair),
+            **counts,
+            "warnings": self.warnings(),
+        }

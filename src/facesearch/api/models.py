@@ -208,6 +208,9 @@ class CollectionList(_Out):
     images: int
     faces: int
     model: str
+    warnings: list[str] = Field(
+        default_factory=list, description="what an operator should know about this library on this server"
+    )
 
 
 class CollectionSettingsIn(BaseModel):

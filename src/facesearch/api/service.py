@@ -134,7 +134,7 @@ def collections(library: Library) -> dict[str, Any]:
     settings = {row.name: dict(row.settings or {}) for row in library.catalog.collections()}
     for item in stats["collections"]:
         item["settings"] = settings.get(item["name"], {})
-    return {**stats, "model": library.model_info.key}
+    return {**stats, "model": library.model_info.key, "warnings": library.warnings()}
 
 
 def create_collection(

@@ -577,6 +577,9 @@ def doctor(
         for problem in report["problems"]:
             console.print(f"[red]problem[/]: {problem}")
         console.print("[green]repaired[/]: index rebuilt from the catalog" if report["repaired"] else "not repaired")
+    if not as_json:
+        for warning in report["warnings"]:
+            console.print(f"[yellow]warning[/]: {warning}")
     if not report["ok"] and not report["repaired"]:
         raise typer.Exit(code=1)
 
