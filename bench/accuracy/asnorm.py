@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.accuracy.probe_views import face_or_centre
+from bench.accuracy.probe_views import d_prime, face_or_centre
 from bench.datasets import OUT, dev_pairs, lfw_images
 from facesearch.eval.halves import half_of
 from facesearch.eval.identify import split_people
@@ -143,12 +143,6 @@ def fnir_at_fpir(hit: np.ndarray, mated_score: np.ndarray, non_mated_score: np.n
     """Share of mated searches whose top candidate is not the mate or is at or below the FPIR threshold."""
     threshold = np.quantile(non_mated_score, 1 - fpir, method="higher")
     return float(np.mean(~hit | (mated_score <= threshold)))
-
-
-def d_prime(scores: np.ndarray, same: np.ndarray) -> float:
-    """Separation of genuine and impostor scores (a continuous figure where accuracy moves by whole pairs)."""
-    g, i = scores[same], scores[~same]
-    return float((g.mean() - i.mean()) / np.sqrt((g.var() + i.var()) / 2))
 
 
 # ---- the measurement -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.accuracy.probe_views import d_prime
 from bench.datasets import OUT, dev_pairs, lfw_images
 from facesearch.eval.halves import HALVES, pairs_by_half
 from facesearch.eval.lfw import Pair
@@ -82,12 +83,6 @@ def embed(model: str, jitters: int, out: Path) -> None:
 
 def unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-
-
-def d_prime(scores: np.ndarray, same: np.ndarray) -> float:
-    """Separation of same- and different-person scores in pooled standard deviations."""
-    g, i = scores[same], scores[~same]
-    return float((g.mean() - i.mean()) / np.sqrt((g.var() + i.var()) / 2))
 
 
 def pair_figures(pairs: list[Pair], vectors: dict[Path, np.ndarray]) -> tuple[float, float, float]:
