@@ -63,6 +63,25 @@ def test_fnmr_at_the_operating_point(table: ScoreTable) -> None:
     assert table.fnmr_at(threshold) == pytest.approx(1 - normal_tail(threshold - 4.0), abs=0.02)
 
 
+def test_fnmr_between_rungs_is_never_lower_than_the_genuine_scores_say() -> None:
+    """A threshold interpolated between two rungs reports the rung above: an upper bound, never the
+    optimistic rung below (the miss rate must not be understated)."""
+    rng = np.random.default_rng(1)
+    genuine = rng.normal(4.0, 1.0, 10_000)
+    table = ScoreTable.from_scores("cosine", rng.normal(0.0, 1.0, 1_000_000), genuine)
+    checked = 0
+    for max_fmr in (2e-2, 7e-3, 2e-3, 7e-4, 2e-4, 7e-5):  # between rungs (20 a decade)
+        threshold = table.threshold_for(max_fmr)
+        if threshold in table.thresholds:
+            continue
+        measured = float(np.mean(genuine < threshold))
+        below = table.fnmr[int(np.searchsorted(table.thresholds, threshold)) - 1]
+        assert below < measured <= table.fnmr_at(threshold), max_fmr
+        checked += 1
+    assert checked >= 4  # interpolated thresholds were really tested
+    assert table.fnmr_at(table.thresholds[3]) == table.fnmr[3]  # on a rung: that rung
+
+
 @pytest.mark.parametrize("bad", [0.0, 1.0, -1e-3, 1e-9])
 def test_unusable_max_fmr_is_refused(table: ScoreTable, bad: float) -> None:
     with pytest.raises(CalibrationError) as info:

@@ -129,8 +129,15 @@ class ScoreTable:
         return self.thresholds[j - 1] + frac * (self.thresholds[j] - self.thresholds[j - 1])
 
     def fnmr_at(self, threshold: float) -> float:
-        """The measured FNMR at a threshold (nearest rung at or below it)."""
-        i = max(0, int(np.searchsorted(self.thresholds, threshold, side="right")) - 1)
+        """The measured FNMR at a threshold: the nearest rung **at or above** it.
+
+        FNMR is measured only at the rungs and grows with the threshold, so the rung above is an upper
+        bound for a threshold between two rungs (``threshold_for`` interpolates one). The rung below,
+        used before, reported a miss rate lower than the one the threshold has (e.g. 0.0299 for 0.0329
+        at FMR 1e-3 on the shipped table): an operator must not be told the system misses less than it
+        does. Past the last rung the last measured FNMR is all there is (``threshold_for`` never goes
+        there)."""
+        i = min(int(np.searchsorted(self.thresholds, threshold, side="left")), len(self.thresholds) - 1)
         return self.fnmr[i]
 
 
