@@ -69,6 +69,7 @@ CANDIDATES = [
     ("IVF{n},PQ64x4fs", 32),
     ("IVF{n},PQ32x4fs", 64),
     ("OPQ32x4_128,IVF{n},PQ32x4fs", 32),  # 24: the rotated half code with today's re-rank depth x 2
+    ("OPQ32x4_128,IVF{n},PQ32x4fs", 128),  # 25: the half code, re-ranked deeper (10M: memory-bound scans)
 ]
 # this bench's own OPQ: the rotation learnt for 4-bit sub-quantisers, on raw vectors or (r) on residuals
 _OPQ4 = re.compile(r"^OPQ(\d+)x4(r?)_(\d+),")
