@@ -87,7 +87,39 @@ def test_refined_engine_finds_filters_removes_and_reloads(tmp_path, engine: str)
     assert (back[:, 0] == ids[:3]).all()
 
 
-def test_a_large_filter_on_the_refined_engine_uses_a_bitmap_and_only_allowed_ids() -> None:
+@pytest.mark.parametrize("engine", [ENGINE, ROTATED, "IVF16,SQfp16"])
+def test_a_tight_filter_is_answered_exactly_not_from_the_lists(monkeypatch, engine: str) -> None:
+    """A small collection's best faces are strangers scattered over lists a probe never visits: up to
+    EXACT_FILTER_LIMIT allowed ids, IVF engines answer exactly among them (as HNSW does), removed and
+    unknown ids left out."""
+    vectors = unit_vectors(3000, seed=7)
+    ids = np.arange(10, 3010, dtype=np.int64)
+    index = VectorIndex(128, engine)
+    index.add(ids, vectors)
+    assert index.engine == engine
+    index.nprobe = 1  # one list of 16: the lists alone would miss most of the allowed faces
+    allowed = np.concatenate([ids[::15], [5, 99_999]])  # 200 held ids and two the index never held
+    index.remove(ids[15 : 16 * 15 : 15])  # 15 of the allowed removed
+    live = np.setdiff1d(ids[::15], ids[15 : 16 * 15 : 15])
+    queries = unit_vectors(40, seed=8)
+    scores, found = index.search(queries, 10, allowed=allowed)
+    sims = queries @ vectors[np.searchsorted(ids, live)].T
+    assert np.isin(found, live).all()  # never a removed, unknown or unallowed id
+    # exact up to float16 rounding, which swaps a few near-ties (SQfp16 stores residuals in float16)
+    assert (found == live[np.argsort(-sims, axis=1)[:, :10]]).mean() >= 0.98
+    assert np.allclose(scores, -np.sort(-sims, axis=1)[:, :10], atol=2e-3)  # float16 rows / SQfp16 codes
+
+    from facesearch.store.vectors import faiss_index
+
+    monkeypatch.setattr(faiss_index, "EXACT_FILTER_LIMIT", 0)  # the lists instead: what this guards against
+    _, listed = index.search(queries, 10, allowed=allowed)
+    assert (listed == found).mean() < 0.5
+
+
+def test_a_large_filter_on_the_refined_engine_uses_a_bitmap_and_only_allowed_ids(monkeypatch) -> None:
+    from facesearch.store.vectors import faiss_index
+
+    monkeypatch.setattr(faiss_index, "EXACT_FILTER_LIMIT", 1_000)  # 6,000 allowed: the lists, not the exact path
     vectors = unit_vectors(12000, seed=5)
     ids = np.arange(3, 12003, dtype=np.int64)
     index = VectorIndex(128, "IVF64,PQ64x4fsr,Refine(SQfp16)")

@@ -151,12 +151,15 @@ class VectorIndex:
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, max(1, len(self))))
+        tight = allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT
         if self._refined is not None:
+            if tight:
+                return self._refined.exact_among(queries, k, allowed)  # type: ignore[arg-type]
             selector = None if allowed is None else id_selector(np.ascontiguousarray(allowed, dtype=np.int64))
             nprobe = self.nprobe or adaptive_refined_nprobe(self._refined.nlist, self._refined.rotated)
             return self._refined.search(queries, k, nprobe, selector)
-        if allowed is not None and self.engine.startswith("HNSW") and len(allowed) <= EXACT_FILTER_LIMIT:
-            return self._exact_among(queries, k, allowed)
+        if tight and (self.engine.startswith("HNSW") or self.ivf):
+            return self._exact_among(queries, k, allowed)  # type: ignore[arg-type]
         params = self._params(allowed)
         with one_thread_for(len(queries)):
             scores, ids = self._index.search(queries, k, params=params)
@@ -324,7 +327,8 @@ class VectorIndex:
         return params
 
     def _exact_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search restricted to a few ids: a graph index loses recall under a tight filter."""
+        """Exact search restricted to a few ids: a graph or an IVF index loses recall under a tight filter (the
+        best allowed faces of a small collection are strangers scattered over the graph or the lists)."""
         present = np.unique(np.asarray(allowed, np.int64))
         if self.tombstones:
             present = present[~np.isin(present, np.fromiter(self.tombstones, dtype=np.int64))]

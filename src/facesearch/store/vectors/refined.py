@@ -189,6 +189,31 @@ class RefinedIVF:
             scores[row, : len(top)], found[row, : len(top)] = sims[top], cand[top]
         return scores, found
 
+    def exact_among(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (inner products, ids) among ``allowed`` only, on the float16 rows: exact, without the lists.
+
+        The lists answer a tight filter badly: the best allowed faces of a small collection are mostly
+        strangers scattered over lists the probe never visits (1M random faces, 1,000 allowed: recall@10
+        0.50 from the lists). Ids not held, or removed, are left out. FAISS scans the allowed rows as float16
+        codes (``QT_fp16``), without a float32 copy: ~x0.35 of numpy's convert-then-multiply at 20,000 rows."""
+        held = self._ids[: self._n]
+        wanted = np.asarray(allowed, np.int64)
+        if len(wanted) > 1 and not (np.diff(wanted) > 0).all():
+            wanted = np.unique(wanted)
+        pos = np.minimum(np.searchsorted(held, wanted), max(self._n - 1, 0))
+        keep = (held[pos] == wanted) & self._live[pos] if self._n else np.zeros(len(wanted), bool)
+        pos, present = pos[keep], wanted[keep]
+        scores = np.full((len(queries), k), _NO_SCORE, np.float32)
+        found = np.full((len(queries), k), -1, np.int64)
+        if len(present) == 0:
+            return scores, found
+        scan = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        scan.add_sa_codes(np.ascontiguousarray(self._rows[pos]).view(np.uint8))
+        sims, rows = scan.search(np.ascontiguousarray(queries, np.float32), min(k, len(present)))
+        n = rows.shape[1]
+        scores[:, :n], found[:, :n] = sims, present[rows]
+        return scores, found
+
     def remove(self, ids: np.ndarray) -> int:
         """Zero the float16 rows and leave the ids out of every later result, at once; how many were held."""
         held = self._ids[: self._n]
