@@ -156,7 +156,9 @@ class VectorIndex:
             if tight:
                 return self._refined.exact_among(queries, k, allowed)  # type: ignore[arg-type]
             selector = None if allowed is None else id_selector(np.ascontiguousarray(allowed, dtype=np.int64))
-            nprobe = self.nprobe or adaptive_refined_nprobe(self._refined.nlist, self._refined.rotated)
+            nprobe = self.nprobe or adaptive_refined_nprobe(
+                self._refined.nlist, self._refined.rotated, filtered=allowed is not None
+            )
             return self._refined.search(queries, k, nprobe, selector)
         if tight and (self.engine.startswith("HNSW") or self.ivf):
             return self._exact_among(queries, k, allowed)  # type: ignore[arg-type]
