@@ -104,6 +104,13 @@ def test_same_answers_as_faiss_flat_with_and_without_filters(lite: MilvusSetting
         _, found = milvus.search(queries, 10, allowed=some)
         assert np.isin(found[found >= 0], some).all()
 
+        # Opted-out faces: one "not in" exclusion, alone or with a collection; never in any answer.
+        excluded = np.concatenate([ids[:10], ids[1::50], [99_999]])  # each probe's own face, and one unknown id
+        assert_same_answers(milvus, faiss, queries, 10, excluded=excluded)
+        _, found = milvus.search(queries, 10, excluded=excluded)
+        assert not np.isin(found, excluded).any() and (found[:10, 0] != ids[:10]).all()
+        assert_same_answers(milvus, faiss, queries, 10, allowed=one, excluded=excluded)
+
         # Fewer allowed faces than k: the rest is -1, as FAISS pads.
         assert_same_answers(milvus, faiss, queries, 10, allowed=ids[:4])
         scores, empty = milvus.search(queries, 5, allowed=np.zeros(0, np.int64))

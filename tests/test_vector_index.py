@@ -55,6 +55,36 @@ def test_filter_returns_only_allowed_ids(engine: str) -> None:
     assert own[0, 0] == 1
 
 
+@pytest.mark.parametrize(
+    "engine",
+    ["Flat", "HNSW32", "IVF16,SQfp16", "IVF16,PQ64x4fsr,Refine(SQfp16)", "OPQ64,IVF16,PQ64x4fs,Refine(SQfp16)"],
+)
+def test_excluded_ids_never_come_back_without_listing_the_rest(engine: str, monkeypatch) -> None:
+    """Opted-out people's faces are excluded as such (not by an "allowed" list of every other id): never
+    returned, alone, with a collection filter (tight or not) or with removed faces; the rest ranks as before."""
+    vectors = unit_vectors(3000, seed=11)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    index = VectorIndex(128, engine)
+    index.add(ids, vectors)
+    assert index.engine == engine
+    queries = vectors[:20]
+    _, before = index.search(queries, 10)
+    assert (before[:, 0] == ids[:20]).all()  # each probe finds its own face first
+    excluded = np.concatenate([ids[:20:2], [77_777]])  # half the probes' own faces, and an id never held
+    _, found = index.search(queries, 10, excluded=excluded)
+    assert not np.isin(found, excluded).any()
+    assert (found[1::2, 0] == ids[1:20:2]).all()  # the others still find themselves first
+    index.remove(ids[1:20:2][:3])  # removed faces stay gone alongside the exclusions
+    _, found = index.search(queries, 10, excluded=excluded)
+    assert not np.isin(found, np.concatenate([excluded, ids[1:20:2][:3]])).any()
+    from facesearch.store.vectors import faiss_index
+
+    monkeypatch.setattr(faiss_index, "EXACT_FILTER_LIMIT", 100)
+    for allowed in (ids[:1500], ids[:40]):  # a large filter (the lists) and a tight one (exact)
+        _, found = index.search(queries, 10, allowed=allowed, excluded=excluded)
+        assert np.isin(found[found >= 0], allowed).all() and not np.isin(found, excluded).any()
+
+
 def test_hnsw_compaction_drops_removed_vectors() -> None:
     vectors = unit_vectors(500, seed=2)
     ids = np.arange(1, 501, dtype=np.int64)

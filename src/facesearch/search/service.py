@@ -147,7 +147,7 @@ class SearchService:
         faces = read.faces
         self.index.refresh(repair=False)  # another process saved a newer index: answer from it
         index = self.index.current
-        allowed = without_opted_out(self.optouts, allowed, index)
+        allowed, excluded = without_opted_out(self.optouts, allowed)
         normalizer = self.scoring.normalizer
         kind = normalizer.kind if normalizer else "cosine"  # issue 16: "snorm" or "snorm_cos" by the library
         self.scoring.operating_point(kind, max_fmr)  # a bad max_fmr is refused before the vector search
@@ -158,10 +158,15 @@ class SearchService:
             scores = np.zeros((len(faces), 0), np.float32)
         else:
             depth = max(top_k, RERANK_DEPTH) if normalizer else top_k
-            scores, ids = index.search(queries, depth, allowed=allowed)
+            scores, ids = index.search(queries, depth, allowed=allowed, excluded=excluded)
         ids = np.where(blocked[:, None], -1, ids)  # an opted-out person's probe face: nobody is shown
         rows = self.catalog.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
-        gallery_size = len(index) if allowed is None else int(len(allowed))
+        # the faces this search could return: the collection's, or the gallery less the opted-out faces
+        gallery_size = (
+            int(len(allowed))
+            if allowed is not None
+            else max(0, len(index) - (0 if excluded is None else len(excluded)))
+        )
         point, source = self.scoring.search_point(kind, max_fmr, max_fpir, gallery_size)
         results: list[ProbeFace] = []
         for face_obj, face_scores, face_ids in zip(faces, scores, ids, strict=True):

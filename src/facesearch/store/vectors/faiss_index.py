@@ -41,7 +41,7 @@ import numpy as np
 
 from facesearch.errors import LibraryError
 from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, adaptive_ef_search
-from facesearch.store.vectors.protocol import checked_batch
+from facesearch.store.vectors.protocol import checked_batch, without_excluded
 from facesearch.store.vectors.refined import (
     ROWS_SUFFIX,
     RefinedIVF,
@@ -144,25 +144,32 @@ class VectorIndex:
             ):
                 self._convert(self.requested)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, excluded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (similarities, ids) per query; ids are -1 where fewer than k exist.
 
-        ``allowed`` restricts the search to those ids (a collection filter); tombstones are never returned.
+        ``allowed`` restricts the search to those ids (a collection filter); ``excluded`` ids (opted-out
+        people's faces) and tombstones are never returned.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, max(1, len(self))))
+        allowed, excluded = without_excluded(allowed, excluded)
         tight = allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT
         if self._refined is not None:
             if tight:
                 return self._refined.exact_among(queries, k, allowed)  # type: ignore[arg-type]
-            selector = None if allowed is None else id_selector(np.ascontiguousarray(allowed, dtype=np.int64))
+            if allowed is not None:
+                selector = id_selector(allowed)
+            else:
+                selector = None if excluded is None else not_selector(excluded)
             nprobe = self.nprobe or adaptive_refined_nprobe(
                 self._refined.nlist, self._refined.rotated, filtered=allowed is not None
             )
             return self._refined.search(queries, k, nprobe, selector)
         if tight and (self.engine.startswith("HNSW") or self.ivf):
             return self._exact_among(queries, k, allowed)  # type: ignore[arg-type]
-        params = self._params(allowed)
+        params = self._params(allowed, excluded)
         with one_thread_for(len(queries)):
             scores, ids = self._index.search(queries, k, params=params)
         return scores, ids
@@ -295,17 +302,16 @@ class VectorIndex:
         """Which of ``ids`` are not tombstones (a boolean mask)."""
         return ~np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones)))
 
-    def _params(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
+    def _params(self, allowed: np.ndarray | None, excluded: np.ndarray | None = None) -> faiss.SearchParameters | None:
         selector = None
         if allowed is not None:
             allowed = np.ascontiguousarray(allowed, dtype=np.int64)
             if self.tombstones:
                 allowed = allowed[~np.isin(allowed, np.fromiter(self.tombstones, dtype=np.int64))]
             selector = id_selector(allowed)
-        elif self.tombstones:
-            dead = faiss.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
-            selector = faiss.IDSelectorNot(dead)
-            selector.keep_alive = dead  # the Not selector does not own its operand
+        elif self.tombstones or excluded is not None:
+            dead = np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones))
+            selector = not_selector(dead if excluded is None else np.concatenate([dead, excluded]))
         if self.engine.startswith("HNSW"):
             params = faiss.SearchParametersHNSW()
             params.efSearch = self.ef_search or adaptive_ef_search(int(self._index.ntotal))
@@ -480,6 +486,14 @@ def _ivf_ids(index: faiss.Index) -> np.ndarray:
         if size:
             parts.append(faiss.rev_swig_ptr(lists.get_ids(number), size).copy())
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def not_selector(excluded: np.ndarray) -> faiss.IDSelector:
+    """A FAISS selector for every id but these (a hash set of the few excluded ids: tombstones, opt-outs)."""
+    dead = faiss.IDSelectorBatch(np.ascontiguousarray(excluded, dtype=np.int64))
+    selector = faiss.IDSelectorNot(dead)
+    selector.keep_alive = dead  # the Not selector does not own its operand
+    return selector
 
 
 def id_selector(allowed: np.ndarray) -> faiss.IDSelector:

@@ -51,7 +51,7 @@ import numpy as np
 
 from facesearch.errors import LibraryError
 from facesearch.store.vectors.hnsw import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, adaptive_ef_search
-from facesearch.store.vectors.protocol import checked_batch
+from facesearch.store.vectors.protocol import checked_batch, without_excluded
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -198,16 +198,21 @@ class MilvusIndex:
             self.client.insert(self.settings.collection, rows)
         self._count += len(ids)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (similarities, ids) per query, ids -1 where fewer than k exist; only ``allowed`` ids if given."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, excluded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (similarities, ids) per query, ids -1 where fewer than k exist; only ``allowed`` ids if given,
+        never ``excluded`` ones (one ``not in`` filter: a few opted-out people's faces)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = min(MAX_LIMIT, max(1, min(k, max(1, len(self)))))
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         found = np.full((len(queries), k), -1, dtype=np.int64)
+        allowed, excluded = without_excluded(allowed, excluded)
         if self.index_type is None or (allowed is not None and len(allowed) == 0):
             return scores, found
         if allowed is None:
-            hits = self._search(queries, k, None, filtered=False)
+            expr = None if excluded is None else f"{ID_FIELD} not in {np.unique(excluded).tolist()}"
+            hits = self._search(queries, k, expr, filtered=False)
         else:
             allowed = np.asarray(allowed, dtype=np.int64)
             cid = self.collections.whole_collection(allowed) if self.collections is not None else None

@@ -44,8 +44,12 @@ class VectorStore(Protocol):
         """Store vectors under their face ids (see :func:`checked_batch`)."""
         ...
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (similarities, ids) per query, ids -1 where fewer exist; only ``allowed`` ids if given."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, excluded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (similarities, ids) per query, ids -1 where fewer exist; only ``allowed`` ids if given, never
+        ``excluded`` ones (a few: opted-out people's faces). Exclusions are their own argument so that a
+        gallery of millions with one opt-out is not searched through an "allowed" list of millions of ids."""
         ...
 
     def remove(self, ids: np.ndarray) -> int:
@@ -86,3 +90,19 @@ def checked_batch(ids: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[np.nd
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         raise LibraryError(f"vectors of dimension {vectors.shape[-1]} cannot go into a {dim}-d index")
     return ids, vectors
+
+
+def without_excluded(
+    allowed: np.ndarray | None, excluded: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``allowed`` less ``excluded`` when both are given (then nothing is left to exclude); else each as is
+    (``excluded`` as int64, None when empty). A collection's ids less a few opted-out ones: O(n), no sort."""
+    if excluded is not None:
+        excluded = np.ascontiguousarray(excluded, dtype=np.int64)
+        if len(excluded) == 0:
+            excluded = None
+    if allowed is not None:
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        if excluded is not None:
+            allowed, excluded = allowed[~np.isin(allowed, excluded)], None
+    return allowed, excluded
