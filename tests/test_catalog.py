@@ -147,7 +147,9 @@ def test_add_images_falls_back_to_one_by_one_when_another_writer_races_it(
     catalog: Catalog, catalog_target: str | Path
 ) -> None:
     """Another process stores the same bytes between the batch's duplicate check and its insert: the
-    batch's transaction fails on the unique constraint and is stored image by image instead."""
+    batch's transaction fails on the unique constraint and is stored image by image instead. (The other
+    writer runs just before the batch's first write: on SQLite that is the id reservation, which holds the
+    write lock from then on.)"""
     from sqlalchemy import event
 
     model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
@@ -155,7 +157,8 @@ def test_add_images_falls_back_to_one_by_one_when_another_writer_races_it(
     raced: list[int] = []
 
     def store_first_elsewhere(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        if not raced and statement.lstrip().upper().startswith("INSERT INTO IMAGES"):
+        first_write = ("INSERT INTO IMAGES", "INSERT OR IGNORE INTO ID_HIGH_WATER")
+        if not raced and statement.lstrip().upper().startswith(first_write):
             raced.append(other.add_image(collection, model, new_image(11, source="/elsewhere/11.jpg"), [])[0])
 
     event.listen(catalog.engine, "before_cursor_execute", store_first_elsewhere)
@@ -185,6 +188,56 @@ def test_image_and_face_ids_go_past_32_bits(catalog: Catalog) -> None:
     np.testing.assert_array_equal(catalog.embeddings_of(np.asarray([face_id])), [face.embedding])
     assert catalog.faces_by_ids([face_id])[face_id].image.id == image_id
     assert catalog.all_face_ids().dtype == np.int64
+
+
+def test_an_erased_photos_ids_are_never_given_to_another(catalog: Catalog) -> None:
+    """SQLite numbered a new row as the largest id plus one: erasing the newest photo handed its image and
+    face ids to the next photo, and whatever named them (audit log, a case's evidence, an alert) then showed
+    somebody else. Both insert paths, one photo and a batch, on each database."""
+    model, collection = catalog.ensure_model(MODEL), catalog.collection_id("c")
+    catalog.add_image(collection, model, new_image(1), new_faces(1))
+    erased_image, erased_faces = catalog.add_image(collection, model, new_image(2), new_faces(2))
+    with catalog.session() as s, s.begin():
+        Deletion(s).images([erased_image])
+    image, faces = catalog.add_image(collection, model, new_image(3), new_faces(2))
+    assert image > erased_image and min(faces) > max(erased_faces)
+    with catalog.session() as s, s.begin():
+        Deletion(s).images([image])
+    stored = catalog.add_images(collection, model, [(new_image(4), new_faces(1)), (new_image(5), new_faces(2))])
+    batch_images = [entry[0] for entry in stored if entry]
+    batch_faces = [f for entry in stored if entry for f in entry[1]]
+    assert min(batch_images) > image and min(batch_faces) > max(faces)
+    assert batch_faces == sorted(batch_faces) and len(set(batch_faces)) == 3
+
+
+def test_two_writers_on_one_sqlite_file_never_share_an_id(tmp_path: Path) -> None:
+    """The reservation is one UPDATE ... RETURNING in the writer's transaction: two processes' writers (two
+    catalogs here, on threads) interleaving stores and erasures get disjoint ids."""
+    import threading
+
+    first = Catalog(tmp_path / "catalog.db")
+    second = Catalog(tmp_path / "catalog.db")
+    model, collection = first.ensure_model(MODEL), first.collection_id("c")
+    given: list[int] = []
+    lock = threading.Lock()
+
+    def write(catalog: Catalog, start: int) -> None:
+        for n in range(start, start + 15):
+            image, faces = catalog.add_image(collection, model, new_image(n), new_faces(2))
+            with lock:
+                given.extend(faces)
+            if n % 4 == 0:
+                with catalog.session() as s, s.begin():
+                    Deletion(s).images([image])
+
+    threads = [threading.Thread(target=write, args=(c, start)) for c, start in ((first, 100), (second, 200))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(given) == 60 and len(set(given)) == 60  # every face id handed out once, erased ones included
+    first.close()
+    second.close()
 
 
 def test_iter_embeddings_pages_in_id_order(catalog: Catalog) -> None:

@@ -51,7 +51,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # the first) costs one read and no import of Alembic (~0.3 s, in every CLI run and ingest worker).
 # tests/test_catalog_migrations.py checks it against the scripts; if it were stale, opens would
 # only take the slower path, which asks Alembic.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 VERSION_TABLE = "alembic_version"  # Alembic's default name
 # pg_advisory_xact_lock key held while a catalog is migrated ("fsmigrat" in ASCII): any constant
 # works as long as nothing else in the database uses it.

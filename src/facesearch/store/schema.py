@@ -108,3 +108,18 @@ class RejectionRow(Base):
     code: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(String(2000))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdHighWaterRow(Base):
+    """The highest image and face id ever given out, per table (SQLite only; migration 0008).
+
+    SQLite gives a new row the largest id in the table plus one, so erasing the newest photo handed its
+    image and face ids to the next photo stored: an audit entry, a case's evidence or an alert that named
+    the erased face then showed somebody else's (measured: erase the newest photo, store another, same ids).
+    ``Catalog`` takes ids above this mark instead (:func:`facesearch.store.ids.reserve_ids`); PostgreSQL's
+    sequences never reuse one, so its rows stay unused there.
+    """
+
+    __tablename__ = "id_high_water"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    high: Mapped[int] = mapped_column(ID64)

@@ -1,0 +1,35 @@
+"""Image and face ids that are never given out twice, on SQLite too.
+
+Face ids are the vectors' ids and are named by the audit log, cases, alerts and people; image ids by
+the same. SQLite's rowid is the table's largest id plus one, so after the newest photo was erased the
+next photo got its ids back, and everything that named the erased faces pointed at somebody else's.
+:func:`reserve_ids` moves a per-table high-water mark (``id_high_water``) past the ids it hands out, in the
+writer's own transaction: one ``UPDATE ... RETURNING`` that takes SQLite's write lock first, so two
+writers never get the same range. PostgreSQL's sequences never reuse an id: there it returns None and
+the database numbers the rows as before.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+#: the tables whose ids are reserved, and their id column's table
+TABLES = ("images", "faces")
+
+
+def reserve_ids(session: Session, table: str, count: int) -> int | None:
+    """The first of ``count`` new ids for ``table`` (the rest follow it), or None on PostgreSQL."""
+    if table not in TABLES:
+        raise ValueError(f"ids are reserved only for {TABLES}, not {table!r}")
+    if session.get_bind().dialect.name != "sqlite" or count <= 0:
+        return None
+    session.execute(text("INSERT OR IGNORE INTO id_high_water (name, high) VALUES (:name, 0)"), {"name": table})
+    high = session.execute(
+        text(
+            f"UPDATE id_high_water SET high = max(high, (SELECT coalesce(max(id), 0) FROM {table})) + :count "  # noqa: S608 - table from TABLES
+            "WHERE name = :name RETURNING high"
+        ),
+        {"name": table, "count": count},
+    ).scalar_one()
+    return int(high) - count + 1
