@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.exc import DBAPIError
 
 from facesearch.governance import add_user, authenticate, list_users
@@ -208,6 +208,24 @@ def test_an_erased_photos_ids_are_never_given_to_another(catalog: Catalog) -> No
     batch_faces = [f for entry in stored if entry for f in entry[1]]
     assert min(batch_images) > image and min(batch_faces) > max(faces)
     assert batch_faces == sorted(batch_faces) and len(set(batch_faces)) == 3
+
+
+def test_a_deleted_persons_id_is_never_given_to_another(catalog: Catalog) -> None:
+    """Persons (issue 14) are named in URLs and the audit log; an emptied person is deleted, and SQLite gave
+    its id to the next person made. New persons take ids above the high-water mark too, on each database."""
+    from facesearch.governance.audit import AuditLog
+    from facesearch.people.grouping import new_persons
+    from facesearch.store.people_schema import PersonRow
+
+    seq = AuditLog(catalog).append("people_cluster", "test").seq
+    with catalog.session() as s, s.begin():
+        made = new_persons(s, [0, 1, 2], seq)
+    newest = max(made.values())
+    with catalog.session() as s, s.begin():
+        s.execute(delete(PersonRow).where(PersonRow.id == newest))
+    with catalog.session() as s, s.begin():
+        again = new_persons(s, [7], seq)
+    assert again[7] > newest and sorted(made.values()) == list(range(min(made.values()), newest + 1))
 
 
 def test_two_writers_on_one_sqlite_file_never_share_an_id(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from facesearch.store.people_schema import (
     PersonMarkRow,
     PersonRow,
     drop_empty_persons,
+    number_persons,
 )
 from facesearch.store.schema import utcnow
 
@@ -96,6 +97,7 @@ def new_persons(session: Session, labels: Sequence[int], audit_seq: int) -> dict
     """A new person for each label (one bulk INSERT: a first clustering creates one per face that links to none)."""
     stamp = utcnow()
     persons = [PersonRow(audit_seq=audit_seq, created_at=stamp, updated_at=stamp, hidden=False) for _ in labels]
+    number_persons(session, persons)
     session.add_all(persons)
     session.flush()
     return {int(label): person.id for label, person in zip(labels, persons, strict=True)}

@@ -1,4 +1,4 @@
-"""Image and face ids that are never given out twice, on SQLite too.
+"""Image, face and person ids that are never given out twice, on SQLite too.
 
 Face ids are the vectors' ids and are named by the audit log, cases, alerts and people; image ids by
 the same. SQLite's rowid is the table's largest id plus one, so after the newest photo was erased the
@@ -14,8 +14,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-#: the tables whose ids are reserved, and their id column's table
-TABLES = ("images", "faces")
+#: the tables whose ids are reserved: what the audit log, cases, alerts, URLs and people name
+TABLES = ("images", "faces", "persons")
 
 
 def reserve_ids(session: Session, table: str, count: int) -> int | None:
