@@ -327,6 +327,24 @@ def his_faces(lib: Library) -> set[int]:
     return {i for i, (path, _) in faces_by_path(lib).items() if SEEN_PERSON in path or path.endswith("turned.jpg")}
 
 
+def test_a_running_server_sees_a_new_optout_made_after_the_newest_was_withdrawn(
+    seen: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """Two handles on one library (a server, and the CLI beside it). Other processes notice opt-outs by the
+    table's (count, largest id); SQLite gave a withdrawn newest opt-out's id to the next one, so after
+    "withdraw A, opt out B" the server still matched A and not B: B stayed searchable there."""
+    root = copy_library(seen, tmp_path / "lib")
+    first, second = lfw_photo(shared_data, SEEN_OTHERS[0], 1), lfw_photo(shared_data, SEEN_OTHERS[1], 1)
+    with Library.open(root) as server, Library.open(root) as cli:
+        a, b = server.optouts.embed(first)[0], server.optouts.embed(second)[0]
+        withdrawn = cli.optouts.add(first, actor="admin").optout_ids[0]
+        assert server.optouts.is_opted_out(np.stack([a, b])).tolist() == [True, False]  # the server caches it
+        cli.optouts.remove_optout(withdrawn, actor="admin")
+        added = cli.optouts.add(second, actor="admin").optout_ids[0]
+        assert server.optouts.is_opted_out(np.stack([a, b])).tolist() == [False, True]
+        assert added > withdrawn
+
+
 def test_an_optout_removes_every_face_search_would_call_a_match_exif_rotated_copies_too(
     seen: Path, shared_data: Path, tmp_path: Path
 ) -> None:

@@ -53,6 +53,7 @@ from facesearch.models.template import mean_template
 from facesearch.store.catalog import Catalog
 from facesearch.store.deletion import Removed, checkpoint
 from facesearch.store.governance_schema import OptOutRow
+from facesearch.store.ids import reserve_ids
 from facesearch.store.schema import FaceRow, ImageRow, utcnow
 from facesearch.store.writer import LibraryWriter
 
@@ -283,6 +284,9 @@ class OptOutRegistry:
                 )
                 for embedding, digest in embedded
             ]
+            first = reserve_ids(s, "optouts", len(rows))  # never a withdrawn opt-out's id (store/ids.py)
+            for offset, row in enumerate(rows):
+                row.id = None if first is None else first + offset
             s.add_all(rows)
             s.flush()
             removed = deletion.faces(matches)

@@ -1,4 +1,4 @@
-"""Image, face and person ids that are never given out twice, on SQLite too.
+"""Image, face, person and opt-out ids that are never given out twice, on SQLite too.
 
 Face ids are the vectors' ids and are named by the audit log, cases, alerts and people; image ids by
 the same. SQLite's rowid is the table's largest id plus one, so after the newest photo was erased the
@@ -7,6 +7,10 @@ next photo got its ids back, and everything that named the erased faces pointed 
 writer's own transaction: one ``UPDATE ... RETURNING`` that takes SQLite's write lock first, so two
 writers never get the same range. PostgreSQL's sequences never reuse an id: there it returns None and
 the database numbers the rows as before.
+
+Opt-outs too: other processes notice a new opt-out by the table's (count, largest id), so a withdrawn newest
+opt-out followed by a new one (same count, same id on SQLite) left a running server matching the withdrawn
+person and not the new one.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 #: the tables whose ids are reserved: what the audit log, cases, alerts, URLs and people name
-TABLES = ("images", "faces", "persons")
+TABLES = ("images", "faces", "persons", "optouts")
 
 
 def reserve_ids(session: Session, table: str, count: int) -> int | None:
