@@ -53,7 +53,7 @@ from facesearch.models.template import mean_template
 from facesearch.store.catalog import Catalog
 from facesearch.store.deletion import Removed, checkpoint
 from facesearch.store.governance_schema import OptOutRow
-from facesearch.store.ids import reserve_ids
+from facesearch.store.ids import number_rows
 from facesearch.store.schema import FaceRow, ImageRow, utcnow
 from facesearch.store.writer import LibraryWriter
 
@@ -284,9 +284,7 @@ class OptOutRegistry:
                 )
                 for embedding, digest in embedded
             ]
-            first = reserve_ids(s, "optouts", len(rows))  # never a withdrawn opt-out's id (store/ids.py)
-            for offset, row in enumerate(rows):
-                row.id = None if first is None else first + offset
+            number_rows(s, "optouts", rows)  # never a withdrawn opt-out's id (store/ids.py)
             s.add_all(rows)
             s.flush()
             removed = deletion.faces(matches)

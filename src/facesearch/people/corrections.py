@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from facesearch.errors import FaceSearchError
+from facesearch.store.ids import number_rows
 from facesearch.store.people_schema import (
     APART,
     AUTO,
@@ -27,7 +28,6 @@ from facesearch.store.people_schema import (
     PersonMarkRow,
     PersonRow,
     drop_empty_persons,
-    number_persons,
 )
 from facesearch.store.schema import utcnow
 
@@ -139,7 +139,7 @@ def split(session: Session, person_id: int, face_ids: Iterable[int], seq: int, a
     row, faces, _ = check_split(session, person_id, face_ids)
     stamp = utcnow()
     new = PersonRow(audit_seq=seq, created_at=stamp, updated_at=stamp, hidden=False)
-    number_persons(session, [new])
+    number_rows(session, "persons", [new])  # never a deleted person's id
     session.add(new)
     session.flush()
     session.execute(update(PersonFaceRow).where(PersonFaceRow.face_id.in_(faces)).values(person_id=new.id, how=MANUAL))
@@ -157,7 +157,7 @@ def not_person(session: Session, face_id: int, seq: int, actor: str) -> tuple[in
     old = person_row(session, link.person_id)
     stamp = utcnow()
     new = PersonRow(audit_seq=seq, created_at=stamp, updated_at=stamp, hidden=False)
-    number_persons(session, [new])
+    number_rows(session, "persons", [new])  # never a deleted person's id
     session.add(new)
     session.flush()
     link.person_id, link.how = new.id, AUTO

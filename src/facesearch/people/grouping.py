@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from facesearch.people.clustering import MAX_FMR, NEW, cluster, place
 from facesearch.people.faces import Assignment, current, eligible
 from facesearch.search.exclusions import OptOuts
+from facesearch.store.ids import number_rows
 from facesearch.store.people_schema import (
     APART,
     AUTO,
@@ -43,7 +44,6 @@ from facesearch.store.people_schema import (
     PersonMarkRow,
     PersonRow,
     drop_empty_persons,
-    number_persons,
 )
 from facesearch.store.schema import utcnow
 
@@ -97,7 +97,7 @@ def new_persons(session: Session, labels: Sequence[int], audit_seq: int) -> dict
     """A new person for each label (one bulk INSERT: a first clustering creates one per face that links to none)."""
     stamp = utcnow()
     persons = [PersonRow(audit_seq=audit_seq, created_at=stamp, updated_at=stamp, hidden=False) for _ in labels]
-    number_persons(session, persons)
+    number_rows(session, "persons", persons)  # never a deleted person's id
     session.add_all(persons)
     session.flush()
     return {int(label): person.id for label, person in zip(labels, persons, strict=True)}

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 from facesearch.errors import LibraryError
 from facesearch.models.embed.info import ModelInfo
 from facesearch.store.database import CatalogLocation, create_catalog_engine, locate
-from facesearch.store.ids import reserve_ids
+from facesearch.store.ids import number_rows, number_values
 from facesearch.store.migrate import upgrade_to_head
 from facesearch.store.schema import CollectionRow, FaceRow, ImageRow, ModelRow, RejectionRow
 
@@ -160,12 +160,8 @@ class Catalog:
         row.audit_seq = audit_seq
         try:
             with self.session() as s, s.begin():
-                first_image = reserve_ids(s, "images", 1)  # SQLite: never an erased photo's ids (store/ids.py)
-                if first_image is not None:
-                    row.id = first_image
-                    first_face = reserve_ids(s, "faces", len(row.faces)) or 0
-                    for offset, face_row in enumerate(row.faces):
-                        face_row.id = first_face + offset
+                number_rows(s, "images", [row])  # SQLite: never an erased photo's ids (store/ids.py)
+                number_rows(s, "faces", row.faces)
                 s.add(row)
                 s.execute(
                     delete(RejectionRow).where(
@@ -220,7 +216,7 @@ class Catalog:
                     )
                     for p in todo
                 ]
-                _number(image_values, reserve_ids(s, "images", len(image_values)))  # SQLite: store/ids.py
+                number_values(s, "images", image_values)  # SQLite: store/ids.py
                 image_ids = list(
                     s.scalars(insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True), image_values)
                 )
@@ -229,7 +225,7 @@ class Catalog:
                     for image_id, p in zip(image_ids, todo, strict=True)
                     for face in batch[p][1]
                 ]
-                _number(face_values, reserve_ids(s, "faces", len(face_values)))
+                number_values(s, "faces", face_values)
                 face_ids = (
                     list(s.scalars(insert(FaceRow).returning(FaceRow.id, sort_by_parameter_order=True), face_values))
                     if face_values
@@ -381,10 +377,3 @@ class Catalog:
             "rejected": rejected,
             "collections": [{"name": n, "images": int(i), "faces": int(f)} for n, i, f in per_collection],
         }
-
-
-def _number(values: list[dict], first: int | None) -> None:
-    """Give rows of a bulk insert the ids reserved for them (None: the database numbers them)."""
-    if first is not None:
-        for offset, row in enumerate(values):
-            row["id"] = first + offset

@@ -15,6 +15,9 @@ person and not the new one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -37,3 +40,19 @@ def reserve_ids(session: Session, table: str, count: int) -> int | None:
         {"name": table, "count": count},
     ).scalar_one()
     return int(high) - count + 1
+
+
+def number_rows(session: Session, table: str, rows: Sequence[Any]) -> None:
+    """Give new ORM rows of ``table`` reserved ids, in order (on PostgreSQL the database numbers them)."""
+    first = reserve_ids(session, table, len(rows))
+    if first is not None:
+        for offset, row in enumerate(rows):
+            row.id = first + offset
+
+
+def number_values(session: Session, table: str, values: list[dict]) -> None:
+    """The same for the value dicts of a bulk ``INSERT``."""
+    first = reserve_ids(session, table, len(values))
+    if first is not None:
+        for offset, row in enumerate(values):
+            row["id"] = first + offset

@@ -21,7 +21,6 @@ from datetime import datetime
 from sqlalchemy import Float, Index, String, Table, delete, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from facesearch.store.ids import reserve_ids
 from facesearch.store.schema import ID64, Base, utcnow
 
 AUTO, MANUAL = "auto", "manual"
@@ -92,11 +91,3 @@ def forget_faces(session: Session, face_ids: Iterable[int]) -> None:
         session.execute(delete(PersonMarkRow).where(PersonMarkRow.face_id.in_(chunk)))
     if ids:
         drop_empty_persons(session)
-
-
-def number_persons(session: Session, persons: list[PersonRow]) -> None:
-    """Give new persons ids never held before (SQLite reused a deleted newest person's: store/ids.py)."""
-    first = reserve_ids(session, "persons", len(persons))
-    if first is not None:
-        for offset, person in enumerate(persons):
-            person.id = first + offset

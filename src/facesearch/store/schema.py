@@ -111,7 +111,7 @@ class RejectionRow(Base):
 
 
 class IdHighWaterRow(Base):
-    """The highest image and face id ever given out, per table (SQLite only; migration 0008).
+    """The highest id ever given out, per table (images, faces, persons, opt-outs; SQLite only; migration 0008).
 
     SQLite gives a new row the largest id in the table plus one, so erasing the newest photo handed its
     image and face ids to the next photo stored: an audit entry, a case's evidence or an alert that named

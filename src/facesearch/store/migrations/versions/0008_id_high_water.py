@@ -1,4 +1,4 @@
-"""Ids never given out twice: the highest image and face id handed out, per table.
+"""Ids never given out twice: the highest image, face, person and opt-out id handed out, per table.
 
 Revision ID: 0008
 Revises: 0007
